@@ -1,0 +1,210 @@
+// Package bolt is the embedded, single-node token store, kept in one bbolt
+// file. Every write is an fsync'd bbolt transaction, so a token acknowledged
+// to a caller survives a crash of the process.
+package bolt
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"time"
+
+	bbolt "go.etcd.io/bbolt"
+
+	"github.com/tokengate/caddy-tokengate/internal/store"
+)
+
+var (
+	tokensBucket = []byte("tokens")      // id -> JSON record
+	hashesBucket = []byte("token_hashes") // secret hash -> id
+)
+
+// Store is a store.Store backed by a bbolt file.
+type Store struct {
+	db *bbolt.DB
+}
+
+// Open opens (creating if needed) the bbolt file at path. bbolt holds an
+// exclusive lock on the file; a second Open of the same file in another
+// process waits up to lockTimeout and then fails rather than hang.
+func Open(path string, lockTimeout time.Duration) (*Store, error) {
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return nil, fmt.Errorf("creating directory for %s: %v", path, err)
+	}
+	db, err := bbolt.Open(path, 0o600, &bbolt.Options{Timeout: lockTimeout})
+	if err != nil {
+		return nil, fmt.Errorf("opening bolt store %s: %v", path, err)
+	}
+	err = db.Update(func(tx *bbolt.Tx) error {
+		for _, b := range [][]byte{tokensBucket, hashesBucket} {
+			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		db.Close()
+		return nil, fmt.Errorf("initialising bolt store %s: %v", path, err)
+	}
+	return &Store{db: db}, nil
+}
+
+// Path returns the file backing the store.
+func (s *Store) Path() string { return s.db.Path() }
+
+func (s *Store) Create(_ context.Context, t *store.Token) error {
+	return s.db.Update(func(tx *bbolt.Tx) error { return create(tx, t) })
+}
+
+func create(tx *bbolt.Tx, t *store.Token) error {
+	tokens, hashes := tx.Bucket(tokensBucket), tx.Bucket(hashesBucket)
+	if tokens.Get([]byte(t.ID)) != nil || hashes.Get(t.Hash) != nil {
+		return store.ErrConflict
+	}
+	if err := put(tokens, t); err != nil {
+		return err
+	}
+	return hashes.Put(t.Hash, []byte(t.ID))
+}
+
+func (s *Store) Get(_ context.Context, id string) (*store.Token, error) {
+	var t *store.Token
+	err := s.db.View(func(tx *bbolt.Tx) error {
+		var err error
+		t, err = get(tx.Bucket(tokensBucket), id)
+		return err
+	})
+	return t, err
+}
+
+func (s *Store) GetByHash(_ context.Context, hash []byte) (*store.Token, error) {
+	var t *store.Token
+	err := s.db.View(func(tx *bbolt.Tx) error {
+		id := tx.Bucket(hashesBucket).Get(hash)
+		if id == nil {
+			return store.ErrNotFound
+		}
+		var err error
+		t, err = get(tx.Bucket(tokensBucket), string(id))
+		return err
+	})
+	return t, err
+}
+
+func (s *Store) List(_ context.Context, f store.Filter) ([]*store.Token, error) {
+	var out []*store.Token
+	err := s.db.View(func(tx *bbolt.Tx) error {
+		return tx.Bucket(tokensBucket).ForEach(func(_, v []byte) error {
+			t := new(store.Token)
+			if err := json.Unmarshal(v, t); err != nil {
+				return fmt.Errorf("decoding token record: %v", err)
+			}
+			if f.Matches(t) {
+				out = append(out, t)
+			}
+			return nil
+		})
+	})
+	slices.SortStableFunc(out, func(a, b *store.Token) int { return a.CreatedAt.Compare(b.CreatedAt) })
+	return out, err
+}
+
+func (s *Store) Update(_ context.Context, id string, change func(*store.Token) error) (*store.Token, error) {
+	var t *store.Token
+	err := s.db.Update(func(tx *bbolt.Tx) error {
+		var err error
+		t, err = update(tx.Bucket(tokensBucket), id, change)
+		return err
+	})
+	return t, err
+}
+
+func (s *Store) Rotate(_ context.Context, oldID string, next *store.Token, change func(*store.Token) error) (*store.Token, error) {
+	var old *store.Token
+	err := s.db.Update(func(tx *bbolt.Tx) error {
+		var err error
+		if old, err = update(tx.Bucket(tokensBucket), oldID, change); err != nil {
+			return err
+		}
+		return create(tx, next)
+	})
+	return old, err
+}
+
+func (s *Store) ConsumeUse(_ context.Context, id string, u store.Usage) (*store.Token, error) {
+	var t *store.Token
+	// bbolt runs one write transaction at a time, which is what makes the
+	// check-and-increment below atomic.
+	err := s.db.Update(func(tx *bbolt.Tx) error {
+		var err error
+		t, err = update(tx.Bucket(tokensBucket), id, func(t *store.Token) error {
+			if t.MaxUses > 0 && t.Uses >= t.MaxUses {
+				return store.ErrUsesExhausted
+			}
+			t.Uses++
+			store.ApplyUsage(t, u)
+			return nil
+		})
+		return err
+	})
+	return t, err
+}
+
+func (s *Store) RecordUsage(_ context.Context, batch []store.Usage) error {
+	if len(batch) == 0 {
+		return nil
+	}
+	return s.db.Update(func(tx *bbolt.Tx) error {
+		tokens := tx.Bucket(tokensBucket)
+		for _, u := range batch {
+			_, err := update(tokens, u.TokenID, func(t *store.Token) error {
+				store.ApplyUsage(t, u)
+				return nil
+			})
+			if err != nil && err != store.ErrNotFound {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+func (s *Store) Close() error { return s.db.Close() }
+
+func get(b *bbolt.Bucket, id string) (*store.Token, error) {
+	v := b.Get([]byte(id))
+	if v == nil {
+		return nil, store.ErrNotFound
+	}
+	t := new(store.Token)
+	if err := json.Unmarshal(v, t); err != nil {
+		return nil, fmt.Errorf("decoding token %s: %v", id, err)
+	}
+	return t, nil
+}
+
+func update(b *bbolt.Bucket, id string, change func(*store.Token) error) (*store.Token, error) {
+	t, err := get(b, id)
+	if err != nil {
+		return nil, err
+	}
+	if err := change(t); err != nil {
+		return nil, err
+	}
+	t.Version++
+	return t, put(b, t)
+}
+
+func put(b *bbolt.Bucket, t *store.Token) error {
+	v, err := json.Marshal(t)
+	if err != nil {
+		return fmt.Errorf("encoding token %s: %v", t.ID, err)
+	}
+	return b.Put([]byte(t.ID), v)
+}
+
+var _ store.Store = (*Store)(nil)

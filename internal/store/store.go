@@ -1,0 +1,148 @@
+// Package store defines what tokengate keeps about tokens and the interface
+// every storage backend implements. Backends live in sub-packages (bolt,
+// postgres) and all pass the conformance suite in storetest.
+//
+// A store never sees a secret: tokens are keyed by the hash of their secret
+// and by their public id.
+package store
+
+import (
+	"context"
+	"errors"
+	"slices"
+	"time"
+)
+
+// Errors every backend returns for the same situations, so callers can map
+// them to HTTP statuses without knowing the backend.
+var (
+	ErrNotFound      = errors.New("not found")
+	ErrConflict      = errors.New("already exists")
+	ErrUsesExhausted = errors.New("token has no uses left")
+)
+
+// Token is the stored record of one API token.
+type Token struct {
+	ID           string    `json:"id"`
+	Hash         []byte    `json:"hash"`
+	Owner        string    `json:"owner"`
+	Purpose      string    `json:"purpose"`
+	Scopes       []string  `json:"scopes"`
+	Services     []string  `json:"services"`
+	CIDRs        []string  `json:"cidrs,omitempty"`
+	NotBefore    time.Time `json:"not_before"`
+	ExpiresAt    time.Time `json:"expires_at"`
+	MaxUses      int64     `json:"max_uses"`
+	Uses         int64     `json:"uses"`
+	CreatedAt    time.Time `json:"created_at"`
+	CreatedBy    string    `json:"created_by"`
+	ApprovedBy   string    `json:"approved_by,omitempty"`
+	RotatedFrom  string    `json:"rotated_from,omitempty"`
+	RotatedTo    string    `json:"rotated_to,omitempty"`
+	GraceUntil   time.Time `json:"grace_until,omitzero"`
+	RevokedAt    time.Time `json:"revoked_at,omitzero"`
+	RevokedBy    string    `json:"revoked_by,omitempty"`
+	RevokeReason string    `json:"revoke_reason,omitempty"`
+	LastUsedAt   time.Time `json:"last_used_at,omitzero"`
+	LastUsedIP   string    `json:"last_used_ip,omitempty"`
+	// UsedScopes lists the scopes that calls have actually exercised, for
+	// the privilege-creep report.
+	UsedScopes []string `json:"used_scopes,omitempty"`
+	// Version grows with every change to the record. Decision caches key
+	// on it, so a changed token can never hit a decision made before.
+	Version uint64 `json:"version"`
+}
+
+// Clone returns a deep copy, so callers can hand records around without
+// sharing slices.
+func (t *Token) Clone() *Token {
+	c := *t
+	c.Hash = slices.Clone(t.Hash)
+	c.Scopes = slices.Clone(t.Scopes)
+	c.Services = slices.Clone(t.Services)
+	c.CIDRs = slices.Clone(t.CIDRs)
+	c.UsedScopes = slices.Clone(t.UsedScopes)
+	return &c
+}
+
+// Usage is one observed use of a token, recorded off the request path.
+type Usage struct {
+	TokenID string
+	At      time.Time
+	IP      string
+	Scope   string
+}
+
+// Filter narrows List. Empty fields match everything.
+type Filter struct {
+	Owner   string
+	Service string
+}
+
+// Matches reports whether t passes the filter. Backends that cannot filter
+// natively use it after loading.
+func (f Filter) Matches(t *Token) bool {
+	if f.Owner != "" && t.Owner != f.Owner {
+		return false
+	}
+	if f.Service != "" && !slices.Contains(t.Services, f.Service) {
+		return false
+	}
+	return true
+}
+
+// Store is implemented by every backend. All methods are safe for concurrent
+// use. Methods that change a record bump its Version.
+type Store interface {
+	// Create adds a new token. ErrConflict when its id or hash exists.
+	Create(ctx context.Context, t *Token) error
+	// Get returns the token with the given public id, or ErrNotFound.
+	Get(ctx context.Context, id string) (*Token, error)
+	// GetByHash returns the token whose secret hashes to hash, or
+	// ErrNotFound. This is the only way the data plane finds a token.
+	GetByHash(ctx context.Context, hash []byte) (*Token, error)
+	// List returns the tokens matching f, ordered by creation time.
+	List(ctx context.Context, f Filter) ([]*Token, error)
+	// Update applies change to the token atomically (no other update can
+	// interleave) and stores the result. If change returns an error,
+	// nothing is stored and that error is returned.
+	Update(ctx context.Context, id string, change func(*Token) error) (*Token, error)
+	// Rotate atomically creates next and applies change to the token it
+	// replaces, so a crash never leaves one without the other.
+	Rotate(ctx context.Context, oldID string, next *Token, change func(old *Token) error) (*Token, error)
+	// ConsumeUse spends one use of a use-limited token. It returns
+	// ErrUsesExhausted, without changing anything, when none is left. Two
+	// concurrent calls never both spend the last use.
+	ConsumeUse(ctx context.Context, id string, u Usage) (*Token, error)
+	// RecordUsage stores observations of unlimited tokens in one batch:
+	// last use time and address, and the scope exercised. Unknown ids are
+	// skipped.
+	RecordUsage(ctx context.Context, batch []Usage) error
+	// Close releases the backend's resources.
+	Close() error
+}
+
+// ApplyUsage folds a usage observation into t. Backends share it so they
+// agree on what "last used" means when batches arrive out of order.
+func ApplyUsage(t *Token, u Usage) {
+	if u.At.After(t.LastUsedAt) {
+		t.LastUsedAt = u.At
+		t.LastUsedIP = u.IP
+	}
+	if u.Scope != "" && !slices.Contains(t.UsedScopes, u.Scope) {
+		t.UsedScopes = append(t.UsedScopes, u.Scope)
+		slices.Sort(t.UsedScopes)
+	}
+}
+
+// Notifier is implemented by backends that several gateway nodes share.
+// Each node keeps in-memory caches of tokens and decisions; the notifier
+// tells it when another node changed a token, so that a revoke or rotate on
+// one node takes effect on all of them.
+type Notifier interface {
+	// Watch blocks until ctx is done. It calls changed with a token id
+	// after any node changes that token, and reset whenever notifications
+	// may have been missed (a lost connection), after which the caller
+	// must drop everything it cached.
+	Watch(ctx context.Context, changed func(tokenID string), reset func())
+}

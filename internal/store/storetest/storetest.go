@@ -1,0 +1,356 @@
+// Package storetest is the conformance suite every store backend must pass.
+// A backend's own test calls Run with a function that returns a fresh,
+// empty store.
+package storetest
+
+import (
+	"context"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/tokengate/caddy-tokengate/internal/store"
+	"github.com/tokengate/caddy-tokengate/internal/token"
+)
+
+// Backend opens stores for the suite.
+type Backend struct {
+	// New returns a fresh, empty store; the suite closes it.
+	New func(t *testing.T) store.Store
+	// Reopen closes s and opens the same underlying data again, to prove
+	// that writes are durable. Nil skips the durability test.
+	Reopen func(t *testing.T, s store.Store) store.Store
+}
+
+// Run runs the whole suite.
+func Run(t *testing.T, b Backend) {
+	tests := map[string]func(*testing.T, store.Store){
+		"CreateAndGet":              testCreateAndGet,
+		"CreateConflicts":           testCreateConflicts,
+		"NotFound":                  testNotFound,
+		"ListFiltersAndOrders":      testList,
+		"UpdateBumpsVersion":        testUpdate,
+		"UpdateErrorChangesNothing": testUpdateError,
+		"RotateIsAtomic":            testRotate,
+		"ConsumeUseIsAtomic":        testConsumeUseAtomic,
+		"ConsumeUseUnlimited":       testConsumeUseUnlimited,
+		"RecordUsage":               testRecordUsage,
+		"ReturnedRecordsAreCopies":  testCopies,
+	}
+	for name, fn := range tests {
+		t.Run(name, func(t *testing.T) {
+			s := b.New(t)
+			defer s.Close()
+			fn(t, s)
+		})
+	}
+	if b.Reopen != nil {
+		t.Run("Durable", func(t *testing.T) {
+			s := b.New(t)
+			tok := NewToken("alice")
+			mustCreate(t, s, tok)
+			if _, err := s.ConsumeUse(context.Background(), tok.ID, store.Usage{TokenID: tok.ID, At: time.Now()}); err != nil {
+				t.Fatal(err)
+			}
+			s = b.Reopen(t, s)
+			defer s.Close()
+			got, err := s.GetByHash(context.Background(), tok.Hash)
+			if err != nil {
+				t.Fatalf("token lost after reopen: %v", err)
+			}
+			if got.Uses != 1 {
+				t.Fatalf("uses after reopen = %d, want 1", got.Uses)
+			}
+		})
+	}
+}
+
+// NewToken returns a valid record with a fresh id and hash.
+func NewToken(owner string) *store.Token {
+	now := time.Now().UTC().Truncate(time.Microsecond)
+	sum := sha256.Sum256([]byte(token.NewSecret()))
+	return &store.Token{
+		ID:        token.NewID(),
+		Hash:      sum[:],
+		Owner:     owner,
+		Purpose:   "conformance test",
+		Scopes:    []string{"billing:read"},
+		Services:  []string{"billing"},
+		CIDRs:     []string{"10.0.0.0/8"},
+		NotBefore: now,
+		ExpiresAt: now.Add(time.Hour),
+		CreatedAt: now,
+		CreatedBy: "test",
+	}
+}
+
+func mustCreate(t *testing.T, s store.Store, tok *store.Token) {
+	t.Helper()
+	if err := s.Create(context.Background(), tok); err != nil {
+		t.Fatalf("create: %v", err)
+	}
+}
+
+func testCreateAndGet(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	tok := NewToken("alice")
+	tok.MaxUses = 3
+	mustCreate(t, s, tok)
+	for name, get := range map[string]func() (*store.Token, error){
+		"by id":   func() (*store.Token, error) { return s.Get(ctx, tok.ID) },
+		"by hash": func() (*store.Token, error) { return s.GetByHash(ctx, tok.Hash) },
+	} {
+		got, err := get()
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		if got.ID != tok.ID || got.Owner != "alice" || got.Purpose != tok.Purpose ||
+			fmt.Sprint(got.Scopes) != fmt.Sprint(tok.Scopes) || fmt.Sprint(got.CIDRs) != fmt.Sprint(tok.CIDRs) ||
+			!got.ExpiresAt.Equal(tok.ExpiresAt) || !got.NotBefore.Equal(tok.NotBefore) || got.MaxUses != 3 {
+			t.Fatalf("%s: got %+v, want %+v", name, got, tok)
+		}
+	}
+}
+
+func testCreateConflicts(t *testing.T, s store.Store) {
+	tok := NewToken("alice")
+	mustCreate(t, s, tok)
+	sameID := NewToken("bob")
+	sameID.ID = tok.ID
+	if err := s.Create(context.Background(), sameID); !errors.Is(err, store.ErrConflict) {
+		t.Fatalf("same id: err = %v, want ErrConflict", err)
+	}
+	sameHash := NewToken("bob")
+	sameHash.Hash = tok.Hash
+	if err := s.Create(context.Background(), sameHash); !errors.Is(err, store.ErrConflict) {
+		t.Fatalf("same hash: err = %v, want ErrConflict", err)
+	}
+	if _, err := s.Get(context.Background(), sameHash.ID); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("rejected token was stored: %v", err)
+	}
+}
+
+func testNotFound(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	missing := NewToken("nobody")
+	if _, err := s.Get(ctx, missing.ID); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("Get: %v", err)
+	}
+	if _, err := s.GetByHash(ctx, missing.Hash); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("GetByHash: %v", err)
+	}
+	if _, err := s.Update(ctx, missing.ID, func(*store.Token) error { return nil }); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("Update: %v", err)
+	}
+	if _, err := s.ConsumeUse(ctx, missing.ID, store.Usage{}); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("ConsumeUse: %v", err)
+	}
+	if _, err := s.Rotate(ctx, missing.ID, NewToken("x"), func(*store.Token) error { return nil }); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("Rotate: %v", err)
+	}
+}
+
+func testList(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	base := time.Now().UTC().Truncate(time.Microsecond)
+	var ids []string
+	for i, owner := range []string{"carol", "alice", "bob", "alice"} {
+		tok := NewToken(owner)
+		tok.CreatedAt = base.Add(time.Duration(i) * time.Second)
+		if i == 3 {
+			tok.Services = []string{"search"}
+		}
+		mustCreate(t, s, tok)
+		ids = append(ids, tok.ID)
+	}
+	all, err := s.List(ctx, store.Filter{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(all) != 4 {
+		t.Fatalf("listed %d tokens, want 4", len(all))
+	}
+	for i, tok := range all {
+		if tok.ID != ids[i] {
+			t.Fatalf("list not ordered by creation: position %d is %s, want %s", i, tok.ID, ids[i])
+		}
+	}
+	alice, _ := s.List(ctx, store.Filter{Owner: "alice"})
+	if len(alice) != 2 {
+		t.Fatalf("owner filter: %d tokens, want 2", len(alice))
+	}
+	search, _ := s.List(ctx, store.Filter{Owner: "alice", Service: "search"})
+	if len(search) != 1 || search[0].ID != ids[3] {
+		t.Fatalf("owner+service filter: got %d tokens", len(search))
+	}
+}
+
+func testUpdate(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	tok := NewToken("alice")
+	mustCreate(t, s, tok)
+	before, _ := s.Get(ctx, tok.ID)
+	at := time.Now().UTC().Truncate(time.Microsecond)
+	updated, err := s.Update(ctx, tok.ID, func(t *store.Token) error {
+		t.RevokedAt, t.RevokedBy, t.RevokeReason = at, "security", "leaked"
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if updated.Version <= before.Version {
+		t.Fatalf("version %d did not grow from %d", updated.Version, before.Version)
+	}
+	got, _ := s.GetByHash(ctx, tok.Hash)
+	if !got.RevokedAt.Equal(at) || got.RevokeReason != "leaked" || got.Version != updated.Version {
+		t.Fatalf("update not stored: %+v", got)
+	}
+}
+
+func testUpdateError(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	tok := NewToken("alice")
+	mustCreate(t, s, tok)
+	before, _ := s.Get(ctx, tok.ID)
+	boom := errors.New("refused")
+	_, err := s.Update(ctx, tok.ID, func(t *store.Token) error {
+		t.Owner = "mallory"
+		return boom
+	})
+	if !errors.Is(err, boom) {
+		t.Fatalf("err = %v, want the change's error", err)
+	}
+	after, _ := s.Get(ctx, tok.ID)
+	if after.Owner != "alice" || after.Version != before.Version {
+		t.Fatalf("failed update was stored: %+v", after)
+	}
+}
+
+func testRotate(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	old := NewToken("alice")
+	mustCreate(t, s, old)
+	grace := time.Now().UTC().Add(time.Minute).Truncate(time.Microsecond)
+
+	// A successor whose hash collides must leave the old token untouched.
+	clash := NewToken("alice")
+	clash.Hash = old.Hash
+	if _, err := s.Rotate(ctx, old.ID, clash, func(o *store.Token) error { o.GraceUntil = grace; return nil }); err == nil {
+		t.Fatal("rotate with a clashing successor succeeded")
+	}
+	if got, _ := s.Get(ctx, old.ID); !got.GraceUntil.IsZero() {
+		t.Fatal("failed rotate changed the old token")
+	}
+
+	next := NewToken("alice")
+	next.RotatedFrom = old.ID
+	updated, err := s.Rotate(ctx, old.ID, next, func(o *store.Token) error {
+		o.GraceUntil, o.RotatedTo = grace, next.ID
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !updated.GraceUntil.Equal(grace) || updated.RotatedTo != next.ID {
+		t.Fatalf("old token after rotate: %+v", updated)
+	}
+	got, err := s.GetByHash(ctx, next.Hash)
+	if err != nil || got.RotatedFrom != old.ID {
+		t.Fatalf("successor: %+v, %v", got, err)
+	}
+	if stillOld, err := s.GetByHash(ctx, old.Hash); err != nil || stillOld.ID != old.ID {
+		t.Fatalf("old secret no longer resolves during grace: %v", err)
+	}
+}
+
+func testConsumeUseAtomic(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	for _, limit := range []int64{1, 3} {
+		tok := NewToken("alice")
+		tok.MaxUses = limit
+		mustCreate(t, s, tok)
+		var wg sync.WaitGroup
+		var granted, exhausted atomic.Int64
+		for i := 0; i < 50; i++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				_, err := s.ConsumeUse(ctx, tok.ID, store.Usage{TokenID: tok.ID, At: time.Now(), IP: "10.0.0.1"})
+				switch {
+				case err == nil:
+					granted.Add(1)
+				case errors.Is(err, store.ErrUsesExhausted):
+					exhausted.Add(1)
+				default:
+					t.Errorf("ConsumeUse: %v", err)
+				}
+			}()
+		}
+		wg.Wait()
+		if granted.Load() != limit || exhausted.Load() != 50-limit {
+			t.Fatalf("limit %d: %d granted, %d exhausted", limit, granted.Load(), exhausted.Load())
+		}
+		got, _ := s.Get(ctx, tok.ID)
+		if got.Uses != limit || got.LastUsedIP != "10.0.0.1" {
+			t.Fatalf("limit %d: stored uses %d, last ip %q", limit, got.Uses, got.LastUsedIP)
+		}
+	}
+}
+
+func testConsumeUseUnlimited(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	tok := NewToken("alice")
+	mustCreate(t, s, tok)
+	for i := 0; i < 5; i++ {
+		if _, err := s.ConsumeUse(ctx, tok.ID, store.Usage{TokenID: tok.ID, At: time.Now()}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got, _ := s.Get(ctx, tok.ID); got.Uses != 5 {
+		t.Fatalf("uses = %d, want 5", got.Uses)
+	}
+}
+
+func testRecordUsage(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	tok := NewToken("alice")
+	tok.Scopes = []string{"billing:read", "billing:write"}
+	mustCreate(t, s, tok)
+	early := time.Now().UTC().Truncate(time.Microsecond)
+	late := early.Add(time.Second)
+	err := s.RecordUsage(ctx, []store.Usage{
+		{TokenID: tok.ID, At: late, IP: "10.0.0.2", Scope: "billing:read"},
+		{TokenID: tok.ID, At: early, IP: "10.0.0.1", Scope: "billing:read"}, // arrives late, must not win
+		{TokenID: "tok_doesnotexist", At: late, IP: "10.9.9.9"},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, _ := s.Get(ctx, tok.ID)
+	if !got.LastUsedAt.Equal(late) || got.LastUsedIP != "10.0.0.2" {
+		t.Fatalf("last used = %v from %q", got.LastUsedAt, got.LastUsedIP)
+	}
+	if fmt.Sprint(got.UsedScopes) != "[billing:read]" {
+		t.Fatalf("used scopes = %v", got.UsedScopes)
+	}
+	if got.Uses != 0 {
+		t.Fatalf("usage records changed the use count of an unlimited token: %d", got.Uses)
+	}
+}
+
+func testCopies(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	tok := NewToken("alice")
+	mustCreate(t, s, tok)
+	a, _ := s.Get(ctx, tok.ID)
+	a.Scopes[0] = "billing:write"
+	a.Owner = "mallory"
+	b, _ := s.Get(ctx, tok.ID)
+	if b.Scopes[0] != "billing:read" || b.Owner != "alice" {
+		t.Fatal("changing a returned record changed the store")
+	}
+}
