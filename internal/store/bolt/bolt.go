@@ -18,7 +18,7 @@ import (
 )
 
 var (
-	tokensBucket = []byte("tokens")      // id -> JSON record
+	tokensBucket = []byte("tokens")       // id -> JSON record
 	hashesBucket = []byte("token_hashes") // secret hash -> id
 )
 
