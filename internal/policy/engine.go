@@ -1,0 +1,223 @@
+// Package policy compiles the Rego policies and answers gateway (and admin)
+// decisions with them.
+//
+// Queries are prepared once per policy revision and evaluated per request.
+// A reload compiles the new revision completely before it swaps it in with
+// one atomic pointer store, so requests never see a half-loaded policy, and
+// a policy that fails to compile is refused while the previous one keeps
+// serving.
+package policy
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"path"
+	"slices"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/open-policy-agent/opa/v1/ast"
+	"github.com/open-policy-agent/opa/v1/rego"
+)
+
+// The rules the gateway and the management API ask.
+const (
+	GatewayQuery = "data.tokengate.gateway.decision"
+	AdminQuery   = "data.tokengate.admin.decision"
+)
+
+// Decision is what a policy answered.
+type Decision struct {
+	Allow   bool
+	Reasons []string
+	// TTL bounds how long the decision may be cached; zero when the
+	// policy set no bound.
+	TTL time.Duration
+	// Revision identifies the policy files that made the decision.
+	Revision string
+}
+
+// ErrNoDecision means the policy produced no result at all, for example
+// because its package is missing. Callers fail closed.
+var ErrNoDecision = errors.New("policy produced no decision")
+
+// Engine holds the current compiled policy.
+type Engine struct {
+	source  fs.FS
+	current atomic.Pointer[compiled]
+}
+
+type compiled struct {
+	revision string
+	queries  map[string]*rego.PreparedEvalQuery
+}
+
+// NewEngine compiles the .rego files in source (test files excluded).
+func NewEngine(source fs.FS) (*Engine, error) {
+	e := &Engine{source: source}
+	if _, err := e.Reload(); err != nil {
+		return nil, err
+	}
+	return e, nil
+}
+
+// Reload recompiles the policy from its source. On failure the previous
+// revision stays in force and the error says what is wrong with the files.
+func (e *Engine) Reload() (revision string, err error) {
+	c, err := compile(e.source)
+	if err != nil {
+		return "", err
+	}
+	e.current.Store(c)
+	return c.revision, nil
+}
+
+// Revision identifies the policy currently in force: the first 12 hex
+// digits of a SHA-256 over its file names and contents.
+func (e *Engine) Revision() string { return e.current.Load().revision }
+
+// Decide evaluates query (GatewayQuery or AdminQuery) against input.
+func (e *Engine) Decide(ctx context.Context, query string, input ast.Value) (Decision, error) {
+	c := e.current.Load()
+	pq, ok := c.queries[query]
+	if !ok {
+		return Decision{Revision: c.revision}, fmt.Errorf("%s: %w", query, ErrNoDecision)
+	}
+	rs, err := pq.Eval(ctx, rego.EvalParsedInput(input))
+	if err != nil {
+		return Decision{Revision: c.revision}, fmt.Errorf("evaluating %s: %v", query, err)
+	}
+	if len(rs) == 0 || len(rs[0].Expressions) == 0 {
+		return Decision{Revision: c.revision}, fmt.Errorf("%s: %w", query, ErrNoDecision)
+	}
+	d, err := parseDecision(rs[0].Expressions[0].Value)
+	d.Revision = c.revision
+	return d, err
+}
+
+func parseDecision(v any) (Decision, error) {
+	obj, ok := v.(map[string]any)
+	if !ok {
+		return Decision{}, fmt.Errorf("decision is %T, want an object", v)
+	}
+	var d Decision
+	if d.Allow, ok = obj["allow"].(bool); !ok {
+		return Decision{}, errors.New("decision has no boolean allow")
+	}
+	if raw, present := obj["reasons"]; present {
+		list, ok := raw.([]any)
+		if !ok {
+			return Decision{}, errors.New("decision reasons is not an array")
+		}
+		for _, r := range list {
+			s, ok := r.(string)
+			if !ok {
+				return Decision{}, errors.New("decision reason is not a string")
+			}
+			d.Reasons = append(d.Reasons, s)
+		}
+	}
+	if raw, present := obj["ttl_seconds"]; present {
+		n, ok := raw.(json.Number)
+		if !ok {
+			return Decision{}, errors.New("decision ttl_seconds is not a number")
+		}
+		secs, err := n.Float64()
+		if err != nil || secs < 0 {
+			return Decision{}, fmt.Errorf("decision ttl_seconds %q is not a non-negative number", n)
+		}
+		d.TTL = time.Duration(secs * float64(time.Second))
+	}
+	if !d.Allow && len(d.Reasons) == 0 {
+		// A deny must say why: the audit line and the client need a code.
+		d.Reasons = []string{"policy_denied"}
+	}
+	return d, nil
+}
+
+func compile(source fs.FS) (*compiled, error) {
+	modules, revision, err := readModules(source)
+	if err != nil {
+		return nil, err
+	}
+	if len(modules) == 0 {
+		return nil, errors.New("no .rego files found")
+	}
+	compiler := ast.NewCompiler().WithStrict(false)
+	if compiler.Compile(modules); compiler.Failed() {
+		return nil, fmt.Errorf("compiling policy: %v", compiler.Errors)
+	}
+	c := &compiled{revision: revision, queries: make(map[string]*rego.PreparedEvalQuery)}
+	for _, q := range []string{GatewayQuery, AdminQuery} {
+		pkg := strings.TrimSuffix(strings.TrimPrefix(q, "data."), ".decision")
+		if !hasPackage(modules, pkg) {
+			continue
+		}
+		pq, err := rego.New(rego.Query(q), rego.Compiler(compiler)).PrepareForEval(context.Background())
+		if err != nil {
+			return nil, fmt.Errorf("preparing %s: %v", q, err)
+		}
+		c.queries[q] = &pq
+	}
+	if _, ok := c.queries[GatewayQuery]; !ok {
+		return nil, errors.New("no policy declares package tokengate.gateway")
+	}
+	return c, nil
+}
+
+func hasPackage(modules map[string]*ast.Module, pkg string) bool {
+	for _, m := range modules {
+		if strings.TrimPrefix(m.Package.Path.String(), "data.") == pkg {
+			return true
+		}
+	}
+	return false
+}
+
+// readModules parses every .rego file under source except tests, and
+// returns them with a revision hash over their names and contents.
+func readModules(source fs.FS) (map[string]*ast.Module, string, error) {
+	var names []string
+	err := fs.WalkDir(source, ".", func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if !d.IsDir() && IsPolicyFile(p) {
+			names = append(names, p)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, "", fmt.Errorf("listing policy files: %v", err)
+	}
+	slices.Sort(names)
+	modules := make(map[string]*ast.Module, len(names))
+	h := sha256.New()
+	for _, name := range names {
+		src, err := fs.ReadFile(source, name)
+		if err != nil {
+			return nil, "", fmt.Errorf("reading policy %s: %v", name, err)
+		}
+		m, err := ast.ParseModuleWithOpts(name, string(src), ast.ParserOptions{RegoVersion: ast.RegoV1})
+		if err != nil {
+			return nil, "", fmt.Errorf("parsing policy %s: %v", name, err)
+		}
+		modules[name] = m
+		fmt.Fprintf(h, "%s\x00%d\x00", name, len(src))
+		h.Write(src)
+	}
+	return modules, hex.EncodeToString(h.Sum(nil))[:12], nil
+}
+
+// IsPolicyFile reports whether a file name is a policy the engine loads:
+// a .rego file that is not a _test.rego file.
+func IsPolicyFile(name string) bool {
+	base := path.Base(name)
+	return strings.HasSuffix(base, ".rego") && !strings.HasSuffix(base, "_test.rego")
+}

@@ -1,0 +1,11 @@
+// Package policies embeds the default Rego policies, so a gateway with no
+// `policy` folder configured still enforces them.
+package policies
+
+import "embed"
+
+// FS holds every .rego file in this folder, tests included; the policy
+// engine skips files ending in _test.rego.
+//
+//go:embed *.rego
+var FS embed.FS
