@@ -21,7 +21,9 @@ package tokengate.gateway
 # Fail closed: if a broken edit leaves decision undefined, nothing passes.
 default decision := {"allow": false, "reasons": ["policy_undefined"]}
 
-decision := {"allow": count(reasons) == 0, "reasons": sort(reasons)}
+# scope names the scope this call exercised; the hygiene report uses it to
+# find scopes that were granted but never needed.
+decision := {"allow": count(reasons) == 0, "reasons": sort(reasons), "scope": required_scope}
 
 # Reason codes. Codes starting with token_ or uses_ answer 401 (the token
 # itself is no good); every other code answers 403 (a good token, used where
@@ -64,7 +66,9 @@ access := "read" if input.request.method in safe_methods
 
 else := "write"
 
-scope_granted if concat(":", [input.route.service, access]) in input.token.scopes
+required_scope := concat(":", [input.route.service, access])
+
+scope_granted if required_scope in input.token.scopes
 
 scope_granted if {
 	access == "read"

@@ -39,6 +39,9 @@ type Decision struct {
 	// TTL bounds how long the decision may be cached; zero when the
 	// policy set no bound.
 	TTL time.Duration
+	// Scope is the scope the call exercised, when the policy says so;
+	// the hygiene report uses it to find scopes granted but never used.
+	Scope string
 	// Revision identifies the policy files that made the decision.
 	Revision string
 }
@@ -121,6 +124,11 @@ func parseDecision(v any) (Decision, error) {
 				return Decision{}, errors.New("decision reason is not a string")
 			}
 			d.Reasons = append(d.Reasons, s)
+		}
+	}
+	if raw, present := obj["scope"]; present {
+		if d.Scope, ok = raw.(string); !ok {
+			return Decision{}, errors.New("decision scope is not a string")
 		}
 	}
 	if raw, present := obj["ttl_seconds"]; present {

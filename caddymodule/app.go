@@ -1,0 +1,293 @@
+// Package caddymodule plugs tokengate into Caddy: the tokengate app (shared
+// state), the tokengate handler (data plane), the admin endpoint routes and
+// the `caddy tokengate` command. It is the only package that knows Caddy
+// exists; the logic lives under internal/.
+package caddymodule
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io/fs"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"go.uber.org/zap"
+
+	"github.com/tokengate/caddy-tokengate/internal/audit"
+	"github.com/tokengate/caddy-tokengate/internal/gateway"
+	"github.com/tokengate/caddy-tokengate/internal/lifecycle"
+	"github.com/tokengate/caddy-tokengate/internal/policy"
+	"github.com/tokengate/caddy-tokengate/internal/store"
+	"github.com/tokengate/caddy-tokengate/internal/token"
+	"github.com/tokengate/caddy-tokengate/policies"
+)
+
+func init() {
+	caddy.RegisterModule(App{})
+}
+
+// Defaults for the app's options.
+const (
+	DefaultMaxTTL        = 720 * time.Hour
+	DefaultDecisionCache = 100000
+)
+
+// App is the `tokengate` Caddy app. It owns what every tokengate handler
+// and the management endpoints share: the token store, the policy engine,
+// the caches and the audit logger.
+//
+// Global Caddyfile option:
+//
+//	tokengate {
+//		store bolt [<path>]          # default: tokengate/tokengate.db in Caddy's data dir
+//		store postgres <dsn>
+//		policy <folder>              # .rego files, reloaded on change; default: built-in policies
+//		max_ttl <duration>           # default 720h
+//		decision_cache <entries>     # default 100000; 0 disables
+//		pepper <secret>              # HMAC key for token hashes, e.g. {env.TOKENGATE_PEPPER}
+//	}
+type App struct {
+	// The token store module; default tokengate.stores.bolt.
+	StoreRaw json.RawMessage `json:"store,omitempty" caddy:"namespace=tokengate.stores inline_key=backend"`
+	// Folder of .rego policies. Empty uses the policies built into the
+	// binary.
+	PolicyDir string `json:"policy,omitempty"`
+	// Cap on any token's lifetime. Default 720h.
+	MaxTTL caddy.Duration `json:"max_ttl,omitempty"`
+	// Number of decisions cached. Default 100000; 0 disables the cache.
+	DecisionCache *int `json:"decision_cache,omitempty"`
+	// Key for HMAC-SHA256 token hashes. Placeholders such as
+	// {env.TOKENGATE_PEPPER} are expanded. Changing it makes every
+	// existing token unknown.
+	Pepper string `json:"pepper,omitempty"`
+
+	store     store.Store
+	engine    *policy.Engine
+	gate      *gateway.Gate
+	lifecycle *lifecycle.Service
+	audit     *audit.Logger
+	logger    *zap.Logger
+	now       func() time.Time
+
+	stop    context.CancelFunc
+	running *sync.WaitGroup
+}
+
+// CaddyModule returns the Caddy module information.
+func (App) CaddyModule() caddy.ModuleInfo {
+	return caddy.ModuleInfo{
+		ID:  "tokengate",
+		New: func() caddy.Module { return new(App) },
+	}
+}
+
+// StoreModule is implemented by the modules in the tokengate.stores
+// namespace.
+type StoreModule interface {
+	// Store returns the opened store; the module is provisioned first.
+	Store() store.Store
+}
+
+// Provision opens the store, compiles the policy and builds the caches.
+func (a *App) Provision(ctx caddy.Context) error {
+	a.logger = ctx.Logger()
+	a.audit = audit.New(a.logger.Named("audit"))
+	a.now = func() time.Time { return clock() }
+	if a.MaxTTL <= 0 {
+		a.MaxTTL = caddy.Duration(DefaultMaxTTL)
+	}
+	cacheSize := DefaultDecisionCache
+	if a.DecisionCache != nil {
+		cacheSize = *a.DecisionCache
+	}
+	if cacheSize < 0 {
+		return fmt.Errorf("decision_cache must be 0 or more, got %d", cacheSize)
+	}
+
+	if a.StoreRaw == nil {
+		a.StoreRaw = json.RawMessage(`{"backend":"bolt"}`)
+	}
+	mod, err := ctx.LoadModule(a, "StoreRaw")
+	if err != nil {
+		return fmt.Errorf("loading token store: %v", err)
+	}
+	a.store = mod.(StoreModule).Store()
+
+	var source fs.FS = policies.FS
+	if a.PolicyDir != "" {
+		source = os.DirFS(a.PolicyDir)
+	}
+	a.engine, err = policy.NewEngine(source)
+	if err != nil {
+		return fmt.Errorf("loading policy from %s: %v", a.policySource(), err)
+	}
+
+	pepper := caddy.NewReplacer().ReplaceKnown(a.Pepper, "")
+	hasher := token.NewHasher(pepper)
+	a.gate, err = gateway.New(gateway.Options{
+		Store:             a.store,
+		Policy:            a.engine,
+		Hasher:            hasher,
+		DecisionCacheSize: cacheSize,
+		Now:               a.now,
+		OnStoreError: func(err error) {
+			a.logger.Error("recording token usage", zap.Error(err))
+		},
+	})
+	if err != nil {
+		return fmt.Errorf("building caches: %v", err)
+	}
+	a.lifecycle = &lifecycle.Service{
+		Store:  a.store,
+		Hasher: hasher,
+		MaxTTL: time.Duration(a.MaxTTL),
+		Audit:  a.audit,
+		Forget: forgetEverywhere,
+		Now:    a.now,
+	}
+	a.logger.Info("tokengate ready",
+		zap.String("policy", a.policySource()),
+		zap.String("policy_rev", a.engine.Revision()),
+		zap.Int("decision_cache", cacheSize),
+		zap.Duration("max_ttl", time.Duration(a.MaxTTL)),
+		zap.Bool("pepper", pepper != ""))
+	return nil
+}
+
+func (a *App) policySource() string {
+	if a.PolicyDir == "" {
+		return "built-in policies"
+	}
+	return a.PolicyDir
+}
+
+// Start runs the background work: batched usage recording, the policy
+// folder watcher and, for a shared store, cross-node cache invalidation.
+func (a *App) Start() error {
+	ctx, cancel := context.WithCancel(context.Background())
+	a.stop = cancel
+	a.running = new(sync.WaitGroup)
+	a.goRun(func() { a.gate.Run(ctx) })
+	if a.PolicyDir != "" {
+		err := a.engine.Watch(ctx, a.PolicyDir, func(rev string, err error) {
+			if err != nil {
+				a.logger.Error("policy change refused; previous policy stays in force",
+					zap.String("policy", a.PolicyDir), zap.String("policy_rev", a.engine.Revision()), zap.Error(err))
+				return
+			}
+			a.logger.Info("policy reloaded", zap.String("policy", a.PolicyDir), zap.String("policy_rev", rev))
+		})
+		if err != nil {
+			cancel()
+			return err
+		}
+	}
+	if n, ok := a.store.(store.Notifier); ok {
+		a.goRun(func() {
+			n.Watch(ctx, a.forgetByID, func() {
+				a.logger.Warn("token change notifications may have been missed; dropping all cached tokens and decisions")
+				a.gate.ForgetAll()
+			})
+		})
+	}
+	live.add(a)
+	return nil
+}
+
+func (a *App) goRun(f func()) {
+	a.running.Add(1)
+	go func() {
+		defer a.running.Done()
+		f()
+	}()
+}
+
+// Stop ends the background work, flushing usage records first. It runs
+// before Caddy releases the store.
+func (a *App) Stop() error {
+	live.remove(a)
+	if a.stop != nil {
+		a.stop()
+		a.running.Wait()
+	}
+	return nil
+}
+
+// Cleanup releases the caches.
+func (a *App) Cleanup() error {
+	if a.gate != nil {
+		a.gate.Close()
+	}
+	return nil
+}
+
+// forgetByID drops a token another node changed.
+func (a *App) forgetByID(id string) {
+	t, err := a.store.Get(context.Background(), id)
+	if err != nil {
+		// Without the record we cannot find its hash; drop everything
+		// rather than risk serving a stale token.
+		a.gate.ForgetAll()
+		return
+	}
+	a.gate.Forget(t)
+}
+
+// clock is the time source of every app. Tests replace it to move time
+// instead of sleeping.
+var clock = time.Now
+
+// live tracks the running apps. During a config reload the old and the new
+// app both serve for a moment, each with its own caches; a token change
+// made through either must reach both.
+var live = &liveApps{}
+
+type liveApps struct {
+	mu     sync.Mutex
+	apps   []*App
+	newest atomic.Pointer[App]
+}
+
+func (l *liveApps) add(a *App) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.apps = append(l.apps, a)
+	l.newest.Store(a)
+}
+
+func (l *liveApps) remove(a *App) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for i, x := range l.apps {
+		if x == a {
+			l.apps = append(l.apps[:i], l.apps[i+1:]...)
+			break
+		}
+	}
+	l.newest.CompareAndSwap(a, nil)
+	if l.newest.Load() == nil && len(l.apps) > 0 {
+		l.newest.Store(l.apps[len(l.apps)-1])
+	}
+}
+
+// current is the app the admin endpoint talks to: the newest running one.
+func (l *liveApps) current() *App { return l.newest.Load() }
+
+func forgetEverywhere(t *store.Token) {
+	live.mu.Lock()
+	defer live.mu.Unlock()
+	for _, a := range live.apps {
+		a.gate.Forget(t)
+	}
+}
+
+// Interface guards
+var (
+	_ caddy.App          = (*App)(nil)
+	_ caddy.Provisioner  = (*App)(nil)
+	_ caddy.CleanerUpper = (*App)(nil)
+)

@@ -1,0 +1,168 @@
+package caddymodule
+
+import (
+	"encoding/json"
+	"strconv"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig"
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+)
+
+func init() {
+	httpcaddyfile.RegisterGlobalOption("tokengate", parseGlobalOption)
+	httpcaddyfile.RegisterHandlerDirective("tokengate", parseHandler)
+	// Authentication runs where Caddy's own basic_auth does: after
+	// rewrites, before anything that answers or proxies.
+	httpcaddyfile.RegisterDirectiveOrder("tokengate", httpcaddyfile.After, "basic_auth")
+}
+
+// parseGlobalOption parses the global tokengate option:
+//
+//	tokengate {
+//		store bolt [<path>]
+//		store postgres <dsn>
+//		policy <folder>
+//		max_ttl <duration>
+//		decision_cache <entries>
+//		pepper <secret>
+//	}
+func parseGlobalOption(d *caddyfile.Dispenser, _ any) (any, error) {
+	app := new(App)
+	if err := app.UnmarshalCaddyfile(d); err != nil {
+		return nil, err
+	}
+	return httpcaddyfile.App{Name: "tokengate", Value: caddyconfig.JSON(app, nil)}, nil
+}
+
+// UnmarshalCaddyfile sets up the app from Caddyfile tokens.
+func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
+	d.Next() // option name
+	if d.NextArg() {
+		return d.ArgErr()
+	}
+	for d.NextBlock(0) {
+		switch d.Val() {
+		case "store":
+			if !d.NextArg() {
+				return d.ArgErr()
+			}
+			raw, err := parseStore(d)
+			if err != nil {
+				return err
+			}
+			a.StoreRaw = raw
+		case "policy":
+			if !d.AllArgs(&a.PolicyDir) {
+				return d.ArgErr()
+			}
+		case "max_ttl":
+			var v string
+			if !d.AllArgs(&v) {
+				return d.ArgErr()
+			}
+			dur, err := caddy.ParseDuration(v)
+			if err != nil || dur <= 0 {
+				return d.Errf("max_ttl %q is not a positive duration", v)
+			}
+			a.MaxTTL = caddy.Duration(dur)
+		case "decision_cache":
+			var v string
+			if !d.AllArgs(&v) {
+				return d.ArgErr()
+			}
+			n, err := strconv.Atoi(v)
+			if err != nil || n < 0 {
+				return d.Errf("decision_cache %q is not a number of entries (0 disables)", v)
+			}
+			a.DecisionCache = &n
+		case "pepper":
+			if !d.AllArgs(&a.Pepper) {
+				return d.ArgErr()
+			}
+		default:
+			return d.Errf("unrecognized subdirective %q", d.Val())
+		}
+	}
+	return nil
+}
+
+// parseStore reads `bolt [<path>]` or `postgres <dsn>`; the dispenser is on
+// the backend name.
+func parseStore(d *caddyfile.Dispenser) (json.RawMessage, error) {
+	switch backend := d.Val(); backend {
+	case "bolt":
+		s := new(BoltStore)
+		if d.NextArg() {
+			s.Path = d.Val()
+		}
+		if d.NextArg() {
+			return nil, d.ArgErr()
+		}
+		return caddyconfig.JSONModuleObject(s, "backend", "bolt", nil), nil
+	case "postgres":
+		s := new(PostgresStore)
+		if !d.AllArgs(&s.DSN) {
+			return nil, d.ArgErr()
+		}
+		return caddyconfig.JSONModuleObject(s, "backend", "postgres", nil), nil
+	default:
+		return nil, d.Errf("unknown store %q (want bolt or postgres)", backend)
+	}
+}
+
+// parseHandler parses the tokengate directive:
+//
+//	tokengate [<service>] {
+//		service <name>
+//		header <name>
+//		policy_headers <name...>
+//	}
+func parseHandler(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
+	handler := new(Handler)
+	err := handler.UnmarshalCaddyfile(h.Dispenser)
+	return handler, err
+}
+
+// UnmarshalCaddyfile sets up the handler from Caddyfile tokens.
+func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
+	d.Next() // directive name
+	if d.NextArg() {
+		h.Service = d.Val()
+		if d.NextArg() {
+			return d.ArgErr()
+		}
+	}
+	for d.NextBlock(0) {
+		switch d.Val() {
+		case "service":
+			if !d.AllArgs(&h.Service) {
+				return d.ArgErr()
+			}
+		case "header":
+			if !d.AllArgs(&h.Header) {
+				return d.ArgErr()
+			}
+		case "policy_headers":
+			names := d.RemainingArgs()
+			if len(names) == 0 {
+				return d.ArgErr()
+			}
+			h.PolicyHeaders = append(h.PolicyHeaders, names...)
+		default:
+			return d.Errf("unrecognized subdirective %q", d.Val())
+		}
+	}
+	if h.Service == "" {
+		return d.Err("tokengate needs a service: `tokengate <service>` or `service <name>` in its block")
+	}
+	return nil
+}
+
+// Interface guards
+var (
+	_ caddyfile.Unmarshaler = (*App)(nil)
+	_ caddyfile.Unmarshaler = (*Handler)(nil)
+)

@@ -1,0 +1,273 @@
+package caddymodule
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"go.uber.org/zap"
+
+	"github.com/tokengate/caddy-tokengate/internal/audit"
+	"github.com/tokengate/caddy-tokengate/internal/gateway"
+	"github.com/tokengate/caddy-tokengate/internal/policy"
+)
+
+func init() {
+	caddy.RegisterModule(Handler{})
+}
+
+// identityHeaderPrefix marks the headers tokengate sets for the upstream.
+// Any client-sent header with this prefix is deleted first, so an upstream
+// can trust them.
+const identityHeaderPrefix = "X-Tokengate-"
+
+// maxCredentialLen bounds how much of a credential header is looked at.
+// Anything longer cannot be a token and is refused before any work.
+const maxCredentialLen = 256
+
+// Handler is the `tokengate` HTTP handler, `http.handlers.tokengate`. It
+// lets a request through only when its bearer token passes the gateway
+// policy for the configured service, then strips the credential and
+// forwards the caller's identity to the next handler.
+//
+// Answers: 401 with `WWW-Authenticate: Bearer ... error="invalid_token"`
+// for a missing, malformed, unknown, expired, not yet valid, revoked,
+// rotated or used-up token; 403 with `error="insufficient_scope"` for a
+// good token used on the wrong service, with the wrong scope or from the
+// wrong address; 503 when the store or the policy fails (fail closed). The
+// JSON body is {"error","reason","request_id"} and never echoes the token.
+//
+// Headers set for the upstream: X-Tokengate-Token-Id, X-Tokengate-Owner,
+// X-Tokengate-Scopes, X-Tokengate-Decision-Id. Placeholders:
+// {http.auth.user.id} (the owner), {tokengate.token_id},
+// {tokengate.scopes}, {tokengate.decision_id}.
+type Handler struct {
+	// Service this route belongs to; tokens must be bound to it.
+	Service string `json:"service"`
+	// Header carrying the credential. Default Authorization, which takes
+	// the Bearer scheme; any other header carries the bare token. Query
+	// strings are never read: they end up in logs and browser history.
+	Header string `json:"header,omitempty"`
+	// Request headers the policy may read (input.request.headers). They
+	// become part of the decision cache key.
+	PolicyHeaders []string `json:"policy_headers,omitempty"`
+
+	app    *App
+	logger *zap.Logger
+}
+
+// CaddyModule returns the Caddy module information.
+func (Handler) CaddyModule() caddy.ModuleInfo {
+	return caddy.ModuleInfo{
+		ID:  "http.handlers.tokengate",
+		New: func() caddy.Module { return new(Handler) },
+	}
+}
+
+// Provision finds the tokengate app, creating it with defaults when the
+// config has no global tokengate block.
+func (h *Handler) Provision(ctx caddy.Context) error {
+	h.logger = ctx.Logger()
+	if h.Header == "" {
+		h.Header = "Authorization"
+	}
+	h.Header = http.CanonicalHeaderKey(h.Header)
+	for i, name := range h.PolicyHeaders {
+		h.PolicyHeaders[i] = http.CanonicalHeaderKey(name)
+	}
+	app, err := ctx.App("tokengate")
+	if err != nil {
+		return fmt.Errorf("getting tokengate app: %v", err)
+	}
+	h.app = app.(*App)
+	return nil
+}
+
+// Validate refuses a handler that would enforce nothing useful.
+func (h *Handler) Validate() error {
+	if h.Service == "" {
+		return fmt.Errorf("tokengate: service is required")
+	}
+	if h.Header == "Cookie" || strings.HasPrefix(h.Header, identityHeaderPrefix) {
+		return fmt.Errorf("tokengate: header %s cannot carry the credential", h.Header)
+	}
+	return nil
+}
+
+// ServeHTTP runs the request path of DESIGN.md for one call.
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
+	start := time.Now()
+	repl := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
+	clientIP, _ := caddyhttp.GetVar(r.Context(), caddyhttp.ClientIPVarKey).(string)
+
+	call := gateway.Call{
+		Service: h.Service,
+		Request: policy.Request{
+			Method:   r.Method,
+			Host:     r.Host,
+			Path:     r.URL.Path,
+			RemoteIP: clientIP,
+			Headers:  h.policyHeaders(r),
+		},
+	}
+	call.Secret, call.Problem = h.extract(r)
+	res := h.app.gate.Authorize(r.Context(), &call)
+
+	line := audit.Call{
+		Decision:   res.Outcome,
+		Reasons:    res.Reasons,
+		Service:    h.Service,
+		ClientIP:   clientIP,
+		Method:     r.Method,
+		Host:       r.Host,
+		Path:       r.URL.Path,
+		RequestID:  repl.ReplaceAll("{http.request.uuid}", ""),
+		DecisionID: res.DecisionID,
+		Cache:      res.Cache,
+		PolicyRev:  res.PolicyRev,
+	}
+	if res.Token != nil {
+		line.TokenID, line.Owner, line.Purpose, line.Scopes = res.Token.ID, res.Token.Owner, res.Token.Purpose, res.Token.Scopes
+	}
+	defer func() {
+		line.Duration = time.Since(start)
+		h.app.audit.Call(&line)
+	}()
+
+	if res.Outcome != gateway.Allow {
+		if res.Err != nil {
+			h.logger.Error("tokengate failed closed", zap.String("request_id", line.RequestID), zap.Error(res.Err))
+		}
+		line.Status = refuse(w, res, line.RequestID)
+		return nil
+	}
+
+	// The upstream gets the caller's identity, never the credential, and
+	// never identity headers the client made up.
+	r.Header.Del(h.Header)
+	for name := range r.Header {
+		if strings.HasPrefix(name, identityHeaderPrefix) {
+			delete(r.Header, name)
+		}
+	}
+	scopes := strings.Join(res.Token.Scopes, " ")
+	r.Header.Set(identityHeaderPrefix+"Token-Id", res.Token.ID)
+	r.Header.Set(identityHeaderPrefix+"Owner", res.Token.Owner)
+	r.Header.Set(identityHeaderPrefix+"Scopes", scopes)
+	r.Header.Set(identityHeaderPrefix+"Decision-Id", res.DecisionID)
+	repl.Set("http.auth.user.id", res.Token.Owner)
+	repl.Set("tokengate.token_id", res.Token.ID)
+	repl.Set("tokengate.scopes", scopes)
+	repl.Set("tokengate.decision_id", res.DecisionID)
+
+	rec := caddyhttp.NewResponseRecorder(w, nil, nil)
+	err := next.ServeHTTP(rec, r)
+	line.Status = rec.Status()
+	if herr, ok := err.(caddyhttp.HandlerError); ok && herr.StatusCode != 0 {
+		line.Status = herr.StatusCode
+	} else if err != nil {
+		line.Status = http.StatusInternalServerError
+	}
+	return err
+}
+
+// extract returns the presented token, or the reason there is none. It
+// only checks the envelope; the token's own format is checked by the gate.
+func (h *Handler) extract(r *http.Request) (secret, problem string) {
+	values := r.Header.Values(h.Header)
+	switch {
+	case len(values) == 0:
+		return "", gateway.ReasonMissing
+	case len(values) > 1:
+		// Two credentials: which one would an upstream or a log believe?
+		return "", gateway.ReasonMalformed
+	}
+	v := values[0]
+	if len(v) > maxCredentialLen+len("Bearer ") {
+		return "", gateway.ReasonMalformed
+	}
+	if h.Header != "Authorization" {
+		if v == "" {
+			return "", gateway.ReasonMalformed
+		}
+		return v, ""
+	}
+	scheme, credential, _ := strings.Cut(v, " ")
+	if scheme == "" && credential == "" {
+		return "", gateway.ReasonMalformed
+	}
+	if !strings.EqualFold(scheme, "Bearer") {
+		// Another scheme (Basic, Digest...) presents no bearer token.
+		return "", gateway.ReasonMissing
+	}
+	credential = strings.TrimSpace(credential)
+	if credential == "" {
+		return "", gateway.ReasonMalformed
+	}
+	return credential, ""
+}
+
+func (h *Handler) policyHeaders(r *http.Request) map[string]string {
+	if len(h.PolicyHeaders) == 0 {
+		return nil
+	}
+	m := make(map[string]string, len(h.PolicyHeaders))
+	for _, name := range h.PolicyHeaders {
+		if v := r.Header.Get(name); v != "" {
+			m[strings.ToLower(name)] = v
+		}
+	}
+	return m
+}
+
+// refuse answers a call that may not pass and returns the status sent.
+func refuse(w http.ResponseWriter, res gateway.Result, requestID string) int {
+	status, errCode, reason := http.StatusForbidden, "insufficient_scope", res.Reasons[0]
+	challenge := `Bearer realm="tokengate", error="insufficient_scope"`
+	switch {
+	case res.Outcome == gateway.Error:
+		status, errCode = http.StatusServiceUnavailable, "temporarily_unavailable"
+		challenge = ""
+		w.Header().Set("Retry-After", "1")
+	case res.Reasons[0] == gateway.ReasonMissing:
+		// RFC 6750 section 3.1: a request without credentials gets the
+		// challenge but no error code.
+		status, errCode = http.StatusUnauthorized, "invalid_token"
+		challenge = `Bearer realm="tokengate"`
+	default:
+		for _, r := range res.Reasons {
+			if IsTokenProblem(r) {
+				status, errCode, reason = http.StatusUnauthorized, "invalid_token", r
+				challenge = `Bearer realm="tokengate", error="invalid_token"`
+				break
+			}
+		}
+	}
+	if challenge != "" {
+		w.Header().Set("WWW-Authenticate", challenge)
+	}
+	body, _ := json.Marshal(map[string]string{"error": errCode, "reason": reason, "request_id": requestID})
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(status)
+	_, _ = w.Write(append(body, '\n'))
+	return status
+}
+
+// IsTokenProblem reports whether a reason code says the token itself is no
+// good (401) rather than that a good token may not do this (403).
+func IsTokenProblem(reason string) bool {
+	return strings.HasPrefix(reason, "token_") || reason == gateway.ReasonExhausted
+}
+
+// Interface guards
+var (
+	_ caddy.Provisioner           = (*Handler)(nil)
+	_ caddy.Validator             = (*Handler)(nil)
+	_ caddyhttp.MiddlewareHandler = (*Handler)(nil)
+)

@@ -1,0 +1,14 @@
+// Command caddy is Caddy with its standard modules plus tokengate.
+package main
+
+import (
+	caddycmd "github.com/caddyserver/caddy/v2/cmd"
+
+	_ "github.com/caddyserver/caddy/v2/modules/standard"
+
+	_ "github.com/tokengate/caddy-tokengate/caddymodule"
+)
+
+func main() {
+	caddycmd.Main()
+}

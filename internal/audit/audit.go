@@ -1,0 +1,126 @@
+// Package audit writes tokengate's audit lines: one per gateway call and one
+// per management action, as structured zap entries whose fields are fixed by
+// schema v1 (audit.schema.json in this folder).
+//
+// Nothing here ever receives a secret: events carry token ids only.
+package audit
+
+import (
+	"time"
+
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+)
+
+// SchemaVersion is written into every line so pipelines can tell formats
+// apart. Fields are only ever added within a version.
+const SchemaVersion = 1
+
+// LoggerName is the zap logger name operators route with
+// `log { include tokengate.audit }`.
+const LoggerName = "tokengate.audit"
+
+// Call describes one gateway call.
+type Call struct {
+	Decision   string // allow, deny or error
+	Reasons    []string
+	Status     int
+	TokenID    string
+	Owner      string
+	Purpose    string
+	Scopes     []string
+	Service    string
+	ClientIP   string
+	Method     string
+	Host       string
+	Path       string // never the query string, which may carry secrets
+	RequestID  string
+	DecisionID string
+	Duration   time.Duration
+	Cache      string // hit, miss or none
+	PolicyRev  string
+}
+
+// MarshalLogObject writes the fields without reflection; zap.Inline puts
+// them at the top level of the line.
+func (c *Call) MarshalLogObject(enc zapcore.ObjectEncoder) error {
+	enc.AddInt("schema", SchemaVersion)
+	enc.AddString("decision", c.Decision)
+	_ = enc.AddArray("reasons", stringArray(c.Reasons))
+	enc.AddInt("status", c.Status)
+	enc.AddString("token_id", c.TokenID)
+	enc.AddString("owner", c.Owner)
+	enc.AddString("purpose", c.Purpose)
+	_ = enc.AddArray("scopes", stringArray(c.Scopes))
+	enc.AddString("service", c.Service)
+	enc.AddString("client_ip", c.ClientIP)
+	enc.AddString("method", c.Method)
+	enc.AddString("host", c.Host)
+	enc.AddString("path", c.Path)
+	enc.AddString("request_id", c.RequestID)
+	enc.AddString("decision_id", c.DecisionID)
+	enc.AddDuration("duration", c.Duration)
+	enc.AddString("cache", c.Cache)
+	enc.AddString("policy_rev", c.PolicyRev)
+	return nil
+}
+
+// Action describes one management action.
+type Action struct {
+	Msg       string // token.issued, token.revoked, ...
+	Actor     string
+	TokenID   string
+	RequestID string // management request id, for request/approve/claim
+	Reason    string
+	Outcome   string // success or denied
+	Reasons   []string
+}
+
+// MarshalLogObject writes the fields of a management line.
+func (a *Action) MarshalLogObject(enc zapcore.ObjectEncoder) error {
+	enc.AddInt("schema", SchemaVersion)
+	enc.AddString("actor", a.Actor)
+	enc.AddString("token_id", a.TokenID)
+	if a.RequestID != "" {
+		enc.AddString("request_id", a.RequestID)
+	}
+	enc.AddString("reason", a.Reason)
+	enc.AddString("outcome", a.Outcome)
+	if len(a.Reasons) > 0 {
+		_ = enc.AddArray("reasons", stringArray(a.Reasons))
+	}
+	return nil
+}
+
+type stringArray []string
+
+func (s stringArray) MarshalLogArray(enc zapcore.ArrayEncoder) error {
+	for _, v := range s {
+		enc.AppendString(v)
+	}
+	return nil
+}
+
+// Logger writes audit lines.
+type Logger struct {
+	log *zap.Logger
+}
+
+// New returns a Logger writing to base, renamed to LoggerName.
+func New(base *zap.Logger) *Logger {
+	return &Logger{log: base.WithOptions(zap.WithCaller(false), zap.AddStacktrace(zapcore.FatalLevel))}
+}
+
+// Call writes the line for one gateway call.
+func (l *Logger) Call(c *Call) {
+	if ce := l.log.Check(zapcore.InfoLevel, "decision"); ce != nil {
+		ce.Write(zap.Inline(c))
+	}
+}
+
+// Action writes the line for one management action.
+func (l *Logger) Action(a *Action) {
+	if ce := l.log.Check(zapcore.InfoLevel, a.Msg); ce != nil {
+		ce.Write(zap.Inline(a))
+	}
+}

@@ -1,0 +1,335 @@
+// Package gateway decides, for one HTTP call, whether its token lets it
+// through. Authorize is the whole request path of DESIGN.md, top to bottom:
+//
+//	offline format check -> lookup by hash -> policy decision (cached)
+//	-> consume a use when the token is use-limited (atomic, in the store)
+//
+// The Caddy handler around it extracts the credential, answers the client,
+// strips the credential before the upstream and writes the audit line.
+//
+// Two in-memory caches keep the common path free of I/O and Rego:
+//   - tokens: secret hash -> record (an LRU). Use-limited tokens are never
+//     held here, because their use count changes with every call.
+//   - decisions: (token id, token version, policy revision, service, method,
+//     host, path, client IP, policy headers) -> decision (ristretto). An
+//     entry never outlives the next moment the token's timestamps could
+//     change the answer, nor the policy's ttl_seconds. An allow for a
+//     use-limited token is never cached.
+//
+// A revoke or rotate calls Forget, which drops the token from the token
+// cache; its version has changed, so no cached decision can match it again.
+package gateway
+
+import (
+	"context"
+	"errors"
+	"maps"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/dgraph-io/ristretto/v2"
+	lru "github.com/hashicorp/golang-lru/v2"
+	"github.com/open-policy-agent/opa/v1/ast"
+
+	"github.com/tokengate/caddy-tokengate/internal/policy"
+	"github.com/tokengate/caddy-tokengate/internal/store"
+	"github.com/tokengate/caddy-tokengate/internal/token"
+)
+
+// Outcomes of a call, as they appear in the audit line.
+const (
+	Allow = "allow"
+	Deny  = "deny"
+	Error = "error"
+)
+
+// Cache results, as they appear in the audit line.
+const (
+	CacheHit  = "hit"
+	CacheMiss = "miss"
+	CacheNone = "none"
+)
+
+// Reason codes decided before the policy is consulted.
+const (
+	ReasonMissing   = "token_missing"
+	ReasonMalformed = "token_malformed"
+	ReasonUnknown   = "token_unknown"
+	ReasonExhausted = "uses_exhausted"
+	ReasonStore     = "store_unavailable"
+	ReasonPolicy    = "policy_unavailable"
+)
+
+// maxDecisionTTL caps how long any decision is cached even when nothing
+// about the token is due to change, so memory turns over.
+const maxDecisionTTL = 10 * time.Minute
+
+// Call is what the gateway knows about one request.
+type Call struct {
+	// Secret is the presented token; empty when Problem is set.
+	Secret string
+	// Problem is ReasonMissing or ReasonMalformed when extraction already
+	// failed; the gateway then answers without any lookup.
+	Problem string
+	Request policy.Request
+	Service string
+}
+
+// Result is the gateway's answer for one call.
+type Result struct {
+	Outcome    string // Allow, Deny or Error
+	Reasons    []string
+	Token      *store.Token // nil when the token is unknown
+	DecisionID string
+	Cache      string
+	PolicyRev  string
+	// Err is the technical failure behind an Error outcome, for the
+	// operator's log; it never goes to the client.
+	Err error
+}
+
+// Options configure a Gate.
+type Options struct {
+	Store  store.Store
+	Policy *policy.Engine
+	Hasher *token.Hasher
+	// DecisionCacheSize is the number of decisions kept; 0 disables the
+	// decision cache.
+	DecisionCacheSize int
+	// TokenCacheSize is the number of token records kept; 0 means 10,000.
+	TokenCacheSize int
+	// Now is the clock; tests move it instead of sleeping.
+	Now func() time.Time
+	// OnStoreError is told about store failures (for the operator's log).
+	OnStoreError func(error)
+}
+
+// Gate authorizes calls. It is safe for concurrent use.
+type Gate struct {
+	store     store.Store
+	policy    *policy.Engine
+	hasher    *token.Hasher
+	now       func() time.Time
+	tokens    *lru.Cache[[32]byte, *cachedToken]
+	decisions *ristretto.Cache[string, *cachedDecision]
+	usage     *usageRecorder
+}
+
+type cachedToken struct {
+	record *store.Token
+	term   *ast.Term // input.token, built once per version
+}
+
+type cachedDecision struct {
+	allow   bool
+	reasons []string
+	scope   string
+	id      string
+	rev     string
+	ttl     time.Duration
+}
+
+// New returns a Gate. Call Run to start recording usage, and Close when done.
+func New(o Options) (*Gate, error) {
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.TokenCacheSize == 0 {
+		o.TokenCacheSize = 10000
+	}
+	tokens, err := lru.New[[32]byte, *cachedToken](o.TokenCacheSize)
+	if err != nil {
+		return nil, err
+	}
+	g := &Gate{store: o.Store, policy: o.Policy, hasher: o.Hasher, now: o.Now, tokens: tokens}
+	if o.DecisionCacheSize > 0 {
+		g.decisions, err = ristretto.NewCache(&ristretto.Config[string, *cachedDecision]{
+			NumCounters: int64(o.DecisionCacheSize) * 10,
+			MaxCost:     int64(o.DecisionCacheSize),
+			BufferItems: 64,
+		})
+		if err != nil {
+			return nil, err
+		}
+	}
+	g.usage = newUsageRecorder(o.Store, o.OnStoreError)
+	return g, nil
+}
+
+// Authorize runs the request path for one call.
+func (g *Gate) Authorize(ctx context.Context, c *Call) Result {
+	if c.Problem != "" {
+		return deny(nil, CacheNone, c.Problem)
+	}
+	if token.Check(c.Secret) != nil {
+		return deny(nil, CacheNone, ReasonMalformed)
+	}
+
+	hash := g.hasher.Hash(c.Secret)
+	tok, err := g.lookup(ctx, hash)
+	if errors.Is(err, store.ErrNotFound) {
+		return deny(nil, CacheNone, ReasonUnknown)
+	}
+	if err != nil {
+		return Result{Outcome: Error, Reasons: []string{ReasonStore}, Cache: CacheNone, Err: err}
+	}
+
+	now := g.now()
+	d, cacheResult, err := g.decide(ctx, tok, c, now)
+	if err != nil {
+		return Result{Outcome: Error, Reasons: []string{ReasonPolicy}, Token: tok.record, Cache: cacheResult, PolicyRev: d.rev, Err: err}
+	}
+	res := Result{Token: tok.record, Reasons: d.reasons, DecisionID: d.id, Cache: cacheResult, PolicyRev: d.rev}
+	if !d.allow {
+		res.Outcome = Deny
+		return res
+	}
+
+	usage := store.Usage{TokenID: tok.record.ID, At: now, IP: c.Request.RemoteIP, Scope: d.scope}
+	if tok.record.MaxUses > 0 {
+		// The policy saw a use count that may already be stale; the store
+		// decides who gets the last use.
+		updated, err := g.store.ConsumeUse(ctx, tok.record.ID, usage)
+		switch {
+		case errors.Is(err, store.ErrUsesExhausted):
+			res.Outcome, res.Reasons = Deny, []string{ReasonExhausted}
+			return res
+		case err != nil:
+			return Result{Outcome: Error, Reasons: []string{ReasonStore}, Token: tok.record, Cache: cacheResult, PolicyRev: d.rev, Err: err}
+		}
+		res.Token = updated
+	} else {
+		g.usage.record(usage)
+	}
+	res.Outcome = Allow
+	return res
+}
+
+func deny(tok *store.Token, cache, reason string) Result {
+	return Result{Outcome: Deny, Reasons: []string{reason}, Token: tok, Cache: cache}
+}
+
+// lookup finds the token for a secret hash, from the token cache when it
+// can. Use-limited tokens always come from the store: their use count must
+// be current for the policy to see it.
+func (g *Gate) lookup(ctx context.Context, hash [32]byte) (*cachedToken, error) {
+	if t, ok := g.tokens.Get(hash); ok {
+		return t, nil
+	}
+	rec, err := g.store.GetByHash(ctx, hash[:])
+	if err != nil {
+		return nil, err
+	}
+	t := &cachedToken{record: rec, term: policy.TokenTerm(rec)}
+	if rec.MaxUses == 0 {
+		g.tokens.Add(hash, t)
+	}
+	return t, nil
+}
+
+// decide returns the policy's decision, from the decision cache when it can.
+func (g *Gate) decide(ctx context.Context, tok *cachedToken, c *Call, now time.Time) (*cachedDecision, string, error) {
+	rev := g.policy.Revision()
+	if g.decisions == nil {
+		d, err := g.evaluate(ctx, tok, c, now, rev)
+		return d, CacheNone, err
+	}
+	key := decisionKey(tok.record, rev, c)
+	if d, ok := g.decisions.Get(key); ok {
+		return d, CacheHit, nil
+	}
+	d, err := g.evaluate(ctx, tok, c, now, rev)
+	if err != nil {
+		return d, CacheMiss, err
+	}
+	if ttl := cacheTTL(tok.record, d, now); ttl > 0 {
+		g.decisions.SetWithTTL(key, d, 1, ttl)
+	}
+	return d, CacheMiss, nil
+}
+
+func (g *Gate) evaluate(ctx context.Context, tok *cachedToken, c *Call, now time.Time, rev string) (*cachedDecision, error) {
+	input := policy.GatewayInput(tok.term, c.Request, c.Service, now)
+	pd, err := g.policy.Decide(ctx, policy.GatewayQuery, input)
+	if err != nil {
+		return &cachedDecision{rev: rev}, err
+	}
+	return &cachedDecision{
+		allow:   pd.Allow,
+		reasons: pd.Reasons,
+		scope:   pd.Scope,
+		id:      token.NewPrefixedID("dec_"),
+		rev:     pd.Revision,
+		ttl:     pd.TTL,
+	}, nil
+}
+
+// cacheTTL is how long a decision may be reused: until the next moment the
+// token's own timestamps could change it, capped by the policy's
+// ttl_seconds and maxDecisionTTL. Zero means do not cache.
+func cacheTTL(t *store.Token, d *cachedDecision, now time.Time) time.Duration {
+	if d.allow && t.MaxUses > 0 {
+		return 0
+	}
+	ttl := maxDecisionTTL
+	if d.ttl > 0 && d.ttl < ttl {
+		ttl = d.ttl
+	}
+	for _, boundary := range []time.Time{t.NotBefore, t.ExpiresAt, t.GraceUntil} {
+		if boundary.After(now) && boundary.Sub(now) < ttl {
+			ttl = boundary.Sub(now)
+		}
+	}
+	return ttl
+}
+
+// decisionKey covers everything the decision depends on. Fields are joined
+// with a byte that cannot occur in any of them (NUL is rejected in HTTP
+// request lines and headers), so two different calls never share a key.
+func decisionKey(t *store.Token, rev string, c *Call) string {
+	var b strings.Builder
+	b.Grow(len(t.ID) + len(rev) + len(c.Service) + len(c.Request.Method) + len(c.Request.Host) + len(c.Request.Path) + len(c.Request.RemoteIP) + 32)
+	b.WriteString(t.ID)
+	b.WriteByte(0)
+	b.WriteString(strconv.FormatUint(t.Version, 10))
+	for _, s := range []string{rev, c.Service, c.Request.Method, c.Request.Host, c.Request.Path, c.Request.RemoteIP} {
+		b.WriteByte(0)
+		b.WriteString(s)
+	}
+	for _, k := range slices.Sorted(maps.Keys(c.Request.Headers)) {
+		b.WriteByte(0)
+		b.WriteString(k)
+		b.WriteByte(1)
+		b.WriteString(c.Request.Headers[k])
+	}
+	return b.String()
+}
+
+// Forget drops a token from the caches after it changed (revoke, rotate,
+// any update), so the very next call sees the stored record.
+func (g *Gate) Forget(t *store.Token) {
+	var hash [32]byte
+	copy(hash[:], t.Hash)
+	g.tokens.Remove(hash)
+}
+
+// ForgetAll drops every cached token and decision, for when changes may
+// have been missed (a shared store's notification connection was lost).
+func (g *Gate) ForgetAll() {
+	g.tokens.Purge()
+	if g.decisions != nil {
+		g.decisions.Clear()
+	}
+}
+
+// Run records usage of unlimited tokens in batches until ctx is done.
+func (g *Gate) Run(ctx context.Context) { g.usage.run(ctx) }
+
+// Close releases the caches.
+func (g *Gate) Close() {
+	if g.decisions != nil {
+		g.decisions.Close()
+	}
+}

@@ -1,0 +1,364 @@
+// Package lifecycle issues, rotates, revokes and lists tokens. It validates
+// what people ask for, writes one audit line per action, and tells the
+// gateway to forget a token the moment it changes. The Caddy admin
+// endpoint and the management API both call it, so a rule lives in one
+// place.
+package lifecycle
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/netip"
+	"regexp"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/tokengate/caddy-tokengate/internal/audit"
+	"github.com/tokengate/caddy-tokengate/internal/store"
+	"github.com/tokengate/caddy-tokengate/internal/token"
+)
+
+// Error is a refusal a caller can act on: an HTTP status, a stable reason
+// code and a message that never contains a secret.
+type Error struct {
+	Status int
+	Code   string
+	Msg    string
+}
+
+func (e *Error) Error() string { return e.Code + ": " + e.Msg }
+
+func invalid(code, format string, args ...any) *Error {
+	return &Error{Status: http.StatusBadRequest, Code: code, Msg: fmt.Sprintf(format, args...)}
+}
+
+var (
+	namePattern  = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.@-]{0,127}$`)
+	scopePattern = regexp.MustCompile(`^[a-z0-9][a-z0-9_.-]{0,63}:[a-z0-9][a-z0-9_.-]{0,63}$`)
+)
+
+// Limits on one request, so nobody can store a megabyte of scopes.
+const (
+	maxPurposeLen = 512
+	maxListLen    = 32
+	maxGrace      = 7 * 24 * time.Hour
+	// DefaultGrace is how long an old secret keeps working after rotation
+	// when the caller does not say.
+	DefaultGrace = 10 * time.Minute
+)
+
+// Spec is what someone asks a token for.
+type Spec struct {
+	Owner     string     `json:"owner"`
+	Purpose   string     `json:"purpose"`
+	Scopes    []string   `json:"scopes"`
+	Services  []string   `json:"services"`
+	CIDRs     []string   `json:"cidrs,omitempty"`
+	TTL       string     `json:"ttl"`
+	NotBefore *time.Time `json:"not_before,omitempty"`
+	MaxUses   int64      `json:"max_uses,omitempty"`
+}
+
+// Service runs token lifecycle actions.
+type Service struct {
+	Store  store.Store
+	Hasher *token.Hasher
+	// MaxTTL caps every token's lifetime.
+	MaxTTL time.Duration
+	Audit  *audit.Logger
+	// Forget is told about every token that changed, so caches drop it.
+	Forget func(*store.Token)
+	Now    func() time.Time
+}
+
+func (s *Service) now() time.Time {
+	if s.Now != nil {
+		return s.Now()
+	}
+	return time.Now()
+}
+
+// Validate checks a spec and returns the token record it describes, with
+// no id or hash yet.
+func (s *Service) Validate(spec Spec) (*store.Token, error) {
+	if !namePattern.MatchString(spec.Owner) {
+		return nil, invalid("owner_invalid", "owner must be 1-128 letters, digits or _.@-")
+	}
+	if spec.Purpose == "" {
+		return nil, invalid("purpose_required", "every token needs a purpose")
+	}
+	if len(spec.Purpose) > maxPurposeLen {
+		return nil, invalid("purpose_invalid", "purpose is longer than %d bytes", maxPurposeLen)
+	}
+	if len(spec.Scopes) == 0 || len(spec.Scopes) > maxListLen {
+		return nil, invalid("scope_invalid", "give between 1 and %d scopes", maxListLen)
+	}
+	for _, sc := range spec.Scopes {
+		if !scopePattern.MatchString(sc) {
+			return nil, invalid("scope_invalid", "scope %q is not of the form <service>:<access>", truncate(sc))
+		}
+	}
+	if len(spec.Services) == 0 || len(spec.Services) > maxListLen {
+		return nil, invalid("service_invalid", "give between 1 and %d services", maxListLen)
+	}
+	for _, sv := range spec.Services {
+		if !namePattern.MatchString(sv) {
+			return nil, invalid("service_invalid", "service %q must be letters, digits or _.@-", truncate(sv))
+		}
+	}
+	if len(spec.CIDRs) > maxListLen {
+		return nil, invalid("cidr_invalid", "at most %d CIDRs", maxListLen)
+	}
+	cidrs := make([]string, 0, len(spec.CIDRs))
+	for _, c := range spec.CIDRs {
+		p, err := netip.ParsePrefix(c)
+		if err != nil {
+			return nil, invalid("cidr_invalid", "%q is not a CIDR such as 10.0.0.0/8 or 2001:db8::/32", truncate(c))
+		}
+		cidrs = append(cidrs, p.Masked().String())
+	}
+	if spec.TTL == "" {
+		return nil, invalid("ttl_required", "every token needs a ttl, such as 1h")
+	}
+	ttl, err := time.ParseDuration(spec.TTL)
+	if err != nil || ttl <= 0 {
+		return nil, invalid("ttl_invalid", "ttl %q is not a positive duration such as 30m or 1h", truncate(spec.TTL))
+	}
+	if s.MaxTTL > 0 && ttl > s.MaxTTL {
+		return nil, invalid("ttl_exceeds_max", "ttl %s is longer than max_ttl %s", ttl, s.MaxTTL)
+	}
+	if spec.MaxUses < 0 {
+		return nil, invalid("max_uses_invalid", "max_uses must be 0 (unlimited) or more")
+	}
+	now := s.now().UTC().Truncate(time.Microsecond)
+	notBefore := now
+	if spec.NotBefore != nil {
+		notBefore = spec.NotBefore.UTC().Truncate(time.Microsecond)
+		if notBefore.Before(now.Add(-time.Minute)) {
+			return nil, invalid("not_before_invalid", "not_before lies in the past")
+		}
+		if s.MaxTTL > 0 && notBefore.Sub(now) > s.MaxTTL {
+			return nil, invalid("not_before_invalid", "not_before is further away than max_ttl")
+		}
+	}
+	return &store.Token{
+		Owner:     spec.Owner,
+		Purpose:   spec.Purpose,
+		Scopes:    dedupe(spec.Scopes),
+		Services:  dedupe(spec.Services),
+		CIDRs:     dedupe(cidrs),
+		NotBefore: notBefore,
+		ExpiresAt: notBefore.Add(ttl),
+		MaxUses:   spec.MaxUses,
+		CreatedAt: now,
+	}, nil
+}
+
+// Issue validates spec and stores a new token created by actor. The secret
+// is returned once and never stored.
+func (s *Service) Issue(ctx context.Context, actor string, spec Spec) (string, *store.Token, error) {
+	rec, err := s.Validate(spec)
+	if err != nil {
+		s.refused("token.issued", actor, "", err)
+		return "", nil, err
+	}
+	rec.CreatedBy = actor
+	secret, err := s.Create(ctx, rec)
+	if err != nil {
+		return "", nil, err
+	}
+	s.Audit.Action(&audit.Action{Msg: "token.issued", Actor: actor, TokenID: rec.ID, Reason: rec.Purpose, Outcome: "success"})
+	return secret, rec, nil
+}
+
+// Create gives a validated record a fresh id and secret and stores it. It
+// writes no audit line: callers log the action they performed.
+func (s *Service) Create(ctx context.Context, rec *store.Token) (string, error) {
+	secret := token.NewSecret()
+	rec.ID = token.NewID()
+	hash := s.Hasher.Hash(secret)
+	rec.Hash = hash[:]
+	if err := s.Store.Create(ctx, rec); err != nil {
+		return "", fmt.Errorf("storing token: %w", err)
+	}
+	return secret, nil
+}
+
+// Revoke ends a token at once.
+func (s *Service) Revoke(ctx context.Context, actor, id, reason string) (*store.Token, error) {
+	if reason == "" {
+		err := invalid("reason_required", "say why the token is revoked")
+		s.refused("token.revoked", actor, id, err)
+		return nil, err
+	}
+	if len(reason) > maxPurposeLen {
+		err := invalid("reason_invalid", "reason is longer than %d bytes", maxPurposeLen)
+		s.refused("token.revoked", actor, id, err)
+		return nil, err
+	}
+	now := s.now().UTC()
+	t, err := s.Store.Update(ctx, id, func(t *store.Token) error {
+		if !t.RevokedAt.IsZero() {
+			return &Error{Status: http.StatusConflict, Code: "already_revoked", Msg: "token " + id + " is already revoked"}
+		}
+		t.RevokedAt, t.RevokedBy, t.RevokeReason = now, actor, reason
+		return nil
+	})
+	if err != nil {
+		err = s.storeError(id, err)
+		s.refused("token.revoked", actor, id, err)
+		return nil, err
+	}
+	s.forget(t)
+	s.Audit.Action(&audit.Action{Msg: "token.revoked", Actor: actor, TokenID: id, Reason: reason, Outcome: "success"})
+	return t, nil
+}
+
+// Rotate issues a successor with a new secret and the same grants; the old
+// secret keeps working for grace, then answers token_rotated. The successor
+// keeps the old expiry and only the uses that were left, so rotating never
+// extends what a token may do.
+func (s *Service) Rotate(ctx context.Context, actor, id string, grace time.Duration) (string, *store.Token, error) {
+	if grace < 0 || grace > maxGrace {
+		err := invalid("grace_invalid", "grace must be between 0 and %s", maxGrace)
+		s.refused("token.rotated", actor, id, err)
+		return "", nil, err
+	}
+	old, err := s.Store.Get(ctx, id)
+	if err != nil {
+		err = s.storeError(id, err)
+		s.refused("token.rotated", actor, id, err)
+		return "", nil, err
+	}
+	now := s.now().UTC().Truncate(time.Microsecond)
+	if reason := Inactive(old, now); reason != "" {
+		err := &Error{Status: http.StatusConflict, Code: "token_" + reason, Msg: "only an active token can be rotated; " + id + " is " + reason}
+		s.refused("token.rotated", actor, id, err)
+		return "", nil, err
+	}
+	secret := token.NewSecret()
+	hash := s.Hasher.Hash(secret)
+	next := old.Clone()
+	next.ID, next.Hash = token.NewID(), hash[:]
+	next.CreatedAt, next.CreatedBy, next.RotatedFrom = now, actor, id
+	next.Uses, next.Version, next.UsedScopes = 0, 0, nil
+	next.LastUsedAt, next.LastUsedIP = time.Time{}, ""
+	if old.MaxUses > 0 {
+		next.MaxUses = old.MaxUses - old.Uses
+	}
+	graceUntil := now.Add(grace)
+	if graceUntil.After(old.ExpiresAt) {
+		graceUntil = old.ExpiresAt
+	}
+	updated, err := s.Store.Rotate(ctx, id, next, func(o *store.Token) error {
+		if reason := Inactive(o, now); reason != "" {
+			return &Error{Status: http.StatusConflict, Code: "token_" + reason, Msg: "token " + id + " changed while rotating: " + reason}
+		}
+		o.GraceUntil, o.RotatedTo = graceUntil, next.ID
+		return nil
+	})
+	if err != nil {
+		err = s.storeError(id, err)
+		s.refused("token.rotated", actor, id, err)
+		return "", nil, err
+	}
+	s.forget(updated)
+	s.Audit.Action(&audit.Action{Msg: "token.rotated", Actor: actor, TokenID: id, Reason: "successor " + next.ID + ", grace until " + graceUntil.Format(time.RFC3339), Outcome: "success"})
+	return secret, next, nil
+}
+
+// Inactive says why a token can no longer be used ("revoked", "rotated",
+// "expired", "exhausted"), or "" while it is active or not yet valid.
+func Inactive(t *store.Token, now time.Time) string {
+	switch {
+	case !t.RevokedAt.IsZero():
+		return "revoked"
+	case t.RotatedTo != "":
+		return "rotated"
+	case !now.Before(t.ExpiresAt):
+		return "expired"
+	case t.MaxUses > 0 && t.Uses >= t.MaxUses:
+		return "exhausted"
+	}
+	return ""
+}
+
+// State names a token's lifecycle state for the inventory.
+func State(t *store.Token, now time.Time) string {
+	if r := Inactive(t, now); r != "" {
+		if r == "rotated" && now.Before(t.GraceUntil) {
+			return "rotating"
+		}
+		return r
+	}
+	if now.Before(t.NotBefore) {
+		return "pending"
+	}
+	return "active"
+}
+
+// Get returns one token.
+func (s *Service) Get(ctx context.Context, id string) (*store.Token, error) {
+	t, err := s.Store.Get(ctx, id)
+	if err != nil {
+		return nil, s.storeError(id, err)
+	}
+	return t, nil
+}
+
+// List returns the tokens matching the filter and, when state is not
+// empty, in that state.
+func (s *Service) List(ctx context.Context, f store.Filter, state string) ([]*store.Token, error) {
+	all, err := s.Store.List(ctx, f)
+	if err != nil || state == "" {
+		return all, err
+	}
+	now := s.now()
+	return slices.DeleteFunc(all, func(t *store.Token) bool { return State(t, now) != state }), nil
+}
+
+func (s *Service) forget(t *store.Token) {
+	if s.Forget != nil {
+		s.Forget(t)
+	}
+}
+
+func (s *Service) refused(msg, actor, id string, err error) {
+	var e *Error
+	if !errors.As(err, &e) {
+		return // technical failures go to the operator's log, not the audit trail
+	}
+	s.Audit.Action(&audit.Action{Msg: msg, Actor: actor, TokenID: id, Reason: e.Msg, Outcome: "refused", Reasons: []string{e.Code}})
+}
+
+func (s *Service) storeError(id string, err error) error {
+	var e *Error
+	switch {
+	case errors.As(err, &e):
+		return e
+	case errors.Is(err, store.ErrNotFound):
+		return &Error{Status: http.StatusNotFound, Code: "token_not_found", Msg: "no token " + truncate(id)}
+	}
+	return err
+}
+
+func dedupe(in []string) []string {
+	out := slices.Clone(in)
+	slices.Sort(out)
+	return slices.Compact(out)
+}
+
+// truncate keeps echoed input short, and never echoes anything that looks
+// like a secret pasted into the wrong field.
+func truncate(s string) string {
+	if strings.Contains(s, token.Prefix) {
+		return "[redacted]"
+	}
+	if len(s) > 40 {
+		return s[:40] + "..."
+	}
+	return s
+}

@@ -1,0 +1,311 @@
+// Package postgres is the token store that several gateway nodes share. It
+// keeps tokens in one PostgreSQL table, creates and migrates that table
+// itself, and announces every change that can alter a decision with
+// NOTIFY, so that each node's caches follow revokes and rotations made on
+// any other node.
+package postgres
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgtype"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/tokengate/caddy-tokengate/internal/store"
+)
+
+// channel is the NOTIFY channel that carries the ids of changed tokens.
+const channel = "tokengate_tokens"
+
+// columns lists the token columns in the order of tokenArgs and scanToken.
+const columns = `id, hash, owner, purpose, scopes, services, cidrs, not_before, expires_at,
+	max_uses, uses, created_at, created_by, approved_by, rotated_from, rotated_to,
+	grace_until, revoked_at, revoked_by, revoke_reason, last_used_at, last_used_ip,
+	used_scopes, version`
+
+// values holds one placeholder per column; $1 is always the id.
+const values = `$1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16,
+	$17, $18, $19, $20, $21, $22, $23, $24`
+
+// announced finishes a statement that starts `WITH changed AS (UPDATE ...
+// RETURNING columns)`: it returns the changed rows and queues a notification
+// for each in the same statement, which PostgreSQL delivers only if the
+// transaction commits.
+const announced = `SELECT ` + columns + ` FROM changed, pg_notify('` + channel + `', changed.id)`
+
+// applyUsage is store.ApplyUsage in SQL, for a usage whose time, address
+// and scope are $2, $3 and $4: the last use only moves forward, and
+// used_scopes stays a set sorted by byte value, as Go sorts strings.
+const applyUsage = `
+	last_used_ip = CASE WHEN $2::timestamptz > coalesce(last_used_at, '-infinity')
+		THEN $3::text ELSE last_used_ip END,
+	last_used_at = greatest(last_used_at, $2::timestamptz),
+	used_scopes = CASE WHEN $4::text = '' OR $4::text = ANY (used_scopes) THEN used_scopes
+		ELSE ARRAY(SELECT s FROM unnest(used_scopes || $4::text) s ORDER BY s COLLATE "C") END,
+	version = version + 1`
+
+const (
+	insertToken = `INSERT INTO tokengate_tokens (` + columns + `) VALUES (` + values + `)`
+
+	selectForUpdate = `SELECT ` + columns + ` FROM tokengate_tokens WHERE id = $1 FOR UPDATE`
+
+	updateToken = `WITH changed AS (
+		UPDATE tokengate_tokens SET (` + columns + `) = (` + values + `)
+		WHERE id = $1 RETURNING ` + columns + `
+	) ` + announced
+
+	// consumeUse checks and spends a use in one statement; the row lock
+	// the UPDATE takes is what keeps two nodes from both spending the last
+	// use.
+	consumeUse = `WITH changed AS (
+		UPDATE tokengate_tokens SET uses = uses + 1, ` + applyUsage + `
+		WHERE id = $1 AND (max_uses = 0 OR uses < max_uses)
+		RETURNING ` + columns + `
+	) ` + announced
+
+	recordUsage = `UPDATE tokengate_tokens SET ` + applyUsage + ` WHERE id = $1`
+)
+
+// Store is a store.Store and store.Notifier backed by PostgreSQL.
+type Store struct {
+	pool *pgxpool.Pool
+}
+
+// Open connects to the database at dsn (a postgres:// URL or key=value
+// string, as libpq takes) and brings its tokengate tables up to date.
+// Tables go into the first schema of the connection's search_path.
+func Open(ctx context.Context, dsn string) (*Store, error) {
+	pool, err := pgxpool.New(ctx, dsn)
+	if err != nil {
+		return nil, fmt.Errorf("connecting to postgres: %w", err)
+	}
+	// The pool connects lazily; ping so a wrong address or password is
+	// reported as such rather than as a failed migration.
+	if err := pool.Ping(ctx); err != nil {
+		pool.Close()
+		return nil, fmt.Errorf("connecting to postgres: %w", err)
+	}
+	if err := migrate(ctx, pool); err != nil {
+		pool.Close()
+		return nil, fmt.Errorf("migrating schema: %w", err)
+	}
+	return &Store{pool: pool}, nil
+}
+
+func (s *Store) Create(ctx context.Context, t *store.Token) error {
+	_, err := s.pool.Exec(ctx, insertToken, tokenArgs(t)...)
+	return storeErr(err, "creating token "+t.ID)
+}
+
+func (s *Store) Get(ctx context.Context, id string) (*store.Token, error) {
+	t, err := scanToken(s.pool.QueryRow(ctx, `SELECT `+columns+` FROM tokengate_tokens WHERE id = $1`, id))
+	return t, storeErr(err, "loading token "+id)
+}
+
+func (s *Store) GetByHash(ctx context.Context, hash []byte) (*store.Token, error) {
+	t, err := scanToken(s.pool.QueryRow(ctx, `SELECT `+columns+` FROM tokengate_tokens WHERE hash = $1`, hash))
+	return t, storeErr(err, "looking up token by hash")
+}
+
+func (s *Store) List(ctx context.Context, f store.Filter) ([]*store.Token, error) {
+	rows, _ := s.pool.Query(ctx, `SELECT `+columns+` FROM tokengate_tokens
+		WHERE ($1::text = '' OR owner = $1) AND ($2::text = '' OR $2 = ANY (services))
+		ORDER BY created_at NULLS FIRST, id`, f.Owner, f.Service)
+	tokens, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (*store.Token, error) {
+		return scanToken(row)
+	})
+	if err != nil {
+		return nil, fmt.Errorf("listing tokens: %w", err)
+	}
+	return tokens, nil
+}
+
+func (s *Store) Update(ctx context.Context, id string, change func(*store.Token) error) (*store.Token, error) {
+	var t *store.Token
+	err := s.inTx(ctx, "updating token "+id, func(tx pgx.Tx) error {
+		var err error
+		t, err = update(ctx, tx, id, change)
+		return err
+	})
+	return t, err
+}
+
+func (s *Store) Rotate(ctx context.Context, oldID string, next *store.Token, change func(*store.Token) error) (*store.Token, error) {
+	var old *store.Token
+	err := s.inTx(ctx, "rotating token "+oldID, func(tx pgx.Tx) error {
+		var err error
+		if old, err = update(ctx, tx, oldID, change); err != nil {
+			return err
+		}
+		_, err = tx.Exec(ctx, insertToken, tokenArgs(next)...)
+		return storeErr(err, "creating token "+next.ID)
+	})
+	return old, err
+}
+
+func (s *Store) ConsumeUse(ctx context.Context, id string, u store.Usage) (*store.Token, error) {
+	t, err := scanToken(s.pool.QueryRow(ctx, consumeUse, id, nullable(u.At), u.IP, u.Scope))
+	if !errors.Is(err, pgx.ErrNoRows) {
+		return t, storeErr(err, "consuming a use of token "+id)
+	}
+	// Nothing changed: either the token does not exist or it is used up.
+	// Tokens are never deleted, so the answer cannot go stale.
+	var exists bool
+	err = s.pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM tokengate_tokens WHERE id = $1)`, id).Scan(&exists)
+	switch {
+	case err != nil:
+		return nil, fmt.Errorf("consuming a use of token %s: %w", id, err)
+	case exists:
+		return nil, store.ErrUsesExhausted
+	default:
+		return nil, store.ErrNotFound
+	}
+}
+
+// RecordUsage sends the whole batch as one pipelined batch, which
+// PostgreSQL runs as one implicit transaction. It does not notify: usage
+// statistics never change a decision.
+func (s *Store) RecordUsage(ctx context.Context, batch []store.Usage) error {
+	if len(batch) == 0 {
+		return nil
+	}
+	// Locking rows in id order keeps two nodes flushing overlapping
+	// batches from deadlocking. The sort is stable so that observations of
+	// one token apply in the order they were made.
+	sorted := slices.Clone(batch)
+	slices.SortStableFunc(sorted, func(a, b store.Usage) int { return strings.Compare(a.TokenID, b.TokenID) })
+	var b pgx.Batch
+	for _, u := range sorted {
+		b.Queue(recordUsage, u.TokenID, nullable(u.At), u.IP, u.Scope)
+	}
+	if err := s.pool.SendBatch(ctx, &b).Close(); err != nil {
+		return fmt.Errorf("recording usage of %d tokens: %w", len(batch), err)
+	}
+	return nil
+}
+
+// Close closes the connection pool. A running Watch keeps its own
+// connection until its context ends.
+func (s *Store) Close() error {
+	s.pool.Close()
+	return nil
+}
+
+// inTx runs fn in a transaction and commits if fn succeeds. Errors from fn
+// come back unwrapped, so a change func's own error reaches the caller as
+// the Store interface promises.
+func (s *Store) inTx(ctx context.Context, doing string, fn func(pgx.Tx) error) error {
+	tx, err := s.pool.Begin(ctx)
+	if err != nil {
+		return fmt.Errorf("%s: %w", doing, err)
+	}
+	defer tx.Rollback(ctx)
+	if err := fn(tx); err != nil {
+		return err
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return fmt.Errorf("%s: %w", doing, err)
+	}
+	return nil
+}
+
+// update applies change to the token under a row lock, so no other update
+// on any node interleaves, and announces the change on commit. The record
+// returned is the one stored, times truncated to PostgreSQL's microseconds.
+func update(ctx context.Context, tx pgx.Tx, id string, change func(*store.Token) error) (*store.Token, error) {
+	t, err := scanToken(tx.QueryRow(ctx, selectForUpdate, id))
+	if err != nil {
+		return nil, storeErr(err, "loading token "+id)
+	}
+	if err := change(t); err != nil {
+		return nil, err
+	}
+	t.Version++
+	t, err = scanToken(tx.QueryRow(ctx, updateToken, tokenArgs(t)...))
+	return t, storeErr(err, "storing token "+id)
+}
+
+// tokenArgs returns t's fields in the order of columns.
+func tokenArgs(t *store.Token) []any {
+	return []any{
+		t.ID, t.Hash, t.Owner, t.Purpose, notNull(t.Scopes), notNull(t.Services), notNull(t.CIDRs),
+		nullable(t.NotBefore), nullable(t.ExpiresAt), t.MaxUses, t.Uses, nullable(t.CreatedAt),
+		t.CreatedBy, t.ApprovedBy, t.RotatedFrom, t.RotatedTo, nullable(t.GraceUntil),
+		nullable(t.RevokedAt), t.RevokedBy, t.RevokeReason, nullable(t.LastUsedAt), t.LastUsedIP,
+		notNull(t.UsedScopes), int64(t.Version),
+	}
+}
+
+// scanToken reads one row of columns.
+func scanToken(row pgx.Row) (*store.Token, error) {
+	var (
+		t                                 store.Token
+		notBefore, expiresAt, createdAt   pgtype.Timestamptz
+		graceUntil, revokedAt, lastUsedAt pgtype.Timestamptz
+		version                           int64
+	)
+	err := row.Scan(
+		&t.ID, &t.Hash, &t.Owner, &t.Purpose, &t.Scopes, &t.Services, &t.CIDRs,
+		&notBefore, &expiresAt, &t.MaxUses, &t.Uses, &createdAt,
+		&t.CreatedBy, &t.ApprovedBy, &t.RotatedFrom, &t.RotatedTo, &graceUntil,
+		&revokedAt, &t.RevokedBy, &t.RevokeReason, &lastUsedAt, &t.LastUsedIP,
+		&t.UsedScopes, &version,
+	)
+	if err != nil {
+		return nil, err
+	}
+	t.NotBefore, t.ExpiresAt, t.CreatedAt = utc(notBefore), utc(expiresAt), utc(createdAt)
+	t.GraceUntil, t.RevokedAt, t.LastUsedAt = utc(graceUntil), utc(revokedAt), utc(lastUsedAt)
+	t.Version = uint64(version)
+	return &t, nil
+}
+
+// nullable stores a zero time as NULL, so "never" reads as NULL to anyone
+// querying the table.
+func nullable(t time.Time) pgtype.Timestamptz {
+	return pgtype.Timestamptz{Time: t, Valid: !t.IsZero()}
+}
+
+// utc reads a time back in UTC (pgx returns local time), NULL as zero.
+func utc(ts pgtype.Timestamptz) time.Time {
+	if !ts.Valid {
+		return time.Time{}
+	}
+	return ts.Time.UTC()
+}
+
+// notNull turns a nil slice, which pgx sends as NULL, into an empty array.
+func notNull(s []string) []string {
+	if s == nil {
+		return []string{}
+	}
+	return s
+}
+
+// storeErr maps PostgreSQL outcomes to the store's errors, so callers can
+// tell a miss or a clash from a failure without knowing the backend. Other
+// errors get what was being done as context.
+func storeErr(err error, doing string) error {
+	var pgErr *pgconn.PgError
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, pgx.ErrNoRows):
+		return store.ErrNotFound
+	case errors.As(err, &pgErr) && pgErr.Code == "23505": // unique_violation
+		return store.ErrConflict
+	}
+	return fmt.Errorf("%s: %w", doing, err)
+}
+
+var (
+	_ store.Store    = (*Store)(nil)
+	_ store.Notifier = (*Store)(nil)
+)

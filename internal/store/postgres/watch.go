@@ -1,0 +1,64 @@
+package postgres
+
+import (
+	"context"
+	"time"
+)
+
+// Reconnect delays after the listening connection fails: doubling from
+// minBackoff up to maxBackoff, so a database restart is picked up quickly
+// but a long outage does not become a connection storm.
+const (
+	minBackoff = 100 * time.Millisecond
+	maxBackoff = 5 * time.Second
+)
+
+// Watch listens for token changes on a connection of its own and calls
+// changed with the id of every token that Update, Rotate or ConsumeUse
+// changed on any node, this one included. It calls reset once it is
+// listening, since anything that changed before then was missed, and
+// whenever the connection fails; it then reconnects with backoff. It
+// returns when ctx is done.
+func (s *Store) Watch(ctx context.Context, changed func(tokenID string), reset func()) {
+	delay := minBackoff
+	for {
+		listened := s.listen(ctx, changed, reset)
+		if ctx.Err() != nil {
+			return
+		}
+		reset()
+		if listened {
+			delay = minBackoff
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(delay):
+		}
+		delay = min(2*delay, maxBackoff)
+	}
+}
+
+// listen holds one connection in LISTEN until it fails or ctx is done,
+// and reports whether it got as far as listening.
+func (s *Store) listen(ctx context.Context, changed func(string), reset func()) bool {
+	pooled, err := s.pool.Acquire(ctx)
+	if err != nil {
+		return false
+	}
+	// The connection leaves the pool for good: LISTEN is session state,
+	// and a pool would hand the connection to other callers.
+	conn := pooled.Hijack()
+	defer conn.Close(context.Background())
+	if _, err := conn.Exec(ctx, "LISTEN "+channel); err != nil {
+		return false
+	}
+	reset()
+	for {
+		n, err := conn.WaitForNotification(ctx)
+		if err != nil {
+			return true
+		}
+		changed(n.Payload)
+	}
+}
