@@ -116,7 +116,8 @@ type Store interface {
 	ConsumeUse(ctx context.Context, id string, u Usage) (*Token, error)
 	// RecordUsage stores observations of unlimited tokens in one batch:
 	// last use time and address, and the scope exercised. Unknown ids are
-	// skipped.
+	// skipped. It does not bump Version: usage statistics never change a
+	// decision, and cached decisions should survive a flush.
 	RecordUsage(ctx context.Context, batch []Usage) error
 	// Close releases the backend's resources.
 	Close() error
@@ -142,7 +143,7 @@ func ApplyUsage(t *Token, u Usage) {
 type Notifier interface {
 	// Watch blocks until ctx is done. It calls changed with a token id
 	// after any node changes that token, and reset whenever notifications
-	// may have been missed (a lost connection), after which the caller
-	// must drop everything it cached.
+	// may have been missed (when it starts listening, and after a lost
+	// connection), after which the caller must drop everything it cached.
 	Watch(ctx context.Context, changed func(tokenID string), reset func())
 }

@@ -161,11 +161,17 @@ func (s *Store) RecordUsage(_ context.Context, batch []store.Usage) error {
 	return s.db.Update(func(tx *bbolt.Tx) error {
 		tokens := tx.Bucket(tokensBucket)
 		for _, u := range batch {
-			_, err := update(tokens, u.TokenID, func(t *store.Token) error {
-				store.ApplyUsage(t, u)
-				return nil
-			})
-			if err != nil && err != store.ErrNotFound {
+			t, err := get(tokens, u.TokenID)
+			if err == store.ErrNotFound {
+				continue
+			}
+			if err != nil {
+				return err
+			}
+			// No version bump: usage statistics never change a decision,
+			// and bumping would empty the decision cache every flush.
+			store.ApplyUsage(t, u)
+			if err := put(tokens, t); err != nil {
 				return err
 			}
 		}

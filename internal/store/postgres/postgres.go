@@ -48,8 +48,7 @@ const applyUsage = `
 		THEN $3::text ELSE last_used_ip END,
 	last_used_at = greatest(last_used_at, $2::timestamptz),
 	used_scopes = CASE WHEN $4::text = '' OR $4::text = ANY (used_scopes) THEN used_scopes
-		ELSE ARRAY(SELECT s FROM unnest(used_scopes || $4::text) s ORDER BY s COLLATE "C") END,
-	version = version + 1`
+		ELSE ARRAY(SELECT s FROM unnest(used_scopes || $4::text) s ORDER BY s COLLATE "C") END`
 
 const (
 	insertToken = `INSERT INTO tokengate_tokens (` + columns + `) VALUES (` + values + `)`
@@ -65,7 +64,7 @@ const (
 	// the UPDATE takes is what keeps two nodes from both spending the last
 	// use.
 	consumeUse = `WITH changed AS (
-		UPDATE tokengate_tokens SET uses = uses + 1, ` + applyUsage + `
+		UPDATE tokengate_tokens SET uses = uses + 1, version = version + 1, ` + applyUsage + `
 		WHERE id = $1 AND (max_uses = 0 OR uses < max_uses)
 		RETURNING ` + columns + `
 	) ` + announced

@@ -239,8 +239,11 @@ func testRotate(t *testing.T, s store.Store) {
 	// A successor whose hash collides must leave the old token untouched.
 	clash := NewToken("alice")
 	clash.Hash = old.Hash
-	if _, err := s.Rotate(ctx, old.ID, clash, func(o *store.Token) error { o.GraceUntil = grace; return nil }); err == nil {
-		t.Fatal("rotate with a clashing successor succeeded")
+	if _, err := s.Rotate(ctx, old.ID, clash, func(o *store.Token) error { o.GraceUntil = grace; return nil }); !errors.Is(err, store.ErrConflict) {
+		t.Fatalf("rotate with a clashing successor: err = %v, want ErrConflict", err)
+	}
+	if _, err := s.Get(ctx, clash.ID); !errors.Is(err, store.ErrNotFound) {
+		t.Fatal("failed rotate stored the successor")
 	}
 	if got, _ := s.Get(ctx, old.ID); !got.GraceUntil.IsZero() {
 		t.Fatal("failed rotate changed the old token")
@@ -339,6 +342,9 @@ func testRecordUsage(t *testing.T, s store.Store) {
 	}
 	if got.Uses != 0 {
 		t.Fatalf("usage records changed the use count of an unlimited token: %d", got.Uses)
+	}
+	if got.Version != tok.Version {
+		t.Fatalf("usage records bumped the version (%d -> %d), which would empty decision caches", tok.Version, got.Version)
 	}
 }
 
