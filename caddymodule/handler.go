@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"slices"
 	"strings"
 	"time"
 
@@ -224,28 +225,42 @@ func (h *Handler) policyHeaders(r *http.Request) map[string]string {
 	return m
 }
 
+// reasonPriority orders reason codes by how much they tell the client: the
+// client sees one reason, the audit line all of them.
+var reasonPriority = []string{
+	gateway.ReasonMissing, gateway.ReasonMalformed, gateway.ReasonUnknown,
+	"token_revoked", "token_rotated", "token_expired", "token_not_yet_valid", gateway.ReasonExhausted,
+	"service_not_bound", "ip_not_allowed", "scope_missing",
+}
+
+// mainReason picks the reason the client is told.
+func mainReason(reasons []string) string {
+	for _, want := range reasonPriority {
+		if slices.Contains(reasons, want) {
+			return want
+		}
+	}
+	return reasons[0]
+}
+
 // refuse answers a call that may not pass and returns the status sent.
 func refuse(w http.ResponseWriter, res gateway.Result, requestID string) int {
-	status, errCode, reason := http.StatusForbidden, "insufficient_scope", res.Reasons[0]
+	reason := mainReason(res.Reasons)
+	status, errCode := http.StatusForbidden, "insufficient_scope"
 	challenge := `Bearer realm="tokengate", error="insufficient_scope"`
 	switch {
 	case res.Outcome == gateway.Error:
 		status, errCode = http.StatusServiceUnavailable, "temporarily_unavailable"
 		challenge = ""
 		w.Header().Set("Retry-After", "1")
-	case res.Reasons[0] == gateway.ReasonMissing:
+	case reason == gateway.ReasonMissing:
 		// RFC 6750 section 3.1: a request without credentials gets the
 		// challenge but no error code.
 		status, errCode = http.StatusUnauthorized, "invalid_token"
 		challenge = `Bearer realm="tokengate"`
-	default:
-		for _, r := range res.Reasons {
-			if IsTokenProblem(r) {
-				status, errCode, reason = http.StatusUnauthorized, "invalid_token", r
-				challenge = `Bearer realm="tokengate", error="invalid_token"`
-				break
-			}
-		}
+	case IsTokenProblem(reason):
+		status, errCode = http.StatusUnauthorized, "invalid_token"
+		challenge = `Bearer realm="tokengate", error="invalid_token"`
 	}
 	if challenge != "" {
 		w.Header().Set("WWW-Authenticate", challenge)

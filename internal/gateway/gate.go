@@ -129,6 +129,10 @@ type cachedDecision struct {
 	id      string
 	rev     string
 	ttl     time.Duration
+	// validUntil is checked on every hit against the gate's clock, so an
+	// entry is never used past the token's next boundary even if the
+	// cache's own expiry (which runs on the wall clock) lags.
+	validUntil time.Time
 }
 
 // New returns a Gate. Call Run to start recording usage, and Close when done.
@@ -237,7 +241,7 @@ func (g *Gate) decide(ctx context.Context, tok *cachedToken, c *Call, now time.T
 		return d, CacheNone, err
 	}
 	key := decisionKey(tok.record, rev, c)
-	if d, ok := g.decisions.Get(key); ok {
+	if d, ok := g.decisions.Get(key); ok && now.Before(d.validUntil) {
 		return d, CacheHit, nil
 	}
 	d, err := g.evaluate(ctx, tok, c, now, rev)
@@ -245,6 +249,7 @@ func (g *Gate) decide(ctx context.Context, tok *cachedToken, c *Call, now time.T
 		return d, CacheMiss, err
 	}
 	if ttl := cacheTTL(tok.record, d, now); ttl > 0 {
+		d.validUntil = now.Add(ttl)
 		g.decisions.SetWithTTL(key, d, 1, ttl)
 	}
 	return d, CacheMiss, nil

@@ -1,0 +1,121 @@
+package caddymodule
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
+)
+
+func TestHandlerCaddyfile(t *testing.T) {
+	cases := []struct {
+		input   string
+		want    Handler
+		wantErr string
+	}{
+		{input: `tokengate billing`, want: Handler{Service: "billing"}},
+		{input: "tokengate {\n service billing\n header X-Api-Key\n policy_headers X-Tenant X-Region\n}",
+			want: Handler{Service: "billing", Header: "X-Api-Key", PolicyHeaders: []string{"X-Tenant", "X-Region"}}},
+		{input: `tokengate`, wantErr: "needs a service"},
+		{input: `tokengate billing extra`, wantErr: "wrong argument count"},
+		{input: "tokengate billing {\n scope billing:read\n}", wantErr: `unrecognized subdirective "scope"`},
+		{input: "tokengate {\n service\n}", wantErr: "wrong argument count"},
+		{input: "tokengate {\n service a b\n}", wantErr: "wrong argument count"},
+		{input: "tokengate billing {\n policy_headers\n}", wantErr: "wrong argument count"},
+	}
+	for _, c := range cases {
+		var h Handler
+		err := h.UnmarshalCaddyfile(caddyfile.NewTestDispenser(c.input))
+		if c.wantErr != "" {
+			if err == nil || !strings.Contains(err.Error(), c.wantErr) {
+				t.Errorf("%q: err = %v, want %q", c.input, err, c.wantErr)
+			}
+			continue
+		}
+		if err != nil {
+			t.Errorf("%q: %v", c.input, err)
+			continue
+		}
+		got, _ := json.Marshal(h)
+		want, _ := json.Marshal(c.want)
+		if string(got) != string(want) {
+			t.Errorf("%q: got %s, want %s", c.input, got, want)
+		}
+	}
+}
+
+func TestGlobalOptionCaddyfile(t *testing.T) {
+	cases := []struct {
+		input   string
+		want    string
+		wantErr string
+	}{
+		{input: "tokengate {\n store bolt /var/lib/tg.db\n policy ./policies\n max_ttl 24h\n decision_cache 0\n pepper {env.PEPPER}\n}",
+			want: `{"store":{"backend":"bolt","path":"/var/lib/tg.db"},"policy":"./policies","max_ttl":86400000000000,"decision_cache":0,"pepper":"{env.PEPPER}"}`},
+		{input: "tokengate {\n store postgres postgres://db/tg\n}", want: `{"store":{"backend":"postgres","dsn":"postgres://db/tg"}}`},
+		{input: "tokengate {\n store bolt\n}", want: `{"store":{"backend":"bolt"}}`},
+		{input: "tokengate {\n store redis x\n}", wantErr: `unknown store "redis"`},
+		{input: "tokengate {\n store postgres\n}", wantErr: "wrong argument count"},
+		{input: "tokengate {\n max_ttl forever\n}", wantErr: "not a positive duration"},
+		{input: "tokengate {\n max_ttl -1h\n}", wantErr: "not a positive duration"},
+		{input: "tokengate {\n decision_cache -5\n}", wantErr: "not a number of entries"},
+		{input: "tokengate {\n decision_cache lots\n}", wantErr: "not a number of entries"},
+		{input: "tokengate {\n cache 5\n}", wantErr: `unrecognized subdirective "cache"`},
+		{input: "tokengate extra", wantErr: "wrong argument count"},
+	}
+	for _, c := range cases {
+		var a App
+		err := a.UnmarshalCaddyfile(caddyfile.NewTestDispenser(c.input))
+		if c.wantErr != "" {
+			if err == nil || !strings.Contains(err.Error(), c.wantErr) {
+				t.Errorf("%q: err = %v, want %q", c.input, err, c.wantErr)
+			}
+			continue
+		}
+		if err != nil {
+			t.Errorf("%q: %v", c.input, err)
+			continue
+		}
+		if got, _ := json.Marshal(&a); string(got) != c.want {
+			t.Errorf("%q:\n got %s\nwant %s", c.input, got, c.want)
+		}
+	}
+}
+
+// TestExampleCaddyfileAdapts keeps Caddyfile.example valid: it must adapt
+// without warnings into a config with the tokengate app and handlers.
+func TestExampleCaddyfileAdapts(t *testing.T) {
+	src, err := os.ReadFile(filepath.Join("..", "Caddyfile.example"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	adapter := caddyfile.Adapter{ServerType: httpcaddyfile.ServerType{}}
+	cfg, warnings, err := adapter.Adapt(src, map[string]any{"filename": "Caddyfile.example"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(warnings) > 0 {
+		t.Errorf("warnings: %v", warnings)
+	}
+	for _, want := range []string{`"tokengate":{`, `"handler":"tokengate"`, `"service":"demo"`, `"handler":"tokengate_admin"`, `"include":["tokengate.audit"]`} {
+		if !strings.Contains(string(cfg), want) {
+			t.Errorf("adapted config lacks %s", want)
+		}
+	}
+}
+
+func FuzzHandlerCaddyfile(f *testing.F) {
+	f.Add("tokengate billing")
+	f.Add("tokengate {\n service billing\n header X-Api-Key\n}")
+	f.Add("tokengate {\n policy_headers a b c\n}")
+	f.Fuzz(func(t *testing.T, input string) {
+		var h Handler
+		if err := h.UnmarshalCaddyfile(caddyfile.NewTestDispenser(input)); err == nil && h.Service == "" {
+			t.Fatalf("%q parsed without a service", input)
+		}
+	})
+}

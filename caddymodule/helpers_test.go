@@ -1,0 +1,388 @@
+package caddymodule
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/caddyserver/caddy/v2/caddytest"
+	"github.com/open-policy-agent/opa/v1/rego"
+
+	"github.com/tokengate/caddy-tokengate/internal/audit"
+)
+
+// The tests in this package drive one in-process Caddy through
+// caddytest: real listeners, real HTTP, a real upstream, the real bbolt
+// store and OPA. Only the clock is fake.
+
+const (
+	adminURL = "http://localhost:2999"
+	gateURL  = "http://127.0.0.1:9080" // trusts X-Forwarded-For from 127.0.0.1
+	plainURL = "http://127.0.0.1:9081" // trusts no proxy
+)
+
+// testClock is moved by tests instead of sleeping.
+type testClock struct {
+	mu     sync.Mutex
+	offset time.Duration
+}
+
+func (c *testClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return time.Now().Add(c.offset)
+}
+
+func (c *testClock) Advance(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.offset += d
+}
+
+var fakeClock = new(testClock)
+
+func TestMain(m *testing.M) {
+	clock = fakeClock.Now
+	os.Exit(m.Run())
+}
+
+// upstream is a real HTTP server that records what reached it.
+type upstream struct {
+	*httptest.Server
+	mu       sync.Mutex
+	requests []*http.Request
+	bodies   []string
+}
+
+func startUpstream(t *testing.T) *upstream {
+	u := &upstream{}
+	u.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		u.mu.Lock()
+		u.requests = append(u.requests, r)
+		u.bodies = append(u.bodies, string(body))
+		u.mu.Unlock()
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(map[string]any{"path": r.URL.Path, "headers": r.Header})
+	}))
+	t.Cleanup(u.Close)
+	return u
+}
+
+// received returns the requests the upstream got for path.
+func (u *upstream) received(path string) []*http.Request {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	var out []*http.Request
+	for _, r := range u.requests {
+		if r.URL.Path == path {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+// dump renders every request the upstream got, headers, query and body,
+// for secret scanning.
+func (u *upstream) dump() string {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	var b strings.Builder
+	for i, r := range u.requests {
+		fmt.Fprintf(&b, "%s %s %v %s\n", r.Method, r.URL.String(), r.Header, u.bodies[i])
+	}
+	return b.String()
+}
+
+// env is one loaded Caddy config with its files.
+type env struct {
+	t        *testing.T
+	dir      string
+	upstream *upstream
+	tester   *caddytest.Tester
+}
+
+type envOptions struct {
+	policyDir     string
+	decisionCache int
+	extraRoutes   string
+}
+
+// newEnv loads a config with the gateway on :9080 (trusting
+// X-Forwarded-For from 127.0.0.1) and :9081 (trusting nobody), routes
+// /billing/* (service billing) and /search/* (service search) to a real
+// upstream, and writes Caddy's log and the audit log to files.
+func newEnv(t *testing.T, o envOptions) *env {
+	e := &env{t: t, dir: t.TempDir(), upstream: startUpstream(t)}
+	policy := ""
+	if o.policyDir != "" {
+		policy = "policy " + o.policyDir
+	}
+	cfg := fmt.Sprintf(`{
+	skip_install_trust
+	admin localhost:2999
+	http_port 9080
+	https_port 9443
+	grace_period 1ns
+	servers :9080 {
+		trusted_proxies static 127.0.0.1/32
+		client_ip_headers X-Forwarded-For
+	}
+	tokengate {
+		store bolt %[1]s/tokens.db
+		decision_cache %[3]d
+		max_ttl 48h
+		%[4]s
+	}
+	log default {
+		output file %[1]s/caddy.log
+		format json
+		level DEBUG
+	}
+	log audit {
+		include tokengate.audit
+		output file %[1]s/audit.log
+		format json
+	}
+}
+:9080, :9081 {
+	log {
+		output file %[1]s/access.log
+		# Caddy redacts Authorization in access logs, but not a custom
+		# credential header: filter it, as the README tells operators to.
+		format filter {
+			request>headers>X-Api-Key delete
+		}
+	}
+	route /billing/* {
+		tokengate billing
+		reverse_proxy %[2]s
+	}
+	route /search/* {
+		tokengate {
+			service search
+			header X-Api-Key
+		}
+		reverse_proxy %[2]s
+	}
+	%[5]s
+	respond "no route" 404
+}
+`, e.dir, e.upstream.Listener.Addr().String(), o.decisionCache, policy, o.extraRoutes)
+	e.tester = caddytest.NewTester(t)
+	e.tester.InitServer(cfg, "caddyfile")
+	if t.Failed() {
+		t.FailNow()
+	}
+	t.Cleanup(e.checkNothingLeaked)
+	return e
+}
+
+// checkNothingLeaked runs after every test: every audit line matches the
+// schema, and no secret issued so far appears in any log file (Caddy's
+// own at DEBUG level, the access log, the audit log) or in anything the
+// upstream received.
+func (e *env) checkNothingLeaked() {
+	lines := e.auditLines()
+	if len(lines) == 0 {
+		e.t.Error("the test wrote no audit line at all")
+	}
+	validateAgainstSchema(e.t, lines)
+	var haystack strings.Builder
+	for _, name := range []string{"audit.log", "caddy.log", "access.log"} {
+		b, err := os.ReadFile(filepath.Join(e.dir, name))
+		if err != nil && !os.IsNotExist(err) {
+			e.t.Fatal(err)
+		}
+		haystack.Write(b)
+	}
+	haystack.WriteString(e.upstream.dump())
+	secretsSeen.Lock()
+	defer secretsSeen.Unlock()
+	for _, s := range secretsSeen.list {
+		// The random part alone, in case something re-encoded the prefix.
+		if strings.Contains(haystack.String(), s[3:33]) {
+			e.t.Errorf("secret of an issued token found in logs or upstream traffic")
+		}
+	}
+}
+
+var secretsSeen = struct {
+	sync.Mutex
+	list []string
+}{}
+
+// issue creates a token through the admin endpoint, as `caddy tokengate
+// issue` does, and returns its secret and id.
+func (e *env) issue(spec map[string]any) (secret, id string) {
+	e.t.Helper()
+	status, body := e.admin(http.MethodPost, "/tokengate/tokens", spec)
+	if status != http.StatusCreated {
+		e.t.Fatalf("issue: %d %s", status, body)
+	}
+	var issued IssuedToken
+	if err := json.Unmarshal(body, &issued); err != nil {
+		e.t.Fatal(err)
+	}
+	secretsSeen.Lock()
+	secretsSeen.list = append(secretsSeen.list, issued.Secret)
+	secretsSeen.Unlock()
+	return issued.Secret, issued.Token.ID
+}
+
+func billingReader(extra map[string]any) map[string]any {
+	spec := map[string]any{
+		"owner": "alice", "purpose": "read invoices for the nightly report",
+		"scopes": []string{"billing:read"}, "services": []string{"billing"}, "ttl": "1h",
+	}
+	for k, v := range extra {
+		spec[k] = v
+	}
+	return spec
+}
+
+func (e *env) admin(method, path string, body any) (int, []byte) {
+	e.t.Helper()
+	var r io.Reader
+	if body != nil {
+		b, _ := json.Marshal(body)
+		r = bytes.NewReader(b)
+	}
+	req, _ := http.NewRequest(method, adminURL+path, r)
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	out, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, out
+}
+
+// response is what a client saw.
+type response struct {
+	status int
+	header http.Header
+	body   []byte
+	reason string
+	reqID  string
+}
+
+// call sends one request to the gateway. headers are name/value pairs;
+// a name may repeat.
+func call(t *testing.T, method, url string, headers ...string) response {
+	t.Helper()
+	req, err := http.NewRequest(method, url, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i+1 < len(headers); i += 2 {
+		req.Header.Add(headers[i], headers[i+1])
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	r := response{status: resp.StatusCode, header: resp.Header, body: body}
+	if resp.StatusCode >= 400 && strings.HasPrefix(resp.Header.Get("Content-Type"), "application/json") {
+		var e struct{ Error, Reason, RequestID string }
+		var raw map[string]string
+		if json.Unmarshal(body, &raw) == nil {
+			e.Error, e.Reason, e.RequestID = raw["error"], raw["reason"], raw["request_id"]
+		}
+		r.reason, r.reqID = e.Reason, e.RequestID
+	}
+	return r
+}
+
+func bearer(secret string) []string { return []string{"Authorization", "Bearer " + secret} }
+
+// auditLines returns every audit line written so far.
+func (e *env) auditLines() []map[string]any {
+	return readJSONLines(e.t, filepath.Join(e.dir, "audit.log"))
+}
+
+func readJSONLines(t *testing.T, path string) []map[string]any {
+	f, err := os.Open(path)
+	if os.IsNotExist(err) {
+		return nil
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	var out []map[string]any
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		var m map[string]any
+		if err := json.Unmarshal(sc.Bytes(), &m); err != nil {
+			t.Fatalf("%s: line is not JSON: %q", path, sc.Text())
+		}
+		out = append(out, m)
+	}
+	return out
+}
+
+// auditFor waits for the decision line of the call to path (paths are
+// unique per call in these tests) and returns it. The line is written
+// after the response, so it may land a moment after the client saw it.
+func (e *env) auditFor(path string) map[string]any {
+	e.t.Helper()
+	deadline := time.Now().Add(3 * time.Second)
+	for {
+		var found []map[string]any
+		for _, l := range e.auditLines() {
+			if l["msg"] == "decision" && l["path"] == path {
+				found = append(found, l)
+			}
+		}
+		if len(found) == 1 {
+			return found[0]
+		}
+		if len(found) > 1 {
+			e.t.Fatalf("%d audit lines for %s, want one", len(found), path)
+		}
+		if time.Now().After(deadline) {
+			e.t.Fatalf("no audit line for %s", path)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// validateAgainstSchema checks lines with OPA's json.match_schema, the
+// same JSON Schema validator a Rego policy would use.
+func validateAgainstSchema(t *testing.T, lines []map[string]any) {
+	t.Helper()
+	var schema any
+	if err := json.Unmarshal(audit.Schema, &schema); err != nil {
+		t.Fatal(err)
+	}
+	pq, err := rego.New(rego.Query("x := json.match_schema(input.line, input.schema)")).PrepareForEval(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range lines {
+		rs, err := pq.Eval(context.Background(), rego.EvalInput(map[string]any{"line": line, "schema": schema}))
+		if err != nil || len(rs) != 1 {
+			t.Fatalf("validating %v: %v", line, err)
+		}
+		result := rs[0].Bindings["x"].([]any)
+		if ok, _ := result[0].(bool); !ok {
+			t.Errorf("audit line does not match the schema: %v\nline: %v", result[1], line)
+		}
+	}
+}
