@@ -3,6 +3,7 @@ package caddymodule
 import (
 	"bufio"
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -117,6 +118,9 @@ type envOptions struct {
 	policyDir     string
 	decisionCache int
 	extraRoutes   string
+	// gracePeriod lets requests on the old config finish during a
+	// reload; the default cuts them at once, for fast test turnover.
+	gracePeriod string
 }
 
 // newEnv loads a config with the gateway on :9080 (trusting
@@ -125,6 +129,16 @@ type envOptions struct {
 // upstream, and writes Caddy's log and the audit log to files.
 func newEnv(t *testing.T, o envOptions) *env {
 	e := &env{t: t, dir: t.TempDir(), upstream: startUpstream(t)}
+	e.load(o)
+	t.Cleanup(e.checkNothingLeaked)
+	return e
+}
+
+// newEnvReusing loads a changed config over the same files and upstream.
+func newEnvReusing(e *env, o envOptions) { e.load(o) }
+
+func (e *env) load(o envOptions) {
+	t := e.t
 	policy := ""
 	if o.policyDir != "" {
 		policy = "policy " + o.policyDir
@@ -134,7 +148,7 @@ func newEnv(t *testing.T, o envOptions) *env {
 	admin localhost:2999
 	http_port 9080
 	https_port 9443
-	grace_period 1ns
+	grace_period %[6]s
 	servers :9080 {
 		trusted_proxies static 127.0.0.1/32
 		client_ip_headers X-Forwarded-For
@@ -179,14 +193,12 @@ func newEnv(t *testing.T, o envOptions) *env {
 	%[5]s
 	respond "no route" 404
 }
-`, e.dir, e.upstream.Listener.Addr().String(), o.decisionCache, policy, o.extraRoutes)
+`, e.dir, e.upstream.Listener.Addr().String(), o.decisionCache, policy, o.extraRoutes, cmp.Or(o.gracePeriod, "1ns"))
 	e.tester = caddytest.NewTester(t)
 	e.tester.InitServer(cfg, "caddyfile")
 	if t.Failed() {
 		t.FailNow()
 	}
-	t.Cleanup(e.checkNothingLeaked)
-	return e
 }
 
 // checkNothingLeaked runs after every test: every audit line matches the
