@@ -65,7 +65,7 @@ type App struct {
 	// existing token unknown.
 	Pepper string `json:"pepper,omitempty"`
 
-	store     store.Store
+	store     store.Backend
 	engine    *policy.Engine
 	gate      *gateway.Gate
 	lifecycle *lifecycle.Service
@@ -89,7 +89,7 @@ func (App) CaddyModule() caddy.ModuleInfo {
 // namespace.
 type StoreModule interface {
 	// Store returns the opened store; the module is provisioned first.
-	Store() store.Store
+	Store() store.Backend
 }
 
 // Provision opens the store, compiles the policy and builds the caches.

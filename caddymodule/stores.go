@@ -24,7 +24,7 @@ func init() {
 // the same handle and the last one to let go closes it.
 var openStores = caddy.NewUsagePool()
 
-type pooledStore struct{ store.Store }
+type pooledStore struct{ store.Backend }
 
 func (p pooledStore) Destruct() error { return p.Close() }
 
@@ -41,7 +41,7 @@ type BoltStore struct {
 	Path string `json:"path,omitempty"`
 
 	key   string
-	store store.Store
+	store store.Backend
 }
 
 // CaddyModule returns the Caddy module information.
@@ -73,12 +73,12 @@ func (b *BoltStore) Provision(caddy.Context) error {
 	if err != nil {
 		return err
 	}
-	b.store = val.(pooledStore).Store
+	b.store = val.(pooledStore).Backend
 	return nil
 }
 
 // Store returns the opened store.
-func (b *BoltStore) Store() store.Store { return b.store }
+func (b *BoltStore) Store() store.Backend { return b.store }
 
 // Cleanup lets go of this config's reference to the file.
 func (b *BoltStore) Cleanup() error {
@@ -109,7 +109,7 @@ type PostgresStore struct {
 	DSN string `json:"dsn,omitempty"`
 
 	key   string
-	store store.Store
+	store store.Backend
 }
 
 // CaddyModule returns the Caddy module information.
@@ -141,12 +141,12 @@ func (p *PostgresStore) Provision(ctx caddy.Context) error {
 	if err != nil {
 		return err
 	}
-	p.store = val.(pooledStore).Store
+	p.store = val.(pooledStore).Backend
 	return nil
 }
 
 // Store returns the connected store.
-func (p *PostgresStore) Store() store.Store { return p.store }
+func (p *PostgresStore) Store() store.Backend { return p.store }
 
 // Cleanup lets go of this config's reference to the pool.
 func (p *PostgresStore) Cleanup() error {

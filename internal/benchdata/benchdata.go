@@ -63,7 +63,7 @@ var (
 )
 
 // batch is how many tokens go into one bbolt transaction while building.
-const batch = 50000
+var batch = 1 << 30
 
 // BoltFile returns a bbolt file holding n tokens, built on first use and
 // shared by every later caller in the process. The file is closed; open it

@@ -147,3 +147,68 @@ type Notifier interface {
 	// connection), after which the caller must drop everything it cached.
 	Watch(ctx context.Context, changed func(tokenID string), reset func())
 }
+
+// Request is a management request for a token: someone asks, someone else
+// approves, the asker claims the secret. The secret exists only from the
+// claim on, and only in the claim's response.
+type Request struct {
+	ID          string        `json:"id"`
+	Owner       string        `json:"owner"`
+	Purpose     string        `json:"purpose"`
+	Scopes      []string      `json:"scopes"`
+	Services    []string      `json:"services"`
+	CIDRs       []string      `json:"cidrs,omitempty"`
+	TTL         time.Duration `json:"ttl"`
+	NotBefore   time.Time     `json:"not_before,omitzero"`
+	MaxUses     int64         `json:"max_uses"`
+	Status      string        `json:"status"` // pending, approved, denied, claimed
+	RequestedBy string        `json:"requested_by"`
+	// RequestedWith is the id of the management token used to ask.
+	RequestedWith string    `json:"requested_with"`
+	CreatedAt     time.Time `json:"created_at"`
+	DecidedBy     string    `json:"decided_by,omitempty"`
+	DecidedAt     time.Time `json:"decided_at,omitzero"`
+	Reason        string    `json:"reason,omitempty"`
+	// ClaimBy is when an approved request lapses unclaimed.
+	ClaimBy   time.Time `json:"claim_by,omitzero"`
+	ClaimedAt time.Time `json:"claimed_at,omitzero"`
+	TokenID   string    `json:"token_id,omitempty"`
+	Version   uint64    `json:"version"`
+}
+
+// Request statuses as stored. "lapsed" is derived: approved and past ClaimBy.
+const (
+	RequestPending  = "pending"
+	RequestApproved = "approved"
+	RequestDenied   = "denied"
+	RequestClaimed  = "claimed"
+)
+
+// RequestStore keeps management requests. Every backend implements it
+// next to Store.
+type RequestStore interface {
+	// CreateRequest adds a request. ErrConflict when its id exists.
+	CreateRequest(ctx context.Context, r *Request) error
+	// GetRequest returns one request or ErrNotFound.
+	GetRequest(ctx context.Context, id string) (*Request, error)
+	// ListRequests returns requests with the given stored status (all
+	// when empty), oldest first.
+	ListRequests(ctx context.Context, status string) ([]*Request, error)
+	// UpdateRequest applies change atomically, like Store.Update.
+	UpdateRequest(ctx context.Context, id string, change func(*Request) error) (*Request, error)
+	// ClaimRequest applies change to the request and creates tok in one
+	// transaction, so a request is claimed at most once and never without
+	// its token.
+	ClaimRequest(ctx context.Context, id string, change func(*Request) error, tok *Token) (*Request, error)
+	// CreateFirst creates toks only while no stored token is bound to
+	// service; otherwise it returns ErrConflict and creates nothing. The
+	// check and the creation are one transaction, so two concurrent
+	// bootstraps cannot both succeed.
+	CreateFirst(ctx context.Context, service string, toks []*Token) error
+}
+
+// Backend is what a storage module provides: tokens and requests.
+type Backend interface {
+	Store
+	RequestStore
+}

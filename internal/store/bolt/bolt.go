@@ -20,6 +20,8 @@ import (
 var (
 	tokensBucket = []byte("tokens")       // id -> JSON record
 	hashesBucket = []byte("token_hashes") // secret hash -> id
+	// management requests: id -> JSON record
+	requestsBucket = []byte("requests")
 )
 
 // Store is a store.Store backed by a bbolt file.
@@ -39,7 +41,7 @@ func Open(path string, lockTimeout time.Duration) (*Store, error) {
 		return nil, fmt.Errorf("opening bolt store %s: %v", path, err)
 	}
 	err = db.Update(func(tx *bbolt.Tx) error {
-		for _, b := range [][]byte{tokensBucket, hashesBucket} {
+		for _, b := range [][]byte{tokensBucket, hashesBucket, requestsBucket} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return err
 			}
@@ -205,12 +207,125 @@ func update(b *bbolt.Bucket, id string, change func(*store.Token) error) (*store
 	return t, put(b, t)
 }
 
-func put(b *bbolt.Bucket, t *store.Token) error {
-	v, err := json.Marshal(t)
-	if err != nil {
-		return fmt.Errorf("encoding token %s: %v", t.ID, err)
-	}
-	return b.Put([]byte(t.ID), v)
+func put(b *bbolt.Bucket, t *store.Token) error { return putJSON(b, t.ID, t) }
+
+func (s *Store) CreateRequest(_ context.Context, r *store.Request) error {
+	return s.db.Update(func(tx *bbolt.Tx) error {
+		b := tx.Bucket(requestsBucket)
+		if b.Get([]byte(r.ID)) != nil {
+			return store.ErrConflict
+		}
+		return putJSON(b, r.ID, r)
+	})
 }
 
-var _ store.Store = (*Store)(nil)
+func (s *Store) GetRequest(_ context.Context, id string) (*store.Request, error) {
+	var r *store.Request
+	err := s.db.View(func(tx *bbolt.Tx) error {
+		var err error
+		r, err = getRequest(tx.Bucket(requestsBucket), id)
+		return err
+	})
+	return r, err
+}
+
+func (s *Store) ListRequests(_ context.Context, status string) ([]*store.Request, error) {
+	var out []*store.Request
+	err := s.db.View(func(tx *bbolt.Tx) error {
+		return tx.Bucket(requestsBucket).ForEach(func(_, v []byte) error {
+			r := new(store.Request)
+			if err := json.Unmarshal(v, r); err != nil {
+				return fmt.Errorf("decoding request record: %v", err)
+			}
+			if status == "" || r.Status == status {
+				out = append(out, r)
+			}
+			return nil
+		})
+	})
+	slices.SortStableFunc(out, func(a, b *store.Request) int { return a.CreatedAt.Compare(b.CreatedAt) })
+	return out, err
+}
+
+func (s *Store) UpdateRequest(_ context.Context, id string, change func(*store.Request) error) (*store.Request, error) {
+	var r *store.Request
+	err := s.db.Update(func(tx *bbolt.Tx) error {
+		var err error
+		r, err = updateRequest(tx.Bucket(requestsBucket), id, change)
+		return err
+	})
+	return r, err
+}
+
+func (s *Store) ClaimRequest(_ context.Context, id string, change func(*store.Request) error, tok *store.Token) (*store.Request, error) {
+	var r *store.Request
+	err := s.db.Update(func(tx *bbolt.Tx) error {
+		var err error
+		if r, err = updateRequest(tx.Bucket(requestsBucket), id, change); err != nil {
+			return err
+		}
+		return create(tx, tok)
+	})
+	return r, err
+}
+
+func (s *Store) CreateFirst(_ context.Context, service string, toks []*store.Token) error {
+	return s.db.Update(func(tx *bbolt.Tx) error {
+		err := tx.Bucket(tokensBucket).ForEach(func(_, v []byte) error {
+			t := new(store.Token)
+			if err := json.Unmarshal(v, t); err != nil {
+				return fmt.Errorf("decoding token record: %v", err)
+			}
+			if slices.Contains(t.Services, service) {
+				return store.ErrConflict
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		for _, t := range toks {
+			if err := create(tx, t); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+func getRequest(b *bbolt.Bucket, id string) (*store.Request, error) {
+	v := b.Get([]byte(id))
+	if v == nil {
+		return nil, store.ErrNotFound
+	}
+	r := new(store.Request)
+	if err := json.Unmarshal(v, r); err != nil {
+		return nil, fmt.Errorf("decoding request %s: %v", id, err)
+	}
+	return r, nil
+}
+
+func updateRequest(b *bbolt.Bucket, id string, change func(*store.Request) error) (*store.Request, error) {
+	r, err := getRequest(b, id)
+	if err != nil {
+		return nil, err
+	}
+	if err := change(r); err != nil {
+		return nil, err
+	}
+	r.Version++
+	return r, putJSON(b, r.ID, r)
+}
+
+func putJSON(b *bbolt.Bucket, key string, v any) error {
+	data, err := json.Marshal(v)
+	if err != nil {
+		return fmt.Errorf("encoding %s: %v", key, err)
+	}
+	return b.Put([]byte(key), data)
+}
+
+var (
+	_ store.Store        = (*Store)(nil)
+	_ store.RequestStore = (*Store)(nil)
+)

@@ -15,14 +15,14 @@ import (
 
 func TestConformance(t *testing.T) {
 	storetest.Run(t, storetest.Backend{
-		New: func(t *testing.T) store.Store {
+		New: func(t *testing.T) store.Backend {
 			s, err := Open(filepath.Join(t.TempDir(), "tokens.db"), time.Second)
 			if err != nil {
 				t.Fatal(err)
 			}
 			return s
 		},
-		Reopen: func(t *testing.T, s store.Store) store.Store {
+		Reopen: func(t *testing.T, s store.Backend) store.Backend {
 			path := s.(*Store).Path()
 			if err := s.Close(); err != nil {
 				t.Fatal(err)

@@ -83,8 +83,8 @@ func open(tb testing.TB, dsn string) *Store {
 func TestConformance(t *testing.T) {
 	t.Parallel()
 	storetest.Run(t, storetest.Backend{
-		New: func(t *testing.T) store.Store { return open(t, testDSN(t)) },
-		Reopen: func(t *testing.T, s store.Store) store.Store {
+		New: func(t *testing.T) store.Backend { return open(t, testDSN(t)) },
+		Reopen: func(t *testing.T, s store.Backend) store.Backend {
 			dsn := s.(*Store).pool.Config().ConnString()
 			s.Close()
 			return open(t, dsn)

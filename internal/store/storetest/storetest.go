@@ -20,15 +20,15 @@ import (
 // Backend opens stores for the suite.
 type Backend struct {
 	// New returns a fresh, empty store; the suite closes it.
-	New func(t *testing.T) store.Store
+	New func(t *testing.T) store.Backend
 	// Reopen closes s and opens the same underlying data again, to prove
 	// that writes are durable. Nil skips the durability test.
-	Reopen func(t *testing.T, s store.Store) store.Store
+	Reopen func(t *testing.T, s store.Backend) store.Backend
 }
 
 // Run runs the whole suite.
 func Run(t *testing.T, b Backend) {
-	tests := map[string]func(*testing.T, store.Store){
+	tests := map[string]func(*testing.T, store.Backend){
 		"CreateAndGet":              testCreateAndGet,
 		"CreateConflicts":           testCreateConflicts,
 		"NotFound":                  testNotFound,
@@ -40,6 +40,9 @@ func Run(t *testing.T, b Backend) {
 		"ConsumeUseUnlimited":       testConsumeUseUnlimited,
 		"RecordUsage":               testRecordUsage,
 		"ReturnedRecordsAreCopies":  testCopies,
+		"Requests":                  testRequests,
+		"ClaimIsAtomic":             testClaimAtomic,
+		"CreateFirstIsAtomic":       testCreateFirst,
 	}
 	for name, fn := range tests {
 		t.Run(name, func(t *testing.T) {
@@ -95,7 +98,7 @@ func mustCreate(t *testing.T, s store.Store, tok *store.Token) {
 	}
 }
 
-func testCreateAndGet(t *testing.T, s store.Store) {
+func testCreateAndGet(t *testing.T, s store.Backend) {
 	ctx := context.Background()
 	tok := NewToken("alice")
 	tok.MaxUses = 3
@@ -116,7 +119,7 @@ func testCreateAndGet(t *testing.T, s store.Store) {
 	}
 }
 
-func testCreateConflicts(t *testing.T, s store.Store) {
+func testCreateConflicts(t *testing.T, s store.Backend) {
 	tok := NewToken("alice")
 	mustCreate(t, s, tok)
 	sameID := NewToken("bob")
@@ -134,7 +137,7 @@ func testCreateConflicts(t *testing.T, s store.Store) {
 	}
 }
 
-func testNotFound(t *testing.T, s store.Store) {
+func testNotFound(t *testing.T, s store.Backend) {
 	ctx := context.Background()
 	missing := NewToken("nobody")
 	if _, err := s.Get(ctx, missing.ID); !errors.Is(err, store.ErrNotFound) {
@@ -154,7 +157,7 @@ func testNotFound(t *testing.T, s store.Store) {
 	}
 }
 
-func testList(t *testing.T, s store.Store) {
+func testList(t *testing.T, s store.Backend) {
 	ctx := context.Background()
 	base := time.Now().UTC().Truncate(time.Microsecond)
 	var ids []string
@@ -189,7 +192,7 @@ func testList(t *testing.T, s store.Store) {
 	}
 }
 
-func testUpdate(t *testing.T, s store.Store) {
+func testUpdate(t *testing.T, s store.Backend) {
 	ctx := context.Background()
 	tok := NewToken("alice")
 	mustCreate(t, s, tok)
@@ -211,7 +214,7 @@ func testUpdate(t *testing.T, s store.Store) {
 	}
 }
 
-func testUpdateError(t *testing.T, s store.Store) {
+func testUpdateError(t *testing.T, s store.Backend) {
 	ctx := context.Background()
 	tok := NewToken("alice")
 	mustCreate(t, s, tok)
@@ -230,7 +233,7 @@ func testUpdateError(t *testing.T, s store.Store) {
 	}
 }
 
-func testRotate(t *testing.T, s store.Store) {
+func testRotate(t *testing.T, s store.Backend) {
 	ctx := context.Background()
 	old := NewToken("alice")
 	mustCreate(t, s, old)
@@ -270,7 +273,7 @@ func testRotate(t *testing.T, s store.Store) {
 	}
 }
 
-func testConsumeUseAtomic(t *testing.T, s store.Store) {
+func testConsumeUseAtomic(t *testing.T, s store.Backend) {
 	ctx := context.Background()
 	for _, limit := range []int64{1, 3} {
 		tok := NewToken("alice")
@@ -304,7 +307,7 @@ func testConsumeUseAtomic(t *testing.T, s store.Store) {
 	}
 }
 
-func testConsumeUseUnlimited(t *testing.T, s store.Store) {
+func testConsumeUseUnlimited(t *testing.T, s store.Backend) {
 	ctx := context.Background()
 	tok := NewToken("alice")
 	mustCreate(t, s, tok)
@@ -318,7 +321,7 @@ func testConsumeUseUnlimited(t *testing.T, s store.Store) {
 	}
 }
 
-func testRecordUsage(t *testing.T, s store.Store) {
+func testRecordUsage(t *testing.T, s store.Backend) {
 	ctx := context.Background()
 	tok := NewToken("alice")
 	tok.Scopes = []string{"billing:read", "billing:write"}
@@ -348,7 +351,7 @@ func testRecordUsage(t *testing.T, s store.Store) {
 	}
 }
 
-func testCopies(t *testing.T, s store.Store) {
+func testCopies(t *testing.T, s store.Backend) {
 	ctx := context.Background()
 	tok := NewToken("alice")
 	mustCreate(t, s, tok)
@@ -358,5 +361,148 @@ func testCopies(t *testing.T, s store.Store) {
 	b, _ := s.Get(ctx, tok.ID)
 	if b.Scopes[0] != "billing:read" || b.Owner != "alice" {
 		t.Fatal("changing a returned record changed the store")
+	}
+}
+
+// NewRequest returns a pending request with a fresh id.
+func NewRequest(by string) *store.Request {
+	return &store.Request{
+		ID: token.NewPrefixedID("req_"), Owner: "billing-exporter", Purpose: "nightly export",
+		Scopes: []string{"billing:write"}, Services: []string{"billing"}, TTL: 2 * time.Hour,
+		Status: store.RequestPending, RequestedBy: by, RequestedWith: token.NewID(),
+		CreatedAt: time.Now().UTC().Truncate(time.Microsecond),
+	}
+}
+
+func testRequests(t *testing.T, s store.Backend) {
+	ctx := context.Background()
+	first, second := NewRequest("alice"), NewRequest("bob")
+	second.CreatedAt = first.CreatedAt.Add(time.Second)
+	for _, r := range []*store.Request{second, first} {
+		if err := s.CreateRequest(ctx, r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.CreateRequest(ctx, first); !errors.Is(err, store.ErrConflict) {
+		t.Fatalf("duplicate request: %v", err)
+	}
+	got, err := s.GetRequest(ctx, first.ID)
+	if err != nil || got.RequestedBy != "alice" || got.TTL != 2*time.Hour || fmt.Sprint(got.Scopes) != "[billing:write]" {
+		t.Fatalf("get: %+v %v", got, err)
+	}
+	if _, err := s.GetRequest(ctx, "req_missing"); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("missing request: %v", err)
+	}
+	decided := time.Now().UTC().Truncate(time.Microsecond)
+	updated, err := s.UpdateRequest(ctx, first.ID, func(r *store.Request) error {
+		r.Status, r.DecidedBy, r.DecidedAt = store.RequestApproved, "bob", decided
+		return nil
+	})
+	if err != nil || updated.Version <= got.Version {
+		t.Fatalf("update: %+v %v", updated, err)
+	}
+	boom := errors.New("refused")
+	if _, err := s.UpdateRequest(ctx, second.ID, func(r *store.Request) error { r.Status = "x"; return boom }); !errors.Is(err, boom) {
+		t.Fatalf("failing update: %v", err)
+	}
+	pending, _ := s.ListRequests(ctx, store.RequestPending)
+	if len(pending) != 1 || pending[0].ID != second.ID || pending[0].Status != store.RequestPending {
+		t.Fatalf("pending list: %+v", pending)
+	}
+	all, _ := s.ListRequests(ctx, "")
+	if len(all) != 2 || all[0].ID != first.ID || !all[0].DecidedAt.Equal(decided) {
+		t.Fatalf("full list not ordered by creation: %+v", all)
+	}
+}
+
+func testClaimAtomic(t *testing.T, s store.Backend) {
+	ctx := context.Background()
+	req := NewRequest("alice")
+	req.Status = store.RequestApproved
+	if err := s.CreateRequest(ctx, req); err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	var claimed atomic.Int64
+	var tokenIDs sync.Map
+	for i := 0; i < 20; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			tok := NewToken("billing-exporter")
+			_, err := s.ClaimRequest(ctx, req.ID, func(r *store.Request) error {
+				if r.Status != store.RequestApproved {
+					return store.ErrConflict
+				}
+				r.Status, r.TokenID = store.RequestClaimed, tok.ID
+				return nil
+			}, tok)
+			if err == nil {
+				claimed.Add(1)
+				tokenIDs.Store(tok.ID, true)
+			} else if !errors.Is(err, store.ErrConflict) {
+				t.Errorf("claim: %v", err)
+			}
+		}()
+	}
+	wg.Wait()
+	if claimed.Load() != 1 {
+		t.Fatalf("%d claims succeeded, want exactly 1", claimed.Load())
+	}
+	toks, _ := s.List(ctx, store.Filter{Owner: "billing-exporter"})
+	if len(toks) != 1 {
+		t.Fatalf("%d tokens created by claims, want 1", len(toks))
+	}
+	if _, ok := tokenIDs.Load(toks[0].ID); !ok {
+		t.Fatal("stored token is not the winning claim's")
+	}
+	got, _ := s.GetRequest(ctx, req.ID)
+	if got.TokenID != toks[0].ID {
+		t.Fatalf("request points at %s, token is %s", got.TokenID, toks[0].ID)
+	}
+
+	// A claim whose token cannot be created leaves the request unclaimed.
+	other := NewRequest("alice")
+	other.Status = store.RequestApproved
+	_ = s.CreateRequest(ctx, other)
+	clash := NewToken("x")
+	clash.Hash = toks[0].Hash
+	_, err := s.ClaimRequest(ctx, other.ID, func(r *store.Request) error { r.Status = store.RequestClaimed; return nil }, clash)
+	if !errors.Is(err, store.ErrConflict) {
+		t.Fatalf("claim with clashing token: %v", err)
+	}
+	if got, _ := s.GetRequest(ctx, other.ID); got.Status != store.RequestApproved {
+		t.Fatalf("failed claim changed the request to %s", got.Status)
+	}
+}
+
+func testCreateFirst(t *testing.T, s store.Backend) {
+	ctx := context.Background()
+	other := NewToken("carol") // bound to billing, not the management service
+	mustCreate(t, s, other)
+	var wg sync.WaitGroup
+	var won atomic.Int64
+	for i := 0; i < 10; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			a, b := NewToken("alice"), NewToken("bob")
+			a.Services, b.Services = []string{"tokengate-admin"}, []string{"tokengate-admin"}
+			err := s.CreateFirst(ctx, "tokengate-admin", []*store.Token{a, b})
+			switch {
+			case err == nil:
+				won.Add(1)
+			case !errors.Is(err, store.ErrConflict):
+				t.Errorf("CreateFirst: %v", err)
+			}
+		}()
+	}
+	wg.Wait()
+	if won.Load() != 1 {
+		t.Fatalf("%d concurrent CreateFirst calls succeeded, want 1", won.Load())
+	}
+	mgmt, _ := s.List(ctx, store.Filter{Service: "tokengate-admin"})
+	if len(mgmt) != 2 {
+		t.Fatalf("%d management tokens, want 2", len(mgmt))
 	}
 }
