@@ -108,3 +108,11 @@ test_every_failing_check_is_reported if {
 test_missing_token_fails_closed if {
 	denied_for({"request": good_input.request, "route": good_input.route, "now": now}, "token_unknown")
 }
+
+test_management_route_leaves_scopes_to_admin_policy if {
+	inp := object.union(
+		with_token({"scopes": ["tokens:request"], "services": ["tokengate-admin"]}),
+		{"route": {"service": "tokengate-admin"}, "request": object.union(good_input.request, {"method": "POST"})},
+	)
+	allowed(inp)
+}

@@ -60,7 +60,7 @@ func TestRegoPolicies(t *testing.T) {
 // TestEveryReasonCodeIsTested keeps the Rego tests honest: each reason code
 // a policy can emit must be named in its _test.rego file.
 func TestEveryReasonCodeIsTested(t *testing.T) {
-	for _, name := range []string{"gateway"} {
+	for _, name := range []string{"gateway", "admin"} {
 		policy, err := fs.ReadFile(FS, name+".rego")
 		if err != nil {
 			t.Fatal(err)
@@ -81,4 +81,4 @@ func TestEveryReasonCodeIsTested(t *testing.T) {
 	}
 }
 
-var reasonCode = regexp.MustCompile(`reasons contains "([a-z_]+)"`)
+var reasonCode = regexp.MustCompile(`(?:reasons|denials) contains "([a-z_]+)"`)

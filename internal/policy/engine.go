@@ -131,6 +131,11 @@ func parseDecision(v any) (Decision, error) {
 			return Decision{}, errors.New("decision scope is not a string")
 		}
 	}
+	if raw, present := obj["auto_approve"]; present {
+		if d.AutoApprove, ok = raw.(bool); !ok {
+			return Decision{}, errors.New("decision auto_approve is not a boolean")
+		}
+	}
 	if raw, present := obj["ttl_seconds"]; present {
 		n, ok := raw.(json.Number)
 		if !ok {

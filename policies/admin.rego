@@ -1,0 +1,171 @@
+# Admin policy: who may do what with tokens. The management API and the
+# local operator's admin endpoint ask data.tokengate.admin.decision before
+# every action; Go code holds no rule of its own about who may act.
+#
+# Input:
+#   input.action   request | approve | deny | claim | issue | rotate |
+#                  revoke | read | bootstrap
+#   input.actor    {principal, token_id, scopes, local}
+#                  principal is the owner of the caller's management token,
+#                  or "local-operator" (local = true) on Caddy's admin
+#                  endpoint. Separation of duties compares principals, so
+#                  a second token of the same person is the same person.
+#   input.request  the token asked for (request, approve, deny, claim,
+#                  issue): {id, owner, purpose, scopes, services, cidrs,
+#                  ttl_seconds, max_uses, requested_by}
+#   input.token    the existing token acted on (rotate, revoke, read):
+#                  {id, owner, created_by, scopes, services, cidrs,
+#                  lifetime_seconds}
+#   input.bootstrap  {requester, approver} for bootstrap
+#   input.config   {max_ttl_seconds}
+#
+# Decision: {"allow", "reasons", "auto_approve"}. auto_approve (request
+# only) issues the token at once, without a second person.
+package tokengate.admin
+
+# Fail closed when a broken edit leaves the decision undefined.
+default decision := {"allow": false, "reasons": ["policy_undefined"], "auto_approve": false}
+
+decision := {
+	"allow": count(denials) == 0,
+	"reasons": sort(denials),
+	"auto_approve": auto_approve,
+}
+
+management_service := "tokengate-admin"
+
+# The two duties no single token may hold together.
+duties := {"tokens:request", "tokens:approve"}
+
+required_scope := {
+	"request": "tokens:request",
+	"claim": "tokens:request",
+	"approve": "tokens:approve",
+	"deny": "tokens:approve",
+	"read": "tokens:read",
+}
+
+has(scope) if scope in input.actor.scopes
+
+# Fail closed on anything unexpected: an unknown action or no caller.
+actions := {"request", "approve", "deny", "claim", "issue", "rotate", "revoke", "read", "bootstrap"}
+
+denials contains "action_unknown" if not known_action
+
+known_action if input.action in actions
+
+denials contains "actor_missing" if not input.actor.principal
+
+# Callers of the management API need the scope of the action. The local
+# operator has no token; its bounds are below.
+denials contains "scope_missing" if {
+	not input.actor.local
+	required := required_scope[input.action]
+	not has(required)
+}
+
+# Holders of tokens:revoke may revoke any token; anyone may revoke their
+# own; the local operator may always revoke (stopping harm is never
+# blocked).
+denials contains "not_owner" if {
+	input.action == "revoke"
+	not input.actor.local
+	not has("tokens:revoke")
+	input.token.owner != input.actor.principal
+}
+
+# Rotation hands out a new secret, so only the token's owner or the one who
+# asked for it may rotate.
+denials contains "not_owner" if {
+	input.action == "rotate"
+	not input.actor.local
+	not input.actor.principal in {input.token.owner, input.token.created_by}
+}
+
+# Separation of duties.
+
+denials contains "self_approval" if {
+	input.action == "approve"
+	input.request.requested_by == input.actor.principal
+}
+
+denials contains "self_approval" if {
+	input.action == "bootstrap"
+	input.bootstrap.requester == input.bootstrap.approver
+}
+
+# The approver never sees the secret: only the requester may claim it.
+denials contains "not_requester" if {
+	input.action == "claim"
+	input.request.requested_by != input.actor.principal
+}
+
+# No token may be asked for, issued or approved holding both duties...
+denials contains "duties_combined" if {
+	input.action in {"request", "issue", "approve"}
+	every d in duties { d in input.request.scopes }
+}
+
+# ...and a caller whose token somehow holds both is refused outright.
+denials contains "duties_combined" if {
+	not input.actor.local
+	every d in duties { has(d) }
+}
+
+# What may be asked for.
+
+denials contains "purpose_required" if {
+	input.action in {"request", "issue"}
+	trim_space(input.request.purpose) == ""
+}
+
+denials contains "ttl_exceeds_max" if {
+	input.action in {"request", "issue", "approve"}
+	input.request.ttl_seconds > input.config.max_ttl_seconds
+}
+
+# Management tokens come only from bootstrap or the two-person flow.
+denials contains "management_token_needs_approval" if {
+	input.action == "issue"
+	management_service in input.request.services
+}
+
+# The local operator (whoever reaches Caddy's admin endpoint) may issue
+# and rotate only what just-in-time access would grant anyway: read-only
+# tokens living at most an hour.
+jit_max_seconds := 3600
+
+denials contains "local_operator_bounds" if {
+	input.action == "issue"
+	not within_jit_bounds(input.request.scopes, input.request.ttl_seconds)
+}
+
+denials contains "local_operator_bounds" if {
+	input.action == "rotate"
+	input.actor.local
+	not within_jit_bounds(input.token.scopes, input.token.lifetime_seconds)
+}
+
+within_jit_bounds(scopes, seconds) if {
+	read_only(scopes)
+	seconds <= jit_max_seconds
+}
+
+read_only(scopes) if every s in scopes { endswith(s, ":read") }
+
+# Just in time: a read-only, short-lived, bound request needs no second
+# person. Anything else (a write scope, a longer life, no binding, a
+# management token) waits for approval.
+default auto_approve := false
+
+auto_approve if {
+	input.action == "request"
+	count(denials) == 0
+	within_jit_bounds(input.request.scopes, input.request.ttl_seconds)
+	bound(input.request)
+	not management_service in input.request.services
+}
+
+bound(r) if count(r.cidrs) > 0
+
+bound(r) if r.max_uses > 0

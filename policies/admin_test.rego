@@ -1,0 +1,176 @@
+package tokengate.admin_test
+
+import data.tokengate.admin
+
+requester := {"principal": "alice", "token_id": "tok_a", "scopes": ["tokens:request", "tokens:read"], "local": false}
+
+approver := {"principal": "bob", "token_id": "tok_b", "scopes": ["tokens:approve", "tokens:read"], "local": false}
+
+local_operator := {"principal": "local-operator", "token_id": "", "scopes": [], "local": true}
+
+config := {"max_ttl_seconds": 2592000}
+
+read_request := {
+	"id": "req_1", "owner": "report-job", "purpose": "nightly report",
+	"scopes": ["billing:read"], "services": ["billing"], "cidrs": ["10.0.0.0/8"],
+	"ttl_seconds": 3600, "max_uses": 0, "requested_by": "alice",
+}
+
+write_request := object.union(read_request, {"scopes": ["billing:write"]})
+
+ask(action, actor, request) := d if {
+	d := admin.decision with input as {"action": action, "actor": actor, "request": request, "config": config}
+}
+
+on_token(action, actor, tok) := d if {
+	d := admin.decision with input as {"action": action, "actor": actor, "token": tok, "config": config}
+}
+
+refused(d, reason) if {
+	d.allow == false
+	reason in d.reasons
+}
+
+some_token := {
+	"id": "tok_x", "owner": "report-job", "created_by": "alice", "scopes": ["billing:write"],
+	"services": ["billing"], "cidrs": [], "lifetime_seconds": 86400,
+}
+
+# Just in time.
+
+test_read_only_short_bound_request_is_auto_approved if {
+	d := ask("request", requester, read_request)
+	d.allow
+	d.auto_approve
+}
+
+test_use_limited_request_counts_as_bound if {
+	d := ask("request", requester, object.union(read_request, {"cidrs": [], "max_uses": 5}))
+	d.auto_approve
+}
+
+test_write_request_waits if {
+	d := ask("request", requester, write_request)
+	d.allow
+	not d.auto_approve
+}
+
+test_long_request_waits if {
+	d := ask("request", requester, object.union(read_request, {"ttl_seconds": 3601}))
+	d.allow
+	not d.auto_approve
+}
+
+test_unbound_request_waits if {
+	d := ask("request", requester, object.union(read_request, {"cidrs": []}))
+	d.allow
+	not d.auto_approve
+}
+
+test_management_token_request_waits if {
+	d := ask("request", requester, object.union(read_request, {"scopes": ["tokens:read"], "services": ["tokengate-admin"]}))
+	d.allow
+	not d.auto_approve
+}
+
+# Scopes of the caller.
+
+test_approver_cannot_request if refused(ask("request", approver, read_request), "scope_missing")
+
+test_requester_cannot_approve if refused(ask("approve", requester, object.union(write_request, {"requested_by": "carol"})), "scope_missing")
+
+test_read_needs_read_scope if refused(on_token("read", {"principal": "dave", "scopes": ["tokens:request"], "local": false}, some_token), "scope_missing")
+
+# Separation of duties.
+
+test_other_person_approves if {
+	ask("approve", approver, write_request).allow
+}
+
+test_self_approval_refused if {
+	same_person := object.union(approver, {"principal": "alice", "token_id": "tok_second"})
+	refused(ask("approve", same_person, write_request), "self_approval")
+}
+
+test_approver_cannot_claim if refused(ask("claim", object.union(approver, {"scopes": ["tokens:request"]}), write_request), "not_requester")
+
+test_requester_claims if {
+	ask("claim", requester, write_request).allow
+}
+
+test_token_with_both_duties_cannot_be_requested if {
+	both := object.union(read_request, {"scopes": ["tokens:request", "tokens:approve"], "services": ["tokengate-admin"]})
+	refused(ask("request", requester, both), "duties_combined")
+}
+
+test_caller_holding_both_duties_refused if {
+	both := object.union(requester, {"scopes": ["tokens:request", "tokens:approve"]})
+	refused(ask("request", both, read_request), "duties_combined")
+}
+
+test_bootstrap_needs_two_people if {
+	d := admin.decision with input as {"action": "bootstrap", "actor": local_operator, "bootstrap": {"requester": "alice", "approver": "alice"}, "config": config}
+	refused(d, "self_approval")
+}
+
+test_bootstrap_with_two_people if {
+	d := admin.decision with input as {"action": "bootstrap", "actor": local_operator, "bootstrap": {"requester": "alice", "approver": "bob"}, "config": config}
+	d.allow
+}
+
+# What may be asked for.
+
+test_purpose_required if refused(ask("request", requester, object.union(read_request, {"purpose": "  "})), "purpose_required")
+
+test_ttl_capped if refused(ask("request", requester, object.union(read_request, {"ttl_seconds": 2592001})), "ttl_exceeds_max")
+
+# Revocation and rotation.
+
+test_revoker_revokes_anything if {
+	on_token("revoke", {"principal": "sec", "scopes": ["tokens:revoke"], "local": false}, some_token).allow
+}
+
+test_owner_revokes_own if {
+	on_token("revoke", {"principal": "report-job", "scopes": [], "local": false}, some_token).allow
+}
+
+test_stranger_cannot_revoke if refused(on_token("revoke", {"principal": "eve", "scopes": ["tokens:read"], "local": false}, some_token), "not_owner")
+
+test_local_operator_always_revokes if {
+	on_token("revoke", local_operator, some_token).allow
+}
+
+test_requester_rotates if {
+	on_token("rotate", requester, some_token).allow
+}
+
+test_stranger_cannot_rotate if refused(on_token("rotate", approver, some_token), "not_owner")
+
+# The local operator's bounds.
+
+test_local_operator_issues_read_only_short if {
+	ask("issue", local_operator, read_request).allow
+}
+
+test_local_operator_cannot_issue_write if refused(ask("issue", local_operator, write_request), "local_operator_bounds")
+
+test_local_operator_cannot_issue_long if refused(ask("issue", local_operator, object.union(read_request, {"ttl_seconds": 7200})), "local_operator_bounds")
+
+test_local_operator_cannot_issue_management_tokens if {
+	mgmt := object.union(read_request, {"scopes": ["tokens:read"], "services": ["tokengate-admin"]})
+	refused(ask("issue", local_operator, mgmt), "management_token_needs_approval")
+}
+
+test_local_operator_cannot_rotate_write_token if refused(on_token("rotate", local_operator, some_token), "local_operator_bounds")
+
+test_local_operator_rotates_read_only_short if {
+	on_token("rotate", local_operator, object.union(some_token, {"scopes": ["billing:read"], "lifetime_seconds": 1800})).allow
+}
+
+test_missing_input_fails_closed if {
+	d := admin.decision with input as {}
+	refused(d, "action_unknown")
+	refused(d, "actor_missing")
+}
+
+test_unknown_action_refused if refused(ask("delete_everything", local_operator, read_request), "action_unknown")
