@@ -42,6 +42,9 @@ type Decision struct {
 	// Scope is the scope the call exercised, when the policy says so;
 	// the hygiene report uses it to find scopes granted but never used.
 	Scope string
+	// AutoApprove is the admin policy's verdict that a token request
+	// needs no second person.
+	AutoApprove bool
 	// Revision identifies the policy files that made the decision.
 	Revision string
 }
