@@ -5,10 +5,9 @@ import (
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
-	"go.uber.org/zap"
 
 	"github.com/tokengate/caddy-tokengate/internal/lifecycle"
-	"github.com/tokengate/caddy-tokengate/internal/store"
+	"github.com/tokengate/caddy-tokengate/internal/manage"
 )
 
 func init() {
@@ -19,17 +18,21 @@ func init() {
 // endpoint: whoever can reach that endpoint operates this node.
 const LocalOperator = "local-operator"
 
-// adminAPI serves the local operator's token routes on Caddy's admin
-// endpoint, under /tokengate/:
+// adminAPI serves the local operator's routes on Caddy's admin endpoint,
+// under /tokengate/. Whoever reaches that endpoint is the principal
+// "local-operator", whose powers admin.rego bounds (by default: issue and
+// rotate read-only tokens of at most an hour, revoke anything, read).
 //
+//	POST /tokengate/bootstrap            first two management tokens
 //	POST /tokengate/tokens               issue (body: lifecycle.Spec)
 //	GET  /tokengate/tokens               list (?owner= &service= &state=)
 //	GET  /tokengate/tokens/{id}          show
 //	POST /tokengate/tokens/{id}/revoke   body {"reason"}
 //	POST /tokengate/tokens/{id}/rotate   body {"grace"}
+//	GET  /tokengate/report               hygiene report (?unused_days=)
+//	POST /tokengate/check                dry-run a gateway decision
 type adminAPI struct {
-	mux    *http.ServeMux
-	logger *zap.Logger
+	mux *http.ServeMux
 }
 
 // CaddyModule returns the Caddy module information.
@@ -40,19 +43,25 @@ func (adminAPI) CaddyModule() caddy.ModuleInfo {
 	}
 }
 
+// localOperator is the principal of every admin endpoint call.
+var localOperator = manage.Principal{Name: LocalOperator, Local: true}
+
 // Provision builds the routes. The app is looked up per call: the admin
 // endpoint is provisioned before the apps of a new config exist.
 func (a *adminAPI) Provision(ctx caddy.Context) error {
-	a.logger = ctx.Logger(a)
+	rt := routes{logger: ctx.Logger(a), resolve: func(w http.ResponseWriter, r *http.Request) (caller, bool) {
+		app := live.current()
+		if app == nil {
+			writeJSON(w, http.StatusServiceUnavailable, APIError{Error: "Service Unavailable", Reason: "tokengate_not_running",
+				Message: "the running config has no tokengate app"})
+			return caller{}, false
+		}
+		return caller{app: app, principal: localOperator}, true
+	}}
 	a.mux = http.NewServeMux()
-	a.mux.HandleFunc("POST /tokengate/tokens", a.withApp(a.issue))
-	a.mux.HandleFunc("GET /tokengate/tokens", a.withApp(a.list))
-	a.mux.HandleFunc("GET /tokengate/tokens/{id}", a.withApp(a.show))
-	a.mux.HandleFunc("POST /tokengate/tokens/{id}/revoke", a.withApp(a.revoke))
-	a.mux.HandleFunc("POST /tokengate/tokens/{id}/rotate", a.withApp(a.rotate))
-	a.mux.HandleFunc("/tokengate/", func(w http.ResponseWriter, r *http.Request) {
-		writeJSON(w, http.StatusNotFound, APIError{Error: "Not Found", Reason: "route_unknown"})
-	})
+	rt.handle(a.mux, "POST /tokengate/tokens", issueToken)
+	rt.handle(a.mux, "POST /tokengate/bootstrap", bootstrap)
+	rt.tokenRoutes(a.mux, "/tokengate")
 	return nil
 }
 
@@ -67,97 +76,54 @@ func (a *adminAPI) Routes() []caddy.AdminRoute {
 	}}
 }
 
-type appHandler func(app *App, w http.ResponseWriter, r *http.Request)
-
-func (a *adminAPI) withApp(h appHandler) http.HandlerFunc {
-	return func(w http.ResponseWriter, r *http.Request) {
-		app := live.current()
-		if app == nil {
-			writeJSON(w, http.StatusServiceUnavailable, APIError{Error: "Service Unavailable", Reason: "tokengate_not_running",
-				Message: "the running config has no tokengate app"})
-			return
-		}
-		h(app, w, r)
-	}
-}
-
-func (a *adminAPI) fail(w http.ResponseWriter, err error) {
-	if _, technical := writeError(w, err); technical {
-		a.logger.Error("token management failed", zap.Error(err))
-	}
-}
-
-func (a *adminAPI) issue(app *App, w http.ResponseWriter, r *http.Request) {
+func issueToken(c caller, w http.ResponseWriter, r *http.Request) error {
 	var spec lifecycle.Spec
 	if err := decodeBody(r, &spec); err != nil {
-		a.fail(w, err)
-		return
+		return err
 	}
-	secret, tok, err := app.lifecycle.Issue(r.Context(), LocalOperator, spec)
+	secret, tok, err := c.app.manage.Issue(r.Context(), c.principal, spec)
 	if err != nil {
-		a.fail(w, err)
-		return
+		return err
 	}
-	writeJSON(w, http.StatusCreated, IssuedToken{Secret: secret, Token: viewOf(tok, app.now())})
+	writeJSON(w, http.StatusCreated, IssuedToken{Secret: secret, Token: viewOf(tok, c.app.now())})
+	return nil
 }
 
-func (a *adminAPI) list(app *App, w http.ResponseWriter, r *http.Request) {
-	q := r.URL.Query()
-	toks, err := app.lifecycle.List(r.Context(), store.Filter{Owner: q.Get("owner"), Service: q.Get("service")}, q.Get("state"))
-	if err != nil {
-		a.fail(w, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, viewsOf(toks, app.now()))
+// BootstrapRequest names the first requester and approver.
+type BootstrapRequest struct {
+	Requester string `json:"requester"`
+	Approver  string `json:"approver"`
+	TTL       string `json:"ttl,omitempty"`
 }
 
-func (a *adminAPI) show(app *App, w http.ResponseWriter, r *http.Request) {
-	tok, err := app.lifecycle.Get(r.Context(), r.PathValue("id"))
-	if err != nil {
-		a.fail(w, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, viewOf(tok, app.now()))
+// BootstrapResult carries the two management secrets, shown once.
+type BootstrapResult struct {
+	Tokens []IssuedToken `json:"tokens"`
 }
 
-func (a *adminAPI) revoke(app *App, w http.ResponseWriter, r *http.Request) {
-	var body struct {
-		Reason string `json:"reason"`
-	}
+func bootstrap(c caller, w http.ResponseWriter, r *http.Request) error {
+	var body BootstrapRequest
 	if err := decodeBody(r, &body); err != nil {
-		a.fail(w, err)
-		return
+		return err
 	}
-	tok, err := app.lifecycle.Revoke(r.Context(), LocalOperator, r.PathValue("id"), body.Reason)
-	if err != nil {
-		a.fail(w, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, viewOf(tok, app.now()))
-}
-
-func (a *adminAPI) rotate(app *App, w http.ResponseWriter, r *http.Request) {
-	var body struct {
-		Grace string `json:"grace"`
-	}
-	if err := decodeBody(r, &body); err != nil {
-		a.fail(w, err)
-		return
-	}
-	grace := lifecycle.DefaultGrace
-	if body.Grace != "" {
-		var err error
-		if grace, err = time.ParseDuration(body.Grace); err != nil {
-			a.fail(w, &lifecycle.Error{Status: http.StatusBadRequest, Code: "grace_invalid", Msg: "grace is not a duration such as 10m"})
-			return
+	ttl := time.Duration(c.app.MaxTTL)
+	if body.TTL != "" {
+		d, err := time.ParseDuration(body.TTL)
+		if err != nil || d <= 0 {
+			return &lifecycle.Error{Status: http.StatusBadRequest, Code: "ttl_invalid", Msg: "ttl is not a positive duration such as 24h"}
 		}
+		ttl = d
 	}
-	secret, tok, err := app.lifecycle.Rotate(r.Context(), LocalOperator, r.PathValue("id"), grace)
+	secrets, toks, err := c.app.manage.Bootstrap(r.Context(), c.principal, body.Requester, body.Approver, ttl)
 	if err != nil {
-		a.fail(w, err)
-		return
+		return err
 	}
-	writeJSON(w, http.StatusCreated, IssuedToken{Secret: secret, Token: viewOf(tok, app.now())})
+	var out BootstrapResult
+	for _, t := range toks {
+		out.Tokens = append(out.Tokens, IssuedToken{Secret: secrets[t.ID], Token: viewOf(t, c.app.now())})
+	}
+	writeJSON(w, http.StatusCreated, out)
+	return nil
 }
 
 // Interface guards

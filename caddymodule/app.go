@@ -20,6 +20,7 @@ import (
 	"github.com/tokengate/caddy-tokengate/internal/audit"
 	"github.com/tokengate/caddy-tokengate/internal/gateway"
 	"github.com/tokengate/caddy-tokengate/internal/lifecycle"
+	"github.com/tokengate/caddy-tokengate/internal/manage"
 	"github.com/tokengate/caddy-tokengate/internal/policy"
 	"github.com/tokengate/caddy-tokengate/internal/store"
 	"github.com/tokengate/caddy-tokengate/internal/token"
@@ -69,6 +70,7 @@ type App struct {
 	engine    *policy.Engine
 	gate      *gateway.Gate
 	lifecycle *lifecycle.Service
+	manage    *manage.Service
 	audit     *audit.Logger
 	logger    *zap.Logger
 	now       func() time.Time
@@ -149,6 +151,7 @@ func (a *App) Provision(ctx caddy.Context) error {
 		Forget: forgetEverywhere,
 		Now:    a.now,
 	}
+	a.manage = &manage.Service{Tokens: a.lifecycle, Requests: a.store, Policy: a.engine, Audit: a.audit, Now: a.now}
 	a.logger.Info("tokengate ready",
 		zap.String("policy", a.policySource()),
 		zap.String("policy_rev", a.engine.Revision()),

@@ -1,0 +1,303 @@
+package caddymodule
+
+import (
+	"net/http"
+	"strconv"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/tokengate/caddy-tokengate/internal/lifecycle"
+	"github.com/tokengate/caddy-tokengate/internal/manage"
+	"github.com/tokengate/caddy-tokengate/internal/policy"
+	"github.com/tokengate/caddy-tokengate/internal/report"
+	"github.com/tokengate/caddy-tokengate/internal/store"
+)
+
+// The JSON routes shared by Caddy's admin endpoint (local operator, under
+// /tokengate/) and the management API (tokengate_admin, under /v1/). Each
+// route resolves who is calling, then hands the action to manage.Service,
+// which asks the admin policy.
+
+// caller is what a route needs: the app to act in and who acts.
+type caller struct {
+	app       *App
+	principal manage.Principal
+}
+
+// resolver finds the caller of a request, or answers the request itself
+// (with a refusal) and returns false.
+type resolver func(w http.ResponseWriter, r *http.Request) (caller, bool)
+
+type routes struct {
+	resolve resolver
+	logger  *zap.Logger
+}
+
+type routeFunc func(c caller, w http.ResponseWriter, r *http.Request) error
+
+func (rt routes) handle(mux *http.ServeMux, pattern string, f routeFunc) {
+	mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
+		c, ok := rt.resolve(w, r)
+		if !ok {
+			return
+		}
+		if err := f(c, w, r); err != nil {
+			if _, technical := writeError(w, err); technical {
+				rt.logger.Error("token management failed", zap.String("route", pattern), zap.Error(err))
+			}
+		}
+	})
+}
+
+// tokenRoutes are served on both endpoints.
+func (rt routes) tokenRoutes(mux *http.ServeMux, prefix string) {
+	rt.handle(mux, "GET "+prefix+"/tokens", listTokens)
+	rt.handle(mux, "GET "+prefix+"/tokens/{id}", showToken)
+	rt.handle(mux, "POST "+prefix+"/tokens/{id}/revoke", revokeToken)
+	rt.handle(mux, "POST "+prefix+"/tokens/{id}/rotate", rotateToken)
+	rt.handle(mux, "GET "+prefix+"/report", hygieneReport)
+	rt.handle(mux, "POST "+prefix+"/check", checkDecision)
+	mux.HandleFunc(prefix+"/", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusNotFound, APIError{Error: "Not Found", Reason: "route_unknown"})
+	})
+}
+
+// requestRoutes are the two-person flow, on the management API only: the
+// local operator is not a person who could ask or approve.
+func (rt routes) requestRoutes(mux *http.ServeMux, prefix string) {
+	rt.handle(mux, "POST "+prefix+"/requests", createRequest)
+	rt.handle(mux, "GET "+prefix+"/requests", listRequests)
+	rt.handle(mux, "GET "+prefix+"/requests/{id}", showRequest)
+	rt.handle(mux, "POST "+prefix+"/requests/{id}/approve", decideRequest(true))
+	rt.handle(mux, "POST "+prefix+"/requests/{id}/deny", decideRequest(false))
+	rt.handle(mux, "POST "+prefix+"/requests/{id}/claim", claimRequest)
+}
+
+func listTokens(c caller, w http.ResponseWriter, r *http.Request) error {
+	q := r.URL.Query()
+	toks, err := c.app.manage.ListTokens(r.Context(), c.principal, store.Filter{Owner: q.Get("owner"), Service: q.Get("service")}, q.Get("state"))
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, viewsOf(toks, c.app.now()))
+	return nil
+}
+
+func showToken(c caller, w http.ResponseWriter, r *http.Request) error {
+	tok, err := c.app.manage.GetToken(r.Context(), c.principal, r.PathValue("id"))
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, viewOf(tok, c.app.now()))
+	return nil
+}
+
+func revokeToken(c caller, w http.ResponseWriter, r *http.Request) error {
+	var body struct {
+		Reason string `json:"reason"`
+	}
+	if err := decodeBody(r, &body); err != nil {
+		return err
+	}
+	tok, err := c.app.manage.Revoke(r.Context(), c.principal, r.PathValue("id"), body.Reason)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, viewOf(tok, c.app.now()))
+	return nil
+}
+
+func rotateToken(c caller, w http.ResponseWriter, r *http.Request) error {
+	var body struct {
+		Grace string `json:"grace"`
+	}
+	if err := decodeBody(r, &body); err != nil {
+		return err
+	}
+	grace := lifecycle.DefaultGrace
+	if body.Grace != "" {
+		var err error
+		if grace, err = time.ParseDuration(body.Grace); err != nil {
+			return &lifecycle.Error{Status: http.StatusBadRequest, Code: "grace_invalid", Msg: "grace is not a duration such as 10m"}
+		}
+	}
+	secret, tok, err := c.app.manage.Rotate(r.Context(), c.principal, r.PathValue("id"), grace)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusCreated, IssuedToken{Secret: secret, Token: viewOf(tok, c.app.now())})
+	return nil
+}
+
+func hygieneReport(c caller, w http.ResponseWriter, r *http.Request) error {
+	unused := report.DefaultUnused
+	if v := r.URL.Query().Get("unused_days"); v != "" {
+		days, err := strconv.Atoi(v)
+		if err != nil || days < 1 || days > 3650 {
+			return &lifecycle.Error{Status: http.StatusBadRequest, Code: "unused_days_invalid", Msg: "unused_days is a whole number of days from 1 to 3650"}
+		}
+		unused = time.Duration(days) * 24 * time.Hour
+	}
+	rep, err := c.app.manage.Report(r.Context(), c.principal, unused)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, rep)
+	return nil
+}
+
+// CheckRequest is the body of a dry-run decision.
+type CheckRequest struct {
+	TokenID string `json:"token_id"`
+	Service string `json:"service"`
+	Method  string `json:"method"`
+	Host    string `json:"host"`
+	Path    string `json:"path"`
+	IP      string `json:"ip"`
+}
+
+// CheckResult is what the gateway policy would decide.
+type CheckResult struct {
+	Allow     bool     `json:"allow"`
+	Reasons   []string `json:"reasons"`
+	Scope     string   `json:"scope,omitempty"`
+	PolicyRev string   `json:"policy_rev"`
+}
+
+func checkDecision(c caller, w http.ResponseWriter, r *http.Request) error {
+	var body CheckRequest
+	if err := decodeBody(r, &body); err != nil {
+		return err
+	}
+	if body.TokenID == "" || body.Service == "" {
+		return &lifecycle.Error{Status: http.StatusBadRequest, Code: "check_invalid", Msg: "token_id and service are required"}
+	}
+	req := policy.Request{Method: cmpOr(body.Method, http.MethodGet), Host: body.Host, Path: cmpOr(body.Path, "/"), RemoteIP: body.IP}
+	d, err := c.app.manage.Check(r.Context(), c.principal, body.TokenID, req, body.Service, nil)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, CheckResult{Allow: d.Allow, Reasons: nonNil(d.Reasons), Scope: d.Scope, PolicyRev: d.Revision})
+	return nil
+}
+
+// RequestView is a management request as the API shows it.
+type RequestView struct {
+	ID          string     `json:"id"`
+	Status      string     `json:"status"`
+	Owner       string     `json:"owner"`
+	Purpose     string     `json:"purpose"`
+	Scopes      []string   `json:"scopes"`
+	Services    []string   `json:"services"`
+	CIDRs       []string   `json:"cidrs"`
+	TTL         string     `json:"ttl"`
+	MaxUses     int64      `json:"max_uses"`
+	RequestedBy string     `json:"requested_by"`
+	CreatedAt   time.Time  `json:"created_at"`
+	DecidedBy   string     `json:"decided_by,omitempty"`
+	DecidedAt   *time.Time `json:"decided_at,omitempty"`
+	Reason      string     `json:"reason,omitempty"`
+	ClaimBy     *time.Time `json:"claim_by,omitempty"`
+	TokenID     string     `json:"token_id,omitempty"`
+}
+
+func requestView(q *store.Request, now time.Time) RequestView {
+	return RequestView{
+		ID: q.ID, Status: manage.Status(q, now), Owner: q.Owner, Purpose: q.Purpose,
+		Scopes: nonNil(q.Scopes), Services: nonNil(q.Services), CIDRs: nonNil(q.CIDRs), TTL: q.TTL.String(),
+		MaxUses: q.MaxUses, RequestedBy: q.RequestedBy, CreatedAt: q.CreatedAt, DecidedBy: q.DecidedBy,
+		DecidedAt: timePtr(q.DecidedAt), Reason: q.Reason, ClaimBy: timePtr(q.ClaimBy), TokenID: q.TokenID,
+	}
+}
+
+// RequestOutcome answers a request or a claim; Secret is set only when the
+// caller is the one who may hold it.
+type RequestOutcome struct {
+	Request RequestView `json:"request"`
+	Secret  string      `json:"secret,omitempty"`
+	Token   *TokenView  `json:"token,omitempty"`
+}
+
+func createRequest(c caller, w http.ResponseWriter, r *http.Request) error {
+	var spec lifecycle.Spec
+	if err := decodeBody(r, &spec); err != nil {
+		return err
+	}
+	req, secret, tok, err := c.app.manage.Request(r.Context(), c.principal, spec)
+	if err != nil {
+		return err
+	}
+	now := c.app.now()
+	out := RequestOutcome{Request: requestView(req, now)}
+	if secret == "" {
+		writeJSON(w, http.StatusAccepted, out)
+		return nil
+	}
+	view := viewOf(tok, now)
+	out.Secret, out.Token = secret, &view
+	writeJSON(w, http.StatusCreated, out)
+	return nil
+}
+
+func listRequests(c caller, w http.ResponseWriter, r *http.Request) error {
+	reqs, err := c.app.manage.ListRequests(r.Context(), c.principal, r.URL.Query().Get("status"))
+	if err != nil {
+		return err
+	}
+	now := c.app.now()
+	out := make([]RequestView, 0, len(reqs))
+	for _, q := range reqs {
+		out = append(out, requestView(q, now))
+	}
+	writeJSON(w, http.StatusOK, out)
+	return nil
+}
+
+func showRequest(c caller, w http.ResponseWriter, r *http.Request) error {
+	q, err := c.app.manage.GetRequest(r.Context(), c.principal, r.PathValue("id"))
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, requestView(q, c.app.now()))
+	return nil
+}
+
+func decideRequest(approve bool) routeFunc {
+	return func(c caller, w http.ResponseWriter, r *http.Request) error {
+		var body struct {
+			Reason string `json:"reason"`
+		}
+		if err := decodeBody(r, &body); err != nil {
+			return err
+		}
+		decide := c.app.manage.Deny
+		if approve {
+			decide = c.app.manage.Approve
+		}
+		q, err := decide(r.Context(), c.principal, r.PathValue("id"), body.Reason)
+		if err != nil {
+			return err
+		}
+		writeJSON(w, http.StatusOK, RequestOutcome{Request: requestView(q, c.app.now())})
+		return nil
+	}
+}
+
+func claimRequest(c caller, w http.ResponseWriter, r *http.Request) error {
+	q, secret, tok, err := c.app.manage.Claim(r.Context(), c.principal, r.PathValue("id"))
+	if err != nil {
+		return err
+	}
+	now := c.app.now()
+	view := viewOf(tok, now)
+	writeJSON(w, http.StatusCreated, RequestOutcome{Request: requestView(q, now), Secret: secret, Token: &view})
+	return nil
+}
+
+func cmpOr(v, fallback string) string {
+	if v == "" {
+		return fallback
+	}
+	return v
+}

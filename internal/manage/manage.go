@@ -1,0 +1,451 @@
+// Package manage runs token management with separation of duties: every
+// action is first put to the admin policy (policies/admin.rego), then
+// carried out through the lifecycle service. The flow for a token that
+// needs approval is
+//
+//	request (requester) -> approve or deny (someone else) -> claim (requester)
+//
+// The secret is generated at the claim and returned only to the claimer,
+// so the approver never sees it. A read-only, short-lived, bound request
+// is approved by the policy itself and returns the secret at once.
+package manage
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"slices"
+	"time"
+
+	"github.com/open-policy-agent/opa/v1/ast"
+
+	"github.com/tokengate/caddy-tokengate/internal/audit"
+	"github.com/tokengate/caddy-tokengate/internal/lifecycle"
+	"github.com/tokengate/caddy-tokengate/internal/policy"
+	"github.com/tokengate/caddy-tokengate/internal/report"
+	"github.com/tokengate/caddy-tokengate/internal/store"
+	"github.com/tokengate/caddy-tokengate/internal/token"
+)
+
+// ManagementService is the service every management token is bound to.
+const ManagementService = "tokengate-admin"
+
+// ClaimWindow is how long an approved request waits for its requester.
+const ClaimWindow = 15 * time.Minute
+
+// Principal is who is acting.
+type Principal struct {
+	// Name is the owner of the caller's management token, or
+	// "local-operator" on Caddy's admin endpoint.
+	Name    string
+	TokenID string
+	Scopes  []string
+	// Local marks the operator behind Caddy's admin endpoint.
+	Local bool
+}
+
+// Service carries out management actions.
+type Service struct {
+	Tokens   *lifecycle.Service
+	Requests store.RequestStore
+	Policy   *policy.Engine
+	Audit    *audit.Logger
+	Now      func() time.Time
+}
+
+func (s *Service) now() time.Time { return s.Now().UTC().Truncate(time.Microsecond) }
+
+// refusal is a 403 carrying the policy's reasons.
+func refusal(reasons []string) *lifecycle.Error {
+	return &lifecycle.Error{Status: http.StatusForbidden, Code: reasons[0], Msg: "refused by the admin policy: " + fmt.Sprint(reasons)}
+}
+
+// authorize asks the admin policy whether p may do action. It returns the
+// decision, or an error: a *lifecycle.Error (403) when refused, a plain
+// error when the policy could not decide (fail closed).
+func (s *Service) authorize(ctx context.Context, action string, p Principal, extra map[string]any) (policy.Decision, error) {
+	input := map[string]any{
+		"action": action,
+		"actor": map[string]any{
+			"principal": p.Name, "token_id": p.TokenID, "scopes": nonNil(p.Scopes), "local": p.Local,
+		},
+		"config": map[string]any{"max_ttl_seconds": int64(s.Tokens.MaxTTL / time.Second)},
+		"now":    s.Now().UnixNano(),
+	}
+	for k, v := range extra {
+		input[k] = v
+	}
+	value, err := ast.InterfaceToValue(input)
+	if err != nil {
+		return policy.Decision{}, fmt.Errorf("building admin policy input: %v", err)
+	}
+	d, err := s.Policy.Decide(ctx, policy.AdminQuery, value)
+	if err != nil {
+		return d, err
+	}
+	if !d.Allow {
+		return d, refusal(d.Reasons)
+	}
+	return d, nil
+}
+
+func requestInput(r *store.Request) map[string]any {
+	return map[string]any{
+		"id": r.ID, "owner": r.Owner, "purpose": r.Purpose, "scopes": nonNil(r.Scopes),
+		"services": nonNil(r.Services), "cidrs": nonNil(r.CIDRs), "ttl_seconds": int64(r.TTL / time.Second),
+		"max_uses": r.MaxUses, "requested_by": r.RequestedBy,
+	}
+}
+
+func tokenInput(t *store.Token) map[string]any {
+	return map[string]any{
+		"id": t.ID, "owner": t.Owner, "created_by": t.CreatedBy, "scopes": nonNil(t.Scopes),
+		"services": nonNil(t.Services), "cidrs": nonNil(t.CIDRs),
+		"lifetime_seconds": int64(t.ExpiresAt.Sub(t.NotBefore) / time.Second),
+	}
+}
+
+// Request asks for a token. When the admin policy approves it at once, the
+// token is issued and its secret returned; otherwise secret is empty and
+// the request waits, pending.
+func (s *Service) Request(ctx context.Context, p Principal, spec lifecycle.Spec) (*store.Request, string, *store.Token, error) {
+	rec, err := s.Tokens.Validate(spec)
+	if err != nil {
+		s.refused("token.requested", p, "", "", err)
+		return nil, "", nil, err
+	}
+	req := &store.Request{
+		ID: token.NewPrefixedID("req_"), Owner: rec.Owner, Purpose: rec.Purpose,
+		Scopes: rec.Scopes, Services: rec.Services, CIDRs: rec.CIDRs, TTL: rec.ExpiresAt.Sub(rec.NotBefore),
+		MaxUses: rec.MaxUses, Status: store.RequestPending, RequestedBy: p.Name, RequestedWith: p.TokenID,
+		CreatedAt: s.now(),
+	}
+	if spec.NotBefore != nil {
+		req.NotBefore = rec.NotBefore
+	}
+	d, err := s.authorize(ctx, "request", p, map[string]any{"request": requestInput(req)})
+	if err != nil {
+		s.refused("token.requested", p, req.ID, "", err)
+		return nil, "", nil, err
+	}
+	if !d.AutoApprove {
+		if err := s.Requests.CreateRequest(ctx, req); err != nil {
+			return nil, "", nil, fmt.Errorf("storing request: %w", err)
+		}
+		s.Audit.Action(&audit.Action{Msg: "token.requested", Actor: p.Name, RequestID: req.ID, Reason: req.Purpose, Outcome: "success"})
+		return req, "", nil, nil
+	}
+	// Approved by policy: record the request as approved and claim it in
+	// the same breath, so the trail shows who asked and what approved.
+	now := s.now()
+	req.Status, req.DecidedBy, req.DecidedAt, req.Reason = store.RequestApproved, "policy:just-in-time", now, "read-only, short-lived and bound"
+	req.ClaimBy = now.Add(ClaimWindow)
+	if err := s.Requests.CreateRequest(ctx, req); err != nil {
+		return nil, "", nil, fmt.Errorf("storing request: %w", err)
+	}
+	s.Audit.Action(&audit.Action{Msg: "token.requested", Actor: p.Name, RequestID: req.ID, Reason: req.Purpose, Outcome: "success"})
+	s.Audit.Action(&audit.Action{Msg: "token.approved", Actor: req.DecidedBy, RequestID: req.ID, Reason: req.Reason, Outcome: "success"})
+	claimed, secret, tok, err := s.claim(ctx, p, req.ID)
+	return claimed, secret, tok, err
+}
+
+// Approve lets a pending request be claimed, by its requester, within
+// ClaimWindow. The approver gets the request back, never a secret.
+func (s *Service) Approve(ctx context.Context, p Principal, id, reason string) (*store.Request, error) {
+	return s.decide(ctx, p, id, reason, "approve")
+}
+
+// Deny closes a pending request.
+func (s *Service) Deny(ctx context.Context, p Principal, id, reason string) (*store.Request, error) {
+	return s.decide(ctx, p, id, reason, "deny")
+}
+
+func (s *Service) decide(ctx context.Context, p Principal, id, reason, action string) (*store.Request, error) {
+	msg := map[string]string{"approve": "token.approved", "deny": "token.denied"}[action]
+	req, err := s.Requests.GetRequest(ctx, id)
+	if err != nil {
+		err = requestError(id, err)
+		s.refused(msg, p, id, "", err)
+		return nil, err
+	}
+	if _, err := s.authorize(ctx, action, p, map[string]any{"request": requestInput(req)}); err != nil {
+		s.refused(msg, p, id, "", err)
+		return nil, err
+	}
+	now := s.now()
+	req, err = s.Requests.UpdateRequest(ctx, id, func(r *store.Request) error {
+		if r.Status != store.RequestPending {
+			return &lifecycle.Error{Status: http.StatusConflict, Code: "request_not_pending", Msg: "request " + id + " is " + Status(r, now)}
+		}
+		r.DecidedBy, r.DecidedAt, r.Reason = p.Name, now, reason
+		if action == "approve" {
+			r.Status, r.ClaimBy = store.RequestApproved, now.Add(ClaimWindow)
+		} else {
+			r.Status = store.RequestDenied
+		}
+		return nil
+	})
+	if err != nil {
+		err = requestError(id, err)
+		s.refused(msg, p, id, "", err)
+		return nil, err
+	}
+	s.Audit.Action(&audit.Action{Msg: msg, Actor: p.Name, RequestID: id, Reason: reason, Outcome: "success"})
+	return req, nil
+}
+
+// Claim hands the requester the secret of an approved request, once.
+func (s *Service) Claim(ctx context.Context, p Principal, id string) (*store.Request, string, *store.Token, error) {
+	req, err := s.Requests.GetRequest(ctx, id)
+	if err != nil {
+		err = requestError(id, err)
+		s.refused("token.claimed", p, id, "", err)
+		return nil, "", nil, err
+	}
+	if _, err := s.authorize(ctx, "claim", p, map[string]any{"request": requestInput(req)}); err != nil {
+		s.refused("token.claimed", p, id, "", err)
+		return nil, "", nil, err
+	}
+	return s.claim(ctx, p, id)
+}
+
+func (s *Service) claim(ctx context.Context, p Principal, id string) (*store.Request, string, *store.Token, error) {
+	now := s.now()
+	req, err := s.Requests.GetRequest(ctx, id)
+	if err == nil {
+		err = claimable(req, now)
+	}
+	if err != nil {
+		err = requestError(id, err)
+		s.refused("token.claimed", p, id, "", err)
+		return nil, "", nil, err
+	}
+	// A request's spec never changes after it is made, so the token can be
+	// built from this read; the status is checked again inside the claim.
+	secret := token.NewSecret()
+	hash := s.Tokens.Hasher.Hash(secret)
+	notBefore := now
+	if req.NotBefore.After(now) {
+		notBefore = req.NotBefore
+	}
+	tok := &store.Token{
+		ID: token.NewID(), Hash: hash[:], Owner: req.Owner, Purpose: req.Purpose,
+		Scopes: req.Scopes, Services: req.Services, CIDRs: req.CIDRs,
+		NotBefore: notBefore, ExpiresAt: notBefore.Add(req.TTL), MaxUses: req.MaxUses,
+		CreatedAt: now, CreatedBy: req.RequestedBy, ApprovedBy: req.DecidedBy,
+	}
+	req, err = s.Requests.ClaimRequest(ctx, id, func(r *store.Request) error {
+		if err := claimable(r, now); err != nil {
+			return err
+		}
+		r.Status, r.ClaimedAt, r.TokenID = store.RequestClaimed, now, tok.ID
+		return nil
+	}, tok)
+	if err != nil {
+		err = requestError(id, err)
+		s.refused("token.claimed", p, id, "", err)
+		return nil, "", nil, err
+	}
+	s.Audit.Action(&audit.Action{Msg: "token.claimed", Actor: p.Name, RequestID: id, TokenID: tok.ID, Reason: req.Purpose, Outcome: "success"})
+	return req, secret, tok, nil
+}
+
+// claimable says why a request cannot be claimed now, if it cannot.
+func claimable(r *store.Request, now time.Time) error {
+	switch st := Status(r, now); st {
+	case store.RequestApproved:
+		return nil
+	case store.RequestClaimed, "lapsed":
+		return &lifecycle.Error{Status: http.StatusGone, Code: "request_" + st, Msg: "request " + r.ID + " is " + st + " and can no longer be claimed"}
+	default:
+		return &lifecycle.Error{Status: http.StatusConflict, Code: "request_not_approved", Msg: "request " + r.ID + " is " + st}
+	}
+}
+
+// Status is a request's state as people see it: the stored status, or
+// "lapsed" for an approved request nobody claimed in time.
+func Status(r *store.Request, now time.Time) string {
+	if r.Status == store.RequestApproved && !now.Before(r.ClaimBy) {
+		return "lapsed"
+	}
+	return r.Status
+}
+
+// ListRequests returns requests in a state ("" for all).
+func (s *Service) ListRequests(ctx context.Context, p Principal, state string) ([]*store.Request, error) {
+	if _, err := s.authorize(ctx, "read", p, nil); err != nil {
+		return nil, err
+	}
+	stored := state
+	if state == "lapsed" {
+		stored = store.RequestApproved
+	}
+	all, err := s.Requests.ListRequests(ctx, stored)
+	if err != nil {
+		return nil, err
+	}
+	now := s.now()
+	return slices.DeleteFunc(all, func(r *store.Request) bool { return state != "" && Status(r, now) != state }), nil
+}
+
+// GetRequest returns one request.
+func (s *Service) GetRequest(ctx context.Context, p Principal, id string) (*store.Request, error) {
+	if _, err := s.authorize(ctx, "read", p, nil); err != nil {
+		return nil, err
+	}
+	r, err := s.Requests.GetRequest(ctx, id)
+	return r, requestError(id, err)
+}
+
+// Issue creates a token directly, for the local operator, within the
+// admin policy's bounds.
+func (s *Service) Issue(ctx context.Context, p Principal, spec lifecycle.Spec) (string, *store.Token, error) {
+	rec, err := s.Tokens.Validate(spec)
+	if err != nil {
+		s.refused("token.issued", p, "", "", err)
+		return "", nil, err
+	}
+	req := &store.Request{Owner: rec.Owner, Purpose: rec.Purpose, Scopes: rec.Scopes, Services: rec.Services,
+		CIDRs: rec.CIDRs, TTL: rec.ExpiresAt.Sub(rec.NotBefore), MaxUses: rec.MaxUses, RequestedBy: p.Name}
+	if _, err := s.authorize(ctx, "issue", p, map[string]any{"request": requestInput(req)}); err != nil {
+		s.refused("token.issued", p, "", "", err)
+		return "", nil, err
+	}
+	return s.Tokens.Issue(ctx, p.Name, spec)
+}
+
+// Revoke ends a token, if the policy lets p.
+func (s *Service) Revoke(ctx context.Context, p Principal, id, reason string) (*store.Token, error) {
+	t, err := s.Tokens.Get(ctx, id)
+	if err != nil {
+		s.refused("token.revoked", p, "", id, err)
+		return nil, err
+	}
+	if _, err := s.authorize(ctx, "revoke", p, map[string]any{"token": tokenInput(t)}); err != nil {
+		s.refused("token.revoked", p, "", id, err)
+		return nil, err
+	}
+	return s.Tokens.Revoke(ctx, p.Name, id, reason)
+}
+
+// Rotate gives a token a new secret, if the policy lets p.
+func (s *Service) Rotate(ctx context.Context, p Principal, id string, grace time.Duration) (string, *store.Token, error) {
+	t, err := s.Tokens.Get(ctx, id)
+	if err != nil {
+		s.refused("token.rotated", p, "", id, err)
+		return "", nil, err
+	}
+	if _, err := s.authorize(ctx, "rotate", p, map[string]any{"token": tokenInput(t)}); err != nil {
+		s.refused("token.rotated", p, "", id, err)
+		return "", nil, err
+	}
+	return s.Tokens.Rotate(ctx, p.Name, id, grace)
+}
+
+// ListTokens returns the inventory, if the policy lets p read it.
+func (s *Service) ListTokens(ctx context.Context, p Principal, f store.Filter, state string) ([]*store.Token, error) {
+	if _, err := s.authorize(ctx, "read", p, nil); err != nil {
+		return nil, err
+	}
+	return s.Tokens.List(ctx, f, state)
+}
+
+// GetToken returns one token, if the policy lets p read it.
+func (s *Service) GetToken(ctx context.Context, p Principal, id string) (*store.Token, error) {
+	t, err := s.Tokens.Get(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := s.authorize(ctx, "read", p, map[string]any{"token": tokenInput(t)}); err != nil {
+		return nil, err
+	}
+	return t, nil
+}
+
+// Bootstrap creates the first two management tokens, for two different
+// people: one that may request, one that may approve. It works only while
+// no management token exists.
+func (s *Service) Bootstrap(ctx context.Context, p Principal, requester, approver string, ttl time.Duration) (map[string]string, []*store.Token, error) {
+	extra := map[string]any{"bootstrap": map[string]any{"requester": requester, "approver": approver}}
+	if _, err := s.authorize(ctx, "bootstrap", p, extra); err != nil {
+		s.refused("token.bootstrap", p, "", "", err)
+		return nil, nil, err
+	}
+	var toks []*store.Token
+	secrets := map[string]string{}
+	for _, who := range []struct{ name, scope string }{{requester, "tokens:request"}, {approver, "tokens:approve"}} {
+		rec, err := s.Tokens.Validate(lifecycle.Spec{
+			Owner: who.name, Purpose: "bootstrap management token (" + who.scope + ")",
+			Scopes: []string{who.scope, "tokens:read"}, Services: []string{ManagementService}, TTL: ttl.String(),
+		})
+		if err != nil {
+			s.refused("token.bootstrap", p, "", "", err)
+			return nil, nil, err
+		}
+		secret := token.NewSecret()
+		hash := s.Tokens.Hasher.Hash(secret)
+		rec.ID, rec.Hash, rec.CreatedBy, rec.ApprovedBy = token.NewID(), hash[:], p.Name, p.Name
+		secrets[rec.ID] = secret
+		toks = append(toks, rec)
+	}
+	if err := s.Requests.CreateFirst(ctx, ManagementService, toks); err != nil {
+		if errors.Is(err, store.ErrConflict) {
+			err = &lifecycle.Error{Status: http.StatusConflict, Code: "already_bootstrapped",
+				Msg: "management tokens exist already; new ones go through request and approval"}
+			s.refused("token.bootstrap", p, "", "", err)
+		}
+		return nil, nil, err
+	}
+	for _, t := range toks {
+		s.Audit.Action(&audit.Action{Msg: "token.bootstrap", Actor: p.Name, TokenID: t.ID, Reason: t.Purpose + " for " + t.Owner, Outcome: "success"})
+	}
+	return secrets, toks, nil
+}
+
+func (s *Service) refused(msg string, p Principal, requestID, tokenID string, err error) {
+	var e *lifecycle.Error
+	if !errors.As(err, &e) {
+		return // technical failures go to the operator's log, not the audit trail
+	}
+	s.Audit.Action(&audit.Action{Msg: msg, Actor: p.Name, RequestID: requestID, TokenID: tokenID, Reason: e.Msg, Outcome: "refused", Reasons: []string{e.Code}})
+}
+
+func requestError(id string, err error) error {
+	if errors.Is(err, store.ErrNotFound) {
+		return &lifecycle.Error{Status: http.StatusNotFound, Code: "request_not_found", Msg: "no request " + id}
+	}
+	return err
+}
+
+func nonNil(s []string) []string {
+	if s == nil {
+		return []string{}
+	}
+	return s
+}
+
+// Report builds the hygiene report, if the policy lets p read.
+func (s *Service) Report(ctx context.Context, p Principal, unusedFor time.Duration) (report.Report, error) {
+	toks, err := s.ListTokens(ctx, p, store.Filter{}, "")
+	if err != nil {
+		return report.Report{}, err
+	}
+	now := s.Now()
+	return report.Build(toks, now, unusedFor, func(t *store.Token) bool { return lifecycle.Inactive(t, now) == "" }), nil
+}
+
+// Check dry-runs the gateway policy for a stored token and a described
+// call, without consuming a use or writing a gateway audit line. With
+// engine nil the running policy answers; callers may pass another engine
+// to try a policy change against real token metadata.
+func (s *Service) Check(ctx context.Context, p Principal, tokenID string, req policy.Request, service string, engine *policy.Engine) (policy.Decision, error) {
+	t, err := s.GetToken(ctx, p, tokenID)
+	if err != nil {
+		return policy.Decision{}, err
+	}
+	if engine == nil {
+		engine = s.Policy
+	}
+	return engine.Decide(ctx, policy.GatewayQuery, policy.GatewayInput(policy.TokenTerm(t), req, service, s.Now()))
+}

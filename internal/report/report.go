@@ -1,0 +1,91 @@
+// Package report finds token hygiene problems in the inventory: tokens
+// about to expire, never or no longer used, over-broad or long-lived, and
+// scopes granted but never exercised (privilege creep).
+package report
+
+import (
+	"slices"
+	"time"
+
+	"github.com/tokengate/caddy-tokengate/internal/store"
+)
+
+// Thresholds of the report; the API lets callers change UnusedFor.
+const (
+	ExpiringWithin = 7 * 24 * time.Hour
+	LongLived      = 30 * 24 * time.Hour
+	DefaultUnused  = 30 * 24 * time.Hour
+)
+
+// Item names one token in a finding.
+type Item struct {
+	TokenID string   `json:"token_id"`
+	Owner   string   `json:"owner"`
+	Purpose string   `json:"purpose"`
+	Detail  string   `json:"detail,omitempty"`
+	Scopes  []string `json:"scopes,omitempty"`
+}
+
+// Report is the hygiene report over live tokens (not revoked, rotated
+// away, expired or used up).
+type Report struct {
+	GeneratedAt      time.Time `json:"generated_at"`
+	LiveTokens       int       `json:"live_tokens"`
+	ExpiringSoon     []Item    `json:"expiring_soon"`
+	NeverUsed        []Item    `json:"never_used"`
+	Unused           []Item    `json:"unused"`
+	WriteWithoutCIDR []Item    `json:"write_without_cidr"`
+	LongLived        []Item    `json:"long_lived"`
+	UnusedScopes     []Item    `json:"unused_scopes"`
+}
+
+// Build computes the report. live reports whether a token still counts.
+func Build(tokens []*store.Token, now time.Time, unusedFor time.Duration, live func(*store.Token) bool) Report {
+	r := Report{GeneratedAt: now, ExpiringSoon: []Item{}, NeverUsed: []Item{}, Unused: []Item{},
+		WriteWithoutCIDR: []Item{}, LongLived: []Item{}, UnusedScopes: []Item{}}
+	for _, t := range tokens {
+		if !live(t) {
+			continue
+		}
+		r.LiveTokens++
+		item := Item{TokenID: t.ID, Owner: t.Owner, Purpose: t.Purpose}
+		if left := t.ExpiresAt.Sub(now); left <= ExpiringWithin {
+			r.ExpiringSoon = append(r.ExpiringSoon, with(item, "expires "+t.ExpiresAt.Format(time.RFC3339)))
+		}
+		switch {
+		case t.LastUsedAt.IsZero():
+			r.NeverUsed = append(r.NeverUsed, with(item, "issued "+t.CreatedAt.Format(time.RFC3339)))
+		case now.Sub(t.LastUsedAt) >= unusedFor:
+			r.Unused = append(r.Unused, with(item, "last used "+t.LastUsedAt.Format(time.RFC3339)))
+		}
+		if len(t.CIDRs) == 0 && slices.ContainsFunc(t.Scopes, isWrite) {
+			r.WriteWithoutCIDR = append(r.WriteWithoutCIDR, item)
+		}
+		if life := t.ExpiresAt.Sub(t.NotBefore); life > LongLived {
+			r.LongLived = append(r.LongLived, with(item, "lifetime "+life.String()))
+		}
+		// A scope is exercised when a call needed exactly it: a write
+		// scope only ever used for reads shows up here, as it should.
+		var unused []string
+		for _, s := range t.Scopes {
+			if !slices.Contains(t.UsedScopes, s) {
+				unused = append(unused, s)
+			}
+		}
+		if len(unused) > 0 && !t.LastUsedAt.IsZero() {
+			it := item
+			it.Scopes = unused
+			r.UnusedScopes = append(r.UnusedScopes, it)
+		}
+	}
+	return r
+}
+
+func with(i Item, detail string) Item {
+	i.Detail = detail
+	return i
+}
+
+func isWrite(scope string) bool {
+	return len(scope) > len(":write") && scope[len(scope)-len(":write"):] == ":write"
+}
