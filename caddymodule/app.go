@@ -7,6 +7,7 @@ package caddymodule
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io/fs"
 	"os"
@@ -230,14 +231,20 @@ func (a *App) Cleanup() error {
 
 // forgetByID drops a token another node changed.
 func (a *App) forgetByID(id string) {
-	t, err := a.store.Get(context.Background(), id)
-	if err != nil {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	t, err := a.store.Get(ctx, id)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		// Another deployment sharing the database (another schema):
+		// tokens are never deleted, so we cannot have this one cached.
+	case err != nil:
 		// Without the record we cannot find its hash; drop everything
 		// rather than risk serving a stale token.
 		a.gate.ForgetAll()
-		return
+	default:
+		a.gate.Forget(t)
 	}
-	a.gate.Forget(t)
 }
 
 // clock is the time source of every app. Tests replace it to move time

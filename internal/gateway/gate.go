@@ -62,9 +62,11 @@ const (
 	ReasonPolicy    = "policy_unavailable"
 )
 
-// maxDecisionTTL caps how long any decision is cached even when nothing
-// about the token is due to change, so memory turns over.
-const maxDecisionTTL = 10 * time.Minute
+// CacheBound caps how long a cached token record or decision is used. It
+// is also how long a node that has lost its shared store keeps answering
+// calls it has seen: after that their tokens must be read again, which
+// fails closed until the store is back.
+const CacheBound = 5 * time.Minute
 
 // Call is what the gateway knows about one request.
 type Call struct {
@@ -120,6 +122,8 @@ type Gate struct {
 type cachedToken struct {
 	record *store.Token
 	term   *ast.Term // input.token, built once per version
+	// loadedAt is when the record was read, by the gate's clock.
+	loadedAt time.Time
 }
 
 type cachedDecision struct {
@@ -172,7 +176,8 @@ func (g *Gate) Authorize(ctx context.Context, c *Call) Result {
 	}
 
 	hash := g.hasher.Hash(c.Secret)
-	tok, err := g.lookup(ctx, hash)
+	now := g.now()
+	tok, err := g.lookup(ctx, hash, now)
 	if errors.Is(err, store.ErrNotFound) {
 		return deny(nil, CacheNone, ReasonUnknown)
 	}
@@ -180,7 +185,6 @@ func (g *Gate) Authorize(ctx context.Context, c *Call) Result {
 		return Result{Outcome: Error, Reasons: []string{ReasonStore}, Cache: CacheNone, Err: err}
 	}
 
-	now := g.now()
 	d, cacheResult, err := g.decide(ctx, tok, c, now)
 	if err != nil {
 		return Result{Outcome: Error, Reasons: []string{ReasonPolicy}, Token: tok.record, Cache: cacheResult, PolicyRev: d.rev, Err: err}
@@ -218,15 +222,15 @@ func deny(tok *store.Token, cache, reason string) Result {
 // lookup finds the token for a secret hash, from the token cache when it
 // can. Use-limited tokens always come from the store: their use count must
 // be current for the policy to see it.
-func (g *Gate) lookup(ctx context.Context, hash [32]byte) (*cachedToken, error) {
-	if t, ok := g.tokens.Get(hash); ok {
+func (g *Gate) lookup(ctx context.Context, hash [32]byte, now time.Time) (*cachedToken, error) {
+	if t, ok := g.tokens.Get(hash); ok && now.Sub(t.loadedAt) < CacheBound {
 		return t, nil
 	}
 	rec, err := g.store.GetByHash(ctx, hash[:])
 	if err != nil {
 		return nil, err
 	}
-	t := &cachedToken{record: rec, term: policy.TokenTerm(rec)}
+	t := &cachedToken{record: rec, term: policy.TokenTerm(rec), loadedAt: now}
 	if rec.MaxUses == 0 {
 		g.tokens.Add(hash, t)
 	}
@@ -273,12 +277,12 @@ func (g *Gate) evaluate(ctx context.Context, tok *cachedToken, c *Call, now time
 
 // cacheTTL is how long a decision may be reused: until the next moment the
 // token's own timestamps could change it, capped by the policy's
-// ttl_seconds and maxDecisionTTL. Zero means do not cache.
+// ttl_seconds and CacheBound. Zero means do not cache.
 func cacheTTL(t *store.Token, d *cachedDecision, now time.Time) time.Duration {
 	if d.allow && t.MaxUses > 0 {
 		return 0
 	}
-	ttl := maxDecisionTTL
+	ttl := CacheBound
 	if d.ttl > 0 && d.ttl < ttl {
 		ttl = d.ttl
 	}

@@ -143,8 +143,9 @@ func ApplyUsage(t *Token, u Usage) {
 type Notifier interface {
 	// Watch blocks until ctx is done. It calls changed with a token id
 	// after any node changes that token, and reset whenever notifications
-	// may have been missed (when it starts listening, and after a lost
-	// connection), after which the caller must drop everything it cached.
+	// may have been missed (each time it starts listening, so also after
+	// a lost connection comes back), after which the caller must drop
+	// everything it cached.
 	Watch(ctx context.Context, changed func(tokenID string), reset func())
 }
 

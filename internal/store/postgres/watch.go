@@ -15,10 +15,13 @@ const (
 
 // Watch listens for token changes on a connection of its own and calls
 // changed with the id of every token that Update, Rotate or ConsumeUse
-// changed on any node, this one included. It calls reset once it is
-// listening, since anything that changed before then was missed, and
-// whenever the connection fails; it then reconnects with backoff. It
-// returns when ctx is done.
+// changed on any node, this one included. It calls reset each time it is
+// listening again, since anything that changed while it was not was
+// missed. It does not call reset when the connection fails: while the
+// database is unreachable no token can change through it, and the node's
+// cached decisions keep serving until they expire (which is the bound
+// the README states). It reconnects with backoff and returns when ctx is
+// done.
 func (s *Store) Watch(ctx context.Context, changed func(tokenID string), reset func()) {
 	delay := minBackoff
 	for {
@@ -26,7 +29,6 @@ func (s *Store) Watch(ctx context.Context, changed func(tokenID string), reset f
 		if ctx.Err() != nil {
 			return
 		}
-		reset()
 		if listened {
 			delay = minBackoff
 		}
