@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/tokengate/caddy-tokengate/internal/lifecycle"
+	"github.com/tokengate/caddy-tokengate/internal/manage"
 	"github.com/tokengate/caddy-tokengate/internal/store"
 )
 
@@ -137,8 +138,13 @@ func writeError(w http.ResponseWriter, err error) (status int, technical bool) {
 		writeJSON(w, e.Status, APIError{Error: http.StatusText(e.Status), Reason: e.Code, Message: e.Msg})
 		return e.Status, false
 	}
+	reason := "store_unavailable"
+	var pe *manage.PolicyError
+	if errors.As(err, &pe) {
+		reason = "policy_unavailable"
+	}
 	w.Header().Set("Retry-After", "1")
-	writeJSON(w, http.StatusServiceUnavailable, APIError{Error: "Service Unavailable", Reason: "store_unavailable"})
+	writeJSON(w, http.StatusServiceUnavailable, APIError{Error: "Service Unavailable", Reason: reason})
 	return http.StatusServiceUnavailable, true
 }
 

@@ -152,6 +152,10 @@ func (a *App) Provision(ctx caddy.Context) error {
 		Forget: forgetEverywhere,
 		Now:    a.now,
 	}
+	if !a.engine.Has(policy.AdminQuery) {
+		a.logger.Warn("the policy has no package tokengate.admin: every management action will be refused until one is added",
+			zap.String("policy", a.policySource()))
+	}
 	a.manage = &manage.Service{Tokens: a.lifecycle, Requests: a.store, Policy: a.engine, Audit: a.audit, Now: a.now}
 	a.logger.Info("tokengate ready",
 		zap.String("policy", a.policySource()),

@@ -164,6 +164,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	repl.Set("tokengate.token_id", res.Token.ID)
 	repl.Set("tokengate.scopes", scopes)
 	repl.Set("tokengate.decision_id", res.DecisionID)
+	caddyhttp.SetVar(r.Context(), tokenVar, res.Token)
 
 	rec := caddyhttp.NewResponseRecorder(w, nil, nil)
 	err := next.ServeHTTP(rec, r)

@@ -3,6 +3,7 @@ package caddymodule
 import (
 	"encoding/json"
 	"fmt"
+	"io/fs"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -13,6 +14,7 @@ import (
 	"time"
 
 	"github.com/tokengate/caddy-tokengate/internal/token"
+	"github.com/tokengate/caddy-tokengate/policies"
 )
 
 func TestAllowedCallReachesUpstreamWithoutCredential(t *testing.T) {
@@ -193,7 +195,7 @@ func TestForwardedClientIPOnlyFromTrustedProxies(t *testing.T) {
 
 func TestWriteScopeAndMethods(t *testing.T) {
 	e := newEnv(t, envOptions{decisionCache: 1000})
-	writer, _ := e.issue(billingReader(map[string]any{"scopes": []string{"billing:write"}}))
+	writer, _ := e.approvedToken(billingReader(map[string]any{"scopes": []string{"billing:write"}}))
 	for _, m := range []string{"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"} {
 		if r := call(t, m, gateURL+"/billing/w-"+m, bearer(writer)...); r.status != 200 {
 			t.Errorf("%s with billing:write: %d %s", m, r.status, r.body)
@@ -276,9 +278,7 @@ func TestRevokeAndRotateTakeEffectOnTheNextCall(t *testing.T) {
 	}
 	var issued IssuedToken
 	_ = json.Unmarshal(body, &issued)
-	secretsSeen.Lock()
-	secretsSeen.list = append(secretsSeen.list, issued.Secret)
-	secretsSeen.Unlock()
+	remember(issued.Secret)
 	if issued.Token.RotatedFrom != oldID || issued.Secret == old {
 		t.Fatalf("successor %+v", issued.Token)
 	}
@@ -307,6 +307,10 @@ decision := {"allow": true, "reasons": []} if input.request.method == "GET"
 decision := {"allow": false, "reasons": ["x"]} if startswith(input.request.path, "/")
 `
 	if err := os.WriteFile(filepath.Join(dir, "gateway.rego"), []byte(src), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	admin, _ := fs.ReadFile(policies.FS, "admin.rego")
+	if err := os.WriteFile(filepath.Join(dir, "admin.rego"), admin, 0o644); err != nil {
 		t.Fatal(err)
 	}
 	e := newEnv(t, envOptions{decisionCache: 1000, policyDir: dir})

@@ -31,6 +31,7 @@ const (
 	adminURL = "http://localhost:2999"
 	gateURL  = "http://127.0.0.1:9080" // trusts X-Forwarded-For from 127.0.0.1
 	plainURL = "http://127.0.0.1:9081" // trusts no proxy
+	mgmtURL  = "http://127.0.0.1:9082" // the management API
 )
 
 // testClock is moved by tests instead of sleeping.
@@ -108,10 +109,13 @@ func (u *upstream) dump() string {
 
 // env is one loaded Caddy config with its files.
 type env struct {
-	t        *testing.T
-	dir      string
-	upstream *upstream
-	tester   *caddytest.Tester
+	// requester and approver hold the bootstrap management tokens, once
+	// bootstrap ran.
+	requester, approver string
+	t                   *testing.T
+	dir                 string
+	upstream            *upstream
+	tester              *caddytest.Tester
 }
 
 type envOptions struct {
@@ -193,6 +197,9 @@ func (e *env) load(o envOptions) {
 	%[5]s
 	respond "no route" 404
 }
+:9082 {
+	tokengate_admin
+}
 `, e.dir, e.upstream.Listener.Addr().String(), o.decisionCache, policy, o.extraRoutes, cmp.Or(o.gracePeriod, "1ns"))
 	e.tester = caddytest.NewTester(t)
 	e.tester.InitServer(cfg, "caddyfile")
@@ -247,9 +254,7 @@ func (e *env) issue(spec map[string]any) (secret, id string) {
 	if err := json.Unmarshal(body, &issued); err != nil {
 		e.t.Fatal(err)
 	}
-	secretsSeen.Lock()
-	secretsSeen.list = append(secretsSeen.list, issued.Secret)
-	secretsSeen.Unlock()
+	remember(issued.Secret)
 	return issued.Secret, issued.Token.ID
 }
 
@@ -397,4 +402,83 @@ func validateAgainstSchema(t *testing.T, lines []map[string]any) {
 			t.Errorf("audit line does not match the schema: %v\nline: %v", result[1], line)
 		}
 	}
+}
+
+// remember records a secret for the leak scan.
+func remember(secret string) {
+	secretsSeen.Lock()
+	secretsSeen.list = append(secretsSeen.list, secret)
+	secretsSeen.Unlock()
+}
+
+// bootstrap creates the requester (alice) and approver (bob) management
+// tokens through the admin endpoint, once per env.
+func (e *env) bootstrap() {
+	e.t.Helper()
+	if e.requester != "" {
+		return
+	}
+	status, body := e.admin("POST", "/tokengate/bootstrap", map[string]string{"requester": "alice", "approver": "bob"})
+	if status != http.StatusCreated {
+		e.t.Fatalf("bootstrap: %d %s", status, body)
+	}
+	var res BootstrapResult
+	if err := json.Unmarshal(body, &res); err != nil || len(res.Tokens) != 2 {
+		e.t.Fatalf("bootstrap result %s", body)
+	}
+	for _, tok := range res.Tokens {
+		remember(tok.Secret)
+		switch tok.Token.Owner {
+		case "alice":
+			e.requester = tok.Secret
+		case "bob":
+			e.approver = tok.Secret
+		}
+	}
+}
+
+// mgmt calls the management API with a management token.
+func (e *env) mgmt(secret, method, path string, body any) (int, []byte) {
+	e.t.Helper()
+	var r io.Reader
+	if body != nil {
+		b, _ := json.Marshal(body)
+		r = bytes.NewReader(b)
+	}
+	req, _ := http.NewRequest(method, mgmtURL+path, r)
+	req.Header.Set("Content-Type", "application/json")
+	if secret != "" {
+		req.Header.Set("Authorization", "Bearer "+secret)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	out, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, out
+}
+
+// approvedToken gets a token through the two-person flow: alice asks, bob
+// approves, alice claims. It returns the secret and the token id.
+func (e *env) approvedToken(spec map[string]any) (string, string) {
+	e.t.Helper()
+	e.bootstrap()
+	status, body := e.mgmt(e.requester, "POST", "/v1/requests", spec)
+	if status != http.StatusAccepted {
+		e.t.Fatalf("request: %d %s", status, body)
+	}
+	var asked RequestOutcome
+	_ = json.Unmarshal(body, &asked)
+	if status, body := e.mgmt(e.approver, "POST", "/v1/requests/"+asked.Request.ID+"/approve", map[string]string{"reason": "ok"}); status != 200 {
+		e.t.Fatalf("approve: %d %s", status, body)
+	}
+	status, body = e.mgmt(e.requester, "POST", "/v1/requests/"+asked.Request.ID+"/claim", nil)
+	if status != http.StatusCreated {
+		e.t.Fatalf("claim: %d %s", status, body)
+	}
+	var claimed RequestOutcome
+	_ = json.Unmarshal(body, &claimed)
+	remember(claimed.Secret)
+	return claimed.Secret, claimed.Token.ID
 }

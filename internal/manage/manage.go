@@ -56,6 +56,13 @@ type Service struct {
 
 func (s *Service) now() time.Time { return s.Now().UTC().Truncate(time.Microsecond) }
 
+// PolicyError is a failure of the admin policy itself (missing, broken,
+// erroring): the action is refused with 503, never allowed.
+type PolicyError struct{ Err error }
+
+func (e *PolicyError) Error() string { return "admin policy: " + e.Err.Error() }
+func (e *PolicyError) Unwrap() error { return e.Err }
+
 // refusal is a 403 carrying the policy's reasons.
 func refusal(reasons []string) *lifecycle.Error {
 	return &lifecycle.Error{Status: http.StatusForbidden, Code: reasons[0], Msg: "refused by the admin policy: " + fmt.Sprint(reasons)}
@@ -78,11 +85,11 @@ func (s *Service) authorize(ctx context.Context, action string, p Principal, ext
 	}
 	value, err := ast.InterfaceToValue(input)
 	if err != nil {
-		return policy.Decision{}, fmt.Errorf("building admin policy input: %v", err)
+		return policy.Decision{}, &PolicyError{fmt.Errorf("building input: %v", err)}
 	}
 	d, err := s.Policy.Decide(ctx, policy.AdminQuery, value)
 	if err != nil {
-		return d, err
+		return d, &PolicyError{err}
 	}
 	if !d.Allow {
 		return d, refusal(d.Reasons)

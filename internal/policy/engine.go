@@ -88,6 +88,12 @@ func (e *Engine) Reload() (revision string, err error) {
 // digits of a SHA-256 over its file names and contents.
 func (e *Engine) Revision() string { return e.current.Load().revision }
 
+// Has reports whether the current policy answers query.
+func (e *Engine) Has(query string) bool {
+	_, ok := e.current.Load().queries[query]
+	return ok
+}
+
 // Decide evaluates query (GatewayQuery or AdminQuery) against input.
 func (e *Engine) Decide(ctx context.Context, query string, input ast.Value) (Decision, error) {
 	c := e.current.Load()

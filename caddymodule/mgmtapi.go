@@ -1,0 +1,132 @@
+package caddymodule
+
+import (
+	"net/http"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+
+	"github.com/tokengate/caddy-tokengate/internal/manage"
+	"github.com/tokengate/caddy-tokengate/internal/store"
+)
+
+func init() {
+	caddy.RegisterModule(AdminHandler{})
+	httpcaddyfile.RegisterHandlerDirective("tokengate_admin", parseAdminHandler)
+	httpcaddyfile.RegisterDirectiveOrder("tokengate_admin", httpcaddyfile.Before, "respond")
+}
+
+// tokenVar is the request variable through which the tokengate handler
+// hands the authenticated token to what follows it. Clients cannot set
+// request variables.
+const tokenVar = "tokengate.token"
+
+// AdminHandler is the management API, `http.handlers.tokengate_admin`. It
+// is a terminal handler serving /v1/ with JSON:
+//
+//	POST /v1/requests                   ask for a token (201 with the secret if auto-approved, else 202)
+//	GET  /v1/requests?status=pending    list requests
+//	GET  /v1/requests/{id}              show one
+//	POST /v1/requests/{id}/approve      approve (not by the requester; no secret in the answer)
+//	POST /v1/requests/{id}/deny         deny
+//	POST /v1/requests/{id}/claim        the requester takes the secret, once (410 after)
+//	GET  /v1/tokens[?owner=&service=&state=], GET /v1/tokens/{id}
+//	POST /v1/tokens/{id}/rotate, POST /v1/tokens/{id}/revoke
+//	GET  /v1/report[?unused_days=]
+//	POST /v1/check                      dry-run a gateway decision
+//
+// Callers authenticate with management tokens: tokens bound to service
+// tokengate-admin, checked on the gateway's own request path (format,
+// expiry, revocation, CIDRs), with one gateway audit line per call. What
+// each caller may do is decided by policies/admin.rego.
+//
+// Caddyfile:
+//
+//	tokengate_admin {
+//		header <name>   # default Authorization (Bearer)
+//	}
+type AdminHandler struct {
+	// Header carrying the management token. Default Authorization.
+	Header string `json:"header,omitempty"`
+
+	auth Handler
+	mux  *http.ServeMux
+}
+
+// CaddyModule returns the Caddy module information.
+func (AdminHandler) CaddyModule() caddy.ModuleInfo {
+	return caddy.ModuleInfo{
+		ID:  "http.handlers.tokengate_admin",
+		New: func() caddy.Module { return new(AdminHandler) },
+	}
+}
+
+// Provision sets up authentication and the routes.
+func (h *AdminHandler) Provision(ctx caddy.Context) error {
+	h.auth = Handler{Service: manage.ManagementService, Header: h.Header}
+	if err := h.auth.Provision(ctx); err != nil {
+		return err
+	}
+	rt := routes{logger: ctx.Logger(), resolve: h.caller}
+	h.mux = http.NewServeMux()
+	rt.requestRoutes(h.mux, "/v1")
+	rt.tokenRoutes(h.mux, "/v1")
+	h.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusNotFound, APIError{Error: "Not Found", Reason: "route_unknown"})
+	})
+	return nil
+}
+
+// caller turns the token the tokengate handler authenticated into the
+// principal: its owner, compared across all of that owner's tokens.
+func (h *AdminHandler) caller(w http.ResponseWriter, r *http.Request) (caller, bool) {
+	tok, ok := caddyhttp.GetVar(r.Context(), tokenVar).(*store.Token)
+	if !ok {
+		// Unreachable: auth only calls the mux after an allow.
+		writeJSON(w, http.StatusUnauthorized, APIError{Error: "Unauthorized", Reason: "token_missing"})
+		return caller{}, false
+	}
+	return caller{app: h.auth.app, principal: manage.Principal{Name: tok.Owner, TokenID: tok.ID, Scopes: tok.Scopes}}, true
+}
+
+// ServeHTTP authenticates the management token, then serves the API.
+func (h *AdminHandler) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.Handler) error {
+	return h.auth.ServeHTTP(w, r, caddyhttp.HandlerFunc(func(w http.ResponseWriter, r *http.Request) error {
+		h.mux.ServeHTTP(w, r)
+		return nil
+	}))
+}
+
+// UnmarshalCaddyfile sets up the handler from Caddyfile tokens.
+func (h *AdminHandler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
+	d.Next() // directive name
+	if d.NextArg() {
+		return d.ArgErr()
+	}
+	for d.NextBlock(0) {
+		switch d.Val() {
+		case "header":
+			if !d.AllArgs(&h.Header) {
+				return d.ArgErr()
+			}
+		default:
+			return d.Errf("unrecognized subdirective %q", d.Val())
+		}
+	}
+	return nil
+}
+
+func parseAdminHandler(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
+	handler := new(AdminHandler)
+	err := handler.UnmarshalCaddyfile(h.Dispenser)
+	return handler, err
+}
+
+// Interface guards
+var (
+	_ caddy.Provisioner           = (*AdminHandler)(nil)
+	_ caddyhttp.MiddlewareHandler = (*AdminHandler)(nil)
+	_ caddyfile.Unmarshaler       = (*AdminHandler)(nil)
+)
