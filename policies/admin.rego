@@ -64,14 +64,14 @@ denials contains "scope_missing" if {
 	not has(required)
 }
 
-# Holders of tokens:revoke may revoke any token; anyone may revoke their
-# own; the local operator may always revoke (stopping harm is never
-# blocked).
+# Holders of tokens:revoke may revoke any token; the token's owner and the
+# one who asked for it may revoke it; the local operator may always revoke
+# (stopping harm is never blocked).
 denials contains "not_owner" if {
 	input.action == "revoke"
 	not input.actor.local
 	not has("tokens:revoke")
-	input.token.owner != input.actor.principal
+	not input.actor.principal in {input.token.owner, input.token.created_by}
 }
 
 # Rotation hands out a new secret, so only the token's owner or the one who

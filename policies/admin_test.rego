@@ -134,6 +134,10 @@ test_owner_revokes_own if {
 	on_token("revoke", {"principal": "report-job", "scopes": [], "local": false}, some_token).allow
 }
 
+test_requester_revokes_what_they_asked_for if {
+	on_token("revoke", requester, some_token).allow
+}
+
 test_stranger_cannot_revoke if refused(on_token("revoke", {"principal": "eve", "scopes": ["tokens:read"], "local": false}, some_token), "not_owner")
 
 test_local_operator_always_revokes if {
