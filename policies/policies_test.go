@@ -7,54 +7,26 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/open-policy-agent/opa/v1/ast"
-	"github.com/open-policy-agent/opa/v1/tester"
+	"github.com/tokengate/caddy-tokengate/internal/policy"
 )
 
 // TestRegoPolicies runs every test_ rule in this folder through OPA's own
 // test runner, so `go test ./...` and `opa test policies/` check the same
 // thing.
 func TestRegoPolicies(t *testing.T) {
-	modules := map[string]*ast.Module{}
-	err := fs.WalkDir(FS, ".", func(path string, d fs.DirEntry, err error) error {
-		if err != nil || d.IsDir() {
-			return err
-		}
-		src, err := fs.ReadFile(FS, path)
-		if err != nil {
-			return err
-		}
-		m, err := ast.ParseModuleWithOpts(path, string(src), ast.ParserOptions{RegoVersion: ast.RegoV1})
-		if err != nil {
-			return err
-		}
-		modules[path] = m
-		return nil
-	})
+	results, err := policy.RunTests(context.Background(), FS)
 	if err != nil {
 		t.Fatal(err)
 	}
-	ch, err := tester.NewRunner().SetModules(modules).RunTests(context.Background(), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ran := 0
-	for r := range ch {
-		ran++
-		name := strings.TrimPrefix(r.Package, "data.") + "." + r.Name
-		switch {
-		case r.Error != nil:
-			t.Errorf("%s: error: %v", name, r.Error)
-		case r.Fail:
-			t.Errorf("%s: FAIL", name)
-		case r.Skip:
-			t.Logf("%s: skipped", name)
-		}
-	}
-	if ran == 0 {
+	if len(results) == 0 {
 		t.Fatal("no Rego tests found")
 	}
-	t.Logf("%d Rego tests ran", ran)
+	for _, r := range results {
+		if !r.Passed {
+			t.Errorf("%s: %s", r.Name, r.Detail)
+		}
+	}
+	t.Logf("%d Rego tests ran", len(results))
 }
 
 // TestEveryReasonCodeIsTested keeps the Rego tests honest: each reason code
