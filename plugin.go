@@ -1,0 +1,8 @@
+// Package tokengate is the import path xcaddy builds with:
+//
+//	xcaddy build --with github.com/tokengate/caddy-tokengate
+//
+// It only registers the Caddy modules, which live in caddymodule.
+package tokengate
+
+import _ "github.com/tokengate/caddy-tokengate/caddymodule"
