@@ -269,15 +269,25 @@ func billingReader(extra map[string]any) map[string]any {
 	return spec
 }
 
+// admin calls Caddy's admin endpoint, as the CLI does locally.
 func (e *env) admin(method, path string, body any) (int, []byte) {
+	e.t.Helper()
+	return e.send(adminURL, "", method, path, body)
+}
+
+// send makes one JSON call, with a bearer secret when given.
+func (e *env) send(base, secret, method, path string, body any) (int, []byte) {
 	e.t.Helper()
 	var r io.Reader
 	if body != nil {
 		b, _ := json.Marshal(body)
 		r = bytes.NewReader(b)
 	}
-	req, _ := http.NewRequest(method, adminURL+path, r)
+	req, _ := http.NewRequest(method, base+path, r)
 	req.Header.Set("Content-Type", "application/json")
+	if secret != "" {
+		req.Header.Set("Authorization", "Bearer "+secret)
+	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		e.t.Fatal(err)
@@ -440,23 +450,7 @@ func (e *env) bootstrap() {
 // mgmt calls the management API with a management token.
 func (e *env) mgmt(secret, method, path string, body any) (int, []byte) {
 	e.t.Helper()
-	var r io.Reader
-	if body != nil {
-		b, _ := json.Marshal(body)
-		r = bytes.NewReader(b)
-	}
-	req, _ := http.NewRequest(method, mgmtURL+path, r)
-	req.Header.Set("Content-Type", "application/json")
-	if secret != "" {
-		req.Header.Set("Authorization", "Bearer "+secret)
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	out, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, out
+	return e.send(mgmtURL, secret, method, path, body)
 }
 
 // approvedToken gets a token through the two-person flow: alice asks, bob
