@@ -1,0 +1,60 @@
+package lifecycle
+
+import (
+	"errors"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestValidate(t *testing.T) {
+	now := time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC)
+	s := &Service{MaxTTL: 48 * time.Hour, Now: func() time.Time { return now }}
+	good := func() Spec {
+		return Spec{Owner: "alice", Purpose: "p", Scopes: []string{"billing:read", "billing:read"}, Services: []string{"billing"},
+			CIDRs: []string{"10.1.2.3/8", "2001:db8::1/32"}, TTL: "1h"}
+	}
+	rec, err := s.Validate(good())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rec.Scopes) != 1 || rec.CIDRs[0] != "10.0.0.0/8" || rec.CIDRs[1] != "2001:db8::/32" || !rec.ExpiresAt.Equal(now.Add(time.Hour)) {
+		t.Fatalf("normalised record %+v", rec)
+	}
+	secret := "tg_" + strings.Repeat("a", 36)
+	future := now.Add(100 * time.Hour)
+	past := now.Add(-time.Hour)
+	cases := map[string]struct {
+		mutate func(*Spec)
+		code   string
+	}{
+		"no owner":          {func(sp *Spec) { sp.Owner = "" }, "owner_invalid"},
+		"owner with spaces": {func(sp *Spec) { sp.Owner = "a b" }, "owner_invalid"},
+		"no purpose":        {func(sp *Spec) { sp.Purpose = "" }, "purpose_required"},
+		"huge purpose":      {func(sp *Spec) { sp.Purpose = strings.Repeat("x", 600) }, "purpose_invalid"},
+		"no scopes":         {func(sp *Spec) { sp.Scopes = nil }, "scope_invalid"},
+		"bad scope":         {func(sp *Spec) { sp.Scopes = []string{"admin"} }, "scope_invalid"},
+		"secret as scope":   {func(sp *Spec) { sp.Scopes = []string{secret} }, "scope_invalid"},
+		"no services":       {func(sp *Spec) { sp.Services = nil }, "service_invalid"},
+		"bad cidr":          {func(sp *Spec) { sp.CIDRs = []string{"10.0.0.0/33"} }, "cidr_invalid"},
+		"no ttl":            {func(sp *Spec) { sp.TTL = "" }, "ttl_required"},
+		"negative ttl":      {func(sp *Spec) { sp.TTL = "-5m" }, "ttl_invalid"},
+		"ttl over max":      {func(sp *Spec) { sp.TTL = "49h" }, "ttl_exceeds_max"},
+		"negative uses":     {func(sp *Spec) { sp.MaxUses = -1 }, "max_uses_invalid"},
+		"start in the past": {func(sp *Spec) { sp.NotBefore = &past }, "not_before_invalid"},
+		"start too far":     {func(sp *Spec) { sp.NotBefore = &future }, "not_before_invalid"},
+	}
+	for name, c := range cases {
+		sp := good()
+		c.mutate(&sp)
+		_, err := s.Validate(sp)
+		var e *Error
+		if !errors.As(err, &e) || e.Code != c.code || e.Status != 400 {
+			t.Errorf("%s: got %v, want %s", name, err, c.code)
+			continue
+		}
+		if strings.Contains(e.Msg, secret) {
+			t.Errorf("%s: the message echoes a pasted secret: %s", name, e.Msg)
+		}
+	}
+}

@@ -1,0 +1,61 @@
+package report
+
+import (
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/tokengate/caddy-tokengate/internal/store"
+)
+
+func TestBuild(t *testing.T) {
+	now := time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC)
+	day := 24 * time.Hour
+	tok := func(id string, f func(*store.Token)) *store.Token {
+		t := &store.Token{ID: id, Owner: "o", Purpose: "p", Scopes: []string{"svc:read"}, Services: []string{"svc"},
+			CIDRs: []string{"10.0.0.0/8"}, NotBefore: now.Add(-day), ExpiresAt: now.Add(20 * day), CreatedAt: now.Add(-day),
+			LastUsedAt: now.Add(-time.Hour), UsedScopes: []string{"svc:read"}}
+		f(t)
+		return t
+	}
+	tokens := []*store.Token{
+		tok("healthy", func(*store.Token) {}),
+		tok("expiring", func(t *store.Token) { t.ExpiresAt = now.Add(3 * day) }),
+		tok("never", func(t *store.Token) { t.LastUsedAt, t.UsedScopes = time.Time{}, nil }),
+		tok("stale", func(t *store.Token) { t.LastUsedAt = now.Add(-31 * day) }),
+		tok("open-writer", func(t *store.Token) { t.Scopes, t.CIDRs = []string{"svc:write"}, nil; t.UsedScopes = []string{"svc:read"} }),
+		tok("long", func(t *store.Token) { t.ExpiresAt = t.NotBefore.Add(90 * day) }),
+		tok("revoked", func(t *store.Token) { t.LastUsedAt = time.Time{}; t.RevokedAt = now }),
+	}
+	r := Build(tokens, now, DefaultUnused, func(t *store.Token) bool { return t.RevokedAt.IsZero() })
+	ids := func(items []Item) []string {
+		var out []string
+		for _, i := range items {
+			out = append(out, i.TokenID)
+		}
+		return out
+	}
+	want := map[string][]string{
+		"expiring":    {"expiring"},
+		"never":       {"never"},
+		"unused":      {"stale"},
+		"write":       {"open-writer"},
+		"long":        {"long"},
+		"unusedScope": {"open-writer"},
+	}
+	got := map[string][]string{
+		"expiring": ids(r.ExpiringSoon), "never": ids(r.NeverUsed), "unused": ids(r.Unused),
+		"write": ids(r.WriteWithoutCIDR), "long": ids(r.LongLived), "unusedScope": ids(r.UnusedScopes),
+	}
+	for k, w := range want {
+		if !slices.Equal(got[k], w) {
+			t.Errorf("%s: got %v, want %v", k, got[k], w)
+		}
+	}
+	if r.LiveTokens != 6 {
+		t.Errorf("live tokens %d, want 6 (the revoked one is out)", r.LiveTokens)
+	}
+	if s := r.UnusedScopes[0].Scopes; !slices.Equal(s, []string{"svc:write"}) {
+		t.Errorf("unused scopes of the writer: %v", s)
+	}
+}
