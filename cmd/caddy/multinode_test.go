@@ -24,6 +24,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/tokengate/caddy-tokengate/internal/caddyproc"
+	"github.com/tokengate/caddy-tokengate/internal/gateway"
 )
 
 // These tests run two real Caddy processes against one PostgreSQL database,
@@ -144,8 +145,15 @@ func (db *testDB) count(t *testing.T, sql string, args ...any) int {
 func (db *testDB) cutOff(t *testing.T) {
 	t.Helper()
 	db.exec(t, "ALTER ROLE "+db.role+" NOLOGIN")
-	db.exec(t, `SELECT pg_terminate_backend(pid) FROM pg_stat_activity
-		WHERE datname = current_database() AND pid <> pg_backend_pid() AND usename = $1 AND application_name = $2`, db.role, db.role)
+	// pg_terminate_backend only signals a session to end; wait until they
+	// all have, so that no call made after cutOff returns can still be
+	// answered by the store.
+	eventually(t, 5*time.Second, "the nodes' sessions ended", func() (bool, string) {
+		db.exec(t, `SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+			WHERE datname = current_database() AND pid <> pg_backend_pid() AND usename = $1 AND application_name = $2`, db.role, db.role)
+		n := db.count(t, "SELECT count(*) FROM pg_stat_activity WHERE usename = $1", db.role)
+		return n == 0, fmt.Sprintf("%d sessions left", n)
+	})
 }
 
 // restore lets the test's nodes connect again.
@@ -607,51 +615,107 @@ func TestMultiNodeUsageRecords(t *testing.T) {
 	t.Logf("usage on B visible through A after %s", took.Round(time.Millisecond))
 }
 
-// While PostgreSQL is out of reach the nodes fail closed; when it is back
-// they serve again without a restart, and their notifications work again.
+// While PostgreSQL is out of reach a node keeps answering, from its caches,
+// the calls it answered just before, and fails closed (503, audit decision
+// "error") on every call that needs the store; when PostgreSQL is back,
+// every node serves again without a restart and its notifications work
+// again.
+//
+// The bound on answering from the caches is gateway.CacheBound (5
+// minutes): a node uses a token record, or a decision, for at most that
+// long after it read or made it. Losing the notification connection does
+// not drop the caches, because no token can change through a database
+// that cannot be reached; so a node cut off from a database that the other
+// nodes still reach may miss a revoke for up to CacheBound. After the
+// bound, the token must be read again, and the call fails closed until the
+// store is back. A call needs no store when its token's record is cached
+// (its decision then comes from the decision cache, or from the policy,
+// which is local); this test repeats a call made before the outage, so
+// both are cached. A token the node never looked up needs the store, and
+// so does every call of a use-limited token (its uses are counted in the
+// store and its record is never cached). When a node is listening again
+// it drops all its caches, since it missed whatever changed meanwhile.
+//
+// This test runs its outage well within CacheBound; that the caches stop
+// answering once it has passed cannot be shown on real processes without
+// waiting that long.
+//
+// Not parallel, and the nodes are given a moment to handle the
+// notifications of the use-limited token's uses before the cut-off: a node
+// that handles a notification in the instant the database goes away
+// cannot read the token it names, and then drops all its caches
+// (caddymodule's forgetByID). Every test using the database notifies
+// every node listening on it, those of the other tests included.
 func TestMultiNodeSurvivesPostgresOutage(t *testing.T) {
-	t.Parallel()
 	c := startCluster(t)
 	nodes := []*node{c.a, c.b}
 	seen := c.a.issue(t, "seen")
 	unseen := c.a.issue(t, "unseen")
-	for _, n := range nodes {
-		n.mustCall(t, seen.Secret, http.StatusOK)
-		n.mustCall(t, seen.Secret, http.StatusOK)
-	}
+	limited := c.a.issue(t, "limited", "--max-uses", "10")
+	// Listening started with dropping the caches; warm them after that.
 	eventually(t, 5*time.Second, "both nodes listening", func() (bool, string) {
 		n := c.db.listeners(t)
 		return n == 2, fmt.Sprintf("%d listening sessions", n)
 	})
+	for _, n := range nodes {
+		n.mustCall(t, limited.Secret, http.StatusOK)
+	}
+	time.Sleep(500 * time.Millisecond) // see above
+	warmed := time.Now()
+	for _, n := range nodes {
+		// GET /svc/x from 127.0.0.1, the very call made during the
+		// outage: its token record and its decision are now cached.
+		n.warm(t, seen)
+	}
+	// servesFromCache checks that the node still answers the warmed call,
+	// from its decision cache.
+	servesFromCache := func(n *node, when string) {
+		t.Helper()
+		if age := time.Since(warmed); age >= gateway.CacheBound {
+			t.Fatalf("%s: the caches were warmed %s ago, past gateway.CacheBound (%s); the test is too slow to show anything", when, age, gateway.CacheBound)
+		}
+		status, reason, l := n.callAudited(t, seen)
+		if status != http.StatusOK || l.Decision != "allow" || l.Cache != "hit" {
+			t.Errorf("%s, %s answered the cached token with %d %s, audited as decision %q cache %q; want 200, allow, hit",
+				when, n.name, status, reason, l.Decision, l.Cache)
+		}
+	}
 
 	c.db.cutOff(t)
 	down := time.Now()
 	for _, n := range nodes {
-		// A token the node never looked up needs the store: 503.
-		var requestID string
-		eventually(t, 5*time.Second, n.name+" refuses an unseen token with 503", func() (bool, string) {
-			status, reason, id := n.call(t, unseen.Secret)
-			requestID = id
-			return status == http.StatusServiceUnavailable, fmt.Sprintf("%d %s", status, reason)
-		})
-		if l := n.auditLine(t, requestID); l.Decision != "error" || l.Status != http.StatusServiceUnavailable {
-			t.Errorf("%s audited the 503 as decision %q status %d, want error 503", n.name, l.Decision, l.Status)
+		servesFromCache(n, "at the start of the outage")
+
+		// A token the node never looked up needs the store.
+		status, reason, requestID := n.call(t, unseen.Secret)
+		if status != http.StatusServiceUnavailable || reason != "store_unavailable" {
+			t.Errorf("%s answered a token it never saw with %d %s during the outage, want 503 store_unavailable", n.name, status, reason)
+		} else if l := n.auditLine(t, requestID); l.Decision != "error" || l.Status != http.StatusServiceUnavailable || !slices.Contains(l.Reasons, "store_unavailable") {
+			t.Errorf("%s audited the 503 as decision %q status %d reasons %q, want error 503 [store_unavailable]", n.name, l.Decision, l.Status, l.Reasons)
 		}
-		// A token it had cached is refused too: the node lost its
-		// notification connection, so it cannot know whether another
-		// node revoked the token meanwhile, and dropped its caches
-		// (DESIGN.md, Multi-node).
-		eventually(t, 2*time.Second, n.name+" refuses a cached token with 503", func() (bool, string) {
-			status, reason, _ := n.call(t, seen.Secret)
-			return status == http.StatusServiceUnavailable, fmt.Sprintf("%d %s", status, reason)
-		})
+
+		// So does a use-limited token, even one the node has seen.
+		status, reason, requestID = n.call(t, limited.Secret)
+		if status != http.StatusServiceUnavailable || reason != "store_unavailable" {
+			t.Errorf("%s answered a use-limited token with %d %s during the outage, want 503 store_unavailable", n.name, status, reason)
+		} else if l := n.auditLine(t, requestID); l.Decision != "error" || l.Status != http.StatusServiceUnavailable {
+			t.Errorf("%s audited the 503 of the use-limited token as decision %q status %d, want error 503", n.name, l.Decision, l.Status)
+		}
 	}
 	if _, stderr, err := c.b.tryTokengate(t, "revoke", seen.Token.ID, "--reason", "during outage"); err == nil {
 		t.Errorf("revoke succeeded while PostgreSQL was out of reach")
 	} else {
 		t.Logf("revoke during the outage: %s", strings.TrimSpace(stderr))
 	}
-	t.Logf("outage lasted %s", time.Since(down).Round(time.Millisecond))
+	// Failed lookups, a failed revoke and the nodes' failed attempts to
+	// listen again (the first ones 100, 200 and 400ms apart) did not drop
+	// the caches.
+	time.Sleep(time.Until(down.Add(time.Second)))
+	for _, n := range nodes {
+		servesFromCache(n, "at the end of the outage")
+	}
+	t.Logf("outage lasted %s; caches warmed %s before its end (bound %s)",
+		time.Since(down).Round(time.Millisecond), time.Since(warmed).Round(time.Millisecond), gateway.CacheBound)
 
 	c.db.restore(t)
 	restored := time.Now()
@@ -667,6 +731,23 @@ func TestMultiNodeSurvivesPostgresOutage(t *testing.T) {
 		return n == 2, fmt.Sprintf("%d listening sessions", n)
 	})
 	t.Logf("both nodes listening again %s after PostgreSQL came back", time.Since(restored).Round(time.Millisecond))
+	// Listening again, each node dropped its caches: the warmed call is
+	// decided afresh.
+	for _, n := range nodes {
+		eventually(t, 2*time.Second, n.name+" drops its caches once listening again", func() (bool, string) {
+			status, reason, l := n.callAudited(t, seen)
+			if status != http.StatusOK {
+				t.Fatalf("%s answered the token with %d %s after the outage", n.name, status, reason)
+			}
+			return l.Cache == "miss", "cache " + l.Cache
+		})
+	}
+
+	// No use was spent during the outage.
+	c.a.mustCall(t, limited.Secret, http.StatusOK)
+	if v := c.b.show(t, limited.Token.ID); v.Uses != 3 {
+		t.Errorf("the use-limited token has %d uses after 2 calls before the outage, 2 during it and 1 after, want 3", v.Uses)
+	}
 
 	fresh := c.b.issue(t, "after-outage")
 	for _, n := range nodes {
@@ -678,6 +759,40 @@ func TestMultiNodeSurvivesPostgresOutage(t *testing.T) {
 	returned := time.Now()
 	denied := waitForDeny(t, c.b, seen.Secret, "token_revoked", 5*time.Second)
 	t.Logf("revoke on A after the outage enforced on B %s after the CLI returned", max(0, denied.Sub(returned)).Round(10*time.Microsecond))
+}
+
+// callAudited calls the node with the token and returns the answer and the
+// call's audit line. Calls with the token must not overlap.
+func (n *node) callAudited(t *testing.T, tok issued) (status int, reason string, line auditLine) {
+	t.Helper()
+	before := len(n.decisionsOf(t, tok.Token.ID))
+	status, reason, requestID := n.call(t, tok.Secret)
+	if requestID != "" {
+		// A refusal names its request; its audit line may lack the token
+		// id (when the token could not be looked up).
+		return status, reason, n.auditLine(t, requestID)
+	}
+	eventually(t, 2*time.Second, "audit line of a call with "+tok.Token.ID, func() (bool, string) {
+		lines := n.decisionsOf(t, tok.Token.ID)
+		if len(lines) <= before {
+			return false, "not written"
+		}
+		line = lines[before]
+		return true, ""
+	})
+	return status, reason, line
+}
+
+// decisionsOf returns the node's audit lines of calls with the token.
+func (n *node) decisionsOf(t *testing.T, tokenID string) []auditLine {
+	t.Helper()
+	var lines []auditLine
+	for _, l := range n.auditLines(t) {
+		if l.TokenID == tokenID && l.Msg == "decision" {
+			lines = append(lines, l)
+		}
+	}
+	return lines
 }
 
 // Any node manages every token: one issued through node A's admin
