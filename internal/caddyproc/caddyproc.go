@@ -47,6 +47,14 @@ func Binary(t testing.TB) string {
 	return binPath
 }
 
+// RemoveBinary deletes the binary Binary built, if any. A TestMain calls
+// it after m.Run, so test runs leave nothing behind in the temp folder.
+func RemoveBinary() {
+	if binPath != "" {
+		_ = os.RemoveAll(filepath.Dir(binPath))
+	}
+}
+
 // RepoRoot returns the repository's top folder.
 func RepoRoot(t testing.TB) string {
 	_, file, _, ok := runtime.Caller(0)

@@ -1,0 +1,14 @@
+package main
+
+import (
+	"os"
+	"testing"
+
+	"github.com/tokengate/caddy-tokengate/internal/caddyproc"
+)
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	caddyproc.RemoveBinary()
+	os.Exit(code)
+}
