@@ -7,7 +7,6 @@ package caddymodule
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io/fs"
 	"os"
@@ -131,6 +130,9 @@ func (a *App) Provision(ctx caddy.Context) error {
 
 	pepper := caddy.NewReplacer().ReplaceKnown(a.Pepper, "")
 	hasher := token.NewHasher(pepper)
+	if err := metrics.register(ctx.GetMetricsRegistry()); err != nil {
+		return fmt.Errorf("registering metrics: %v", err)
+	}
 	a.gate, err = gateway.New(gateway.Options{
 		Store:             a.store,
 		Policy:            a.engine,
@@ -140,6 +142,8 @@ func (a *App) Provision(ctx caddy.Context) error {
 		OnStoreError: func(err error) {
 			a.logger.Error("recording token usage", zap.Error(err))
 		},
+		ObservePolicy: metrics.policyEvaluated,
+		ObserveStore:  metrics.storeCalled,
 	})
 	if err != nil {
 		return fmt.Errorf("building caches: %v", err)
@@ -199,6 +203,7 @@ func (a *App) Start() error {
 			n.Watch(ctx, a.forgetByID, func() {
 				a.logger.Warn("token change notifications may have been missed; dropping all cached tokens and decisions")
 				a.gate.ForgetAll()
+				metrics.reset()
 			})
 		})
 	}
@@ -233,22 +238,20 @@ func (a *App) Cleanup() error {
 	return nil
 }
 
-// forgetByID drops a token another node changed.
+// forgetByID drops a token another node changed. It needs no store: a
+// notification handled just as the store goes away must not cost every
+// other cached answer. The store is read afterwards only to time the
+// invalidation of a revocation for the metrics.
 func (a *App) forgetByID(id string) {
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	a.gate.ForgetID(id)
+	dropped := a.now()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 	defer cancel()
 	t, err := a.store.Get(ctx, id)
-	switch {
-	case errors.Is(err, store.ErrNotFound):
-		// Another deployment sharing the database (another schema):
-		// tokens are never deleted, so we cannot have this one cached.
-	case err != nil:
-		// Without the record we cannot find its hash; drop everything
-		// rather than risk serving a stale token.
-		a.gate.ForgetAll()
-	default:
-		a.gate.Forget(t)
+	if err != nil {
+		t = &store.Token{ID: id}
 	}
+	metrics.invalidated("notify", t, dropped)
 }
 
 // clock is the time source of every app. Tests replace it to move time
@@ -297,6 +300,7 @@ func forgetEverywhere(t *store.Token) {
 	for _, a := range live.apps {
 		a.gate.Forget(t)
 	}
+	metrics.invalidated("local", t, clock())
 }
 
 // Interface guards

@@ -117,6 +117,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	}
 	call.Secret, call.Problem = h.extract(r)
 	res := h.app.gate.Authorize(r.Context(), &call)
+	metrics.decision(&res)
 
 	line := audit.Call{
 		Decision:   res.Outcome,
@@ -126,7 +127,6 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		Method:     r.Method,
 		Host:       r.Host,
 		Path:       r.URL.Path,
-		RequestID:  repl.ReplaceAll("{http.request.uuid}", ""),
 		DecisionID: res.DecisionID,
 		Cache:      res.Cache,
 		PolicyRev:  res.PolicyRev,
@@ -136,10 +136,19 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	}
 	defer func() {
 		line.Duration = time.Since(start)
-		h.app.audit.Call(&line)
+		if ce := h.app.audit.CheckCall(); ce != nil {
+			if line.RequestID == "" {
+				line.RequestID = requestID(repl)
+			}
+			// Only this copy escapes to the heap, and only when a line
+			// is written.
+			entry := line
+			audit.WriteCall(ce, &entry)
+		}
 	}()
 
 	if res.Outcome != gateway.Allow {
+		line.RequestID = requestID(repl)
 		if res.Err != nil {
 			h.logger.Error("tokengate failed closed", zap.String("request_id", line.RequestID), zap.Error(res.Err))
 		}
@@ -156,10 +165,13 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		}
 	}
 	scopes := strings.Join(res.Token.Scopes, " ")
-	r.Header.Set(identityHeaderPrefix+"Token-Id", res.Token.ID)
-	r.Header.Set(identityHeaderPrefix+"Owner", res.Token.Owner)
-	r.Header.Set(identityHeaderPrefix+"Scopes", scopes)
-	r.Header.Set(identityHeaderPrefix+"Decision-Id", res.DecisionID)
+	// What Header.Set does, with one allocation for the four values
+	// instead of one each. The keys are canonical already.
+	values := []string{res.Token.ID, res.Token.Owner, scopes, res.DecisionID}
+	r.Header[identityHeaderPrefix+"Token-Id"] = values[0:1:1]
+	r.Header[identityHeaderPrefix+"Owner"] = values[1:2:2]
+	r.Header[identityHeaderPrefix+"Scopes"] = values[2:3:3]
+	r.Header[identityHeaderPrefix+"Decision-Id"] = values[3:4:4]
 	repl.Set("http.auth.user.id", res.Token.Owner)
 	repl.Set("tokengate.token_id", res.Token.ID)
 	repl.Set("tokengate.scopes", scopes)
@@ -175,6 +187,14 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		line.Status = http.StatusInternalServerError
 	}
 	return err
+}
+
+// requestID is Caddy's id of the request, {http.request.uuid}. Caddy makes
+// it on first use (a random UUID, also added to the access log line), so
+// the handler asks for it only when an answer or an audit line carries it.
+func requestID(repl *caddy.Replacer) string {
+	id, _ := repl.GetString("http.request.uuid")
+	return id
 }
 
 // extract returns the presented token, or the reason there is none. It

@@ -21,12 +21,12 @@
 package gateway
 
 import (
+	"bytes"
 	"context"
 	"errors"
-	"maps"
 	"slices"
 	"strconv"
-	"strings"
+	"sync"
 	"time"
 
 	"github.com/dgraph-io/ristretto/v2"
@@ -106,6 +106,13 @@ type Options struct {
 	Now func() time.Time
 	// OnStoreError is told about store failures (for the operator's log).
 	OnStoreError func(error)
+	// ObservePolicy, when set, is told how long each policy evaluation
+	// took (for metrics).
+	ObservePolicy func(time.Duration)
+	// ObserveStore, when set, is told how long each store call of the
+	// gateway took, by operation: "get_by_hash", "consume_use",
+	// "record_usage" (for metrics).
+	ObserveStore func(op string, d time.Duration)
 }
 
 // Gate authorizes calls. It is safe for concurrent use.
@@ -115,8 +122,14 @@ type Gate struct {
 	hasher    *token.Hasher
 	now       func() time.Time
 	tokens    *lru.Cache[[32]byte, *cachedToken]
-	decisions *ristretto.Cache[string, *cachedDecision]
-	usage     *usageRecorder
+	decisions *ristretto.Cache[[]byte, *cachedDecision]
+	// byID maps the id of each cached token to its secret hash, so a
+	// change notification, which carries only the id, is applied without
+	// reading the store (which may be what just went away).
+	byID  sync.Map // string -> [32]byte
+	usage *usageRecorder
+	// observePolicy is Options.ObservePolicy or a no-op.
+	observePolicy func(time.Duration)
 }
 
 type cachedToken struct {
@@ -137,6 +150,8 @@ type cachedDecision struct {
 	// entry is never used past the token's next boundary even if the
 	// cache's own expiry (which runs on the wall clock) lags.
 	validUntil time.Time
+	// key is the full decision key, checked on every hit.
+	key []byte
 }
 
 // New returns a Gate. Call Run to start recording usage, and Close when done.
@@ -147,13 +162,23 @@ func New(o Options) (*Gate, error) {
 	if o.TokenCacheSize == 0 {
 		o.TokenCacheSize = 10000
 	}
-	tokens, err := lru.New[[32]byte, *cachedToken](o.TokenCacheSize)
+	st := o.Store
+	if o.ObserveStore != nil {
+		st = observedStore{Store: st, observe: o.ObserveStore}
+	}
+	if o.ObservePolicy == nil {
+		o.ObservePolicy = func(time.Duration) {}
+	}
+	g := &Gate{store: st, policy: o.Policy, hasher: o.Hasher, now: o.Now, observePolicy: o.ObservePolicy}
+	var err error
+	g.tokens, err = lru.NewWithEvict(o.TokenCacheSize, func(hash [32]byte, t *cachedToken) {
+		g.byID.CompareAndDelete(t.record.ID, hash)
+	})
 	if err != nil {
 		return nil, err
 	}
-	g := &Gate{store: o.Store, policy: o.Policy, hasher: o.Hasher, now: o.Now, tokens: tokens}
 	if o.DecisionCacheSize > 0 {
-		g.decisions, err = ristretto.NewCache(&ristretto.Config[string, *cachedDecision]{
+		g.decisions, err = ristretto.NewCache(&ristretto.Config[[]byte, *cachedDecision]{
 			NumCounters: int64(o.DecisionCacheSize) * 10,
 			MaxCost:     int64(o.DecisionCacheSize),
 			BufferItems: 64,
@@ -162,7 +187,7 @@ func New(o Options) (*Gate, error) {
 			return nil, err
 		}
 	}
-	g.usage = newUsageRecorder(o.Store, o.OnStoreError)
+	g.usage = newUsageRecorder(st, o.OnStoreError)
 	return g, nil
 }
 
@@ -226,13 +251,16 @@ func (g *Gate) lookup(ctx context.Context, hash [32]byte, now time.Time) (*cache
 	if t, ok := g.tokens.Get(hash); ok && now.Sub(t.loadedAt) < CacheBound {
 		return t, nil
 	}
-	rec, err := g.store.GetByHash(ctx, hash[:])
+	// A copy, so that only a miss moves the hash to the heap.
+	key := hash
+	rec, err := g.store.GetByHash(ctx, key[:])
 	if err != nil {
 		return nil, err
 	}
 	t := &cachedToken{record: rec, term: policy.TokenTerm(rec), loadedAt: now}
 	if rec.MaxUses == 0 {
 		g.tokens.Add(hash, t)
+		g.byID.Store(rec.ID, hash)
 	}
 	return t, nil
 }
@@ -244,8 +272,14 @@ func (g *Gate) decide(ctx context.Context, tok *cachedToken, c *Call, now time.T
 		d, err := g.evaluate(ctx, tok, c, now, rev)
 		return d, CacheNone, err
 	}
-	key := decisionKey(tok.record, rev, c)
-	if d, ok := g.decisions.Get(key); ok && now.Before(d.validUntil) {
+	buf := keyBuffers.Get().(*[]byte)
+	defer keyBuffers.Put(buf)
+	key := appendDecisionKey((*buf)[:0], tok.record, rev, c)
+	*buf = key
+	// ristretto matches keys by two 64-bit hashes; comparing the stored
+	// key as well means no crafted path or host can ever borrow another
+	// call's decision, whatever the odds of a collision.
+	if d, ok := g.decisions.Get(key); ok && now.Before(d.validUntil) && bytes.Equal(d.key, key) {
 		return d, CacheHit, nil
 	}
 	d, err := g.evaluate(ctx, tok, c, now, rev)
@@ -253,15 +287,16 @@ func (g *Gate) decide(ctx context.Context, tok *cachedToken, c *Call, now time.T
 		return d, CacheMiss, err
 	}
 	if ttl := cacheTTL(tok.record, d, now); ttl > 0 {
-		d.validUntil = now.Add(ttl)
-		g.decisions.SetWithTTL(key, d, 1, ttl)
+		d.validUntil, d.key = now.Add(ttl), bytes.Clone(key)
+		g.decisions.SetWithTTL(d.key, d, 1, ttl)
 	}
 	return d, CacheMiss, nil
 }
 
 func (g *Gate) evaluate(ctx context.Context, tok *cachedToken, c *Call, now time.Time, rev string) (*cachedDecision, error) {
-	input := policy.GatewayInput(tok.term, c.Request, c.Service, now)
-	pd, err := g.policy.Decide(ctx, policy.GatewayQuery, input)
+	start := time.Now()
+	pd, err := g.policy.DecideGateway(ctx, tok.term, c.Request, c.Service, now)
+	g.observePolicy(time.Since(start))
 	if err != nil {
 		return &cachedDecision{rev: rev}, err
 	}
@@ -294,26 +329,38 @@ func cacheTTL(t *store.Token, d *cachedDecision, now time.Time) time.Duration {
 	return ttl
 }
 
-// decisionKey covers everything the decision depends on. Fields are joined
-// with a byte that cannot occur in any of them (NUL is rejected in HTTP
-// request lines and headers), so two different calls never share a key.
-func decisionKey(t *store.Token, rev string, c *Call) string {
-	var b strings.Builder
-	b.Grow(len(t.ID) + len(rev) + len(c.Service) + len(c.Request.Method) + len(c.Request.Host) + len(c.Request.Path) + len(c.Request.RemoteIP) + 32)
-	b.WriteString(t.ID)
-	b.WriteByte(0)
-	b.WriteString(strconv.FormatUint(t.Version, 10))
-	for _, s := range []string{rev, c.Service, c.Request.Method, c.Request.Host, c.Request.Path, c.Request.RemoteIP} {
-		b.WriteByte(0)
-		b.WriteString(s)
+// keyBuffers hold decision keys while they are looked up: ristretto keeps
+// only hashes of a key, so the bytes can be reused by the next call.
+var keyBuffers = sync.Pool{New: func() any { return new([]byte) }}
+
+// appendDecisionKey appends to b a key covering everything the decision
+// depends on. Fields are joined with a byte that cannot occur in any of
+// them (NUL is rejected in HTTP request lines and headers), so two
+// different calls never share a key.
+func appendDecisionKey(b []byte, t *store.Token, rev string, c *Call) []byte {
+	b = append(b, t.ID...)
+	b = append(b, 0)
+	b = strconv.AppendUint(b, t.Version, 10)
+	for _, s := range [...]string{rev, c.Service, c.Request.Method, c.Request.Host, c.Request.Path, c.Request.RemoteIP} {
+		b = append(b, 0)
+		b = append(b, s...)
 	}
-	for _, k := range slices.Sorted(maps.Keys(c.Request.Headers)) {
-		b.WriteByte(0)
-		b.WriteString(k)
-		b.WriteByte(1)
-		b.WriteString(c.Request.Headers[k])
+	if len(c.Request.Headers) == 0 {
+		return b
 	}
-	return b.String()
+	var names [8]string
+	sorted := names[:0]
+	for k := range c.Request.Headers {
+		sorted = append(sorted, k)
+	}
+	slices.Sort(sorted)
+	for _, k := range sorted {
+		b = append(b, 0)
+		b = append(b, k...)
+		b = append(b, 1)
+		b = append(b, c.Request.Headers[k]...)
+	}
+	return b
 }
 
 // Forget drops a token from the caches after it changed (revoke, rotate,
@@ -322,6 +369,15 @@ func (g *Gate) Forget(t *store.Token) {
 	var hash [32]byte
 	copy(hash[:], t.Hash)
 	g.tokens.Remove(hash)
+}
+
+// ForgetID drops a token from the token cache by its id, as a change
+// notification from another node names it. Ids this gate has not cached
+// (other deployments sharing the database, say) cost nothing.
+func (g *Gate) ForgetID(id string) {
+	if hash, ok := g.byID.Load(id); ok {
+		g.tokens.Remove(hash.([32]byte))
+	}
 }
 
 // ForgetAll drops every cached token and decision, for when changes may

@@ -5,13 +5,15 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tokengate/caddy-tokengate/internal/benchdata"
 	"github.com/tokengate/caddy-tokengate/internal/store"
 	"github.com/tokengate/caddy-tokengate/policies"
 )
 
 // BenchmarkDecide evaluates the default gateway policy once per iteration,
 // building input the way the gateway does: the token term once per token
-// version, the rest of input per call.
+// version, the rest of input per call. Decide is the general entry point
+// (GatewayInput + Decide); DecideGateway is what the gateway calls.
 func BenchmarkDecide(b *testing.B) {
 	e, err := NewEngine(policies.FS)
 	if err != nil {
@@ -41,11 +43,26 @@ func BenchmarkDecide(b *testing.B) {
 		if c.name == "deny_scope" {
 			service = "search"
 		}
-		b.Run(c.name, func(b *testing.B) {
+		b.Run(c.name+"/Decide", func(b *testing.B) {
 			ctx := context.Background()
 			b.ReportAllocs()
+			defer benchdata.MeasureCPU(b)()
 			for b.Loop() {
 				d, err := e.Decide(ctx, GatewayQuery, GatewayInput(term, c.req, service, now))
+				if err != nil {
+					b.Fatal(err)
+				}
+				if d.Allow != (c.name != "deny_scope") {
+					b.Fatalf("unexpected decision %+v", d)
+				}
+			}
+		})
+		b.Run(c.name+"/DecideGateway", func(b *testing.B) {
+			ctx := context.Background()
+			b.ReportAllocs()
+			defer benchdata.MeasureCPU(b)()
+			for b.Loop() {
+				d, err := e.DecideGateway(ctx, term, c.req, service, now)
 				if err != nil {
 					b.Fatal(err)
 				}
@@ -62,8 +79,18 @@ func BenchmarkGatewayInput(b *testing.B) {
 	term := TokenTerm(&store.Token{ID: "tok_bench", Scopes: []string{"billing:read"}, Services: []string{"billing"}})
 	req := Request{Method: "GET", Host: "api.example.com", Path: "/billing/invoices", RemoteIP: "127.0.0.1"}
 	now := time.Now()
-	b.ReportAllocs()
-	for b.Loop() {
-		_ = GatewayInput(term, req, "billing", now)
-	}
+	b.Run("GatewayInput", func(b *testing.B) {
+		b.ReportAllocs()
+		defer benchdata.MeasureCPU(b)()
+		for b.Loop() {
+			_ = GatewayInput(term, req, "billing", now)
+		}
+	})
+	b.Run("gatewayInput", func(b *testing.B) {
+		b.ReportAllocs()
+		defer benchdata.MeasureCPU(b)()
+		for b.Loop() {
+			_ = gatewayInput(term, req, "billing", now)
+		}
+	})
 }

@@ -23,7 +23,10 @@ func TestBuild(t *testing.T) {
 		tok("expiring", func(t *store.Token) { t.ExpiresAt = now.Add(3 * day) }),
 		tok("never", func(t *store.Token) { t.LastUsedAt, t.UsedScopes = time.Time{}, nil }),
 		tok("stale", func(t *store.Token) { t.LastUsedAt = now.Add(-31 * day) }),
-		tok("open-writer", func(t *store.Token) { t.Scopes, t.CIDRs = []string{"svc:write"}, nil; t.UsedScopes = []string{"svc:read"} }),
+		tok("open-writer", func(t *store.Token) {
+			t.Scopes, t.CIDRs = []string{"svc:write"}, nil
+			t.UsedScopes = []string{"svc:read"}
+		}),
 		tok("long", func(t *store.Token) { t.ExpiresAt = t.NotBefore.Add(90 * day) }),
 		tok("revoked", func(t *store.Token) { t.LastUsedAt = time.Time{}; t.RevokedAt = now }),
 	}

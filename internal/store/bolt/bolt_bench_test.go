@@ -49,6 +49,7 @@ func BenchmarkGetByHash(b *testing.B) {
 			ctx := context.Background()
 			rng := rand.New(rand.NewPCG(1, 2))
 			b.ReportAllocs()
+			defer benchdata.MeasureCPU(b)()
 			for b.Loop() {
 				if _, err := s.GetByHash(ctx, hashes[rng.IntN(len(hashes))]); err != nil {
 					b.Fatal(err)

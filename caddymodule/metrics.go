@@ -1,0 +1,169 @@
+package caddymodule
+
+import (
+	"errors"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/tokengate/caddy-tokengate/internal/gateway"
+	"github.com/tokengate/caddy-tokengate/internal/store"
+)
+
+// Metrics, in Caddy's metrics registry (served by the admin endpoint at
+// /metrics, and by a `metrics` handler if the config has one):
+//
+//	tokengate_decisions_total{result,reason}       calls by outcome (allow, deny, error) and the reason the client was told; allow has reason "none"
+//	tokengate_decision_cache_total{result}         decision cache hits and misses
+//	tokengate_policy_eval_seconds                  time per gateway policy evaluation
+//	tokengate_store_seconds{op}                    time per store call of the gateway: get_by_hash, consume_use, record_usage
+//	tokengate_invalidations_total{source}          cache drops: local (a change made through this node), notify (a change notification from the shared store), reset (the whole cache)
+//	tokengate_invalidation_lag_seconds{source}     for revocations: from the revoked_at the revoking node recorded to this node dropping the token
+//
+// Label values come from fixed sets: reason is one of the known codes or
+// "other" (a custom policy may invent any code), so no token id, path or
+// other request data ever becomes a label. The collectors are built once
+// per process and registered into every config's registry, so counters
+// survive config reloads.
+var metrics = newMetrics()
+
+// knownReasons are the reason codes that are their own label value.
+var knownReasons = []string{
+	gateway.ReasonMissing, gateway.ReasonMalformed, gateway.ReasonUnknown,
+	"token_expired", "token_not_yet_valid", "token_revoked", "token_rotated",
+	gateway.ReasonExhausted, "service_not_bound", "scope_missing", "ip_not_allowed",
+	gateway.ReasonStore, gateway.ReasonPolicy, "policy_denied", "policy_undefined",
+}
+
+// reasonOther labels every reason code not in knownReasons.
+const reasonOther = "other"
+
+type tokengateMetrics struct {
+	decisions       *prometheus.CounterVec
+	cache           *prometheus.CounterVec
+	policyEval      prometheus.Histogram
+	storeTime       *prometheus.HistogramVec
+	invalidations   *prometheus.CounterVec
+	invalidationLag *prometheus.HistogramVec
+
+	// Resolved children, so the request path does no label hashing and
+	// allocates nothing.
+	allowed        prometheus.Counter
+	denied, failed map[string]prometheus.Counter
+	cacheHit       prometheus.Counter
+	cacheMiss      prometheus.Counter
+	storeOps       map[string]prometheus.Observer
+}
+
+func newMetrics() *tokengateMetrics {
+	const ns = "tokengate"
+	m := &tokengateMetrics{
+		decisions: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: ns, Name: "decisions_total",
+			Help: "Gateway calls by result (allow, deny, error) and the reason the client was told (none for allow, other for codes of custom policies).",
+		}, []string{"result", "reason"}),
+		cache: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: ns, Name: "decision_cache_total",
+			Help: "Decision cache lookups by result (hit, miss).",
+		}, []string{"result"}),
+		policyEval: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Namespace: ns, Name: "policy_eval_seconds",
+			Help:    "Time per evaluation of the gateway policy.",
+			Buckets: prometheus.ExponentialBuckets(5e-6, 2, 14), // 5µs .. 41ms
+		}),
+		storeTime: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Namespace: ns, Name: "store_seconds",
+			Help:    "Time per store call of the gateway, by operation (get_by_hash, consume_use, record_usage).",
+			Buckets: prometheus.ExponentialBuckets(1e-5, 4, 10), // 10µs .. 2.6s
+		}, []string{"op"}),
+		invalidations: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: ns, Name: "invalidations_total",
+			Help: "Tokens dropped from the caches because they changed, by source (local, notify), and whole-cache drops (reset).",
+		}, []string{"source"}),
+		invalidationLag: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Namespace: ns, Name: "invalidation_lag_seconds",
+			Help:    "For revocations: time from the revocation being recorded (revoked_at, by the clock of the node that revoked) to this node dropping the token from its caches, by source (local, notify).",
+			Buckets: prometheus.ExponentialBuckets(1e-4, 4, 9), // 100µs .. 6.6s
+		}, []string{"source"}),
+		denied:   map[string]prometheus.Counter{},
+		failed:   map[string]prometheus.Counter{},
+		storeOps: map[string]prometheus.Observer{},
+	}
+	m.allowed = m.decisions.WithLabelValues(gateway.Allow, "none")
+	for _, r := range append(knownReasons, reasonOther) {
+		m.denied[r] = m.decisions.WithLabelValues(gateway.Deny, r)
+	}
+	for _, r := range []string{gateway.ReasonStore, gateway.ReasonPolicy, reasonOther} {
+		m.failed[r] = m.decisions.WithLabelValues(gateway.Error, r)
+	}
+	m.cacheHit = m.cache.WithLabelValues(gateway.CacheHit)
+	m.cacheMiss = m.cache.WithLabelValues(gateway.CacheMiss)
+	for _, op := range []string{"get_by_hash", "consume_use", "record_usage"} {
+		m.storeOps[op] = m.storeTime.WithLabelValues(op)
+	}
+	for _, source := range []string{"local", "notify", "reset"} {
+		m.invalidations.WithLabelValues(source)
+	}
+	return m
+}
+
+// register adds the collectors to a config's registry. The same collectors
+// are registered again for every config; Caddy gives each config a new
+// registry, and a registry that already has them is fine.
+func (m *tokengateMetrics) register(reg *prometheus.Registry) error {
+	for _, c := range []prometheus.Collector{m.decisions, m.cache, m.policyEval, m.storeTime, m.invalidations, m.invalidationLag} {
+		if err := reg.Register(c); err != nil && !errors.As(err, new(prometheus.AlreadyRegisteredError)) {
+			return err
+		}
+	}
+	return nil
+}
+
+// decision counts one gateway call.
+func (m *tokengateMetrics) decision(res *gateway.Result) {
+	switch res.Cache {
+	case gateway.CacheHit:
+		m.cacheHit.Inc()
+	case gateway.CacheMiss:
+		m.cacheMiss.Inc()
+	}
+	if res.Outcome == gateway.Allow {
+		m.allowed.Inc()
+		return
+	}
+	byReason := m.denied
+	if res.Outcome == gateway.Error {
+		byReason = m.failed
+	}
+	reason := reasonOther
+	if len(res.Reasons) > 0 {
+		reason = mainReason(res.Reasons)
+	}
+	c, ok := byReason[reason]
+	if !ok {
+		c = byReason[reasonOther]
+	}
+	c.Inc()
+}
+
+func (m *tokengateMetrics) policyEvaluated(d time.Duration) { m.policyEval.Observe(d.Seconds()) }
+
+func (m *tokengateMetrics) storeCalled(op string, d time.Duration) {
+	if o, ok := m.storeOps[op]; ok {
+		o.Observe(d.Seconds())
+	}
+}
+
+// invalidated counts a token dropped from the caches at now, and for a
+// revoked token how long after its revocation that happened.
+func (m *tokengateMetrics) invalidated(source string, t *store.Token, now time.Time) {
+	m.invalidations.WithLabelValues(source).Inc()
+	if !t.RevokedAt.IsZero() {
+		if lag := now.Sub(t.RevokedAt); lag >= 0 {
+			m.invalidationLag.WithLabelValues(source).Observe(lag.Seconds())
+		}
+	}
+}
+
+// reset counts a drop of every cached token and decision.
+func (m *tokengateMetrics) reset() { m.invalidations.WithLabelValues("reset").Inc() }

@@ -1,0 +1,222 @@
+package caddymodule
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
+
+	"github.com/tokengate/caddy-tokengate/internal/caddyproc"
+	"github.com/tokengate/caddy-tokengate/internal/gateway"
+)
+
+// TestMetricsOnAdminEndpoint runs the real binary, makes calls of every
+// kind, revokes a token, and reads Caddy's admin /metrics as Prometheus
+// would: the tokengate counters moved by exactly the calls made, no label
+// carries a token id or a path, and promtool (when installed) finds nothing
+// wrong with the tokengate metrics.
+func TestMetricsOnAdminEndpoint(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs the caddy binary")
+	}
+	dir := t.TempDir()
+	admin := fmt.Sprintf("127.0.0.1:%d", caddyproc.FreePort(t))
+	gw := fmt.Sprintf("http://127.0.0.1:%d", caddyproc.FreePort(t))
+	caddyproc.Start(t, dir, admin, fmt.Sprintf(`{
+	admin %s
+	tokengate {
+		store bolt %s
+	}
+}
+%s {
+	bind 127.0.0.1
+	route /billing/* {
+		tokengate billing
+		respond "ok" 200
+	}
+}
+`, admin, filepath.Join(dir, "tokens.db"), gw))
+
+	var issued IssuedToken
+	status := postJSON(t, "http://"+admin+"/tokengate/tokens", map[string]any{
+		"owner": "alice", "purpose": "metrics test", "ttl": "1h",
+		"scopes": []string{"billing:read"}, "services": []string{"billing"},
+	}, &issued)
+	if status != http.StatusCreated {
+		t.Fatalf("issue: %d", status)
+	}
+	get := func(method, path string, secret string) int {
+		req, _ := http.NewRequest(method, gw+path, nil)
+		if secret != "" {
+			req.Header.Set("Authorization", "Bearer "+secret)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	want := func(got, want int) {
+		t.Helper()
+		if got != want {
+			t.Fatalf("got %d, want %d", got, want)
+		}
+	}
+	want(get("GET", "/billing/a", issued.Secret), 200)  // decision cache miss
+	time.Sleep(100 * time.Millisecond)                  // ristretto admits asynchronously
+	want(get("GET", "/billing/a", issued.Secret), 200)  // hit
+	want(get("GET", "/billing/a", issued.Secret), 200)  // hit
+	want(get("GET", "/billing/a", ""), 401)             // token_missing
+	want(get("POST", "/billing/a", issued.Secret), 403) // scope_missing
+	if status := postJSON(t, "http://"+admin+"/tokengate/tokens/"+issued.Token.ID+"/revoke", map[string]string{"reason": "metrics test"}, nil); status != 200 {
+		t.Fatalf("revoke: %d", status)
+	}
+	want(get("GET", "/billing/a", issued.Secret), 401) // token_revoked
+
+	resp, err := http.Get("http://" + admin + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	scrape, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	samples, ours := parseMetrics(t, scrape)
+
+	for series, wantValue := range map[string]float64{
+		`tokengate_decisions_total{reason="none",result="allow"}`:         3,
+		`tokengate_decisions_total{reason="token_missing",result="deny"}`: 1,
+		`tokengate_decisions_total{reason="scope_missing",result="deny"}`: 1,
+		`tokengate_decisions_total{reason="token_revoked",result="deny"}`: 1,
+		`tokengate_decisions_total{reason="token_expired",result="deny"}`: 0,
+		`tokengate_decision_cache_total{result="hit"}`:                    2,
+		// The first call, the POST, and the revoked token (new version).
+		`tokengate_decision_cache_total{result="miss"}`:              3,
+		`tokengate_policy_eval_seconds_count`:                        3,
+		`tokengate_invalidations_total{source="local"}`:              1,
+		`tokengate_invalidations_total{source="notify"}`:             0,
+		`tokengate_invalidation_lag_seconds_count{source="local"}`:   1,
+		`tokengate_store_seconds_count{op="get_by_hash"}`:            2, // before and after the revoke
+		`tokengate_store_seconds_bucket{op="get_by_hash",le="+Inf"}`: 2,
+	} {
+		got, ok := samples[series]
+		if !ok {
+			t.Errorf("%s missing from the scrape", series)
+		} else if got != wantValue {
+			t.Errorf("%s = %v, want %v", series, got, wantValue)
+		}
+	}
+	if lag := samples[`tokengate_invalidation_lag_seconds_sum{source="local"}`]; lag <= 0 || lag > 5 {
+		t.Errorf("revocation to cache drop took %vs", lag)
+	}
+	for _, secretish := range []string{issued.Token.ID, issued.Secret, "/billing", "alice"} {
+		if bytes.Contains(scrape, []byte(secretish)) {
+			t.Errorf("the scrape contains %q", secretish)
+		}
+	}
+
+	promtool, err := exec.LookPath("promtool")
+	if err != nil {
+		t.Log("promtool not installed (Debian package prometheus); lint skipped")
+		return
+	}
+	cmd := exec.Command(promtool, "check", "metrics")
+	cmd.Stdin = bytes.NewReader(ours)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Errorf("promtool check metrics: %v\n%s", err, out)
+	}
+}
+
+// parseMetrics reads a Prometheus text scrape into series -> value, and
+// returns the tokengate part of it (with its HELP and TYPE lines) for
+// promtool: Caddy's own metrics are not ours to lint.
+func parseMetrics(t *testing.T, scrape []byte) (map[string]float64, []byte) {
+	t.Helper()
+	samples := map[string]float64{}
+	var ours bytes.Buffer
+	sc := bufio.NewScanner(bytes.NewReader(scrape))
+	for sc.Scan() {
+		line := sc.Text()
+		if strings.HasPrefix(line, "tokengate_") || strings.HasPrefix(line, "# HELP tokengate_") || strings.HasPrefix(line, "# TYPE tokengate_") {
+			ours.WriteString(line + "\n")
+		}
+		if line == "" || line[0] == '#' {
+			continue
+		}
+		i := strings.LastIndexByte(line, ' ')
+		v, err := strconv.ParseFloat(line[i+1:], 64)
+		if err != nil {
+			t.Fatalf("bad sample line %q", line)
+		}
+		samples[line[:i]] = v
+	}
+	return samples, ours.Bytes()
+}
+
+func postJSON(t *testing.T, url string, body, out any) int {
+	t.Helper()
+	b, _ := json.Marshal(body)
+	resp, err := http.Post(url, "application/json", bytes.NewReader(b))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if out != nil {
+		if err := json.NewDecoder(resp.Body).Decode(out); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return resp.StatusCode
+}
+
+// Reason labels come from a fixed set: the reason the client is told when
+// there are several, "other" for codes a custom policy invents.
+func TestDecisionMetricReasons(t *testing.T) {
+	m := newMetrics()
+	for _, res := range []gateway.Result{
+		{Outcome: gateway.Deny, Reasons: []string{"scope_missing", "service_not_bound"}, Cache: gateway.CacheMiss},
+		{Outcome: gateway.Deny, Reasons: []string{"closed_for_maintenance"}, Cache: gateway.CacheHit},
+		{Outcome: gateway.Error, Reasons: []string{gateway.ReasonStore}, Cache: gateway.CacheNone},
+		{Outcome: gateway.Allow, Cache: gateway.CacheHit},
+	} {
+		m.decision(&res)
+	}
+	for labels, want := range map[[2]string]float64{
+		{gateway.Deny, "service_not_bound"}:  1,
+		{gateway.Deny, "scope_missing"}:      0,
+		{gateway.Deny, reasonOther}:          1,
+		{gateway.Error, gateway.ReasonStore}: 1,
+		{gateway.Allow, "none"}:              1,
+	} {
+		if got := counterValue(t, m.decisions.WithLabelValues(labels[0], labels[1])); got != want {
+			t.Errorf("decisions %v = %v, want %v", labels, got, want)
+		}
+	}
+	series := make(chan prometheus.Metric, 100)
+	m.decisions.Collect(series)
+	if got := len(series); got != 1+len(knownReasons)+1+3 {
+		t.Errorf("%d decision series, want only the pre-created ones", got)
+	}
+	if hit, miss := counterValue(t, m.cacheHit), counterValue(t, m.cacheMiss); hit != 2 || miss != 1 {
+		t.Errorf("cache hit %v miss %v, want 2 and 1", hit, miss)
+	}
+}
+
+func counterValue(t *testing.T, c prometheus.Counter) float64 {
+	t.Helper()
+	var m dto.Metric
+	if err := c.Write(&m); err != nil {
+		t.Fatal(err)
+	}
+	return m.GetCounter().GetValue()
+}

@@ -1,0 +1,19 @@
+package audit
+
+import (
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+)
+
+// CheckCall starts the line for one gateway call, like Call does. It
+// returns nil when the line would go nowhere (no log includes
+// tokengate.audit), so the caller can skip gathering what only the line
+// needs. Finish the line with WriteCall.
+func (l *Logger) CheckCall() *zapcore.CheckedEntry {
+	return l.log.Check(zapcore.InfoLevel, "decision")
+}
+
+// WriteCall writes c to an entry CheckCall returned.
+func WriteCall(ce *zapcore.CheckedEntry, c *Call) {
+	ce.Write(zap.Inline(c))
+}
