@@ -2,7 +2,6 @@ package main
 
 import (
 	"bufio"
-	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/json"
@@ -25,13 +24,12 @@ import (
 
 	"github.com/tokengate/caddy-tokengate/internal/caddyproc"
 	"github.com/tokengate/caddy-tokengate/internal/gateway"
+	"github.com/tokengate/caddy-tokengate/internal/pgtest"
 )
 
 // These tests run two real Caddy processes against one PostgreSQL database,
 // as a multi-node deployment does: a change made through one node must be
 // enforced by the other.
-
-const defaultTestPostgresURL = "postgres://postgres@127.0.0.1:5432/test?sslmode=disable"
 
 // maxPropagation is the bound on how long a revoke or rotate on one node
 // may take to be enforced by another.
@@ -50,22 +48,10 @@ type testDB struct {
 // skips the test when PostgreSQL cannot be reached, unless CI=true.
 func newTestDB(t *testing.T) *testDB {
 	t.Helper()
-	admin := cmp.Or(os.Getenv("TOKENGATE_TEST_POSTGRES_URL"), defaultTestPostgresURL)
-	u, err := url.Parse(admin)
-	if err != nil {
-		t.Fatalf("TOKENGATE_TEST_POSTGRES_URL must be a postgres:// URL: %v", err)
-	}
+	u, conn := pgtest.Connect(t, " (its role must be allowed to create roles)")
+	admin := u.String()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	conn, err := pgx.Connect(ctx, admin)
-	if err != nil {
-		msg := "PostgreSQL at " + u.Redacted() + " is unreachable (" + err.Error() + "); set TOKENGATE_TEST_POSTGRES_URL to a database these tests may use (its role must be allowed to create roles)"
-		if os.Getenv("CI") == "true" {
-			t.Fatal(msg)
-		}
-		t.Skip(msg)
-	}
-	defer conn.Close(ctx)
 
 	db := &testDB{admin: admin, role: "tg_mn_" + strings.ToLower(rand.Text()[:12])}
 	t.Cleanup(func() {

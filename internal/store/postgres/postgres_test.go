@@ -1,13 +1,10 @@
 package postgres
 
 import (
-	"cmp"
 	"context"
 	"crypto/rand"
 	"errors"
 	"io/fs"
-	"net/url"
-	"os"
 	"slices"
 	"strings"
 	"sync"
@@ -16,11 +13,10 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/tokengate/caddy-tokengate/internal/pgtest"
 	"github.com/tokengate/caddy-tokengate/internal/store"
 	"github.com/tokengate/caddy-tokengate/internal/store/storetest"
 )
-
-const defaultTestURL = "postgres://postgres@127.0.0.1:5432/test?sslmode=disable"
 
 // testDSN creates a schema of its own for one test, dropped when the test
 // ends, and returns a URL whose connections use it, so that parallel runs
@@ -29,22 +25,10 @@ const defaultTestURL = "postgres://postgres@127.0.0.1:5432/test?sslmode=disable"
 // pg_stat_activity.
 func testDSN(tb testing.TB) string {
 	tb.Helper()
-	base := cmp.Or(os.Getenv("TOKENGATE_TEST_POSTGRES_URL"), defaultTestURL)
-	u, err := url.Parse(base)
-	if err != nil {
-		tb.Fatalf("TOKENGATE_TEST_POSTGRES_URL must be a postgres:// URL: %v", err)
-	}
+	u, admin := pgtest.Connect(tb, "")
+	base := u.String()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	admin, err := pgx.Connect(ctx, base)
-	if err != nil {
-		msg := "PostgreSQL at " + u.Redacted() + " is unreachable (" + err.Error() + "); set TOKENGATE_TEST_POSTGRES_URL to a database these tests may use"
-		if os.Getenv("CI") == "true" {
-			tb.Fatal(msg)
-		}
-		tb.Skip(msg)
-	}
-	defer admin.Close(ctx)
 	schema := "tg_test_" + strings.ToLower(rand.Text())
 	if _, err := admin.Exec(ctx, "CREATE SCHEMA "+schema); err != nil {
 		tb.Fatalf("creating test schema: %v", err)
