@@ -295,7 +295,7 @@ func (g *Gate) decide(ctx context.Context, tok *cachedToken, c *Call, now time.T
 
 func (g *Gate) evaluate(ctx context.Context, tok *cachedToken, c *Call, now time.Time, rev string) (*cachedDecision, error) {
 	start := time.Now()
-	pd, err := g.policy.DecideGateway(ctx, tok.term, c.Request, c.Service, now)
+	pd, err := g.policy.Decide(ctx, policy.GatewayQuery, policy.GatewayInput(tok.term, c.Request, c.Service, now))
 	g.observePolicy(time.Since(start))
 	if err != nil {
 		return &cachedDecision{rev: rev}, err

@@ -12,8 +12,7 @@ import (
 
 // BenchmarkDecide evaluates the default gateway policy once per iteration,
 // building input the way the gateway does: the token term once per token
-// version, the rest of input per call. Decide is the general entry point
-// (GatewayInput + Decide); DecideGateway is what the gateway calls.
+// version, the rest of input per call.
 func BenchmarkDecide(b *testing.B) {
 	e, err := NewEngine(policies.FS)
 	if err != nil {
@@ -57,20 +56,6 @@ func BenchmarkDecide(b *testing.B) {
 				}
 			}
 		})
-		b.Run(c.name+"/DecideGateway", func(b *testing.B) {
-			ctx := context.Background()
-			b.ReportAllocs()
-			defer benchdata.MeasureCPU(b)()
-			for b.Loop() {
-				d, err := e.DecideGateway(ctx, term, c.req, service, now)
-				if err != nil {
-					b.Fatal(err)
-				}
-				if d.Allow != (c.name != "deny_scope") {
-					b.Fatalf("unexpected decision %+v", d)
-				}
-			}
-		})
 	}
 }
 
@@ -84,13 +69,6 @@ func BenchmarkGatewayInput(b *testing.B) {
 		defer benchdata.MeasureCPU(b)()
 		for b.Loop() {
 			_ = GatewayInput(term, req, "billing", now)
-		}
-	})
-	b.Run("gatewayInput", func(b *testing.B) {
-		b.ReportAllocs()
-		defer benchdata.MeasureCPU(b)()
-		for b.Loop() {
-			_ = gatewayInput(term, req, "billing", now)
 		}
 	})
 }

@@ -39,24 +39,48 @@ func TokenTerm(t *store.Token) *ast.Term {
 	)
 }
 
+// The keys of the gateway input. Terms are never modified once built (the
+// gateway already shares each token's term between calls), so one copy
+// serves every call.
+var (
+	keyToken    = ast.StringTerm("token")
+	keyRequest  = ast.StringTerm("request")
+	keyRoute    = ast.StringTerm("route")
+	keyNow      = ast.StringTerm("now")
+	keyMethod   = ast.StringTerm("method")
+	keyHost     = ast.StringTerm("host")
+	keyPath     = ast.StringTerm("path")
+	keyRemoteIP = ast.StringTerm("remote_ip")
+	keyHeaders  = ast.StringTerm("headers")
+	keyService  = ast.StringTerm("service")
+)
+
+// noHeaders is input.request.headers of every route that lets the policy
+// see no header: most of them.
+var noHeaders = ast.ObjectTerm()
+
 // GatewayInput builds the input document for GatewayQuery directly as an
 // OPA value, skipping the JSON round trip a map[string]any would cost.
 func GatewayInput(tokenTerm *ast.Term, req Request, service string, now time.Time) ast.Value {
-	headers := make([][2]*ast.Term, 0, len(req.Headers))
-	for k, v := range req.Headers {
-		headers = append(headers, item(k, ast.StringTerm(v)))
+	headersTerm := noHeaders
+	if len(req.Headers) > 0 {
+		headers := make([][2]*ast.Term, 0, len(req.Headers))
+		for k, v := range req.Headers {
+			headers = append(headers, item(k, ast.StringTerm(v)))
+		}
+		headersTerm = ast.ObjectTerm(headers...)
 	}
 	return ast.NewObject(
-		[2]*ast.Term{ast.StringTerm("token"), tokenTerm},
-		item("request", ast.ObjectTerm(
-			item("method", ast.StringTerm(req.Method)),
-			item("host", ast.StringTerm(req.Host)),
-			item("path", ast.StringTerm(req.Path)),
-			item("remote_ip", ast.StringTerm(req.RemoteIP)),
-			item("headers", ast.ObjectTerm(headers...)),
-		)),
-		item("route", ast.ObjectTerm(item("service", ast.StringTerm(service)))),
-		item("now", nanosTerm(now)),
+		[2]*ast.Term{keyToken, tokenTerm},
+		[2]*ast.Term{keyRequest, ast.ObjectTerm(
+			[2]*ast.Term{keyMethod, ast.StringTerm(req.Method)},
+			[2]*ast.Term{keyHost, ast.StringTerm(req.Host)},
+			[2]*ast.Term{keyPath, ast.StringTerm(req.Path)},
+			[2]*ast.Term{keyRemoteIP, ast.StringTerm(req.RemoteIP)},
+			[2]*ast.Term{keyHeaders, headersTerm},
+		)},
+		[2]*ast.Term{keyRoute, ast.ObjectTerm([2]*ast.Term{keyService, ast.StringTerm(service)})},
+		[2]*ast.Term{keyNow, nanosTerm(now)},
 	)
 }
 
