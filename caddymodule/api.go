@@ -12,6 +12,7 @@ import (
 	"github.com/tokengate/caddy-tokengate/internal/lifecycle"
 	"github.com/tokengate/caddy-tokengate/internal/manage"
 	"github.com/tokengate/caddy-tokengate/internal/store"
+	"github.com/tokengate/caddy-tokengate/internal/token"
 )
 
 // JSON shapes shared by the admin endpoint, the management API and the CLI.
@@ -111,6 +112,9 @@ func jsonProblem(err error) string {
 	case errors.As(err, &typ):
 		return fmt.Sprintf("field %q has the wrong type", typ.Field)
 	case strings.HasPrefix(err.Error(), "json: unknown field"):
+		if strings.Contains(err.Error(), token.Prefix) {
+			return "unknown field" // never echo what may be a pasted secret
+		}
 		return strings.TrimPrefix(err.Error(), "json: ")
 	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
 		return "body is empty or cut short"

@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/tokengate/caddy-tokengate/internal/token"
 )
 
 func decode[T any](t *testing.T, body []byte) T {
@@ -274,6 +276,12 @@ func TestManagementBadInput(t *testing.T) {
 		{"bad grace", "POST", "/v1/tokens/tok_nope/rotate", "application/json", `{"grace":"soon"}`, 400, "grace_invalid"},
 		{"bad unused_days", "GET", "/v1/report?unused_days=-3", "", "", 400, "unused_days_invalid"},
 		{"unknown route", "GET", "/v1/secrets", "", "", 404, "route_unknown"},
+	}
+	pasted := token.NewSecret()
+	status, body := raw(e.requester, "POST", "/v1/requests", "application/json", `{"`+pasted+`":1}`)
+	wantRefusal(t, "secret pasted as a field name", status, body, 400, "body_invalid")
+	if strings.Contains(string(body), pasted[3:]) {
+		t.Errorf("the error echoes a pasted secret: %s", body)
 	}
 	for _, c := range cases {
 		secret := e.requester
