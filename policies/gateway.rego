@@ -23,7 +23,28 @@ default decision := {"allow": false, "reasons": ["policy_undefined"]}
 
 # scope names the scope this call exercised; the hygiene report uses it to
 # find scopes that were granted but never needed.
-decision := {"allow": count(reasons) == 0, "reasons": sort(reasons), "scope": required_scope}
+#
+# The first branch is a fast path for the common call: a plain token,
+# used in time, on its service, with the exact scope, from an allowed
+# address. It allows without evaluating every reason rule below, which
+# halves the cost of an uncached call (BENCHMARKS.md). Anything it does
+# not recognise falls through to the full evaluation, so it may only ever
+# be stricter than `reasons`: when you add a reason, make sure the fast
+# path cannot pass that case (add a condition, or leave it alone if it
+# already requires something your reason contradicts). Two tests guard
+# this: every reason's test checks the decision denies, and
+# policies_test.go compares the fast path against `reasons` over a grid of
+# several thousand inputs.
+decision := {"allow": true, "reasons": [], "scope": required_scope} if {
+	input.token.revoked_at == 0
+	input.token.grace_until == 0
+	input.token.not_before <= input.now
+	input.now < input.token.expires_at
+	input.token.max_uses == 0
+	input.route.service in input.token.services
+	required_scope in input.token.scopes
+	ip_ok
+} else := {"allow": count(reasons) == 0, "reasons": sort(reasons), "scope": required_scope}
 
 # Reason codes. Codes starting with token_ or uses_ answer 401 (the token
 # itself is no good); every other code answers 403 (a good token, used where
@@ -57,14 +78,14 @@ reasons contains "scope_missing" if not scope_granted
 
 reasons contains "ip_not_allowed" if {
 	count(input.token.cidrs) > 0
-	not ip_allowed
+	not ip_ok
 }
 
-# Safe methods need <service>:read; every other method needs
-# <service>:write. A write scope also grants reads on the same service.
-safe_methods := {"GET", "HEAD", "OPTIONS"}
-
-access := "read" if input.request.method in safe_methods
+# Safe methods (GET, HEAD, OPTIONS) need <service>:read; every other
+# method needs <service>:write. A write scope also grants reads on the
+# same service. (The set is written inline: a separate rule for it cost
+# 10% of an uncached call.)
+access := "read" if input.request.method in {"GET", "HEAD", "OPTIONS"}
 
 else := "write"
 
@@ -81,7 +102,10 @@ scope_granted if {
 # admin.rego checks per action; here they need only be valid and bound.
 scope_granted if input.route.service == "tokengate-admin"
 
-ip_allowed if {
+# A token without CIDRs may be used from anywhere.
+ip_ok if count(input.token.cidrs) == 0
+
+ip_ok if {
 	some cidr in input.token.cidrs
 	net.cidr_contains(cidr, input.request.remote_ip)
 }

@@ -24,7 +24,8 @@ import (
 
 	"github.com/open-policy-agent/opa/v1/ast"
 	"github.com/open-policy-agent/opa/v1/metrics"
-	"github.com/open-policy-agent/opa/v1/rego"
+	"github.com/open-policy-agent/opa/v1/storage"
+	"github.com/open-policy-agent/opa/v1/storage/inmem"
 	"github.com/open-policy-agent/opa/v1/topdown"
 )
 
@@ -63,8 +64,16 @@ type Engine struct {
 
 type compiled struct {
 	revision string
-	queries  map[string]*rego.PreparedEvalQuery
+	compiler *ast.Compiler
+	// data is the empty base document the queries run against: the
+	// policies read no data, but OPA's evaluator wants a store.
+	data    storage.Store
+	queries map[string]ast.Body
 }
+
+// resultVar names the query's answer: queries are compiled as
+// "decision = data.<package>.decision".
+const resultVar = ast.Var("decision")
 
 // NewEngine compiles the .rego files in source (test files excluded).
 func NewEngine(source fs.FS) (*Engine, error) {
@@ -98,71 +107,111 @@ func (e *Engine) Has(query string) bool {
 
 // Decide evaluates query (GatewayQuery or AdminQuery) against input.
 //
-// Two costs that profiles of the uncached gateway path showed are left
-// out (see BENCHMARKS.md): rego starts a goroutine per evaluation to watch
-// ctx for cancellation, which on a busy 2-core machine cost as much as the
-// policy itself, so context.AfterFunc flips the query's cancel flag
-// instead (no goroutine unless ctx ends); and OPA's per-evaluation
-// metrics, which nothing reads.
+// It drives OPA's evaluator (topdown) directly instead of through the rego
+// package, because profiles of the uncached gateway path showed three
+// costs there that buy tokengate nothing (see BENCHMARKS.md): a goroutine
+// per evaluation to watch ctx for cancellation (context.AfterFunc flips
+// the query's cancel flag instead, with no goroutine unless ctx ends),
+// OPA's per-evaluation metrics, and converting the answer to Go maps
+// before reading three fields of it (it is read as an OPA value here).
+// The evaluation itself is OPA's, with OPA's defaults.
 func (e *Engine) Decide(ctx context.Context, query string, input ast.Value) (Decision, error) {
 	c := e.current.Load()
-	pq, ok := c.queries[query]
+	body, ok := c.queries[query]
 	if !ok {
 		return Decision{Revision: c.revision}, fmt.Errorf("%s: %w", query, ErrNoDecision)
 	}
+	txn, err := c.data.NewTransaction(ctx)
+	if err != nil {
+		return Decision{Revision: c.revision}, fmt.Errorf("evaluating %s: %v", query, err)
+	}
+	defer c.data.Abort(ctx, txn)
 	cancel := topdown.NewCancel()
 	stop := context.AfterFunc(ctx, cancel.Cancel)
-	rs, err := pq.Eval(ctx, rego.EvalParsedInput(input), rego.EvalExternalCancel(cancel), rego.EvalMetrics(metrics.NoOp()))
+	rules := getRuleCache()
+	defer rules.release()
+	results, err := topdown.NewQuery(body).
+		WithCompiler(c.compiler).
+		WithStore(c.data).
+		WithTransaction(txn).
+		WithInput(ast.NewTerm(input)).
+		WithTime(time.Now()).
+		WithCancel(cancel).
+		WithMetrics(metrics.NoOp()).
+		WithVirtualCache(rules).
+		WithBaseCache(noBaseCache{}).
+		Run(ctx)
 	stop()
 	if err != nil {
 		return Decision{Revision: c.revision}, fmt.Errorf("evaluating %s: %v", query, err)
 	}
-	if len(rs) == 0 || len(rs[0].Expressions) == 0 {
+	if len(results) == 0 {
 		return Decision{Revision: c.revision}, fmt.Errorf("%s: %w", query, ErrNoDecision)
 	}
-	d, err := parseDecision(rs[0].Expressions[0].Value)
+	d, err := parseDecision(results[0][resultVar].Value)
 	d.Revision = c.revision
 	return d, err
 }
 
-func parseDecision(v any) (Decision, error) {
-	obj, ok := v.(map[string]any)
+// Keys of the decision object.
+var (
+	keyAllow       = ast.InternedTerm("allow")
+	keyReasons     = ast.InternedTerm("reasons")
+	keyScope       = ast.InternedTerm("scope")
+	keyAutoApprove = ast.InternedTerm("auto_approve")
+	keyTTL         = ast.InternedTerm("ttl_seconds")
+)
+
+func parseDecision(v ast.Value) (Decision, error) {
+	obj, ok := v.(ast.Object)
 	if !ok {
-		return Decision{}, fmt.Errorf("decision is %T, want an object", v)
+		return Decision{}, fmt.Errorf("decision is %s, want an object", ast.ValueName(v))
 	}
 	var d Decision
-	if d.Allow, ok = obj["allow"].(bool); !ok {
+	allow, ok := valueOf(obj, keyAllow).(ast.Boolean)
+	if !ok {
 		return Decision{}, errors.New("decision has no boolean allow")
 	}
-	if raw, present := obj["reasons"]; present {
-		list, ok := raw.([]any)
-		if !ok {
+	d.Allow = bool(allow)
+	if raw := valueOf(obj, keyReasons); raw != nil {
+		// A set is as good as an array: policies may leave out sort().
+		var list *ast.Array
+		switch r := raw.(type) {
+		case *ast.Array:
+			list = r
+		case ast.Set:
+			list = r.Sorted()
+		default:
 			return Decision{}, errors.New("decision reasons is not an array")
 		}
-		for _, r := range list {
-			s, ok := r.(string)
+		for i := range list.Len() {
+			s, ok := list.Elem(i).Value.(ast.String)
 			if !ok {
 				return Decision{}, errors.New("decision reason is not a string")
 			}
-			d.Reasons = append(d.Reasons, s)
+			d.Reasons = append(d.Reasons, string(s))
 		}
 	}
-	if raw, present := obj["scope"]; present {
-		if d.Scope, ok = raw.(string); !ok {
+	if raw := valueOf(obj, keyScope); raw != nil {
+		s, ok := raw.(ast.String)
+		if !ok {
 			return Decision{}, errors.New("decision scope is not a string")
 		}
+		d.Scope = string(s)
 	}
-	if raw, present := obj["auto_approve"]; present {
-		if d.AutoApprove, ok = raw.(bool); !ok {
+	if raw := valueOf(obj, keyAutoApprove); raw != nil {
+		b, ok := raw.(ast.Boolean)
+		if !ok {
 			return Decision{}, errors.New("decision auto_approve is not a boolean")
 		}
+		d.AutoApprove = bool(b)
 	}
-	if raw, present := obj["ttl_seconds"]; present {
-		n, ok := raw.(json.Number)
+	if raw := valueOf(obj, keyTTL); raw != nil {
+		n, ok := raw.(ast.Number)
 		if !ok {
 			return Decision{}, errors.New("decision ttl_seconds is not a number")
 		}
-		secs, err := n.Float64()
+		secs, err := json.Number(n).Float64()
 		if err != nil || secs < 0 {
 			return Decision{}, fmt.Errorf("decision ttl_seconds %q is not a non-negative number", n)
 		}
@@ -173,6 +222,13 @@ func parseDecision(v any) (Decision, error) {
 		d.Reasons = []string{"policy_denied"}
 	}
 	return d, nil
+}
+
+func valueOf(obj ast.Object, key *ast.Term) ast.Value {
+	if t := obj.Get(key); t != nil {
+		return t.Value
+	}
+	return nil
 }
 
 func compile(source fs.FS) (*compiled, error) {
@@ -187,17 +243,17 @@ func compile(source fs.FS) (*compiled, error) {
 	if compiler.Compile(modules); compiler.Failed() {
 		return nil, fmt.Errorf("compiling policy: %v", compiler.Errors)
 	}
-	c := &compiled{revision: revision, queries: make(map[string]*rego.PreparedEvalQuery)}
+	c := &compiled{revision: revision, compiler: compiler, data: inmem.New(), queries: make(map[string]ast.Body)}
 	for _, q := range []string{GatewayQuery, AdminQuery} {
 		pkg := strings.TrimSuffix(strings.TrimPrefix(q, "data."), ".decision")
 		if !hasPackage(modules, pkg) {
 			continue
 		}
-		pq, err := rego.New(rego.Query(q), rego.Compiler(compiler)).PrepareForEval(context.Background())
+		body, err := compiler.QueryCompiler().Compile(ast.Body{ast.Equality.Expr(ast.NewTerm(resultVar), ast.MustParseTerm(q))})
 		if err != nil {
 			return nil, fmt.Errorf("preparing %s: %v", q, err)
 		}
-		c.queries[q] = &pq
+		c.queries[q] = body
 	}
 	if _, ok := c.queries[GatewayQuery]; !ok {
 		return nil, errors.New("no policy declares package tokengate.gateway")
