@@ -113,5 +113,5 @@ type noBaseCache struct{}
 
 var _ topdown.BaseCache = noBaseCache{}
 
-func (noBaseCache) Get(ast.Ref) ast.Value { return nil }
+func (noBaseCache) Get(ast.Ref) ast.Value  { return nil }
 func (noBaseCache) Put(ast.Ref, ast.Value) {}
