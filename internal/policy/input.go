@@ -70,19 +70,39 @@ func GatewayInput(tokenTerm *ast.Term, req Request, service string, now time.Tim
 		}
 		headersTerm = ast.ObjectTerm(headers...)
 	}
+	// The per-call strings share one allocation for their terms; the
+	// common methods are shared terms.
+	t := new([4]ast.Term)
+	method, ok := methodTerms[req.Method]
+	if !ok {
+		t[0].Value = ast.String(req.Method)
+		method = &t[0]
+	}
+	t[1].Value = ast.String(req.Host)
+	t[2].Value = ast.String(req.Path)
+	t[3].Value = ast.String(req.RemoteIP)
 	return ast.NewObject(
 		[2]*ast.Term{keyToken, tokenTerm},
 		[2]*ast.Term{keyRequest, ast.ObjectTerm(
-			[2]*ast.Term{keyMethod, ast.StringTerm(req.Method)},
-			[2]*ast.Term{keyHost, ast.StringTerm(req.Host)},
-			[2]*ast.Term{keyPath, ast.StringTerm(req.Path)},
-			[2]*ast.Term{keyRemoteIP, ast.StringTerm(req.RemoteIP)},
+			[2]*ast.Term{keyMethod, method},
+			[2]*ast.Term{keyHost, &t[1]},
+			[2]*ast.Term{keyPath, &t[2]},
+			[2]*ast.Term{keyRemoteIP, &t[3]},
 			[2]*ast.Term{keyHeaders, headersTerm},
 		)},
 		[2]*ast.Term{keyRoute, ast.ObjectTerm([2]*ast.Term{keyService, ast.StringTerm(service)})},
 		[2]*ast.Term{keyNow, nanosTerm(now)},
 	)
 }
+
+// methodTerms are the request methods most calls use, built once.
+var methodTerms = func() map[string]*ast.Term {
+	m := map[string]*ast.Term{}
+	for _, name := range []string{"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"} {
+		m[name] = ast.StringTerm(name)
+	}
+	return m
+}()
 
 func item(key string, value *ast.Term) [2]*ast.Term {
 	return [2]*ast.Term{ast.StringTerm(key), value}
