@@ -1,6 +1,7 @@
 // Package benchdata builds the token stores the benchmarks measure against:
-// real bbolt files holding many realistic token records, each built once per
-// test process however many benchmarks and rounds use it.
+// real bbolt files and PostgreSQL schemas holding many realistic token
+// records, each built once per test process however many benchmarks and
+// rounds use it.
 package benchdata
 
 import (
@@ -99,7 +100,8 @@ func BoltFile(tb testing.TB, n int) *File {
 	return f
 }
 
-// Cleanup deletes every file BoltFile built.
+// Cleanup deletes every file BoltFile built and drops every schema
+// PostgresSchema created.
 func Cleanup() {
 	mu.Lock()
 	defer mu.Unlock()
@@ -107,4 +109,5 @@ func Cleanup() {
 		os.RemoveAll(dir)
 	}
 	dir, files = "", map[int]*File{}
+	dropSchemas()
 }

@@ -339,23 +339,3 @@ func TestWatchRecoversFromLostConnection(t *testing.T) {
 	}
 	w.next(t, tok.ID)
 }
-
-func BenchmarkGetByHash(b *testing.B) {
-	s := open(b, testDSN(b))
-	ctx := context.Background()
-	var hashes [][]byte
-	for range 1000 {
-		tok := storetest.NewToken("bench")
-		if err := s.Create(ctx, tok); err != nil {
-			b.Fatal(err)
-		}
-		hashes = append(hashes, tok.Hash)
-	}
-	i := 0
-	for b.Loop() {
-		if _, err := s.GetByHash(ctx, hashes[i%len(hashes)]); err != nil {
-			b.Fatal(err)
-		}
-		i++
-	}
-}
