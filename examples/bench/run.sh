@@ -5,6 +5,8 @@
 #   examples/bench/run.sh                 # 3 rounds of 10s per setup
 #   ROUNDS=5 DURATION=20s examples/bench/run.sh
 #   PROFILE=1 examples/bench/run.sh      # also CPU profiles from round 1
+#   PIN=1 ROUNDS=0 RATE_ROUNDS=5 examples/bench/run.sh   # only the fixed-rate
+#                                         # latency stage, servers and client pinned
 #
 # Needs: go, wrk (Debian package wrk), curl. Everything listens on 127.0.0.1.
 set -euo pipefail
@@ -31,6 +33,7 @@ echo "building caddy, upstream, seed" >&2
 go build -o "$WORK/bin/caddy" ./cmd/caddy
 go build -o "$WORK/bin/upstream" ./examples/bench/upstream
 go build -o "$WORK/bin/seed" ./examples/bench/seed
+go build -o "$WORK/bin/loadgen" ./examples/bench/loadgen
 OPA_VERSION=$(go list -m -f '{{.Version}}' github.com/open-policy-agent/opa)
 if [ ! -x "$WORK/bin/opa" ]; then
 	echo "building opa $OPA_VERSION from the Go module proxy" >&2
@@ -221,25 +224,47 @@ done
 
 # --- latency at a fixed rate ---------------------------------------------------------
 # At half of plain Caddy's peak (median req/s above), how much p99 latency
-# does each setup add? wrk cannot hold a rate; hey (Debian package hey) can:
-# -q is the rate per worker.
+# does each setup add? wrk cannot hold a rate; loadgen (./loadgen) sends
+# evenly spaced requests open-loop and measures from when each was due.
+# (hey -q, used before, fires its workers in bursts whose queueing decided
+# the p99.)
+#
+# PIN=1 takes the scheduler out of the comparison: for this stage every
+# server (all Caddys and the upstream) runs on CPU 0 and the client on
+# CPU 1, so the client's threads never preempt a server mid-request, and
+# the rate is half of plain Caddy's peak measured under the same pinning
+# (wrk -t1 on CPU 1, median of three 5s runs).
 RATE_ROUNDS=${RATE_ROUNDS:-3}
-RATE_SETUPS=(caddy caddy-log tg tg-audit tg-uncached)
+read -r -a RATE_SETUPS <<<"${RATE_SETUPS:-caddy caddy-log tg tg-audit tg-uncached}"
 RATE_RESULTS="$WORK/rate.tsv"
 printf 'round\tsetup\trate\treq_s\tp50_ms\tp99_ms\tload1\n' >"$RATE_RESULTS"
-if command -v hey >/dev/null && [ "$RATE_ROUNDS" -gt 0 ]; then
-	RATE=$(awk -F'\t' '$2 == "caddy" {print $3}' "$RESULTS" | sort -n | awk '{a[NR] = $1} END {m = NR % 2 ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2; printf "%d", m / 2}')
-	workers=32
+median_of() { sort -n | awk '{a[NR] = $1} END {print NR % 2 ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2}'; }
+CLIENT=()
+if [ "$RATE_ROUNDS" -gt 0 ]; then
+	if [ -n "${PIN:-}" ]; then
+		for pid in "${PIDS[@]}"; do taskset -a -p -c 0 "$pid" >/dev/null; done
+		CLIENT=(taskset -c 1)
+		PINNED_PEAK=$(for _ in 1 2 3; do
+			"${CLIENT[@]}" wrk -t1 -c"$CONNS" -d5s -H "Authorization: Bearer $SECRET" \
+				"http://127.0.0.1:${PORT[caddy]}$URL_PATH" | awk '/^Requests\/sec:/ {print $2}'
+		done | median_of)
+		RATE=$(awk -v p="$PINNED_PEAK" 'BEGIN {printf "%d", p / 2}')
+		echo "pinned: servers on CPU 0, client on CPU 1; plain caddy peak $PINNED_PEAK req/s" >&2
+	else
+		RATE=$(awk -F'\t' '$2 == "caddy" {print $3}' "$RESULTS" | median_of | awk '{printf "%d", $1 / 2}')
+	fi
 	for round in $(seq "$RATE_ROUNDS"); do
 		for k in $(seq 0 $((${#RATE_SETUPS[@]} - 1))); do
 			name=${RATE_SETUPS[$(((k + round - 1) % ${#RATE_SETUPS[@]}))]}
-			out="$WORK/wrk/hey.$name.$round.txt"
+			out="$WORK/wrk/loadgen.$name.$round.txt"
 			load=$(cut -d' ' -f1 /proc/loadavg)
-			hey -z "$DURATION" -c $workers -q "$(awk -v r="$RATE" -v w=$workers 'BEGIN {printf "%.2f", r / w}')" \
-				-H "Authorization: Bearer $SECRET" "http://127.0.0.1:${PORT[$name]}$URL_PATH" >"$out"
-			rps=$(awk '/Requests\/sec:/ {print $2}' "$out")
-			p50=$(awk '$1 == "50%" {printf "%.3f", $3 * 1000}' "$out")
-			p99=$(awk '$1 == "99%" {printf "%.3f", $3 * 1000}' "$out")
+			"${CLIENT[@]}" "$WORK/bin/loadgen" -rate "$RATE" -duration "$DURATION" -conns "$CONNS" \
+				-header "Authorization: Bearer $SECRET" -url "http://127.0.0.1:${PORT[$name]}$URL_PATH" >"$out"
+			field() { tr ' ' '\n' <"$out" | awk -F= -v k="$1" '$1 == k {print $2}'; }
+			rps=$(field rate)
+			p50=$(field p50_ms)
+			p99=$(field p99_ms)
+			[ "$(field errors)" = 0 ] && [ "$(field non2xx)" = 0 ] || { echo "$name: errors in $out" >&2; cat "$out" >&2; }
 			printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$round" "$name" "$RATE" "$rps" "$p50" "$p99" "$load" >>"$RATE_RESULTS"
 			printf 'rate round %s %-12s target %s req/s: got %s, p50 %s ms, p99 %s ms, load %s\n' "$round" "$name" "$RATE" "$rps" "$p50" "$p99" "$load" >&2
 		done
@@ -264,6 +289,7 @@ fi
 {
 	echo
 	echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), $(go version | cut -d' ' -f3), load average before the runs: $LOAD_BEFORE, after: $(cut -d' ' -f1-3 /proc/loadavg)"
+	if [ "$(wc -l <"$RESULTS")" -gt 1 ]; then # ROUNDS=0 runs only the fixed-rate stage
 	echo "wrk -t$THREADS -c$CONNS -d$DURATION, $ROUNDS interleaved rounds, $TOKENS tokens; medians over rounds;"
 	echo "ratios are medians of the per-round ratios (each run against the caddy and caddy-log runs of its own round)"
 	echo
@@ -290,9 +316,12 @@ fi
 			printf "| %-18s | %-55s | %9.0f | %8.2f | %8.2f | %8.2f | %8.2f | %s |\n", name, f[2], median(rps[name]), median(xc), median(xl), median(p50[name]), median(p99[name]), audit
 		}
 	}' "$RESULTS"
+	fi
 	if [ "$(wc -l <"$RATE_RESULTS")" -gt 1 ]; then
 		echo
-		echo "at a fixed $RATE req/s (half of caddy's median peak), hey -c 32, $RATE_ROUNDS interleaved rounds of $DURATION; medians;"
+		pinning="unpinned"
+		[ -n "${PIN:-}" ] && pinning="servers pinned to CPU 0 and loadgen to CPU 1 (PIN=1), caddy's pinned peak $PINNED_PEAK req/s"
+		echo "at a fixed $RATE req/s (half of caddy's median peak), loadgen (open loop, evenly spaced, up to $CONNS in flight), $RATE_ROUNDS interleaved rounds of $DURATION, $pinning; medians;"
 		echo "added = this setup's p99 minus caddy's (caddy-log's for tg-audit) in the same round"
 		echo
 		printf '| %-12s | %9s | %8s | %8s | %9s |\n' setup "req/s" "p50 ms" "p99 ms" "added p99"
