@@ -36,7 +36,7 @@ func Open(path string, lockTimeout time.Duration) (*Store, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return nil, fmt.Errorf("creating directory for %s: %v", path, err)
 	}
-	db, err := bbolt.Open(path, 0o600, &bbolt.Options{Timeout: lockTimeout})
+	db, err := bbolt.Open(path, 0o600, &bbolt.Options{Timeout: lockTimeout, MmapFlags: mmapFlags})
 	if err != nil {
 		return nil, fmt.Errorf("opening bolt store %s: %v", path, err)
 	}
