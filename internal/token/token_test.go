@@ -3,6 +3,8 @@ package token
 import (
 	"bytes"
 	"crypto/sha256"
+	"hash/crc32"
+	"math/rand/v2"
 	"strings"
 	"testing"
 )
@@ -133,5 +135,19 @@ func BenchmarkCheckAndHash(b *testing.B) {
 			b.Fatal("rejected")
 		}
 		_ = h.Hash(s)
+	}
+}
+
+// checksum must be exactly CRC-32 (IEEE), the checksum NewSecret writes.
+func TestChecksumIsCRC32IEEE(t *testing.T) {
+	rng := rand.New(rand.NewPCG(7, 11))
+	for n := range 100 {
+		b := make([]byte, n)
+		for i := range b {
+			b[i] = byte(rng.Uint32())
+		}
+		if got, want := checksum(string(b)), crc32.ChecksumIEEE(b); got != want {
+			t.Fatalf("checksum of %x = %08x, crc32 says %08x", b, got, want)
+		}
 	}
 }
