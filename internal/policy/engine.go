@@ -114,7 +114,10 @@ func (e *Engine) Has(query string) bool {
 // the query's cancel flag instead, with no goroutine unless ctx ends),
 // OPA's per-evaluation metrics, and converting the answer to Go maps
 // before reading three fields of it (it is read as an OPA value here).
-// The evaluation itself is OPA's, with OPA's defaults.
+// OPA's per-evaluation caches are replaced by cheaper equivalents
+// (vcache.go). The evaluation itself is OPA's, with OPA's defaults;
+// TestDecideAgreesWithRego and policies/fastpath_test.go compare it with
+// OPA's rego front end.
 func (e *Engine) Decide(ctx context.Context, query string, input ast.Value) (Decision, error) {
 	c := e.current.Load()
 	body, ok := c.queries[query]
