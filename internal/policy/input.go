@@ -1,6 +1,8 @@
 package policy
 
 import (
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/open-policy-agent/opa/v1/ast"
@@ -90,9 +92,34 @@ func GatewayInput(tokenTerm *ast.Term, req Request, service string, now time.Tim
 			[2]*ast.Term{keyRemoteIP, &t[3]},
 			[2]*ast.Term{keyHeaders, headersTerm},
 		)},
-		[2]*ast.Term{keyRoute, ast.ObjectTerm([2]*ast.Term{keyService, ast.StringTerm(service)})},
+		[2]*ast.Term{keyRoute, routeTerm(service)},
 		[2]*ast.Term{keyNow, nanosTerm(now)},
 	)
+}
+
+// routeTerms holds input.route per service: a gateway serves a handful of
+// services, so building the same object on every call (five allocations)
+// is waste. Services come from configuration, but `check` takes one from
+// an API caller, so the map stops growing at maxRouteTerms and further
+// services are built per call.
+var (
+	routeTerms     sync.Map // service -> *ast.Term
+	routeTermCount atomic.Int32
+)
+
+const maxRouteTerms = 256
+
+func routeTerm(service string) *ast.Term {
+	if t, ok := routeTerms.Load(service); ok {
+		return t.(*ast.Term)
+	}
+	t := ast.ObjectTerm([2]*ast.Term{keyService, ast.StringTerm(service)})
+	if routeTermCount.Load() < maxRouteTerms {
+		if _, loaded := routeTerms.LoadOrStore(service, t); !loaded {
+			routeTermCount.Add(1)
+		}
+	}
+	return t
 }
 
 // methodTerms are the request methods most calls use, built once.
