@@ -50,6 +50,18 @@ func Tokens(n int, now time.Time) (secrets []string, records []*store.Token) {
 	return secrets, records
 }
 
+// Hashes returns the store keys of secrets, hashed as Tokens hashes them,
+// for benchmarks that look tokens up by hash.
+func Hashes(secrets []string) [][]byte {
+	hasher := token.NewHasher("")
+	hashes := make([][]byte, len(secrets))
+	for i, s := range secrets {
+		h := hasher.Hash(s)
+		hashes[i] = h[:]
+	}
+	return hashes
+}
+
 // File is a built bbolt store.
 type File struct {
 	Path    string

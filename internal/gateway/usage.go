@@ -2,6 +2,8 @@ package gateway
 
 import (
 	"context"
+	"maps"
+	"slices"
 	"sync"
 	"time"
 
@@ -33,7 +35,6 @@ type usageRecorder struct {
 
 	mu      sync.Mutex
 	pending map[usageKey]store.Usage
-	spare   map[usageKey]store.Usage // the flushed map, emptied, for reuse
 	// full is signalled (without blocking) when pending reaches
 	// usageBatchMax, so a burst is written before the tick.
 	full chan struct{}
@@ -49,7 +50,6 @@ func newUsageRecorder(s store.Store, onError func(error)) *usageRecorder {
 		store:   s,
 		onError: onError,
 		pending: make(map[usageKey]store.Usage),
-		spare:   make(map[usageKey]store.Usage),
 		full:    make(chan struct{}, 1),
 	}
 }
@@ -79,29 +79,22 @@ func (u *usageRecorder) take() map[usageKey]store.Usage {
 	u.mu.Lock()
 	defer u.mu.Unlock()
 	batch := u.pending
-	u.pending, u.spare = u.spare, nil
+	u.pending = make(map[usageKey]store.Usage, len(batch))
 	return batch
 }
 
 func (u *usageRecorder) flush(ctx context.Context) {
 	taken := u.take()
-	if len(taken) > 0 {
-		batch := make([]store.Usage, 0, len(taken))
-		for _, x := range taken {
-			batch = append(batch, x)
-		}
-		// The caller's context may be done already; the final flush still
-		// gets a short time of its own.
-		fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-		if err := u.store.RecordUsage(fctx, batch); err != nil {
-			u.onError(err)
-		}
-		cancel()
+	if len(taken) == 0 {
+		return
 	}
-	clear(taken)
-	u.mu.Lock()
-	u.spare = taken
-	u.mu.Unlock()
+	// The caller's context may be done already; the final flush still
+	// gets a short time of its own.
+	fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	if err := u.store.RecordUsage(fctx, slices.Collect(maps.Values(taken))); err != nil {
+		u.onError(err)
+	}
 }
 
 func (u *usageRecorder) run(ctx context.Context) {

@@ -10,7 +10,6 @@ import (
 
 	"github.com/tokengate/caddy-tokengate/internal/benchdata"
 	"github.com/tokengate/caddy-tokengate/internal/store/bolt"
-	"github.com/tokengate/caddy-tokengate/internal/token"
 )
 
 func TestMain(m *testing.M) {
@@ -33,14 +32,9 @@ func benchSizes() []int {
 // does on a token-cache miss: one read transaction, two B+tree lookups and
 // a JSON decode.
 func BenchmarkGetByHash(b *testing.B) {
-	hasher := token.NewHasher("")
 	for _, n := range benchSizes() {
 		f := benchdata.BoltFile(b, n)
-		hashes := make([][]byte, len(f.Secrets))
-		for i, s := range f.Secrets {
-			h := hasher.Hash(s)
-			hashes[i] = h[:]
-		}
+		hashes := benchdata.Hashes(f.Secrets)
 		s, err := bolt.Open(f.Path, time.Second)
 		if err != nil {
 			b.Fatal(err)
