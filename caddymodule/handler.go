@@ -137,9 +137,6 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	defer func() {
 		line.Duration = time.Since(start)
 		if ce := h.app.audit.CheckCall(); ce != nil {
-			if line.RequestID == "" {
-				line.RequestID = requestID(repl)
-			}
 			// Only this copy escapes to the heap, and only when a line
 			// is written.
 			entry := line
@@ -178,6 +175,13 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	repl.Set("tokengate.decision_id", res.DecisionID)
 	caddyhttp.SetVar(r.Context(), tokenVar, res.Token)
 
+	// The request id is made now, not when the line is written after the
+	// upstream answered: making it writes the request's variables, which
+	// the reverse proxy's dialer may still be reading in another
+	// goroutine after next returns (the race detector caught that).
+	if h.app.audit.Enabled() {
+		line.RequestID = requestID(repl)
+	}
 	rec := caddyhttp.NewResponseRecorder(w, nil, nil)
 	err := next.ServeHTTP(rec, r)
 	line.Status = rec.Status()

@@ -13,6 +13,11 @@ func (l *Logger) CheckCall() *zapcore.CheckedEntry {
 	return l.log.Check(zapcore.InfoLevel, "decision")
 }
 
+// Enabled reports whether call lines go anywhere, without starting one.
+func (l *Logger) Enabled() bool {
+	return l.log.Core().Enabled(zapcore.InfoLevel)
+}
+
 // WriteCall writes c to an entry CheckCall returned.
 func WriteCall(ce *zapcore.CheckedEntry, c *Call) {
 	ce.Write(zap.Inline(c))
