@@ -92,7 +92,7 @@ func TestRefusals(t *testing.T) {
 	if status, body := e.admin("POST", "/tokengate/tokens/"+revokedID+"/revoke", map[string]string{"reason": "leaked in chat"}); status != 200 {
 		t.Fatalf("revoke: %d %s", status, body)
 	}
-	future, _ := e.issue(billingReader(map[string]any{"not_before": time.Now().Add(time.Hour)}))
+	future, _ := e.issue(billingReader(map[string]any{"not_before": fakeClock.Now().Add(time.Hour)}))
 	searchKey, _ := e.issue(map[string]any{"owner": "bob", "purpose": "search", "scopes": []string{"search:read"}, "services": []string{"search"}, "ttl": "1h"})
 
 	// Well-formed secrets nobody issued: right prefix, length, checksum.
