@@ -172,20 +172,20 @@ func TestForwardedClientIPOnlyFromTrustedProxies(t *testing.T) {
 	e := newEnv(t, envOptions{decisionCache: 1000})
 	v6, _ := e.issue(billingReader(map[string]any{"cidrs": []string{"2001:db8::/32"}}))
 
-	// :9080 trusts 127.0.0.1 to say who the client is.
+	// gatePort trusts 127.0.0.1 to say who the client is.
 	if r := call(t, "GET", gateURL+"/billing/xff-trusted", append(bearer(v6), "X-Forwarded-For", "2001:db8::7")...); r.status != 200 {
 		t.Fatalf("trusted proxy, client in range: %d %s", r.status, r.body)
 	}
 	if line := e.auditFor("/billing/xff-trusted"); line["client_ip"] != "2001:db8::7" {
 		t.Errorf("audit client_ip %v", line["client_ip"])
 	}
-	// :9081 trusts nobody, so the header is ignored and 127.0.0.1 is outside the range.
+	// plainPort trusts nobody, so the header is ignored and 127.0.0.1 is outside the range.
 	if r := call(t, "GET", plainURL+"/billing/xff-untrusted", append(bearer(v6), "X-Forwarded-For", "2001:db8::7")...); r.status != 403 || r.reason != "ip_not_allowed" {
 		t.Fatalf("untrusted X-Forwarded-For was believed: %d %s", r.status, r.body)
 	}
 	// A direct IPv6 client.
 	v6loop, _ := e.issue(billingReader(map[string]any{"cidrs": []string{"::1/128"}}))
-	if r := call(t, "GET", "http://[::1]:9081/billing/direct-v6", bearer(v6loop)...); r.status != 200 {
+	if r := call(t, "GET", plainURLv6+"/billing/direct-v6", bearer(v6loop)...); r.status != 200 {
 		t.Fatalf("direct IPv6 client in range: %d %s", r.status, r.body)
 	}
 	if r := call(t, "GET", plainURL+"/billing/direct-v4", bearer(v6loop)...); r.status != 403 {

@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -27,12 +28,56 @@ import (
 // caddytest: real listeners, real HTTP, a real upstream, the real bbolt
 // store and OPA. Only the clock is fake.
 
-const (
-	adminURL = "http://localhost:2999"
-	gateURL  = "http://127.0.0.1:9080" // trusts X-Forwarded-For from 127.0.0.1
-	plainURL = "http://127.0.0.1:9081" // trusts no proxy
-	mgmtURL  = "http://127.0.0.1:9082" // the management API
+// Every listener is on a loopback port chosen free when the tests start:
+// Caddy binds with SO_REUSEPORT, so a fixed port another process holds
+// would not fail but silently share that process's traffic.
+var (
+	adminPort, gatePort, plainPort, mgmtPort, httpsPort int
+
+	adminURL   string
+	gateURL    string // trusts X-Forwarded-For from 127.0.0.1
+	plainURL   string // trusts no proxy
+	plainURLv6 string // the same server on ::1
+	mgmtURL    string // the management API
 )
+
+// choosePorts picks the ports and points caddytest at the admin one.
+func choosePorts() {
+	ports := make([]int, 5)
+	var held []net.Listener
+	for i := range ports {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			panic(err)
+		}
+		held = append(held, l)
+		ports[i] = l.Addr().(*net.TCPAddr).Port
+	}
+	for _, l := range held {
+		l.Close()
+	}
+	adminPort, gatePort, plainPort, mgmtPort, httpsPort = ports[0], ports[1], ports[2], ports[3], ports[4]
+	caddytest.Default.AdminPort = adminPort
+	adminURL = fmt.Sprintf("http://localhost:%d", adminPort)
+	gateURL = fmt.Sprintf("http://127.0.0.1:%d", gatePort)
+	plainURL = fmt.Sprintf("http://127.0.0.1:%d", plainPort)
+	plainURLv6 = fmt.Sprintf("http://[::1]:%d", plainPort)
+	mgmtURL = fmt.Sprintf("http://127.0.0.1:%d", mgmtPort)
+}
+
+// isolateHome points HOME and the XDG folders at a temporary folder, so
+// Caddy's data (its CA, the default store) and config dirs stay out of
+// the user's.
+func isolateHome() (cleanup func()) {
+	dir, err := os.MkdirTemp("", "tokengate-home-")
+	if err != nil {
+		panic(err)
+	}
+	for _, v := range []string{"HOME", "XDG_DATA_HOME", "XDG_CONFIG_HOME", "XDG_CACHE_HOME", "XDG_STATE_HOME"} {
+		os.Setenv(v, filepath.Join(dir, strings.ToLower(v)))
+	}
+	return func() { os.RemoveAll(dir) }
+}
 
 // testClock is moved by tests instead of sleeping.
 type testClock struct {
@@ -56,7 +101,11 @@ var fakeClock = new(testClock)
 
 func TestMain(m *testing.M) {
 	clock = fakeClock.Now
-	os.Exit(m.Run())
+	choosePorts()
+	cleanup := isolateHome()
+	code := m.Run()
+	cleanup()
+	os.Exit(code)
 }
 
 // upstream is a real HTTP server that records what reached it.
@@ -127,8 +176,8 @@ type envOptions struct {
 	gracePeriod string
 }
 
-// newEnv loads a config with the gateway on :9080 (trusting
-// X-Forwarded-For from 127.0.0.1) and :9081 (trusting nobody), routes
+// newEnv loads a config with the gateway on gatePort (trusting
+// X-Forwarded-For from 127.0.0.1) and plainPort (trusting nobody), routes
 // /billing/* (service billing) and /search/* (service search) to a real
 // upstream, and writes Caddy's log and the audit log to files.
 func newEnv(t *testing.T, o envOptions) *env {
@@ -149,11 +198,13 @@ func (e *env) load(o envOptions) {
 	}
 	cfg := fmt.Sprintf(`{
 	skip_install_trust
-	admin localhost:2999
-	http_port 9080
-	https_port 9443
+	persist_config off
+	default_bind 127.0.0.1 [::1]
+	admin localhost:%[7]d
+	http_port %[8]d
+	https_port %[11]d
 	grace_period %[6]s
-	servers :9080 {
+	servers 127.0.0.1:%[8]d {
 		trusted_proxies static 127.0.0.1/32
 		client_ip_headers X-Forwarded-For
 	}
@@ -174,7 +225,7 @@ func (e *env) load(o envOptions) {
 		format json
 	}
 }
-:9080, :9081 {
+:%[8]d, :%[9]d {
 	log {
 		output file %[1]s/access.log
 		# Caddy redacts Authorization in access logs, but not a custom
@@ -197,10 +248,11 @@ func (e *env) load(o envOptions) {
 	%[5]s
 	respond "no route" 404
 }
-:9082 {
+:%[10]d {
 	tokengate_admin
 }
-`, e.dir, e.upstream.Listener.Addr().String(), o.decisionCache, policy, o.extraRoutes, cmp.Or(o.gracePeriod, "1ns"))
+`, e.dir, e.upstream.Listener.Addr().String(), o.decisionCache, policy, o.extraRoutes, cmp.Or(o.gracePeriod, "1ns"),
+		adminPort, gatePort, plainPort, mgmtPort, httpsPort)
 	e.tester = caddytest.NewTester(t)
 	e.tester.InitServer(cfg, "caddyfile")
 	if t.Failed() {
