@@ -17,7 +17,9 @@ import (
 	"time"
 
 	"github.com/tokengate/caddy-tokengate/internal/audit"
+	"github.com/tokengate/caddy-tokengate/internal/binding"
 	"github.com/tokengate/caddy-tokengate/internal/store"
+	"github.com/tokengate/caddy-tokengate/internal/textcheck"
 	"github.com/tokengate/caddy-tokengate/internal/token"
 )
 
@@ -84,6 +86,9 @@ func (s *Service) now() time.Time {
 // Validate checks a spec and returns the token record it describes, with
 // no id or hash yet.
 func (s *Service) Validate(spec Spec) (*store.Token, error) {
+	if err := checkSpecText(spec); err != nil {
+		return nil, err
+	}
 	if !namePattern.MatchString(spec.Owner) {
 		return nil, invalid("owner_invalid", "owner must be 1-128 letters, digits or _.@-")
 	}
@@ -118,7 +123,9 @@ func (s *Service) Validate(spec Spec) (*store.Token, error) {
 		if err != nil {
 			return nil, invalid("cidr_invalid", "%q is not a CIDR such as 10.0.0.0/8 or 2001:db8::/32", truncate(c))
 		}
-		cidrs = append(cidrs, p.Masked().String())
+		// Stored canonical (an IPv4-mapped range as the IPv4 range it
+		// matches), so the admin policy reads its real width.
+		cidrs = append(cidrs, binding.Canonical(p).String())
 	}
 	if spec.TTL == "" {
 		return nil, invalid("ttl_required", "every token needs a ttl, such as 1h")
@@ -155,6 +162,43 @@ func (s *Service) Validate(spec Spec) (*store.Token, error) {
 		MaxUses:   spec.MaxUses,
 		CreatedAt: now,
 	}, nil
+}
+
+// CheckText refuses free text (an owner, a purpose, a reason, a name)
+// that holds control or bidi characters, is not UTF-8, or holds a pasted
+// secret. field names the input, and the code is field_invalid, or
+// secret_in_field for a secret; the message never quotes the text.
+func CheckText(field, text string) *Error {
+	err := textcheck.Check(text)
+	if err == nil {
+		return nil
+	}
+	var p *textcheck.Problem
+	if errors.As(err, &p) && p.Secret {
+		return invalid("secret_in_field", "%s %s", field, err)
+	}
+	return invalid(field+"_invalid", "%s %s", field, err)
+}
+
+// checkSpecText runs CheckText over every string of a spec, before the
+// patterns below, so the answer names the character class (or the pasted
+// secret) rather than only the expected shape.
+func checkSpecText(spec Spec) error {
+	fields := []struct {
+		name   string
+		values []string
+	}{
+		{"owner", []string{spec.Owner}}, {"purpose", []string{spec.Purpose}}, {"scope", spec.Scopes},
+		{"service", spec.Services}, {"cidr", spec.CIDRs}, {"ttl", []string{spec.TTL}},
+	}
+	for _, f := range fields {
+		for _, v := range f.values {
+			if err := CheckText(f.name, v); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }
 
 // Issue validates spec and stores a new token created by actor. The secret
@@ -194,8 +238,7 @@ func (s *Service) Revoke(ctx context.Context, actor, id, reason string) (*store.
 		s.refused("token.revoked", actor, id, err)
 		return nil, err
 	}
-	if len(reason) > maxPurposeLen {
-		err := invalid("reason_invalid", "reason is longer than %d bytes", maxPurposeLen)
+	if err := CheckReason(reason); err != nil {
 		s.refused("token.revoked", actor, id, err)
 		return nil, err
 	}
@@ -217,9 +260,24 @@ func (s *Service) Revoke(ctx context.Context, actor, id, reason string) (*store.
 	return t, nil
 }
 
+// CheckReason refuses a reason (for a revoke, an approval, a denial) that
+// is too long or not acceptable free text. An empty reason passes: callers
+// that require one say so themselves.
+func CheckReason(reason string) error {
+	if len(reason) > maxPurposeLen {
+		return invalid("reason_invalid", "reason is longer than %d bytes", maxPurposeLen)
+	}
+	if err := CheckText("reason", reason); err != nil {
+		return err
+	}
+	return nil
+}
+
 // Rotate issues a successor with a new secret and the same grants; the old
 // secret keeps working for grace, then answers token_rotated. The successor
-// keeps the old expiry and only the uses that were left, so rotating never
+// keeps the old expiry and takes over the uses that were left: during the
+// grace window a use of either secret spends that one budget (the store
+// spends a rotated token's uses on its successor), so rotating never
 // extends what a token may do.
 func (s *Service) Rotate(ctx context.Context, actor, id string, grace time.Duration) (string, *store.Token, error) {
 	if grace < 0 || grace > maxGrace {
@@ -246,9 +304,6 @@ func (s *Service) Rotate(ctx context.Context, actor, id string, grace time.Durat
 	next.CreatedAt, next.CreatedBy, next.RotatedFrom = now, actor, id
 	next.Uses, next.Version, next.UsedScopes = 0, 0, nil
 	next.LastUsedAt, next.LastUsedIP = time.Time{}, ""
-	if old.MaxUses > 0 {
-		next.MaxUses = old.MaxUses - old.Uses
-	}
 	graceUntil := now.Add(grace)
 	if graceUntil.After(old.ExpiresAt) {
 		graceUntil = old.ExpiresAt
@@ -256,6 +311,11 @@ func (s *Service) Rotate(ctx context.Context, actor, id string, grace time.Durat
 	updated, err := s.Store.Rotate(ctx, id, next, func(o *store.Token) error {
 		if reason := Inactive(o, now); reason != "" {
 			return &Error{Status: http.StatusConflict, Code: "token_" + reason, Msg: "token " + id + " changed while rotating: " + reason}
+		}
+		// The budget is read from the locked record, so no use spent
+		// between the Get above and now is counted twice.
+		if o.MaxUses > 0 {
+			next.MaxUses = o.MaxUses - o.Uses
 		}
 		o.GraceUntil, o.RotatedTo = graceUntil, next.ID
 		return nil

@@ -5,6 +5,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/tokengate/caddy-tokengate/internal/token"
 )
 
 func TestValidate(t *testing.T) {
@@ -22,6 +24,7 @@ func TestValidate(t *testing.T) {
 		t.Fatalf("normalised record %+v", rec)
 	}
 	secret := "tg_" + strings.Repeat("a", 36)
+	live := token.NewSecret()
 	future := now.Add(100 * time.Hour)
 	past := now.Add(-time.Hour)
 	cases := map[string]struct {
@@ -43,6 +46,16 @@ func TestValidate(t *testing.T) {
 		"negative uses":     {func(sp *Spec) { sp.MaxUses = -1 }, "max_uses_invalid"},
 		"start in the past": {func(sp *Spec) { sp.NotBefore = &past }, "not_before_invalid"},
 		"start too far":     {func(sp *Spec) { sp.NotBefore = &future }, "not_before_invalid"},
+
+		"purpose rewriting a terminal line": {func(sp *Spec) { sp.Purpose = "ok\r\x1b[2Kfake row" }, "purpose_invalid"},
+		"purpose with a newline":            {func(sp *Spec) { sp.Purpose = "a\nb" }, "purpose_invalid"},
+		"purpose with C1":                   {func(sp *Spec) { sp.Purpose = "a\u009b2K" }, "purpose_invalid"},
+		"purpose with a bidi override":      {func(sp *Spec) { sp.Purpose = "a\u202eb" }, "purpose_invalid"},
+		"purpose not UTF-8":                 {func(sp *Spec) { sp.Purpose = "caf\xe9" }, "purpose_invalid"},
+		"owner with an escape":              {func(sp *Spec) { sp.Owner = "alice\x1b" }, "owner_invalid"},
+		"live secret as owner":              {func(sp *Spec) { sp.Owner = live }, "secret_in_field"},
+		"live secret in purpose":            {func(sp *Spec) { sp.Purpose = "use " + live + " meanwhile" }, "secret_in_field"},
+		"live secret as service":            {func(sp *Spec) { sp.Services = []string{live} }, "secret_in_field"},
 	}
 	for name, c := range cases {
 		sp := good()
@@ -53,8 +66,32 @@ func TestValidate(t *testing.T) {
 			t.Errorf("%s: got %v, want %s", name, err, c.code)
 			continue
 		}
-		if strings.Contains(e.Msg, secret) {
+		if strings.Contains(e.Msg, secret) || strings.Contains(e.Msg, live[3:]) || strings.ContainsAny(e.Msg, "\r\n\x1b\u202e") {
 			t.Errorf("%s: the message echoes a pasted secret: %s", name, e.Msg)
+		}
+	}
+}
+
+func TestCheckReason(t *testing.T) {
+	live := token.NewSecret()
+	for reason, code := range map[string]string{
+		"":                          "",
+		"ticket FIN-12":             "",
+		strings.Repeat("x", 513):    "reason_invalid",
+		"done\r\x1b[1A":             "reason_invalid",
+		"rtl \u2067 isolate":        "reason_invalid",
+		"leaked: " + live + " oops": "secret_in_field",
+	} {
+		err := CheckReason(reason)
+		var e *Error
+		if code == "" {
+			if err != nil {
+				t.Errorf("%q refused: %v", reason, err)
+			}
+			continue
+		}
+		if !errors.As(err, &e) || e.Code != code || e.Status != 400 || strings.Contains(e.Msg, live[3:]) {
+			t.Errorf("%.20q: got %v, want %s", reason, err, code)
 		}
 	}
 }

@@ -170,6 +170,10 @@ func (s *Service) Deny(ctx context.Context, p Principal, id, reason string) (*st
 
 func (s *Service) decide(ctx context.Context, p Principal, id, reason, action string) (*store.Request, error) {
 	msg := map[string]string{"approve": "token.approved", "deny": "token.denied"}[action]
+	if err := lifecycle.CheckReason(reason); err != nil {
+		s.refused(msg, p, id, "", err)
+		return nil, err
+	}
 	req, err := s.Requests.GetRequest(ctx, id)
 	if err != nil {
 		err = requestError(id, err)
@@ -374,6 +378,14 @@ func (s *Service) GetToken(ctx context.Context, p Principal, id string) (*store.
 // people: one that may request, one that may approve. It works only while
 // no management token exists.
 func (s *Service) Bootstrap(ctx context.Context, p Principal, requester, approver string, ttl time.Duration) (map[string]string, []*store.Token, error) {
+	// The names reach the policy input and the audit trail, so they are
+	// checked before either sees them.
+	for _, f := range [][2]string{{"requester", requester}, {"approver", approver}} {
+		if err := lifecycle.CheckText(f[0], f[1]); err != nil {
+			s.refused("token.bootstrap", p, "", "", err)
+			return nil, nil, err
+		}
+	}
 	extra := map[string]any{"bootstrap": map[string]any{"requester": requester, "approver": approver}}
 	if _, err := s.authorize(ctx, "bootstrap", p, extra); err != nil {
 		s.refused("token.bootstrap", p, "", "", err)

@@ -4,9 +4,11 @@
 package report
 
 import (
+	"fmt"
 	"slices"
 	"time"
 
+	"github.com/tokengate/caddy-tokengate/internal/binding"
 	"github.com/tokengate/caddy-tokengate/internal/store"
 )
 
@@ -58,8 +60,14 @@ func Build(tokens []*store.Token, now time.Time, unusedFor time.Duration, live f
 		case now.Sub(t.LastUsedAt) >= unusedFor:
 			r.Unused = append(r.Unused, with(item, "last used "+t.LastUsedAt.Format(time.RFC3339)))
 		}
-		if len(t.CIDRs) == 0 && slices.ContainsFunc(t.Scopes, isWrite) {
-			r.WriteWithoutCIDR = append(r.WriteWithoutCIDR, item)
+		// A range as wide as 0.0.0.0/0 binds nothing, so a writer bound
+		// only by such ranges is as open as one with none.
+		if slices.ContainsFunc(t.Scopes, isWrite) && !binding.CIDRs(t.CIDRs) {
+			it := item
+			if len(t.CIDRs) > 0 {
+				it = with(item, fmt.Sprintf("a CIDR wider than /%d (IPv4) or /%d (IPv6) binds nothing", binding.MinIPv4Bits, binding.MinIPv6Bits))
+			}
+			r.WriteWithoutCIDR = append(r.WriteWithoutCIDR, it)
 		}
 		if life := t.ExpiresAt.Sub(t.NotBefore); life > LongLived {
 			r.LongLived = append(r.LongLived, with(item, "lifetime "+life.String()))

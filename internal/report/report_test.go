@@ -27,6 +27,12 @@ func TestBuild(t *testing.T) {
 			t.Scopes, t.CIDRs = []string{"svc:write"}, nil
 			t.UsedScopes = []string{"svc:read"}
 		}),
+		tok("bound-writer", func(t *store.Token) { t.Scopes = []string{"svc:write"} }),
+		tok("open-writer-v4", func(t *store.Token) { t.Scopes, t.CIDRs = []string{"svc:write"}, []string{"0.0.0.0/0"} }),
+		tok("open-writer-v6", func(t *store.Token) { t.Scopes, t.CIDRs = []string{"svc:write"}, []string{"::/0"} }),
+		tok("open-writer-mixed", func(t *store.Token) {
+			t.Scopes, t.CIDRs = []string{"svc:write"}, []string{"10.0.0.0/8", "0.0.0.0/1"}
+		}),
 		tok("long", func(t *store.Token) { t.ExpiresAt = t.NotBefore.Add(90 * day) }),
 		tok("revoked", func(t *store.Token) { t.LastUsedAt = time.Time{}; t.RevokedAt = now }),
 	}
@@ -42,9 +48,9 @@ func TestBuild(t *testing.T) {
 		"expiring":    {"expiring"},
 		"never":       {"never"},
 		"unused":      {"stale"},
-		"write":       {"open-writer"},
+		"write":       {"open-writer", "open-writer-v4", "open-writer-v6", "open-writer-mixed"},
 		"long":        {"long"},
-		"unusedScope": {"open-writer"},
+		"unusedScope": {"open-writer", "bound-writer", "open-writer-v4", "open-writer-v6", "open-writer-mixed"},
 	}
 	got := map[string][]string{
 		"expiring": ids(r.ExpiringSoon), "never": ids(r.NeverUsed), "unused": ids(r.Unused),
@@ -55,8 +61,14 @@ func TestBuild(t *testing.T) {
 			t.Errorf("%s: got %v, want %v", k, got[k], w)
 		}
 	}
-	if r.LiveTokens != 6 {
-		t.Errorf("live tokens %d, want 6 (the revoked one is out)", r.LiveTokens)
+	if r.LiveTokens != 10 {
+		t.Errorf("live tokens %d, want 10 (the revoked one is out)", r.LiveTokens)
+	}
+	if d := r.WriteWithoutCIDR[1].Detail; d != "a CIDR wider than /8 (IPv4) or /32 (IPv6) binds nothing" {
+		t.Errorf("detail of a writer bound to 0.0.0.0/0: %q", d)
+	}
+	if d := r.WriteWithoutCIDR[0].Detail; d != "" {
+		t.Errorf("detail of a writer with no CIDR: %q", d)
 	}
 	if s := r.UnusedScopes[0].Scopes; !slices.Equal(s, []string{"svc:write"}) {
 		t.Errorf("unused scopes of the writer: %v", s)
