@@ -156,6 +156,15 @@ read_only(scopes) if every s in scopes { endswith(s, ":read") }
 # Just in time: a read-only, short-lived, bound request needs no second
 # person. Anything else (a write scope, a longer life, no binding, a
 # management token) waits for approval.
+#
+# Bound means limited for real. Every CIDR must be no wider than /8 for
+# IPv4 (10.0.0.0/8, the largest range one organisation routes) or /32 for
+# IPv6 (one registry allocation): 0.0.0.0/0 and ::/0 bind nothing, and one
+# wide range among narrow ones opens the token as much as the wide range
+# alone. A use limit binds when it is 1 to 1000 calls. The hygiene report
+# applies the same limits (internal/binding). CIDRs arrive as tokengate
+# stores them: masked, and an IPv4-mapped range (::ffff:0.0.0.0/96) as the
+# IPv4 range it matches, so the prefix length after the slash is the width.
 default auto_approve := false
 
 auto_approve if {
@@ -166,6 +175,35 @@ auto_approve if {
 	not management_service in input.request.services
 }
 
-bound(r) if count(r.cidrs) > 0
+min_ipv4_prefix := 8
 
-bound(r) if r.max_uses > 0
+min_ipv6_prefix := 32
+
+max_binding_uses := 1000
+
+bound(r) if {
+	count(r.cidrs) > 0
+	every c in r.cidrs { binding_cidr(c) }
+}
+
+bound(r) if {
+	r.max_uses >= 1
+	r.max_uses <= max_binding_uses
+}
+
+binding_cidr(c) if {
+	net.cidr_is_valid(c)
+	[addr, bits] := split(c, "/")
+	not contains(addr, ":")
+	to_number(bits) >= min_ipv4_prefix
+}
+
+# An IPv6 address written with a dot is IPv4-mapped; stored CIDRs never
+# take that form, so one that does is not trusted as a binding.
+binding_cidr(c) if {
+	net.cidr_is_valid(c)
+	[addr, bits] := split(c, "/")
+	contains(addr, ":")
+	not contains(addr, ".")
+	to_number(bits) >= min_ipv6_prefix
+}

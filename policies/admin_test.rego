@@ -61,6 +61,56 @@ test_long_request_waits if {
 	not d.auto_approve
 }
 
+# Only a real binding counts: a CIDR no wider than /8 (IPv4) or /32
+# (IPv6), every CIDR narrow, a use limit of 1 to 1000.
+
+narrow(cidrs) := object.union(read_request, {"cidrs": cidrs, "max_uses": 0})
+
+test_narrowest_ranges_that_count_as_bound if {
+	ask("request", requester, narrow(["10.0.0.0/8"])).auto_approve
+	ask("request", requester, narrow(["203.0.113.7/32"])).auto_approve
+	ask("request", requester, narrow(["2001:db8::/32"])).auto_approve
+	ask("request", requester, narrow(["2001:db8::1/128", "10.1.0.0/16"])).auto_approve
+}
+
+test_whole_internet_is_not_a_binding if {
+	not ask("request", requester, narrow(["0.0.0.0/0"])).auto_approve
+	not ask("request", requester, narrow(["::/0"])).auto_approve
+	not ask("request", requester, narrow(["0.0.0.0/0", "::/0"])).auto_approve
+}
+
+test_ranges_wider_than_the_limit_are_not_a_binding if {
+	not ask("request", requester, narrow(["8.0.0.0/7"])).auto_approve
+	not ask("request", requester, narrow(["128.0.0.0/1"])).auto_approve
+	not ask("request", requester, narrow(["2001:db8::/31"])).auto_approve
+	not ask("request", requester, narrow(["2000::/3"])).auto_approve
+}
+
+test_one_wide_range_among_narrow_ones_is_not_a_binding if {
+	not ask("request", requester, narrow(["10.0.0.0/8", "0.0.0.0/0"])).auto_approve
+	not ask("request", requester, narrow(["2001:db8::/48", "::/1"])).auto_approve
+}
+
+test_ipv4_mapped_or_malformed_cidrs_are_not_a_binding if {
+	not ask("request", requester, narrow(["::ffff:0.0.0.0/96"])).auto_approve
+	not ask("request", requester, narrow(["::ffff:10.0.0.0/104"])).auto_approve
+	not ask("request", requester, narrow(["10.0.0.0"])).auto_approve
+}
+
+test_use_limits_that_count_as_bound if {
+	ask("request", requester, object.union(read_request, {"cidrs": [], "max_uses": 1})).auto_approve
+	ask("request", requester, object.union(read_request, {"cidrs": [], "max_uses": 1000})).auto_approve
+}
+
+test_huge_use_limits_are_not_a_binding if {
+	not ask("request", requester, object.union(read_request, {"cidrs": [], "max_uses": 1001})).auto_approve
+	not ask("request", requester, object.union(read_request, {"cidrs": [], "max_uses": 9223372036854775807})).auto_approve
+}
+
+test_wide_range_with_a_real_use_limit_is_bound if {
+	ask("request", requester, object.union(read_request, {"cidrs": ["0.0.0.0/0"], "max_uses": 10})).auto_approve
+}
+
 test_unbound_request_waits if {
 	d := ask("request", requester, object.union(read_request, {"cidrs": []}))
 	d.allow
