@@ -16,8 +16,10 @@ import (
 	caddycmd "github.com/caddyserver/caddy/v2/cmd"
 	"github.com/spf13/cobra"
 
+	"github.com/tokengate/caddy-tokengate/internal/gateway"
 	"github.com/tokengate/caddy-tokengate/internal/policy"
 	"github.com/tokengate/caddy-tokengate/internal/store"
+	"github.com/tokengate/caddy-tokengate/internal/textcheck"
 )
 
 func init() {
@@ -142,18 +144,38 @@ func explainAPIError(msg string) error {
 		var e APIError
 		if json.Unmarshal([]byte(msg[i:]), &e) == nil && e.Reason != "" {
 			if e.Message != "" {
-				return fmt.Errorf("%s: %s", e.Reason, e.Message)
+				return fmt.Errorf("%s: %s", show(e.Reason), show(e.Message))
 			}
-			return fmt.Errorf("%s", e.Reason)
+			return fmt.Errorf("%s", show(e.Reason))
 		}
 	}
-	return fmt.Errorf("%s", msg)
+	return fmt.Errorf("%s", show(msg))
 }
 
-func printJSON(v any) error {
-	enc := json.NewEncoder(os.Stdout)
-	enc.SetIndent("", "  ")
-	return enc.Encode(v)
+// Everything the CLI prints comes from the API, and so from whoever typed
+// it: an owner, a purpose, a reason. The server refuses control and bidi
+// characters in new input, but older records or another server may hold
+// them, and in a terminal they can erase lines or fake rows on the screen
+// of the person deciding. So every value printed goes through show or
+// writeJSONTo.
+
+// show escapes a value for a terminal (quoted, when it needs escaping).
+func show(s string) string { return textcheck.Printable(s) }
+
+func showList(l []string) string { return show(strings.Join(l, ",")) }
+
+func printJSON(v any) error { return writeJSONTo(os.Stdout, v) }
+
+// writeJSONTo writes v as indented JSON with every non-printable
+// character \u-escaped: encoding/json escapes C0 controls itself but
+// leaves C1 controls and bidi overrides raw.
+func writeJSONTo(w io.Writer, v any) error {
+	b, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		return err
+	}
+	_, err = w.Write(append(textcheck.EscapeJSON(b), '\n'))
+	return err
 }
 
 // printSecret puts the secret alone on stdout, and what it is on stderr,
@@ -170,7 +192,7 @@ func printSecret(c *client, issued IssuedToken, what string) error {
 
 func describe(what string, t TokenView) {
 	fmt.Fprintf(os.Stderr, "%s %s for %s (%s), scopes %s, services %s, expires %s.\n",
-		what, t.ID, t.Owner, t.Purpose, strings.Join(t.Scopes, ","), strings.Join(t.Services, ","), t.ExpiresAt.Format(time.RFC3339))
+		what, show(t.ID), show(t.Owner), show(t.Purpose), showList(t.Scopes), showList(t.Services), t.ExpiresAt.Format(time.RFC3339))
 }
 
 // specFlags describe a token, for issue and request.
@@ -282,7 +304,7 @@ func requestCommand() *cobra.Command {
 			if out.Secret != "" {
 				return printSecret(&c, IssuedToken{Secret: out.Secret, Token: *out.Token}, "approved at once by policy: issued")
 			}
-			fmt.Fprintf(os.Stderr, "request %s is %s; another person must approve it, then run: caddy tokengate claim %s\n", out.Request.ID, out.Request.Status, out.Request.ID)
+			fmt.Fprintf(os.Stderr, "request %s is %s; another person must approve it, then run: caddy tokengate claim %s\n", show(out.Request.ID), show(out.Request.Status), show(out.Request.ID))
 			return nil
 		},
 	}
@@ -306,7 +328,7 @@ func decideCommand(verb string) *cobra.Command {
 			if c.json {
 				return printJSON(out)
 			}
-			fmt.Fprintf(os.Stderr, "request %s is %s\n", out.Request.ID, out.Request.Status)
+			fmt.Fprintf(os.Stderr, "request %s is %s\n", show(out.Request.ID), show(out.Request.Status))
 			return nil
 		},
 	}
@@ -361,17 +383,7 @@ func listCommand() *cobra.Command {
 			if c.json {
 				return printJSON(toks)
 			}
-			tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "ID\tSTATE\tOWNER\tSCOPES\tSERVICES\tEXPIRES\tUSES\tPURPOSE")
-			for _, t := range toks {
-				uses := fmt.Sprint(t.Uses)
-				if t.MaxUses > 0 {
-					uses += fmt.Sprintf("/%d", t.MaxUses)
-				}
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", t.ID, t.State, t.Owner, strings.Join(t.Scopes, ","),
-					strings.Join(t.Services, ","), t.ExpiresAt.Format(time.RFC3339), uses, t.Purpose)
-			}
-			return tw.Flush()
+			return printTokens(os.Stdout, toks)
 		},
 	}
 	c.register(cmd, true)
@@ -382,6 +394,21 @@ func listCommand() *cobra.Command {
 	return cmd
 }
 
+// printTokens writes the inventory as a table, every cell escaped.
+func printTokens(w io.Writer, toks []TokenView) error {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "ID\tSTATE\tOWNER\tSCOPES\tSERVICES\tEXPIRES\tUSES\tPURPOSE")
+	for _, t := range toks {
+		uses := fmt.Sprint(t.Uses)
+		if t.MaxUses > 0 {
+			uses += fmt.Sprintf("/%d", t.MaxUses)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", show(t.ID), show(t.State), show(t.Owner), showList(t.Scopes),
+			showList(t.Services), t.ExpiresAt.Format(time.RFC3339), uses, show(t.Purpose))
+	}
+	return tw.Flush()
+}
+
 func listRequestsCLI(c *client, status string) error {
 	var reqs []RequestView
 	if err := c.call(http.MethodGet, "/requests?status="+url.QueryEscape(status), nil, &reqs); err != nil {
@@ -390,10 +417,17 @@ func listRequestsCLI(c *client, status string) error {
 	if c.json {
 		return printJSON(reqs)
 	}
-	tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
+	return printRequests(os.Stdout, reqs)
+}
+
+// printRequests writes token requests as a table, every cell escaped: this
+// is the screen an approver decides on.
+func printRequests(w io.Writer, reqs []RequestView) error {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "ID\tSTATUS\tREQUESTED BY\tOWNER\tSCOPES\tTTL\tPURPOSE")
 	for _, r := range reqs {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.ID, r.Status, r.RequestedBy, r.Owner, strings.Join(r.Scopes, ","), r.TTL, r.Purpose)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", show(r.ID), show(r.Status), show(r.RequestedBy), show(r.Owner),
+			showList(r.Scopes), show(r.TTL), show(r.Purpose))
 	}
 	return tw.Flush()
 }
@@ -431,7 +465,7 @@ func revokeCommand() *cobra.Command {
 			if c.json {
 				return printJSON(t)
 			}
-			fmt.Fprintf(os.Stderr, "revoked %s (%s): %s\n", t.ID, t.Owner, t.RevokeReason)
+			fmt.Fprintf(os.Stderr, "revoked %s (%s): %s\n", show(t.ID), show(t.Owner), show(t.RevokeReason))
 			return nil
 		},
 	}
@@ -475,7 +509,7 @@ func reportCommand() *cobra.Command {
 			if c.json {
 				return printJSON(rep)
 			}
-			fmt.Fprintf(os.Stdout, "live tokens: %s\n", rep["live_tokens"])
+			fmt.Fprintf(os.Stdout, "live tokens: %s\n", show(string(rep["live_tokens"])))
 			for _, section := range []struct{ key, title string }{
 				{"expiring_soon", "expiring within 7 days"},
 				{"never_used", "never used"},
@@ -491,7 +525,7 @@ func reportCommand() *cobra.Command {
 				_ = json.Unmarshal(rep[section.key], &items)
 				fmt.Fprintf(os.Stdout, "\n%s: %d\n", section.title, len(items))
 				for _, it := range items {
-					fmt.Fprintf(os.Stdout, "  %s  %s  %s  %s%s\n", it.TokenID, it.Owner, it.Purpose, it.Detail, strings.Join(it.Scopes, ","))
+					fmt.Fprintf(os.Stdout, "  %s  %s  %s  %s%s\n", show(it.TokenID), show(it.Owner), show(it.Purpose), show(it.Detail), showList(it.Scopes))
 				}
 			}
 			return nil
@@ -533,7 +567,7 @@ real token metadata before rolling it out.`,
 			if res.Allow {
 				verdict = "allow"
 			}
-			fmt.Fprintf(os.Stdout, "%s %s (policy %s)\n", verdict, strings.Join(res.Reasons, " "), res.PolicyRev)
+			fmt.Fprintf(os.Stdout, "%s %s (policy %s)\n", verdict, show(strings.Join(res.Reasons, " ")), show(res.PolicyRev))
 			if !res.Allow {
 				// A deny exits non-zero so scripts can gate a rollout on it.
 				os.Exit(3)
@@ -574,7 +608,7 @@ func checkWithLocalPolicy(c *client, body CheckRequest, dir string) (CheckResult
 		tok.GraceUntil = *v.GraceUntil
 	}
 	req := policy.Request{Method: cmpOr(body.Method, http.MethodGet), Host: body.Host, Path: cmpOr(body.Path, "/"), RemoteIP: body.IP}
-	d, err := engine.Decide(context.Background(), policy.GatewayQuery, policy.GatewayInput(policy.TokenTerm(tok), req, body.Service, time.Now()))
+	d, err := gateway.DryRun(context.Background(), engine, tok, req, body.Service, time.Now())
 	if err != nil {
 		return CheckResult{}, err
 	}

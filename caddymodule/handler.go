@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
-	"slices"
 	"strings"
 	"time"
 
@@ -15,6 +14,7 @@ import (
 	"github.com/tokengate/caddy-tokengate/internal/audit"
 	"github.com/tokengate/caddy-tokengate/internal/gateway"
 	"github.com/tokengate/caddy-tokengate/internal/policy"
+	"github.com/tokengate/caddy-tokengate/internal/reason"
 )
 
 func init() {
@@ -104,19 +104,29 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	start := time.Now()
 	repl := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
 	clientIP, _ := caddyhttp.GetVar(r.Context(), caddyhttp.ClientIPVarKey).(string)
+	path, escapedPath, pathOK := cleanPath(r.URL)
+	if !pathOK {
+		// Nothing is authorized; the audit line shows what was sent.
+		path = r.URL.EscapedPath()
+	}
 
 	call := gateway.Call{
 		Service: h.Service,
 		Request: policy.Request{
 			Method:   r.Method,
 			Host:     r.Host,
-			Path:     r.URL.Path,
+			Path:     path,
 			RemoteIP: clientIP,
 			Headers:  h.policyHeaders(r),
 		},
 	}
 	call.Secret, call.Problem = h.extract(r)
-	res := h.app.gate.Authorize(r.Context(), &call)
+	var res gateway.Result
+	if pathOK {
+		res = h.app.gate.Authorize(r.Context(), &call)
+	} else {
+		res = gateway.Result{Outcome: gateway.Deny, Reasons: []string{reason.PathInvalid}, Cache: gateway.CacheNone}
+	}
 	metrics.decision(&res)
 
 	line := audit.Call{
@@ -126,7 +136,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		ClientIP:   clientIP,
 		Method:     r.Method,
 		Host:       r.Host,
-		Path:       r.URL.Path,
+		Path:       path,
 		DecisionID: res.DecisionID,
 		Cache:      res.Cache,
 		PolicyRev:  res.PolicyRev,
@@ -153,6 +163,9 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		return nil
 	}
 
+	// The upstream gets the path that was authorized, not another spelling
+	// of it that it might resolve differently.
+	r.URL.Path, r.URL.RawPath = path, escapedPath
 	// The upstream gets the caller's identity, never the credential, and
 	// never identity headers the client made up.
 	r.Header.Del(h.Header)
@@ -207,32 +220,32 @@ func (h *Handler) extract(r *http.Request) (secret, problem string) {
 	values := r.Header.Values(h.Header)
 	switch {
 	case len(values) == 0:
-		return "", gateway.ReasonMissing
+		return "", reason.TokenMissing
 	case len(values) > 1:
 		// Two credentials: which one would an upstream or a log believe?
-		return "", gateway.ReasonMalformed
+		return "", reason.TokenMalformed
 	}
 	v := values[0]
 	if len(v) > maxCredentialLen+len("Bearer ") {
-		return "", gateway.ReasonMalformed
+		return "", reason.TokenMalformed
 	}
 	if h.Header != "Authorization" {
 		if v == "" {
-			return "", gateway.ReasonMalformed
+			return "", reason.TokenMalformed
 		}
 		return v, ""
 	}
 	scheme, credential, _ := strings.Cut(v, " ")
 	if scheme == "" && credential == "" {
-		return "", gateway.ReasonMalformed
+		return "", reason.TokenMalformed
 	}
 	if !strings.EqualFold(scheme, "Bearer") {
 		// Another scheme (Basic, Digest...) presents no bearer token.
-		return "", gateway.ReasonMissing
+		return "", reason.TokenMissing
 	}
 	credential = strings.TrimSpace(credential)
 	if credential == "" {
-		return "", gateway.ReasonMalformed
+		return "", reason.TokenMalformed
 	}
 	return credential, ""
 }
@@ -250,59 +263,40 @@ func (h *Handler) policyHeaders(r *http.Request) map[string]string {
 	return m
 }
 
-// reasonPriority orders reason codes by how much they tell the client: the
-// client sees one reason, the audit line all of them.
-var reasonPriority = []string{
-	gateway.ReasonMissing, gateway.ReasonMalformed, gateway.ReasonUnknown,
-	"token_revoked", "token_rotated", "token_expired", "token_not_yet_valid", gateway.ReasonExhausted,
-	"service_not_bound", "ip_not_allowed", "scope_missing",
-}
-
-// mainReason picks the reason the client is told.
-func mainReason(reasons []string) string {
-	for _, want := range reasonPriority {
-		if slices.Contains(reasons, want) {
-			return want
-		}
-	}
-	return reasons[0]
-}
-
 // refuse answers a call that may not pass and returns the status sent.
+// The status follows the class of the reason the client is told, as the
+// reason package declares it.
 func refuse(w http.ResponseWriter, res gateway.Result, requestID string) int {
-	reason := mainReason(res.Reasons)
+	main := reason.Main(res.Reasons)
 	status, errCode := http.StatusForbidden, "insufficient_scope"
 	challenge := `Bearer realm="tokengate", error="insufficient_scope"`
-	switch {
-	case res.Outcome == gateway.Error:
+	switch class := reason.ClassOf(main); {
+	case res.Outcome == gateway.Error || class == reason.Unavailable:
 		status, errCode = http.StatusServiceUnavailable, "temporarily_unavailable"
 		challenge = ""
 		w.Header().Set("Retry-After", "1")
-	case reason == gateway.ReasonMissing:
+	case class == reason.Absent:
 		// RFC 6750 section 3.1: a request without credentials gets the
 		// challenge but no error code.
 		status, errCode = http.StatusUnauthorized, "invalid_token"
 		challenge = `Bearer realm="tokengate"`
-	case IsTokenProblem(reason):
+	case class == reason.Invalid:
 		status, errCode = http.StatusUnauthorized, "invalid_token"
 		challenge = `Bearer realm="tokengate", error="invalid_token"`
+	case class == reason.BadRequest:
+		status, errCode = http.StatusBadRequest, "invalid_request"
+		challenge = `Bearer realm="tokengate", error="invalid_request"`
 	}
 	if challenge != "" {
 		w.Header().Set("WWW-Authenticate", challenge)
 	}
-	body, _ := json.Marshal(map[string]string{"error": errCode, "reason": reason, "request_id": requestID})
+	body, _ := json.Marshal(map[string]string{"error": errCode, "reason": main, "request_id": requestID})
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Cache-Control", "no-store")
 	w.Header().Set("X-Content-Type-Options", "nosniff")
 	w.WriteHeader(status)
 	_, _ = w.Write(append(body, '\n'))
 	return status
-}
-
-// IsTokenProblem reports whether a reason code says the token itself is no
-// good (401) rather than that a good token may not do this (403).
-func IsTokenProblem(reason string) bool {
-	return strings.HasPrefix(reason, "token_") || reason == gateway.ReasonExhausted
 }
 
 // Interface guards

@@ -7,6 +7,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/tokengate/caddy-tokengate/internal/gateway"
+	"github.com/tokengate/caddy-tokengate/internal/reason"
 	"github.com/tokengate/caddy-tokengate/internal/store"
 )
 
@@ -27,15 +28,8 @@ import (
 // survive config reloads.
 var metrics = newMetrics()
 
-// knownReasons are the reason codes that are their own label value.
-var knownReasons = []string{
-	gateway.ReasonMissing, gateway.ReasonMalformed, gateway.ReasonUnknown,
-	"token_expired", "token_not_yet_valid", "token_revoked", "token_rotated",
-	gateway.ReasonExhausted, "service_not_bound", "scope_missing", "ip_not_allowed",
-	gateway.ReasonStore, gateway.ReasonPolicy, "policy_denied", "policy_undefined",
-}
-
-// reasonOther labels every reason code not in knownReasons.
+// reasonOther labels every code that is not built in (custom policies may
+// invent any).
 const reasonOther = "other"
 
 type tokengateMetrics struct {
@@ -90,12 +84,17 @@ func newMetrics() *tokengateMetrics {
 		storeOps: map[string]prometheus.Observer{},
 	}
 	m.allowed = m.decisions.WithLabelValues(gateway.Allow, "none")
-	for _, r := range append(knownReasons, reasonOther) {
-		m.denied[r] = m.decisions.WithLabelValues(gateway.Deny, r)
+	// Every built-in code is its own label value: refusals under deny,
+	// failures to decide under error.
+	for _, c := range reason.Builtin {
+		if c.Class == reason.Unavailable {
+			m.failed[c.Name] = m.decisions.WithLabelValues(gateway.Error, c.Name)
+		} else {
+			m.denied[c.Name] = m.decisions.WithLabelValues(gateway.Deny, c.Name)
+		}
 	}
-	for _, r := range []string{gateway.ReasonStore, gateway.ReasonPolicy, reasonOther} {
-		m.failed[r] = m.decisions.WithLabelValues(gateway.Error, r)
-	}
+	m.denied[reasonOther] = m.decisions.WithLabelValues(gateway.Deny, reasonOther)
+	m.failed[reasonOther] = m.decisions.WithLabelValues(gateway.Error, reasonOther)
 	m.cacheHit = m.cache.WithLabelValues(gateway.CacheHit)
 	m.cacheMiss = m.cache.WithLabelValues(gateway.CacheMiss)
 	for _, op := range []string{"get_by_hash", "consume_use", "record_usage"} {
@@ -135,11 +134,11 @@ func (m *tokengateMetrics) decision(res *gateway.Result) {
 	if res.Outcome == gateway.Error {
 		byReason = m.failed
 	}
-	reason := reasonOther
+	told := reasonOther
 	if len(res.Reasons) > 0 {
-		reason = mainReason(res.Reasons)
+		told = reason.Main(res.Reasons)
 	}
-	c, ok := byReason[reason]
+	c, ok := byReason[told]
 	if !ok {
 		c = byReason[reasonOther]
 	}

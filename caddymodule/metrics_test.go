@@ -19,6 +19,7 @@ import (
 
 	"github.com/tokengate/caddy-tokengate/internal/caddyproc"
 	"github.com/tokengate/caddy-tokengate/internal/gateway"
+	"github.com/tokengate/caddy-tokengate/internal/reason"
 )
 
 // TestMetricsOnAdminEndpoint runs the real binary, makes calls of every
@@ -186,17 +187,17 @@ func TestDecisionMetricReasons(t *testing.T) {
 	for _, res := range []gateway.Result{
 		{Outcome: gateway.Deny, Reasons: []string{"scope_missing", "service_not_bound"}, Cache: gateway.CacheMiss},
 		{Outcome: gateway.Deny, Reasons: []string{"closed_for_maintenance"}, Cache: gateway.CacheHit},
-		{Outcome: gateway.Error, Reasons: []string{gateway.ReasonStore}, Cache: gateway.CacheNone},
+		{Outcome: gateway.Error, Reasons: []string{reason.StoreUnavailable}, Cache: gateway.CacheNone},
 		{Outcome: gateway.Allow, Cache: gateway.CacheHit},
 	} {
 		m.decision(&res)
 	}
 	for labels, want := range map[[2]string]float64{
-		{gateway.Deny, "service_not_bound"}:  1,
-		{gateway.Deny, "scope_missing"}:      0,
-		{gateway.Deny, reasonOther}:          1,
-		{gateway.Error, gateway.ReasonStore}: 1,
-		{gateway.Allow, "none"}:              1,
+		{gateway.Deny, "service_not_bound"}:      1,
+		{gateway.Deny, "scope_missing"}:          0,
+		{gateway.Deny, reasonOther}:              1,
+		{gateway.Error, reason.StoreUnavailable}: 1,
+		{gateway.Allow, "none"}:                  1,
 	} {
 		if got := counterValue(t, m.decisions.WithLabelValues(labels[0], labels[1])); got != want {
 			t.Errorf("decisions %v = %v, want %v", labels, got, want)
@@ -204,7 +205,8 @@ func TestDecisionMetricReasons(t *testing.T) {
 	}
 	series := make(chan prometheus.Metric, 100)
 	m.decisions.Collect(series)
-	if got := len(series); got != 1+len(knownReasons)+1+3 {
+	// allow, one per built-in code, other under deny and under error.
+	if got := len(series); got != 1+len(reason.Builtin)+2 {
 		t.Errorf("%d decision series, want only the pre-created ones", got)
 	}
 	if hit, miss := counterValue(t, m.cacheHit), counterValue(t, m.cacheMiss); hit != 2 || miss != 1 {

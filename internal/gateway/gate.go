@@ -1,15 +1,25 @@
 // Package gateway decides, for one HTTP call, whether its token lets it
-// through. Authorize is the whole request path of DESIGN.md, top to bottom:
+// through. Authorize is the whole request path, top to bottom:
 //
-//	offline format check -> lookup by hash -> policy decision (cached)
+//	offline format check -> lookup by hash (unknown hashes remembered)
+//	-> liveness, in Go -> policy decision (cached)
 //	-> consume a use when the token is use-limited (atomic, in the store)
+//
+// Liveness (revoked, rotated after its grace, expired, not yet valid, used
+// up) is decided here, before the policy runs, so no policy however written
+// can let a dead token through; the policy decides permissions and can only
+// refuse more.
 //
 // The Caddy handler around it extracts the credential, answers the client,
 // strips the credential before the upstream and writes the audit line.
 //
-// Two in-memory caches keep the common path free of I/O and Rego:
+// Three in-memory caches keep the common path free of I/O and Rego:
 //   - tokens: secret hash -> record (an LRU). Use-limited tokens are never
 //     held here, because their use count changes with every call.
+//   - unknown: secret hashes the store did not have (an LRU of bounded size
+//     whose entries live UnknownBound), so a flood of made-up but
+//     well-formed tokens (the checksum is public) does not become a flood
+//     of store lookups.
 //   - decisions: (token id, token version, policy revision, service, method,
 //     host, path, client IP, policy headers) -> decision (ristretto). An
 //     entry never outlives the next moment the token's timestamps could
@@ -34,6 +44,7 @@ import (
 	"github.com/open-policy-agent/opa/v1/ast"
 
 	"github.com/tokengate/caddy-tokengate/internal/policy"
+	"github.com/tokengate/caddy-tokengate/internal/reason"
 	"github.com/tokengate/caddy-tokengate/internal/store"
 	"github.com/tokengate/caddy-tokengate/internal/token"
 )
@@ -52,27 +63,27 @@ const (
 	CacheNone = "none"
 )
 
-// Reason codes decided before the policy is consulted.
-const (
-	ReasonMissing   = "token_missing"
-	ReasonMalformed = "token_malformed"
-	ReasonUnknown   = "token_unknown"
-	ReasonExhausted = "uses_exhausted"
-	ReasonStore     = "store_unavailable"
-	ReasonPolicy    = "policy_unavailable"
-)
-
 // CacheBound caps how long a cached token record or decision is used. It
 // is also how long a node that has lost its shared store keeps answering
 // calls it has seen: after that their tokens must be read again, which
 // fails closed until the store is back.
 const CacheBound = 5 * time.Minute
 
+// UnknownBound is how long a secret hash the store did not have is
+// answered token_unknown without asking the store again. A secret is
+// minted from 160 random bits and shown only after it is stored, so no
+// real token can be presented before it exists: the bound only limits
+// how long the memory of a flood is kept.
+const UnknownBound = time.Minute
+
+// DefaultUnknownCacheSize is how many unknown hashes are remembered.
+const DefaultUnknownCacheSize = 100000
+
 // Call is what the gateway knows about one request.
 type Call struct {
 	// Secret is the presented token; empty when Problem is set.
 	Secret string
-	// Problem is ReasonMissing or ReasonMalformed when extraction already
+	// Problem is reason.TokenMissing or reason.TokenMalformed when extraction already
 	// failed; the gateway then answers without any lookup.
 	Problem string
 	Request policy.Request
@@ -102,6 +113,9 @@ type Options struct {
 	DecisionCacheSize int
 	// TokenCacheSize is the number of token records kept; 0 means 10,000.
 	TokenCacheSize int
+	// UnknownCacheSize is the number of unknown secret hashes remembered;
+	// 0 means DefaultUnknownCacheSize.
+	UnknownCacheSize int
 	// Now is the clock; tests move it instead of sleeping.
 	Now func() time.Time
 	// OnStoreError is told about store failures (for the operator's log).
@@ -117,11 +131,14 @@ type Options struct {
 
 // Gate authorizes calls. It is safe for concurrent use.
 type Gate struct {
-	store     store.Store
-	policy    *policy.Engine
-	hasher    *token.Hasher
-	now       func() time.Time
-	tokens    *lru.Cache[[32]byte, *cachedToken]
+	store  store.Store
+	policy *policy.Engine
+	hasher *token.Hasher
+	now    func() time.Time
+	tokens *lru.Cache[[32]byte, *cachedToken]
+	// unknown maps a secret hash the store did not have to when it
+	// stopped answering so (by the gate's clock).
+	unknown   *lru.Cache[[32]byte, time.Time]
 	decisions *ristretto.Cache[[]byte, *cachedDecision]
 	// byID maps the id of each cached token to its secret hash, so a
 	// change notification, which carries only the id, is applied without
@@ -140,7 +157,7 @@ type cachedToken struct {
 }
 
 type cachedDecision struct {
-	allow   bool
+	// reasons is empty exactly when the call is allowed.
 	reasons []string
 	scope   string
 	id      string
@@ -162,6 +179,9 @@ func New(o Options) (*Gate, error) {
 	if o.TokenCacheSize == 0 {
 		o.TokenCacheSize = 10000
 	}
+	if o.UnknownCacheSize == 0 {
+		o.UnknownCacheSize = DefaultUnknownCacheSize
+	}
 	st := o.Store
 	if o.ObserveStore != nil {
 		st = observedStore{Store: st, observe: o.ObserveStore}
@@ -175,6 +195,9 @@ func New(o Options) (*Gate, error) {
 		g.byID.CompareAndDelete(t.record.ID, hash)
 	})
 	if err != nil {
+		return nil, err
+	}
+	if g.unknown, err = lru.New[[32]byte, time.Time](o.UnknownCacheSize); err != nil {
 		return nil, err
 	}
 	if o.DecisionCacheSize > 0 {
@@ -197,40 +220,43 @@ func (g *Gate) Authorize(ctx context.Context, c *Call) Result {
 		return deny(nil, CacheNone, c.Problem)
 	}
 	if token.Check(c.Secret) != nil {
-		return deny(nil, CacheNone, ReasonMalformed)
+		return deny(nil, CacheNone, reason.TokenMalformed)
 	}
 
 	hash := g.hasher.Hash(c.Secret)
 	now := g.now()
 	tok, err := g.lookup(ctx, hash, now)
 	if errors.Is(err, store.ErrNotFound) {
-		return deny(nil, CacheNone, ReasonUnknown)
+		return deny(nil, CacheNone, reason.TokenUnknown)
 	}
 	if err != nil {
-		return Result{Outcome: Error, Reasons: []string{ReasonStore}, Cache: CacheNone, Err: err}
+		return Result{Outcome: Error, Reasons: []string{reason.StoreUnavailable}, Cache: CacheNone, Err: err}
+	}
+	if dead := Liveness(tok.record, now); dead != nil {
+		return Result{Outcome: Deny, Reasons: dead, Token: tok.record, Cache: CacheNone}
 	}
 
 	d, cacheResult, err := g.decide(ctx, tok, c, now)
 	if err != nil {
-		return Result{Outcome: Error, Reasons: []string{ReasonPolicy}, Token: tok.record, Cache: cacheResult, PolicyRev: d.rev, Err: err}
+		return Result{Outcome: Error, Reasons: []string{reason.PolicyUnavailable}, Token: tok.record, Cache: cacheResult, PolicyRev: d.rev, Err: err}
 	}
 	res := Result{Token: tok.record, Reasons: d.reasons, DecisionID: d.id, Cache: cacheResult, PolicyRev: d.rev}
-	if !d.allow {
+	if len(d.reasons) > 0 {
 		res.Outcome = Deny
 		return res
 	}
 
 	usage := store.Usage{TokenID: tok.record.ID, At: now, IP: c.Request.RemoteIP, Scope: d.scope}
 	if tok.record.MaxUses > 0 {
-		// The policy saw a use count that may already be stale; the store
-		// decides who gets the last use.
+		// The store decides who gets the last use: the count read above
+		// may already be stale.
 		updated, err := g.store.ConsumeUse(ctx, tok.record.ID, usage)
 		switch {
 		case errors.Is(err, store.ErrUsesExhausted):
-			res.Outcome, res.Reasons = Deny, []string{ReasonExhausted}
+			res.Outcome, res.Reasons = Deny, []string{reason.UsesExhausted}
 			return res
 		case err != nil:
-			return Result{Outcome: Error, Reasons: []string{ReasonStore}, Token: tok.record, Cache: cacheResult, PolicyRev: d.rev, Err: err}
+			return Result{Outcome: Error, Reasons: []string{reason.StoreUnavailable}, Token: tok.record, Cache: cacheResult, PolicyRev: d.rev, Err: err}
 		}
 		res.Token = updated
 	} else {
@@ -240,8 +266,45 @@ func (g *Gate) Authorize(ctx context.Context, c *Call) Result {
 	return res
 }
 
-func deny(tok *store.Token, cache, reason string) Result {
-	return Result{Outcome: Deny, Reasons: []string{reason}, Token: tok, Cache: cache}
+// Liveness returns why a token cannot be used at all at now, most telling
+// first, or nil while it is live. The gateway asks it before the policy and
+// on every call, cached decision or not, so no policy and no cache entry
+// can outlive a token.
+func Liveness(t *store.Token, now time.Time) []string {
+	var dead []string
+	if !t.RevokedAt.IsZero() {
+		dead = append(dead, reason.TokenRevoked)
+	}
+	// After a rotation the old secret keeps working until GraceUntil, so
+	// clients can switch without downtime.
+	if (t.RotatedTo != "" || !t.GraceUntil.IsZero()) && !now.Before(t.GraceUntil) {
+		dead = append(dead, reason.TokenRotated)
+	}
+	if !now.Before(t.ExpiresAt) {
+		dead = append(dead, reason.TokenExpired)
+	}
+	if now.Before(t.NotBefore) {
+		dead = append(dead, reason.TokenNotYetValid)
+	}
+	if t.MaxUses > 0 && t.Uses >= t.MaxUses {
+		dead = append(dead, reason.UsesExhausted)
+	}
+	return dead
+}
+
+// DryRun answers what the gateway would decide for a stored token and a
+// described call, without caches, uses or usage records: liveness first,
+// then the policy, as Authorize does. `check` answers through it, so a
+// dry run never disagrees with the data plane.
+func DryRun(ctx context.Context, engine *policy.Engine, t *store.Token, req policy.Request, service string, now time.Time) (policy.Decision, error) {
+	if dead := Liveness(t, now); dead != nil {
+		return policy.Decision{Reasons: dead, Revision: engine.Revision()}, nil
+	}
+	return engine.Decide(ctx, policy.GatewayQuery, policy.GatewayInput(policy.TokenTerm(t), req, service, now))
+}
+
+func deny(tok *store.Token, cache, why string) Result {
+	return Result{Outcome: Deny, Reasons: []string{why}, Token: tok, Cache: cache}
 }
 
 // lookup finds the token for a secret hash, from the token cache when it
@@ -251,9 +314,18 @@ func (g *Gate) lookup(ctx context.Context, hash [32]byte, now time.Time) (*cache
 	if t, ok := g.tokens.Get(hash); ok && now.Sub(t.loadedAt) < CacheBound {
 		return t, nil
 	}
+	if since, ok := g.unknown.Get(hash); ok {
+		if now.Sub(since) < UnknownBound {
+			return nil, store.ErrNotFound
+		}
+		g.unknown.Remove(hash)
+	}
 	// A copy, so that only a miss moves the hash to the heap.
 	key := hash
 	rec, err := g.store.GetByHash(ctx, key[:])
+	if errors.Is(err, store.ErrNotFound) {
+		g.unknown.Add(hash, now)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -301,7 +373,6 @@ func (g *Gate) evaluate(ctx context.Context, tok *cachedToken, c *Call, now time
 		return &cachedDecision{rev: rev}, err
 	}
 	return &cachedDecision{
-		allow:   pd.Allow,
 		reasons: pd.Reasons,
 		scope:   pd.Scope,
 		id:      token.NewPrefixedID("dec_"),
@@ -314,7 +385,7 @@ func (g *Gate) evaluate(ctx context.Context, tok *cachedToken, c *Call, now time
 // token's own timestamps could change it, capped by the policy's
 // ttl_seconds and CacheBound. Zero means do not cache.
 func cacheTTL(t *store.Token, d *cachedDecision, now time.Time) time.Duration {
-	if d.allow && t.MaxUses > 0 {
+	if len(d.reasons) == 0 && t.MaxUses > 0 {
 		return 0
 	}
 	ttl := CacheBound
@@ -384,6 +455,7 @@ func (g *Gate) ForgetID(id string) {
 // have been missed (a shared store's notification connection was lost).
 func (g *Gate) ForgetAll() {
 	g.tokens.Purge()
+	g.unknown.Purge()
 	if g.decisions != nil {
 		g.decisions.Clear()
 	}

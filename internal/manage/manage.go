@@ -21,6 +21,7 @@ import (
 	"github.com/open-policy-agent/opa/v1/ast"
 
 	"github.com/tokengate/caddy-tokengate/internal/audit"
+	"github.com/tokengate/caddy-tokengate/internal/gateway"
 	"github.com/tokengate/caddy-tokengate/internal/lifecycle"
 	"github.com/tokengate/caddy-tokengate/internal/policy"
 	"github.com/tokengate/caddy-tokengate/internal/report"
@@ -466,5 +467,5 @@ func (s *Service) Check(ctx context.Context, p Principal, tokenID string, req po
 	if engine == nil {
 		engine = s.Policy
 	}
-	return engine.Decide(ctx, policy.GatewayQuery, policy.GatewayInput(policy.TokenTerm(t), req, service, s.Now()))
+	return gateway.DryRun(ctx, engine, t, req, service, s.Now())
 }

@@ -1,0 +1,52 @@
+package caddymodule
+
+import (
+	"fmt"
+	"net/http/httptest"
+	"os"
+	"strings"
+	"testing"
+
+	"github.com/tokengate/caddy-tokengate/internal/gateway"
+	"github.com/tokengate/caddy-tokengate/internal/reason"
+)
+
+// TestReadmeReasonTable keeps the README's table of reason codes equal to
+// what the handler answers for each code in reason.Builtin. Run with
+// TOKENGATE_UPDATE_README=1 to rewrite the table.
+func TestReadmeReasonTable(t *testing.T) {
+	var rows strings.Builder
+	rows.WriteString("| reason | status | `WWW-Authenticate` | means |\n|---|---|---|---|\n")
+	for _, c := range reason.Builtin {
+		res := gateway.Result{Outcome: gateway.Deny, Reasons: []string{c.Name}}
+		if c.Class == reason.Unavailable {
+			res.Outcome = gateway.Error
+		}
+		w := httptest.NewRecorder()
+		status := refuse(w, res, "req")
+		challenge := "none, `Retry-After: 1`"
+		if v := w.Header().Get("WWW-Authenticate"); v != "" {
+			challenge = "`" + v + "`"
+		}
+		fmt.Fprintf(&rows, "| `%s` | %d | %s | %s |\n", c.Name, status, challenge, c.Means)
+	}
+	const begin, end = "<!-- reasons:begin -->\n", "<!-- reasons:end -->"
+	readme, err := os.ReadFile("../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, b := strings.Index(string(readme), begin), strings.Index(string(readme), end)
+	if a < 0 || b < a {
+		t.Fatal("README.md has no reasons table markers")
+	}
+	if got := string(readme[a+len(begin) : b]); got != rows.String() {
+		if os.Getenv("TOKENGATE_UPDATE_README") == "1" {
+			updated := string(readme[:a+len(begin)]) + rows.String() + string(readme[b:])
+			if err := os.WriteFile("../README.md", []byte(updated), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			return
+		}
+		t.Errorf("README's reason table differs from the handler; want:\n%s", rows.String())
+	}
+}
