@@ -108,11 +108,27 @@ type Store interface {
 	// nothing is stored and that error is returned.
 	Update(ctx context.Context, id string, change func(*Token) error) (*Token, error)
 	// Rotate atomically creates next and applies change to the token it
-	// replaces, so a crash never leaves one without the other.
+	// replaces, so a crash never leaves one without the other. change runs
+	// on the locked old record before next is stored, so it may shape next
+	// from it (the successor's use budget is what the old one had left at
+	// that instant, with no use spent in between).
 	Rotate(ctx context.Context, oldID string, next *Token, change func(old *Token) error) (*Token, error)
 	// ConsumeUse spends one use of a use-limited token. It returns
 	// ErrUsesExhausted, without changing anything, when none is left. Two
 	// concurrent calls never both spend the last use.
+	//
+	// A rotated token and its successors share one budget: the newest
+	// token of the rotation chain (follow RotatedTo until it is empty)
+	// holds it. Consuming a use of a rotated token, as the gateway does
+	// while the old secret is in its grace window, spends a use of that
+	// newest token (its Uses and Version grow, and its MaxUses is the
+	// limit), and records the usage (last use, scope) on the token
+	// consumed, whose Uses and Version stay as they were at rotation, as
+	// RecordUsage would. The check, the spend and the record are one
+	// transaction, so old and new secrets used concurrently never spend
+	// more than the budget the newest token holds. Whether the old
+	// secret is still in its grace window is the caller's decision, not
+	// the store's. The record returned is that of id.
 	ConsumeUse(ctx context.Context, id string, u Usage) (*Token, error)
 	// RecordUsage stores observations of unlimited tokens in one batch:
 	// last use time and address, and the scope exercised. Unknown ids are

@@ -140,20 +140,58 @@ func (s *Store) Rotate(_ context.Context, oldID string, next *store.Token, chang
 func (s *Store) ConsumeUse(_ context.Context, id string, u store.Usage) (*store.Token, error) {
 	var t *store.Token
 	// bbolt runs one write transaction at a time, which is what makes the
-	// check-and-increment below atomic.
+	// check-and-increment below atomic, across the rotation chain too.
 	err := s.db.Update(func(tx *bbolt.Tx) error {
+		tokens := tx.Bucket(tokensBucket)
 		var err error
-		t, err = update(tx.Bucket(tokensBucket), id, func(t *store.Token) error {
-			if t.MaxUses > 0 && t.Uses >= t.MaxUses {
-				return store.ErrUsesExhausted
+		if t, err = get(tokens, id); err != nil {
+			return err
+		}
+		holder, err := budgetHolder(tokens, t)
+		if err != nil {
+			return err
+		}
+		if holder.MaxUses > 0 && holder.Uses >= holder.MaxUses {
+			return store.ErrUsesExhausted
+		}
+		holder.Uses++
+		holder.Version++
+		if holder.ID != t.ID {
+			// The use was made with the old secret: the budget is spent
+			// on the successor, the observation stays with the token
+			// that made it.
+			if err := put(tokens, holder); err != nil {
+				return err
 			}
-			t.Uses++
-			store.ApplyUsage(t, u)
-			return nil
-		})
-		return err
+		}
+		store.ApplyUsage(t, u)
+		return put(tokens, t)
 	})
-	return t, err
+	if err != nil {
+		return nil, err
+	}
+	return t, nil
+}
+
+// maxChain bounds the walk along RotatedTo, so a damaged record that
+// points back into its own chain fails the call instead of hanging it.
+const maxChain = 1000
+
+// budgetHolder returns the newest token of t's rotation chain (t itself
+// when it was never rotated), which holds the chain's remaining uses.
+func budgetHolder(tokens *bbolt.Bucket, t *store.Token) (*store.Token, error) {
+	holder := t
+	for hops := 0; holder.RotatedTo != ""; hops++ {
+		if hops == maxChain {
+			return nil, fmt.Errorf("token %s: rotation chain longer than %d tokens", t.ID, maxChain)
+		}
+		next, err := get(tokens, holder.RotatedTo)
+		if err != nil {
+			return nil, fmt.Errorf("token %s was rotated to %s, which cannot be read: %v", holder.ID, holder.RotatedTo, err)
+		}
+		holder = next
+	}
+	return holder, nil
 }
 
 func (s *Store) RecordUsage(_ context.Context, batch []store.Usage) error {

@@ -60,16 +60,37 @@ const (
 		WHERE id = $1 RETURNING ` + columns + `
 	) ` + announced
 
-	// consumeUse checks and spends a use in one statement; the row lock
-	// the UPDATE takes is what keeps two nodes from both spending the last
+	// spendUse checks and spends a use in one statement; the row lock the
+	// UPDATE takes is what keeps two nodes from both spending the last
 	// use.
-	consumeUse = `WITH changed AS (
+	spendUse = `WITH changed AS (
 		UPDATE tokengate_tokens SET uses = uses + 1, version = version + 1, ` + applyUsage + `
-		WHERE id = $1 AND (max_uses = 0 OR uses < max_uses)
+		WHERE id = $1 AND (max_uses = 0 OR uses < max_uses)%s
 		RETURNING ` + columns + `
 	) ` + announced
 
 	recordUsage = `UPDATE tokengate_tokens SET ` + applyUsage + ` WHERE id = $1`
+
+	// lockSuccessor locks a token of a rotation chain and names the next.
+	lockSuccessor = `SELECT rotated_to FROM tokengate_tokens WHERE id = $1 FOR UPDATE`
+
+	// maxChain bounds the walk along rotated_to, so a damaged row that
+	// points back into its own chain fails the call instead of hanging it.
+	maxChain = 1000
+)
+
+var (
+	// consumeUnrotated serves the common case, a token that was never
+	// rotated, in one round trip. A concurrent rotation makes it match
+	// nothing: PostgreSQL re-checks the WHERE clause on the row version
+	// the rotation committed.
+	consumeUnrotated = fmt.Sprintf(spendUse, ` AND rotated_to = ''`)
+	// consumeHolder spends a use of a chain's newest token, locked by the
+	// caller.
+	consumeHolder = fmt.Sprintf(spendUse, ``)
+	// recordOnConsumed records a use made with an old secret on its own
+	// row, which keeps its uses and version.
+	recordOnConsumed = recordUsage + ` RETURNING ` + columns
 )
 
 // Store is a store.Store and store.Notifier backed by PostgreSQL.
@@ -150,22 +171,46 @@ func (s *Store) Rotate(ctx context.Context, oldID string, next *store.Token, cha
 }
 
 func (s *Store) ConsumeUse(ctx context.Context, id string, u store.Usage) (*store.Token, error) {
-	t, err := scanToken(s.pool.QueryRow(ctx, consumeUse, id, nullable(u.At), u.IP, u.Scope))
+	doing := "consuming a use of token " + id
+	t, err := scanToken(s.pool.QueryRow(ctx, consumeUnrotated, id, nullable(u.At), u.IP, u.Scope))
 	if !errors.Is(err, pgx.ErrNoRows) {
-		return t, storeErr(err, "consuming a use of token "+id)
+		return t, storeErr(err, doing)
 	}
-	// Nothing changed: either the token does not exist or it is used up.
-	// Tokens are never deleted, so the answer cannot go stale.
-	var exists bool
-	err = s.pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM tokengate_tokens WHERE id = $1)`, id).Scan(&exists)
-	switch {
-	case err != nil:
-		return nil, fmt.Errorf("consuming a use of token %s: %w", id, err)
-	case exists:
-		return nil, store.ErrUsesExhausted
-	default:
-		return nil, store.ErrNotFound
+	// Nothing changed: the token is missing, used up or rotated. Walk its
+	// rotation chain, locking each row from the oldest to the newest (the
+	// one order every caller takes, so walks cannot deadlock), and spend
+	// the use on the newest, which holds the chain's budget.
+	err = s.inTx(ctx, doing, func(tx pgx.Tx) error {
+		var next string
+		if err := tx.QueryRow(ctx, lockSuccessor, id).Scan(&next); err != nil {
+			return storeErr(err, doing)
+		}
+		holder := id
+		for hops := 0; next != ""; hops++ {
+			if hops == maxChain {
+				return fmt.Errorf("%s: rotation chain longer than %d tokens", doing, maxChain)
+			}
+			holder = next
+			if err := tx.QueryRow(ctx, lockSuccessor, holder).Scan(&next); err != nil {
+				return fmt.Errorf("%s: it was rotated to %s, which cannot be read: %w", doing, holder, err)
+			}
+		}
+		t, err = scanToken(tx.QueryRow(ctx, consumeHolder, holder, nullable(u.At), u.IP, u.Scope))
+		switch {
+		case errors.Is(err, pgx.ErrNoRows):
+			return store.ErrUsesExhausted
+		case err != nil:
+			return fmt.Errorf("%s: %w", doing, err)
+		case holder == id:
+			return nil
+		}
+		t, err = scanToken(tx.QueryRow(ctx, recordOnConsumed, id, nullable(u.At), u.IP, u.Scope))
+		return storeErr(err, doing)
+	})
+	if err != nil {
+		return nil, err
 	}
+	return t, nil
 }
 
 // RecordUsage sends the whole batch as one pipelined batch, which

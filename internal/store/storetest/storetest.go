@@ -38,6 +38,9 @@ func Run(t *testing.T, b Backend) {
 		"RotateIsAtomic":            testRotate,
 		"ConsumeUseIsAtomic":        testConsumeUseAtomic,
 		"ConsumeUseUnlimited":       testConsumeUseUnlimited,
+		"RotationSharesBudget":      testRotationSharesBudget,
+		"RotationBudgetIsAtomic":    testRotationBudgetAtomic,
+		"RotationRacesConsumers":    testRotationRacesConsumers,
 		"RecordUsage":               testRecordUsage,
 		"ReturnedRecordsAreCopies":  testCopies,
 		"Requests":                  testRequests,
@@ -318,6 +321,186 @@ func testConsumeUseUnlimited(t *testing.T, s store.Backend) {
 	}
 	if got, _ := s.Get(ctx, tok.ID); got.Uses != 5 {
 		t.Fatalf("uses = %d, want 5", got.Uses)
+	}
+}
+
+// rotate makes next the successor of old as lifecycle does: next takes
+// over the uses old has left at the moment of the rotation.
+func rotate(t *testing.T, s store.Backend, old *store.Token, next *store.Token) (*store.Token, error) {
+	t.Helper()
+	next.RotatedFrom = old.ID
+	grace := time.Now().UTC().Add(time.Minute).Truncate(time.Microsecond)
+	return s.Rotate(context.Background(), old.ID, next, func(o *store.Token) error {
+		if o.MaxUses > 0 && o.Uses >= o.MaxUses {
+			return store.ErrUsesExhausted
+		}
+		if o.MaxUses > 0 {
+			next.MaxUses = o.MaxUses - o.Uses
+		}
+		o.GraceUntil, o.RotatedTo = grace, next.ID
+		return nil
+	})
+}
+
+// consume spends a use of id and reports whether it was granted; any
+// error but ErrUsesExhausted fails the test.
+func consume(t *testing.T, s store.Backend, id, ip string) bool {
+	_, err := s.ConsumeUse(context.Background(), id, store.Usage{TokenID: id, At: time.Now(), IP: ip})
+	if err != nil && !errors.Is(err, store.ErrUsesExhausted) {
+		t.Errorf("ConsumeUse %s: %v", id, err)
+	}
+	return err == nil
+}
+
+// testRotationSharesBudget: a max_uses 3 token used once and rotated has
+// 2 uses left in all, whichever secret spends them, and a second rotation
+// during the first one's grace passes the same budget on.
+func testRotationSharesBudget(t *testing.T, s store.Backend) {
+	ctx := context.Background()
+	old := NewToken("alice")
+	old.MaxUses = 3
+	mustCreate(t, s, old)
+	if !consume(t, s, old.ID, "10.0.0.1") {
+		t.Fatal("first use refused")
+	}
+	next := NewToken("alice")
+	rotatedOld, err := rotate(t, s, old, next)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := s.Get(ctx, next.ID); got.MaxUses != 2 || got.Uses != 0 {
+		t.Fatalf("successor holds %d/%d uses, want 0/2", got.Uses, got.MaxUses)
+	}
+	if !consume(t, s, old.ID, "10.0.0.2") {
+		t.Fatal("old secret refused within the budget")
+	}
+	if !consume(t, s, next.ID, "10.0.0.3") {
+		t.Fatal("new secret refused within the budget")
+	}
+	for _, id := range []string{old.ID, next.ID, old.ID} {
+		if consume(t, s, id, "10.0.0.4") {
+			t.Fatalf("%s granted a use beyond max_uses 3", id)
+		}
+	}
+	gotOld, _ := s.Get(ctx, old.ID)
+	gotNext, _ := s.Get(ctx, next.ID)
+	if gotOld.Uses+gotNext.Uses != 3 || gotNext.Uses != 2 {
+		t.Fatalf("uses after the budget ran out: old %d, successor %d; want 1 and 2", gotOld.Uses, gotNext.Uses)
+	}
+	if gotOld.LastUsedIP != "10.0.0.2" || gotNext.LastUsedIP != "10.0.0.3" {
+		t.Fatalf("usage recorded on the wrong token: old last used from %q, successor from %q", gotOld.LastUsedIP, gotNext.LastUsedIP)
+	}
+	if gotOld.Version != rotatedOld.Version {
+		t.Fatalf("a use of the old secret bumped its version (%d -> %d)", rotatedOld.Version, gotOld.Version)
+	}
+
+	// A -> B -> C: a use of A while it is still in grace spends C's budget.
+	a := NewToken("alice")
+	a.MaxUses = 4
+	mustCreate(t, s, a)
+	b, c := NewToken("alice"), NewToken("alice")
+	if _, err := rotate(t, s, a, b); err != nil {
+		t.Fatal(err)
+	}
+	if !consume(t, s, b.ID, "10.0.0.5") {
+		t.Fatal("B refused")
+	}
+	if _, err := rotate(t, s, b, c); err != nil {
+		t.Fatal(err)
+	}
+	granted := 0
+	for _, id := range []string{a.ID, b.ID, c.ID, a.ID, b.ID, c.ID} {
+		if consume(t, s, id, "10.0.0.6") {
+			granted++
+		}
+	}
+	if granted != 3 {
+		t.Fatalf("after one use of 4, the chain A->B->C granted %d more, want 3", granted)
+	}
+	if got, _ := s.Get(ctx, c.ID); got.Uses != 3 || got.MaxUses != 3 {
+		t.Fatalf("C holds %d/%d uses, want 3/3", got.Uses, got.MaxUses)
+	}
+}
+
+// testRotationBudgetAtomic races consumers on the old and the new secret.
+func testRotationBudgetAtomic(t *testing.T, s store.Backend) {
+	ctx := context.Background()
+	old := NewToken("alice")
+	old.MaxUses = 7
+	mustCreate(t, s, old)
+	for range 2 {
+		consume(t, s, old.ID, "10.0.0.1")
+	}
+	next := NewToken("alice")
+	if _, err := rotate(t, s, old, next); err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	var granted atomic.Int64
+	for i := range 40 {
+		id := old.ID
+		if i%2 == 1 {
+			id = next.ID
+		}
+		wg.Go(func() {
+			if consume(t, s, id, "10.0.0.2") {
+				granted.Add(1)
+			}
+		})
+	}
+	wg.Wait()
+	if granted.Load() != 5 {
+		t.Fatalf("40 concurrent uses of old and new secrets after 2 of 7: %d granted, want 5", granted.Load())
+	}
+	if got, _ := s.Get(ctx, next.ID); got.Uses != 5 {
+		t.Fatalf("successor stored %d uses, want 5", got.Uses)
+	}
+}
+
+// testRotationRacesConsumers rotates while the old secret is being spent:
+// the successor's budget is what was left at the instant of the rotation,
+// so no use is counted twice and none is lost.
+func testRotationRacesConsumers(t *testing.T, s store.Backend) {
+	ctx := context.Background()
+	const limit = 30
+	old := NewToken("alice")
+	old.MaxUses = limit
+	mustCreate(t, s, old)
+	next := NewToken("alice")
+	var wg sync.WaitGroup
+	var granted atomic.Int64
+	// Rotate once the old secret is being spent, while it still is.
+	spending := make(chan struct{})
+	spendAll := func(id string) {
+		for consume(t, s, id, "10.0.0.1") {
+			if granted.Add(1) == limit/3 {
+				close(spending)
+			}
+		}
+	}
+	for range 4 {
+		wg.Go(func() { spendAll(old.ID) })
+	}
+	<-spending
+	_, err := rotate(t, s, old, next)
+	if err == nil {
+		for range 4 {
+			wg.Go(func() { spendAll(next.ID) })
+		}
+	} else if !errors.Is(err, store.ErrUsesExhausted) {
+		t.Fatal(err)
+	}
+	wg.Wait()
+	if granted.Load() != limit {
+		t.Fatalf("rotation during use: %d uses granted in all, want max_uses %d", granted.Load(), limit)
+	}
+	if err == nil {
+		gotOld, _ := s.Get(ctx, old.ID)
+		t.Logf("rotated after %d of %d uses", gotOld.Uses, limit)
+		gotNext, _ := s.Get(ctx, next.ID)
+		if gotOld.Uses+gotNext.Uses != limit || gotNext.MaxUses != limit-gotOld.Uses {
+			t.Fatalf("old %d uses, successor %d/%d: the budget was not handed over exactly", gotOld.Uses, gotNext.Uses, gotNext.MaxUses)
+		}
 	}
 }
 
