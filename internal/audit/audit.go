@@ -101,26 +101,56 @@ func (s stringArray) MarshalLogArray(enc zapcore.ArrayEncoder) error {
 	return nil
 }
 
-// Logger writes audit lines.
+// Logger writes audit lines and keeps the Health of their sinks.
 type Logger struct {
-	log *zap.Logger
+	log    *zap.Logger
+	health *Health
 }
 
 // New returns a Logger writing to base, renamed to LoggerName.
 func New(base *zap.Logger) *Logger {
-	return &Logger{log: base.WithOptions(zap.WithCaller(false), zap.AddStacktrace(zapcore.FatalLevel))}
+	return &Logger{
+		log:    base.WithOptions(zap.WithCaller(false), zap.AddStacktrace(zapcore.FatalLevel)),
+		health: new(Health),
+	}
+}
+
+// Health tells whether lines are being recorded.
+func (l *Logger) Health() *Health { return l.health }
+
+// check starts an entry whose write failures land in l's Health rather
+// than on the logger's error output.
+func (l *Logger) check(msg string) *zapcore.CheckedEntry {
+	ce := l.log.Check(zapcore.InfoLevel, msg)
+	if ce != nil {
+		ce.ErrorOutput = errorSink{l.health}
+	}
+	return ce
+}
+
+// write writes ce, accounting for the outcome in the Health its
+// ErrorOutput points to. ce is recycled by zap once written.
+func write(ce *zapcore.CheckedEntry, field zap.Field) {
+	sink, ok := ce.ErrorOutput.(errorSink)
+	if !ok {
+		ce.Write(field)
+		return
+	}
+	before := sink.h.beginWrite()
+	ce.Write(field)
+	sink.h.endWrite(before)
 }
 
 // Call writes the line for one gateway call.
 func (l *Logger) Call(c *Call) {
-	if ce := l.log.Check(zapcore.InfoLevel, "decision"); ce != nil {
-		ce.Write(zap.Inline(c))
+	if ce := l.check("decision"); ce != nil {
+		write(ce, zap.Inline(c))
 	}
 }
 
 // Action writes the line for one management action.
 func (l *Logger) Action(a *Action) {
-	if ce := l.log.Check(zapcore.InfoLevel, a.Msg); ce != nil {
-		ce.Write(zap.Inline(a))
+	if ce := l.check(a.Msg); ce != nil {
+		write(ce, zap.Inline(a))
 	}
 }

@@ -10,7 +10,7 @@ import (
 // tokengate.audit), so the caller can skip gathering what only the line
 // needs. Finish the line with WriteCall.
 func (l *Logger) CheckCall() *zapcore.CheckedEntry {
-	return l.log.Check(zapcore.InfoLevel, "decision")
+	return l.check("decision")
 }
 
 // Enabled reports whether call lines go anywhere, without starting one.
@@ -18,7 +18,8 @@ func (l *Logger) Enabled() bool {
 	return l.log.Core().Enabled(zapcore.InfoLevel)
 }
 
-// WriteCall writes c to an entry CheckCall returned.
+// WriteCall writes c to an entry CheckCall returned, and records in the
+// Logger's Health whether that worked.
 func WriteCall(ce *zapcore.CheckedEntry, c *Call) {
-	ce.Write(zap.Inline(c))
+	write(ce, zap.Inline(c))
 }
