@@ -22,19 +22,24 @@ func TestBuiltinsThatNeedTheirEnvironment(t *testing.T) {
 	defer srv.Close()
 	const src = `package tokengate.gateway
 
-decision := {"allow": true, "reasons": []} if {
+reasons contains "environment_missing" if not environment
+
+environment if {
 	print("evaluating")
 	is_object(opa.runtime())
 	time.now_ns() > 1700000000000000000
 	rand.intn("seed", 10) < 10
-	http.send({"method": "GET", "url": input.url, "cache": true}).body.ok == true
+	http.send({"method": "GET", "url": data.upstream.url, "cache": true}).body.ok == true
 }
 `
-	e, err := NewEngine(fstest.MapFS{"gateway.rego": {Data: []byte(src)}})
+	e, err := NewEngine(fstest.MapFS{
+		"gateway.rego":       {Data: []byte(src)},
+		"upstream/data.json": {Data: []byte(`{"url": "` + srv.URL + `"}`)},
+	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	input := ast.NewObject([2]*ast.Term{ast.StringTerm("url"), ast.StringTerm(srv.URL)})
+	input := ast.NewObject()
 	for range 2 { // the second time http.send answers from its cache
 		d, err := e.Decide(context.Background(), GatewayQuery, input)
 		if err != nil || !d.Allow {

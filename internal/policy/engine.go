@@ -10,13 +10,12 @@ package policy
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
+	"embed"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
-	"path"
+	"maps"
 	"slices"
 	"strings"
 	"sync/atomic"
@@ -27,11 +26,22 @@ import (
 	"github.com/open-policy-agent/opa/v1/storage"
 	"github.com/open-policy-agent/opa/v1/storage/inmem"
 	"github.com/open-policy-agent/opa/v1/topdown"
+	"github.com/open-policy-agent/opa/v1/topdown/print"
+	"github.com/open-policy-agent/opa/v1/util"
+	"go.uber.org/zap"
 )
 
-// The rules the gateway and the management API ask.
+// The questions the gateway and the management API ask.
+//
+// GatewayQuery stands for three rules of package tokengate.gateway: the
+// set `reasons` (required; the call is allowed exactly when it is empty),
+// and the optional `scope` (a string) and `ttl_seconds` (a number). The
+// engine derives allow from reasons, so no rule a policy writes, however
+// shaped, can allow while a reason holds. AdminQuery is the decision
+// object of package tokengate.admin: {allow, reasons, auto_approve}; it
+// allows only when allow is true and reasons is empty.
 const (
-	GatewayQuery = "data.tokengate.gateway.decision"
+	GatewayQuery = "data.tokengate.gateway"
 	AdminQuery   = "data.tokengate.admin.decision"
 )
 
@@ -59,25 +69,49 @@ var ErrNoDecision = errors.New("policy produced no decision")
 // Engine holds the current compiled policy.
 type Engine struct {
 	source  fs.FS
+	print   print.Hook
 	current atomic.Pointer[compiled]
+}
+
+// Option configures an Engine.
+type Option func(*Engine)
+
+// WithPrintLogger sends the output of the policies' print() calls to
+// logger, one info line per call with the call's file:line. Without it,
+// print() calls are compiled out.
+func WithPrintLogger(logger *zap.Logger) Option {
+	return func(e *Engine) { e.print = printLogger{logger} }
+}
+
+type printLogger struct{ logger *zap.Logger }
+
+func (p printLogger) Print(pctx print.Context, msg string) error {
+	p.logger.Info(msg, zap.Stringer("location", pctx.Location))
+	return nil
 }
 
 type compiled struct {
 	revision string
 	compiler *ast.Compiler
-	// data is the empty base document the queries run against: the
-	// policies read no data, but OPA's evaluator wants a store.
+	// data holds the policy folder's data files. Reads return OPA values
+	// as stored, with no conversion, which is why the engine can run
+	// without OPA's per-evaluation cache of base documents.
 	data    storage.Store
-	queries map[string]ast.Body
+	queries map[string]query
 }
 
-// resultVar names the query's answer: queries are compiled as
-// "decision = data.<package>.decision".
-const resultVar = ast.Var("decision")
+type query struct {
+	body  ast.Body
+	parse func(map[ast.Var]*ast.Term) (Decision, error)
+}
 
-// NewEngine compiles the .rego files in source (test files excluded).
-func NewEngine(source fs.FS) (*Engine, error) {
+// NewEngine compiles the .rego and data files in source (test files
+// excluded).
+func NewEngine(source fs.FS, opts ...Option) (*Engine, error) {
 	e := &Engine{source: source}
+	for _, o := range opts {
+		o(e)
+	}
 	if _, err := e.Reload(); err != nil {
 		return nil, err
 	}
@@ -85,9 +119,10 @@ func NewEngine(source fs.FS) (*Engine, error) {
 }
 
 // Reload recompiles the policy from its source. On failure the previous
-// revision stays in force and the error says what is wrong with the files.
+// revision stays in force and the error says what is wrong with the files,
+// with file:line where the compiler gives one.
 func (e *Engine) Reload() (revision string, err error) {
-	c, err := compile(e.source)
+	c, err := e.compile()
 	if err != nil {
 		return "", err
 	}
@@ -96,7 +131,8 @@ func (e *Engine) Reload() (revision string, err error) {
 }
 
 // Revision identifies the policy currently in force: the first 12 hex
-// digits of a SHA-256 over its file names and contents.
+// digits of a SHA-256 over its file names and contents, data files
+// included.
 func (e *Engine) Revision() string { return e.current.Load().revision }
 
 // Has reports whether the current policy answers query.
@@ -105,7 +141,9 @@ func (e *Engine) Has(query string) bool {
 	return ok
 }
 
-// Decide evaluates query (GatewayQuery or AdminQuery) against input.
+// Decide evaluates query (GatewayQuery or AdminQuery) against input. An
+// evaluation error, a builtin's error included, is an error, never a
+// decision: callers fail closed.
 //
 // It drives OPA's evaluator (topdown) directly instead of through the rego
 // package, because profiles of the uncached gateway path showed three
@@ -115,12 +153,11 @@ func (e *Engine) Has(query string) bool {
 // OPA's per-evaluation metrics, and converting the answer to Go maps
 // before reading three fields of it (it is read as an OPA value here).
 // OPA's per-evaluation caches are replaced by cheaper equivalents
-// (vcache.go). The evaluation itself is OPA's, with OPA's defaults;
-// TestDecideAgreesWithRego and policies/fastpath_test.go compare it with
-// OPA's rego front end.
+// (vcache.go). The evaluation itself is OPA's; TestDecideAgreesWithRego
+// compares it with OPA's rego front end.
 func (e *Engine) Decide(ctx context.Context, query string, input ast.Value) (Decision, error) {
 	c := e.current.Load()
-	body, ok := c.queries[query]
+	q, ok := c.queries[query]
 	if !ok {
 		return Decision{Revision: c.revision}, fmt.Errorf("%s: %w", query, ErrNoDecision)
 	}
@@ -133,7 +170,7 @@ func (e *Engine) Decide(ctx context.Context, query string, input ast.Value) (Dec
 	stop := context.AfterFunc(ctx, cancel.Cancel)
 	rules := getRuleCache()
 	defer rules.release()
-	results, err := topdown.NewQuery(body).
+	tq := topdown.NewQuery(q.body).
 		WithCompiler(c.compiler).
 		WithStore(c.data).
 		WithTransaction(txn).
@@ -143,7 +180,11 @@ func (e *Engine) Decide(ctx context.Context, query string, input ast.Value) (Dec
 		WithMetrics(metrics.NoOp()).
 		WithVirtualCache(rules).
 		WithBaseCache(noBaseCache{}).
-		Run(ctx)
+		WithStrictBuiltinErrors(true)
+	if e.print != nil {
+		tq = tq.WithPrintHook(e.print)
+	}
+	results, err := tq.Run(ctx)
 	stop()
 	if err != nil {
 		return Decision{Revision: c.revision}, fmt.Errorf("evaluating %s: %v", query, err)
@@ -151,77 +192,135 @@ func (e *Engine) Decide(ctx context.Context, query string, input ast.Value) (Dec
 	if len(results) == 0 {
 		return Decision{Revision: c.revision}, fmt.Errorf("%s: %w", query, ErrNoDecision)
 	}
-	d, err := parseDecision(results[0][resultVar].Value)
+	d, err := q.parse(results[0])
 	d.Revision = c.revision
 	return d, err
 }
 
-// Keys of the decision object.
+// The variables of the gateway query.
+var (
+	varReasons = ast.Var("reasons")
+	varScope   = ast.Var("scope")
+	varTTL     = ast.Var("ttl_seconds")
+	varAdmin   = ast.Var("decision")
+)
+
+// gatewayQuery reads the three rules in one evaluation. scope and
+// ttl_seconds are optional, and an undefined conjunct would make the whole
+// query undefined, so each is collected into an array of zero or one
+// element; reasons is required: undefined, the query has no result and
+// the engine fails closed.
+var gatewayQuery = ast.MustParseBody(`reasons = data.tokengate.gateway.reasons; ` +
+	`scope = [x | x = data.tokengate.gateway.scope]; ` +
+	`ttl_seconds = [x | x = data.tokengate.gateway.ttl_seconds]`)
+
+var adminQuery = ast.Body{ast.Equality.Expr(ast.VarTerm(string(varAdmin)), ast.MustParseTerm(AdminQuery))}
+
+func parseGateway(r map[ast.Var]*ast.Term) (Decision, error) {
+	var d Decision
+	var err error
+	if d.Reasons, err = parseReasons(r[varReasons].Value); err != nil {
+		return Decision{}, err
+	}
+	d.Allow = len(d.Reasons) == 0
+	if v, ok := only(r[varScope]); ok {
+		s, ok := v.(ast.String)
+		if !ok {
+			return Decision{}, fmt.Errorf("scope is %s, want a string", ast.ValueName(v))
+		}
+		d.Scope = string(s)
+	}
+	if v, ok := only(r[varTTL]); ok {
+		if d.TTL, err = parseTTL(v); err != nil {
+			return Decision{}, err
+		}
+	}
+	return d, nil
+}
+
+// only returns the element of a zero-or-one element array.
+func only(t *ast.Term) (ast.Value, bool) {
+	a, ok := t.Value.(*ast.Array)
+	if !ok || a.Len() == 0 {
+		return nil, false
+	}
+	return a.Elem(0).Value, true
+}
+
+// parseReasons accepts a set (the usual `reasons contains ...` rule) or
+// an array of strings, and returns them sorted; nil when there are none.
+func parseReasons(v ast.Value) ([]string, error) {
+	var list *ast.Array
+	switch r := v.(type) {
+	case ast.Set:
+		if r.Len() == 0 {
+			return nil, nil
+		}
+		list = r.Sorted()
+	case *ast.Array:
+		list = r
+	default:
+		return nil, fmt.Errorf("reasons is %s, want a set of strings", ast.ValueName(v))
+	}
+	reasons := make([]string, 0, list.Len())
+	for i := range list.Len() {
+		s, ok := list.Elem(i).Value.(ast.String)
+		if !ok {
+			return nil, fmt.Errorf("reason %v is not a string", list.Elem(i))
+		}
+		reasons = append(reasons, string(s))
+	}
+	slices.Sort(reasons)
+	return slices.Compact(reasons), nil
+}
+
+func parseTTL(v ast.Value) (time.Duration, error) {
+	n, ok := v.(ast.Number)
+	if !ok {
+		return 0, fmt.Errorf("ttl_seconds is %s, want a number", ast.ValueName(v))
+	}
+	secs, err := json.Number(n).Float64()
+	if err != nil || secs < 0 {
+		return 0, fmt.Errorf("ttl_seconds %q is not a non-negative number", n)
+	}
+	return time.Duration(secs * float64(time.Second)), nil
+}
+
+// Keys of the admin decision object.
 var (
 	keyAllow       = ast.InternedTerm("allow")
 	keyReasons     = ast.InternedTerm("reasons")
-	keyScope       = ast.InternedTerm("scope")
 	keyAutoApprove = ast.InternedTerm("auto_approve")
-	keyTTL         = ast.InternedTerm("ttl_seconds")
 )
 
-func parseDecision(v ast.Value) (Decision, error) {
-	obj, ok := v.(ast.Object)
+func parseAdmin(r map[ast.Var]*ast.Term) (Decision, error) {
+	obj, ok := r[varAdmin].Value.(ast.Object)
 	if !ok {
-		return Decision{}, fmt.Errorf("decision is %s, want an object", ast.ValueName(v))
+		return Decision{}, fmt.Errorf("decision is %s, want an object", ast.ValueName(r[varAdmin].Value))
 	}
-	var d Decision
 	allow, ok := valueOf(obj, keyAllow).(ast.Boolean)
 	if !ok {
 		return Decision{}, errors.New("decision has no boolean allow")
 	}
-	d.Allow = bool(allow)
+	var d Decision
 	if raw := valueOf(obj, keyReasons); raw != nil {
-		// A set is as good as an array: policies may leave out sort().
-		var list *ast.Array
-		switch r := raw.(type) {
-		case *ast.Array:
-			list = r
-		case ast.Set:
-			list = r.Sorted()
-		default:
-			return Decision{}, errors.New("decision reasons is not an array")
-		}
-		for i := range list.Len() {
-			s, ok := list.Elem(i).Value.(ast.String)
-			if !ok {
-				return Decision{}, errors.New("decision reason is not a string")
-			}
-			d.Reasons = append(d.Reasons, string(s))
+		var err error
+		if d.Reasons, err = parseReasons(raw); err != nil {
+			return Decision{}, fmt.Errorf("decision %v", err)
 		}
 	}
-	if raw := valueOf(obj, keyScope); raw != nil {
-		s, ok := raw.(ast.String)
-		if !ok {
-			return Decision{}, errors.New("decision scope is not a string")
-		}
-		d.Scope = string(s)
-	}
+	// Both must agree: a rule that writes allow while a reason holds is a
+	// broken policy, and a broken policy refuses.
+	d.Allow = bool(allow) && len(d.Reasons) == 0
 	if raw := valueOf(obj, keyAutoApprove); raw != nil {
 		b, ok := raw.(ast.Boolean)
 		if !ok {
 			return Decision{}, errors.New("decision auto_approve is not a boolean")
 		}
-		d.AutoApprove = bool(b)
-	}
-	if raw := valueOf(obj, keyTTL); raw != nil {
-		n, ok := raw.(ast.Number)
-		if !ok {
-			return Decision{}, errors.New("decision ttl_seconds is not a number")
-		}
-		secs, err := json.Number(n).Float64()
-		if err != nil || secs < 0 {
-			return Decision{}, fmt.Errorf("decision ttl_seconds %q is not a non-negative number", n)
-		}
-		d.TTL = time.Duration(secs * float64(time.Second))
+		d.AutoApprove = bool(b) && d.Allow
 	}
 	if !d.Allow && len(d.Reasons) == 0 {
-		// A deny must say why: the audit line and the client need a code.
+		// A refusal must say why: the audit line and the caller need a code.
 		d.Reasons = []string{"policy_denied"}
 	}
 	return d, nil
@@ -234,35 +333,127 @@ func valueOf(obj ast.Object, key *ast.Term) ast.Value {
 	return nil
 }
 
-func compile(source fs.FS) (*compiled, error) {
-	modules, revision, err := readModules(source)
+// The packages the engine answers for, with the input schema each gets.
+var packages = []struct {
+	path   string
+	query  string
+	schema string
+	body   ast.Body
+	parse  func(map[ast.Var]*ast.Term) (Decision, error)
+}{
+	{"tokengate.gateway", GatewayQuery, "gateway_input", gatewayQuery, parseGateway},
+	{"tokengate.admin", AdminQuery, "admin_input", adminQuery, parseAdmin},
+}
+
+func (e *Engine) compile() (*compiled, error) {
+	src, err := load(e.source, false)
 	if err != nil {
 		return nil, err
 	}
-	if len(modules) == 0 {
+	if len(src.modules) == 0 {
 		return nil, errors.New("no .rego files found")
 	}
-	compiler := ast.NewCompiler().WithStrict(false)
-	if compiler.Compile(modules); compiler.Failed() {
-		return nil, fmt.Errorf("compiling policy: %v", compiler.Errors)
+	c := &compiled{revision: src.revision, queries: make(map[string]query)}
+	var present []string
+	for _, p := range packages {
+		if hasPackage(src.modules, p.path) {
+			present = append(present, p.path)
+		}
 	}
-	c := &compiled{revision: revision, compiler: compiler, data: inmem.New(), queries: make(map[string]ast.Body)}
-	for _, q := range []string{GatewayQuery, AdminQuery} {
-		pkg := strings.TrimSuffix(strings.TrimPrefix(q, "data."), ".decision")
-		if !hasPackage(modules, pkg) {
+	if !slices.Contains(present, "tokengate.gateway") {
+		return nil, errors.New("no policy declares package tokengate.gateway")
+	}
+	c.data = inmem.NewFromObjectWithOpts(src.data, inmem.OptRoundTripOnWrite(false), inmem.OptReturnASTValuesOnRead(true))
+	c.compiler, err = newCompiler(context.Background(), src.modules, c.data, e.print != nil)
+	if err != nil {
+		return nil, err
+	}
+	if len(c.compiler.GetRulesExact(ast.MustParseRef("data.tokengate.gateway.reasons"))) == 0 {
+		return nil, errors.New("package tokengate.gateway declares no rule reasons: the gateway allows exactly when reasons is empty, so it must exist")
+	}
+	for _, p := range packages {
+		if !slices.Contains(present, p.path) {
 			continue
 		}
-		body, err := compiler.QueryCompiler().Compile(ast.Body{ast.Equality.Expr(ast.NewTerm(resultVar), ast.MustParseTerm(q))})
+		body, err := c.compiler.QueryCompiler().Compile(p.body)
 		if err != nil {
-			return nil, fmt.Errorf("preparing %s: %v", q, err)
+			return nil, fmt.Errorf("preparing %s: %v", p.query, err)
 		}
-		c.queries[q] = body
-	}
-	if _, ok := c.queries[GatewayQuery]; !ok {
-		return nil, errors.New("no policy declares package tokengate.gateway")
+		c.queries[p.query] = query{body: body, parse: p.parse}
 	}
 	return c, nil
 }
+
+// newCompiler compiles modules as strictly as OPA can: strict mode (unused
+// variables and imports, shadowed and deprecated names are errors), and
+// every reference to input type-checked against the input's JSON Schema,
+// so a misspelt field is a compile error rather than a rule that is
+// silently never true. store holds the data files; a rule and a data file
+// may not define the same path.
+//
+// OPA applies a schema to input either globally (schema.input) or through
+// `schemas` annotations. The gateway and the admin package see different
+// input, so the engine adds, for each, a module holding only a
+// subpackages-scoped METADATA block naming its schema, as a policy author
+// would write it (the scope that cannot clash with a package-scoped
+// METADATA block a policy file carries). The global input schema is the
+// union of the two, so a helper package outside both is still checked
+// against a field some input has.
+func newCompiler(ctx context.Context, modules map[string]*ast.Module, store storage.Store, printing bool) (*ast.Compiler, error) {
+	all := maps.Clone(modules)
+	for _, p := range packages {
+		if !hasPackage(modules, p.path) {
+			continue
+		}
+		name := "tokengate:" + p.schema + ".rego"
+		src := "# METADATA\n# scope: subpackages\n# schemas:\n#   - input: schema." + p.schema + "\npackage " + p.path + "\n"
+		m, err := ast.ParseModuleWithOpts(name, src, ast.ParserOptions{RegoVersion: ast.RegoV1, ProcessAnnotation: true})
+		if err != nil {
+			return nil, fmt.Errorf("schema annotation for %s: %v", p.path, err)
+		}
+		all[name] = m
+	}
+	txn, err := store.NewTransaction(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer store.Abort(ctx, txn)
+	compiler := ast.NewCompiler().
+		WithStrict(true).
+		WithSchemas(inputSchemas).
+		WithUseTypeCheckAnnotations(true).
+		WithEnablePrintStatements(printing).
+		WithPathConflictsCheck(storage.NonEmpty(ctx, store, txn))
+	if compiler.Compile(all); compiler.Failed() {
+		return nil, fmt.Errorf("compiling policy: %v", compiler.Errors)
+	}
+	return compiler, nil
+}
+
+// inputSchemas holds the JSON Schemas of each package's input, as
+// schema.gateway_input and schema.admin_input, and their union as
+// schema.input.
+var inputSchemas = func() *ast.SchemaSet {
+	ss := ast.NewSchemaSet()
+	var union []any
+	for _, p := range packages {
+		raw, err := schemaFiles.ReadFile("schemas/" + p.schema + ".json")
+		if err != nil {
+			panic(err)
+		}
+		var schema any
+		if err := util.UnmarshalJSON(raw, &schema); err != nil {
+			panic(fmt.Sprintf("schemas/%s.json: %v", p.schema, err))
+		}
+		ss.Put(ast.MustParseRef("schema."+p.schema), schema)
+		union = append(union, schema)
+	}
+	ss.Put(ast.SchemaRootRef, map[string]any{"anyOf": union})
+	return ss
+}()
+
+//go:embed schemas/*.json
+var schemaFiles embed.FS
 
 func hasPackage(modules map[string]*ast.Module, pkg string) bool {
 	for _, m := range modules {
@@ -271,46 +462,4 @@ func hasPackage(modules map[string]*ast.Module, pkg string) bool {
 		}
 	}
 	return false
-}
-
-// readModules parses every .rego file under source except tests, and
-// returns them with a revision hash over their names and contents.
-func readModules(source fs.FS) (map[string]*ast.Module, string, error) {
-	var names []string
-	err := fs.WalkDir(source, ".", func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		if !d.IsDir() && IsPolicyFile(p) {
-			names = append(names, p)
-		}
-		return nil
-	})
-	if err != nil {
-		return nil, "", fmt.Errorf("listing policy files: %v", err)
-	}
-	slices.Sort(names)
-	modules := make(map[string]*ast.Module, len(names))
-	h := sha256.New()
-	for _, name := range names {
-		src, err := fs.ReadFile(source, name)
-		if err != nil {
-			return nil, "", fmt.Errorf("reading policy %s: %v", name, err)
-		}
-		m, err := ast.ParseModuleWithOpts(name, string(src), ast.ParserOptions{RegoVersion: ast.RegoV1})
-		if err != nil {
-			return nil, "", fmt.Errorf("parsing policy %s: %v", name, err)
-		}
-		modules[name] = m
-		fmt.Fprintf(h, "%s\x00%d\x00", name, len(src))
-		h.Write(src)
-	}
-	return modules, hex.EncodeToString(h.Sum(nil))[:12], nil
-}
-
-// IsPolicyFile reports whether a file name is a policy the engine loads:
-// a .rego file that is not a _test.rego file.
-func IsPolicyFile(name string) bool {
-	base := path.Base(name)
-	return strings.HasSuffix(base, ".rego") && !strings.HasSuffix(base, "_test.rego")
 }

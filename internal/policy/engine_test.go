@@ -2,10 +2,12 @@ package policy
 
 import (
 	"context"
+	"errors"
 	"os"
 	"path/filepath"
 	"slices"
 	"testing"
+	"testing/fstest"
 	"time"
 
 	"github.com/open-policy-agent/opa/v1/ast"
@@ -42,6 +44,8 @@ func TestEmbeddedGatewayPolicy(t *testing.T) {
 	if d := decide(t, e, tok, get, "billing", now); !d.Allow || d.Revision != e.Revision() {
 		t.Fatalf("valid read denied: %+v", d)
 	}
+	// Liveness (expiry, revocation, rotation, uses) is the gateway's, in
+	// Go; the policy decides permissions.
 	cases := []struct {
 		name    string
 		mutate  func(*store.Token, *Request, *string)
@@ -50,10 +54,6 @@ func TestEmbeddedGatewayPolicy(t *testing.T) {
 		{"write with read scope", func(_ *store.Token, r *Request, _ *string) { r.Method = "POST" }, []string{"scope_missing"}},
 		{"other service", func(_ *store.Token, _ *Request, s *string) { *s = "search" }, []string{"scope_missing", "service_not_bound"}},
 		{"ipv6 outside", func(_ *store.Token, r *Request, _ *string) { r.RemoteIP = "2001:db9::1" }, []string{"ip_not_allowed"}},
-		{"expired", func(tk *store.Token, _ *Request, _ *string) { tk.ExpiresAt = now }, []string{"token_expired"}},
-		{"rotated", func(tk *store.Token, _ *Request, _ *string) { tk.GraceUntil = now.Add(-time.Second) }, []string{"token_rotated"}},
-		{"revoked", func(tk *store.Token, _ *Request, _ *string) { tk.RevokedAt = now }, []string{"token_revoked"}},
-		{"used up", func(tk *store.Token, _ *Request, _ *string) { tk.MaxUses, tk.Uses = 1, 1 }, []string{"uses_exhausted"}},
 	}
 	for _, c := range cases {
 		tk, req, svc := sampleToken(now), get, "billing"
@@ -72,8 +72,8 @@ func writePolicy(t *testing.T, dir, name, src string) {
 	}
 }
 
-const allowAll = "package tokengate.gateway\ndecision := {\"allow\": true, \"reasons\": [], \"ttl_seconds\": 5}\n"
-const denyAll = "package tokengate.gateway\ndecision := {\"allow\": false, \"reasons\": [\"closed_for_maintenance\"]}\n"
+const allowAll = "package tokengate.gateway\nreasons := set()\nttl_seconds := 5\n"
+const denyAll = "package tokengate.gateway\nreasons contains \"closed_for_maintenance\"\n"
 
 func TestBrokenPolicyKeepsPreviousRevision(t *testing.T) {
 	dir := t.TempDir()
@@ -83,7 +83,7 @@ func TestBrokenPolicyKeepsPreviousRevision(t *testing.T) {
 		t.Fatal(err)
 	}
 	rev := e.Revision()
-	writePolicy(t, dir, "gateway.rego", "package tokengate.gateway\ndecision := {\"allow\": true\n")
+	writePolicy(t, dir, "gateway.rego", "package tokengate.gateway\nreasons := {\n")
 	if _, err := e.Reload(); err == nil {
 		t.Fatal("broken policy compiled")
 	}
@@ -104,15 +104,106 @@ func TestPolicyWithoutGatewayPackageIsRefused(t *testing.T) {
 	}
 }
 
-func TestNonObjectDecisionFailsClosed(t *testing.T) {
-	dir := t.TempDir()
-	writePolicy(t, dir, "gateway.rego", "package tokengate.gateway\ndecision := true\n")
-	e, err := NewEngine(os.DirFS(dir))
+// Whatever the policy answers in place of a set of reason strings is an
+// error, never an allow.
+func TestMalformedReasonsFailClosed(t *testing.T) {
+	for _, src := range []string{
+		"reasons := true",
+		"reasons := {1}",
+		`reasons := "none"`,
+		"reasons := {x | some x in input.token.scopes; false}\nscope := 1",
+		"reasons := set()\nttl_seconds := -1",
+		"reasons := set()\nttl_seconds := \"5\"",
+	} {
+		e, err := NewEngine(fstest.MapFS{"gateway.rego": {Data: []byte("package tokengate.gateway\n" + src + "\n")}})
+		if err != nil {
+			t.Fatalf("%q: %v", src, err)
+		}
+		if d, err := e.Decide(context.Background(), GatewayQuery, ast.NewObject()); err == nil {
+			t.Errorf("%q: got %+v, want an error", src, d)
+		}
+	}
+}
+
+// A gateway package without a reasons rule, or whose reasons is undefined,
+// is refused or fails closed: it never reads as "no reasons".
+func TestMissingReasonsFailClosed(t *testing.T) {
+	if _, err := NewEngine(fstest.MapFS{"gateway.rego": {Data: []byte("package tokengate.gateway\ndecision := {\"allow\": true}\n")}}); err == nil {
+		t.Fatal("a gateway package without reasons was accepted")
+	}
+	e, err := NewEngine(fstest.MapFS{"gateway.rego": {Data: []byte("package tokengate.gateway\nreasons := set() if input.now > 0\n")}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := e.Decide(context.Background(), GatewayQuery, ast.NewObject()); err == nil {
-		t.Fatal("a malformed decision was accepted")
+	if d, err := e.Decide(context.Background(), GatewayQuery, ast.NewObject()); !errors.Is(err, ErrNoDecision) {
+		t.Fatalf("undefined reasons: got %+v, %v; want ErrNoDecision", d, err)
+	}
+}
+
+// Allow is derived from the reasons: rules named allow or decision, an
+// else chain or a default cannot allow while a reason holds, and a reason
+// rule added in a file of its own takes effect.
+func TestAllowIsDerivedFromReasons(t *testing.T) {
+	fsys := fstest.MapFS{
+		"gateway.rego": {Data: []byte(`package tokengate.gateway
+
+default allow := true
+
+allow := true
+
+decision := {"allow": true, "reasons": []}
+
+reasons contains "scope_missing" if not "billing:read" in input.token.scopes
+`)},
+		"extra/private.rego": {Data: []byte(`package tokengate.gateway
+
+reasons contains "path_forbidden" if startswith(input.request.path, "/billing/private/")
+`)},
+	}
+	e, err := NewEngine(fsys)
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	tok := sampleToken(now)
+	if d := decide(t, e, tok, Request{Method: "GET", Path: "/billing/x"}, "billing", now); !d.Allow || d.Reasons != nil {
+		t.Fatalf("no reason holds, got %+v", d)
+	}
+	d := decide(t, e, tok, Request{Method: "GET", Path: "/billing/private/k"}, "billing", now)
+	if d.Allow || !slices.Equal(d.Reasons, []string{"path_forbidden"}) {
+		t.Fatalf("the added rule had no effect: %+v", d)
+	}
+}
+
+// The admin decision object's allow counts only when no reason is given.
+func TestAdminAllowNeedsNoReasons(t *testing.T) {
+	e, err := NewEngine(fstest.MapFS{
+		"gateway.rego": {Data: []byte(allowAll)},
+		"admin.rego": {Data: []byte(`package tokengate.admin
+
+decision := {"allow": true, "reasons": ["self_approval"], "auto_approve": true} if input.action == "approve"
+
+decision := {"allow": false, "reasons": []} if input.action == "read"
+
+decision := {"allow": true, "reasons": [], "auto_approve": true} if input.action == "request"
+`)},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for action, want := range map[string]Decision{
+		"approve": {Reasons: []string{"self_approval"}},
+		"read":    {Reasons: []string{"policy_denied"}},
+		"request": {Allow: true, AutoApprove: true},
+	} {
+		input := ast.NewObject([2]*ast.Term{ast.StringTerm("action"), ast.StringTerm(action)})
+		d, err := e.Decide(context.Background(), AdminQuery, input)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if d.Allow != want.Allow || d.AutoApprove != want.AutoApprove || !slices.Equal(d.Reasons, want.Reasons) {
+			t.Errorf("%s: got %+v, want %+v", action, d, want)
+		}
 	}
 }
 

@@ -12,9 +12,12 @@ import (
 
 // Request is the part of an HTTP call the gateway policy sees.
 type Request struct {
-	Method   string
-	Host     string
+	Method string
+	Host   string
+	// Path is the cleaned path, as Caddy's path matchers see it; RawPath
+	// is the path as the client sent it.
 	Path     string
+	RawPath  string
 	RemoteIP string
 	// Headers holds only the headers the route lets the policy see,
 	// keyed by lower-case name.
@@ -23,7 +26,9 @@ type Request struct {
 
 // TokenTerm converts a token record to the input.token object. The result
 // is immutable, so the gateway builds it once per token version and reuses
-// it for every call. It deliberately holds no secret and no hash.
+// it for every call. It deliberately holds no secret and no hash, and no
+// revocation or rotation time either: liveness is decided in Go before
+// the policy runs, so no policy can bring a dead token back.
 func TokenTerm(t *store.Token) *ast.Term {
 	return ast.ObjectTerm(
 		item("id", ast.StringTerm(t.ID)),
@@ -36,8 +41,6 @@ func TokenTerm(t *store.Token) *ast.Term {
 		item("expires_at", nanosTerm(t.ExpiresAt)),
 		item("max_uses", ast.IntNumberTerm(int(t.MaxUses))),
 		item("uses", ast.IntNumberTerm(int(t.Uses))),
-		item("revoked_at", nanosTerm(t.RevokedAt)),
-		item("grace_until", nanosTerm(t.GraceUntil)),
 	)
 }
 
@@ -52,6 +55,7 @@ var (
 	keyMethod   = ast.StringTerm("method")
 	keyHost     = ast.StringTerm("host")
 	keyPath     = ast.StringTerm("path")
+	keyRawPath  = ast.StringTerm("raw_path")
 	keyRemoteIP = ast.StringTerm("remote_ip")
 	keyHeaders  = ast.StringTerm("headers")
 	keyService  = ast.StringTerm("service")
@@ -74,7 +78,7 @@ func GatewayInput(tokenTerm *ast.Term, req Request, service string, now time.Tim
 	}
 	// The per-call strings share one allocation for their terms; the
 	// common methods are shared terms.
-	t := new([4]ast.Term)
+	t := new([5]ast.Term)
 	method, ok := methodTerms[req.Method]
 	if !ok {
 		t[0].Value = ast.String(req.Method)
@@ -83,12 +87,14 @@ func GatewayInput(tokenTerm *ast.Term, req Request, service string, now time.Tim
 	t[1].Value = ast.String(req.Host)
 	t[2].Value = ast.String(req.Path)
 	t[3].Value = ast.String(req.RemoteIP)
+	t[4].Value = ast.String(req.RawPath)
 	return ast.NewObject(
 		[2]*ast.Term{keyToken, tokenTerm},
 		[2]*ast.Term{keyRequest, ast.ObjectTerm(
 			[2]*ast.Term{keyMethod, method},
 			[2]*ast.Term{keyHost, &t[1]},
 			[2]*ast.Term{keyPath, &t[2]},
+			[2]*ast.Term{keyRawPath, &t[4]},
 			[2]*ast.Term{keyRemoteIP, &t[3]},
 			[2]*ast.Term{keyHeaders, headersTerm},
 		)},

@@ -2,9 +2,11 @@ package policy
 
 import (
 	"context"
+	"encoding/json"
 	"slices"
 	"testing"
 	"testing/fstest"
+	"time"
 
 	"github.com/open-policy-agent/opa/v1/ast"
 	"github.com/open-policy-agent/opa/v1/rego"
@@ -88,18 +90,19 @@ level := "high" if count(input.token.scopes) > 2
 else := "mid" if count(input.token.scopes) > 1
 else := "low"
 
-decision := {
-	"allow": count(reasons) == 0,
-	"reasons": sort(reasons),
-	"scope": level,
-	"ttl_seconds": count({s | some s in input.token.scopes; has(s)}),
-}
+scope := level
+
+ttl_seconds := count({s | some s in input.token.scopes; has(s)})
 `
 	e, err := NewEngine(fstest.MapFS{"gateway.rego": {Data: []byte(src)}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	pq, err := rego.New(rego.Query(GatewayQuery), rego.Module("gateway.rego", src)).PrepareForEval(context.Background())
+	// OPA's rego front end, asked for the same three rules.
+	pq, err := rego.New(
+		rego.Query("r = data.tokengate.gateway.reasons; s = data.tokengate.gateway.scope; t = data.tokengate.gateway.ttl_seconds"),
+		rego.Module("gateway.rego", src), rego.StrictBuiltinErrors(true),
+	).PrepareForEval(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -119,14 +122,15 @@ decision := {
 		if err != nil {
 			t.Fatal(err)
 		}
-		v, err := ast.InterfaceToValue(rs[0].Expressions[0].Value)
-		if err != nil {
-			t.Fatal(err)
+		var want Decision
+		for _, r := range rs[0].Bindings["r"].([]any) {
+			want.Reasons = append(want.Reasons, r.(string))
 		}
-		want, err := parseDecision(v)
-		if err != nil {
-			t.Fatal(err)
-		}
+		slices.Sort(want.Reasons)
+		want.Allow = len(want.Reasons) == 0
+		want.Scope = rs[0].Bindings["s"].(string)
+		ttl, _ := rs[0].Bindings["t"].(json.Number).Int64()
+		want.TTL = time.Duration(ttl) * time.Second
 		if got.Allow != want.Allow || !slices.Equal(got.Reasons, want.Reasons) || got.Scope != want.Scope || got.TTL != want.TTL {
 			t.Errorf("input %s: engine %+v, rego %+v", in, got, want)
 		}
