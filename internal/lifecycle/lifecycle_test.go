@@ -74,24 +74,24 @@ func TestValidate(t *testing.T) {
 
 func TestCheckReason(t *testing.T) {
 	live := token.NewSecret()
-	for reason, code := range map[string]string{
-		"":                          "",
-		"ticket FIN-12":             "",
-		strings.Repeat("x", 513):    "reason_invalid",
-		"done\r\x1b[1A":             "reason_invalid",
-		"rtl \u2067 isolate":        "reason_invalid",
-		"leaked: " + live + " oops": "secret_in_field",
+	for _, tc := range []struct{ name, reason, code string }{
+		{"empty", "", ""},
+		{"plain", "ticket FIN-12", ""},
+		{"too long", strings.Repeat("x", 513), "reason_invalid"},
+		{"cursor movement", "done\r\x1b[1A", "reason_invalid"},
+		{"bidi isolate", "rtl \u2067 isolate", "reason_invalid"},
+		{"pasted secret", "leaked: " + live + " oops", "secret_in_field"},
 	} {
-		err := CheckReason(reason)
+		err := CheckReason(tc.reason)
 		var e *Error
-		if code == "" {
+		if tc.code == "" {
 			if err != nil {
-				t.Errorf("%q refused: %v", reason, err)
+				t.Errorf("%s: refused: %v", tc.name, err)
 			}
 			continue
 		}
-		if !errors.As(err, &e) || e.Code != code || e.Status != 400 || strings.Contains(e.Msg, live[3:]) {
-			t.Errorf("%.20q: got %v, want %s", reason, err, code)
+		if !errors.As(err, &e) || e.Code != tc.code || e.Status != 400 || strings.Contains(e.Msg, live[3:]) {
+			t.Errorf("%s: got %v, want %s", tc.name, err, tc.code)
 		}
 	}
 }
