@@ -1,6 +1,7 @@
 package caddymodule
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -8,6 +9,7 @@ import (
 	"net/http"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/tokengate/caddy-tokengate/internal/lifecycle"
 	"github.com/tokengate/caddy-tokengate/internal/manage"
@@ -87,13 +89,22 @@ func decodeBody(r *http.Request, v any) error {
 	if ct := r.Header.Get("Content-Type"); ct != "" && !strings.HasPrefix(ct, "application/json") {
 		return &lifecycle.Error{Status: http.StatusUnsupportedMediaType, Code: "content_type_invalid", Msg: "send application/json"}
 	}
-	dec := json.NewDecoder(http.MaxBytesReader(nil, r.Body, maxBodyBytes))
+	raw, err := io.ReadAll(http.MaxBytesReader(nil, r.Body, maxBodyBytes))
+	var tooBig *http.MaxBytesError
+	if errors.As(err, &tooBig) {
+		return &lifecycle.Error{Status: http.StatusRequestEntityTooLarge, Code: "body_too_large", Msg: fmt.Sprintf("body exceeds %d bytes", maxBodyBytes)}
+	}
+	if err != nil {
+		return &lifecycle.Error{Status: http.StatusBadRequest, Code: "body_invalid", Msg: "body could not be read"}
+	}
+	// encoding/json would turn invalid bytes into U+FFFD and store text
+	// other than what was sent; refuse it instead.
+	if !utf8.Valid(raw) {
+		return &lifecycle.Error{Status: http.StatusBadRequest, Code: "body_invalid", Msg: "body is not valid UTF-8"}
+	}
+	dec := json.NewDecoder(bytes.NewReader(raw))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
-		var tooBig *http.MaxBytesError
-		if errors.As(err, &tooBig) {
-			return &lifecycle.Error{Status: http.StatusRequestEntityTooLarge, Code: "body_too_large", Msg: fmt.Sprintf("body exceeds %d bytes", maxBodyBytes)}
-		}
 		return &lifecycle.Error{Status: http.StatusBadRequest, Code: "body_invalid", Msg: "body is not the expected JSON object: " + jsonProblem(err)}
 	}
 	if _, err := dec.Token(); err != io.EOF {

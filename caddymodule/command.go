@@ -18,6 +18,7 @@ import (
 
 	"github.com/tokengate/caddy-tokengate/internal/gateway"
 	"github.com/tokengate/caddy-tokengate/internal/policy"
+	"github.com/tokengate/caddy-tokengate/internal/report"
 	"github.com/tokengate/caddy-tokengate/internal/store"
 	"github.com/tokengate/caddy-tokengate/internal/textcheck"
 )
@@ -518,10 +519,7 @@ func reportCommand() *cobra.Command {
 				{"long_lived", "lifetime over 30 days"},
 				{"unused_scopes", "scopes granted but never exercised"},
 			} {
-				var items []struct {
-					TokenID, Owner, Purpose, Detail string
-					Scopes                          []string
-				}
+				var items []report.Item
 				_ = json.Unmarshal(rep[section.key], &items)
 				fmt.Fprintf(os.Stdout, "\n%s: %d\n", section.title, len(items))
 				for _, it := range items {

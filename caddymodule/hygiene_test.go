@@ -1,0 +1,215 @@
+package caddymodule
+
+import (
+	"bytes"
+	"encoding/json"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+)
+
+// TestInputHygiene: free text that could rewrite an approver's terminal
+// or carry a live secret into audit lines and upstream headers is refused
+// at every entry point, with a 400 that quotes none of it.
+func TestInputHygiene(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	live, _ := e.issue(billingReader(nil)) // remembered: the leak scan looks for it everywhere
+
+	noEcho := func(what string, body []byte) {
+		t.Helper()
+		if bytes.Contains(body, []byte(live[3:33])) || bytes.Contains(body, []byte(`\u001b`)) || bytes.Contains(body, []byte("\u202e")) {
+			t.Errorf("%s: the refusal echoes the input: %s", what, body)
+		}
+	}
+
+	// Bootstrap names, on Caddy's admin endpoint, before there is anyone.
+	status, body := e.admin("POST", "/tokengate/bootstrap", map[string]string{"requester": "alice", "approver": live})
+	wantRefusal(t, "secret as bootstrap approver", status, body, 400, "secret_in_field")
+	noEcho("bootstrap", body)
+	status, body = e.admin("POST", "/tokengate/bootstrap", map[string]string{"requester": "alice\x1b[2K", "approver": "bob"})
+	wantRefusal(t, "escape in bootstrap requester", status, body, 400, "requester_invalid")
+
+	// The local operator's issue.
+	status, body = e.admin("POST", "/tokengate/tokens", billingReader(map[string]any{"owner": live}))
+	wantRefusal(t, "secret as owner (issue)", status, body, 400, "secret_in_field")
+	noEcho("issue", body)
+
+	e.bootstrap()
+	ask := func(extra map[string]any) (int, []byte) {
+		return e.mgmt(e.requester, "POST", "/v1/requests", billingReader(extra))
+	}
+	for _, tc := range []struct {
+		name   string
+		extra  map[string]any
+		reason string
+	}{
+		{"purpose rewriting the screen", map[string]any{"purpose": "nightly\r\x1b[2Kreq_fake  pending  bob"}, "purpose_invalid"},
+		{"purpose with a C1 CSI", map[string]any{"purpose": "nightly \u009b2K"}, "purpose_invalid"},
+		{"purpose with a bidi override", map[string]any{"purpose": "invoices \u202egnp.exe"}, "purpose_invalid"},
+		{"owner with a newline", map[string]any{"owner": "etl\nroot"}, "owner_invalid"},
+		{"live secret as owner", map[string]any{"owner": live}, "secret_in_field"},
+		{"live secret inside purpose", map[string]any{"purpose": "same as " + live + " but longer"}, "secret_in_field"},
+	} {
+		status, body := ask(tc.extra)
+		wantRefusal(t, tc.name, status, body, 400, tc.reason)
+		noEcho(tc.name, body)
+	}
+	status, body = ask(map[string]any{"purpose": "nightly\r\x1b[2K"})
+	if msg := decode[APIError](t, body).Message; !strings.Contains(msg, "control character") {
+		t.Errorf("the message should name the character class: %d %s", status, body)
+	}
+
+	// Invalid UTF-8 never reaches the JSON decoder, which would quietly
+	// store U+FFFD instead.
+	raw := []byte(`{"owner":"alice","purpose":"caf` + "\xe9" + `","scopes":["billing:read"],"services":["billing"],"ttl":"1h"}`)
+	status, body = sendRaw(t, e.requester, "/v1/requests", raw)
+	wantRefusal(t, "invalid UTF-8", status, body, 400, "body_invalid")
+
+	// Reasons of approvals, denials and revocations.
+	status, body = e.mgmt(e.requester, "POST", "/v1/requests", writeRequest(nil))
+	if status != http.StatusAccepted {
+		t.Fatalf("write request: %d %s", status, body)
+	}
+	id := decode[RequestOutcome](t, body).Request.ID
+	status, body = e.mgmt(e.approver, "POST", "/v1/requests/"+id+"/approve", map[string]string{"reason": "ok\r\x1b[1Adenied"})
+	wantRefusal(t, "escape in approval reason", status, body, 400, "reason_invalid")
+	status, body = e.mgmt(e.approver, "POST", "/v1/requests/"+id+"/deny", map[string]string{"reason": "leaked " + live})
+	wantRefusal(t, "secret in denial reason", status, body, 400, "secret_in_field")
+	noEcho("deny", body)
+	_, tokID := e.issue(billingReader(nil))
+	status, body = e.admin("POST", "/tokengate/tokens/"+tokID+"/revoke", map[string]string{"reason": "done\u2067"})
+	wantRefusal(t, "bidi isolate in revoke reason", status, body, 400, "reason_invalid")
+	status, body = e.admin("POST", "/tokengate/tokens/"+tokID+"/revoke", map[string]string{"reason": live})
+	wantRefusal(t, "secret as revoke reason", status, body, 400, "secret_in_field")
+	noEcho("revoke", body)
+
+	// Each refusal left a refused audit line with its reason, and nothing
+	// of what was refused.
+	var refused []string
+	for _, l := range e.auditLines() {
+		if l["outcome"] == "refused" {
+			for _, r := range l["reasons"].([]any) {
+				refused = append(refused, r.(string))
+			}
+		}
+	}
+	for _, want := range []string{"secret_in_field", "purpose_invalid", "owner_invalid", "reason_invalid", "requester_invalid"} {
+		if !slices.Contains(refused, want) {
+			t.Errorf("no refused audit line with reason %s (got %v)", want, refused)
+		}
+	}
+	for _, name := range []string{"audit.log", "caddy.log", "access.log"} {
+		b, _ := os.ReadFile(filepath.Join(e.dir, name))
+		if bytes.Contains(b, []byte(`\u001b`)) || bytes.Contains(b, []byte(`\u202e`)) || bytes.Contains(b, []byte("\u202e")) {
+			t.Errorf("%s holds a control or bidi character from refused input", name)
+		}
+	}
+	// checkNothingLeaked (after the test) scans every log and the upstream
+	// for the live secret.
+}
+
+// TestAutoApprovalNeedsRealBinding: just-in-time approval is for tokens
+// bound for real; the whole internet or 2^63 uses is no binding.
+func TestAutoApprovalNeedsRealBinding(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	e.bootstrap()
+	for _, tc := range []struct {
+		name  string
+		extra map[string]any
+		want  int
+	}{
+		{"0.0.0.0/0", map[string]any{"cidrs": []string{"0.0.0.0/0"}}, http.StatusAccepted},
+		{"::/0", map[string]any{"cidrs": []string{"::/0"}}, http.StatusAccepted},
+		{"IPv4-mapped whole IPv4", map[string]any{"cidrs": []string{"::ffff:0.0.0.0/96"}}, http.StatusAccepted},
+		{"a /8 beside 0.0.0.0/0", map[string]any{"cidrs": []string{"10.0.0.0/8", "0.0.0.0/0"}}, http.StatusAccepted},
+		{"max_uses 2^63-1", map[string]any{"max_uses": int64(9223372036854775807)}, http.StatusAccepted},
+		{"max_uses 1001", map[string]any{"max_uses": 1001}, http.StatusAccepted},
+		{"a /8", map[string]any{"cidrs": []string{"10.0.0.0/8"}}, http.StatusCreated},
+		{"a /32 of IPv6", map[string]any{"cidrs": []string{"2001:db8::/32"}}, http.StatusCreated},
+		{"max_uses 1000", map[string]any{"max_uses": 1000}, http.StatusCreated},
+	} {
+		status, body := e.mgmt(e.requester, "POST", "/v1/requests", billingReader(tc.extra))
+		if status == http.StatusCreated {
+			remember(decode[RequestOutcome](t, body).Secret)
+		}
+		if status != tc.want {
+			t.Errorf("%s: got %d %s, want %d", tc.name, status, body, tc.want)
+		}
+	}
+
+	// The report counts a writer bound only to 0.0.0.0/0 as unbound.
+	_, open := e.approvedToken(writeRequest(map[string]any{"cidrs": []string{"0.0.0.0/0"}}))
+	_, bound := e.approvedToken(writeRequest(map[string]any{"cidrs": []string{"10.0.0.0/8"}}))
+	status, body := e.mgmt(e.approver, "GET", "/v1/report", nil)
+	if status != 200 {
+		t.Fatalf("report: %d %s", status, body)
+	}
+	var rep struct {
+		WriteWithoutCIDR []struct {
+			TokenID string `json:"token_id"`
+		} `json:"write_without_cidr"`
+	}
+	_ = json.Unmarshal(body, &rep)
+	var ids []string
+	for _, it := range rep.WriteWithoutCIDR {
+		ids = append(ids, it.TokenID)
+	}
+	if !slices.Contains(ids, open) || slices.Contains(ids, bound) {
+		t.Errorf("write_without_cidr %v: want %s (0.0.0.0/0) and not %s (10.0.0.0/8)", ids, open, bound)
+	}
+}
+
+// TestCLIEscapesWhatItPrints: the approver's table and the JSON output
+// show control and bidi characters as escapes, never raw.
+func TestCLIEscapesWhatItPrints(t *testing.T) {
+	evil := "nightly\r\x1b[2Kreq_fake\tpending\u202e\u0085\u2066"
+	raw := func(b []byte) bool {
+		return bytes.ContainsAny(b, "\r\x1b\t\u202e\u0085\u2066")
+	}
+	var table bytes.Buffer
+	if err := printRequests(&table, []RequestView{{ID: "req_1", Status: "pending", RequestedBy: "alice", Owner: "etl\x1b]0;x\x07", Scopes: []string{"billing:read"}, TTL: "1h0m0s", Purpose: evil}}); err != nil {
+		t.Fatal(err)
+	}
+	if raw(table.Bytes()) || bytes.Contains(table.Bytes(), []byte{0x07}) || !strings.Contains(table.String(), `\x1b[2K`) {
+		t.Errorf("request table:\n%q", table.String())
+	}
+	if lines := strings.Count(table.String(), "\n"); lines != 2 {
+		t.Errorf("request table has %d lines, want header and one row:\n%s", lines, table.String())
+	}
+	table.Reset()
+	if err := printTokens(&table, []TokenView{{ID: "tok_1", State: "active", Owner: "etl", Purpose: evil, Scopes: []string{"billing:read"}}}); err != nil {
+		t.Fatal(err)
+	}
+	if raw(table.Bytes()) || !strings.Contains(table.String(), `\u202e`) {
+		t.Errorf("token table:\n%q", table.String())
+	}
+	var out bytes.Buffer
+	if err := writeJSONTo(&out, RequestView{Purpose: evil}); err != nil {
+		t.Fatal(err)
+	}
+	if raw(out.Bytes()) {
+		t.Errorf("JSON output holds raw control or bidi characters: %q", out.String())
+	}
+	if v := decode[RequestView](t, out.Bytes()); v.Purpose != evil {
+		t.Errorf("escaped JSON decodes to %q, want the original", v.Purpose)
+	}
+}
+
+// sendRaw posts bytes as they are, for bodies json.Marshal would repair.
+func sendRaw(t *testing.T, secret, path string, body []byte) (int, []byte) {
+	t.Helper()
+	req, _ := http.NewRequest("POST", mgmtURL+path, bytes.NewReader(body))
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Authorization", "Bearer "+secret)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	out, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, out
+}
