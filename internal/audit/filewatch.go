@@ -1,10 +1,8 @@
 package audit
 
 import (
-	"context"
 	"fmt"
 	"os"
-	"time"
 )
 
 // FileWatch notices that the file audit lines go to was deleted or moved
@@ -13,19 +11,22 @@ import (
 // path tells.
 //
 // Each Check stats the path. The file is lost when the path is gone or is
-// not a regular file, or when it is another file than the one lines were
-// landing in and lines were written since the last check without reaching
-// it (it is still empty). A new file that already holds something is
-// followed: that is how a writer that rolls its own files (Caddy's does,
-// by size) looks from outside. The same file as before is always fine,
-// whatever its size: a copy-and-truncate rotation keeps the file.
+// not a regular file. The same file as before is always fine, whatever
+// its size (a copy-and-truncate rotation keeps the file). Another file at
+// the path is followed only once it grew between two checks while lines
+// were written: that is how a writer that rolls its own files over
+// (Caddy's does, by size) looks from outside, and what a copy put back in
+// place of a deleted file never does, since the writer still holds the
+// deleted one. Until then it is lost if lines were written without
+// reaching it, or if the file was lost already.
 type FileWatch struct {
 	path   string
 	health *Health
 
-	file    os.FileInfo // the file lines are landing in; nil until seen
-	written uint64      // health.Written() at the last check
-	lost    bool
+	file      os.FileInfo // the file lines land in; nil until seen
+	candidate os.FileInfo // another file at the path, not yet followed
+	written   uint64      // health.Written() at the last check
+	lost      bool
 }
 
 // NewFileWatch watches path on behalf of h. The file is looked at once
@@ -49,19 +50,28 @@ func (w *FileWatch) Check() (lost bool, why string) {
 	w.written = written
 
 	fi, err := os.Stat(w.path)
+	replaced := fmt.Sprintf("audit file %s was replaced by a file the lines do not reach", w.path)
 	switch {
 	case err != nil:
 		why = fmt.Sprintf("audit file %s: %v", w.path, err)
+		w.candidate = nil
 	case !fi.Mode().IsRegular():
 		why = fmt.Sprintf("audit file %s is not a regular file (%s)", w.path, fi.Mode().Type())
+		w.candidate = nil
 	case w.file == nil || os.SameFile(fi, w.file):
-		w.file = fi
-	case fi.Size() > 0:
-		// A writer that rolls its own files over (Caddy's does, by
-		// size) has put its first line in the new one already.
-		w.file = fi
-	case wrote || w.lost:
-		why = fmt.Sprintf("audit file %s was replaced and lines do not reach the new file", w.path)
+		w.file, w.candidate = fi, nil
+	case w.candidate != nil && os.SameFile(fi, w.candidate) && wrote && fi.Size() > w.candidate.Size():
+		w.file, w.candidate = fi, nil
+	case w.candidate != nil && os.SameFile(fi, w.candidate):
+		if w.lost || wrote {
+			why = replaced
+		}
+		w.candidate = fi
+	default:
+		if w.lost || (wrote && fi.Size() == 0) {
+			why = replaced
+		}
+		w.candidate = fi
 	}
 	w.set(why != "", why)
 	return w.lost, why
@@ -76,27 +86,4 @@ func (w *FileWatch) set(lost bool, why string) {
 	}
 	w.lost = lost
 	w.health.setLost(lost, why)
-}
-
-// Run checks every interval until ctx ends, calling report on each change
-// between lost and found. A lost file is noticed within one interval:
-// lines written in that window go where the writer had them go (the moved
-// file, or the deleted one). Stopping clears what this watch reported, so
-// a stopped watch never holds the health down.
-func (w *FileWatch) Run(ctx context.Context, interval time.Duration, report func(lost bool, why string)) {
-	t := time.NewTicker(interval)
-	defer t.Stop()
-	defer w.set(false, "")
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-			before := w.lost
-			lost, why := w.Check()
-			if lost != before && report != nil {
-				report(lost, why)
-			}
-		}
-	}
 }

@@ -86,11 +86,14 @@ func TestFileWatch(t *testing.T) {
 	appendLine(path)
 	// The writer keeps its file open, so a deleted file's inode number is
 	// not handed to the next file made.
-	held, err := os.Open(path)
-	if err != nil {
-		t.Fatal(err)
+	hold := func() {
+		f, err := os.Open(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { f.Close() })
 	}
-	defer held.Close()
+	hold()
 	h := new(Health)
 	w := NewFileWatch(path, h)
 	wrote := func() { h.endWrite(h.beginWrite()) }
@@ -121,6 +124,18 @@ func TestFileWatch(t *testing.T) {
 	}
 	expect("moved back", false)
 
+	// What Caddy's writer does when it rolls over by size.
+	if err := os.Rename(path, path+".2"); err != nil {
+		t.Fatal(err)
+	}
+	appendLine(path)
+	hold()
+	wrote()
+	expect("rolled over: a new file holding the line that rolled it", false)
+	appendLine(path)
+	wrote()
+	expect("rolled over: the new file grows", false)
+
 	if err := os.Remove(path); err != nil {
 		t.Fatal(err)
 	}
@@ -131,8 +146,21 @@ func TestFileWatch(t *testing.T) {
 	wrote()
 	expect("an empty file in its place that lines do not reach", true)
 	appendLine(path)
+	hold()
 	wrote()
 	expect("a new file lines reach (the writer rolled over)", false)
+
+	if err := os.Remove(path); err != nil {
+		t.Fatal(err)
+	}
+	expect("deleted again", true)
+	if err := os.WriteFile(path, []byte("{}\n{}\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	wrote()
+	expect("a copy put back that lines do not reach", true)
+	wrote()
+	expect("the copy still does not grow", true)
 
 	if err := os.Remove(path); err != nil {
 		t.Fatal(err)
