@@ -50,6 +50,7 @@ const (
 //		max_ttl <duration>           # default 720h
 //		decision_cache <entries>     # default 100000; 0 disables
 //		pepper <secret>              # HMAC key for token hashes, e.g. {env.TOKENGATE_PEPPER}
+//		audit_fail_open              # let allowed calls through when their audit line cannot be written
 //	}
 type App struct {
 	// The token store module; default tokengate.stores.bolt.
@@ -65,6 +66,10 @@ type App struct {
 	// {env.TOKENGATE_PEPPER} are expanded. Changing it makes every
 	// existing token unknown.
 	Pepper string `json:"pepper,omitempty"`
+	// Let allowed calls through while their audit lines cannot be
+	// written (a full disk, a deleted audit file). Default false: such
+	// calls get 503 audit_unavailable until lines are written again.
+	AuditFailOpen bool `json:"audit_fail_open,omitempty"`
 
 	store     store.Backend
 	engine    *policy.Engine
@@ -74,6 +79,8 @@ type App struct {
 	audit     *audit.Logger
 	logger    *zap.Logger
 	now       func() time.Time
+
+	auditFiles []string // files of the logs that take tokengate.audit
 
 	stop    context.CancelFunc
 	running *sync.WaitGroup
@@ -98,6 +105,10 @@ type StoreModule interface {
 func (a *App) Provision(ctx caddy.Context) error {
 	a.logger = ctx.Logger()
 	a.audit = audit.New(a.logger.Named("audit"))
+	var found bool
+	if a.auditFiles, found = auditFiles(ctx); !found {
+		a.logger.Warn("cannot tell which files the audit log writes to: a deleted or moved-away audit file will not be noticed (write failures still are)")
+	}
 	a.now = func() time.Time { return clock() }
 	if a.MaxTTL <= 0 {
 		a.MaxTTL = caddy.Duration(DefaultMaxTTL)
@@ -207,6 +218,11 @@ func (a *App) Start() error {
 			})
 		})
 	}
+	var watches []*audit.FileWatch
+	for _, path := range a.auditFiles {
+		watches = append(watches, audit.NewFileWatch(path, a.audit.Health()))
+	}
+	a.goRun(func() { a.watchAudit(ctx, watches) })
 	live.add(a)
 	return nil
 }

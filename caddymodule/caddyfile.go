@@ -28,6 +28,7 @@ func init() {
 //		max_ttl <duration>
 //		decision_cache <entries>
 //		pepper <secret>
+//		audit_fail_open
 //	}
 func parseGlobalOption(d *caddyfile.Dispenser, _ any) (any, error) {
 	app := new(App)
@@ -82,6 +83,11 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			if !d.AllArgs(&a.Pepper) {
 				return d.ArgErr()
 			}
+		case "audit_fail_open":
+			if d.NextArg() {
+				return d.ArgErr()
+			}
+			a.AuditFailOpen = true
 		default:
 			return d.Errf("unrecognized subdirective %q", d.Val())
 		}

@@ -127,6 +127,9 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	} else {
 		res = gateway.Result{Outcome: gateway.Deny, Reasons: []string{reason.PathInvalid}, Cache: gateway.CacheNone}
 	}
+	if res.Outcome == gateway.Allow {
+		h.app.holdForAudit(&res)
+	}
 	metrics.decision(&res)
 
 	line := audit.Call{
