@@ -63,8 +63,9 @@ type App struct {
 	// Number of decisions cached. Default 100000; 0 disables the cache.
 	DecisionCache *int `json:"decision_cache,omitempty"`
 	// Key for HMAC-SHA256 token hashes. Placeholders such as
-	// {env.TOKENGATE_PEPPER} are expanded. Changing it makes every
-	// existing token unknown.
+	// {env.TOKENGATE_PEPPER} are expanded; one that expands to nothing
+	// refuses to start rather than fall back to plain SHA-256. Changing it
+	// makes every existing token unknown.
 	Pepper string `json:"pepper,omitempty"`
 	// Let allowed calls through while their audit lines cannot be
 	// written (a full disk, a deleted audit file). Default false: such
@@ -120,6 +121,10 @@ func (a *App) Provision(ctx caddy.Context) error {
 	if cacheSize < 0 {
 		return fmt.Errorf("decision_cache must be 0 or more, got %d", cacheSize)
 	}
+	pepper, err := resolvePepper(a.Pepper)
+	if err != nil {
+		return err
+	}
 
 	if a.StoreRaw == nil {
 		a.StoreRaw = json.RawMessage(`{"backend":"bolt"}`)
@@ -139,7 +144,6 @@ func (a *App) Provision(ctx caddy.Context) error {
 		return fmt.Errorf("loading policy from %s: %v", a.policySource(), err)
 	}
 
-	pepper := caddy.NewReplacer().ReplaceKnown(a.Pepper, "")
 	hasher := token.NewHasher(pepper)
 	if err := metrics.register(ctx.GetMetricsRegistry()); err != nil {
 		return fmt.Errorf("registering metrics: %v", err)

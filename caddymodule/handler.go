@@ -116,6 +116,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 			Method:   r.Method,
 			Host:     r.Host,
 			Path:     path,
+			RawPath:  r.URL.EscapedPath(),
 			RemoteIP: clientIP,
 			Headers:  h.policyHeaders(r),
 		},

@@ -1,0 +1,65 @@
+package caddymodule
+
+import (
+	"net/url"
+	"strings"
+
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+)
+
+// cleanPath returns the path of a call in the one form the policy, the
+// decision cache and the audit line see and the upstream receives:
+// percent-decoded and cleaned by caddyhttp.CleanPath with repeated slashes
+// merged, which is what Caddy's path matchers compare against (dot
+// segments resolved, a trailing slash kept). escaped is the same path in
+// the client's own percent-encoding, for the upstream. Case is kept: the
+// path is case-sensitive (RFC 9110), so a policy that must also stop
+// /Billing/Private/ on a case-insensitive upstream compares
+// lower(input.request.path).
+//
+// ok is false for a path that Caddy, the policy and some upstream could
+// read as different resources, which the gateway refuses rather than
+// guess which reading is right:
+//   - an encoded slash (%2F): the policy would see two segments where an
+//     upstream that keeps %2F inside a segment sees one (and ..%2F is not a
+//     dot segment to it);
+//   - an encoded dot segment (%2e%2e, .%2E, %2e): cleaning resolves it, an
+//     upstream that removes dot segments before decoding does not;
+//   - a backslash, a separator on Windows and to some frameworks;
+//   - a ';', where Java servers cut path parameters (/private;x/ is
+//     /private/ to Tomcat);
+//   - a '%' left after decoding (%25): an upstream that decodes twice
+//     sees another path;
+//   - a control character (NUL cuts the path short in C upstreams);
+//   - anything that does not start with '/', such as OPTIONS *.
+func cleanPath(u *url.URL) (clean, escaped string, ok bool) {
+	p := u.Path
+	if p == "" {
+		// The absolute form without a path, GET http://host HTTP/1.1.
+		return "/", "/", true
+	}
+	if p[0] != '/' || strings.ContainsAny(p, `\;%`) {
+		return "", "", false
+	}
+	for i := 0; i < len(p); i++ {
+		if p[i] < 0x20 || p[i] == 0x7f {
+			return "", "", false
+		}
+	}
+	clean = caddyhttp.CleanPath(p, true)
+	raw := u.EscapedPath()
+	if raw == p {
+		// Nothing is encoded: the common case.
+		return clean, clean, true
+	}
+	if strings.Contains(raw, "%2F") || strings.Contains(raw, "%2f") {
+		return "", "", false
+	}
+	// Cleaning before and after decoding agree unless an encoded dot
+	// formed a dot segment (encoded slashes are already refused).
+	escaped = caddyhttp.CleanPath(raw, true)
+	if decoded, err := url.PathUnescape(escaped); err != nil || decoded != clean {
+		return "", "", false
+	}
+	return clean, escaped, true
+}

@@ -1,0 +1,221 @@
+package caddymodule
+
+import (
+	"bufio"
+	"encoding/json"
+	"fmt"
+	"io"
+	"io/fs"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/tokengate/caddy-tokengate/policies"
+)
+
+// privatePolicy is a rule a user adds in the style of the shipped ones.
+const privatePolicy = `package tokengate.gateway
+
+reasons contains "path_forbidden" if startswith(input.request.path, "/billing/private/")
+`
+
+// policyCopy writes the shipped policies plus the given extra files to a
+// new folder and returns it.
+func policyCopy(t *testing.T, extra map[string]string) string {
+	t.Helper()
+	dir := t.TempDir()
+	err := fs.WalkDir(policies.FS, ".", func(name string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		b, err := fs.ReadFile(policies.FS, name)
+		if err != nil {
+			return err
+		}
+		return os.WriteFile(filepath.Join(dir, name), b, 0o644)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, src := range extra {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(src), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return dir
+}
+
+// rawCall sends target exactly as written in the request line, which
+// Go's client would otherwise parse and re-encode.
+func rawCall(t *testing.T, target, secret string) response {
+	t.Helper()
+	conn, err := net.Dial("tcp", strings.TrimPrefix(gateURL, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	_ = conn.SetDeadline(time.Now().Add(10 * time.Second))
+	fmt.Fprintf(conn, "GET %s HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer %s\r\nConnection: close\r\n\r\n", target, secret)
+	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	r := response{status: resp.StatusCode, header: resp.Header, body: body}
+	var parsed struct{ Reason string }
+	if json.Unmarshal(body, &parsed) == nil {
+		r.reason = parsed.Reason
+	}
+	return r
+}
+
+// upstreamTargets returns the request targets the upstream received, as
+// they were on its request line.
+func (u *upstream) targets() []string {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	var out []string
+	for _, r := range u.requests {
+		out = append(out, r.RequestURI)
+	}
+	return out
+}
+
+// TestPolicySeesTheCleanedPath: another spelling of a path a policy
+// refuses is refused too, with the decision cache on, and a spelling
+// that means more than one path is refused as invalid. What is allowed
+// reaches the upstream as the path that was authorized.
+func TestPolicySeesTheCleanedPath(t *testing.T) {
+	dir := policyCopy(t, map[string]string{"private.rego": privatePolicy})
+	e := newEnv(t, envOptions{decisionCache: 1000, policyDir: dir})
+	secret, _ := e.issue(billingReader(nil))
+
+	// The plain spelling, first, so its deny is in the decision cache.
+	if r := rawCall(t, "/billing/private/k0", secret); r.status != 403 || r.reason != "path_forbidden" {
+		t.Fatalf("/billing/private/k0: %d %s", r.status, r.body)
+	}
+
+	forbidden := []struct{ name, target, clean string }{
+		{"dot dot", "/billing/a/../private/k1", "/billing/private/k1"},
+		{"double slash", "/billing//private/k2", "/billing/private/k2"},
+		{"dot", "/billing/./private/k3", "/billing/private/k3"},
+		{"leading double slash", "//billing/private/k4", "/billing/private/k4"},
+		{"encoded letter", "/billing/%70rivate/k6", "/billing/private/k6"},
+		{"the cached one, cached", "/billing/public/../private/k0", "/billing/private/k0"},
+	}
+	for _, c := range forbidden {
+		t.Run(c.name, func(t *testing.T) {
+			before := len(e.upstream.targets())
+			r := rawCall(t, c.target, secret)
+			if r.status != 403 || r.reason != "path_forbidden" {
+				t.Fatalf("%s: %d %s, want 403 path_forbidden", c.target, r.status, r.body)
+			}
+			if got := e.upstream.targets(); len(got) != before {
+				t.Errorf("%s reached the upstream: %v", c.target, got[before:])
+			}
+			if c.clean == "/billing/private/k0" {
+				return // two lines carry that path; the first call checked it
+			}
+			line := e.auditFor(c.clean)
+			if line["decision"] != "deny" || line["status"] != 403.0 || fmt.Sprint(line["reasons"]) != "[path_forbidden]" {
+				t.Errorf("audit line of %s: %v", c.target, line)
+			}
+		})
+	}
+
+	// Spellings that Caddy, the policy and some upstream could resolve to
+	// different resources: refused before any lookup, whatever the policy.
+	invalid := []struct{ name, target string }{
+		{"encoded dot dot", "/billing/%2e%2e/billing/private/k"},
+		{"encoded dot dot, upper case", "/billing/public/%2E%2E/private/k"},
+		{"half encoded dot dot", "/billing/public/.%2e/private/k"},
+		{"encoded dot", "/billing/%2e/private/k"},
+		{"encoded slash", "/billing/private%2Fk"},
+		{"encoded slash, lower case", "/billing/public%2f..%2fprivate/k"},
+		{"dot dot before an encoded slash", "/billing/public/..%2Fprivate/k"},
+		{"backslash", `/billing/public\..\private\k`},
+		{"encoded backslash", "/billing/public/..%5Cprivate/k"},
+		{"path parameter", "/billing/private;x=1/k"},
+		{"encoded path parameter", "/billing/private%3B/k"},
+		{"double encoded dot dot", "/billing/public/%252e%252e/private/k"},
+		{"encoded NUL", "/billing/public%00/../private/k"},
+	}
+	for _, c := range invalid {
+		t.Run(c.name, func(t *testing.T) {
+			before := len(e.upstream.targets())
+			r := rawCall(t, c.target, secret)
+			if r.status != 400 || r.reason != "path_invalid" {
+				t.Fatalf("%s: %d %s, want 400 path_invalid", c.target, r.status, r.body)
+			}
+			if got := e.upstream.targets(); len(got) != before {
+				t.Errorf("%s reached the upstream: %v", c.target, got[before:])
+			}
+			u, err := url.ParseRequestURI(c.target)
+			if err != nil {
+				t.Fatal(err)
+			}
+			line := e.auditFor(u.EscapedPath())
+			if line["decision"] != "deny" || line["status"] != 400.0 || fmt.Sprint(line["reasons"]) != "[path_invalid]" {
+				t.Errorf("audit line of %s: %v", c.target, line)
+			}
+		})
+	}
+
+	// What may pass reaches the upstream as the path the policy allowed,
+	// in the client's encoding where that encoding is harmless.
+	allowed := []struct{ name, target, upstream string }{
+		{"allowed, plain", "/billing/public/k1", "/billing/public/k1"},
+		{"allowed, dot dot", "/billing/private/../public/k2", "/billing/public/k2"},
+		{"allowed, double slash", "/billing//public//k3/", "/billing/public/k3/"},
+		{"allowed, encoded space", "/billing/public/a%20b", "/billing/public/a%20b"},
+		{"allowed, encoded dot in a name", "/billing/public/report%2Epdf", "/billing/public/report%2Epdf"},
+		{"allowed, encoded letters, dot dot", "/billing/%70rivate/../public/k4?page=2", "/billing/public/k4?page=2"},
+	}
+	for _, c := range allowed {
+		t.Run(c.name, func(t *testing.T) {
+			before := len(e.upstream.targets())
+			r := rawCall(t, c.target, secret)
+			if r.status != 200 {
+				t.Fatalf("%s: %d %s, want 200", c.target, r.status, r.body)
+			}
+			got := e.upstream.targets()
+			if len(got) != before+1 || got[before] != c.upstream {
+				t.Errorf("%s: upstream received %v, want %s", c.target, got[before:], c.upstream)
+			}
+			clean, _ := url.PathUnescape(strings.Split(c.upstream, "?")[0])
+			if line := e.auditFor(clean); line["decision"] != "allow" {
+				t.Errorf("audit line of %s: %v", c.target, line)
+			}
+		})
+	}
+}
+
+// TestCleanPathOutsideRoutes covers request targets no /billing/* route
+// would hand to the handler.
+func TestCleanPathOutsideRoutes(t *testing.T) {
+	for _, c := range []struct {
+		url, clean string
+		ok         bool
+	}{
+		{"http://host", "/", true},
+		{"*", "", false},
+		{"/", "/", true},
+		{"/..", "/", true},
+		{"/a/b/../../..", "/", true},
+	} {
+		u, err := url.ParseRequestURI(c.url)
+		if err != nil {
+			t.Fatal(err)
+		}
+		clean, _, ok := cleanPath(u)
+		if clean != c.clean || ok != c.ok {
+			t.Errorf("%s: %q %v, want %q %v", c.url, clean, ok, c.clean, c.ok)
+		}
+	}
+}

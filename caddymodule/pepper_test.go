@@ -1,0 +1,134 @@
+package caddymodule
+
+import (
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/caddyserver/caddy/v2/caddytest"
+)
+
+// pepperConfig is a gateway on gatePort whose tokengate app has the given
+// pepper line (none when empty), with Caddy's own log in dir.
+func pepperConfig(dir, pepperLine string) string {
+	return fmt.Sprintf(`{
+	skip_install_trust
+	persist_config off
+	default_bind 127.0.0.1
+	admin localhost:%d
+	http_port %d
+	https_port %d
+	tokengate {
+		store bolt %s/tokens.db
+		%s
+	}
+	log default {
+		output file %s/caddy.log
+		format json
+		level DEBUG
+	}
+}
+:%d {
+	route /billing/* {
+		tokengate billing
+		respond "ok" 200
+	}
+}
+`, adminPort, gatePort, httpsPort, dir, pepperLine, dir, gatePort)
+}
+
+// loadConfig posts a Caddyfile to the running Caddy's admin endpoint, as
+// `caddy reload --force` does (the text may be unchanged while the
+// environment it refers to changed), and returns the status and body of
+// the answer.
+func loadConfig(t *testing.T, cfg string) (int, string) {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodPost, adminURL+"/load", strings.NewReader(cfg))
+	req.Header.Set("Content-Type", "text/caddyfile")
+	req.Header.Set("Cache-Control", "must-revalidate")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(body)
+}
+
+// TestPepperThatResolvesToNothingRefusesToStart: `pepper
+// {env.TOKENGATE_TEST_PEPPER}` hashes with that key while the variable is
+// set, and is a start-up error naming the option while it is unset or
+// blank, instead of falling back to plain SHA-256.
+func TestPepperThatResolvesToNothingRefusesToStart(t *testing.T) {
+	dir := t.TempDir()
+	const variable = "TOKENGATE_TEST_PEPPER"
+	const pepper = "pepper-9f2c-the-operator-keeps-secret"
+	pepperLine := "pepper {env." + variable + "}"
+	t.Setenv(variable, pepper)
+
+	caddytest.NewTester(t).InitServer(pepperConfig(dir, pepperLine), "caddyfile")
+	if t.Failed() {
+		t.FailNow()
+	}
+	e := &env{t: t, dir: dir}
+	secret, _ := e.issue(billingReader(nil))
+	if r := call(t, "GET", gateURL+"/billing/peppered", bearer(secret)...); r.status != 200 {
+		t.Fatalf("token issued under the pepper: %d %s", r.status, r.body)
+	}
+
+	// The same secret under another pepper, or none, hashes differently:
+	// the pepper was in use.
+	t.Setenv(variable, pepper+"-other")
+	if status, body := loadConfig(t, pepperConfig(dir, pepperLine)); status != 200 {
+		t.Fatalf("loading with another pepper: %d %s", status, body)
+	}
+	if r := call(t, "GET", gateURL+"/billing/other-pepper", bearer(secret)...); r.status != 401 || r.reason != "token_unknown" {
+		t.Fatalf("token under another pepper: %d %s", r.status, r.body)
+	}
+
+	for name, value := range map[string]*string{"unset": nil, "empty": new(string), "blank": ptr(" \t\n")} {
+		if value == nil {
+			os.Unsetenv(variable)
+		} else {
+			t.Setenv(variable, *value)
+		}
+		status, body := loadConfig(t, pepperConfig(dir, pepperLine))
+		if status < 400 || !strings.Contains(body, "tokengate: pepper is configured but resolves to an empty value") {
+			t.Errorf("%s %s: config loaded (%d %s), want a start-up error naming the pepper", name, variable, status, body)
+		}
+		if value == nil && !strings.Contains(body, "{env."+variable+"}") {
+			t.Errorf("the error does not name the empty placeholder: %s", body)
+		}
+	}
+	status, body := loadConfig(t, pepperConfig(dir, "pepper {evn."+variable+"}"))
+	if status < 400 || !strings.Contains(body, "tokengate: pepper has a placeholder Caddy does not know") {
+		t.Errorf("misspelt placeholder: %d %s, want a start-up error", status, body)
+	}
+	// The refused configs left the running one in place.
+	if r := call(t, "GET", gateURL+"/billing/still-other", bearer(secret)...); r.status != 401 || r.reason != "token_unknown" {
+		t.Fatalf("after refused reloads: %d %s", r.status, r.body)
+	}
+
+	// No pepper at all is plain SHA-256, as before.
+	if status, body := loadConfig(t, pepperConfig(dir, "")); status != 200 {
+		t.Fatalf("loading without a pepper: %d %s", status, body)
+	}
+	plain, _ := e.issue(billingReader(nil))
+	if r := call(t, "GET", gateURL+"/billing/plain", bearer(plain)...); r.status != 200 {
+		t.Fatalf("token without a pepper: %d %s", r.status, r.body)
+	}
+
+	log, err := os.ReadFile(filepath.Join(dir, "caddy.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(string(log), pepper) {
+		t.Fatal("the pepper appears in Caddy's log")
+	}
+}
+
+func ptr[T any](v T) *T { return &v }
