@@ -139,7 +139,8 @@ func (a *App) Provision(ctx caddy.Context) error {
 	if a.PolicyDir != "" {
 		source = os.DirFS(a.PolicyDir)
 	}
-	a.engine, err = policy.NewEngine(source)
+	// The policies' print() output, as logger tokengate.policy.
+	a.engine, err = policy.NewEngine(source, policy.WithPrintLogger(a.logger.Named("policy")))
 	if err != nil {
 		return fmt.Errorf("loading policy from %s: %v", a.policySource(), err)
 	}
