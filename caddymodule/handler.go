@@ -42,6 +42,12 @@ const maxCredentialLen = 256
 // wrong address; 503 when the store or the policy fails (fail closed). The
 // JSON body is {"error","reason","request_id"} and never echoes the token.
 //
+// The policy, the decision cache and the audit line see the request path
+// cleaned as Caddy's path matchers clean it, and that path is what the
+// upstream receives; input.request.raw_path is the path as sent. A path
+// that could name another resource to an upstream (an encoded slash or
+// dot segment, a backslash, ';') is answered 400 path_invalid.
+//
 // Headers set for the upstream: X-Tokengate-Token-Id, X-Tokengate-Owner,
 // X-Tokengate-Scopes, X-Tokengate-Decision-Id. Placeholders:
 // {http.auth.user.id} (the owner), {tokengate.token_id},

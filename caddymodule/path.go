@@ -30,6 +30,8 @@ import (
 //     /private/ to Tomcat);
 //   - a '%' left after decoding (%25): an upstream that decodes twice
 //     sees another path;
+//   - a '?' or '#' after decoding (%3F, %23): whatever decodes the path
+//     and parses it again reads a query or a fragment there;
 //   - a control character (NUL cuts the path short in C upstreams);
 //   - anything that does not start with '/', such as OPTIONS *.
 func cleanPath(u *url.URL) (clean, escaped string, ok bool) {
@@ -38,7 +40,7 @@ func cleanPath(u *url.URL) (clean, escaped string, ok bool) {
 		// The absolute form without a path, GET http://host HTTP/1.1.
 		return "/", "/", true
 	}
-	if p[0] != '/' || strings.ContainsAny(p, `\;%`) {
+	if p[0] != '/' || strings.ContainsAny(p, `\;%?#`) {
 		return "", "", false
 	}
 	for i := 0; i < len(p); i++ {

@@ -145,6 +145,8 @@ func TestPolicySeesTheCleanedPath(t *testing.T) {
 		{"encoded path parameter", "/billing/private%3B/k"},
 		{"double encoded dot dot", "/billing/public/%252e%252e/private/k"},
 		{"encoded NUL", "/billing/public%00/../private/k"},
+		{"encoded question mark", "/billing/private%3F/../public/k"},
+		{"encoded hash", "/billing/public/k%23x"},
 	}
 	for _, c := range invalid {
 		t.Run(c.name, func(t *testing.T) {
