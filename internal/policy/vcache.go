@@ -11,21 +11,40 @@ import (
 // evaluation (topdown.VirtualCache), so a rule used twice is evaluated
 // once. OPA's own builds a trie of hash maps per evaluation; with the
 // dozen rules of a gateway policy that was about 30 allocations per call,
-// a tenth of the uncached path. A flat list searched linearly holds the
-// same entries, and a pool lets calls reuse its backing arrays.
+// a tenth of the uncached path. A flat list holds the same entries, and a
+// pool lets calls reuse its backing arrays. A list searched linearly would
+// make a policy calling a function 20,000 times quadratic, so past
+// indexFrom entries a frame also gets a hash index.
 //
 // Semantics follow topdown's cache exactly: Get reports an exact ref only
 // (a prefix or an extension of a cached ref is "not cached"), a nil value
 // records "undefined", and Push/Pop open and drop a frame of entries (the
 // evaluator does so around `with`).
 type ruleCache struct {
-	frames [][]ruleCacheEntry
+	frames []ruleFrame
+}
+
+type ruleFrame struct {
+	entries []ruleCacheEntry
+	// index maps a ref's hash to 1 + the position of the last entry with
+	// that hash; entries with the same hash chain through prev. nil while
+	// the frame is small.
+	index map[int]int32
 }
 
 type ruleCacheEntry struct {
 	ref   ast.Ref
 	value *ast.Term // nil: the ref is undefined
+	prev  int32     // 1 + position of the previous entry with the same hash
 }
+
+// indexFrom is the frame size from which lookups go through the index:
+// below it, comparing refs one by one is cheaper than hashing one.
+const indexFrom = 16
+
+// maxPooledEntries bounds what a pooled cache keeps from a large
+// evaluation: a rare one must not pin its memory for the life of the pool.
+const maxPooledEntries = 1024
 
 var _ topdown.VirtualCache = (*ruleCache)(nil)
 
@@ -49,55 +68,96 @@ func (c *ruleCache) release() {
 
 func (c *ruleCache) Push() {
 	if n := len(c.frames); n < cap(c.frames) {
-		// Reuse the frame's backing array from an earlier evaluation.
+		// Reuse the frame's backing arrays from an earlier evaluation.
 		c.frames = c.frames[:n+1]
-		c.frames[n] = c.frames[n][:0]
+		c.frames[n].entries = c.frames[n].entries[:0]
 		return
 	}
-	c.frames = append(c.frames, nil)
+	c.frames = append(c.frames, ruleFrame{})
 }
 
 func (c *ruleCache) Pop() {
-	top := c.frames[len(c.frames)-1]
-	for i := range top {
-		// Drop the terms, keep the ref's backing array for the next use.
-		clear(top[i].ref)
-		top[i].ref, top[i].value = top[i].ref[:0], nil
+	f := &c.frames[len(c.frames)-1]
+	if cap(f.entries) > maxPooledEntries {
+		f.entries, f.index = nil, nil
+	} else {
+		for i := range f.entries {
+			// Drop the terms, keep the ref's backing array for the next use.
+			e := &f.entries[i]
+			clear(e.ref)
+			e.ref, e.value = e.ref[:0], nil
+		}
+		f.entries = f.entries[:0]
+		clear(f.index)
 	}
 	c.frames = c.frames[:len(c.frames)-1]
 }
 
-func (c *ruleCache) Get(ref ast.Ref) (*ast.Term, bool) {
-	for _, e := range c.frames[len(c.frames)-1] {
-		if e.ref.Equal(ref) {
-			return e.value, e.value == nil
+// find returns the position of ref in the top frame, or -1.
+func (c *ruleCache) find(ref ast.Ref) int {
+	f := &c.frames[len(c.frames)-1]
+	if len(f.entries) < indexFrom {
+		for i := range f.entries {
+			if f.entries[i].ref.Equal(ref) {
+				return i
+			}
 		}
+		return -1
+	}
+	for at := f.index[ref.Hash()]; at != 0; at = f.entries[at-1].prev {
+		if f.entries[at-1].ref.Equal(ref) {
+			return int(at - 1)
+		}
+	}
+	return -1
+}
+
+func (c *ruleCache) Get(ref ast.Ref) (*ast.Term, bool) {
+	if i := c.find(ref); i >= 0 {
+		v := c.frames[len(c.frames)-1].entries[i].value
+		return v, v == nil
 	}
 	return nil, false
 }
 
 func (c *ruleCache) Put(ref ast.Ref, value *ast.Term) {
-	top := &c.frames[len(c.frames)-1]
-	for i := range *top {
-		if (*top)[i].ref.Equal(ref) {
-			(*top)[i].value = value
-			return
-		}
+	if i := c.find(ref); i >= 0 {
+		c.frames[len(c.frames)-1].entries[i].value = value
+		return
 	}
+	f := &c.frames[len(c.frames)-1]
 	// The evaluator reuses ref's backing array for its next lookup (it
 	// builds function-call keys in place), so the entry keeps a copy.
-	n := len(*top)
-	if n < cap(*top) {
-		*top = (*top)[:n+1]
+	n := len(f.entries)
+	if n < cap(f.entries) {
+		f.entries = f.entries[:n+1]
 	} else {
-		*top = append(*top, ruleCacheEntry{})
+		f.entries = append(f.entries, ruleCacheEntry{})
 	}
-	e := &(*top)[n]
-	e.ref, e.value = append(e.ref[:0], ref...), value
+	e := &f.entries[n]
+	e.ref, e.value, e.prev = append(e.ref[:0], ref...), value, 0
+	switch {
+	case n+1 == indexFrom:
+		// The frame just became large: index every entry.
+		if f.index == nil {
+			f.index = make(map[int]int32, 2*indexFrom)
+		}
+		for i := range f.entries {
+			f.indexEntry(i)
+		}
+	case n+1 > indexFrom:
+		f.indexEntry(n)
+	}
+}
+
+func (f *ruleFrame) indexEntry(i int) {
+	h := f.entries[i].ref.Hash()
+	f.entries[i].prev = f.index[h]
+	f.index[h] = int32(i + 1)
 }
 
 func (c *ruleCache) Keys() []ast.Ref {
-	top := c.frames[len(c.frames)-1]
+	top := c.frames[len(c.frames)-1].entries
 	keys := make([]ast.Ref, len(top))
 	for i, e := range top {
 		keys[i] = e.ref
@@ -106,9 +166,10 @@ func (c *ruleCache) Keys() []ast.Ref {
 }
 
 // noBaseCache stands in for OPA's per-evaluation cache of documents read
-// from storage. The engine's store is empty (policies get everything
-// through input), so there is nothing to cache, and OPA's would cost
-// allocations on every call. A miss just reads the store again.
+// from storage. OPA caches them because its stores return Go values that
+// take a conversion to read; the engine's store holds OPA values already
+// (inmem.OptReturnASTValuesOnRead), so a read is a lookup in a tree, and
+// OPA's cache would only cost allocations on every call.
 type noBaseCache struct{}
 
 var _ topdown.BaseCache = noBaseCache{}
