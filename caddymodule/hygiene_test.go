@@ -3,6 +3,7 @@ package caddymodule
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"os"
@@ -10,6 +11,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/tokengate/caddy-tokengate/internal/token"
 )
 
 // TestInputHygiene: free text that could rewrite an approver's terminal
@@ -87,6 +90,32 @@ func TestInputHygiene(t *testing.T) {
 	wantRefusal(t, "secret as revoke reason", status, body, 400, "secret_in_field")
 	noEcho("revoke", body)
 
+	// A secret in place of an id in the URL is echoed neither in the
+	// answer nor in the management audit line. (The URI itself is in
+	// Caddy's access log and the gateway's decision line, as sent.)
+	pasted := token.NewSecret()
+	for _, call := range []func() (int, []byte){
+		func() (int, []byte) {
+			return e.mgmt(e.approver, "POST", "/v1/requests/"+pasted+"/approve", map[string]string{"reason": "ok"})
+		},
+		func() (int, []byte) {
+			return e.mgmt(e.requester, "POST", "/v1/tokens/"+pasted+"/revoke", map[string]string{"reason": "x"})
+		},
+		func() (int, []byte) {
+			return e.admin("POST", "/tokengate/tokens/"+pasted+"/revoke", map[string]string{"reason": "x"})
+		},
+	} {
+		status, body := call()
+		if status != 404 || bytes.Contains(body, []byte(pasted[3:33])) {
+			t.Errorf("secret as an id: %d %s", status, body)
+		}
+	}
+	for _, l := range e.auditLines() {
+		if l["msg"] != "decision" && strings.Contains(fmt.Sprint(l["request_id"], l["token_id"], l["reason"]), pasted[3:33]) {
+			t.Errorf("a secret pasted as an id is in the %s audit line", l["msg"])
+		}
+	}
+
 	// Each refusal left a refused audit line with its reason, and nothing
 	// of what was refused.
 	var refused []string
@@ -137,7 +166,7 @@ func TestAutoApprovalNeedsRealBinding(t *testing.T) {
 			remember(decode[RequestOutcome](t, body).Secret)
 		}
 		if status != tc.want {
-			t.Errorf("%s: got %d %s, want %d", tc.name, status, body, tc.want)
+			t.Errorf("%s: got %d (%s), want %d", tc.name, status, decode[RequestOutcome](t, body).Request.Status, tc.want)
 		}
 	}
 

@@ -6,6 +6,7 @@
 package lifecycle
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -391,7 +392,7 @@ func (s *Service) refused(msg, actor, id string, err error) {
 	if !errors.As(err, &e) {
 		return // technical failures go to the operator's log, not the audit trail
 	}
-	s.Audit.Action(&audit.Action{Msg: msg, Actor: actor, TokenID: id, Reason: e.Msg, Outcome: "refused", Reasons: []string{e.Code}})
+	s.Audit.Action(&audit.Action{Msg: msg, Actor: actor, TokenID: SafeID(id), Reason: e.Msg, Outcome: "refused", Reasons: []string{e.Code}})
 }
 
 func (s *Service) storeError(id string, err error) error {
@@ -400,9 +401,22 @@ func (s *Service) storeError(id string, err error) error {
 	case errors.As(err, &e):
 		return e
 	case errors.Is(err, store.ErrNotFound):
-		return &Error{Status: http.StatusNotFound, Code: "token_not_found", Msg: "no token " + truncate(id)}
+		return &Error{Status: http.StatusNotFound, Code: "token_not_found", Msg: "no token " + cmp.Or(SafeID(id), "with that id")}
 	}
 	return err
+}
+
+// idPattern is the shape of every public id: tok_..., req_..., dec_....
+var idPattern = regexp.MustCompile(`^[a-z]{3}_[0-9A-Za-z]{1,64}$`)
+
+// SafeID returns id when it has the shape of a public id, else "". Ids
+// come from URL paths and are echoed into answers and audit lines, where
+// control characters or a secret pasted in place of an id must not go.
+func SafeID(id string) string {
+	if !idPattern.MatchString(id) || textcheck.HasSecret(id) {
+		return ""
+	}
+	return id
 }
 
 func dedupe(in []string) []string {

@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tokengate/caddy-tokengate/internal/store"
 	"github.com/tokengate/caddy-tokengate/internal/token"
 )
 
@@ -93,5 +94,34 @@ func TestCheckReason(t *testing.T) {
 		if !errors.As(err, &e) || e.Code != tc.code || e.Status != 400 || strings.Contains(e.Msg, live[3:]) {
 			t.Errorf("%s: got %v, want %s", tc.name, err, tc.code)
 		}
+	}
+}
+
+func TestSafeID(t *testing.T) {
+	for _, tc := range []struct {
+		name, id string
+		keep     bool
+	}{
+		{"token id", token.NewID(), true},
+		{"request id", "req_abc123", true},
+		{"pasted secret", token.NewSecret(), false},
+		{"escape sequence", "tok_\x1b[2K", false},
+		{"space", "tok_a b", false},
+		{"empty", "", false},
+		{"prefix only", "tok_", false},
+		{"too long", "tok_" + strings.Repeat("a", 65), false},
+	} {
+		want := ""
+		if tc.keep {
+			want = tc.id
+		}
+		if SafeID(tc.id) != want {
+			t.Errorf("%s: SafeID should keep it: %v", tc.name, tc.keep)
+		}
+	}
+	secret := token.NewSecret()
+	var e *Error
+	if err := (&Service{}).storeError(secret, store.ErrNotFound); !errors.As(err, &e) || e.Code != "token_not_found" || strings.Contains(e.Msg, secret[3:]) {
+		t.Errorf("not found, for a secret pasted as an id: %v", e)
 	}
 }

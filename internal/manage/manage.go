@@ -11,6 +11,7 @@
 package manage
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -428,12 +429,13 @@ func (s *Service) refused(msg string, p Principal, requestID, tokenID string, er
 	if !errors.As(err, &e) {
 		return // technical failures go to the operator's log, not the audit trail
 	}
-	s.Audit.Action(&audit.Action{Msg: msg, Actor: p.Name, RequestID: requestID, TokenID: tokenID, Reason: e.Msg, Outcome: "refused", Reasons: []string{e.Code}})
+	s.Audit.Action(&audit.Action{Msg: msg, Actor: p.Name, RequestID: lifecycle.SafeID(requestID), TokenID: lifecycle.SafeID(tokenID),
+		Reason: e.Msg, Outcome: "refused", Reasons: []string{e.Code}})
 }
 
 func requestError(id string, err error) error {
 	if errors.Is(err, store.ErrNotFound) {
-		return &lifecycle.Error{Status: http.StatusNotFound, Code: "request_not_found", Msg: "no request " + id}
+		return &lifecycle.Error{Status: http.StatusNotFound, Code: "request_not_found", Msg: "no request " + cmp.Or(lifecycle.SafeID(id), "with that id")}
 	}
 	return err
 }
