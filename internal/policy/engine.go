@@ -400,6 +400,36 @@ func (e *Engine) compile() (*compiled, error) {
 // union of the two, so a helper package outside both is still checked
 // against a field some input has.
 func newCompiler(ctx context.Context, modules map[string]*ast.Module, store storage.Store, printing bool) (*ast.Compiler, error) {
+	all, err := withSchemaAnnotations(modules)
+	if err != nil {
+		return nil, err
+	}
+	txn, err := store.NewTransaction(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer store.Abort(ctx, txn)
+	compiler := strictCompiler(ctx, store, txn, printing)
+	if compiler.Compile(all); compiler.Failed() {
+		return nil, fmt.Errorf("compiling policy: %v", compiler.Errors)
+	}
+	return compiler, nil
+}
+
+// strictCompiler is the compiler newCompiler describes, not yet given its
+// modules; the data in store is read through txn while it compiles.
+func strictCompiler(ctx context.Context, store storage.Store, txn storage.Transaction, printing bool) *ast.Compiler {
+	return ast.NewCompiler().
+		WithStrict(true).
+		WithSchemas(inputSchemas).
+		WithUseTypeCheckAnnotations(true).
+		WithEnablePrintStatements(printing).
+		WithPathConflictsCheck(storage.NonEmpty(ctx, store, txn))
+}
+
+// withSchemaAnnotations returns modules plus, for the gateway and admin
+// packages among them, the module naming the package's input schema.
+func withSchemaAnnotations(modules map[string]*ast.Module) (map[string]*ast.Module, error) {
 	all := maps.Clone(modules)
 	for _, p := range packages {
 		if !hasPackage(modules, p.path) {
@@ -413,21 +443,7 @@ func newCompiler(ctx context.Context, modules map[string]*ast.Module, store stor
 		}
 		all[name] = m
 	}
-	txn, err := store.NewTransaction(ctx)
-	if err != nil {
-		return nil, err
-	}
-	defer store.Abort(ctx, txn)
-	compiler := ast.NewCompiler().
-		WithStrict(true).
-		WithSchemas(inputSchemas).
-		WithUseTypeCheckAnnotations(true).
-		WithEnablePrintStatements(printing).
-		WithPathConflictsCheck(storage.NonEmpty(ctx, store, txn))
-	if compiler.Compile(all); compiler.Failed() {
-		return nil, fmt.Errorf("compiling policy: %v", compiler.Errors)
-	}
-	return compiler, nil
+	return all, nil
 }
 
 // inputSchemas holds the JSON Schemas of each package's input, as

@@ -6,7 +6,7 @@ import (
 	"io/fs"
 	"strings"
 
-	"github.com/open-policy-agent/opa/v1/ast"
+	"github.com/open-policy-agent/opa/v1/storage/inmem"
 	"github.com/open-policy-agent/opa/v1/tester"
 )
 
@@ -19,28 +19,30 @@ type TestResult struct {
 
 // RunTests runs every test_ rule in the .rego files of source (policies
 // and their _test.rego files) with OPA's own test runner, the one behind
-// `opa test`.
+// `opa test`. The files load and compile as the engine loads them (data
+// files, strict mode, input schemas, strict builtin errors), so a policy
+// that the gateway would refuse does not pass its tests.
 func RunTests(ctx context.Context, source fs.FS) ([]TestResult, error) {
-	modules := map[string]*ast.Module{}
-	err := fs.WalkDir(source, ".", func(p string, d fs.DirEntry, err error) error {
-		if err != nil || d.IsDir() || !strings.HasSuffix(p, ".rego") {
-			return err
-		}
-		src, err := fs.ReadFile(source, p)
-		if err != nil {
-			return err
-		}
-		m, err := ast.ParseModuleWithOpts(p, string(src), ast.ParserOptions{RegoVersion: ast.RegoV1})
-		if err != nil {
-			return err
-		}
-		modules[p] = m
-		return nil
-	})
+	src, err := load(source, true)
 	if err != nil {
 		return nil, fmt.Errorf("reading policy tests: %v", err)
 	}
-	ch, err := tester.NewRunner().SetModules(modules).RunTests(ctx, nil)
+	modules, err := withSchemaAnnotations(src.modules)
+	if err != nil {
+		return nil, err
+	}
+	store := inmem.NewFromObjectWithOpts(src.data, inmem.OptRoundTripOnWrite(false), inmem.OptReturnASTValuesOnRead(true))
+	txn, err := store.NewTransaction(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer store.Abort(ctx, txn)
+	ch, err := tester.NewRunner().
+		SetCompiler(strictCompiler(ctx, store, txn, true)).
+		SetStore(store).
+		SetModules(modules).
+		RaiseBuiltinErrors(true).
+		RunTests(ctx, txn)
 	if err != nil {
 		return nil, fmt.Errorf("running policy tests: %v", err)
 	}
