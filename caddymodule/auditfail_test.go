@@ -1,0 +1,420 @@
+package caddymodule
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+
+	"github.com/tokengate/caddy-tokengate/internal/audit"
+	"github.com/tokengate/caddy-tokengate/internal/gateway"
+	"github.com/tokengate/caddy-tokengate/internal/reason"
+)
+
+// These tests take the audit log away from a running Caddy, as a full
+// disk, an operator's rm or a rotation does, and check that no allowed call
+// is forwarded while its line cannot be recorded.
+
+// newEnvAuditAt loads the usual config with audit.log a symlink to
+// target, made before Caddy opens it.
+func newEnvAuditAt(t *testing.T, target func(dir string) string) *env {
+	e := &env{t: t, dir: t.TempDir(), upstream: startUpstream(t)}
+	if err := os.Symlink(target(e.dir), filepath.Join(e.dir, "audit.log")); err != nil {
+		t.Fatal(err)
+	}
+	e.load(envOptions{})
+	t.Cleanup(e.checkNothingLeaked)
+	return e
+}
+
+// mountTmpfs mounts a tmpfs of that size on a new folder under dir and
+// unmounts it when the test is over. It skips when mounting is not
+// allowed here, except under CI=true.
+func mountTmpfs(t *testing.T, dir, size string) string {
+	mnt := filepath.Join(dir, "auditfs")
+	if err := os.Mkdir(mnt, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size="+size, "tmpfs", mnt).CombinedOutput()
+	if err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("mounting a tmpfs for the full-disk test: %v: %s", err, out)
+		}
+		t.Skipf("cannot mount a tmpfs here (needs root): %v: %s", err, bytes.TrimSpace(out))
+	}
+	// Lazily: Caddy may still hold the audit file when this runs.
+	t.Cleanup(func() { _ = syscall.Unmount(mnt, syscall.MNT_DETACH) })
+	return mnt
+}
+
+// fill writes to a new file in dir until the file system is full, and
+// returns that file's path.
+func fill(t *testing.T, dir string) string {
+	path := filepath.Join(dir, "filler")
+	f, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	for _, chunk := range [][]byte{make([]byte, 4096), {0}} {
+		for {
+			if _, err := f.Write(chunk); err != nil {
+				if !errors.Is(err, syscall.ENOSPC) {
+					t.Fatal(err)
+				}
+				break
+			}
+		}
+	}
+	return path
+}
+
+// auditFile reads audit.log as it is, tolerating what a full disk leaves:
+// the lines that are whole, and the physical lines that are not JSON.
+func (e *env) auditFile() (good []map[string]any, bad []string) {
+	b, err := os.ReadFile(filepath.Join(e.dir, "audit.log"))
+	if err != nil && !os.IsNotExist(err) {
+		e.t.Fatal(err)
+	}
+	for _, l := range strings.Split(strings.TrimSuffix(string(b), "\n"), "\n") {
+		if l == "" {
+			continue
+		}
+		var m map[string]any
+		if json.Unmarshal([]byte(l), &m) != nil {
+			bad = append(bad, l)
+			// A line written after one cut short shares its line.
+			if i := strings.LastIndex(l, `{"level":`); i > 0 && json.Unmarshal([]byte(l[i:]), &m) == nil {
+				good = append(good, m)
+			}
+			continue
+		}
+		good = append(good, m)
+	}
+	return good, bad
+}
+
+func (e *env) decisionLine(path string) map[string]any {
+	good, _ := e.auditFile()
+	for _, l := range good {
+		if l["msg"] == "decision" && l["path"] == path {
+			return l
+		}
+	}
+	return nil
+}
+
+// eventually calls the gateway at a new path every 100ms until the answer
+// has the status wanted, and returns it with the paths of the calls it
+// took.
+func eventually(t *testing.T, secret, prefix string, status int, within time.Duration) (response, []string) {
+	t.Helper()
+	var paths []string
+	deadline := time.Now().Add(within)
+	for i := 0; ; i++ {
+		path := fmt.Sprintf("/billing/%s-%d", prefix, i)
+		paths = append(paths, path)
+		r := call(t, http.MethodGet, gateURL+path, bearer(secret)...)
+		if r.status == status {
+			return r, paths
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: no %d within %s; last answer %d %s", prefix, status, within, r.status, r.body)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// expectHeld checks that calls are refused with 503 audit_unavailable and
+// never reach the upstream.
+func (e *env) expectHeld(secret, prefix string, n int) {
+	e.t.Helper()
+	for i := range n {
+		path := fmt.Sprintf("/billing/%s-%d", prefix, i)
+		r := call(e.t, http.MethodGet, gateURL+path, bearer(secret)...)
+		if r.status != http.StatusServiceUnavailable || r.reason != reason.AuditUnavailable || r.header.Get("Retry-After") != "1" {
+			e.t.Fatalf("%s: %d %s, want 503 audit_unavailable with Retry-After", path, r.status, r.body)
+		}
+		if got := e.upstream.received(path); len(got) != 0 {
+			e.t.Fatalf("%s was refused but reached the upstream", path)
+		}
+	}
+	// A refusal that is not about the audit log is answered as always.
+	if r := call(e.t, http.MethodGet, gateURL+"/billing/"+prefix+"-no-token"); r.status != http.StatusUnauthorized || r.reason != reason.TokenMissing {
+		e.t.Fatalf("a call without a token while the audit log is down: %d %s, want 401 token_missing", r.status, r.body)
+	}
+}
+
+func (e *env) expectCaddyLog(substr string) {
+	e.t.Helper()
+	deadline := time.Now().Add(3 * time.Second)
+	for {
+		b, _ := os.ReadFile(filepath.Join(e.dir, "caddy.log"))
+		if bytes.Contains(b, []byte(substr)) {
+			return
+		}
+		if time.Now().After(deadline) {
+			e.t.Fatalf("Caddy's log never said %q", substr)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func TestAuditFullDisk(t *testing.T) {
+	var mnt string
+	e := newEnvAuditAt(t, func(dir string) string {
+		mnt = mountTmpfs(t, dir, "64k")
+		return filepath.Join(mnt, "audit.log")
+	})
+	secret, _ := e.issue(billingReader(nil))
+	if r := call(t, http.MethodGet, gateURL+"/billing/before", bearer(secret)...); r.status != http.StatusOK {
+		t.Fatalf("before the disk filled: %d %s", r.status, r.body)
+	}
+
+	filler := fill(t, mnt)
+	// Lines still fit in the last page the audit file holds; then one
+	// meets the full disk. Its call was forwarded already: that line is
+	// the one lost in flight. Every later allowed call is held.
+	r, paths := eventually(t, secret, "full", http.StatusServiceUnavailable, 3*time.Second)
+	passed := paths[:len(paths)-1]
+	for i, p := range passed {
+		if e.decisionLine(p) == nil && i != len(passed)-1 {
+			t.Fatalf("%s passed and has no audit line, and is not the last call before the hold", p)
+		}
+	}
+	if len(passed) == 0 || e.decisionLine(passed[len(passed)-1]) != nil {
+		t.Fatalf("the disk filled, yet every one of %d calls that passed has its line", len(passed))
+	}
+	if r.reason != reason.AuditUnavailable {
+		t.Fatalf("held call: %d %s, want reason audit_unavailable", r.status, r.body)
+	}
+	e.expectHeld(secret, "held", 5)
+	e.expectCaddyLog("refusing allowed calls with 503 audit_unavailable")
+
+	// Space again: the next refusal's line gets through, and from then on
+	// calls pass and are recorded.
+	if err := os.Remove(filler); err != nil {
+		t.Fatal(err)
+	}
+	r, paths = eventually(t, secret, "freed", http.StatusOK, 3*time.Second)
+	if len(paths) > 2 {
+		t.Fatalf("%d calls refused after space was freed, want at most one", len(paths)-1)
+	}
+	last := paths[len(paths)-1]
+	deadline := time.Now().Add(3 * time.Second)
+	for e.decisionLine(last) == nil {
+		if time.Now().After(deadline) {
+			t.Fatalf("no audit line for %s after the disk had space again", last)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if l := e.decisionLine(last); l["decision"] != "allow" || l["status"] != float64(200) {
+		t.Fatalf("line of the first call passed after recovery: %v", l)
+	}
+	if len(paths) == 2 {
+		l := e.decisionLine(paths[0])
+		if l == nil || l["decision"] != "error" || fmt.Sprint(l["reasons"]) != "["+reason.AuditUnavailable+"]" || l["status"] != float64(503) {
+			t.Fatalf("line of the refusal that found space again: %v", l)
+		}
+	}
+	e.expectCaddyLog("audit lines are written again")
+
+	// What the full disk left: at most one line cut short, and the line
+	// written after it intact behind it. The leak check after the test
+	// reads strict JSON lines, so the fragment goes.
+	_, bad := e.auditFile()
+	if len(bad) > 1 {
+		t.Fatalf("%d broken lines in the audit log, want at most one: %q", len(bad), bad)
+	}
+	for _, l := range bad {
+		i := strings.LastIndex(l, `{"level":`)
+		var m map[string]any
+		if i <= 0 || json.Unmarshal([]byte(l[i:]), &m) != nil {
+			t.Fatalf("broken line is not a fragment followed by a whole line: %q", l)
+		}
+		path := filepath.Join(e.dir, "audit.log")
+		b, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(path, bytes.Replace(b, []byte(l[:i]), nil, 1), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+func TestAuditFileMovedAwayAndDeleted(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	secret, _ := e.issue(billingReader(nil))
+	if r := call(t, http.MethodGet, gateURL+"/billing/before", bearer(secret)...); r.status != http.StatusOK {
+		t.Fatalf("before: %d %s", r.status, r.body)
+	}
+	path := filepath.Join(e.dir, "audit.log")
+
+	// Moved away (a rotation whose writer is not told): Caddy's writer
+	// keeps the moved file, so calls are held until it is back.
+	if err := os.Rename(path, path+".1"); err != nil {
+		t.Fatal(err)
+	}
+	_, passed := eventually(t, secret, "moved", http.StatusServiceUnavailable, 3*time.Second)
+	e.expectHeld(secret, "moved-held", 3)
+	e.expectCaddyLog("refusing allowed calls with 503 audit_unavailable")
+	if err := os.Rename(path+".1", path); err != nil {
+		t.Fatal(err)
+	}
+	_, back := eventually(t, secret, "back", http.StatusOK, 3*time.Second)
+	// The lines of the window before the move was noticed went to the
+	// moved file, which is the same file: nothing was lost.
+	for _, p := range append(passed, back[len(back)-1]) {
+		deadline := time.Now().Add(3 * time.Second)
+		for e.decisionLine(p) == nil {
+			if time.Now().After(deadline) {
+				t.Fatalf("no audit line for %s", p)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+
+	// Deleted: the writer holds a file nobody can read. Calls are held,
+	// and stay held when a copy of the old lines is put back in its place,
+	// because lines do not reach the copy.
+	saved, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Remove(path); err != nil {
+		t.Fatal(err)
+	}
+	_, passed = eventually(t, secret, "deleted", http.StatusServiceUnavailable, 3*time.Second)
+	t.Logf("%d calls passed in the detection window after rm; their lines went to the deleted file", len(passed)-1)
+	e.expectHeld(secret, "deleted-held", 3)
+	if err := os.WriteFile(path, saved, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(2500 * time.Millisecond) // two looks at the file
+	e.expectHeld(secret, "copy-held", 3)
+
+	// A directory in its place is no better.
+	if err := os.Rename(path, path+".saved"); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Mkdir(path, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(1500 * time.Millisecond)
+	e.expectHeld(secret, "dir-held", 2)
+	// The leak check reads what was saved.
+	if err := os.Remove(path); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(path+".saved", path); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestAuditUnwritable starts with an audit log that takes no line at all
+// (every write fails, as on a file system that went read-only): no call is
+// ever forwarded. With audit_fail_open, the operator's explicit choice,
+// calls pass anyway.
+func TestAuditUnwritable(t *testing.T) {
+	e := newEnvAuditAt(t, func(string) string { return "/dev/full" })
+	secret, _ := e.issue(billingReader(nil))
+	e.expectHeld(secret, "unwritable", 3)
+	e.expectCaddyLog("refusing allowed calls with 503 audit_unavailable")
+	if n := len(e.upstream.dump()); n != 0 {
+		t.Fatalf("the upstream got calls while no audit line could be written")
+	}
+	// The leak check needs lines to read: put a real file in place (the
+	// writer keeps /dev/full).
+	path := filepath.Join(e.dir, "audit.log")
+	if err := os.Remove(path); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, []byte(`{"level":"info","ts":1,"logger":"tokengate.audit","msg":"token.issued","schema":1,"actor":"t","token_id":"tok_x","reason":"","outcome":"success"}`+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestAuditFilesFound pins what auditFiles reads out of Caddy's logging
+// config: a Caddy upgrade that moves it fails here, not silently in
+// production.
+func TestAuditFilesFound(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	e.issue(billingReader(nil))
+	app := live.current()
+	want := filepath.Join(e.dir, "audit.log")
+	if len(app.auditFiles) != 1 || app.auditFiles[0] != want {
+		t.Fatalf("audit files %q, want [%s] (and not caddy.log or access.log)", app.auditFiles, want)
+	}
+}
+
+func TestReceivesAudit(t *testing.T) {
+	for _, c := range []struct {
+		include, exclude []string
+		level            string
+		want             bool
+	}{
+		{nil, nil, "", true},
+		{[]string{"tokengate.audit"}, nil, "", true},
+		{[]string{"tokengate"}, nil, "INFO", true},
+		{[]string{"tokengate.auditx"}, nil, "", false},
+		{[]string{"http.log.access"}, nil, "", false},
+		{nil, []string{"tokengate.audit"}, "", false},
+		{nil, []string{"*"}, "", false},
+		{[]string{"tokengate.audit"}, []string{"tokengate"}, "", true},
+		{[]string{"tokengate"}, []string{"tokengate.audit"}, "", false},
+		{[]string{"tokengate.audit"}, nil, "ERROR", false},
+		{nil, nil, "debug", true},
+	} {
+		if got := receivesAudit(c.include, c.exclude, c.level); got != c.want {
+			t.Errorf("include %v exclude %v level %q: %v, want %v", c.include, c.exclude, c.level, got, c.want)
+		}
+	}
+}
+
+func TestAuditFailOpenOption(t *testing.T) {
+	for in, want := range map[string]string{
+		"tokengate {\n audit_fail_open\n}": `"audit_fail_open":true`,
+		"tokengate {\n max_ttl 1h\n}":      `{"max_ttl":3600000000000}`,
+	} {
+		v, err := parseGlobalOption(caddyfile.NewTestDispenser(in), nil)
+		if err != nil {
+			t.Fatalf("%q: %v", in, err)
+		}
+		if got := string(v.(httpcaddyfile.App).Value); !strings.Contains(got, want) {
+			t.Errorf("%q: %s, want %s", in, got, want)
+		}
+	}
+	if _, err := parseGlobalOption(caddyfile.NewTestDispenser("tokengate {\n audit_fail_open yes\n}"), nil); err == nil {
+		t.Error("audit_fail_open takes no argument")
+	}
+
+	// With the option, an allow stays an allow while the log fails.
+	failing := zap.New(zapcore.NewCore(zapcore.NewJSONEncoder(zap.NewProductionEncoderConfig()), zapcore.AddSync(failWriter{}), zapcore.InfoLevel))
+	for _, failOpen := range []bool{false, true} {
+		a := &App{AuditFailOpen: failOpen, audit: audit.New(failing)}
+		a.audit.Call(&audit.Call{Decision: gateway.Allow})
+		res := gateway.Result{Outcome: gateway.Allow}
+		a.holdForAudit(&res)
+		if want := map[bool]string{false: gateway.Error, true: gateway.Allow}[failOpen]; res.Outcome != want {
+			t.Errorf("audit_fail_open=%v: %s, want %s", failOpen, res.Outcome, want)
+		}
+	}
+}
+
+type failWriter struct{}
+
+func (failWriter) Write([]byte) (int, error) { return 0, syscall.EROFS }
