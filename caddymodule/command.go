@@ -150,7 +150,7 @@ func explainAPIError(msg string) error {
 			return fmt.Errorf("%s", show(e.Reason))
 		}
 	}
-	return fmt.Errorf("%s", show(msg))
+	return fmt.Errorf("%s", show(strings.TrimSpace(msg)))
 }
 
 // Everything the CLI prints comes from the API, and so from whoever typed
