@@ -118,6 +118,11 @@ type Options struct {
 	UnknownCacheSize int
 	// Now is the clock; tests move it instead of sleeping.
 	Now func() time.Time
+	// Hold, when set, is asked before a call the policy allowed consumes
+	// a use or passes. A non-empty reason code turns the allow into an
+	// Error with that reason (the audit log cannot record the call, say),
+	// before any use is spent.
+	Hold func() string
 	// OnStoreError is told about store failures (for the operator's log).
 	OnStoreError func(error)
 	// ObservePolicy, when set, is told how long each policy evaluation
@@ -145,6 +150,7 @@ type Gate struct {
 	// reading the store (which may be what just went away).
 	byID  sync.Map // string -> [32]byte
 	usage *usageRecorder
+	hold  func() string
 	// observePolicy is Options.ObservePolicy or a no-op.
 	observePolicy func(time.Duration)
 }
@@ -189,7 +195,10 @@ func New(o Options) (*Gate, error) {
 	if o.ObservePolicy == nil {
 		o.ObservePolicy = func(time.Duration) {}
 	}
-	g := &Gate{store: st, policy: o.Policy, hasher: o.Hasher, now: o.Now, observePolicy: o.ObservePolicy}
+	if o.Hold == nil {
+		o.Hold = func() string { return "" }
+	}
+	g := &Gate{store: st, policy: o.Policy, hasher: o.Hasher, now: o.Now, hold: o.Hold, observePolicy: o.ObservePolicy}
 	var err error
 	g.tokens, err = lru.NewWithEvict(o.TokenCacheSize, func(hash [32]byte, t *cachedToken) {
 		g.byID.CompareAndDelete(t.record.ID, hash)
@@ -243,6 +252,10 @@ func (g *Gate) Authorize(ctx context.Context, c *Call) Result {
 	res := Result{Token: tok.record, Reasons: d.reasons, DecisionID: d.id, Cache: cacheResult, PolicyRev: d.rev}
 	if len(d.reasons) > 0 {
 		res.Outcome = Deny
+		return res
+	}
+	if why := g.hold(); why != "" {
+		res.Outcome, res.Reasons = Error, []string{why}
 		return res
 	}
 

@@ -219,3 +219,26 @@ type failingStore struct{ store.Store }
 func (failingStore) GetByHash(context.Context, []byte) (*store.Token, error) {
 	return nil, errors.New("connection refused")
 }
+
+// A hold (the audit log cannot record the call) refuses an allowed call
+// before it spends a use.
+func TestHoldRefusesBeforeAUseIsSpent(t *testing.T) {
+	f := newGateFixture(t, policies.FS, 1000)
+	held := reason.AuditUnavailable
+	f.gate.hold = func() string { return held }
+	var id string
+	secret := f.add(t, func(r *store.Token) { r.MaxUses, id = 2, r.ID })
+	if res := f.call(secret, "GET", "/billing/x"); res.Outcome != Error || res.Reasons[0] != reason.AuditUnavailable {
+		t.Fatalf("held: %s %v", res.Outcome, res.Reasons)
+	}
+	held = ""
+	for range 2 {
+		if res := f.call(secret, "GET", "/billing/x"); res.Outcome != Allow {
+			t.Fatalf("released: %s %v", res.Outcome, res.Reasons)
+		}
+	}
+	rec, err := f.store.Get(context.Background(), id)
+	if err != nil || rec.Uses != 2 {
+		t.Fatalf("uses %d (%v), want 2: the held call must not spend one", rec.Uses, err)
+	}
+}
