@@ -304,33 +304,39 @@ func liveHeap() int64 {
 
 // BenchmarkUnknownFlood sends well-formed tokens that no store holds,
 // cycling through 100,000 distinct ones, at a gate over PostgreSQL (1,000
-// real tokens), and reports how many store lookups each call cost. Without
-// the unknown-hash memory every call is a round trip; with it, each
-// distinct token costs one. Run with -benchtime 300000x (three passes).
+// real tokens), and reports how many store lookups each call cost. With
+// a one-entry memory (which never hits while 100,000 tokens cycle: the
+// path before unknown hashes were remembered) every call is a round trip;
+// with the default memory each distinct token costs one. Run with
+// -benchtime 300000x (three passes).
 func BenchmarkUnknownFlood(b *testing.B) {
 	ctx := context.Background()
 	sch := benchdata.PostgresSchema(b, 1000)
-	var lookups int
-	var t stageTimes
-	g := newPostgresBenchGate(b, sch, false, &t)
-	inner := g.store
-	g.store = lookupCounter{Store: inner, n: &lookups}
 	unknown := make([]string, 100000)
 	for i := range unknown {
 		unknown[i] = token.NewSecret()
 	}
-	c := benchCall("", "/billing/invoices")
-	i := 0
-	b.ReportAllocs()
-	for b.Loop() {
-		c.Secret = unknown[i%len(unknown)]
-		if res := g.Authorize(ctx, c); res.Outcome != Deny {
-			b.Fatalf("got %s %v", res.Outcome, res.Reasons)
-		}
-		i++
+	for _, memory := range []int{1, DefaultUnknownCacheSize} {
+		b.Run(fmt.Sprintf("memory=%d", memory), func(b *testing.B) {
+			var lookups int
+			var t stageTimes
+			g := newPostgresBenchGate(b, sch, false, &t)
+			g.store = lookupCounter{Store: g.store, n: &lookups}
+			g.unknown.Resize(memory)
+			c := benchCall("", "/billing/invoices")
+			i := 0
+			b.ReportAllocs()
+			for b.Loop() {
+				c.Secret = unknown[i%len(unknown)]
+				if res := g.Authorize(ctx, c); res.Outcome != Deny {
+					b.Fatalf("got %s %v", res.Outcome, res.Reasons)
+				}
+				i++
+			}
+			b.ReportMetric(float64(lookups), "store-lookups")
+			b.ReportMetric(float64(lookups)/float64(i), "lookups/call")
+		})
 	}
-	b.ReportMetric(float64(lookups), "store-lookups")
-	b.ReportMetric(float64(lookups)/float64(i), "lookups/call")
 }
 
 // lookupCounter counts GetByHash calls; only the benchmark goroutine
