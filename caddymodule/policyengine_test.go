@@ -1,6 +1,7 @@
 package caddymodule
 
 import (
+	"encoding/json"
 	"fmt"
 	"io/fs"
 	"os"
@@ -109,5 +110,56 @@ func TestPolicyPrintAndRefusedReload(t *testing.T) {
 	}
 	if r := call(t, "GET", gateURL+"/billing/after-refusal", bearer(secret)...); r.status != 200 {
 		t.Fatalf("previous policy not serving: %d %s", r.status, r.body)
+	}
+}
+
+// The admin input schema describes exactly what the management service
+// sends: with a rule refusing any input that does not match the schema
+// (missing fields and extra ones alike), every management action still
+// succeeds. A field the schema names but the service never sends would
+// make a rule on it silently never hold.
+func TestAdminInputMatchesItsSchema(t *testing.T) {
+	dir, _ := shippedPolicyFolder(t, "")
+	schema, err := os.ReadFile("../internal/policy/schemas/admin_input.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(filepath.Join(dir, "schemas/admin"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "schemas/admin/data.json"), schema, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	check := `package tokengate.admin
+
+denials contains sprintf("input_schema_mismatch: %v", [errors]) if {
+	[ok, errors] := json.match_schema(input, data.schemas.admin)
+	not ok
+}
+`
+	if err := os.WriteFile(filepath.Join(dir, "schemacheck.rego"), []byte(check), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	e := newEnv(t, envOptions{policyDir: dir})
+	_, id := e.approvedToken(billingReader(map[string]any{"scopes": []string{"billing:write"}})) // bootstrap, request, approve, claim
+	if _, other := e.issue(billingReader(nil)); other == "" {                                    // issue
+		t.Fatal("issue failed")
+	}
+	for _, action := range []struct{ method, path string }{
+		{"GET", "/tokengate/tokens/" + id},
+		{"POST", "/tokengate/tokens/" + id + "/revoke"},
+	} {
+		if status, body := e.admin(action.method, action.path, map[string]string{"reason": "schema test"}); status != 200 {
+			t.Fatalf("%s %s: %d %s", action.method, action.path, status, body)
+		}
+	}
+	status, body := e.mgmt(e.requester, "POST", "/v1/requests", billingReader(map[string]any{"ttl": "2h"}))
+	if status != 202 {
+		t.Fatalf("request: %d %s", status, body)
+	}
+	var asked RequestOutcome
+	_ = json.Unmarshal(body, &asked)
+	if status, body := e.mgmt(e.approver, "POST", "/v1/requests/"+asked.Request.ID+"/deny", map[string]string{"reason": "no"}); status != 200 {
+		t.Fatalf("deny: %d %s", status, body)
 	}
 }
