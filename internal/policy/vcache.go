@@ -93,27 +93,29 @@ func (c *ruleCache) Pop() {
 	c.frames = c.frames[:len(c.frames)-1]
 }
 
-// find returns the position of ref in the top frame, or -1.
-func (c *ruleCache) find(ref ast.Ref) int {
+// find returns the position of ref in the top frame, or -1, and the
+// ref's hash when the frame is indexed.
+func (c *ruleCache) find(ref ast.Ref) (int, int) {
 	f := &c.frames[len(c.frames)-1]
 	if len(f.entries) < indexFrom {
 		for i := range f.entries {
 			if f.entries[i].ref.Equal(ref) {
-				return i
+				return i, 0
 			}
 		}
-		return -1
+		return -1, 0
 	}
-	for at := f.index[ref.Hash()]; at != 0; at = f.entries[at-1].prev {
+	h := ref.Hash()
+	for at := f.index[h]; at != 0; at = f.entries[at-1].prev {
 		if f.entries[at-1].ref.Equal(ref) {
-			return int(at - 1)
+			return int(at - 1), h
 		}
 	}
-	return -1
+	return -1, h
 }
 
 func (c *ruleCache) Get(ref ast.Ref) (*ast.Term, bool) {
-	if i := c.find(ref); i >= 0 {
+	if i, _ := c.find(ref); i >= 0 {
 		v := c.frames[len(c.frames)-1].entries[i].value
 		return v, v == nil
 	}
@@ -121,7 +123,8 @@ func (c *ruleCache) Get(ref ast.Ref) (*ast.Term, bool) {
 }
 
 func (c *ruleCache) Put(ref ast.Ref, value *ast.Term) {
-	if i := c.find(ref); i >= 0 {
+	i, h := c.find(ref)
+	if i >= 0 {
 		c.frames[len(c.frames)-1].entries[i].value = value
 		return
 	}
@@ -143,15 +146,14 @@ func (c *ruleCache) Put(ref ast.Ref, value *ast.Term) {
 			f.index = make(map[int]int32, 2*indexFrom)
 		}
 		for i := range f.entries {
-			f.indexEntry(i)
+			f.indexEntry(i, f.entries[i].ref.Hash())
 		}
 	case n+1 > indexFrom:
-		f.indexEntry(n)
+		f.indexEntry(n, h)
 	}
 }
 
-func (f *ruleFrame) indexEntry(i int) {
-	h := f.entries[i].ref.Hash()
+func (f *ruleFrame) indexEntry(i, h int) {
 	f.entries[i].prev = f.index[h]
 	f.index[h] = int32(i + 1)
 }
