@@ -155,6 +155,7 @@ func (a *App) Provision(ctx caddy.Context) error {
 		Hasher:            hasher,
 		DecisionCacheSize: cacheSize,
 		Now:               a.now,
+		Hold:              a.auditHold,
 		OnStoreError: func(err error) {
 			a.logger.Error("recording token usage", zap.Error(err))
 		},

@@ -407,10 +407,8 @@ func TestAuditFailOpenOption(t *testing.T) {
 	for _, failOpen := range []bool{false, true} {
 		a := &App{AuditFailOpen: failOpen, audit: audit.New(failing)}
 		a.audit.Call(&audit.Call{Decision: gateway.Allow})
-		res := gateway.Result{Outcome: gateway.Allow}
-		a.holdForAudit(&res)
-		if want := map[bool]string{false: gateway.Error, true: gateway.Allow}[failOpen]; res.Outcome != want {
-			t.Errorf("audit_fail_open=%v: %s, want %s", failOpen, res.Outcome, want)
+		if want := map[bool]string{false: reason.AuditUnavailable, true: ""}[failOpen]; a.auditHold() != want {
+			t.Errorf("audit_fail_open=%v: hold %q, want %q", failOpen, a.auditHold(), want)
 		}
 	}
 }

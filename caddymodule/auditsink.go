@@ -12,7 +12,6 @@ import (
 	"go.uber.org/zap/zapcore"
 
 	"github.com/tokengate/caddy-tokengate/internal/audit"
-	"github.com/tokengate/caddy-tokengate/internal/gateway"
 	"github.com/tokengate/caddy-tokengate/internal/reason"
 )
 
@@ -23,20 +22,16 @@ import (
 // refused.
 const auditCheckEvery = time.Second
 
-// auditUnavailable is the reasons of a call held back because its line
-// cannot be written. Shared and never modified.
-var auditUnavailable = []string{reason.AuditUnavailable}
-
-// holdForAudit turns an allow into a 503 audit_unavailable while audit
-// lines cannot be written, unless the operator set audit_fail_open. The
-// refusal's own line is still tried: when it gets through, the sink works
-// again and the next call passes.
-func (a *App) holdForAudit(res *gateway.Result) {
+// auditHold is the gate's Hold: while audit lines cannot be written it
+// answers audit_unavailable, so an allowed call gets a 503 before it spends
+// a use or reaches the upstream, unless the operator set audit_fail_open.
+// The refusal's own line is still tried: when it gets through, the sink
+// works again and the next call passes.
+func (a *App) auditHold() string {
 	if a.AuditFailOpen || a.audit.Health().Healthy() {
-		return
+		return ""
 	}
-	res.Outcome = gateway.Error
-	res.Reasons = auditUnavailable
+	return reason.AuditUnavailable
 }
 
 // watchAudit looks at the audit files every auditCheckEvery and logs each

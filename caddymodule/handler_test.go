@@ -303,8 +303,9 @@ func TestPolicyFailureFailsClosed(t *testing.T) {
 	dir := t.TempDir()
 	// Both rules match a GET to /: OPA reports a conflict at evaluation time.
 	src := `package tokengate.gateway
-decision := {"allow": true, "reasons": []} if input.request.method == "GET"
-decision := {"allow": false, "reasons": ["x"]} if startswith(input.request.path, "/")
+reasons contains "never" if input.now < 0
+scope := "billing:read" if input.request.method == "GET"
+scope := "billing:write" if startswith(input.request.path, "/")
 `
 	if err := os.WriteFile(filepath.Join(dir, "gateway.rego"), []byte(src), 0o644); err != nil {
 		t.Fatal(err)

@@ -24,9 +24,12 @@ func TestReadmeReasonTable(t *testing.T) {
 		}
 		w := httptest.NewRecorder()
 		status := refuse(w, res, "req")
-		challenge := "none, `Retry-After: 1`"
+		challenge := "none"
 		if v := w.Header().Get("WWW-Authenticate"); v != "" {
 			challenge = "`" + v + "`"
+		}
+		if w.Header().Get("Retry-After") != "" {
+			challenge += ", `Retry-After: " + w.Header().Get("Retry-After") + "`"
 		}
 		fmt.Fprintf(&rows, "| `%s` | %d | %s | %s |\n", c.Name, status, challenge, c.Means)
 	}

@@ -1,0 +1,120 @@
+package caddymodule
+
+import (
+	"io/fs"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/tokengate/caddy-tokengate/internal/policy"
+	"github.com/tokengate/caddy-tokengate/policies"
+)
+
+// copyPolicies writes the shipped policies (tests included) into a new
+// folder, plus extra files, and returns the folder.
+func copyPolicies(t *testing.T, extra map[string]string) string {
+	t.Helper()
+	dir := t.TempDir()
+	entries, err := fs.ReadDir(policies.FS, ".")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, entry := range entries {
+		src, err := fs.ReadFile(policies.FS, entry.Name())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, entry.Name()), src, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for name, src := range extra {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(src), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return dir
+}
+
+// A deny rule a user adds takes effect for every call, cached or not, in
+// `check` and in `policy-test`: the engine derives allow from the reasons,
+// so no earlier rule body can allow first.
+func TestAddedDenyRuleTakesEffect(t *testing.T) {
+	dir := copyPolicies(t, map[string]string{
+		"internal.rego": `package tokengate.gateway
+
+reasons contains "path_forbidden" if startswith(input.request.path, "/billing/internal/")
+`,
+		"internal_test.rego": `package tokengate.internal_test
+
+import data.tokengate.gateway
+
+test_internal_forbidden if {
+	"path_forbidden" in gateway.reasons with input as {
+		"token": {"id": "tok_x", "owner": "a", "purpose": "p", "scopes": ["billing:read"], "services": ["billing"],
+			"cidrs": [], "not_before": 0, "expires_at": 2, "max_uses": 0, "uses": 0},
+		"request": {"method": "GET", "host": "h", "path": "/billing/internal/k", "raw_path": "/billing/internal/k",
+			"remote_ip": "10.0.0.1", "headers": {}},
+		"route": {"service": "billing"},
+		"now": 1,
+	}
+}
+`,
+	})
+	results, err := policy.RunTests(t.Context(), os.DirFS(dir))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range results {
+		if !r.Passed {
+			t.Errorf("policy-test: %s: %s", r.Name, r.Detail)
+		}
+	}
+	for _, cache := range []int{0, 1000} {
+		e := newEnv(t, envOptions{decisionCache: cache, policyDir: dir})
+		secret, id := e.issue(billingReader(nil))
+		for range 2 { // with the cache on, the second call is a hit
+			if r := call(t, "GET", gateURL+"/billing/internal/k", bearer(secret)...); r.status != 403 || r.reason != "path_forbidden" {
+				t.Fatalf("cache %d: %d %s", cache, r.status, r.body)
+			}
+			if r := call(t, "GET", gateURL+"/billing/public/k", bearer(secret)...); r.status != 200 {
+				t.Fatalf("cache %d: public path: %d %s", cache, r.status, r.body)
+			}
+		}
+		if n := len(e.upstream.received("/billing/internal/k")); n != 0 {
+			t.Fatalf("cache %d: %d forbidden calls reached the upstream", cache, n)
+		}
+		status, body := e.admin("POST", "/tokengate/check", map[string]string{"token_id": id, "service": "billing", "method": "GET", "path": "/billing/internal/k"})
+		if res := decode[CheckResult](t, body); status != 200 || res.Allow || len(res.Reasons) != 1 || res.Reasons[0] != "path_forbidden" {
+			t.Fatalf("cache %d: check: %d %s", cache, status, body)
+		}
+	}
+}
+
+// Liveness is the gateway's, not the policy's: with a gateway policy that
+// refuses nothing at all, revoked and used-up tokens are still refused.
+func TestPermissivePolicyCannotResurrectDeadTokens(t *testing.T) {
+	dir := copyPolicies(t, map[string]string{"gateway.rego": `package tokengate.gateway
+
+reasons contains "never" if input.now < 0
+`, "gateway_test.rego": `package tokengate.gateway_test
+`})
+	e := newEnv(t, envOptions{decisionCache: 1000, policyDir: dir})
+	revoked, revokedID := e.issue(billingReader(nil))
+	if r := call(t, "GET", gateURL+"/billing/a", bearer(revoked)...); r.status != 200 {
+		t.Fatalf("before revoke: %d %s", r.status, r.body)
+	}
+	if status, body := e.admin("POST", "/tokengate/tokens/"+revokedID+"/revoke", map[string]string{"reason": "leaked in chat"}); status != 200 {
+		t.Fatalf("revoke: %d %s", status, body)
+	}
+	if r := call(t, "GET", gateURL+"/billing/a", bearer(revoked)...); r.status != 401 || r.reason != "token_revoked" {
+		t.Fatalf("revoked token under a permissive policy: %d %s", r.status, r.body)
+	}
+	once, _ := e.issue(billingReader(map[string]any{"max_uses": 1}))
+	if r := call(t, "GET", gateURL+"/billing/b", bearer(once)...); r.status != 200 {
+		t.Fatalf("first use: %d %s", r.status, r.body)
+	}
+	if r := call(t, "GET", gateURL+"/billing/b", bearer(once)...); r.status != 401 || r.reason != "uses_exhausted" {
+		t.Fatalf("used-up token under a permissive policy: %d %s", r.status, r.body)
+	}
+}
