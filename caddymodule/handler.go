@@ -110,10 +110,11 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	start := time.Now()
 	repl := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
 	clientIP, _ := caddyhttp.GetVar(r.Context(), caddyhttp.ClientIPVarKey).(string)
-	path, escapedPath, pathOK := cleanPath(r.URL)
+	rawPath := r.URL.EscapedPath()
+	path, escapedPath, pathOK := cleanPath(r.URL.Path, rawPath)
 	if !pathOK {
 		// Nothing is authorized; the audit line shows what was sent.
-		path = r.URL.EscapedPath()
+		path = rawPath
 	}
 
 	call := gateway.Call{
@@ -122,7 +123,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 			Method:   r.Method,
 			Host:     r.Host,
 			Path:     path,
-			RawPath:  r.URL.EscapedPath(),
+			RawPath:  rawPath,
 			RemoteIP: clientIP,
 			Headers:  h.policyHeaders(r),
 		},
@@ -133,9 +134,6 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		res = h.app.gate.Authorize(r.Context(), &call)
 	} else {
 		res = gateway.Result{Outcome: gateway.Deny, Reasons: []string{reason.PathInvalid}, Cache: gateway.CacheNone}
-	}
-	if res.Outcome == gateway.Allow {
-		h.app.holdForAudit(&res)
 	}
 	metrics.decision(&res)
 
@@ -294,8 +292,10 @@ func refuse(w http.ResponseWriter, res gateway.Result, requestID string) int {
 		status, errCode = http.StatusUnauthorized, "invalid_token"
 		challenge = `Bearer realm="tokengate", error="invalid_token"`
 	case class == reason.BadRequest:
+		// The request itself is the problem, not its credential: no
+		// challenge.
 		status, errCode = http.StatusBadRequest, "invalid_request"
-		challenge = `Bearer realm="tokengate", error="invalid_request"`
+		challenge = ""
 	}
 	if challenge != "" {
 		w.Header().Set("WWW-Authenticate", challenge)
