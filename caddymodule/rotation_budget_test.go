@@ -51,3 +51,36 @@ func TestRotationKeepsTheBudget(t *testing.T) {
 		t.Fatalf("%d calls past the budget reached the upstream", got)
 	}
 }
+
+// TestRevokingTheSuccessorStopsTheOldSecret: during a rotation's grace the
+// old secret carries the same grants, so revoking the new token revokes
+// the old one too; otherwise the leaked secret a rotation meant to retire
+// keeps working after the revoke.
+func TestRevokingTheSuccessorStopsTheOldSecret(t *testing.T) {
+	e := newEnv(t, envOptions{decisionCache: 1000})
+	old, oldID := e.issue(billingReader(nil))
+	status, body := e.admin("POST", "/tokengate/tokens/"+oldID+"/rotate", map[string]string{"grace": "5m"})
+	if status != http.StatusCreated {
+		t.Fatalf("rotate: %d %s", status, body)
+	}
+	var issued IssuedToken
+	if err := json.Unmarshal(body, &issued); err != nil {
+		t.Fatal(err)
+	}
+	remember(issued.Secret)
+	if r := call(t, "GET", gateURL+"/billing/grace", bearer(old)...); r.status != 200 {
+		t.Fatalf("old secret within grace: %d %s", r.status, r.body)
+	}
+	if status, body := e.admin("POST", "/tokengate/tokens/"+issued.Token.ID+"/revoke", map[string]string{"reason": "whole chain leaked"}); status != 200 {
+		t.Fatalf("revoke: %d %s", status, body)
+	}
+	for name, secret := range map[string]string{"old": old, "new": issued.Secret} {
+		if r := call(t, "GET", gateURL+"/billing/after-revoke", bearer(secret)...); r.status != 401 || r.reason != "token_revoked" {
+			t.Errorf("%s secret after the successor's revoke: %d %s", name, r.status, r.body)
+		}
+	}
+	_, body = e.admin("GET", "/tokengate/tokens/"+oldID, nil)
+	if v := decode[TokenView](t, body); v.State != "revoked" {
+		t.Errorf("old token state %q, want revoked", v.State)
+	}
+}

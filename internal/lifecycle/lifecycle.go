@@ -258,8 +258,47 @@ func (s *Service) Revoke(ctx context.Context, actor, id, reason string) (*store.
 	}
 	s.forget(t)
 	s.Audit.Action(&audit.Action{Msg: "token.revoked", Actor: actor, TokenID: id, Reason: reason, Outcome: "success"})
+	s.revokePredecessors(ctx, actor, t, now)
 	return t, nil
 }
+
+// maxRotationChain bounds the walk back through a token's predecessors,
+// so a damaged chain cannot loop.
+const maxRotationChain = 1000
+
+// revokePredecessors revokes the older secrets of a revoked token that
+// are still inside their rotation grace window: they share its grants and
+// its use budget, so revoking the newest secret while an old one keeps
+// working would revoke nothing. Older secrets past their grace are dead
+// already and stay as they are.
+func (s *Service) revokePredecessors(ctx context.Context, actor string, t *store.Token, now time.Time) {
+	for hops := 0; t.RotatedFrom != "" && hops < maxRotationChain; hops++ {
+		successor := t.ID
+		prev, err := s.Store.Update(ctx, t.RotatedFrom, func(p *store.Token) error {
+			if !p.RevokedAt.IsZero() || !now.Before(p.GraceUntil) {
+				return errNothingToRevoke
+			}
+			p.RevokedAt, p.RevokedBy, p.RevokeReason = now, actor, "successor "+successor+" revoked"
+			return nil
+		})
+		switch {
+		case errors.Is(err, errNothingToRevoke):
+			// Dead already; its own predecessors are older still.
+			if prev, err = s.Store.Get(ctx, t.RotatedFrom); err != nil {
+				return
+			}
+		case err != nil:
+			s.refused("token.revoked", actor, t.RotatedFrom, s.storeError(t.RotatedFrom, err))
+			return
+		default:
+			s.forget(prev)
+			s.Audit.Action(&audit.Action{Msg: "token.revoked", Actor: actor, TokenID: prev.ID, Reason: prev.RevokeReason, Outcome: "success"})
+		}
+		t = prev
+	}
+}
+
+var errNothingToRevoke = errors.New("nothing to revoke")
 
 // CheckReason refuses a reason (for a revoke, an approval, a denial) that
 // is too long or not acceptable free text. An empty reason passes: callers
