@@ -8,13 +8,14 @@ import (
 )
 
 // cleanPath returns the path of a call in the one form the policy, the
-// decision cache and the audit line see and the upstream receives:
-// percent-decoded and cleaned by caddyhttp.CleanPath with repeated slashes
-// merged, which is what Caddy's path matchers compare against (dot
-// segments resolved, a trailing slash kept). escaped is the same path in
-// the client's own percent-encoding, for the upstream. Case is kept: the
-// path is case-sensitive (RFC 9110), so a policy that must also stop
-// /Billing/Private/ on a case-insensitive upstream compares
+// decision cache and the audit line see and the upstream receives. p is
+// the percent-decoded path and raw the same path as sent (url.URL's Path
+// and EscapedPath). clean is p cleaned by caddyhttp.CleanPath with
+// repeated slashes merged, which is what Caddy's path matchers compare
+// against (dot segments resolved, a trailing slash kept); escaped is the
+// same path in the client's own percent-encoding, for the upstream. Case
+// is kept: the path is case-sensitive (RFC 9110), so a policy that must
+// also stop /Billing/Private/ on a case-insensitive upstream compares
 // lower(input.request.path).
 //
 // ok is false for a path that Caddy, the policy and some upstream could
@@ -34,22 +35,30 @@ import (
 //     and parses it again reads a query or a fragment there;
 //   - a control character (NUL cuts the path short in C upstreams);
 //   - anything that does not start with '/', such as OPTIONS *.
-func cleanPath(u *url.URL) (clean, escaped string, ok bool) {
-	p := u.Path
+func cleanPath(p, raw string) (clean, escaped string, ok bool) {
 	if p == "" {
 		// The absolute form without a path, GET http://host HTTP/1.1.
 		return "/", "/", true
 	}
-	if p[0] != '/' || strings.ContainsAny(p, `\;%?#`) {
+	if p[0] != '/' {
 		return "", "", false
 	}
+	dirty := false
 	for i := 0; i < len(p); i++ {
-		if p[i] < 0x20 || p[i] == 0x7f {
+		if refusedInPath[p[i]] {
 			return "", "", false
 		}
+		if p[i] == '/' && i+1 < len(p) && (p[i+1] == '/' || p[i+1] == '.') {
+			dirty = true
+		}
 	}
-	clean = caddyhttp.CleanPath(p, true)
-	raw := u.EscapedPath()
+	// Without "//" or "/." a rooted path is already what CleanPath
+	// returns; most paths are, and cleaning costs as much as the rest of
+	// a cached decision's path handling.
+	clean = p
+	if dirty {
+		clean = caddyhttp.CleanPath(p, true)
+	}
 	if raw == p {
 		// Nothing is encoded: the common case.
 		return clean, clean, true
@@ -65,3 +74,14 @@ func cleanPath(u *url.URL) (clean, escaped string, ok bool) {
 	}
 	return clean, escaped, true
 }
+
+// refusedInPath marks the bytes cleanPath refuses in a decoded path.
+var refusedInPath = func() (refused [256]bool) {
+	for c := 0; c < 0x20; c++ {
+		refused[c] = true
+	}
+	for _, c := range "\x7f\\;%?#" {
+		refused[c] = true
+	}
+	return refused
+}()

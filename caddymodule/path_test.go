@@ -15,6 +15,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+
 	"github.com/tokengate/caddy-tokengate/policies"
 )
 
@@ -215,9 +217,50 @@ func TestCleanPathOutsideRoutes(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		clean, _, ok := cleanPath(u)
+		clean, _, ok := cleanPath(u.Path, u.EscapedPath())
 		if clean != c.clean || ok != c.ok {
 			t.Errorf("%s: %q %v, want %q %v", c.url, clean, ok, c.clean, c.ok)
 		}
 	}
+}
+
+func BenchmarkCleanPath(b *testing.B) {
+	for _, target := range []string{"/billing/invoices/inv_8d2KQ", "/billing/invoices/", "/billing//a/../invoices/%70df"} {
+		u, err := url.ParseRequestURI(target)
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Run(target, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, _, ok := cleanPath(u.Path, u.EscapedPath()); !ok {
+					b.Fatal("refused")
+				}
+			}
+		})
+	}
+}
+
+// FuzzCleanPath checks that what cleanPath accepts is cleaned exactly as
+// Caddy's path matchers clean it, shortcut included.
+func FuzzCleanPath(f *testing.F) {
+	for _, seed := range []string{"/", "/a/b", "/a//b", "/a/./b", "/a/../b", "/a/.", "/a/..", "/.a/b.", "/a/b/", "//", "/%2e%2e/a", "/a%2Fb", "/a%20b/../c"} {
+		f.Add(seed)
+	}
+	f.Fuzz(func(t *testing.T, target string) {
+		u, err := url.ParseRequestURI(target)
+		if err != nil || u.Path == "" {
+			return // an empty path is "/", see TestCleanPathOutsideRoutes
+		}
+		clean, escaped, ok := cleanPath(u.Path, u.EscapedPath())
+		if !ok {
+			return
+		}
+		if want := caddyhttp.CleanPath(u.Path, true); clean != want {
+			t.Fatalf("%q: clean %q, Caddy cleans to %q", target, clean, want)
+		}
+		if decoded, err := url.PathUnescape(escaped); err != nil || decoded != clean {
+			t.Fatalf("%q: escaped %q does not decode to %q", target, escaped, clean)
+		}
+	})
 }
