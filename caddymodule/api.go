@@ -13,8 +13,8 @@ import (
 
 	"github.com/tokengate/caddy-tokengate/internal/lifecycle"
 	"github.com/tokengate/caddy-tokengate/internal/manage"
-	"github.com/tokengate/caddy-tokengate/internal/store"
 	"github.com/tokengate/caddy-tokengate/internal/token"
+	"github.com/tokengate/caddy-tokengate/store"
 )
 
 // JSON shapes shared by the admin endpoint, the management API and the CLI.

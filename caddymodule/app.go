@@ -22,9 +22,9 @@ import (
 	"github.com/tokengate/caddy-tokengate/internal/lifecycle"
 	"github.com/tokengate/caddy-tokengate/internal/manage"
 	"github.com/tokengate/caddy-tokengate/internal/policy"
-	"github.com/tokengate/caddy-tokengate/internal/store"
 	"github.com/tokengate/caddy-tokengate/internal/token"
 	"github.com/tokengate/caddy-tokengate/policies"
+	"github.com/tokengate/caddy-tokengate/store"
 )
 
 func init() {

@@ -19,8 +19,8 @@ import (
 	"github.com/tokengate/caddy-tokengate/internal/gateway"
 	"github.com/tokengate/caddy-tokengate/internal/policy"
 	"github.com/tokengate/caddy-tokengate/internal/report"
-	"github.com/tokengate/caddy-tokengate/internal/store"
 	"github.com/tokengate/caddy-tokengate/internal/textcheck"
+	"github.com/tokengate/caddy-tokengate/store"
 )
 
 func init() {

@@ -18,8 +18,8 @@ import (
 
 	"github.com/tokengate/caddy-tokengate/internal/audit"
 	"github.com/tokengate/caddy-tokengate/internal/benchdata"
-	"github.com/tokengate/caddy-tokengate/internal/store"
 	"github.com/tokengate/caddy-tokengate/internal/token"
+	"github.com/tokengate/caddy-tokengate/store"
 )
 
 // BenchmarkServeHTTP calls Handler.ServeHTTP directly, without listeners,

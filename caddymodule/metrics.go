@@ -8,7 +8,7 @@ import (
 
 	"github.com/tokengate/caddy-tokengate/internal/gateway"
 	"github.com/tokengate/caddy-tokengate/internal/reason"
-	"github.com/tokengate/caddy-tokengate/internal/store"
+	"github.com/tokengate/caddy-tokengate/store"
 )
 
 // Metrics, in Caddy's metrics registry (served by the admin endpoint at

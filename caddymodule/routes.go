@@ -11,7 +11,7 @@ import (
 	"github.com/tokengate/caddy-tokengate/internal/manage"
 	"github.com/tokengate/caddy-tokengate/internal/policy"
 	"github.com/tokengate/caddy-tokengate/internal/report"
-	"github.com/tokengate/caddy-tokengate/internal/store"
+	"github.com/tokengate/caddy-tokengate/store"
 )
 
 // The JSON routes shared by Caddy's admin endpoint (local operator, under

@@ -9,9 +9,9 @@ import (
 
 	"github.com/caddyserver/caddy/v2"
 
-	"github.com/tokengate/caddy-tokengate/internal/store"
 	"github.com/tokengate/caddy-tokengate/internal/store/bolt"
 	"github.com/tokengate/caddy-tokengate/internal/store/postgres"
+	"github.com/tokengate/caddy-tokengate/store"
 )
 
 func init() {

@@ -4,7 +4,7 @@ import (
 	"testing"
 
 	"github.com/tokengate/caddy-tokengate/internal/policy"
-	"github.com/tokengate/caddy-tokengate/internal/store"
+	"github.com/tokengate/caddy-tokengate/store"
 )
 
 // Every input of a decision is part of its cache key, and nothing else is:

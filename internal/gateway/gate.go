@@ -45,8 +45,8 @@ import (
 
 	"github.com/tokengate/caddy-tokengate/internal/policy"
 	"github.com/tokengate/caddy-tokengate/internal/reason"
-	"github.com/tokengate/caddy-tokengate/internal/store"
 	"github.com/tokengate/caddy-tokengate/internal/token"
+	"github.com/tokengate/caddy-tokengate/store"
 )
 
 // Outcomes of a call, as they appear in the audit line.

@@ -12,11 +12,11 @@ import (
 
 	"github.com/tokengate/caddy-tokengate/internal/benchdata"
 	"github.com/tokengate/caddy-tokengate/internal/policy"
-	"github.com/tokengate/caddy-tokengate/internal/store"
 	"github.com/tokengate/caddy-tokengate/internal/store/bolt"
 	"github.com/tokengate/caddy-tokengate/internal/store/postgres"
 	"github.com/tokengate/caddy-tokengate/internal/token"
 	"github.com/tokengate/caddy-tokengate/policies"
+	"github.com/tokengate/caddy-tokengate/store"
 )
 
 // The benchmarks run the real request path: a real bbolt file built by

@@ -12,10 +12,10 @@ import (
 
 	"github.com/tokengate/caddy-tokengate/internal/policy"
 	"github.com/tokengate/caddy-tokengate/internal/reason"
-	"github.com/tokengate/caddy-tokengate/internal/store"
 	"github.com/tokengate/caddy-tokengate/internal/store/bolt"
 	"github.com/tokengate/caddy-tokengate/internal/token"
 	"github.com/tokengate/caddy-tokengate/policies"
+	"github.com/tokengate/caddy-tokengate/store"
 )
 
 // allowEverything is the worst gateway policy a user could load: it never

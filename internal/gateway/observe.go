@@ -4,7 +4,7 @@ import (
 	"context"
 	"time"
 
-	"github.com/tokengate/caddy-tokengate/internal/store"
+	"github.com/tokengate/caddy-tokengate/store"
 )
 
 // observedStore times the store calls the gateway makes, for

@@ -7,7 +7,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/tokengate/caddy-tokengate/internal/store"
+	"github.com/tokengate/caddy-tokengate/store"
 )
 
 const (

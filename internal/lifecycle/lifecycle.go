@@ -19,9 +19,9 @@ import (
 
 	"github.com/tokengate/caddy-tokengate/internal/audit"
 	"github.com/tokengate/caddy-tokengate/internal/binding"
-	"github.com/tokengate/caddy-tokengate/internal/store"
 	"github.com/tokengate/caddy-tokengate/internal/textcheck"
 	"github.com/tokengate/caddy-tokengate/internal/token"
+	"github.com/tokengate/caddy-tokengate/store"
 )
 
 // Error is a refusal a caller can act on: an HTTP status, a stable reason

@@ -6,8 +6,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/tokengate/caddy-tokengate/internal/store"
 	"github.com/tokengate/caddy-tokengate/internal/token"
+	"github.com/tokengate/caddy-tokengate/store"
 )
 
 func TestValidate(t *testing.T) {

@@ -26,8 +26,8 @@ import (
 	"github.com/tokengate/caddy-tokengate/internal/lifecycle"
 	"github.com/tokengate/caddy-tokengate/internal/policy"
 	"github.com/tokengate/caddy-tokengate/internal/report"
-	"github.com/tokengate/caddy-tokengate/internal/store"
 	"github.com/tokengate/caddy-tokengate/internal/token"
+	"github.com/tokengate/caddy-tokengate/store"
 )
 
 // ManagementService is the service every management token is bound to.

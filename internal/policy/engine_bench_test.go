@@ -6,8 +6,8 @@ import (
 	"time"
 
 	"github.com/tokengate/caddy-tokengate/internal/benchdata"
-	"github.com/tokengate/caddy-tokengate/internal/store"
 	"github.com/tokengate/caddy-tokengate/policies"
+	"github.com/tokengate/caddy-tokengate/store"
 )
 
 // BenchmarkDecide evaluates the default gateway policy once per iteration,

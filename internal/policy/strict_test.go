@@ -12,8 +12,8 @@ import (
 
 	"github.com/open-policy-agent/opa/v1/ast"
 
-	"github.com/tokengate/caddy-tokengate/internal/store"
 	"github.com/tokengate/caddy-tokengate/policies"
+	"github.com/tokengate/caddy-tokengate/store"
 )
 
 // shippedWith copies the shipped policies and appends src to one of them,

@@ -9,7 +9,7 @@ import (
 	"time"
 
 	"github.com/tokengate/caddy-tokengate/internal/binding"
-	"github.com/tokengate/caddy-tokengate/internal/store"
+	"github.com/tokengate/caddy-tokengate/store"
 )
 
 // Thresholds of the report; the API lets callers change UnusedFor.

@@ -14,7 +14,7 @@ import (
 
 	bbolt "go.etcd.io/bbolt"
 
-	"github.com/tokengate/caddy-tokengate/internal/store"
+	"github.com/tokengate/caddy-tokengate/store"
 )
 
 var (

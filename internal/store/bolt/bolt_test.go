@@ -8,9 +8,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/tokengate/caddy-tokengate/internal/store"
-	"github.com/tokengate/caddy-tokengate/internal/store/storetest"
 	"github.com/tokengate/caddy-tokengate/internal/token"
+	"github.com/tokengate/caddy-tokengate/store"
+	"github.com/tokengate/caddy-tokengate/store/storetest"
 )
 
 func TestConformance(t *testing.T) {

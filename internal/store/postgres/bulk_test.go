@@ -7,9 +7,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/tokengate/caddy-tokengate/internal/store"
-	"github.com/tokengate/caddy-tokengate/internal/store/storetest"
 	"github.com/tokengate/caddy-tokengate/internal/token"
+	"github.com/tokengate/caddy-tokengate/store"
+	"github.com/tokengate/caddy-tokengate/store/storetest"
 )
 
 // CreateMany goes through COPY, which encodes values differently from

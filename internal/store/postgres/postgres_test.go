@@ -14,8 +14,8 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/tokengate/caddy-tokengate/internal/pgtest"
-	"github.com/tokengate/caddy-tokengate/internal/store"
-	"github.com/tokengate/caddy-tokengate/internal/store/storetest"
+	"github.com/tokengate/caddy-tokengate/store"
+	"github.com/tokengate/caddy-tokengate/store/storetest"
 )
 
 // testDSN creates a schema of its own for one test, dropped when the test
