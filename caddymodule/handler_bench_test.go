@@ -17,7 +17,7 @@ import (
 	"go.uber.org/zap/zapcore"
 
 	"github.com/tokengate/caddy-tokengate/internal/audit"
-	"github.com/tokengate/caddy-tokengate/internal/benchdata"
+	"github.com/tokengate/caddy-tokengate/internal/testutil/benchdata"
 	"github.com/tokengate/caddy-tokengate/internal/token"
 	"github.com/tokengate/caddy-tokengate/store"
 )

@@ -17,9 +17,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 
-	"github.com/tokengate/caddy-tokengate/internal/caddyproc"
 	"github.com/tokengate/caddy-tokengate/internal/gateway"
 	"github.com/tokengate/caddy-tokengate/internal/reason"
+	"github.com/tokengate/caddy-tokengate/internal/testutil/caddyproc"
 )
 
 // TestMetricsOnAdminEndpoint runs the real binary, makes calls of every

@@ -13,7 +13,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/tokengate/caddy-tokengate/internal/caddyproc"
+	"github.com/tokengate/caddy-tokengate/internal/testutil/caddyproc"
 )
 
 // These tests run the built binary the way an operator does: `caddy run`

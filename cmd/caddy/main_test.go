@@ -4,7 +4,7 @@ import (
 	"os"
 	"testing"
 
-	"github.com/tokengate/caddy-tokengate/internal/caddyproc"
+	"github.com/tokengate/caddy-tokengate/internal/testutil/caddyproc"
 )
 
 func TestMain(m *testing.M) {

@@ -22,9 +22,9 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
-	"github.com/tokengate/caddy-tokengate/internal/caddyproc"
 	"github.com/tokengate/caddy-tokengate/internal/gateway"
-	"github.com/tokengate/caddy-tokengate/internal/pgtest"
+	"github.com/tokengate/caddy-tokengate/internal/testutil/caddyproc"
+	"github.com/tokengate/caddy-tokengate/internal/testutil/pgtest"
 )
 
 // These tests run two real Caddy processes against one PostgreSQL database,

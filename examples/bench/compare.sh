@@ -5,7 +5,7 @@
 #   examples/bench/compare.sh <base-rev> [rounds]
 #
 # The base tree is <base-rev> of this repository with today's benchmark
-# files copied in (internal/benchdata, the gateway and handler benchmarks),
+# files copied in (internal/testutil, the gateway and handler benchmarks),
 # so both sides run the same benchmarks. Prints, per benchmark and side, the
 # median and minimum of ns/op and cpu-ns/op over the rounds.
 set -euo pipefail
@@ -20,8 +20,9 @@ trap 'rm -rf "$WORK/base"' EXIT
 
 mkdir "$WORK/base"
 git archive "$BASE" | tar -x -C "$WORK/base"
-rm -rf "$WORK/base/internal/benchdata"
-cp -r internal/benchdata "$WORK/base/internal/"
+rm -rf "$WORK/base/internal/benchdata" "$WORK/base/internal/testutil"
+mkdir -p "$WORK/base/internal/testutil"
+cp -r internal/testutil/benchdata internal/testutil/benchtokens internal/testutil/pgtest "$WORK/base/internal/testutil/"
 cp internal/gateway/gate_bench_test.go "$WORK/base/internal/gateway/"
 cp caddymodule/handler_bench_test.go "$WORK/base/caddymodule/"
 

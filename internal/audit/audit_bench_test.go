@@ -8,7 +8,7 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
-	"github.com/tokengate/caddy-tokengate/internal/benchdata"
+	"github.com/tokengate/caddy-tokengate/internal/testutil/benchdata"
 )
 
 func benchCall() *Call {

@@ -10,10 +10,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/tokengate/caddy-tokengate/internal/benchdata"
 	"github.com/tokengate/caddy-tokengate/internal/policy"
 	"github.com/tokengate/caddy-tokengate/internal/store/bolt"
 	"github.com/tokengate/caddy-tokengate/internal/store/postgres"
+	"github.com/tokengate/caddy-tokengate/internal/testutil/benchdata"
+	"github.com/tokengate/caddy-tokengate/internal/testutil/benchtokens"
 	"github.com/tokengate/caddy-tokengate/internal/token"
 	"github.com/tokengate/caddy-tokengate/policies"
 	"github.com/tokengate/caddy-tokengate/store"
@@ -131,7 +132,7 @@ func benchSizes(b *testing.B) []int {
 func benchCall(secret, path string) *Call {
 	return &Call{
 		Secret:  secret,
-		Service: benchdata.Service,
+		Service: benchtokens.Service,
 		Request: policy.Request{Method: "GET", Host: "api.example.com", Path: path, RemoteIP: "127.0.0.1"},
 	}
 }

@@ -5,7 +5,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/tokengate/caddy-tokengate/internal/benchdata"
+	"github.com/tokengate/caddy-tokengate/internal/testutil/benchdata"
 	"github.com/tokengate/caddy-tokengate/policies"
 	"github.com/tokengate/caddy-tokengate/store"
 )

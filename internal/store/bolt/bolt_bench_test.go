@@ -8,8 +8,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/tokengate/caddy-tokengate/internal/benchdata"
 	"github.com/tokengate/caddy-tokengate/internal/store/bolt"
+	"github.com/tokengate/caddy-tokengate/internal/testutil/benchdata"
+	"github.com/tokengate/caddy-tokengate/internal/testutil/benchtokens"
 )
 
 func TestMain(m *testing.M) {
@@ -34,7 +35,7 @@ func benchSizes() []int {
 func BenchmarkGetByHash(b *testing.B) {
 	for _, n := range benchSizes() {
 		f := benchdata.BoltFile(b, n)
-		hashes := benchdata.Hashes(f.Secrets)
+		hashes := benchtokens.Hashes(f.Secrets)
 		s, err := bolt.Open(f.Path, time.Second)
 		if err != nil {
 			b.Fatal(err)

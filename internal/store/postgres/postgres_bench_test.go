@@ -7,8 +7,9 @@ import (
 	"os"
 	"testing"
 
-	"github.com/tokengate/caddy-tokengate/internal/benchdata"
 	"github.com/tokengate/caddy-tokengate/internal/store/postgres"
+	"github.com/tokengate/caddy-tokengate/internal/testutil/benchdata"
+	"github.com/tokengate/caddy-tokengate/internal/testutil/benchtokens"
 )
 
 // The benchmarks live in package postgres_test because benchdata imports
@@ -35,7 +36,7 @@ func BenchmarkGetByHash(b *testing.B) {
 	}
 	for i, n := range sizes {
 		sch := schemas[i]
-		hashes := benchdata.Hashes(sch.Secrets)
+		hashes := benchtokens.Hashes(sch.Secrets)
 		b.Run(fmt.Sprintf("tokens=%d", n), func(b *testing.B) {
 			ctx := context.Background()
 			s, err := postgres.Open(ctx, sch.DSN)

@@ -13,7 +13,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
-	"github.com/tokengate/caddy-tokengate/internal/pgtest"
+	"github.com/tokengate/caddy-tokengate/internal/testutil/pgtest"
 	"github.com/tokengate/caddy-tokengate/store"
 	"github.com/tokengate/caddy-tokengate/store/storetest"
 )

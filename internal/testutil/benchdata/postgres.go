@@ -11,8 +11,9 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
-	"github.com/tokengate/caddy-tokengate/internal/pgtest"
 	"github.com/tokengate/caddy-tokengate/internal/store/postgres"
+	"github.com/tokengate/caddy-tokengate/internal/testutil/benchtokens"
+	"github.com/tokengate/caddy-tokengate/internal/testutil/pgtest"
 )
 
 // Schema is a PostgreSQL schema holding tokens for the benchmarks.
@@ -68,7 +69,7 @@ func PostgresSchema(tb testing.TB, n int) *Schema {
 		tb.Fatal(err)
 	}
 	defer s.Close()
-	secrets, records := Tokens(n, time.Now())
+	secrets, records := benchtokens.Tokens(n, time.Now())
 	copyStart := time.Now()
 	if err := s.CreateMany(ctx, records); err != nil {
 		tb.Fatalf("seeding %d tokens into %s: %v", n, name, err)
