@@ -110,7 +110,7 @@ func bootstrap(c caller, w http.ResponseWriter, r *http.Request) error {
 	if body.TTL != "" {
 		d, err := time.ParseDuration(body.TTL)
 		if err != nil || d <= 0 {
-			return &lifecycle.Error{Status: http.StatusBadRequest, Code: "ttl_invalid", Msg: "ttl is not a positive duration such as 24h"}
+			return &lifecycle.Error{Kind: lifecycle.KindInvalid, Code: "ttl_invalid", Msg: "ttl is not a positive duration such as 24h"}
 		}
 		ttl = d
 	}

@@ -119,7 +119,7 @@ func rotateToken(c caller, w http.ResponseWriter, r *http.Request) error {
 	if body.Grace != "" {
 		var err error
 		if grace, err = time.ParseDuration(body.Grace); err != nil {
-			return &lifecycle.Error{Status: http.StatusBadRequest, Code: "grace_invalid", Msg: "grace is not a duration such as 10m"}
+			return &lifecycle.Error{Kind: lifecycle.KindInvalid, Code: "grace_invalid", Msg: "grace is not a duration such as 10m"}
 		}
 	}
 	secret, tok, err := c.app.manage.Rotate(r.Context(), c.principal, r.PathValue("id"), grace)
@@ -135,7 +135,7 @@ func hygieneReport(c caller, w http.ResponseWriter, r *http.Request) error {
 	if v := r.URL.Query().Get("unused_days"); v != "" {
 		days, err := strconv.Atoi(v)
 		if err != nil || days < 1 || days > 3650 {
-			return &lifecycle.Error{Status: http.StatusBadRequest, Code: "unused_days_invalid", Msg: "unused_days is a whole number of days from 1 to 3650"}
+			return &lifecycle.Error{Kind: lifecycle.KindInvalid, Code: "unused_days_invalid", Msg: "unused_days is a whole number of days from 1 to 3650"}
 		}
 		unused = time.Duration(days) * 24 * time.Hour
 	}
@@ -171,7 +171,7 @@ func checkDecision(c caller, w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	if body.TokenID == "" || body.Service == "" {
-		return &lifecycle.Error{Status: http.StatusBadRequest, Code: "check_invalid", Msg: "token_id and service are required"}
+		return &lifecycle.Error{Kind: lifecycle.KindInvalid, Code: "check_invalid", Msg: "token_id and service are required"}
 	}
 	req := policy.Request{Method: cmpOr(body.Method, http.MethodGet), Host: body.Host, Path: cmpOr(body.Path, "/"), RemoteIP: body.IP}
 	d, err := c.app.manage.Check(r.Context(), c.principal, body.TokenID, req, body.Service, nil)

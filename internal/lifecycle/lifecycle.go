@@ -10,7 +10,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net/http"
 	"net/netip"
 	"regexp"
 	"slices"
@@ -24,18 +23,36 @@ import (
 	"github.com/tokengate/caddy-tokengate/store"
 )
 
-// Error is a refusal a caller can act on: an HTTP status, a stable reason
-// code and a message that never contains a secret.
+// Error is a refusal a caller can act on: its kind, a stable reason code
+// and a message that never contains a secret. Only the transport that
+// answers the caller turns a kind into a status code.
 type Error struct {
-	Status int
-	Code   string
-	Msg    string
+	Kind Kind
+	Code string
+	Msg  string
 }
 
 func (e *Error) Error() string { return e.Code + ": " + e.Msg }
 
+// Kind is the class of a refusal, as a caller acts on it.
+type Kind int
+
+const (
+	// KindInvalid: what was asked is malformed or out of bounds.
+	KindInvalid Kind = iota + 1
+	// KindForbidden: the policy does not let this caller do it.
+	KindForbidden
+	// KindNotFound: no token or request with that id.
+	KindNotFound
+	// KindConflict: the thing exists but is not in a state that allows it.
+	KindConflict
+	// KindGone: it was possible once and never will be again (a request
+	// already claimed or lapsed).
+	KindGone
+)
+
 func invalid(code, format string, args ...any) *Error {
-	return &Error{Status: http.StatusBadRequest, Code: code, Msg: fmt.Sprintf(format, args...)}
+	return &Error{Kind: KindInvalid, Code: code, Msg: fmt.Sprintf(format, args...)}
 }
 
 var (
@@ -222,14 +239,21 @@ func (s *Service) Issue(ctx context.Context, actor string, spec Spec) (string, *
 // Create gives a validated record a fresh id and secret and stores it. It
 // writes no audit line: callers log the action they performed.
 func (s *Service) Create(ctx context.Context, rec *store.Token) (string, error) {
-	secret := token.NewSecret()
-	rec.ID = token.NewID()
-	hash := s.Hasher.Hash(secret)
-	rec.Hash = hash[:]
+	secret := s.Mint(rec)
 	if err := s.Store.Create(ctx, rec); err != nil {
 		return "", fmt.Errorf("storing token: %w", err)
 	}
 	return secret, nil
+}
+
+// Mint gives rec a fresh public id and a fresh secret, stores only the
+// secret's hash in rec, and returns the secret: the one place a secret is
+// made, so every token is hashed the way the gateway looks it up.
+func (s *Service) Mint(rec *store.Token) (secret string) {
+	secret = token.NewSecret()
+	hash := s.Hasher.Hash(secret)
+	rec.ID, rec.Hash = token.NewID(), hash[:]
+	return secret
 }
 
 // Revoke ends a token at once.
@@ -246,7 +270,7 @@ func (s *Service) Revoke(ctx context.Context, actor, id, reason string) (*store.
 	now := s.now().UTC()
 	t, err := s.Store.Update(ctx, id, func(t *store.Token) error {
 		if !t.RevokedAt.IsZero() {
-			return &Error{Status: http.StatusConflict, Code: "already_revoked", Msg: "token " + id + " is already revoked"}
+			return &Error{Kind: KindConflict, Code: "already_revoked", Msg: "token " + id + " is already revoked"}
 		}
 		t.RevokedAt, t.RevokedBy, t.RevokeReason = now, actor, reason
 		return nil
@@ -333,14 +357,12 @@ func (s *Service) Rotate(ctx context.Context, actor, id string, grace time.Durat
 	}
 	now := s.now().UTC().Truncate(time.Microsecond)
 	if reason := Inactive(old, now); reason != "" {
-		err := &Error{Status: http.StatusConflict, Code: "token_" + reason, Msg: "only an active token can be rotated; " + id + " is " + reason}
+		err := &Error{Kind: KindConflict, Code: "token_" + reason, Msg: "only an active token can be rotated; " + id + " is " + reason}
 		s.refused("token.rotated", actor, id, err)
 		return "", nil, err
 	}
-	secret := token.NewSecret()
-	hash := s.Hasher.Hash(secret)
 	next := old.Clone()
-	next.ID, next.Hash = token.NewID(), hash[:]
+	secret := s.Mint(next)
 	next.CreatedAt, next.CreatedBy, next.RotatedFrom = now, actor, id
 	next.Uses, next.Version, next.UsedScopes = 0, 0, nil
 	next.LastUsedAt, next.LastUsedIP = time.Time{}, ""
@@ -350,7 +372,7 @@ func (s *Service) Rotate(ctx context.Context, actor, id string, grace time.Durat
 	}
 	updated, err := s.Store.Rotate(ctx, id, next, func(o *store.Token) error {
 		if reason := Inactive(o, now); reason != "" {
-			return &Error{Status: http.StatusConflict, Code: "token_" + reason, Msg: "token " + id + " changed while rotating: " + reason}
+			return &Error{Kind: KindConflict, Code: "token_" + reason, Msg: "token " + id + " changed while rotating: " + reason}
 		}
 		// The budget is read from the locked record, so no use spent
 		// between the Get above and now is counted twice.
@@ -427,11 +449,20 @@ func (s *Service) forget(t *store.Token) {
 }
 
 func (s *Service) refused(msg, actor, id string, err error) {
+	AuditRefused(s.Audit, msg, actor, "", id, err)
+}
+
+// AuditRefused writes the management audit line of an action that was
+// refused with an *Error. Technical failures write none: they go to the
+// operator's log, not the audit trail. The ids come from URL paths, so
+// only id-shaped ones are written.
+func AuditRefused(log *audit.Logger, msg, actor, requestID, tokenID string, err error) {
 	var e *Error
 	if !errors.As(err, &e) {
-		return // technical failures go to the operator's log, not the audit trail
+		return
 	}
-	s.Audit.Action(&audit.Action{Msg: msg, Actor: actor, TokenID: SafeID(id), Reason: e.Msg, Outcome: "refused", Reasons: []string{e.Code}})
+	log.Action(&audit.Action{Msg: msg, Actor: actor, RequestID: SafeID(requestID), TokenID: SafeID(tokenID),
+		Reason: e.Msg, Outcome: "refused", Reasons: []string{e.Code}})
 }
 
 func (s *Service) storeError(id string, err error) error {
@@ -440,7 +471,7 @@ func (s *Service) storeError(id string, err error) error {
 	case errors.As(err, &e):
 		return e
 	case errors.Is(err, store.ErrNotFound):
-		return &Error{Status: http.StatusNotFound, Code: "token_not_found", Msg: "no token " + cmp.Or(SafeID(id), "with that id")}
+		return &Error{Kind: KindNotFound, Code: "token_not_found", Msg: "no token " + cmp.Or(SafeID(id), "with that id")}
 	}
 	return err
 }

@@ -63,7 +63,7 @@ func TestValidate(t *testing.T) {
 		c.mutate(&sp)
 		_, err := s.Validate(sp)
 		var e *Error
-		if !errors.As(err, &e) || e.Code != c.code || e.Status != 400 {
+		if !errors.As(err, &e) || e.Code != c.code || e.Kind != KindInvalid {
 			t.Errorf("%s: got %v, want %s", name, err, c.code)
 			continue
 		}
@@ -91,7 +91,7 @@ func TestCheckReason(t *testing.T) {
 			}
 			continue
 		}
-		if !errors.As(err, &e) || e.Code != tc.code || e.Status != 400 || strings.Contains(e.Msg, live[3:]) {
+		if !errors.As(err, &e) || e.Code != tc.code || e.Kind != KindInvalid || strings.Contains(e.Msg, live[3:]) {
 			t.Errorf("%s: got %v, want %s", tc.name, err, tc.code)
 		}
 	}

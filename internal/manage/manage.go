@@ -15,7 +15,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net/http"
 	"slices"
 	"time"
 
@@ -59,19 +58,19 @@ type Service struct {
 func (s *Service) now() time.Time { return s.Now().UTC().Truncate(time.Microsecond) }
 
 // PolicyError is a failure of the admin policy itself (missing, broken,
-// erroring): the action is refused with 503, never allowed.
+// erroring): the action fails closed, never allowed.
 type PolicyError struct{ Err error }
 
 func (e *PolicyError) Error() string { return "admin policy: " + e.Err.Error() }
 func (e *PolicyError) Unwrap() error { return e.Err }
 
-// refusal is a 403 carrying the policy's reasons.
+// refusal is a forbidden action carrying the policy's reasons.
 func refusal(reasons []string) *lifecycle.Error {
-	return &lifecycle.Error{Status: http.StatusForbidden, Code: reasons[0], Msg: "refused by the admin policy: " + fmt.Sprint(reasons)}
+	return &lifecycle.Error{Kind: lifecycle.KindForbidden, Code: reasons[0], Msg: "refused by the admin policy: " + fmt.Sprint(reasons)}
 }
 
 // authorize asks the admin policy whether p may do action. It returns the
-// decision, or an error: a *lifecycle.Error (403) when refused, a plain
+// decision, or an error: a *lifecycle.Error (KindForbidden) when refused, a plain
 // error when the policy could not decide (fail closed).
 func (s *Service) authorize(ctx context.Context, action string, p Principal, extra map[string]any) (policy.Decision, error) {
 	input := map[string]any{
@@ -189,7 +188,7 @@ func (s *Service) decide(ctx context.Context, p Principal, id, reason, action st
 	now := s.now()
 	req, err = s.Requests.UpdateRequest(ctx, id, func(r *store.Request) error {
 		if r.Status != store.RequestPending {
-			return &lifecycle.Error{Status: http.StatusConflict, Code: "request_not_pending", Msg: "request " + id + " is " + Status(r, now)}
+			return &lifecycle.Error{Kind: lifecycle.KindConflict, Code: "request_not_pending", Msg: "request " + id + " is " + Status(r, now)}
 		}
 		r.DecidedBy, r.DecidedAt, r.Reason = p.Name, now, reason
 		if action == "approve" {
@@ -236,18 +235,17 @@ func (s *Service) claim(ctx context.Context, p Principal, id string) (*store.Req
 	}
 	// A request's spec never changes after it is made, so the token can be
 	// built from this read; the status is checked again inside the claim.
-	secret := token.NewSecret()
-	hash := s.Tokens.Hasher.Hash(secret)
 	notBefore := now
 	if req.NotBefore.After(now) {
 		notBefore = req.NotBefore
 	}
 	tok := &store.Token{
-		ID: token.NewID(), Hash: hash[:], Owner: req.Owner, Purpose: req.Purpose,
+		Owner: req.Owner, Purpose: req.Purpose,
 		Scopes: req.Scopes, Services: req.Services, CIDRs: req.CIDRs,
 		NotBefore: notBefore, ExpiresAt: notBefore.Add(req.TTL), MaxUses: req.MaxUses,
 		CreatedAt: now, CreatedBy: req.RequestedBy, ApprovedBy: req.DecidedBy,
 	}
+	secret := s.Tokens.Mint(tok)
 	req, err = s.Requests.ClaimRequest(ctx, id, func(r *store.Request) error {
 		if err := claimable(r, now); err != nil {
 			return err
@@ -270,9 +268,9 @@ func claimable(r *store.Request, now time.Time) error {
 	case store.RequestApproved:
 		return nil
 	case store.RequestClaimed, "lapsed":
-		return &lifecycle.Error{Status: http.StatusGone, Code: "request_" + st, Msg: "request " + r.ID + " is " + st + " and can no longer be claimed"}
+		return &lifecycle.Error{Kind: lifecycle.KindGone, Code: "request_" + st, Msg: "request " + r.ID + " is " + st + " and can no longer be claimed"}
 	default:
-		return &lifecycle.Error{Status: http.StatusConflict, Code: "request_not_approved", Msg: "request " + r.ID + " is " + st}
+		return &lifecycle.Error{Kind: lifecycle.KindConflict, Code: "request_not_approved", Msg: "request " + r.ID + " is " + st}
 	}
 }
 
@@ -404,15 +402,14 @@ func (s *Service) Bootstrap(ctx context.Context, p Principal, requester, approve
 			s.refused("token.bootstrap", p, "", "", err)
 			return nil, nil, err
 		}
-		secret := token.NewSecret()
-		hash := s.Tokens.Hasher.Hash(secret)
-		rec.ID, rec.Hash, rec.CreatedBy, rec.ApprovedBy = token.NewID(), hash[:], p.Name, p.Name
+		secret := s.Tokens.Mint(rec)
+		rec.CreatedBy, rec.ApprovedBy = p.Name, p.Name
 		secrets[rec.ID] = secret
 		toks = append(toks, rec)
 	}
 	if err := s.Requests.CreateFirst(ctx, ManagementService, toks); err != nil {
 		if errors.Is(err, store.ErrConflict) {
-			err = &lifecycle.Error{Status: http.StatusConflict, Code: "already_bootstrapped",
+			err = &lifecycle.Error{Kind: lifecycle.KindConflict, Code: "already_bootstrapped",
 				Msg: "management tokens exist already; new ones go through request and approval"}
 			s.refused("token.bootstrap", p, "", "", err)
 		}
@@ -425,17 +422,12 @@ func (s *Service) Bootstrap(ctx context.Context, p Principal, requester, approve
 }
 
 func (s *Service) refused(msg string, p Principal, requestID, tokenID string, err error) {
-	var e *lifecycle.Error
-	if !errors.As(err, &e) {
-		return // technical failures go to the operator's log, not the audit trail
-	}
-	s.Audit.Action(&audit.Action{Msg: msg, Actor: p.Name, RequestID: lifecycle.SafeID(requestID), TokenID: lifecycle.SafeID(tokenID),
-		Reason: e.Msg, Outcome: "refused", Reasons: []string{e.Code}})
+	lifecycle.AuditRefused(s.Audit, msg, p.Name, requestID, tokenID, err)
 }
 
 func requestError(id string, err error) error {
 	if errors.Is(err, store.ErrNotFound) {
-		return &lifecycle.Error{Status: http.StatusNotFound, Code: "request_not_found", Msg: "no request " + cmp.Or(lifecycle.SafeID(id), "with that id")}
+		return &lifecycle.Error{Kind: lifecycle.KindNotFound, Code: "request_not_found", Msg: "no request " + cmp.Or(lifecycle.SafeID(id), "with that id")}
 	}
 	return err
 }
