@@ -7,15 +7,20 @@ import (
 	"github.com/tokengate/caddy-tokengate/store"
 )
 
+// readsEverything is what a policy that reads input whole gets.
+var readsEverything = policy.Reads{Method: true, Host: true, Path: true, RawPath: true, RemoteIP: true, AllHeaders: true}
+
 // Every input of a decision is part of its cache key, and nothing else is:
 // header order does not matter.
 func TestDecisionKey(t *testing.T) {
 	tok := &store.Token{ID: "tok_a", Version: 3}
 	base := Call{Service: "billing", Request: policy.Request{
-		Method: "GET", Host: "h", Path: "/p", RemoteIP: "10.0.0.1",
+		Method: "GET", Host: "h", Path: "/p", RawPath: "/p", RemoteIP: "10.0.0.1",
 		Headers: map[string]string{"x-a": "1", "x-b": "2"},
 	}}
-	key := func(t *store.Token, rev string, c Call) string { return string(appendDecisionKey(nil, t, rev, &c)) }
+	key := func(t *store.Token, rev string, c Call) string {
+		return string(appendDecisionKey(nil, t, rev, &readsEverything, &c))
+	}
 	want := key(tok, "rev1", base)
 
 	same := base
@@ -31,6 +36,7 @@ func TestDecisionKey(t *testing.T) {
 		"method":    func(_ *store.Token, _ *string, c *Call) { c.Request.Method = "POST" },
 		"host":      func(_ *store.Token, _ *string, c *Call) { c.Request.Host = "h2" },
 		"path":      func(_ *store.Token, _ *string, c *Call) { c.Request.Path = "/q" },
+		"raw path":  func(_ *store.Token, _ *string, c *Call) { c.Request.RawPath = "/q/../p" },
 		"client ip": func(_ *store.Token, _ *string, c *Call) { c.Request.RemoteIP = "10.0.0.2" },
 		"header": func(_ *store.Token, _ *string, c *Call) {
 			c.Request.Headers = map[string]string{"x-a": "1", "x-b": "3"}
@@ -45,5 +51,53 @@ func TestDecisionKey(t *testing.T) {
 		if key(&tk, rev, c) == want {
 			t.Errorf("%s: a different call got the same key", name)
 		}
+	}
+}
+
+// A key holds only the fields the policy revision reads: calls that differ
+// elsewhere share it, calls that differ in a field read never do.
+func TestDecisionKeyHoldsOnlyWhatThePolicyReads(t *testing.T) {
+	tok := &store.Token{ID: "tok_a", Version: 3}
+	base := Call{Service: "billing", Request: policy.Request{
+		Method: "GET", Host: "h", Path: "/items/1", RawPath: "/items/1", RemoteIP: "10.0.0.1",
+		Headers: map[string]string{"x-tenant": "a", "x-other": "b"},
+	}}
+	reads := policy.Reads{Method: true, RemoteIP: true, Headers: []string{"x-tenant"}}
+	key := func(c Call) string { return string(appendDecisionKey(nil, tok, "rev1", &reads, &c)) }
+	want := key(base)
+	ignored := map[string]func(*Call){
+		"path":         func(c *Call) { c.Request.Path, c.Request.RawPath = "/items/2", "/items/2" },
+		"host":         func(c *Call) { c.Request.Host = "h2" },
+		"other header": func(c *Call) { c.Request.Headers = map[string]string{"x-tenant": "a"} },
+	}
+	for name, change := range ignored {
+		c := base
+		change(&c)
+		if key(c) != want {
+			t.Errorf("%s, which the policy does not read, changed the key", name)
+		}
+	}
+	read := map[string]func(*Call){
+		"method":         func(c *Call) { c.Request.Method = "POST" },
+		"client ip":      func(c *Call) { c.Request.RemoteIP = "10.0.0.2" },
+		"service":        func(c *Call) { c.Service = "search" },
+		"header":         func(c *Call) { c.Request.Headers = map[string]string{"x-tenant": "b"} },
+		"empty header":   func(c *Call) { c.Request.Headers = map[string]string{"x-tenant": ""} },
+		"missing header": func(c *Call) { c.Request.Headers = nil },
+	}
+	keys := map[string]string{}
+	for name, change := range read {
+		c := base
+		change(&c)
+		k := key(c)
+		if k == want {
+			t.Errorf("%s, which the policy reads, did not change the key", name)
+		}
+		for other, ok := range keys {
+			if ok == k {
+				t.Errorf("%s and %s share a key", name, other)
+			}
+		}
+		keys[name] = k
 	}
 }

@@ -20,8 +20,9 @@
 //     whose entries live UnknownBound), so a flood of made-up but
 //     well-formed tokens (the checksum is public) does not become a flood
 //     of store lookups.
-//   - decisions: (token id, token version, policy revision, service, method,
-//     host, path, client IP, policy headers) -> decision (ristretto). An
+//   - decisions: (token id, token version, policy revision, service, and
+//     of method, host, path, raw path, client IP and policy headers only
+//     those the policy revision can read) -> decision (ristretto). An
 //     entry never outlives the next moment the token's timestamps could
 //     change the answer, nor the policy's ttl_seconds. An allow for a
 //     use-limited token is never cached.
@@ -352,14 +353,14 @@ func (g *Gate) lookup(ctx context.Context, hash [32]byte, now time.Time) (*cache
 
 // decide returns the policy's decision, from the decision cache when it can.
 func (g *Gate) decide(ctx context.Context, tok *cachedToken, c *Call, now time.Time) (*cachedDecision, string, error) {
-	rev := g.policy.Revision()
+	rev, reads := g.policy.GatewayReads()
 	if g.decisions == nil {
 		d, err := g.evaluate(ctx, tok, c, now, rev)
 		return d, CacheNone, err
 	}
 	buf := keyBuffers.Get().(*[]byte)
 	defer keyBuffers.Put(buf)
-	key := appendDecisionKey((*buf)[:0], tok.record, rev, c)
+	key := appendDecisionKey((*buf)[:0], tok.record, rev, reads, c)
 	*buf = key
 	// ristretto matches keys by two 64-bit hashes; comparing the stored
 	// key as well means no crafted path or host can ever borrow another
@@ -371,7 +372,9 @@ func (g *Gate) decide(ctx context.Context, tok *cachedToken, c *Call, now time.T
 	if err != nil {
 		return d, CacheMiss, err
 	}
-	if ttl := cacheTTL(tok.record, d, now); ttl > 0 {
+	// The key holds only what rev reads; a decision a reload's newer
+	// revision made in between may depend on more, so it is not kept.
+	if ttl := cacheTTL(tok.record, d, now); ttl > 0 && d.rev == rev {
 		d.validUntil, d.key = now.Add(ttl), bytes.Clone(key)
 		g.decisions.SetWithTTL(d.key, d, 1, ttl)
 	}
@@ -418,16 +421,49 @@ func cacheTTL(t *store.Token, d *cachedDecision, now time.Time) time.Duration {
 var keyBuffers = sync.Pool{New: func() any { return new([]byte) }}
 
 // appendDecisionKey appends to b a key covering everything the decision
-// depends on. Fields are joined with a byte that cannot occur in any of
-// them (NUL is rejected in HTTP request lines and headers), so two
-// different calls never share a key.
-func appendDecisionKey(b []byte, t *store.Token, rev string, c *Call) []byte {
+// depends on: the token's id and version (all of input.token), the policy
+// revision, the service (all of input.route) and those request fields
+// reads says revision rev can read, so calls that differ only in fields
+// the policy never looks at (ids in paths, most often) share a decision.
+// Fields are joined with a byte that cannot occur in any of them (NUL is
+// rejected in HTTP request lines and headers), and which fields a key
+// holds is fixed by rev, which comes first, so two calls the policy could
+// tell apart never share a key.
+func appendDecisionKey(b []byte, t *store.Token, rev string, reads *policy.Reads, c *Call) []byte {
 	b = append(b, t.ID...)
 	b = append(b, 0)
 	b = strconv.AppendUint(b, t.Version, 10)
-	for _, s := range [...]string{rev, c.Service, c.Request.Method, c.Request.Host, c.Request.Path, c.Request.RemoteIP} {
-		b = append(b, 0)
-		b = append(b, s...)
+	b = append(b, 0)
+	b = append(b, rev...)
+	b = append(b, 0)
+	b = append(b, c.Service...)
+	for _, f := range [...]struct {
+		read  bool
+		value string
+	}{
+		{reads.Method, c.Request.Method},
+		{reads.Host, c.Request.Host},
+		{reads.Path, c.Request.Path},
+		{reads.RawPath, c.Request.RawPath},
+		{reads.RemoteIP, c.Request.RemoteIP},
+	} {
+		if f.read {
+			b = append(b, 0)
+			b = append(b, f.value...)
+		}
+	}
+	if !reads.AllHeaders {
+		// A header the policy names may be absent, which it can tell
+		// from empty: a present one is marked with 1, a byte no header
+		// value holds either.
+		for _, name := range reads.Headers {
+			b = append(b, 0)
+			if v, ok := c.Request.Headers[name]; ok {
+				b = append(b, 1)
+				b = append(b, v...)
+			}
+		}
+		return b
 	}
 	if len(c.Request.Headers) == 0 {
 		return b
