@@ -98,9 +98,6 @@ type compiled struct {
 	// without OPA's per-evaluation cache of base documents.
 	data    storage.Store
 	queries map[string]query
-	// reads is what the gateway rules of this revision can read of a
-	// call: the decision cache keys on those fields only.
-	reads Reads
 }
 
 type query struct {
@@ -125,7 +122,20 @@ func NewEngine(source fs.FS, opts ...Option) (*Engine, error) {
 // revision stays in force and the error says what is wrong with the files,
 // with file:line where the compiler gives one.
 func (e *Engine) Reload() (revision string, err error) {
-	c, err := e.compile()
+	if e.source == nil {
+		return "", errors.New("the policy comes from a bundle, which is fetched again by polling")
+	}
+	src, err := load(e.source, false)
+	if err != nil {
+		return "", err
+	}
+	return e.install(src)
+}
+
+// install compiles src and puts it in force. On failure the previous
+// revision stays in force.
+func (e *Engine) install(src *loaded) (revision string, err error) {
+	c, err := e.compile(src)
 	if err != nil {
 		return "", err
 	}
@@ -133,9 +143,9 @@ func (e *Engine) Reload() (revision string, err error) {
 	return c.revision, nil
 }
 
-// Revision identifies the policy currently in force: the first 12 hex
-// digits of a SHA-256 over its file names and contents, data files
-// included.
+// Revision identifies the policy currently in force. For a folder, the
+// first 12 hex digits of a SHA-256 over its file names and contents, data
+// files included; for a bundle, see NewBundleEngine.
 func (e *Engine) Revision() string { return e.current.Load().revision }
 
 // Has reports whether the current policy answers query.
@@ -362,11 +372,7 @@ var packages = []struct {
 	{"tokengate.admin", AdminQuery, "admin_input", adminQuery, parseAdmin},
 }
 
-func (e *Engine) compile() (*compiled, error) {
-	src, err := load(e.source, false)
-	if err != nil {
-		return nil, err
-	}
+func (e *Engine) compile(src *loaded) (*compiled, error) {
 	if len(src.modules) == 0 {
 		return nil, errors.New("no .rego files found")
 	}
@@ -381,6 +387,7 @@ func (e *Engine) compile() (*compiled, error) {
 		return nil, errors.New("no policy declares package tokengate.gateway")
 	}
 	c.data = inmem.NewFromObjectWithOpts(src.data, inmem.OptRoundTripOnWrite(false), inmem.OptReturnASTValuesOnRead(true))
+	var err error
 	c.compiler, err = newCompiler(context.Background(), src.modules, c.data, e.print != nil)
 	if err != nil {
 		return nil, err
@@ -398,7 +405,6 @@ func (e *Engine) compile() (*compiled, error) {
 		}
 		c.queries[p.query] = query{body: body, parse: p.parse}
 	}
-	c.reads = gatewayReads(c.compiler, c.queries[GatewayQuery].body)
 	return c, nil
 }
 
