@@ -1,49 +1,72 @@
 #!/usr/bin/env bash
 # Throughput and latency of tokengate next to what people run today, side by
-# side on one machine, in interleaved rounds. See README.md in this folder.
+# side on one machine, in interleaved rounds, under the realistic mix
+# (many tokens, ids in paths, mixed methods). See README.md in this folder.
 #
 #   examples/bench/run.sh                 # 3 rounds of 10s per setup
 #   ROUNDS=5 DURATION=20s examples/bench/run.sh
 #   PROFILE=1 examples/bench/run.sh      # also CPU profiles from round 1
-#   PIN=1 ROUNDS=0 RATE_ROUNDS=5 examples/bench/run.sh   # only the fixed-rate
-#                                         # latency stage, servers and client pinned
+#   PIN=1 examples/bench/run.sh          # servers on CPU 0, client on CPU 1
+#   ROUNDS=0 RATE_ROUNDS=5 examples/bench/run.sh   # only the fixed-rate stage
+#   WORKLOAD=single examples/bench/run.sh          # one token, one path (a cache benchmark)
 #
-# Needs: go, wrk (Debian package wrk), curl. Everything listens on 127.0.0.1.
+# Needs: go, curl. Everything listens on 127.0.0.1, on ports free when the
+# run starts.
 set -euo pipefail
 
 ROUNDS=${ROUNDS:-3}
 DURATION=${DURATION:-10s}
-THREADS=${THREADS:-2}
 CONNS=${CONNS:-64}
-TOKENS=${TOKENS:-1000}
-PORT_BASE=${PORT_BASE:-18000}
+TOKENS=${TOKENS:-10000}
+UNKNOWN=${UNKNOWN:-1000}
+WORKLOAD=${WORKLOAD:-mix}
+METHODS=${METHODS:-GET=80,POST=15,DELETE=5}
+UNKNOWN_PCT=${UNKNOWN_PCT:-1}
+ZIPF_S=${ZIPF_S:-1.1}
 WORK=${WORK:-$(mktemp -d /tmp/tokengate-bench.XXXXXX)}
 
 cd "$(dirname "$0")/../.."
 REPO=$(pwd)
-mkdir -p "$WORK/bin" "$WORK/wrk"
+mkdir -p "$WORK/bin" "$WORK/runs"
 echo "work dir: $WORK" >&2
-
-for tool in go wrk curl; do
-	command -v "$tool" >/dev/null || { echo "missing $tool (apt-get install -y wrk curl)" >&2; exit 1; }
+case $WORKLOAD in mix | single) ;; *) echo "WORKLOAD is mix or single" >&2; exit 2 ;; esac
+for tool in go curl python3; do
+	command -v "$tool" >/dev/null || { echo "missing $tool" >&2; exit 1; }
 done
 
 # --- build ------------------------------------------------------------------
-echo "building caddy, upstream, seed" >&2
+echo "building caddy, upstream, seed, loadgen, opa (go.mod's tool)" >&2
 go build -o "$WORK/bin/caddy" ./cmd/caddy
 go build -o "$WORK/bin/upstream" ./examples/bench/upstream
 go build -o "$WORK/bin/seed" ./examples/bench/seed
 go build -o "$WORK/bin/loadgen" ./examples/bench/loadgen
+# OPA at the version go.mod pins, from go.mod's tool directive.
+go build -o "$WORK/bin/opa" github.com/open-policy-agent/opa
 OPA_VERSION=$(go list -m -f '{{.Version}}' github.com/open-policy-agent/opa)
-if [ ! -x "$WORK/bin/opa" ]; then
-	echo "building opa $OPA_VERSION from the Go module proxy" >&2
-	# Outside this module: OPA's CLI needs modules tokengate does not.
-	(cd "$WORK" && GOBIN="$WORK/bin" GOFLAGS= go install "github.com/open-policy-agent/opa@$OPA_VERSION")
-fi
 
 # --- data -------------------------------------------------------------------
-# One set of tokens, written for tokengate (bbolt) and for OPA (data.json).
-SECRET=$("$WORK/bin/seed" -tokens "$TOKENS" -bolt "$WORK/tokens.db" -opa-data "$WORK/data.json")
+# One set of tokens, written for tokengate (bbolt) and for OPA (data.json),
+# and the secrets loadgen draws from.
+SECRET=$("$WORK/bin/seed" -tokens "$TOKENS" -unknown "$UNKNOWN" -service demo \
+	-bolt "$WORK/tokens.db" -opa-data "$WORK/data.json" -secrets "$WORK/secrets.txt")
+RO_SECRET=$(awk '$2 == "ro" {print $1; exit}' "$WORK/secrets.txt")
+CIDR_SECRET=$(awk '$2 == "cidr" {print $1; exit}' "$WORK/secrets.txt")
+UNKNOWN_SECRET=$(awk '$2 == "unknown" {print $1; exit}' "$WORK/secrets.txt")
+
+# --- ports --------------------------------------------------------------------
+# Ports the kernel hands out as free right now (bound and released at once;
+# nothing else on this machine is expected to grab them in between).
+free_ports() { # count
+	python3 - "$1" <<'PY'
+import socket, sys
+socks = []
+for _ in range(int(sys.argv[1])):
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    socks.append(s)
+print(" ".join(str(s.getsockname()[1]) for s in socks))
+PY
+}
 
 # --- processes ----------------------------------------------------------------
 PIDS=()
@@ -52,15 +75,6 @@ cleanup() {
 	wait 2>/dev/null || true
 }
 trap cleanup EXIT
-
-UPSTREAM=127.0.0.1:$((PORT_BASE + 1))
-OPA_ADDR=127.0.0.1:$((PORT_BASE + 181))
-"$WORK/bin/upstream" -addr "$UPSTREAM" >"$WORK/upstream.log" 2>&1 &
-PIDS+=($!)
-"$WORK/bin/opa" run --server --addr "$OPA_ADDR" --log-level error \
-	--authentication=token --authorization=basic \
-	"$REPO/examples/bench/opa/authz.rego" "$WORK/data.json" >"$WORK/opa.log" 2>&1 &
-PIDS+=($!)
 
 # Setups, in the order of the table. name|description
 SETUPS=(
@@ -72,14 +86,25 @@ SETUPS=(
 	"tg-uncached-audit|tokengate decision_cache 0, audit JSON to a file"
 	"fa-opa|forward_auth to an OPA server (same tokens, same rules)"
 )
+read -r -a P <<<"$(free_ports $((2 + 2 * ${#SETUPS[@]})))"
+UPSTREAM=127.0.0.1:${P[0]}
+OPA_ADDR=127.0.0.1:${P[1]}
+"$WORK/bin/upstream" -addr "$UPSTREAM" >"$WORK/upstream.log" 2>&1 &
+PIDS+=($!)
+SERVER_PIDS=($!)
+"$WORK/bin/opa" run --server --addr "$OPA_ADDR" --log-level error \
+	--authentication=token --authorization=basic \
+	"$REPO/examples/bench/opa/authz.rego" "$WORK/data.json" >"$WORK/opa.log" 2>&1 &
+PIDS+=($!)
+SERVER_PIDS+=($!)
 
 declare -A PORT ADMIN PID
 i=0
 for setup in "${SETUPS[@]}"; do
 	name=${setup%%|*}
+	PORT[$name]=${P[$((2 + 2 * i))]}
+	ADMIN[$name]=${P[$((3 + 2 * i))]}
 	i=$((i + 1))
-	PORT[$name]=$((PORT_BASE + 100 + i))
-	ADMIN[$name]=$((PORT_BASE + 200 + i))
 	dir="$WORK/$name"
 	mkdir -p "$dir"
 	cp "$WORK/tokens.db" "$dir/tokens.db"
@@ -116,100 +141,127 @@ for setup in "${SETUPS[@]}"; do
 		format json
 	}"
 		fi
-		handler="tokengate billing"
+		handler="tokengate demo"
 		;;
 	fa-opa)
 		handler="forward_auth $OPA_ADDR {
-			uri /health?service=billing
+			uri /health?service=demo
 		}"
 		;;
 	esac
-	cat >"$dir/Caddyfile" <<EOF
+	# Log files do not roll (Caddy rolls at 100 MB by default and gzips the
+	# old file in the background): every line stays countable, and neither
+	# side pays for compression during a run.
+	cat >"$dir/Caddyfile" <<EOF2
 {
 	$global
 }
 http://127.0.0.1:${PORT[$name]} {
 	bind 127.0.0.1
 	$site_log
-	route /billing/* {
+	route /demo/* {
 		$handler
 		reverse_proxy $UPSTREAM
 	}
 }
-EOF
+EOF2
 	(cd "$dir" && HOME="$dir" XDG_DATA_HOME="$dir/data" XDG_CONFIG_HOME="$dir/config" \
 		exec "$WORK/bin/caddy" run --config Caddyfile --adapter caddyfile >"$dir/caddy.log" 2>&1) &
 	PID[$name]=$!
 	PIDS+=($!)
+	SERVER_PIDS+=($!)
 done
 
-# Log files do not roll (Caddy rolls at 100 MB by default and gzips the old
-# file in the background): every line stays countable, and neither side
-# pays for compression during a run.
-URL_PATH=/billing/invoices
+status() { # name method secret [path]
+	curl -s -o /dev/null -w '%{http_code}' -X "$2" -H "Authorization: Bearer $3" "http://127.0.0.1:${PORT[$1]}${4:-/demo/items/42}"
+}
 ready() { # name
-	local url="http://127.0.0.1:${PORT[$1]}$URL_PATH"
 	for _ in $(seq 300); do
-		if [ "$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $SECRET" "$url")" = 200 ]; then
-			return 0
-		fi
+		[ "$(status "$1" GET "$SECRET")" = 200 ] && return 0
 		sleep 0.1
 	done
-	echo "$1 never answered 200 at $url; see $WORK/$1/caddy.log" >&2
+	echo "$1 never answered 200; see $WORK/$1/caddy.log" >&2
 	exit 1
 }
 for setup in "${SETUPS[@]}"; do ready "${setup%%|*}"; done
-# A wrong token must be refused, or the comparison is meaningless.
+# tokengate and OPA must decide alike, or the comparison is meaningless:
+# a CIDR-bound token from loopback and a read-only token reading pass, a
+# read-only token writing and a never-issued one do not.
 for name in tg fa-opa; do
-	code=$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer ${SECRET%?}x" "http://127.0.0.1:${PORT[$name]}$URL_PATH")
-	[ "$code" = 401 ] || { echo "$name answered $code to a wrong token" >&2; exit 1; }
+	for check in "GET $CIDR_SECRET 200" "DELETE $CIDR_SECRET 200" "GET $RO_SECRET 200" \
+		"POST $RO_SECRET 4" "DELETE $RO_SECRET 4" "GET $UNKNOWN_SECRET 401" "GET ${SECRET%?}x 401"; do
+		read -r method secret want <<<"$check"
+		code=$(status "$name" "$method" "$secret")
+		[[ $code == "$want"* ]] || { echo "$name answered $code to $method with a ${check##* }-check token, want $want" >&2; exit 1; }
+	done
 done
 
+# Servers on CPU 0, the client on CPU 1, so the client's threads never
+# preempt a server mid-request (taskset).
+CLIENT=()
+if [ -n "${PIN:-}" ]; then
+	for pid in "${SERVER_PIDS[@]}"; do taskset -a -p -c 0 "$pid" >/dev/null; done
+	CLIENT=(taskset -c 1)
+fi
+
 # --- measure ------------------------------------------------------------------
-to_ms() { # wrk latency such as 812.00us, 1.20ms, 1.01s
-	awk -v v="$1" 'BEGIN {
-		if (v ~ /us$/) { sub(/us$/, "", v); printf "%.3f", v / 1000 }
-		else if (v ~ /ms$/) { sub(/ms$/, "", v); printf "%.3f", v }
-		else if (v ~ /s$/) { sub(/s$/, "", v); printf "%.3f", v * 1000 }
-		else print v }'
+# loadgen_to name args...: the workload against one setup. Plain Caddy
+# checks no token, so there a never-issued secret gets 200 like the rest.
+loadgen_to() {
+	local name=$1
+	shift
+	local auth=true
+	[[ $name == caddy* ]] && auth=false
+	if [ "$WORKLOAD" = single ]; then
+		"${CLIENT[@]}" "$WORK/bin/loadgen" -url "http://127.0.0.1:${PORT[$name]}/demo/items/42" \
+			-header "Authorization: Bearer $SECRET" "$@"
+	else
+		"${CLIENT[@]}" "$WORK/bin/loadgen" -secrets "$WORK/secrets.txt" -base "http://127.0.0.1:${PORT[$name]}/demo" \
+			-auth="$auth" -methods "$METHODS" -unknown-pct "$UNKNOWN_PCT" -zipf-s "$ZIPF_S" "$@"
+	fi
+}
+field() { tr ' ' '\n' <"$1" | awk -F= -v k="$2" '$1 == k {print $2}'; }
+lines() { [ -f "$1" ] && wc -l <"$1" || echo 0; }
+cache_count() { # name result: the setup's decision-cache counter, 0 when absent
+	curl -s "http://127.0.0.1:${ADMIN[$1]}/metrics" |
+		awk -v r="$2" '$1 == "tokengate_decision_cache_total{result=\"" r "\"}" {print $2; found = 1} END {if (!found) print 0}'
 }
 
-lines() { [ -f "$1" ] && wc -l <"$1" || echo 0; }
-
 RESULTS="$WORK/results.tsv"
-printf 'round\tsetup\treq_s\tp50_ms\tp99_ms\trequests\tnon2xx\taudit_lines\tload1\n' >"$RESULTS"
+printf 'round\tsetup\treq_s\tp50_ms\tp99_ms\trequests\tunexpected\taudit_lines\thits\tmisses\tload1\n' >"$RESULTS"
 
 run_one() { # round name
-	local round=$1 name=$2 out="$WORK/wrk/$2.$1.txt" audit="$WORK/$2/audit.log"
-	local before after load
+	local round=$1 name=$2 out="$WORK/runs/$2.$1.txt" audit="$WORK/$2/audit.log"
+	local before after load h0=0 m0=0 h1=0 m1=0
 	before=$(lines "$audit")
+	if [[ $name == tg* ]]; then h0=$(cache_count "$name" hit); m0=$(cache_count "$name" miss); fi
 	load=$(cut -d' ' -f1 /proc/loadavg)
 	if [ -n "${PROFILE:-}" ] && [ "$round" = 1 ]; then
 		# A CPU profile of the server during the middle of the run.
 		(sleep 2 && curl -s -o "$WORK/$name.cpu.pprof" \
 			"http://127.0.0.1:${ADMIN[$name]}/debug/pprof/profile?seconds=5") &
 	fi
-	wrk -t"$THREADS" -c"$CONNS" -d"$DURATION" --latency \
-		-H "Authorization: Bearer $SECRET" "http://127.0.0.1:${PORT[$name]}$URL_PATH" >"$out"
+	loadgen_to "$name" -rate 0 -conns "$CONNS" -duration "$DURATION" -seed "$round" >"$out"
 	sleep 1 # audit lines are written after each response
 	after=$(lines "$audit")
-	local rps p50 p99 reqs non2xx
-	rps=$(awk '/^Requests\/sec:/ {print $2}' "$out")
-	p50=$(to_ms "$(awk '$1 == "50%" {print $2}' "$out")")
-	p99=$(to_ms "$(awk '$1 == "99%" {print $2}' "$out")")
-	reqs=$(awk '/requests in/ {print $1}' "$out")
-	non2xx=$(awk '/Non-2xx/ {print $NF}' "$out")
-	local audited=-
+	if [[ $name == tg* ]]; then h1=$(cache_count "$name" hit); m1=$(cache_count "$name" miss); fi
+	local rps p50 p99 reqs bad audited=- hits=- misses=-
+	rps=$(field "$out" rate)
+	p50=$(field "$out" p50_ms)
+	p99=$(field "$out" p99_ms)
+	reqs=$(field "$out" sent)
+	bad=$(($(field "$out" unexpected) + $(field "$out" errors)))
 	[[ $name == *audit ]] && audited=$((after - before))
-	printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$round" "$name" "$rps" "$p50" "$p99" "$reqs" "${non2xx:-0}" "$audited" "$load" >>"$RESULTS"
-	printf 'round %s %-18s %10s req/s  p50 %8s ms  p99 %8s ms  non-2xx %s  audit lines %s of %s  load %s\n' \
-		"$round" "$name" "$rps" "$p50" "$p99" "${non2xx:-0}" "$audited" "$reqs" "$load" >&2
+	[[ $name == tg* ]] && { hits=$(awk -v a="$h0" -v b="$h1" 'BEGIN {print b - a}'); misses=$(awk -v a="$m0" -v b="$m1" 'BEGIN {print b - a}'); }
+	printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$round" "$name" "$rps" "$p50" "$p99" "$reqs" "$bad" "$audited" "$hits" "$misses" "$load" >>"$RESULTS"
+	printf 'round %s %-18s %9s req/s  p50 %7s ms  p99 %7s ms  unexpected %s  audit lines %s of %s  cache hits %s misses %s  load %s\n' \
+		"$round" "$name" "$rps" "$p50" "$p99" "$bad" "$audited" "$reqs" "$hits" "$misses" "$load" >&2
+	[ "$bad" = 0 ] || { echo "$name: unexpected answers, see $out" >&2; cat "$out" >&2; }
 }
 
 echo "warm-up (2s each)" >&2
 for setup in "${SETUPS[@]}"; do
-	wrk -t"$THREADS" -c"$CONNS" -d2s -H "Authorization: Bearer $SECRET" \
-		"http://127.0.0.1:${PORT[${setup%%|*}]}$URL_PATH" >/dev/null
+	loadgen_to "${setup%%|*}" -rate 0 -conns "$CONNS" -duration 2s -seed 0 >/dev/null
 done
 
 LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
@@ -224,47 +276,34 @@ done
 
 # --- latency at a fixed rate ---------------------------------------------------------
 # At half of plain Caddy's peak (median req/s above), how much p99 latency
-# does each setup add? wrk cannot hold a rate; loadgen (./loadgen) sends
-# evenly spaced requests open-loop and measures from when each was due.
-# (hey -q, used before, fires its workers in bursts whose queueing decided
-# the p99.)
-#
-# PIN=1 takes the scheduler out of the comparison: for this stage every
-# server (all Caddys and the upstream) runs on CPU 0 and the client on
-# CPU 1, so the client's threads never preempt a server mid-request, and
-# the rate is half of plain Caddy's peak measured under the same pinning
-# (wrk -t1 on CPU 1, median of three 5s runs).
+# does each setup add? loadgen sends evenly spaced requests open-loop and
+# measures from when each was due.
 RATE_ROUNDS=${RATE_ROUNDS:-3}
 read -r -a RATE_SETUPS <<<"${RATE_SETUPS:-caddy caddy-log tg tg-audit tg-uncached}"
 RATE_RESULTS="$WORK/rate.tsv"
 printf 'round\tsetup\trate\treq_s\tp50_ms\tp99_ms\tload1\n' >"$RATE_RESULTS"
 median_of() { sort -n | awk '{a[NR] = $1} END {print NR % 2 ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2}'; }
-CLIENT=()
 if [ "$RATE_ROUNDS" -gt 0 ]; then
-	if [ -n "${PIN:-}" ]; then
-		for pid in "${PIDS[@]}"; do taskset -a -p -c 0 "$pid" >/dev/null; done
-		CLIENT=(taskset -c 1)
-		PINNED_PEAK=$(for _ in 1 2 3; do
-			"${CLIENT[@]}" wrk -t1 -c"$CONNS" -d5s -H "Authorization: Bearer $SECRET" \
-				"http://127.0.0.1:${PORT[caddy]}$URL_PATH" | awk '/^Requests\/sec:/ {print $2}'
-		done | median_of)
-		RATE=$(awk -v p="$PINNED_PEAK" 'BEGIN {printf "%d", p / 2}')
-		echo "pinned: servers on CPU 0, client on CPU 1; plain caddy peak $PINNED_PEAK req/s" >&2
-	else
+	if [ "$ROUNDS" -gt 0 ]; then
 		RATE=$(awk -F'\t' '$2 == "caddy" {print $3}' "$RESULTS" | median_of | awk '{printf "%d", $1 / 2}')
+	else
+		PEAK=$(for s in 1 2 3; do
+			loadgen_to caddy -rate 0 -conns "$CONNS" -duration 5s -seed "$s" >"$WORK/runs/peak.$s.txt"
+			field "$WORK/runs/peak.$s.txt" rate
+		done | median_of)
+		RATE=$(awk -v p="$PEAK" 'BEGIN {printf "%d", p / 2}')
+		echo "plain caddy peak $PEAK req/s (median of three 5s runs)" >&2
 	fi
 	for round in $(seq "$RATE_ROUNDS"); do
 		for k in $(seq 0 $((${#RATE_SETUPS[@]} - 1))); do
 			name=${RATE_SETUPS[$(((k + round - 1) % ${#RATE_SETUPS[@]}))]}
-			out="$WORK/wrk/loadgen.$name.$round.txt"
+			out="$WORK/runs/rate.$name.$round.txt"
 			load=$(cut -d' ' -f1 /proc/loadavg)
-			"${CLIENT[@]}" "$WORK/bin/loadgen" -rate "$RATE" -duration "$DURATION" -conns "$CONNS" \
-				-header "Authorization: Bearer $SECRET" -url "http://127.0.0.1:${PORT[$name]}$URL_PATH" >"$out"
-			field() { tr ' ' '\n' <"$out" | awk -F= -v k="$1" '$1 == k {print $2}'; }
-			rps=$(field rate)
-			p50=$(field p50_ms)
-			p99=$(field p99_ms)
-			[ "$(field errors)" = 0 ] && [ "$(field non2xx)" = 0 ] || { echo "$name: errors in $out" >&2; cat "$out" >&2; }
+			loadgen_to "$name" -rate "$RATE" -duration "$DURATION" -conns "$CONNS" -seed "$((100 + round))" >"$out"
+			rps=$(field "$out" rate)
+			p50=$(field "$out" p50_ms)
+			p99=$(field "$out" p99_ms)
+			[ "$(field "$out" errors)" = 0 ] && [ "$(field "$out" unexpected)" = 0 ] || { echo "$name: errors in $out" >&2; cat "$out" >&2; }
 			printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$round" "$name" "$RATE" "$rps" "$p50" "$p99" "$load" >>"$RATE_RESULTS"
 			printf 'rate round %s %-12s target %s req/s: got %s, p50 %s ms, p99 %s ms, load %s\n' "$round" "$name" "$RATE" "$rps" "$p50" "$p99" "$load" >&2
 		done
@@ -288,13 +327,20 @@ fi
 # --- report -------------------------------------------------------------------
 {
 	echo
-	echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), $(go version | cut -d' ' -f3), load average before the runs: $LOAD_BEFORE, after: $(cut -d' ' -f1-3 /proc/loadavg)"
+	echo "tree: $(git -C "$REPO" rev-parse --short HEAD)$(git -C "$REPO" diff --quiet HEAD -- . ':!examples/bench' ':!BENCHMARKS.md' || echo ' plus uncommitted changes'), OPA $OPA_VERSION"
+	echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), kernel $(uname -r), $(go version | cut -d' ' -f3), load average before the runs: $LOAD_BEFORE, after: $(cut -d' ' -f1-3 /proc/loadavg)${PIN:+, servers pinned to CPU 0 and loadgen to CPU 1}"
+	if [ "$WORKLOAD" = mix ]; then
+		echo "workload: the realistic mix: $TOKENS tokens (Zipf s=$ZIPF_S popularity, a quarter read-only, 5 bound to CIDRs), /demo/items/<1..1000000>, $METHODS, $UNKNOWN_PCT% never-issued secrets"
+	else
+		echo "workload: one token, GET /demo/items/42"
+	fi
 	if [ "$(wc -l <"$RESULTS")" -gt 1 ]; then # ROUNDS=0 runs only the fixed-rate stage
-	echo "wrk -t$THREADS -c$CONNS -d$DURATION, $ROUNDS interleaved rounds, $TOKENS tokens; medians over rounds;"
-	echo "ratios are medians of the per-round ratios (each run against the caddy and caddy-log runs of its own round)"
+	echo "loadgen closed loop, $CONNS connections, $DURATION per run, $ROUNDS interleaved rounds; medians over rounds;"
+	echo "ratios are medians of the per-round ratios (each run against the caddy, caddy-log and fa-opa runs of its own round);"
+	echo "hit rate: tokengate_decision_cache_total hits / (hits + misses) over the setup's runs"
 	echo
-	printf '| %-18s | %-55s | %9s | %8s | %8s | %8s | %8s | %s |\n' setup description "req/s" "x caddy" "x log" "p50 ms" "p99 ms" "audit lines / requests"
-	printf '|%s|%s|%s|%s|%s|%s|%s|%s|\n' "--------------------" "---------------------------------------------------------" "-----------" "----------" "----------" "----------" "----------" "---"
+	printf '| %-18s | %-55s | %8s | %7s | %7s | %7s | %7s | %7s | %8s | %s |\n' setup description "req/s" "x caddy" "x log" "x opa" "p50 ms" "p99 ms" "hit rate" "audit lines / requests"
+	printf '|%s|%s|%s|%s|%s|%s|%s|%s|%s|%s|\n' "--------------------" "---------------------------------------------------------" "----------" "---------" "---------" "---------" "---------" "---------" "----------" "---"
 	awk -F'\t' -v setups="$(printf '%s\n' "${SETUPS[@]}")" '
 	function median(list,   a, n, i, j, t) {
 		n = split(list, a, " ")
@@ -305,23 +351,23 @@ fi
 		rps[$2] = rps[$2] " " $3; p50[$2] = p50[$2] " " $4; p99[$2] = p99[$2] " " $5
 		r[$1, $2] = $3; rounds[$1] = 1
 		if ($8 != "-") { lines[$2] += $8; reqs[$2] += $6 }
+		if ($9 != "-") { hits[$2] += $9; misses[$2] += $10 }
 	}
 	END {
 		n = split(setups, s, "\n")
 		for (i = 1; i <= n; i++) {
 			split(s[i], f, "|"); name = f[1]
-			xc = ""; xl = ""
-			for (k in rounds) { xc = xc " " r[k, name] / r[k, "caddy"]; xl = xl " " r[k, name] / r[k, "caddy-log"] }
+			xc = ""; xl = ""; xo = ""
+			for (k in rounds) { xc = xc " " r[k, name] / r[k, "caddy"]; xl = xl " " r[k, name] / r[k, "caddy-log"]; xo = xo " " r[k, name] / r[k, "fa-opa"] }
 			audit = (name in lines) ? sprintf("%d / %d", lines[name], reqs[name]) : "-"
-			printf "| %-18s | %-55s | %9.0f | %8.2f | %8.2f | %8.2f | %8.2f | %s |\n", name, f[2], median(rps[name]), median(xc), median(xl), median(p50[name]), median(p99[name]), audit
+			hit = (name in hits && hits[name] + misses[name] > 0) ? sprintf("%.1f%%", 100 * hits[name] / (hits[name] + misses[name])) : "-"
+			printf "| %-18s | %-55s | %8.0f | %7.2f | %7.2f | %7.2f | %7.2f | %7.2f | %8s | %s |\n", name, f[2], median(rps[name]), median(xc), median(xl), median(xo), median(p50[name]), median(p99[name]), hit, audit
 		}
 	}' "$RESULTS"
 	fi
 	if [ "$(wc -l <"$RATE_RESULTS")" -gt 1 ]; then
 		echo
-		pinning="unpinned"
-		[ -n "${PIN:-}" ] && pinning="servers pinned to CPU 0 and loadgen to CPU 1 (PIN=1), caddy's pinned peak $PINNED_PEAK req/s"
-		echo "at a fixed $RATE req/s (half of caddy's median peak), loadgen (open loop, evenly spaced, up to $CONNS in flight), $RATE_ROUNDS interleaved rounds of $DURATION, $pinning; medians;"
+		echo "at a fixed $RATE req/s (half of caddy's median peak), loadgen open loop (evenly spaced, up to $CONNS in flight), $RATE_ROUNDS interleaved rounds of $DURATION; medians;"
 		echo "added = this setup's p99 minus caddy's (caddy-log's for tg-audit) in the same round"
 		echo
 		printf '| %-12s | %9s | %8s | %8s | %9s |\n' setup "req/s" "p50 ms" "p99 ms" "added p99"
@@ -352,7 +398,7 @@ fi
 	echo "tokengate metrics of the tg setup ($WORK/tg.tokengate.metrics), $PROMTOOL:"
 	grep -E '^tokengate_(decisions_total|decision_cache_total|policy_eval_seconds_(count|sum)|store_seconds_count)' "$WORK/tg.tokengate.metrics" | grep -v ' 0$' | sed 's/^/  /'
 	echo
-	echo "per-round figures: $RESULTS; raw wrk output: $WORK/wrk/"
+	echo "per-round figures: $RESULTS; raw loadgen output: $WORK/runs/"
 	if [ -n "${PROFILE:-}" ]; then
 		echo "CPU profiles: go tool pprof -top $WORK/bin/caddy $WORK/<setup>.cpu.pprof"
 	fi
