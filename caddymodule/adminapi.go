@@ -6,6 +6,7 @@ import (
 
 	"github.com/caddyserver/caddy/v2"
 
+	"github.com/tokengate/caddy-tokengate/api"
 	"github.com/tokengate/caddy-tokengate/internal/lifecycle"
 	"github.com/tokengate/caddy-tokengate/internal/manage"
 )
@@ -24,7 +25,7 @@ const LocalOperator = "local-operator"
 // rotate read-only tokens of at most an hour, revoke anything, read).
 //
 //	POST /tokengate/bootstrap            first two management tokens
-//	POST /tokengate/tokens               issue (body: lifecycle.Spec)
+//	POST /tokengate/tokens               issue (body: api.TokenSpec)
 //	GET  /tokengate/tokens               list (?owner= &service= &state=)
 //	GET  /tokengate/tokens/{id}          show
 //	POST /tokengate/tokens/{id}/revoke   body {"reason"}
@@ -50,9 +51,9 @@ var localOperator = manage.Principal{Name: LocalOperator, Local: true}
 // endpoint is provisioned before the apps of a new config exist.
 func (a *adminAPI) Provision(ctx caddy.Context) error {
 	rt := routes{logger: ctx.Logger(a), resolve: func(w http.ResponseWriter, r *http.Request) (caller, bool) {
-		app := live.current()
+		app := currentApp()
 		if app == nil {
-			writeJSON(w, http.StatusServiceUnavailable, APIError{Error: "Service Unavailable", Reason: "tokengate_not_running",
+			writeJSON(w, http.StatusServiceUnavailable, api.ErrorBody{Error: "Service Unavailable", Reason: "tokengate_not_running",
 				Message: "the running config has no tokengate app"})
 			return caller{}, false
 		}
@@ -77,32 +78,20 @@ func (a *adminAPI) Routes() []caddy.AdminRoute {
 }
 
 func issueToken(c caller, w http.ResponseWriter, r *http.Request) error {
-	var spec lifecycle.Spec
+	var spec api.TokenSpec
 	if err := decodeBody(r, &spec); err != nil {
 		return err
 	}
-	secret, tok, err := c.app.manage.Issue(r.Context(), c.principal, spec)
+	secret, tok, err := c.app.manage.Issue(r.Context(), c.principal, lifecycle.Spec(spec))
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusCreated, IssuedToken{Secret: secret, Token: viewOf(tok, c.app.now())})
+	writeJSON(w, http.StatusCreated, api.IssuedToken{Secret: secret, Token: viewOf(tok, c.app.now())})
 	return nil
 }
 
-// BootstrapRequest names the first requester and approver.
-type BootstrapRequest struct {
-	Requester string `json:"requester"`
-	Approver  string `json:"approver"`
-	TTL       string `json:"ttl,omitempty"`
-}
-
-// BootstrapResult carries the two management secrets, shown once.
-type BootstrapResult struct {
-	Tokens []IssuedToken `json:"tokens"`
-}
-
 func bootstrap(c caller, w http.ResponseWriter, r *http.Request) error {
-	var body BootstrapRequest
+	var body api.BootstrapRequest
 	if err := decodeBody(r, &body); err != nil {
 		return err
 	}
@@ -118,9 +107,9 @@ func bootstrap(c caller, w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	var out BootstrapResult
+	var out api.BootstrapResult
 	for _, t := range toks {
-		out.Tokens = append(out.Tokens, IssuedToken{Secret: secrets[t.ID], Token: viewOf(t, c.app.now())})
+		out.Tokens = append(out.Tokens, api.IssuedToken{Secret: secrets[t.ID], Token: viewOf(t, c.app.now())})
 	}
 	writeJSON(w, http.StatusCreated, out)
 	return nil

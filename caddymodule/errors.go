@@ -4,6 +4,7 @@ import (
 	"errors"
 	"net/http"
 
+	"github.com/tokengate/caddy-tokengate/api"
 	"github.com/tokengate/caddy-tokengate/internal/lifecycle"
 	"github.com/tokengate/caddy-tokengate/internal/manage"
 )
@@ -47,10 +48,10 @@ func writeError(w http.ResponseWriter, err error) (status int, technical bool) {
 	switch {
 	case errors.As(err, &le):
 		status = statusOf(le.Kind)
-		writeJSON(w, status, APIError{Error: http.StatusText(status), Reason: le.Code, Message: le.Msg})
+		writeJSON(w, status, api.ErrorBody{Error: http.StatusText(status), Reason: le.Code, Message: le.Msg})
 		return status, false
 	case errors.As(err, &re):
-		writeJSON(w, re.status, APIError{Error: http.StatusText(re.status), Reason: re.code, Message: re.msg})
+		writeJSON(w, re.status, api.ErrorBody{Error: http.StatusText(re.status), Reason: re.code, Message: re.msg})
 		return re.status, false
 	}
 	reason := "store_unavailable"
@@ -59,6 +60,6 @@ func writeError(w http.ResponseWriter, err error) (status int, technical bool) {
 		reason = "policy_unavailable"
 	}
 	w.Header().Set("Retry-After", "1")
-	writeJSON(w, http.StatusServiceUnavailable, APIError{Error: "Service Unavailable", Reason: reason})
+	writeJSON(w, http.StatusServiceUnavailable, api.ErrorBody{Error: "Service Unavailable", Reason: reason})
 	return http.StatusServiceUnavailable, true
 }

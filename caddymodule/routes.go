@@ -1,12 +1,15 @@
 package caddymodule
 
 import (
+	"encoding/json"
 	"net/http"
 	"strconv"
 	"time"
 
+	"github.com/open-policy-agent/opa/v1/ast"
 	"go.uber.org/zap"
 
+	"github.com/tokengate/caddy-tokengate/api"
 	"github.com/tokengate/caddy-tokengate/internal/lifecycle"
 	"github.com/tokengate/caddy-tokengate/internal/manage"
 	"github.com/tokengate/caddy-tokengate/internal/policy"
@@ -59,7 +62,7 @@ func (rt routes) tokenRoutes(mux *http.ServeMux, prefix string) {
 	rt.handle(mux, "GET "+prefix+"/report", hygieneReport)
 	rt.handle(mux, "POST "+prefix+"/check", checkDecision)
 	mux.HandleFunc(prefix+"/", func(w http.ResponseWriter, r *http.Request) {
-		writeJSON(w, http.StatusNotFound, APIError{Error: "Not Found", Reason: "route_unknown"})
+		writeJSON(w, http.StatusNotFound, api.ErrorBody{Error: "Not Found", Reason: "route_unknown"})
 	})
 }
 
@@ -94,9 +97,7 @@ func showToken(c caller, w http.ResponseWriter, r *http.Request) error {
 }
 
 func revokeToken(c caller, w http.ResponseWriter, r *http.Request) error {
-	var body struct {
-		Reason string `json:"reason"`
-	}
+	var body api.ReasonBody
 	if err := decodeBody(r, &body); err != nil {
 		return err
 	}
@@ -109,9 +110,7 @@ func revokeToken(c caller, w http.ResponseWriter, r *http.Request) error {
 }
 
 func rotateToken(c caller, w http.ResponseWriter, r *http.Request) error {
-	var body struct {
-		Grace string `json:"grace"`
-	}
+	var body api.RotateBody
 	if err := decodeBody(r, &body); err != nil {
 		return err
 	}
@@ -126,7 +125,7 @@ func rotateToken(c caller, w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusCreated, IssuedToken{Secret: secret, Token: viewOf(tok, c.app.now())})
+	writeJSON(w, http.StatusCreated, api.IssuedToken{Secret: secret, Token: viewOf(tok, c.app.now())})
 	return nil
 }
 
@@ -143,30 +142,12 @@ func hygieneReport(c caller, w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, rep)
+	writeJSON(w, http.StatusOK, reportView(rep))
 	return nil
 }
 
-// CheckRequest is the body of a dry-run decision.
-type CheckRequest struct {
-	TokenID string `json:"token_id"`
-	Service string `json:"service"`
-	Method  string `json:"method"`
-	Host    string `json:"host"`
-	Path    string `json:"path"`
-	IP      string `json:"ip"`
-}
-
-// CheckResult is what the gateway policy would decide.
-type CheckResult struct {
-	Allow     bool     `json:"allow"`
-	Reasons   []string `json:"reasons"`
-	Scope     string   `json:"scope,omitempty"`
-	PolicyRev string   `json:"policy_rev"`
-}
-
 func checkDecision(c caller, w http.ResponseWriter, r *http.Request) error {
-	var body CheckRequest
+	var body api.CheckRequest
 	if err := decodeBody(r, &body); err != nil {
 		return err
 	}
@@ -174,36 +155,27 @@ func checkDecision(c caller, w http.ResponseWriter, r *http.Request) error {
 		return &lifecycle.Error{Kind: lifecycle.KindInvalid, Code: "check_invalid", Msg: "token_id and service are required"}
 	}
 	req := policy.Request{Method: cmpOr(body.Method, http.MethodGet), Host: body.Host, Path: cmpOr(body.Path, "/"), RemoteIP: body.IP}
-	d, err := c.app.manage.Check(r.Context(), c.principal, body.TokenID, req, body.Service, nil)
+	d, input, err := c.app.manage.CheckInput(r.Context(), c.principal, body.TokenID, req, body.Service)
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, CheckResult{Allow: d.Allow, Reasons: nonNil(d.Reasons), Scope: d.Scope, PolicyRev: d.Revision})
+	res := api.CheckResult{Allow: d.Allow, Reasons: nonNil(d.Reasons), Scope: d.Scope, PolicyRev: d.Revision}
+	if body.WithInput && input != nil {
+		doc, err := ast.JSON(input)
+		if err != nil {
+			return err
+		}
+		if res.Input, err = json.Marshal(doc); err != nil {
+			return err
+		}
+	}
+	writeJSON(w, http.StatusOK, res)
 	return nil
 }
 
-// RequestView is a management request as the API shows it.
-type RequestView struct {
-	ID          string     `json:"id"`
-	Status      string     `json:"status"`
-	Owner       string     `json:"owner"`
-	Purpose     string     `json:"purpose"`
-	Scopes      []string   `json:"scopes"`
-	Services    []string   `json:"services"`
-	CIDRs       []string   `json:"cidrs"`
-	TTL         string     `json:"ttl"`
-	MaxUses     int64      `json:"max_uses"`
-	RequestedBy string     `json:"requested_by"`
-	CreatedAt   time.Time  `json:"created_at"`
-	DecidedBy   string     `json:"decided_by,omitempty"`
-	DecidedAt   *time.Time `json:"decided_at,omitempty"`
-	Reason      string     `json:"reason,omitempty"`
-	ClaimBy     *time.Time `json:"claim_by,omitempty"`
-	TokenID     string     `json:"token_id,omitempty"`
-}
-
-func requestView(q *store.Request, now time.Time) RequestView {
-	return RequestView{
+// requestView is a token request as the API shows it.
+func requestView(q *store.Request, now time.Time) api.RequestView {
+	return api.RequestView{
 		ID: q.ID, Status: manage.Status(q, now), Owner: q.Owner, Purpose: q.Purpose,
 		Scopes: nonNil(q.Scopes), Services: nonNil(q.Services), CIDRs: nonNil(q.CIDRs), TTL: q.TTL.String(),
 		MaxUses: q.MaxUses, RequestedBy: q.RequestedBy, CreatedAt: q.CreatedAt, DecidedBy: q.DecidedBy,
@@ -211,25 +183,17 @@ func requestView(q *store.Request, now time.Time) RequestView {
 	}
 }
 
-// RequestOutcome answers a request or a claim; Secret is set only when the
-// caller is the one who may hold it.
-type RequestOutcome struct {
-	Request RequestView `json:"request"`
-	Secret  string      `json:"secret,omitempty"`
-	Token   *TokenView  `json:"token,omitempty"`
-}
-
 func createRequest(c caller, w http.ResponseWriter, r *http.Request) error {
-	var spec lifecycle.Spec
+	var spec api.TokenSpec
 	if err := decodeBody(r, &spec); err != nil {
 		return err
 	}
-	req, secret, tok, err := c.app.manage.Request(r.Context(), c.principal, spec)
+	req, secret, tok, err := c.app.manage.Request(r.Context(), c.principal, lifecycle.Spec(spec))
 	if err != nil {
 		return err
 	}
 	now := c.app.now()
-	out := RequestOutcome{Request: requestView(req, now)}
+	out := api.RequestOutcome{Request: requestView(req, now)}
 	if secret == "" {
 		writeJSON(w, http.StatusAccepted, out)
 		return nil
@@ -246,7 +210,7 @@ func listRequests(c caller, w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	now := c.app.now()
-	out := make([]RequestView, 0, len(reqs))
+	out := make([]api.RequestView, 0, len(reqs))
 	for _, q := range reqs {
 		out = append(out, requestView(q, now))
 	}
@@ -265,9 +229,7 @@ func showRequest(c caller, w http.ResponseWriter, r *http.Request) error {
 
 func decideRequest(approve bool) routeFunc {
 	return func(c caller, w http.ResponseWriter, r *http.Request) error {
-		var body struct {
-			Reason string `json:"reason"`
-		}
+		var body api.ReasonBody
 		if err := decodeBody(r, &body); err != nil {
 			return err
 		}
@@ -279,7 +241,7 @@ func decideRequest(approve bool) routeFunc {
 		if err != nil {
 			return err
 		}
-		writeJSON(w, http.StatusOK, RequestOutcome{Request: requestView(q, c.app.now())})
+		writeJSON(w, http.StatusOK, api.RequestOutcome{Request: requestView(q, c.app.now())})
 		return nil
 	}
 }
@@ -291,8 +253,22 @@ func claimRequest(c caller, w http.ResponseWriter, r *http.Request) error {
 	}
 	now := c.app.now()
 	view := viewOf(tok, now)
-	writeJSON(w, http.StatusCreated, RequestOutcome{Request: requestView(q, now), Secret: secret, Token: &view})
+	writeJSON(w, http.StatusCreated, api.RequestOutcome{Request: requestView(q, now), Secret: secret, Token: &view})
 	return nil
+}
+
+// reportView is the hygiene report as the API shows it.
+func reportView(r report.Report) api.Report {
+	items := func(in []report.Item) []api.ReportItem {
+		out := make([]api.ReportItem, 0, len(in))
+		for _, it := range in {
+			out = append(out, api.ReportItem(it))
+		}
+		return out
+	}
+	return api.Report{GeneratedAt: r.GeneratedAt, LiveTokens: r.LiveTokens, ExpiringSoon: items(r.ExpiringSoon),
+		NeverUsed: items(r.NeverUsed), Unused: items(r.Unused), WriteWithoutCIDR: items(r.WriteWithoutCIDR),
+		LongLived: items(r.LongLived), UnusedScopes: items(r.UnusedScopes)}
 }
 
 func cmpOr(v, fallback string) string {

@@ -1,0 +1,235 @@
+package api
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/tokengate/caddy-tokengate/internal/textcheck"
+)
+
+// Client calls one tokengate endpoint: a management API (NewRemote) or
+// the local operator's routes on Caddy's admin endpoint (a Client with
+// BaseURL ending in /tokengate and an HTTP client that dials the admin
+// address). Every method is one route.
+type Client struct {
+	// BaseURL is where the routes start, such as https://gw.example.com/v1
+	// or http://127.0.0.1:2019/tokengate.
+	BaseURL string
+	// Header is sent with every request (Authorization, Origin).
+	Header http.Header
+	// HTTP sends the requests; nil means a client with a 30 s timeout.
+	HTTP *http.Client
+}
+
+// NewRemote returns a client of the management API served at api (scheme
+// and host, without /v1), calling as the owner of the management token
+// secret.
+func NewRemote(api, secret string) *Client {
+	return &Client{
+		BaseURL: strings.TrimSuffix(api, "/") + "/v1",
+		Header:  http.Header{"Authorization": {"Bearer " + secret}},
+	}
+}
+
+// Error is a refusal from the API: its status and reason code. Body holds
+// the answer when it was not the API's JSON (a proxy's error page).
+type Error struct {
+	Status  int
+	Reason  string
+	Message string
+	Body    string
+}
+
+// Error reads "reason: message", with every non-printable character
+// escaped: the text comes from the server, and from whoever typed it.
+func (e *Error) Error() string {
+	switch {
+	case e.Reason != "" && e.Message != "":
+		return textcheck.Printable(e.Reason) + ": " + textcheck.Printable(e.Message)
+	case e.Reason != "":
+		return textcheck.Printable(e.Reason)
+	}
+	return textcheck.Printable(strings.TrimSpace(fmt.Sprintf("HTTP %d: %s", e.Status, e.Body)))
+}
+
+// Reason is the API's reason code of err, or "" when err is no refusal.
+func Reason(err error) string {
+	var e *Error
+	if errors.As(err, &e) {
+		return e.Reason
+	}
+	return ""
+}
+
+// maxAnswer bounds what the client reads of an answer: a token inventory
+// runs to a few MB at most.
+const maxAnswer = 64 << 20
+
+func (c *Client) do(ctx context.Context, method, path string, body, out any) error {
+	var reader io.Reader
+	if body != nil {
+		b, err := json.Marshal(body)
+		if err != nil {
+			return err
+		}
+		reader = bytes.NewReader(b)
+	}
+	target := c.BaseURL + path
+	req, err := http.NewRequestWithContext(ctx, method, target, reader)
+	if err != nil {
+		return err
+	}
+	for k, v := range c.Header {
+		req.Header[k] = v
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	hc := c.HTTP
+	if hc == nil {
+		hc = &http.Client{Timeout: 30 * time.Second}
+	}
+	resp, err := hc.Do(req)
+	if err != nil {
+		return fmt.Errorf("calling %s: %v", textcheck.Printable(target), err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode >= 400 {
+		raw, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+		e := &Error{Status: resp.StatusCode}
+		var b ErrorBody
+		if json.Unmarshal(raw, &b) == nil && b.Reason != "" {
+			e.Reason, e.Message = b.Reason, b.Message
+		} else {
+			e.Body = string(raw)
+		}
+		return e
+	}
+	if err := json.NewDecoder(io.LimitReader(resp.Body, maxAnswer)).Decode(out); err != nil {
+		return fmt.Errorf("reading the answer of %s: %v", textcheck.Printable(target), err)
+	}
+	return nil
+}
+
+func tokenPath(id, action string) string {
+	p := "/tokens/" + url.PathEscape(id)
+	if action != "" {
+		p += "/" + action
+	}
+	return p
+}
+
+func requestPath(id, action string) string {
+	p := "/requests/" + url.PathEscape(id)
+	if action != "" {
+		p += "/" + action
+	}
+	return p
+}
+
+// Bootstrap creates the first two management tokens (admin endpoint only).
+func (c *Client) Bootstrap(ctx context.Context, b BootstrapRequest) (BootstrapResult, error) {
+	var out BootstrapResult
+	return out, c.do(ctx, http.MethodPost, "/bootstrap", b, &out)
+}
+
+// Issue issues a token directly (admin endpoint only).
+func (c *Client) Issue(ctx context.Context, spec TokenSpec) (IssuedToken, error) {
+	var out IssuedToken
+	return out, c.do(ctx, http.MethodPost, "/tokens", spec, &out)
+}
+
+// Request asks for a token; the outcome carries the secret only if the
+// policy approved it at once.
+func (c *Client) Request(ctx context.Context, spec TokenSpec) (RequestOutcome, error) {
+	var out RequestOutcome
+	return out, c.do(ctx, http.MethodPost, "/requests", spec, &out)
+}
+
+// Approve approves someone else's request; the answer holds no secret.
+func (c *Client) Approve(ctx context.Context, id, reason string) (RequestOutcome, error) {
+	var out RequestOutcome
+	return out, c.do(ctx, http.MethodPost, requestPath(id, "approve"), ReasonBody{Reason: reason}, &out)
+}
+
+// Deny denies someone else's request.
+func (c *Client) Deny(ctx context.Context, id, reason string) (RequestOutcome, error) {
+	var out RequestOutcome
+	return out, c.do(ctx, http.MethodPost, requestPath(id, "deny"), ReasonBody{Reason: reason}, &out)
+}
+
+// Claim takes the secret of the caller's approved request, once.
+func (c *Client) Claim(ctx context.Context, id string) (RequestOutcome, error) {
+	var out RequestOutcome
+	return out, c.do(ctx, http.MethodPost, requestPath(id, "claim"), nil, &out)
+}
+
+// GetRequest shows one token request.
+func (c *Client) GetRequest(ctx context.Context, id string) (RequestView, error) {
+	var out RequestView
+	return out, c.do(ctx, http.MethodGet, requestPath(id, ""), nil, &out)
+}
+
+// ListRequests lists token requests, all of them when status is "".
+func (c *Client) ListRequests(ctx context.Context, status string) ([]RequestView, error) {
+	var out []RequestView
+	return out, c.do(ctx, http.MethodGet, "/requests?"+url.Values{"status": {status}}.Encode(), nil, &out)
+}
+
+// TokenFilter narrows a token listing; empty fields match everything.
+type TokenFilter struct {
+	Owner, Service, State string
+}
+
+// ListTokens lists tokens, never their secrets.
+func (c *Client) ListTokens(ctx context.Context, f TokenFilter) ([]TokenView, error) {
+	q := url.Values{}
+	for k, v := range map[string]string{"owner": f.Owner, "service": f.Service, "state": f.State} {
+		if v != "" {
+			q.Set(k, v)
+		}
+	}
+	var out []TokenView
+	return out, c.do(ctx, http.MethodGet, "/tokens?"+q.Encode(), nil, &out)
+}
+
+// GetToken shows one token.
+func (c *Client) GetToken(ctx context.Context, id string) (TokenView, error) {
+	var out TokenView
+	return out, c.do(ctx, http.MethodGet, tokenPath(id, ""), nil, &out)
+}
+
+// Rotate issues a successor secret; the old one works for grace (a Go
+// duration, "" for the server's default).
+func (c *Client) Rotate(ctx context.Context, id, grace string) (IssuedToken, error) {
+	var out IssuedToken
+	return out, c.do(ctx, http.MethodPost, tokenPath(id, "rotate"), RotateBody{Grace: grace}, &out)
+}
+
+// Revoke revokes a token at once.
+func (c *Client) Revoke(ctx context.Context, id, reason string) (TokenView, error) {
+	var out TokenView
+	return out, c.do(ctx, http.MethodPost, tokenPath(id, "revoke"), ReasonBody{Reason: reason}, &out)
+}
+
+// Report returns the hygiene report; tokens unused for unusedDays count
+// as unused.
+func (c *Client) Report(ctx context.Context, unusedDays int) (Report, error) {
+	var out Report
+	return out, c.do(ctx, http.MethodGet, "/report?unused_days="+strconv.Itoa(unusedDays), nil, &out)
+}
+
+// Check dry-runs a gateway decision for a stored token, without using it.
+func (c *Client) Check(ctx context.Context, r CheckRequest) (CheckResult, error) {
+	var out CheckResult
+	return out, c.do(ctx, http.MethodPost, "/check", r, &out)
+}

@@ -1,0 +1,164 @@
+// Package api holds the JSON shapes of tokengate's management API and a
+// typed client for it. The same routes are served by the management
+// handler (tokengate_admin, under /v1) and by Caddy's admin endpoint for
+// the local operator (under /tokengate); the server and the CLI both use
+// these types, so the two sides cannot drift apart.
+package api
+
+import (
+	"encoding/json"
+	"time"
+)
+
+// TokenView is a token as the API shows it: everything but the hash.
+type TokenView struct {
+	ID           string     `json:"id"`
+	State        string     `json:"state"`
+	Owner        string     `json:"owner"`
+	Purpose      string     `json:"purpose"`
+	Scopes       []string   `json:"scopes"`
+	Services     []string   `json:"services"`
+	CIDRs        []string   `json:"cidrs"`
+	NotBefore    time.Time  `json:"not_before"`
+	ExpiresAt    time.Time  `json:"expires_at"`
+	MaxUses      int64      `json:"max_uses"`
+	Uses         int64      `json:"uses"`
+	CreatedAt    time.Time  `json:"created_at"`
+	CreatedBy    string     `json:"created_by"`
+	ApprovedBy   string     `json:"approved_by,omitempty"`
+	RotatedFrom  string     `json:"rotated_from,omitempty"`
+	RotatedTo    string     `json:"rotated_to,omitempty"`
+	GraceUntil   *time.Time `json:"grace_until,omitempty"`
+	RevokedAt    *time.Time `json:"revoked_at,omitempty"`
+	RevokedBy    string     `json:"revoked_by,omitempty"`
+	RevokeReason string     `json:"revoke_reason,omitempty"`
+	LastUsedAt   *time.Time `json:"last_used_at,omitempty"`
+	LastUsedIP   string     `json:"last_used_ip,omitempty"`
+	UsedScopes   []string   `json:"used_scopes"`
+}
+
+// IssuedToken is the one response that carries a secret.
+type IssuedToken struct {
+	Secret string    `json:"secret"`
+	Token  TokenView `json:"token"`
+}
+
+// TokenSpec is what someone asks a token for: the body of issue and of a
+// token request. TTL is a Go duration such as "24h".
+type TokenSpec struct {
+	Owner     string     `json:"owner"`
+	Purpose   string     `json:"purpose"`
+	Scopes    []string   `json:"scopes"`
+	Services  []string   `json:"services"`
+	CIDRs     []string   `json:"cidrs,omitempty"`
+	TTL       string     `json:"ttl"`
+	NotBefore *time.Time `json:"not_before,omitempty"`
+	MaxUses   int64      `json:"max_uses,omitempty"`
+}
+
+// ErrorBody is the body of every refusal: the status text, the reason
+// code and, for a bad request, what was wrong.
+type ErrorBody struct {
+	Error   string `json:"error"`
+	Reason  string `json:"reason"`
+	Message string `json:"message,omitempty"`
+}
+
+// BootstrapRequest names the first requester and approver.
+type BootstrapRequest struct {
+	Requester string `json:"requester"`
+	Approver  string `json:"approver"`
+	TTL       string `json:"ttl,omitempty"`
+}
+
+// BootstrapResult carries the two management secrets, shown once.
+type BootstrapResult struct {
+	Tokens []IssuedToken `json:"tokens"`
+}
+
+// ReasonBody is the body of revoke, approve and deny.
+type ReasonBody struct {
+	Reason string `json:"reason"`
+}
+
+// RotateBody is the body of rotate; Grace is a Go duration, empty for
+// the default.
+type RotateBody struct {
+	Grace string `json:"grace"`
+}
+
+// RequestView is a token request as the API shows it.
+type RequestView struct {
+	ID          string     `json:"id"`
+	Status      string     `json:"status"`
+	Owner       string     `json:"owner"`
+	Purpose     string     `json:"purpose"`
+	Scopes      []string   `json:"scopes"`
+	Services    []string   `json:"services"`
+	CIDRs       []string   `json:"cidrs"`
+	TTL         string     `json:"ttl"`
+	MaxUses     int64      `json:"max_uses"`
+	RequestedBy string     `json:"requested_by"`
+	CreatedAt   time.Time  `json:"created_at"`
+	DecidedBy   string     `json:"decided_by,omitempty"`
+	DecidedAt   *time.Time `json:"decided_at,omitempty"`
+	Reason      string     `json:"reason,omitempty"`
+	ClaimBy     *time.Time `json:"claim_by,omitempty"`
+	TokenID     string     `json:"token_id,omitempty"`
+}
+
+// RequestOutcome answers a request or a claim; Secret is set only when the
+// caller is the one who may hold it.
+type RequestOutcome struct {
+	Request RequestView `json:"request"`
+	Secret  string      `json:"secret,omitempty"`
+	Token   *TokenView  `json:"token,omitempty"`
+}
+
+// CheckRequest is the body of a dry-run decision.
+type CheckRequest struct {
+	TokenID string `json:"token_id"`
+	Service string `json:"service"`
+	Method  string `json:"method"`
+	Host    string `json:"host"`
+	Path    string `json:"path"`
+	IP      string `json:"ip"`
+	// WithInput asks for the gateway policy's input document, built from
+	// the stored token exactly as the gateway builds it, so that another
+	// policy can be tried against it (check --policy).
+	WithInput bool `json:"with_input,omitempty"`
+}
+
+// CheckResult is what the gateway policy would decide.
+type CheckResult struct {
+	Allow     bool     `json:"allow"`
+	Reasons   []string `json:"reasons"`
+	Scope     string   `json:"scope,omitempty"`
+	PolicyRev string   `json:"policy_rev"`
+	// Input is the policy input, when asked for and the token is live.
+	// It is absent when the token is dead (revoked, expired, used up):
+	// liveness is decided before any policy runs, so no policy could
+	// change that answer.
+	Input json.RawMessage `json:"input,omitempty"`
+}
+
+// Report is the token hygiene report over live tokens.
+type Report struct {
+	GeneratedAt      time.Time    `json:"generated_at"`
+	LiveTokens       int          `json:"live_tokens"`
+	ExpiringSoon     []ReportItem `json:"expiring_soon"`
+	NeverUsed        []ReportItem `json:"never_used"`
+	Unused           []ReportItem `json:"unused"`
+	WriteWithoutCIDR []ReportItem `json:"write_without_cidr"`
+	LongLived        []ReportItem `json:"long_lived"`
+	UnusedScopes     []ReportItem `json:"unused_scopes"`
+}
+
+// ReportItem names one token in a finding.
+type ReportItem struct {
+	TokenID string   `json:"token_id"`
+	Owner   string   `json:"owner"`
+	Purpose string   `json:"purpose"`
+	Detail  string   `json:"detail,omitempty"`
+	Scopes  []string `json:"scopes,omitempty"`
+}
