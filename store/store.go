@@ -1,9 +1,42 @@
-// Package store defines what tokengate keeps about tokens and the interface
-// every storage backend implements. Backends live in sub-packages (bolt,
-// postgres) and all pass the conformance suite in storetest.
+// Package store is the contract between tokengate and the storage behind
+// it: the token and request records, the interfaces a backend implements
+// (Store and RequestStore, together Backend; Notifier for a store several
+// gateway nodes share) and the errors it returns. Backends may live
+// outside this repository: a Caddy module in the tokengate.stores
+// namespace opens one, and the conformance suite in store/storetest checks
+// it (the bbolt and PostgreSQL backends shipped with tokengate pass it).
 //
-// A store never sees a secret: tokens are keyed by the hash of their secret
-// and by their public id.
+// A store never sees a secret: tokens are keyed by the hash of their
+// secret and by their public id.
+//
+// What every backend must guarantee, beyond each method's own doc:
+//
+//   - Every method is safe for concurrent use, by several goroutines and,
+//     for a shared store, by several processes.
+//   - Returned records are the caller's: a backend returns copies and never
+//     keeps a reference to a record it was handed or returned (Clone).
+//   - Every change to a record grows its Version, strictly, in the same
+//     transaction as the change. Gateways cache tokens and decisions keyed
+//     on Version, so a change that kept it would let a cached allow outlive
+//     a revoke. RecordUsage is the one exception, on purpose.
+//   - Update, Rotate, ConsumeUse, UpdateRequest, ClaimRequest and
+//     CreateFirst are atomic: their check and their write are one
+//     transaction, and no other change to the same records interleaves.
+//     In particular two concurrent ConsumeUse calls never both spend the
+//     last use, a rotated token and its successors share one use budget
+//     (see ConsumeUse), a request is claimed at most once and never
+//     without its token, and two concurrent CreateFirst calls for one
+//     service never both succeed.
+//   - A change callback (Update's change, Rotate's change, ...) that
+//     returns an error leaves nothing stored, and that error is returned
+//     (wrapped or not) so that errors.Is finds it.
+//   - The situations named by ErrNotFound, ErrConflict and
+//     ErrUsesExhausted are reported with those errors (possibly wrapped);
+//     any other error means the store could not answer, and tokengate
+//     fails closed on it (503), never treating it as "no such token".
+//   - Writes are durable once a method returns nil.
+//   - A backend that several nodes share implements Notifier, or a revoke
+//     on one node is not seen by the others until their caches expire.
 package store
 
 import (
