@@ -408,19 +408,9 @@ func Inactive(t *store.Token, now time.Time) string {
 	return ""
 }
 
-// State names a token's lifecycle state for the inventory.
-func State(t *store.Token, now time.Time) string {
-	if r := Inactive(t, now); r != "" {
-		if r == "rotated" && now.Before(t.GraceUntil) {
-			return "rotating"
-		}
-		return r
-	}
-	if now.Before(t.NotBefore) {
-		return "pending"
-	}
-	return "active"
-}
+// State names a token's lifecycle state for the inventory, as the
+// metrics count it.
+func State(t *store.Token, now time.Time) string { return store.StateOf(t, now) }
 
 // Get returns one token.
 func (s *Service) Get(ctx context.Context, id string) (*store.Token, error) {

@@ -46,6 +46,7 @@ func Run(t *testing.T, b Backend) {
 		"Requests":                  testRequests,
 		"ClaimIsAtomic":             testClaimAtomic,
 		"CreateFirstIsAtomic":       testCreateFirst,
+		"CountByState":              testCount,
 	}
 	for name, fn := range tests {
 		t.Run(name, func(t *testing.T) {
