@@ -47,6 +47,12 @@ const (
 //		store bolt [<path>]          # default: tokengate/tokengate.db in Caddy's data dir
 //		store postgres <dsn>
 //		policy <folder>              # .rego files, reloaded on change; default: built-in policies
+//		policy <bundle.tar.gz|url> { # an OPA bundle file or bundle service
+//			poll <duration>          # default 60s for a URL, 10s for a file
+//			verify_key <pem file>    # signed bundles: the public key
+//			verify_alg <alg>         # default RS256
+//			timeout <duration>       # one download; default 30s
+//		}
 //		max_ttl <duration>           # default 720h
 //		decision_cache <entries>     # default 100000; 0 disables
 //		pepper <secret>              # HMAC key for token hashes, e.g. {env.TOKENGATE_PEPPER}
@@ -55,9 +61,13 @@ const (
 type App struct {
 	// The token store module; default tokengate.stores.bolt.
 	StoreRaw json.RawMessage `json:"store,omitempty" caddy:"namespace=tokengate.stores inline_key=backend"`
-	// Folder of .rego policies. Empty uses the policies built into the
-	// binary.
+	// Folder of .rego policies (reloaded on change), an OPA bundle file
+	// (.tar.gz, as `opa build` writes it) or the http(s) URL of an OPA
+	// bundle service. Empty uses the policies built into the binary.
 	PolicyDir string `json:"policy,omitempty"`
+	// Polling and signature verification of a policy given as an OPA
+	// bundle.
+	PolicyBundle *PolicyBundle `json:"policy_bundle,omitempty"`
 	// Cap on any token's lifetime. Default 720h.
 	MaxTTL caddy.Duration `json:"max_ttl,omitempty"`
 	// Number of decisions cached. Default 100000; 0 disables the cache.
@@ -74,6 +84,7 @@ type App struct {
 
 	store     store.Backend
 	engine    *policy.Engine
+	bundle    *policy.Bundle // nil unless the policy is an OPA bundle
 	gate      *gateway.Gate
 	lifecycle *lifecycle.Service
 	manage    *manage.Service
@@ -135,12 +146,20 @@ func (a *App) Provision(ctx caddy.Context) error {
 	}
 	a.store = mod.(StoreModule).Store()
 
-	var source fs.FS = policies.FS
-	if a.PolicyDir != "" {
-		source = os.DirFS(a.PolicyDir)
+	if a.bundle, err = a.policyBundle(); err != nil {
+		return err
 	}
 	// The policies' print() output, as logger tokengate.policy.
-	a.engine, err = policy.NewEngine(source, policy.WithPrintLogger(a.logger.Named("policy")))
+	printer := policy.WithPrintLogger(a.logger.Named("policy"))
+	if a.bundle != nil {
+		a.engine, err = policy.NewBundleEngine(ctx, a.bundle, printer)
+	} else {
+		var source fs.FS = policies.FS
+		if a.PolicyDir != "" {
+			source = os.DirFS(a.PolicyDir)
+		}
+		a.engine, err = policy.NewEngine(source, printer)
+	}
 	if err != nil {
 		return fmt.Errorf("loading policy from %s: %v", a.policySource(), err)
 	}
@@ -188,6 +207,9 @@ func (a *App) Provision(ctx caddy.Context) error {
 }
 
 func (a *App) policySource() string {
+	if a.bundle != nil {
+		return a.bundle.String()
+	}
 	if a.PolicyDir == "" {
 		return "built-in policies"
 	}
@@ -201,7 +223,9 @@ func (a *App) Start() error {
 	a.stop = cancel
 	a.running = new(sync.WaitGroup)
 	a.goRun(func() { a.gate.Run(ctx) })
-	if a.PolicyDir != "" {
+	if a.bundle != nil {
+		a.goRun(func() { a.pollBundle(ctx) })
+	} else if a.PolicyDir != "" {
 		err := a.engine.Watch(ctx, a.PolicyDir, func(rev string, err error) {
 			if err != nil {
 				a.logger.Error("policy change refused; previous policy stays in force",

@@ -24,7 +24,12 @@ func init() {
 //	tokengate {
 //		store bolt [<path>]
 //		store postgres <dsn>
-//		policy <folder>
+//		policy <folder|bundle.tar.gz|url> {
+//			poll <duration>
+//			verify_key <pem file>
+//			verify_alg <algorithm>
+//			timeout <duration>
+//		}
 //		max_ttl <duration>
 //		decision_cache <entries>
 //		pepper <secret>
@@ -56,8 +61,8 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			}
 			a.StoreRaw = raw
 		case "policy":
-			if !d.AllArgs(&a.PolicyDir) {
-				return d.ArgErr()
+			if err := a.unmarshalPolicy(d); err != nil {
+				return err
 			}
 		case "max_ttl":
 			var v string

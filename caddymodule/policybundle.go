@@ -1,0 +1,137 @@
+package caddymodule
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+	"go.uber.org/zap"
+
+	"github.com/tokengate/caddy-tokengate/internal/policy"
+)
+
+// PolicyBundle configures a policy given as an OPA bundle: `policy` names
+// a bundle file (.tar.gz, as `opa build` writes it) or the http(s) URL of
+// a bundle service.
+type PolicyBundle struct {
+	// How often the bundle is fetched again. Default 60s for a URL (with
+	// If-None-Match, so an unchanged bundle costs a 304), 10s for a file.
+	Poll caddy.Duration `json:"poll,omitempty"`
+	// File holding the PEM public key (or certificate) that signed
+	// bundles are verified with. With it, unsigned bundles are refused;
+	// without it, signed ones are.
+	VerifyKey string `json:"verify_key,omitempty"`
+	// Signing algorithm of the key. Default RS256.
+	VerifyAlg string `json:"verify_alg,omitempty"`
+	// Bound on one download, first byte to last. Default 30s.
+	Timeout caddy.Duration `json:"timeout,omitempty"`
+}
+
+// unmarshalPolicy parses the policy option; the dispenser is on its name:
+//
+//	policy <folder|bundle.tar.gz|https://bundle-service/path> {
+//		poll <duration>
+//		verify_key <pem file>
+//		verify_alg <RS256|PS256|ES256|...>
+//		timeout <duration>
+//	}
+func (a *App) unmarshalPolicy(d *caddyfile.Dispenser) error {
+	if !d.NextArg() {
+		return d.ArgErr()
+	}
+	a.PolicyDir = d.Val()
+	if d.NextArg() {
+		return d.ArgErr()
+	}
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		if a.PolicyBundle == nil {
+			a.PolicyBundle = new(PolicyBundle)
+		}
+		var v string
+		if !d.AllArgs(&v) {
+			return d.ArgErr()
+		}
+		switch d.Val() {
+		case "poll", "timeout":
+			dur, err := caddy.ParseDuration(v)
+			if err != nil || dur <= 0 {
+				return d.Errf("%s %q is not a positive duration", d.Val(), v)
+			}
+			if d.Val() == "poll" {
+				a.PolicyBundle.Poll = caddy.Duration(dur)
+			} else {
+				a.PolicyBundle.Timeout = caddy.Duration(dur)
+			}
+		case "verify_key":
+			a.PolicyBundle.VerifyKey = v
+		case "verify_alg":
+			a.PolicyBundle.VerifyAlg = v
+		default:
+			return d.Errf("unrecognized policy subdirective %q", d.Val())
+		}
+	}
+	return nil
+}
+
+// policyBundle returns the bundle `policy` names, or nil when it names a
+// folder (or nothing: the built-in policies).
+func (a *App) policyBundle() (*policy.Bundle, error) {
+	conf := a.PolicyBundle
+	if a.PolicyDir == "" || !policy.IsBundleURL(a.PolicyDir) {
+		if a.PolicyDir == "" {
+			if conf != nil {
+				return nil, errors.New("policy_bundle is set but policy names no bundle")
+			}
+			return nil, nil
+		}
+		fi, err := os.Stat(a.PolicyDir)
+		if err != nil {
+			return nil, fmt.Errorf("policy %s: %v", a.PolicyDir, err)
+		}
+		if fi.IsDir() {
+			if conf != nil {
+				return nil, fmt.Errorf("policy %s is a folder: poll, verify_key, verify_alg and timeout apply to bundles", a.PolicyDir)
+			}
+			return nil, nil
+		}
+	}
+	if conf == nil {
+		conf = new(PolicyBundle)
+	}
+	o := policy.BundleOptions{VerifyAlg: conf.VerifyAlg, Timeout: time.Duration(conf.Timeout)}
+	if conf.VerifyKey != "" {
+		var err error
+		if o.VerifyKey, err = os.ReadFile(conf.VerifyKey); err != nil {
+			return nil, fmt.Errorf("reading the bundle verify_key: %v", err)
+		}
+	}
+	b, err := policy.NewBundle(a.PolicyDir, o)
+	if err != nil {
+		return nil, fmt.Errorf("policy bundle: %v", err)
+	}
+	return b, nil
+}
+
+// pollBundle keeps the bundle current until ctx is done, logging each
+// revision put in force and each refusal.
+func (a *App) pollBundle(ctx context.Context) {
+	every := policy.DefaultBundleFilePoll
+	if policy.IsBundleURL(a.PolicyDir) {
+		every = policy.DefaultBundlePoll
+	}
+	if a.PolicyBundle != nil && a.PolicyBundle.Poll > 0 {
+		every = time.Duration(a.PolicyBundle.Poll)
+	}
+	a.engine.PollBundle(ctx, a.bundle, every, func(rev string, err error) {
+		if err != nil {
+			a.logger.Error("policy bundle refused; previous policy stays in force",
+				zap.Stringer("policy", a.bundle), zap.String("policy_rev", a.engine.Revision()), zap.Error(err))
+			return
+		}
+		a.logger.Info("policy reloaded", zap.Stringer("policy", a.bundle), zap.String("policy_rev", rev))
+	})
+}
