@@ -1,7 +1,6 @@
 package caddymodule
 
 import (
-	"encoding/json"
 	"fmt"
 	"net/http"
 	"strings"
@@ -47,6 +46,14 @@ const maxCredentialLen = 256
 // upstream receives; input.request.raw_path is the path as sent. A path
 // that could name another resource to an upstream (an encoded slash or
 // dot segment, a backslash, ';') is answered 400 path_invalid.
+//
+// A refusal sets the placeholders {tokengate.reason} (the reason code),
+// {tokengate.error} (the RFC 6750 error code) and {tokengate.request_id},
+// and its WWW-Authenticate, Retry-After and Cache-Control headers. When one
+// of the server's error routes (handle_errors) matches it, the refusal is
+// returned to them as a caddyhttp.Error with that status, so they shape
+// the answer; otherwise the handler writes the JSON body above itself.
+// Either way the audit line records the status tokengate chose.
 //
 // Headers set for the upstream: X-Tokengate-Token-Id, X-Tokengate-Owner,
 // X-Tokengate-Scopes, X-Tokengate-Decision-Id. Placeholders:
@@ -135,7 +142,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	} else {
 		res = gateway.Result{Outcome: gateway.Deny, Reasons: []string{reason.PathInvalid}, Cache: gateway.CacheNone}
 	}
-	metrics.decision(&res)
+	metrics.decision(h.Service, &res)
 
 	line := audit.Call{
 		Decision:   res.Outcome,
@@ -167,8 +174,9 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		if res.Err != nil {
 			h.logger.Error("tokengate failed closed", zap.String("request_id", line.RequestID), zap.Error(res.Err))
 		}
-		line.Status = refuse(w, res, line.RequestID)
-		return nil
+		var err error
+		line.Status, err = refuse(w, r, res, line.RequestID)
+		return err
 	}
 
 	// The upstream gets the path that was authorized, not another spelling
@@ -269,44 +277,6 @@ func (h *Handler) policyHeaders(r *http.Request) map[string]string {
 		}
 	}
 	return m
-}
-
-// refuse answers a call that may not pass and returns the status sent.
-// The status follows the class of the reason the client is told, as the
-// reason package declares it.
-func refuse(w http.ResponseWriter, res gateway.Result, requestID string) int {
-	main := reason.Main(res.Reasons)
-	status, errCode := http.StatusForbidden, "insufficient_scope"
-	challenge := `Bearer realm="tokengate", error="insufficient_scope"`
-	switch class := reason.ClassOf(main); {
-	case res.Outcome == gateway.Error || class == reason.Unavailable:
-		status, errCode = http.StatusServiceUnavailable, "temporarily_unavailable"
-		challenge = ""
-		w.Header().Set("Retry-After", "1")
-	case class == reason.Absent:
-		// RFC 6750 section 3.1: a request without credentials gets the
-		// challenge but no error code.
-		status, errCode = http.StatusUnauthorized, "invalid_token"
-		challenge = `Bearer realm="tokengate"`
-	case class == reason.Invalid:
-		status, errCode = http.StatusUnauthorized, "invalid_token"
-		challenge = `Bearer realm="tokengate", error="invalid_token"`
-	case class == reason.BadRequest:
-		// The request itself is the problem, not its credential: no
-		// challenge.
-		status, errCode = http.StatusBadRequest, "invalid_request"
-		challenge = ""
-	}
-	if challenge != "" {
-		w.Header().Set("WWW-Authenticate", challenge)
-	}
-	body, _ := json.Marshal(map[string]string{"error": errCode, "reason": main, "request_id": requestID})
-	w.Header().Set("Content-Type", "application/json")
-	w.Header().Set("Cache-Control", "no-store")
-	w.Header().Set("X-Content-Type-Options", "nosniff")
-	w.WriteHeader(status)
-	_, _ = w.Write(append(body, '\n'))
-	return status
 }
 
 // Interface guards
