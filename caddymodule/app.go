@@ -11,7 +11,6 @@ import (
 	"io/fs"
 	"os"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
@@ -82,6 +81,8 @@ type App struct {
 	// calls get 503 audit_unavailable until lines are written again.
 	AuditFailOpen bool `json:"audit_fail_open,omitempty"`
 
+	rt        *runtime // shared with the other configs on the same store
+	rtKey     string
 	store     store.Backend
 	engine    *policy.Engine
 	bundle    *policy.Bundle // nil unless the policy is an OPA bundle
@@ -107,10 +108,19 @@ func (App) CaddyModule() caddy.ModuleInfo {
 }
 
 // StoreModule is implemented by the modules in the tokengate.stores
-// namespace.
+// namespace, which may live outside this repository: the store contract
+// and its conformance suite are the public packages store and
+// store/storetest. The app, not the module, opens the store, so that
+// configs on the same data share one handle across a reload.
 type StoreModule interface {
-	// Store returns the opened store; the module is provisioned first.
-	Store() store.Backend
+	// StoreKey names the data the store holds (a file, a database, ...):
+	// configs whose modules return the same key share one opened store.
+	// It must not contain a secret such as a password.
+	StoreKey() string
+	// OpenStore opens the store. It is called once per key while any
+	// config uses it (the module is provisioned first); the store is
+	// closed when the last such config is cleaned up.
+	OpenStore(ctx caddy.Context) (store.Backend, error)
 }
 
 // Provision opens the store, compiles the policy and builds the caches.
@@ -144,7 +154,20 @@ func (a *App) Provision(ctx caddy.Context) error {
 	if err != nil {
 		return fmt.Errorf("loading token store: %v", err)
 	}
-	a.store = mod.(StoreModule).Store()
+	sm := mod.(StoreModule)
+	key := sm.StoreKey()
+	val, _, err := runtimes.LoadOrNew(key, func() (caddy.Destructor, error) {
+		s, err := sm.OpenStore(ctx)
+		if err != nil {
+			return nil, err
+		}
+		return newRuntime(s), nil
+	})
+	if err != nil {
+		return fmt.Errorf("opening token store: %v", err)
+	}
+	a.rtKey, a.rt = key, val.(*runtime)
+	a.store = a.rt.store
 
 	if a.bundle, err = a.policyBundle(); err != nil {
 		return err
@@ -189,13 +212,14 @@ func (a *App) Provision(ctx caddy.Context) error {
 		Hasher: hasher,
 		MaxTTL: time.Duration(a.MaxTTL),
 		Audit:  a.audit,
-		Forget: forgetEverywhere,
+		Forget: a.rt.forget,
 		Now:    a.now,
 	}
 	if !a.engine.Has(policy.AdminQuery) {
 		a.logger.Warn("the policy has no package tokengate.admin: every management action will be refused until one is added",
 			zap.String("policy", a.policySource()))
 	}
+	a.rt.attach(a)
 	a.manage = &manage.Service{Tokens: a.lifecycle, Requests: a.store, Policy: a.engine, Audit: a.audit, Now: a.now}
 	a.logger.Info("tokengate ready",
 		zap.String("policy", a.policySource()),
@@ -216,8 +240,8 @@ func (a *App) policySource() string {
 	return a.PolicyDir
 }
 
-// Start runs the background work: batched usage recording, the policy
-// folder watcher and, for a shared store, cross-node cache invalidation.
+// Start runs the background work: batched usage recording and the policy
+// folder watcher. Cross-node cache invalidation runs in the runtime.
 func (a *App) Start() error {
 	ctx, cancel := context.WithCancel(context.Background())
 	a.stop = cancel
@@ -239,21 +263,11 @@ func (a *App) Start() error {
 			return err
 		}
 	}
-	if n, ok := a.store.(store.Notifier); ok {
-		a.goRun(func() {
-			n.Watch(ctx, a.forgetByID, func() {
-				a.logger.Warn("token change notifications may have been missed; dropping all cached tokens and decisions")
-				a.gate.ForgetAll()
-				metrics.reset()
-			})
-		})
-	}
 	var watches []*audit.FileWatch
 	for _, path := range a.auditFiles {
 		watches = append(watches, audit.NewFileWatch(path, a.audit.Health()))
 	}
 	a.goRun(func() { a.watchAudit(ctx, watches) })
-	live.add(a)
 	return nil
 }
 
@@ -268,7 +282,6 @@ func (a *App) goRun(f func()) {
 // Stop ends the background work, flushing usage records first. It runs
 // before Caddy releases the store.
 func (a *App) Stop() error {
-	live.remove(a)
 	if a.stop != nil {
 		a.stop()
 		a.running.Wait()
@@ -276,78 +289,24 @@ func (a *App) Stop() error {
 	return nil
 }
 
-// Cleanup releases the caches.
+// Cleanup releases the caches and this config's hold on the runtime.
 func (a *App) Cleanup() error {
+	if a.rt != nil {
+		a.rt.detach(a)
+	}
 	if a.gate != nil {
 		a.gate.Close()
 	}
-	return nil
-}
-
-// forgetByID drops a token another node changed. It needs no store: a
-// notification handled just as the store goes away must not cost every
-// other cached answer. The store is read afterwards only to time the
-// invalidation of a revocation for the metrics.
-func (a *App) forgetByID(id string) {
-	a.gate.ForgetID(id)
-	dropped := a.now()
-	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-	defer cancel()
-	t, err := a.store.Get(ctx, id)
-	if err != nil {
-		t = &store.Token{ID: id}
+	if a.rtKey != "" {
+		_, err := runtimes.Delete(a.rtKey)
+		return err
 	}
-	metrics.invalidated("notify", t, dropped)
+	return nil
 }
 
 // clock is the time source of every app. Tests replace it to move time
 // instead of sleeping.
 var clock = time.Now
-
-// live tracks the running apps. During a config reload the old and the new
-// app both serve for a moment, each with its own caches; a token change
-// made through either must reach both.
-var live = &liveApps{}
-
-type liveApps struct {
-	mu     sync.Mutex
-	apps   []*App
-	newest atomic.Pointer[App]
-}
-
-func (l *liveApps) add(a *App) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	l.apps = append(l.apps, a)
-	l.newest.Store(a)
-}
-
-func (l *liveApps) remove(a *App) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	for i, x := range l.apps {
-		if x == a {
-			l.apps = append(l.apps[:i], l.apps[i+1:]...)
-			break
-		}
-	}
-	l.newest.CompareAndSwap(a, nil)
-	if l.newest.Load() == nil && len(l.apps) > 0 {
-		l.newest.Store(l.apps[len(l.apps)-1])
-	}
-}
-
-// current is the app the admin endpoint talks to: the newest running one.
-func (l *liveApps) current() *App { return l.newest.Load() }
-
-func forgetEverywhere(t *store.Token) {
-	live.mu.Lock()
-	defer live.mu.Unlock()
-	for _, a := range live.apps {
-		a.gate.Forget(t)
-	}
-	metrics.invalidated("local", t, clock())
-}
 
 // Interface guards
 var (

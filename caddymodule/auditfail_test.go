@@ -354,7 +354,7 @@ func TestAuditUnwritable(t *testing.T) {
 func TestAuditFilesFound(t *testing.T) {
 	e := newEnv(t, envOptions{})
 	e.issue(billingReader(nil))
-	app := live.current()
+	app := currentApp()
 	want := filepath.Join(e.dir, "audit.log")
 	if len(app.auditFiles) != 1 || app.auditFiles[0] != want {
 		t.Fatalf("audit files %q, want [%s] (and not caddy.log or access.log)", app.auditFiles, want)

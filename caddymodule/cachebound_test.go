@@ -17,7 +17,7 @@ func TestCachedCallsOutliveTheStoreForCacheBoundOnly(t *testing.T) {
 	if r := call(t, "GET", gateURL+"/billing/bound", bearer(secret)...); r.status != 200 {
 		t.Fatal(r.status)
 	}
-	if err := live.current().store.Close(); err != nil {
+	if err := currentApp().store.Close(); err != nil {
 		t.Fatal(err)
 	}
 	if r := call(t, "GET", gateURL+"/billing/bound", bearer(secret)...); r.status != 200 {

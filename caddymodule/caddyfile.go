@@ -3,6 +3,7 @@ package caddymodule
 import (
 	"encoding/json"
 	"strconv"
+	"strings"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig"
@@ -100,28 +101,24 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	return nil
 }
 
-// parseStore reads `bolt [<path>]` or `postgres <dsn>`; the dispenser is on
-// the backend name.
+// parseStore hands the store's tokens (`bolt [<path>]`, `postgres <dsn>`,
+// or those of any module in the tokengate.stores namespace, which may come
+// from another repository) to that module's own Caddyfile unmarshaler; the
+// dispenser is on the backend name.
 func parseStore(d *caddyfile.Dispenser) (json.RawMessage, error) {
-	switch backend := d.Val(); backend {
-	case "bolt":
-		s := new(BoltStore)
-		if d.NextArg() {
-			s.Path = d.Val()
+	backend := d.Val()
+	if _, err := caddy.GetModule("tokengate.stores." + backend); err != nil {
+		var known []string
+		for _, m := range caddy.GetModules("tokengate.stores") {
+			known = append(known, m.ID.Name())
 		}
-		if d.NextArg() {
-			return nil, d.ArgErr()
-		}
-		return caddyconfig.JSONModuleObject(s, "backend", "bolt", nil), nil
-	case "postgres":
-		s := new(PostgresStore)
-		if !d.AllArgs(&s.DSN) {
-			return nil, d.ArgErr()
-		}
-		return caddyconfig.JSONModuleObject(s, "backend", "postgres", nil), nil
-	default:
-		return nil, d.Errf("unknown store %q (want bolt or postgres)", backend)
+		return nil, d.Errf("unknown store %q (want one of: %s)", backend, strings.Join(known, ", "))
 	}
+	unm, err := caddyfile.UnmarshalModule(d, "tokengate.stores."+backend)
+	if err != nil {
+		return nil, err
+	}
+	return caddyconfig.JSONModuleObject(unm, "backend", backend, nil), nil
 }
 
 // parseHandler parses the tokengate directive:

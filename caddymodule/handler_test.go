@@ -335,7 +335,7 @@ func TestStoreFailureFailsClosed(t *testing.T) {
 	e := newEnv(t, envOptions{decisionCache: 1000})
 	secret, _ := e.issue(billingReader(nil))
 	// Break the real store underneath the running gateway.
-	if err := live.current().store.Close(); err != nil {
+	if err := currentApp().store.Close(); err != nil {
 		t.Fatal(err)
 	}
 	r := call(t, "GET", gateURL+"/billing/store-down", bearer(secret)...)

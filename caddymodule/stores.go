@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 
 	"github.com/tokengate/caddy-tokengate/internal/store/bolt"
 	"github.com/tokengate/caddy-tokengate/internal/store/postgres"
@@ -17,16 +18,6 @@ import (
 func init() {
 	caddy.RegisterModule(BoltStore{})
 }
-
-// openStores shares store handles between configs. A reload provisions the
-// new config before the old one is cleaned up, and bbolt locks its file:
-// opening it a second time would block. With the pool, both configs hold
-// the same handle and the last one to let go closes it.
-var openStores = caddy.NewUsagePool()
-
-type pooledStore struct{ store.Backend }
-
-func (p pooledStore) Destruct() error { return p.Close() }
 
 // boltLockTimeout bounds the wait for the bbolt file lock when another
 // process holds it, so a second Caddy on the same file fails with a clear
@@ -40,8 +31,7 @@ type BoltStore struct {
 	// data directory.
 	Path string `json:"path,omitempty"`
 
-	key   string
-	store store.Backend
+	abs string
 }
 
 // CaddyModule returns the Caddy module information.
@@ -52,7 +42,7 @@ func (BoltStore) CaddyModule() caddy.ModuleInfo {
 	}
 }
 
-// Provision opens the file, or joins the handle an earlier config opened.
+// Provision resolves the file's path.
 func (b *BoltStore) Provision(caddy.Context) error {
 	path := b.Path
 	if path == "" {
@@ -62,38 +52,49 @@ func (b *BoltStore) Provision(caddy.Context) error {
 	if err != nil {
 		return fmt.Errorf("bolt store path %s: %v", path, err)
 	}
-	b.key = "bolt:" + abs
-	val, _, err := openStores.LoadOrNew(b.key, func() (caddy.Destructor, error) {
-		s, err := bolt.Open(abs, boltLockTimeout)
-		if err != nil {
-			return nil, err
-		}
-		return pooledStore{s}, nil
-	})
-	if err != nil {
-		return err
-	}
-	b.store = val.(pooledStore).Backend
+	b.abs = abs
 	return nil
 }
 
-// Store returns the opened store.
-func (b *BoltStore) Store() store.Backend { return b.store }
+// StoreKey is the file's absolute path.
+func (b *BoltStore) StoreKey() string { return "bolt:" + b.abs }
 
-// Cleanup lets go of this config's reference to the file.
-func (b *BoltStore) Cleanup() error {
-	if b.key == "" {
-		return nil
+// OpenStore opens the file.
+func (b *BoltStore) OpenStore(caddy.Context) (store.Backend, error) {
+	return bolt.Open(b.abs, boltLockTimeout)
+}
+
+// UnmarshalCaddyfile reads `bolt [<path>]`, or the path in a block:
+//
+//	bolt {
+//		path <path>
+//	}
+func (b *BoltStore) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
+	d.Next() // module name
+	if d.NextArg() {
+		b.Path = d.Val()
 	}
-	_, err := openStores.Delete(b.key)
-	return err
+	if d.NextArg() {
+		return d.ArgErr()
+	}
+	for d.NextBlock(0) {
+		switch d.Val() {
+		case "path":
+			if !d.AllArgs(&b.Path) {
+				return d.ArgErr()
+			}
+		default:
+			return d.Errf("unrecognized bolt store subdirective %q", d.Val())
+		}
+	}
+	return nil
 }
 
 // Interface guards
 var (
-	_ caddy.Provisioner  = (*BoltStore)(nil)
-	_ caddy.CleanerUpper = (*BoltStore)(nil)
-	_ StoreModule        = (*BoltStore)(nil)
+	_ caddy.Provisioner     = (*BoltStore)(nil)
+	_ caddyfile.Unmarshaler = (*BoltStore)(nil)
+	_ StoreModule           = (*BoltStore)(nil)
 )
 
 func init() {
@@ -108,8 +109,7 @@ type PostgresStore struct {
 	// such as {env.DATABASE_URL} are expanded.
 	DSN string `json:"dsn,omitempty"`
 
-	key   string
-	store store.Backend
+	dsn string // expanded
 }
 
 // CaddyModule returns the Caddy module information.
@@ -120,46 +120,59 @@ func (PostgresStore) CaddyModule() caddy.ModuleInfo {
 	}
 }
 
-// Provision connects (or joins the pool an earlier config opened) and
-// migrates the schema.
-func (p *PostgresStore) Provision(ctx caddy.Context) error {
-	dsn := caddy.NewReplacer().ReplaceKnown(p.DSN, "")
-	if dsn == "" {
+// Provision expands the DSN's placeholders.
+func (p *PostgresStore) Provision(caddy.Context) error {
+	p.dsn = caddy.NewReplacer().ReplaceKnown(p.DSN, "")
+	if p.dsn == "" {
 		return fmt.Errorf("postgres store needs a dsn")
 	}
-	// The key is a digest, so the DSN (which may hold a password) is kept
-	// out of any debug output of the pool.
-	sum := sha256.Sum256([]byte(dsn))
-	p.key = "postgres:" + hex.EncodeToString(sum[:])
-	val, _, err := openStores.LoadOrNew(p.key, func() (caddy.Destructor, error) {
-		s, err := postgres.Open(ctx, dsn)
-		if err != nil {
-			return nil, err
-		}
-		return pooledStore{s}, nil
-	})
-	if err != nil {
-		return err
-	}
-	p.store = val.(pooledStore).Backend
 	return nil
 }
 
-// Store returns the connected store.
-func (p *PostgresStore) Store() store.Backend { return p.store }
+// StoreKey is a digest of the DSN, so the DSN (which may hold a password)
+// is kept out of any debug output of the pool.
+func (p *PostgresStore) StoreKey() string {
+	sum := sha256.Sum256([]byte(p.dsn))
+	return "postgres:" + hex.EncodeToString(sum[:])
+}
 
-// Cleanup lets go of this config's reference to the pool.
-func (p *PostgresStore) Cleanup() error {
-	if p.key == "" {
-		return nil
+// OpenStore connects and migrates the schema.
+func (p *PostgresStore) OpenStore(ctx caddy.Context) (store.Backend, error) {
+	return postgres.Open(ctx, p.dsn)
+}
+
+// UnmarshalCaddyfile reads `postgres <dsn>`, or the DSN in a block:
+//
+//	postgres {
+//		dsn <dsn>
+//	}
+func (p *PostgresStore) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
+	d.Next() // module name
+	if d.NextArg() {
+		p.DSN = d.Val()
 	}
-	_, err := openStores.Delete(p.key)
-	return err
+	if d.NextArg() {
+		return d.ArgErr()
+	}
+	for d.NextBlock(0) {
+		switch d.Val() {
+		case "dsn":
+			if !d.AllArgs(&p.DSN) {
+				return d.ArgErr()
+			}
+		default:
+			return d.Errf("unrecognized postgres store subdirective %q", d.Val())
+		}
+	}
+	if p.DSN == "" {
+		return d.ArgErr()
+	}
+	return nil
 }
 
 // Interface guards
 var (
-	_ caddy.Provisioner  = (*PostgresStore)(nil)
-	_ caddy.CleanerUpper = (*PostgresStore)(nil)
-	_ StoreModule        = (*PostgresStore)(nil)
+	_ caddy.Provisioner     = (*PostgresStore)(nil)
+	_ caddyfile.Unmarshaler = (*PostgresStore)(nil)
+	_ StoreModule           = (*PostgresStore)(nil)
 )
