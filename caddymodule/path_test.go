@@ -264,3 +264,26 @@ func FuzzCleanPath(f *testing.F) {
 		}
 	})
 }
+
+// TestRawPathIsPartOfTheDecision: a policy may refuse on input.raw_path,
+// so two spellings of one cleaned path never share a cached decision.
+func TestRawPathIsPartOfTheDecision(t *testing.T) {
+	dir := policyCopy(t, map[string]string{"raw.rego": `package tokengate.gateway
+
+reasons contains "path_unclean" if input.request.raw_path != input.request.path
+`})
+	e := newEnv(t, envOptions{decisionCache: 1000, policyDir: dir})
+	secret, _ := e.issue(billingReader(nil))
+	if r := rawCall(t, "/billing/raw/k", secret); r.status != 200 {
+		t.Fatalf("/billing/raw/k: %d %s", r.status, r.body)
+	}
+	for _, target := range []string{"/billing/./raw/k", "/billing//raw/k", "/billing/x/../raw/k"} {
+		before := len(e.upstream.targets())
+		if r := rawCall(t, target, secret); r.status != 403 || r.reason != "path_unclean" {
+			t.Errorf("%s after the clean spelling was allowed: %d %s, want 403 path_unclean", target, r.status, r.body)
+		}
+		if got := e.upstream.targets(); len(got) != before {
+			t.Errorf("%s reached the upstream: %v", target, got[before:])
+		}
+	}
+}
