@@ -150,8 +150,9 @@ func mustAllow(b *testing.B, res Result, cache string) {
 //     whole handler, so this must be well below.
 //   - uncached: decision cache off, token cache warm: the policy runs for
 //     every call. Target <= 25 µs.
-//   - miss: decision cache on, every call on a new path: a miss, the policy,
-//     and a decision-cache insert.
+//   - miss: decision cache on, every call from a new client address (the
+//     shipped policy reads it, not the path): a miss, the policy, and a
+//     decision-cache insert.
 //   - cold/tokens=N: decision cache off and a one-entry token cache, a random
 //     token of N per call: every call reads the bbolt file, decodes the
 //     record, builds its input term and runs the policy. The issue asks that
@@ -195,17 +196,21 @@ func BenchmarkAuthorize(b *testing.B) {
 
 	b.Run("miss", func(b *testing.B) {
 		g := newBenchGate(b, small, 100000, 0)
-		// A new path per call, built here like a request brings one: one
-		// of the allocations counted is this string.
-		c := benchCall(small.Secrets[0], "")
-		path := []byte("/billing/invoices/")
-		prefix := len(path)
+		// A new client address per call, built here like a request brings
+		// one: one of the allocations counted is this string.
+		c := benchCall(small.Secrets[0], "/billing/invoices")
+		ip := []byte("10.")
+		prefix := len(ip)
 		i := 0
 		b.ReportAllocs()
 		defer benchdata.MeasureCPU(b)()
 		for b.Loop() {
-			path = strconv.AppendInt(path[:prefix], int64(i), 10)
-			c.Request.Path = string(path)
+			ip = strconv.AppendInt(ip[:prefix], int64(i>>16&255), 10)
+			ip = append(ip, '.')
+			ip = strconv.AppendInt(ip, int64(i>>8&255), 10)
+			ip = append(ip, '.')
+			ip = strconv.AppendInt(ip, int64(i&255), 10)
+			c.Request.RemoteIP = string(ip)
 			mustAllow(b, g.Authorize(ctx, c), CacheMiss)
 			i++
 		}
