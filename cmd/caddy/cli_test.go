@@ -2,12 +2,14 @@ package main
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -159,10 +161,22 @@ func TestCLILifecycle(t *testing.T) {
 	// refuses everything.
 	policyDir := filepath.Join(dir, "candidate")
 	_ = os.MkdirAll(policyDir, 0o755)
-	_ = os.WriteFile(filepath.Join(policyDir, "gateway.rego"), []byte("package tokengate.gateway\ndecision := {\"allow\": false, \"reasons\": [\"maintenance\"]}\n"), 0o644)
-	stdout, _, err := p.CLI(t, nil, append([]string{"tokengate", "check", "--token-id", id, "--service", "api", "--policy", policyDir}, local...)...)
-	if err == nil || !strings.HasPrefix(stdout, "deny maintenance") {
-		t.Fatalf("check --policy: err %v, out %s", err, stdout)
+	_ = os.WriteFile(filepath.Join(policyDir, "gateway.rego"), []byte("package tokengate.gateway\nreasons contains \"maintenance\"\n"), 0o644)
+	stdout, stderr, err := p.CLI(t, nil, append([]string{"tokengate", "check", "--token-id", id, "--service", "api", "--policy", policyDir}, local...)...)
+	if exitCode(err) != 3 || !strings.HasPrefix(stdout, "deny maintenance") || strings.Contains(stderr, "Error") {
+		t.Fatalf("check --policy: err %v (want exit status 3), out %s, stderr %s", err, stdout, stderr)
+	}
+	// The candidate sees the input the gateway builds from the stored
+	// token, not a copy rebuilt from its API view.
+	_ = os.WriteFile(filepath.Join(policyDir, "gateway.rego"), []byte("package tokengate.gateway\nreasons contains concat(\"-\", [input.token.owner, input.token.purpose, input.route.service, input.request.path])\n"), 0o644)
+	if stdout, _, err := p.CLI(t, nil, append([]string{"tokengate", "check", "--token-id", id, "--service", "api", "--path", "/x", "--policy", policyDir}, local...)...); exitCode(err) != 3 || !strings.HasPrefix(stdout, "deny alice-cli test-api-/x") {
+		t.Fatalf("check --policy reading the input: err %v, out %s", err, stdout)
+	}
+	allowAll := filepath.Join(dir, "allow-all")
+	_ = os.MkdirAll(allowAll, 0o755)
+	_ = os.WriteFile(filepath.Join(allowAll, "gateway.rego"), []byte("package tokengate.gateway\nreasons := set()\n"), 0o644)
+	if out, _ := cli(nil, append([]string{"check", "--token-id", id, "--service", "api", "--policy", allowAll}, local...)...); !strings.HasPrefix(out, "allow") {
+		t.Fatalf("check --policy allow-all: %s", out)
 	}
 
 	newSecret, _ := cli(nil, append([]string{"rotate", id, "--grace", "1m"}, local...)...)
@@ -172,9 +186,14 @@ func TestCLILifecycle(t *testing.T) {
 			t.Fatalf("within grace: %d", status)
 		}
 	}
-	_, stderr := cli(nil, append([]string{"revoke", id, "--reason", "cli test done"}, local...)...)
+	_, stderr = cli(nil, append([]string{"revoke", id, "--reason", "cli test done"}, local...)...)
 	if !strings.Contains(stderr, "revoked") {
 		t.Fatalf("revoke: %s", stderr)
+	}
+	// No policy folder brings a revoked token back: liveness is decided
+	// before any policy runs.
+	if stdout, _, err := p.CLI(t, nil, append([]string{"tokengate", "check", "--token-id", id, "--service", "api", "--policy", allowAll}, local...)...); exitCode(err) != 3 || !strings.HasPrefix(stdout, "deny token_revoked") {
+		t.Fatalf("check --policy of a revoked token: err %v, out %s", err, stdout)
 	}
 	if status, body := get(t, gw+"rev", issued.Secret); status != 401 || !strings.Contains(body, "token_revoked") {
 		t.Fatalf("after revoke: %d %s", status, body)
@@ -232,6 +251,19 @@ func TestCLILifecycle(t *testing.T) {
 	if !strings.Contains(string(audit), `"msg":"token.claimed"`) {
 		t.Fatal("audit log lacks the management lines")
 	}
+}
+
+// exitCode is the exit status of a finished CLI call, -1 when it did not
+// run to an exit.
+func exitCode(err error) int {
+	if err == nil {
+		return 0
+	}
+	var exit *exec.ExitError
+	if errors.As(err, &exit) {
+		return exit.ExitCode()
+	}
+	return -1
 }
 
 func between(s, start, end string) string {

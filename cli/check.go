@@ -1,0 +1,178 @@
+package cli
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"strings"
+
+	caddycmd "github.com/caddyserver/caddy/v2/cmd"
+	"github.com/open-policy-agent/opa/v1/ast"
+	"github.com/spf13/cobra"
+
+	"github.com/tokengate/caddy-tokengate/api"
+	"github.com/tokengate/caddy-tokengate/internal/policy"
+)
+
+// exitDenied is the exit status of a check that answers deny, so that a
+// script can gate a rollout on it; a check that fails exits 1.
+const exitDenied = 3
+
+// denied ends a command with exitDenied. caddycmd.Main exits with the
+// status a Caddy CommandFunc returns, and that status reaches it only
+// through WrapCommandFuncForCobra.
+var denied = caddycmd.WrapCommandFuncForCobra(func(caddycmd.Flags) (int, error) { return exitDenied, nil })
+
+func checkCommand() *cobra.Command {
+	var c conn
+	var req api.CheckRequest
+	var policyDir string
+	cmd := &cobra.Command{
+		Use:   "check --token-id ID --service S [--method M] [--path P] [--ip IP] [--policy DIR]",
+		Short: "Dry-runs a gateway decision for a stored token (allow/deny with reasons)",
+		Long: `Dry-runs a gateway decision for a stored token and a described call,
+without using the token. With --policy, the decision comes from the .rego
+files in DIR instead of the running policy: try a policy change against
+real token metadata before rolling it out. Exits 3 on deny.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cl, err := c.client()
+			if err != nil {
+				return err
+			}
+			var res api.CheckResult
+			if policyDir == "" {
+				res, err = cl.Check(cmd.Context(), req)
+			} else {
+				res, err = checkWithPolicy(cmd.Context(), cl, req, policyDir)
+			}
+			if err != nil {
+				return err
+			}
+			if c.json {
+				return printJSON(res)
+			}
+			verdict := "deny"
+			if res.Allow {
+				verdict = "allow"
+			}
+			fmt.Fprintf(os.Stdout, "%s %s (policy %s)\n", verdict, show(strings.Join(res.Reasons, " ")), show(res.PolicyRev))
+			if !res.Allow {
+				// A deny is an answer, not an error to print again.
+				cmd.SilenceErrors = true
+				return denied(cmd, nil)
+			}
+			return nil
+		},
+	}
+	c.register(cmd, true)
+	cmd.Flags().StringVar(&req.TokenID, "token-id", "", "token to check (required)")
+	cmd.Flags().StringVar(&req.Service, "service", "", "service of the route (required)")
+	cmd.Flags().StringVar(&req.Method, "method", "GET", "HTTP method")
+	cmd.Flags().StringVar(&req.Path, "path", "/", "request path")
+	cmd.Flags().StringVar(&req.Host, "host", "", "request host")
+	cmd.Flags().StringVar(&req.IP, "ip", "", "client IP address")
+	cmd.Flags().StringVar(&policyDir, "policy", "", "evaluate with the policies in this folder instead of the running ones")
+	return cmd
+}
+
+// checkWithPolicy evaluates the policy folder dir on the input the
+// gateway builds for the stored token and the described call. The server
+// builds that input with the gateway's own code, so the local decision
+// sees every field the running policy sees, however the input grows.
+func checkWithPolicy(ctx context.Context, cl *api.Client, req api.CheckRequest, dir string) (api.CheckResult, error) {
+	engine, err := policy.NewEngine(os.DirFS(dir))
+	if err != nil {
+		return api.CheckResult{}, fmt.Errorf("loading policy %s: %v", dir, err)
+	}
+	req.WithInput = true
+	res, err := cl.Check(ctx, req)
+	if err != nil {
+		return api.CheckResult{}, err
+	}
+	if res.Input == nil {
+		// The token is dead (revoked, expired, used up): that is decided
+		// before any policy runs, whichever folder it comes from.
+		return api.CheckResult{Reasons: res.Reasons, PolicyRev: engine.Revision()}, nil
+	}
+	input, err := ast.ValueFromReader(bytes.NewReader(res.Input))
+	if err != nil {
+		return api.CheckResult{}, fmt.Errorf("reading the policy input from the server: %v", err)
+	}
+	d, err := engine.Decide(ctx, policy.GatewayQuery, input)
+	if err != nil {
+		return api.CheckResult{}, err
+	}
+	reasons := d.Reasons
+	if reasons == nil {
+		reasons = []string{}
+	}
+	return api.CheckResult{Allow: d.Allow, Reasons: reasons, Scope: d.Scope, PolicyRev: d.Revision}, nil
+}
+
+func reportCommand() *cobra.Command {
+	var c conn
+	var unusedDays int
+	cmd := &cobra.Command{
+		Use:   "report [--unused-days N]",
+		Short: "Prints the token hygiene report",
+		Args:  cobra.NoArgs,
+		RunE: call(&c, func(ctx context.Context, cl *api.Client, _ []string) (api.Report, error) {
+			return cl.Report(ctx, unusedDays)
+		}, func(rep api.Report, _ []string) error {
+			fmt.Fprintf(os.Stdout, "live tokens: %d\n", rep.LiveTokens)
+			for _, section := range []struct {
+				title string
+				items []api.ReportItem
+			}{
+				{"expiring within 7 days", rep.ExpiringSoon},
+				{"never used", rep.NeverUsed},
+				{fmt.Sprintf("unused for %d days", unusedDays), rep.Unused},
+				{"write scope without CIDR binding", rep.WriteWithoutCIDR},
+				{"lifetime over 30 days", rep.LongLived},
+				{"scopes granted but never exercised", rep.UnusedScopes},
+			} {
+				fmt.Fprintf(os.Stdout, "\n%s: %d\n", section.title, len(section.items))
+				for _, it := range section.items {
+					fmt.Fprintf(os.Stdout, "  %s  %s  %s  %s%s\n", show(it.TokenID), show(it.Owner), show(it.Purpose), show(it.Detail), showList(it.Scopes))
+				}
+			}
+			return nil
+		}),
+	}
+	c.register(cmd, true)
+	cmd.Flags().IntVar(&unusedDays, "unused-days", 30, "days without use that count as unused")
+	return cmd
+}
+
+func policyTestCommand() *cobra.Command {
+	return &cobra.Command{
+		Use:   "policy-test [DIR]",
+		Short: "Runs the Rego tests (*_test.rego) in DIR (default ./policies) with OPA's test runner",
+		Args:  cobra.MaximumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			dir := "policies"
+			if len(args) == 1 {
+				dir = args[0]
+			}
+			results, err := policy.RunTests(cmd.Context(), os.DirFS(dir))
+			if err != nil {
+				return err
+			}
+			failed := 0
+			for _, r := range results {
+				status := "PASS"
+				if !r.Passed {
+					status, failed = "FAIL", failed+1
+				}
+				fmt.Fprintf(os.Stdout, "%s %s %s\n", status, r.Name, r.Detail)
+			}
+			fmt.Fprintf(os.Stdout, "%d passed, %d failed\n", len(results)-failed, failed)
+			if failed > 0 || len(results) == 0 {
+				return fmt.Errorf("%d of %d policy tests failed", failed, len(results))
+			}
+			return nil
+		},
+	}
+}

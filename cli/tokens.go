@@ -1,0 +1,191 @@
+package cli
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/tokengate/caddy-tokengate/api"
+)
+
+// specFlags describe a token, for issue and request.
+type specFlags struct {
+	owner, purpose, ttl, notBefore string
+	scopes, services, cidrs        []string
+	maxUses                        int64
+}
+
+func (s *specFlags) register(cmd *cobra.Command) {
+	cmd.Flags().StringVar(&s.owner, "owner", "", "who holds the token (required)")
+	cmd.Flags().StringVar(&s.purpose, "purpose", "", "what the token is for (required)")
+	cmd.Flags().StringArrayVar(&s.scopes, "scope", nil, "scope such as billing:read (repeatable)")
+	cmd.Flags().StringArrayVar(&s.services, "service", nil, "service the token is bound to (repeatable)")
+	cmd.Flags().StringArrayVar(&s.cidrs, "cidr", nil, "client address range such as 10.0.0.0/8 (repeatable)")
+	cmd.Flags().StringVar(&s.ttl, "ttl", "1h", "lifetime, such as 30m or 24h")
+	cmd.Flags().StringVar(&s.notBefore, "not-before", "", "start of validity, RFC 3339 (default now)")
+	cmd.Flags().Int64Var(&s.maxUses, "max-uses", 0, "number of calls allowed, 0 for unlimited")
+}
+
+func (s *specFlags) spec() (api.TokenSpec, error) {
+	spec := api.TokenSpec{Owner: s.owner, Purpose: s.purpose, Scopes: s.scopes, Services: s.services,
+		CIDRs: s.cidrs, TTL: s.ttl, MaxUses: s.maxUses}
+	if s.notBefore != "" {
+		nb, err := time.Parse(time.RFC3339, s.notBefore)
+		if err != nil {
+			return spec, fmt.Errorf("--not-before %q is not an RFC 3339 time such as 2026-01-02T15:04:05Z", s.notBefore)
+		}
+		spec.NotBefore = &nb
+	}
+	return spec, nil
+}
+
+func bootstrapCommand() *cobra.Command {
+	var c conn
+	var req api.BootstrapRequest
+	cmd := &cobra.Command{
+		Use:   "bootstrap --requester NAME --approver NAME",
+		Short: "Creates the first two management tokens, for two different people (local only, once)",
+		Args:  cobra.NoArgs,
+		RunE: call(&c, func(ctx context.Context, cl *api.Client, _ []string) (api.BootstrapResult, error) {
+			return cl.Bootstrap(ctx, req)
+		}, func(res api.BootstrapResult, _ []string) error {
+			for _, t := range res.Tokens {
+				fmt.Fprintln(os.Stdout, t.Secret)
+				describe("management token", t.Token)
+			}
+			fmt.Fprintln(os.Stderr, "Hand each secret to its owner only; they are shown only once.")
+			return nil
+		}),
+	}
+	c.register(cmd, false)
+	cmd.Flags().StringVar(&req.Requester, "requester", "", "person who will ask for tokens")
+	cmd.Flags().StringVar(&req.Approver, "approver", "", "person who will approve them")
+	cmd.Flags().StringVar(&req.TTL, "ttl", "", "lifetime of the two tokens (default max_ttl)")
+	return cmd
+}
+
+func issueCommand() *cobra.Command {
+	var c conn
+	var spec specFlags
+	cmd := &cobra.Command{
+		Use:   "issue --owner NAME --purpose TEXT --scope S --service S [--ttl D]",
+		Short: "Issues a token on the local node and prints its secret once",
+		Args:  cobra.NoArgs,
+		RunE: call(&c, func(ctx context.Context, cl *api.Client, _ []string) (api.IssuedToken, error) {
+			s, err := spec.spec()
+			if err != nil {
+				return api.IssuedToken{}, err
+			}
+			return cl.Issue(ctx, s)
+		}, func(issued api.IssuedToken, _ []string) error {
+			return printSecret(issued, "issued")
+		}),
+	}
+	c.register(cmd, false)
+	spec.register(cmd)
+	return cmd
+}
+
+func listCommand() *cobra.Command {
+	var c conn
+	var filter api.TokenFilter
+	var requests bool
+	cmd := &cobra.Command{
+		Use:   "list [--owner NAME] [--service NAME] [--state STATE] [--requests]",
+		Short: "Lists tokens (never their secrets), or with --requests, token requests",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if requests {
+				return call(&c, func(ctx context.Context, cl *api.Client, _ []string) ([]api.RequestView, error) {
+					return cl.ListRequests(ctx, filter.State)
+				}, func(reqs []api.RequestView, _ []string) error {
+					return printRequests(os.Stdout, reqs)
+				})(cmd, args)
+			}
+			return call(&c, func(ctx context.Context, cl *api.Client, _ []string) ([]api.TokenView, error) {
+				return cl.ListTokens(ctx, filter)
+			}, func(toks []api.TokenView, _ []string) error {
+				return printTokens(os.Stdout, toks)
+			})(cmd, args)
+		},
+	}
+	c.register(cmd, true)
+	cmd.Flags().StringVar(&filter.Owner, "owner", "", "only tokens of this owner")
+	cmd.Flags().StringVar(&filter.Service, "service", "", "only tokens bound to this service")
+	cmd.Flags().StringVar(&filter.State, "state", "", "only this state: active, pending, rotating, rotated, revoked, expired, exhausted (requests: pending, approved, lapsed, denied, claimed)")
+	cmd.Flags().BoolVar(&requests, "requests", false, "list token requests instead of tokens (management API)")
+	return cmd
+}
+
+// printTokens writes the inventory as a table, every cell escaped.
+func printTokens(w io.Writer, toks []api.TokenView) error {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "ID\tSTATE\tOWNER\tSCOPES\tSERVICES\tEXPIRES\tUSES\tPURPOSE")
+	for _, t := range toks {
+		uses := fmt.Sprint(t.Uses)
+		if t.MaxUses > 0 {
+			uses += fmt.Sprintf("/%d", t.MaxUses)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", show(t.ID), show(t.State), show(t.Owner), showList(t.Scopes),
+			showList(t.Services), t.ExpiresAt.Format(time.RFC3339), uses, show(t.Purpose))
+	}
+	return tw.Flush()
+}
+
+func showCommand() *cobra.Command {
+	var c conn
+	cmd := &cobra.Command{
+		Use:   "show TOKEN_ID",
+		Short: "Shows one token as JSON (never its secret)",
+		Args:  cobra.ExactArgs(1),
+		RunE: call(&c, func(ctx context.Context, cl *api.Client, args []string) (api.TokenView, error) {
+			return cl.GetToken(ctx, args[0])
+		}, func(t api.TokenView, _ []string) error {
+			return printJSON(t)
+		}),
+	}
+	c.register(cmd, true)
+	return cmd
+}
+
+func revokeCommand() *cobra.Command {
+	var c conn
+	var reason string
+	cmd := &cobra.Command{
+		Use:   "revoke TOKEN_ID --reason TEXT",
+		Short: "Revokes a token at once",
+		Args:  cobra.ExactArgs(1),
+		RunE: call(&c, func(ctx context.Context, cl *api.Client, args []string) (api.TokenView, error) {
+			return cl.Revoke(ctx, args[0], reason)
+		}, func(t api.TokenView, _ []string) error {
+			fmt.Fprintf(os.Stderr, "revoked %s (%s): %s\n", show(t.ID), show(t.Owner), show(t.RevokeReason))
+			return nil
+		}),
+	}
+	c.register(cmd, true)
+	cmd.Flags().StringVar(&reason, "reason", "", "why the token is revoked (required)")
+	return cmd
+}
+
+func rotateCommand() *cobra.Command {
+	var c conn
+	var grace string
+	cmd := &cobra.Command{
+		Use:   "rotate TOKEN_ID [--grace D]",
+		Short: "Issues a successor secret; the old one works until the grace ends",
+		Args:  cobra.ExactArgs(1),
+		RunE: call(&c, func(ctx context.Context, cl *api.Client, args []string) (api.IssuedToken, error) {
+			return cl.Rotate(ctx, args[0], grace)
+		}, func(issued api.IssuedToken, args []string) error {
+			return printSecret(issued, "rotated "+show(args[0])+" to")
+		}),
+	}
+	c.register(cmd, true)
+	cmd.Flags().StringVar(&grace, "grace", "10m", "how long the old secret keeps working")
+	return cmd
+}
