@@ -112,36 +112,33 @@ func checkWithPolicy(ctx context.Context, cl *api.Client, req api.CheckRequest, 
 }
 
 func reportCommand() *cobra.Command {
-	var c conn
 	var unusedDays int
-	cmd := &cobra.Command{
+	cmd := command(&cobra.Command{
 		Use:   "report [--unused-days N]",
 		Short: "Prints the token hygiene report",
 		Args:  cobra.NoArgs,
-		RunE: call(&c, func(ctx context.Context, cl *api.Client, _ []string) (api.Report, error) {
-			return cl.Report(ctx, unusedDays)
-		}, func(rep api.Report, _ []string) error {
-			fmt.Fprintf(os.Stdout, "live tokens: %d\n", rep.LiveTokens)
-			for _, section := range []struct {
-				title string
-				items []api.ReportItem
-			}{
-				{"expiring within 7 days", rep.ExpiringSoon},
-				{"never used", rep.NeverUsed},
-				{fmt.Sprintf("unused for %d days", unusedDays), rep.Unused},
-				{"write scope without CIDR binding", rep.WriteWithoutCIDR},
-				{"lifetime over 30 days", rep.LongLived},
-				{"scopes granted but never exercised", rep.UnusedScopes},
-			} {
-				fmt.Fprintf(os.Stdout, "\n%s: %d\n", section.title, len(section.items))
-				for _, it := range section.items {
-					fmt.Fprintf(os.Stdout, "  %s  %s  %s  %s%s\n", show(it.TokenID), show(it.Owner), show(it.Purpose), show(it.Detail), showList(it.Scopes))
-				}
+	}, true, func(ctx context.Context, cl *api.Client, _ []string) (api.Report, error) {
+		return cl.Report(ctx, unusedDays)
+	}, func(rep api.Report, _ []string) error {
+		fmt.Fprintf(os.Stdout, "live tokens: %d\n", rep.LiveTokens)
+		for _, section := range []struct {
+			title string
+			items []api.ReportItem
+		}{
+			{"expiring within 7 days", rep.ExpiringSoon},
+			{"never used", rep.NeverUsed},
+			{fmt.Sprintf("unused for %d days", unusedDays), rep.Unused},
+			{"write scope without CIDR binding", rep.WriteWithoutCIDR},
+			{"lifetime over 30 days", rep.LongLived},
+			{"scopes granted but never exercised", rep.UnusedScopes},
+		} {
+			fmt.Fprintf(os.Stdout, "\n%s: %d\n", section.title, len(section.items))
+			for _, it := range section.items {
+				fmt.Fprintf(os.Stdout, "  %s  %s  %s  %s%s\n", show(it.TokenID), show(it.Owner), show(it.Purpose), show(it.Detail), showList(it.Scopes))
 			}
-			return nil
-		}),
-	}
-	c.register(cmd, true)
+		}
+		return nil
+	})
 	cmd.Flags().IntVar(&unusedDays, "unused-days", 30, "days without use that count as unused")
 	return cmd
 }

@@ -142,6 +142,15 @@ func call[T any](c *conn, do func(context.Context, *api.Client, []string) (T, er
 	}
 }
 
+// command completes cmd as one API call with its own endpoint flags
+// (--api too when remote).
+func command[T any](cmd *cobra.Command, remote bool, do func(context.Context, *api.Client, []string) (T, error), text func(T, []string) error) *cobra.Command {
+	c := new(conn)
+	cmd.RunE = call(c, do, text)
+	c.register(cmd, remote)
+	return cmd
+}
+
 // Everything the CLI prints comes from the API, and so from whoever typed
 // it: an owner, a purpose, a reason. The server refuses control and bidi
 // characters in new input, but older records or another server may hold

@@ -14,70 +14,60 @@ import (
 )
 
 func requestCommand() *cobra.Command {
-	var c conn
 	var spec specFlags
-	cmd := &cobra.Command{
+	cmd := command(&cobra.Command{
 		Use:   "request --owner NAME --purpose TEXT --scope S --service S [--ttl D]",
 		Short: "Asks for a token; prints the secret if policy approves at once",
 		Args:  cobra.NoArgs,
-		RunE: call(&c, func(ctx context.Context, cl *api.Client, _ []string) (api.RequestOutcome, error) {
-			s, err := spec.spec()
-			if err != nil {
-				return api.RequestOutcome{}, err
-			}
-			return cl.Request(ctx, s)
-		}, func(out api.RequestOutcome, _ []string) error {
-			if out.Secret != "" && out.Token != nil {
-				return printSecret(api.IssuedToken{Secret: out.Secret, Token: *out.Token}, "approved at once by policy: issued")
-			}
-			fmt.Fprintf(os.Stderr, "request %s is %s; another person must approve it, then run: caddy tokengate claim %s\n", show(out.Request.ID), show(out.Request.Status), show(out.Request.ID))
-			return nil
-		}),
-	}
-	c.register(cmd, true)
+	}, true, func(ctx context.Context, cl *api.Client, _ []string) (api.RequestOutcome, error) {
+		s, err := spec.spec()
+		if err != nil {
+			return api.RequestOutcome{}, err
+		}
+		return cl.Request(ctx, s)
+	}, func(out api.RequestOutcome, _ []string) error {
+		if out.Secret != "" && out.Token != nil {
+			return printSecret(api.IssuedToken{Secret: out.Secret, Token: *out.Token}, "approved at once by policy: issued")
+		}
+		fmt.Fprintf(os.Stderr, "request %s is %s; another person must approve it, then run: caddy tokengate claim %s\n", show(out.Request.ID), show(out.Request.Status), show(out.Request.ID))
+		return nil
+	})
 	spec.register(cmd)
 	return cmd
 }
 
 func decideCommand(verb string) *cobra.Command {
-	var c conn
 	var reason string
-	cmd := &cobra.Command{
+	cmd := command(&cobra.Command{
 		Use:   verb + " REQUEST_ID [--reason TEXT]",
 		Short: strings.ToUpper(verb[:1]) + verb[1:] + "s someone else's token request",
 		Args:  cobra.ExactArgs(1),
-		RunE: call(&c, func(ctx context.Context, cl *api.Client, args []string) (api.RequestOutcome, error) {
-			if verb == "approve" {
-				return cl.Approve(ctx, args[0], reason)
-			}
-			return cl.Deny(ctx, args[0], reason)
-		}, func(out api.RequestOutcome, _ []string) error {
-			fmt.Fprintf(os.Stderr, "request %s is %s\n", show(out.Request.ID), show(out.Request.Status))
-			return nil
-		}),
-	}
-	c.register(cmd, true)
+	}, true, func(ctx context.Context, cl *api.Client, args []string) (api.RequestOutcome, error) {
+		if verb == "approve" {
+			return cl.Approve(ctx, args[0], reason)
+		}
+		return cl.Deny(ctx, args[0], reason)
+	}, func(out api.RequestOutcome, _ []string) error {
+		fmt.Fprintf(os.Stderr, "request %s is %s\n", show(out.Request.ID), show(out.Request.Status))
+		return nil
+	})
 	cmd.Flags().StringVar(&reason, "reason", "", "why")
 	return cmd
 }
 
 func claimCommand() *cobra.Command {
-	var c conn
-	cmd := &cobra.Command{
+	return command(&cobra.Command{
 		Use:   "claim REQUEST_ID",
 		Short: "Takes the secret of your approved request, once",
 		Args:  cobra.ExactArgs(1),
-		RunE: call(&c, func(ctx context.Context, cl *api.Client, args []string) (api.RequestOutcome, error) {
-			return cl.Claim(ctx, args[0])
-		}, func(out api.RequestOutcome, _ []string) error {
-			if out.Token == nil {
-				return fmt.Errorf("the answer to claim %s holds no token", show(out.Request.ID))
-			}
-			return printSecret(api.IssuedToken{Secret: out.Secret, Token: *out.Token}, "claimed")
-		}),
-	}
-	c.register(cmd, true)
-	return cmd
+	}, true, func(ctx context.Context, cl *api.Client, args []string) (api.RequestOutcome, error) {
+		return cl.Claim(ctx, args[0])
+	}, func(out api.RequestOutcome, _ []string) error {
+		if out.Token == nil {
+			return fmt.Errorf("the answer to claim %s holds no token", show(out.Request.ID))
+		}
+		return printSecret(api.IssuedToken{Secret: out.Secret, Token: *out.Token}, "claimed")
+	})
 }
 
 // printRequests writes token requests as a table, every cell escaped: this

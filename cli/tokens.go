@@ -45,24 +45,21 @@ func (s *specFlags) spec() (api.TokenSpec, error) {
 }
 
 func bootstrapCommand() *cobra.Command {
-	var c conn
 	var req api.BootstrapRequest
-	cmd := &cobra.Command{
+	cmd := command(&cobra.Command{
 		Use:   "bootstrap --requester NAME --approver NAME",
 		Short: "Creates the first two management tokens, for two different people (local only, once)",
 		Args:  cobra.NoArgs,
-		RunE: call(&c, func(ctx context.Context, cl *api.Client, _ []string) (api.BootstrapResult, error) {
-			return cl.Bootstrap(ctx, req)
-		}, func(res api.BootstrapResult, _ []string) error {
-			for _, t := range res.Tokens {
-				fmt.Fprintln(os.Stdout, t.Secret)
-				describe("management token", t.Token)
-			}
-			fmt.Fprintln(os.Stderr, "Hand each secret to its owner only; they are shown only once.")
-			return nil
-		}),
-	}
-	c.register(cmd, false)
+	}, false, func(ctx context.Context, cl *api.Client, _ []string) (api.BootstrapResult, error) {
+		return cl.Bootstrap(ctx, req)
+	}, func(res api.BootstrapResult, _ []string) error {
+		for _, t := range res.Tokens {
+			fmt.Fprintln(os.Stdout, t.Secret)
+			describe("management token", t.Token)
+		}
+		fmt.Fprintln(os.Stderr, "Hand each secret to its owner only; they are shown only once.")
+		return nil
+	})
 	cmd.Flags().StringVar(&req.Requester, "requester", "", "person who will ask for tokens")
 	cmd.Flags().StringVar(&req.Approver, "approver", "", "person who will approve them")
 	cmd.Flags().StringVar(&req.TTL, "ttl", "", "lifetime of the two tokens (default max_ttl)")
@@ -70,23 +67,20 @@ func bootstrapCommand() *cobra.Command {
 }
 
 func issueCommand() *cobra.Command {
-	var c conn
 	var spec specFlags
-	cmd := &cobra.Command{
+	cmd := command(&cobra.Command{
 		Use:   "issue --owner NAME --purpose TEXT --scope S --service S [--ttl D]",
 		Short: "Issues a token on the local node and prints its secret once",
 		Args:  cobra.NoArgs,
-		RunE: call(&c, func(ctx context.Context, cl *api.Client, _ []string) (api.IssuedToken, error) {
-			s, err := spec.spec()
-			if err != nil {
-				return api.IssuedToken{}, err
-			}
-			return cl.Issue(ctx, s)
-		}, func(issued api.IssuedToken, _ []string) error {
-			return printSecret(issued, "issued")
-		}),
-	}
-	c.register(cmd, false)
+	}, false, func(ctx context.Context, cl *api.Client, _ []string) (api.IssuedToken, error) {
+		s, err := spec.spec()
+		if err != nil {
+			return api.IssuedToken{}, err
+		}
+		return cl.Issue(ctx, s)
+	}, func(issued api.IssuedToken, _ []string) error {
+		return printSecret(issued, "issued")
+	})
 	spec.register(cmd)
 	return cmd
 }
@@ -138,54 +132,44 @@ func printTokens(w io.Writer, toks []api.TokenView) error {
 }
 
 func showCommand() *cobra.Command {
-	var c conn
-	cmd := &cobra.Command{
+	return command(&cobra.Command{
 		Use:   "show TOKEN_ID",
 		Short: "Shows one token as JSON (never its secret)",
 		Args:  cobra.ExactArgs(1),
-		RunE: call(&c, func(ctx context.Context, cl *api.Client, args []string) (api.TokenView, error) {
-			return cl.GetToken(ctx, args[0])
-		}, func(t api.TokenView, _ []string) error {
-			return printJSON(t)
-		}),
-	}
-	c.register(cmd, true)
-	return cmd
+	}, true, func(ctx context.Context, cl *api.Client, args []string) (api.TokenView, error) {
+		return cl.GetToken(ctx, args[0])
+	}, func(t api.TokenView, _ []string) error {
+		return printJSON(t)
+	})
 }
 
 func revokeCommand() *cobra.Command {
-	var c conn
 	var reason string
-	cmd := &cobra.Command{
+	cmd := command(&cobra.Command{
 		Use:   "revoke TOKEN_ID --reason TEXT",
 		Short: "Revokes a token at once",
 		Args:  cobra.ExactArgs(1),
-		RunE: call(&c, func(ctx context.Context, cl *api.Client, args []string) (api.TokenView, error) {
-			return cl.Revoke(ctx, args[0], reason)
-		}, func(t api.TokenView, _ []string) error {
-			fmt.Fprintf(os.Stderr, "revoked %s (%s): %s\n", show(t.ID), show(t.Owner), show(t.RevokeReason))
-			return nil
-		}),
-	}
-	c.register(cmd, true)
+	}, true, func(ctx context.Context, cl *api.Client, args []string) (api.TokenView, error) {
+		return cl.Revoke(ctx, args[0], reason)
+	}, func(t api.TokenView, _ []string) error {
+		fmt.Fprintf(os.Stderr, "revoked %s (%s): %s\n", show(t.ID), show(t.Owner), show(t.RevokeReason))
+		return nil
+	})
 	cmd.Flags().StringVar(&reason, "reason", "", "why the token is revoked (required)")
 	return cmd
 }
 
 func rotateCommand() *cobra.Command {
-	var c conn
 	var grace string
-	cmd := &cobra.Command{
+	cmd := command(&cobra.Command{
 		Use:   "rotate TOKEN_ID [--grace D]",
 		Short: "Issues a successor secret; the old one works until the grace ends",
 		Args:  cobra.ExactArgs(1),
-		RunE: call(&c, func(ctx context.Context, cl *api.Client, args []string) (api.IssuedToken, error) {
-			return cl.Rotate(ctx, args[0], grace)
-		}, func(issued api.IssuedToken, args []string) error {
-			return printSecret(issued, "rotated "+show(args[0])+" to")
-		}),
-	}
-	c.register(cmd, true)
+	}, true, func(ctx context.Context, cl *api.Client, args []string) (api.IssuedToken, error) {
+		return cl.Rotate(ctx, args[0], grace)
+	}, func(issued api.IssuedToken, args []string) error {
+		return printSecret(issued, "rotated "+show(args[0])+" to")
+	})
 	cmd.Flags().StringVar(&grace, "grace", "10m", "how long the old secret keeps working")
 	return cmd
 }
