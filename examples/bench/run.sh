@@ -9,6 +9,7 @@
 #   PIN=1 examples/bench/run.sh          # servers on CPU 0, client on CPU 1
 #   ROUNDS=0 RATE_ROUNDS=5 examples/bench/run.sh   # only the fixed-rate stage
 #   WORKLOAD=single examples/bench/run.sh          # one token, one path (a cache benchmark)
+#   REV=39726e4 examples/bench/run.sh               # tokengate as built from another commit
 #
 # Needs: go, curl. Everything listens on 127.0.0.1, on ports free when the
 # run starts.
@@ -36,7 +37,14 @@ done
 
 # --- build ------------------------------------------------------------------
 echo "building caddy, upstream, seed, loadgen, opa (go.mod's tool)" >&2
-go build -o "$WORK/bin/caddy" ./cmd/caddy
+SRC=$REPO
+if [ -n "${REV:-}" ]; then
+	SRC=$WORK/src
+	mkdir -p "$SRC"
+	git archive "$REV" | tar -x -C "$SRC"
+fi
+(cd "$SRC" && go build -o "$WORK/bin/caddy" ./cmd/caddy)
+TREE=$(git rev-parse --short "${REV:-HEAD}")
 go build -o "$WORK/bin/upstream" ./examples/bench/upstream
 go build -o "$WORK/bin/seed" ./examples/bench/seed
 go build -o "$WORK/bin/loadgen" ./examples/bench/loadgen
@@ -327,7 +335,7 @@ fi
 # --- report -------------------------------------------------------------------
 {
 	echo
-	echo "tree: $(git -C "$REPO" rev-parse --short HEAD)$(git -C "$REPO" diff --quiet HEAD -- . ':!examples/bench' ':!BENCHMARKS.md' || echo ' plus uncommitted changes'), OPA $OPA_VERSION"
+	echo "tree: $TREE$([ -z "${REV:-}" ] && ! git -C "$REPO" diff --quiet HEAD -- . ':!examples/bench' ':!BENCHMARKS.md' && echo ' plus uncommitted changes'), OPA $OPA_VERSION"
 	echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), kernel $(uname -r), $(go version | cut -d' ' -f3), load average before the runs: $LOAD_BEFORE, after: $(cut -d' ' -f1-3 /proc/loadavg)${PIN:+, servers pinned to CPU 0 and loadgen to CPU 1}"
 	if [ "$WORKLOAD" = mix ]; then
 		echo "workload: the realistic mix: $TOKENS tokens (Zipf s=$ZIPF_S popularity, a quarter read-only, 5 bound to CIDRs), /demo/items/<1..1000000>, $METHODS, $UNKNOWN_PCT% never-issued secrets"
