@@ -268,6 +268,7 @@ func (a *App) Start() error {
 		watches = append(watches, audit.NewFileWatch(path, a.audit.Health()))
 	}
 	a.goRun(func() { a.watchAudit(ctx, watches) })
+	a.goRun(func() { metrics.census.runCensus(ctx, a.store, a.now, a.logger) })
 	return nil
 }
 

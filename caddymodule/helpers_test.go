@@ -18,7 +18,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddytest"
+	"github.com/caddyserver/certmagic"
 	"github.com/open-policy-agent/opa/v1/rego"
 
 	"github.com/tokengate/caddy-tokengate/internal/audit"
@@ -76,6 +78,12 @@ func isolateHome() (cleanup func()) {
 	for _, v := range []string{"HOME", "XDG_DATA_HOME", "XDG_CONFIG_HOME", "XDG_CACHE_HOME", "XDG_STATE_HOME"} {
 		os.Setenv(v, filepath.Join(dir, strings.ToLower(v)))
 	}
+	// Caddy computes these two from the environment when its package
+	// initialises, before TestMain runs: without resetting them, the
+	// autosaved config and Caddy's storage (instance id, locks, the
+	// local CA) still land in the real user's folders.
+	caddy.ConfigAutosavePath = filepath.Join(caddy.AppConfigDir(), "autosave.json")
+	caddy.DefaultStorage = &certmagic.FileStorage{Path: caddy.AppDataDir()}
 	return func() { os.RemoveAll(dir) }
 }
 

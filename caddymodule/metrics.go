@@ -21,6 +21,9 @@ import (
 //	tokengate_invalidations_total{source}          cache drops: local (a change made through this node), notify (a change notification from the shared store), reset (the whole cache)
 //	tokengate_invalidation_lag_seconds{source}     for revocations: from the revoked_at the revoking node recorded to this node dropping the token
 //
+// and the gauges of metrics_census.go (tokens by state, expiring soon,
+// pending requests, decisions by service, build info).
+//
 // Label values come from fixed sets: reason is one of the known codes or
 // "other" (a custom policy may invent any code), so no token id, path or
 // other request data ever becomes a label. The collectors are built once
@@ -47,6 +50,9 @@ type tokengateMetrics struct {
 	cacheHit       prometheus.Counter
 	cacheMiss      prometheus.Counter
 	storeOps       map[string]prometheus.Observer
+
+	// The gauges from the store, decisions by service, build info.
+	census *censusMetrics
 }
 
 func newMetrics() *tokengateMetrics {
@@ -82,6 +88,7 @@ func newMetrics() *tokengateMetrics {
 		denied:   map[string]prometheus.Counter{},
 		failed:   map[string]prometheus.Counter{},
 		storeOps: map[string]prometheus.Observer{},
+		census:   newCensusMetrics(),
 	}
 	m.allowed = m.decisions.WithLabelValues(gateway.Allow, "none")
 	// Every built-in code is its own label value: refusals under deny,
@@ -110,7 +117,7 @@ func newMetrics() *tokengateMetrics {
 // are registered again for every config; Caddy gives each config a new
 // registry, and a registry that already has them is fine.
 func (m *tokengateMetrics) register(reg *prometheus.Registry) error {
-	for _, c := range []prometheus.Collector{m.decisions, m.cache, m.policyEval, m.storeTime, m.invalidations, m.invalidationLag} {
+	for _, c := range append([]prometheus.Collector{m.decisions, m.cache, m.policyEval, m.storeTime, m.invalidations, m.invalidationLag}, m.census.collectors()...) {
 		if err := reg.Register(c); err != nil && !errors.As(err, new(prometheus.AlreadyRegisteredError)) {
 			return err
 		}
@@ -118,8 +125,9 @@ func (m *tokengateMetrics) register(reg *prometheus.Registry) error {
 	return nil
 }
 
-// decision counts one gateway call.
-func (m *tokengateMetrics) decision(res *gateway.Result) {
+// decision counts one gateway call on a route of service.
+func (m *tokengateMetrics) decision(service string, res *gateway.Result) {
+	m.census.forService(service).count(res.Outcome)
 	switch res.Cache {
 	case gateway.CacheHit:
 		m.cacheHit.Inc()

@@ -190,7 +190,7 @@ func TestDecisionMetricReasons(t *testing.T) {
 		{Outcome: gateway.Error, Reasons: []string{reason.StoreUnavailable}, Cache: gateway.CacheNone},
 		{Outcome: gateway.Allow, Cache: gateway.CacheHit},
 	} {
-		m.decision(&res)
+		m.decision("billing", &res)
 	}
 	for labels, want := range map[[2]string]float64{
 		{gateway.Deny, "service_not_bound"}:      1,

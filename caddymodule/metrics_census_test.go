@@ -1,0 +1,227 @@
+package caddymodule
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os/exec"
+	"runtime/debug"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/tokengate/caddy-tokengate/internal/gateway"
+	"github.com/tokengate/caddy-tokengate/store"
+)
+
+// TestCensusGauges runs tokens into every common state through the real
+// admin endpoint and management API, and reads Caddy's /metrics: the
+// gauges count the store (tokens by state, expiring within 7 days,
+// requests waiting), decisions are counted by service, and promtool finds
+// nothing wrong with them.
+func TestCensusGauges(t *testing.T) {
+	old := censusInterval.Load()
+	censusInterval.Store(int64(20 * time.Millisecond))
+	t.Cleanup(func() { censusInterval.Store(old) })
+	e := newEnv(t, envOptions{})
+	before := scrape(t)
+
+	e.bootstrap() // two management tokens, active
+	active, _ := e.issue(billingReader(nil))
+	_, revoked := e.issue(billingReader(nil))
+	if status, body := e.admin("POST", "/tokengate/tokens/"+revoked+"/revoke", map[string]string{"reason": "census test"}); status != 200 {
+		t.Fatalf("revoke: %d %s", status, body)
+	}
+	_, rotated := e.issue(billingReader(nil))
+	if status, body := e.admin("POST", "/tokengate/tokens/"+rotated+"/rotate", map[string]string{"grace": "10m"}); status != http.StatusCreated {
+		t.Fatalf("rotate: %d %s", status, body)
+	}
+	e.issue(billingReader(map[string]any{"not_before": fakeClock.Now().Add(30 * time.Minute)}))
+	if status, body := e.mgmt(e.requester, "POST", "/v1/requests", map[string]any{
+		"owner": "etl", "purpose": "nightly load", "scopes": []string{"billing:write"},
+		"services": []string{"billing"}, "ttl": "24h",
+	}); status != http.StatusAccepted {
+		t.Fatalf("request: %d %s", status, body)
+	}
+
+	call(t, "GET", gateURL+"/billing/a", bearer(active)...)
+	call(t, "GET", gateURL+"/billing/b", bearer(active)...)
+	call(t, "POST", gateURL+"/billing/a", bearer(active)...) // scope_missing
+	call(t, "GET", gateURL+"/search/a")                      // token_missing
+
+	// The bootstrap tokens' expiry decides whether they count as expiring
+	// soon; the rest live an hour at most.
+	mgmtExpiring := 0
+	for _, tok := range e.inventory() {
+		if len(tok.Services) != 1 || tok.Services[0] != "tokengate-admin" {
+			continue
+		}
+		if time.Until(tok.ExpiresAt) <= 7*24*time.Hour {
+			mgmtExpiring++
+		}
+	}
+	want := map[string]float64{
+		`tokengate_tokens{state="active"}`:    4, // bootstrap 2, issued, rotation successor
+		`tokengate_tokens{state="pending"}`:   1,
+		`tokengate_tokens{state="rotating"}`:  1,
+		`tokengate_tokens{state="revoked"}`:   1,
+		`tokengate_tokens{state="expired"}`:   0,
+		`tokengate_tokens{state="exhausted"}`: 0,
+		`tokengate_tokens{state="rotated"}`:   0,
+		`tokengate_tokens_expiring_soon`:      float64(3 + mgmtExpiring),
+		`tokengate_requests_pending`:          1,
+	}
+	var got map[string]float64
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		got = scrape(t)
+		if matches(got, want) || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	for series, v := range want {
+		if got[series] != v {
+			t.Errorf("%s = %v, want %v", series, got[series], v)
+		}
+	}
+	for series, delta := range map[string]float64{
+		`tokengate_service_decisions_total{result="allow",service="billing"}`: 2,
+		`tokengate_service_decisions_total{result="deny",service="billing"}`:  1,
+		`tokengate_service_decisions_total{result="deny",service="search"}`:   1,
+		`tokengate_service_decisions_total{result="error",service="search"}`:  0,
+	} {
+		if d := got[series] - before[series]; d != delta {
+			t.Errorf("%s grew by %v, want %v", series, d, delta)
+		}
+	}
+	if ts := got["tokengate_census_last_success_timestamp_seconds"]; time.Since(time.Unix(int64(ts), 0)) > time.Minute {
+		t.Errorf("census last success at %v", ts)
+	}
+	if got[fmt.Sprintf(`tokengate_build_info{version=%q}`, moduleVersion())] != 1 {
+		t.Errorf("no tokengate_build_info for version %s", moduleVersion())
+	}
+
+	promtool, err := exec.LookPath("promtool")
+	if err != nil {
+		t.Log("promtool not installed (Debian package prometheus); lint skipped")
+		return
+	}
+	_, ours := parseMetrics(t, scrapeText(t))
+	cmd := exec.Command(promtool, "check", "metrics")
+	cmd.Stdin = bytes.NewReader(ours)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Errorf("promtool check metrics: %v\n%s", err, out)
+	}
+}
+
+func matches(got, want map[string]float64) bool {
+	for k, v := range want {
+		if got[k] != v {
+			return false
+		}
+	}
+	return true
+}
+
+func scrapeText(t *testing.T) []byte {
+	t.Helper()
+	resp, err := http.Get(adminURL + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func scrape(t *testing.T) map[string]float64 {
+	t.Helper()
+	samples, _ := parseMetrics(t, scrapeText(t))
+	return samples
+}
+
+// inventory lists every token through the admin endpoint.
+func (e *env) inventory() []tokenView {
+	e.t.Helper()
+	status, body := e.admin("GET", "/tokengate/tokens", nil)
+	if status != 200 {
+		e.t.Fatalf("list: %d %s", status, body)
+	}
+	var list []tokenView
+	if err := json.Unmarshal(body, &list); err != nil {
+		// A paginated answer.
+		var page struct{ Items []tokenView }
+		if err := json.Unmarshal(body, &page); err != nil {
+			e.t.Fatalf("list: %s", body)
+		}
+		list = page.Items
+	}
+	return list
+}
+
+type tokenView struct {
+	Owner     string
+	Services  []string
+	ExpiresAt time.Time `json:"expires_at"`
+}
+
+// The service label is bounded: past maxServiceLabels, every new service
+// counts as "other", and the series stop growing.
+func TestServiceLabelIsBounded(t *testing.T) {
+	m := newCensusMetrics()
+	for i := range maxServiceLabels + 50 {
+		m.forService(fmt.Sprintf("svc%d", i)).count(gateway.Allow)
+	}
+	m.forService("svc0").count(gateway.Deny)
+	series := make(chan prometheus.Metric, 1000)
+	m.services.Collect(series)
+	if got, want := len(series), (maxServiceLabels+1)*3; got != want {
+		t.Errorf("%d series, want %d (3 results for %d services and other)", got, want, maxServiceLabels)
+	}
+	if got := counterValue(t, m.services.WithLabelValues(serviceOther, gateway.Allow)); got != 50 {
+		t.Errorf("other counted %v calls, want 50", got)
+	}
+	if got := counterValue(t, m.services.WithLabelValues("svc0", gateway.Deny)); got != 1 {
+		t.Errorf("svc0 deny = %v", got)
+	}
+	// Every state has a series from the start, so alerts see zeros.
+	gauges := make(chan prometheus.Metric, 100)
+	m.tokens.Collect(gauges)
+	if len(gauges) != len(store.States) {
+		t.Errorf("%d token state series, want %d", len(gauges), len(store.States))
+	}
+}
+
+// The version is the one the Go toolchain recorded for this module, in
+// each way a binary is built.
+func TestVersionIn(t *testing.T) {
+	for _, c := range []struct {
+		name string
+		bi   debug.BuildInfo
+		want string
+	}{
+		{"go build in a tagged checkout", debug.BuildInfo{Main: debug.Module{Path: modulePath, Version: "v0.2.0"}}, "v0.2.0"},
+		{"go build -buildvcs=false", debug.BuildInfo{Main: debug.Module{Path: modulePath, Version: "(devel)"}}, "(devel)"},
+		{"xcaddy --with module@v0.2.0=.", debug.BuildInfo{Main: debug.Module{Path: "caddy", Version: "(devel)"}, Deps: []*debug.Module{
+			{Path: "github.com/caddyserver/caddy/v2", Version: "v2.11.9"},
+			{Path: modulePath, Version: "v0.2.0", Replace: &debug.Module{Path: "/src/caddy-tokengate"}},
+		}}, "v0.2.0"},
+		{"xcaddy --with module=../fork@v0.2.1", debug.BuildInfo{Main: debug.Module{Path: "caddy"}, Deps: []*debug.Module{
+			{Path: modulePath, Version: "v0.2.0", Replace: &debug.Module{Path: "example.com/fork", Version: "v0.2.1"}},
+		}}, "v0.2.1"},
+		{"published module", debug.BuildInfo{Main: debug.Module{Path: "caddy"}, Deps: []*debug.Module{
+			{Path: modulePath, Version: "v0.3.0", Sum: "h1:x"},
+		}}, "v0.3.0"},
+	} {
+		if got := versionIn(&c.bi); got != c.want {
+			t.Errorf("%s: %q, want %q", c.name, got, c.want)
+		}
+	}
+}
