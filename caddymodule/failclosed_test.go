@@ -4,6 +4,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/tokengate/caddy-tokengate/internal/policy"
@@ -87,6 +88,15 @@ test_internal_forbidden if {
 		status, body := e.admin("POST", "/tokengate/check", map[string]string{"token_id": id, "service": "billing", "method": "GET", "path": "/billing/internal/k"})
 		if res := decode[CheckResult](t, body); status != 200 || res.Allow || len(res.Reasons) != 1 || res.Reasons[0] != "path_forbidden" {
 			t.Fatalf("cache %d: check: %d %s", cache, status, body)
+		}
+		// check reads the path as the gateway does: cleaned, and refused
+		// where the readings could differ.
+		status, body = e.admin("POST", "/tokengate/check", map[string]string{"token_id": id, "service": "billing", "method": "GET", "path": "/billing/a/../internal/k"})
+		if res := decode[CheckResult](t, body); status != 200 || res.Allow || len(res.Reasons) != 1 || res.Reasons[0] != "path_forbidden" {
+			t.Fatalf("cache %d: check of a dot-dot path: %d %s", cache, status, body)
+		}
+		if status, body = e.admin("POST", "/tokengate/check", map[string]string{"token_id": id, "service": "billing", "path": "/billing/%2e%2e/internal/k"}); status != 400 || !strings.Contains(string(body), "path_invalid") {
+			t.Fatalf("cache %d: check of an encoded dot segment: %d %s", cache, status, body)
 		}
 	}
 }

@@ -3,6 +3,7 @@ package caddymodule
 import (
 	"encoding/json"
 	"net/http"
+	"net/url"
 	"strconv"
 	"time"
 
@@ -13,6 +14,7 @@ import (
 	"github.com/tokengate/caddy-tokengate/internal/lifecycle"
 	"github.com/tokengate/caddy-tokengate/internal/manage"
 	"github.com/tokengate/caddy-tokengate/internal/policy"
+	"github.com/tokengate/caddy-tokengate/internal/reason"
 	"github.com/tokengate/caddy-tokengate/internal/report"
 	"github.com/tokengate/caddy-tokengate/store"
 )
@@ -154,7 +156,19 @@ func checkDecision(c caller, w http.ResponseWriter, r *http.Request) error {
 	if body.TokenID == "" || body.Service == "" {
 		return &lifecycle.Error{Kind: lifecycle.KindInvalid, Code: "check_invalid", Msg: "token_id and service are required"}
 	}
-	req := policy.Request{Method: cmpOr(body.Method, http.MethodGet), Host: body.Host, Path: cmpOr(body.Path, "/"), RemoteIP: body.IP}
+	// The path is read as the gateway reads a request's: cleaned as
+	// Caddy's matchers clean it, refused where the readings could differ,
+	// so a dry run never answers otherwise than the data plane.
+	u, err := url.ParseRequestURI(cmpOr(body.Path, "/"))
+	if err != nil || u.RawQuery != "" || u.Fragment != "" {
+		return &lifecycle.Error{Kind: lifecycle.KindInvalid, Code: reason.PathInvalid, Msg: "path must be an absolute path without query"}
+	}
+	rawPath := u.EscapedPath()
+	path, _, ok := cleanPath(u.Path, rawPath)
+	if !ok {
+		return &lifecycle.Error{Kind: lifecycle.KindInvalid, Code: reason.PathInvalid, Msg: "the gateway refuses this path (400 path_invalid)"}
+	}
+	req := policy.Request{Method: cmpOr(body.Method, http.MethodGet), Host: body.Host, Path: path, RawPath: rawPath, RemoteIP: body.IP}
 	d, input, err := c.app.manage.CheckInput(r.Context(), c.principal, body.TokenID, req, body.Service)
 	if err != nil {
 		return err
