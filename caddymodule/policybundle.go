@@ -51,17 +51,17 @@ func (a *App) unmarshalPolicy(d *caddyfile.Dispenser) error {
 		if a.PolicyBundle == nil {
 			a.PolicyBundle = new(PolicyBundle)
 		}
-		var v string
+		name, v := d.Val(), ""
 		if !d.AllArgs(&v) {
 			return d.ArgErr()
 		}
-		switch d.Val() {
+		switch name {
 		case "poll", "timeout":
 			dur, err := caddy.ParseDuration(v)
 			if err != nil || dur <= 0 {
-				return d.Errf("%s %q is not a positive duration", d.Val(), v)
+				return d.Errf("%s %q is not a positive duration", name, v)
 			}
-			if d.Val() == "poll" {
+			if name == "poll" {
 				a.PolicyBundle.Poll = caddy.Duration(dur)
 			} else {
 				a.PolicyBundle.Timeout = caddy.Duration(dur)
@@ -71,7 +71,7 @@ func (a *App) unmarshalPolicy(d *caddyfile.Dispenser) error {
 		case "verify_alg":
 			a.PolicyBundle.VerifyAlg = v
 		default:
-			return d.Errf("unrecognized policy subdirective %q", d.Val())
+			return d.Errf("unrecognized policy subdirective %q", name)
 		}
 	}
 	return nil

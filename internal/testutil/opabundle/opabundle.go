@@ -28,12 +28,19 @@ var (
 	opaErr  error
 )
 
+// goEnv is the environment before any TestMain pointed HOME and the XDG
+// folders elsewhere: with those, go would find neither its build cache
+// nor the module cache, and build OPA from nothing.
+var goEnv = os.Environ()
+
 // opa returns the path of the opa binary `go tool` built, building it once
 // per test process (the first build takes a while).
 func opa(t testing.TB) string {
 	t.Helper()
 	opaOnce.Do(func() {
-		out, err := exec.Command("go", "tool", "-n", "opa").Output()
+		cmd := exec.Command("go", "tool", "-n", "opa")
+		cmd.Env = goEnv
+		out, err := cmd.Output()
 		if err != nil {
 			opaErr = err
 			return
