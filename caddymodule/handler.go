@@ -112,7 +112,8 @@ func (h *Handler) Validate() error {
 	return nil
 }
 
-// ServeHTTP runs the request path of DESIGN.md for one call.
+// ServeHTTP runs the request path for one call (ARCHITECTURE.md follows
+// it from header to audit line).
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
 	start := time.Now()
 	repl := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
