@@ -101,3 +101,21 @@ func TestDecisionKeyHoldsOnlyWhatThePolicyReads(t *testing.T) {
 		keys[name] = k
 	}
 }
+
+// A policy that reads the client address only behind a CIDR of the token
+// keys on it for tokens with CIDRs, and only for them.
+func TestDecisionKeyHoldsTheClientAddressOnlyForTokensWithCIDRs(t *testing.T) {
+	reads := policy.Reads{Method: true, RemoteIPWithCIDRs: true}
+	c1 := Call{Service: "billing", Request: policy.Request{Method: "GET", RemoteIP: "10.0.0.1"}}
+	c2 := c1
+	c2.Request.RemoteIP = "192.0.2.7"
+	key := func(t *store.Token, c Call) string { return string(appendDecisionKey(nil, t, "rev1", &reads, &c)) }
+	anywhere := &store.Token{ID: "tok_a", Version: 1}
+	if key(anywhere, c1) != key(anywhere, c2) {
+		t.Error("a token without CIDRs: the client address changed the key")
+	}
+	bound := &store.Token{ID: "tok_a", Version: 1, CIDRs: []string{"10.0.0.0/8"}}
+	if key(bound, c1) == key(bound, c2) {
+		t.Error("a token with CIDRs: two client addresses share a key")
+	}
+}

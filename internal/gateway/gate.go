@@ -425,6 +425,8 @@ var keyBuffers = sync.Pool{New: func() any { return new([]byte) }}
 // revision, the service (all of input.route) and those request fields
 // reads says revision rev can read, so calls that differ only in fields
 // the policy never looks at (ids in paths, most often) share a decision.
+// The client address counts for a token without CIDRs only when the
+// policy reads it outside rules that need one of the token's CIDRs.
 // Fields are joined with a byte that cannot occur in any of them (NUL is
 // rejected in HTTP request lines and headers), and which fields a key
 // holds is fixed by rev, which comes first, so two calls the policy could
@@ -445,7 +447,7 @@ func appendDecisionKey(b []byte, t *store.Token, rev string, reads *policy.Reads
 		{reads.Host, c.Request.Host},
 		{reads.Path, c.Request.Path},
 		{reads.RawPath, c.Request.RawPath},
-		{reads.RemoteIP, c.Request.RemoteIP},
+		{reads.RemoteIP || reads.RemoteIPWithCIDRs && len(t.CIDRs) > 0, c.Request.RemoteIP},
 	} {
 		if f.read {
 			b = append(b, 0)

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"os"
+	"path/filepath"
 	"runtime"
 	"strconv"
 	"testing"
@@ -150,8 +151,9 @@ func mustAllow(b *testing.B, res Result, cache string) {
 //     whole handler, so this must be well below.
 //   - uncached: decision cache off, token cache warm: the policy runs for
 //     every call. Target <= 25 µs.
-//   - miss: decision cache on, every call from a new client address (the
-//     shipped policy reads it, not the path): a miss, the policy, and a
+//   - miss: decision cache on, a token bound to 10.0.0.0/8 calling from a
+//     new address of it each time (the shipped policy keys on the address
+//     for such tokens, and not on the path): a miss, the policy, and a
 //     decision-cache insert.
 //   - cold/tokens=N: decision cache off and a one-entry token cache, a random
 //     token of N per call: every call reads the bbolt file, decodes the
@@ -195,10 +197,10 @@ func BenchmarkAuthorize(b *testing.B) {
 	})
 
 	b.Run("miss", func(b *testing.B) {
-		g := newBenchGate(b, small, 100000, 0)
+		g, secret := newCIDRBenchGate(b, "10.0.0.0/8")
 		// A new client address per call, built here like a request brings
 		// one: one of the allocations counted is this string.
-		c := benchCall(small.Secrets[0], "/billing/invoices")
+		c := benchCall(secret, "/billing/invoices")
 		ip := []byte("10.")
 		prefix := len(ip)
 		i := 0
@@ -263,6 +265,28 @@ func BenchmarkAuthorize(b *testing.B) {
 			}
 		}
 	})
+}
+
+// newCIDRBenchGate returns a gate (decision cache on) over a fresh bbolt
+// file holding one read token of the bench service bound to cidr, and the
+// token's secret.
+func newCIDRBenchGate(b *testing.B, cidr string) (*Gate, string) {
+	b.Helper()
+	s, err := bolt.Open(filepath.Join(b.TempDir(), "cidr.db"), time.Second)
+	if err != nil {
+		b.Fatal(err)
+	}
+	secret := token.NewSecret()
+	hash := token.NewHasher("").Hash(secret)
+	now := time.Now()
+	if err := s.Create(context.Background(), &store.Token{
+		ID: token.NewID(), Hash: hash[:], Owner: "bench", Purpose: "bench",
+		Scopes: []string{benchtokens.Service + ":read"}, Services: []string{benchtokens.Service}, CIDRs: []string{cidr},
+		NotBefore: now.Add(-time.Hour), ExpiresAt: now.Add(24 * time.Hour), CreatedAt: now, CreatedBy: "bench",
+	}); err != nil {
+		b.Fatal(err)
+	}
+	return newBenchGateOver(b, s, 100000, 0, nil), secret
 }
 
 // noUsageWrites drops the usage recorder's batches instead of writing them.

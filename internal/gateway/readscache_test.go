@@ -1,12 +1,16 @@
 package gateway
 
 import (
+	"context"
 	"os"
 	"path/filepath"
 	"testing"
 	"testing/fstest"
 
+	"github.com/tokengate/caddy-tokengate/internal/policy"
+	"github.com/tokengate/caddy-tokengate/internal/reason"
 	"github.com/tokengate/caddy-tokengate/policies"
+	"github.com/tokengate/caddy-tokengate/store"
 )
 
 // callCached makes one call and waits until its decision, if any, is in
@@ -34,6 +38,34 @@ func TestShippedPolicySharesDecisionsAcrossPaths(t *testing.T) {
 	expect(t, f.callCached(t, secret, "GET", "/billing/items/2"), Allow, CacheHit, "/billing/items/2")
 	expect(t, f.callCached(t, secret, "POST", "/billing/items/1"), Deny, CacheMiss, "POST /billing/items/1")
 	expect(t, f.callCached(t, secret, "POST", "/billing/items/3"), Deny, CacheHit, "POST /billing/items/3")
+}
+
+// The shipped policy reads the client address only for tokens bound to
+// CIDRs: a token without them shares one decision across addresses, a
+// token with them never carries an allow to an address outside them.
+func TestClientAddressIsKeyedOnlyForTokensWithCIDRs(t *testing.T) {
+	f := newGateFixture(t, policies.FS, 1000)
+	from := func(secret, ip string) Result {
+		res := f.gate.Authorize(context.Background(), &Call{
+			Secret: secret, Service: "billing",
+			Request: policy.Request{Method: "GET", Host: "api.example.com", Path: "/billing/x", RawPath: "/billing/x", RemoteIP: ip},
+		})
+		f.gate.decisions.Wait()
+		return res
+	}
+	anywhere := f.add(t, nil)
+	expect(t, from(anywhere, "10.1.2.3"), Allow, CacheMiss, "no CIDRs, 10.1.2.3")
+	expect(t, from(anywhere, "192.0.2.7"), Allow, CacheHit, "no CIDRs, 192.0.2.7")
+
+	bound := f.add(t, func(r *store.Token) { r.CIDRs = []string{"10.0.0.0/8"} })
+	expect(t, from(bound, "10.1.2.3"), Allow, CacheMiss, "10.0.0.0/8, 10.1.2.3")
+	expect(t, from(bound, "10.1.2.3"), Allow, CacheHit, "10.0.0.0/8, 10.1.2.3 again")
+	res := from(bound, "192.0.2.7")
+	expect(t, res, Deny, CacheMiss, "10.0.0.0/8, 192.0.2.7")
+	if len(res.Reasons) != 1 || res.Reasons[0] != reason.IPNotAllowed {
+		t.Errorf("reasons %v, want %s", res.Reasons, reason.IPNotAllowed)
+	}
+	expect(t, from(bound, "192.0.2.7"), Deny, CacheHit, "10.0.0.0/8, 192.0.2.7 again")
 }
 
 // A policy that reads the path keys on it: an allow cached for one path

@@ -98,6 +98,9 @@ type compiled struct {
 	// without OPA's per-evaluation cache of base documents.
 	data    storage.Store
 	queries map[string]query
+	// reads is what the gateway rules of this revision can read of a
+	// call: the decision cache keys on those fields only.
+	reads Reads
 }
 
 type query struct {
@@ -405,6 +408,7 @@ func (e *Engine) compile(src *loaded) (*compiled, error) {
 		}
 		c.queries[p.query] = query{body: body, parse: p.parse}
 	}
+	c.reads = gatewayReads(c.compiler, c.queries[GatewayQuery].body)
 	return c, nil
 }
 

@@ -19,6 +19,12 @@ import (
 // time (input.now, time.now_ns) must set ttl_seconds, as before.
 type Reads struct {
 	Method, Host, Path, RawPath, RemoteIP bool
+	// RemoteIPWithCIDRs means the policy reads the client address only
+	// in rule bodies that first take an element of input.token.cidrs,
+	// as the shipped ip_ok rule does: for a token without CIDRs those
+	// bodies fail before the address is read, so only calls of tokens
+	// with CIDRs need it in their key.
+	RemoteIPWithCIDRs bool
 	// AllHeaders means the policy may read any header the route passes
 	// it; otherwise it reads at most those named in Headers (sorted, as
 	// the policy spells them).
@@ -57,7 +63,9 @@ func gatewayReads(compiler *ast.Compiler, query ast.Body) Reads {
 	headers := map[string]struct{}{}
 	seen := map[*ast.Rule]struct{}{}
 	var pending []*ast.Rule
-	visit := func(node any) {
+	// visit records what node reads; guarded says node is evaluated only
+	// once an element of input.token.cidrs exists.
+	visit := func(node any, guarded bool) {
 		ast.WalkWiths(node, func(w *ast.With) bool {
 			if target, ok := w.Target.Value.(ast.Ref); ok && target.HasPrefix(ast.InputRootRef) {
 				r = readsAll
@@ -67,7 +75,7 @@ func gatewayReads(compiler *ast.Compiler, query ast.Body) Reads {
 		ast.WalkRefs(node, func(ref ast.Ref) bool {
 			switch {
 			case ref.HasPrefix(ast.InputRootRef):
-				r.add(ref, headers)
+				r.add(ref, headers, guarded)
 			case ref.HasPrefix(ast.DefaultRootRef):
 				for _, rule := range compiler.GetRulesDynamicWithOpts(ref, ast.RulesOptions{IncludeHiddenModules: true}) {
 					if _, ok := seen[rule]; !ok {
@@ -79,11 +87,20 @@ func gatewayReads(compiler *ast.Compiler, query ast.Body) Reads {
 			return false
 		})
 	}
-	visit(query)
+	visit(query, false)
 	for len(pending) > 0 {
 		rule := pending[len(pending)-1]
 		pending = pending[:len(pending)-1]
-		visit(rule)
+		for ; rule != nil; rule = rule.Else {
+			// OPA evaluates a body's expressions in their compiled order
+			// and stops at the first that fails, and a head only after its
+			// body succeeded.
+			guard := cidrGuard(rule.Body)
+			for i, expr := range rule.Body {
+				visit(expr, guard >= 0 && guard < i)
+			}
+			visit(rule.Head, guard >= 0)
+		}
 	}
 	if r.AllHeaders {
 		return r
@@ -95,8 +112,38 @@ func gatewayReads(compiler *ast.Compiler, query ast.Body) Reads {
 	return r
 }
 
-// add records what one reference into input reads.
-func (r *Reads) add(ref ast.Ref, headers map[string]struct{}) {
+// cidrGuard returns the index of the first expression of body that fails
+// when input.token.cidrs is empty, or -1. Only the plainest shape counts:
+// a non-negated expression (a call, `=` included, or a lone term) with an
+// operand that is itself a reference to an element of input.token.cidrs,
+// which is undefined, and so fails the expression, when there is none.
+// Anything under not, every, or, or inside a comprehension or a
+// composite value is not a guard.
+func cidrGuard(body ast.Body) int {
+	for i, expr := range body {
+		if expr.Negated {
+			continue
+		}
+		var operands []*ast.Term
+		switch ts := expr.Terms.(type) {
+		case *ast.Term:
+			operands = []*ast.Term{ts}
+		case []*ast.Term:
+			operands = ts[1:]
+		}
+		for _, op := range operands {
+			if ref, ok := op.Value.(ast.Ref); ok && len(ref) > len(tokenCIDRs) && ref.HasPrefix(tokenCIDRs) {
+				return i
+			}
+		}
+	}
+	return -1
+}
+
+var tokenCIDRs = ast.MustParseRef("input.token.cidrs")
+
+// add records what one reference into input reads; guarded as for visit.
+func (r *Reads) add(ref ast.Ref, headers map[string]struct{}, guarded bool) {
 	top, ok := constant(ref, 1)
 	if !ok {
 		*r = readsAll
@@ -126,7 +173,11 @@ func (r *Reads) add(ref ast.Ref, headers map[string]struct{}) {
 	case "raw_path":
 		r.RawPath = true
 	case "remote_ip":
-		r.RemoteIP = true
+		if guarded {
+			r.RemoteIPWithCIDRs = true
+		} else {
+			r.RemoteIP = true
+		}
 	case "headers":
 		if name, ok := constant(ref, 3); ok {
 			headers[name] = struct{}{}

@@ -33,7 +33,7 @@ func gatewayFiles(src string, more ...string) fstest.MapFS {
 // not count.
 func TestShippedPolicyReads(t *testing.T) {
 	got := readsOf(t, policies.FS)
-	want := Reads{Method: true, RemoteIP: true}
+	want := Reads{Method: true, RemoteIPWithCIDRs: true}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("reads %+v, want %+v", got, want)
 	}
@@ -70,6 +70,50 @@ reasons contains code if {
 	data.tokengate.extra[code]
 }`,
 			"extra.rego", "package tokengate.extra\n\nwrong_host if input.request.host == \"x\"\n"), Reads{Host: true}},
+		{"client address after a CIDR", gatewayFiles(`
+reasons contains "no" if {
+	some cidr in input.token.cidrs
+	not net.cidr_contains(cidr, input.request.remote_ip)
+}`), Reads{RemoteIPWithCIDRs: true}},
+		{"client address in the head after a CIDR", gatewayFiles(`
+reasons contains input.request.remote_ip if input.token.cidrs[0] == "10.0.0.0/8"`), Reads{RemoteIPWithCIDRs: true}},
+		// Every other placement reads the client address for every token.
+		{"client address before the CIDR", gatewayFiles(`
+reasons contains "no" if {
+	input.request.remote_ip == "10.0.0.1"
+	some cidr in input.token.cidrs
+	cidr != ""
+}`), Reads{RemoteIP: true}},
+		{"client address under every", gatewayFiles(`
+reasons contains "no" if {
+	every cidr in input.token.cidrs {
+		net.cidr_contains(cidr, input.request.remote_ip)
+	}
+}`), Reads{RemoteIP: true}},
+		{"CIDR under not", gatewayFiles(`
+reasons contains "no" if {
+	not input.token.cidrs[0]
+	input.request.remote_ip == "10.0.0.1"
+}`), Reads{RemoteIP: true}},
+		{"CIDR count", gatewayFiles(`
+reasons contains "no" if {
+	count(input.token.cidrs) == 0
+	input.request.remote_ip == "10.0.0.1"
+}`), Reads{RemoteIP: true}},
+		{"client address in a function called after a CIDR", gatewayFiles(`
+inside(cidr) if net.cidr_contains(cidr, input.request.remote_ip)
+
+reasons contains "no" if {
+	some cidr in input.token.cidrs
+	not inside(cidr)
+}`), Reads{RemoteIP: true}},
+		{"guarded and unguarded", gatewayFiles(`
+reasons contains "no" if {
+	some cidr in input.token.cidrs
+	not net.cidr_contains(cidr, input.request.remote_ip)
+}
+
+reasons contains "local" if input.request.remote_ip == "127.0.0.1"`), Reads{RemoteIP: true, RemoteIPWithCIDRs: true}},
 		{"else branch", gatewayFiles(`
 kind := "a" if input.request.method == "GET"
 else := "b" if input.request.remote_ip == ""
