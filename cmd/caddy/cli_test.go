@@ -279,32 +279,44 @@ func between(s, start, end string) string {
 	return rest[:j]
 }
 
-// TestExampleCaddyfileRunsAsIs runs Caddyfile.example unchanged, from a
-// fresh folder with a fresh HOME, like the README's first command does,
-// and walks the quickstart: issue, call /demo/, read the audit line,
-// revoke, see the deny.
+// TestExampleCaddyfileRunsAsIs runs Caddyfile.example from a fresh folder
+// with a fresh HOME, like the README's first command does, and walks the
+// quickstart: issue, call /demo/, read the audit line, revoke, see the
+// deny. Only its fixed ports are swapped for free ones: Caddy listens
+// with SO_REUSEPORT, so on a port another process holds the test would
+// not fail but share that process's traffic.
 func TestExampleCaddyfileRunsAsIs(t *testing.T) {
-	for _, port := range []int{8080, 8081, 9001, 2019} {
-		if l, err := (&net.ListenConfig{}).Listen(t.Context(), "tcp", fmt.Sprintf("127.0.0.1:%d", port)); err != nil {
-			t.Skipf("port %d is taken on this machine; the example uses fixed ports", port)
-		} else {
-			l.Close()
-		}
-	}
 	src, err := os.ReadFile(filepath.Join(caddyproc.RepoRoot(t), "Caddyfile.example"))
 	if err != nil {
 		t.Fatal(err)
 	}
+	admin := fmt.Sprintf("localhost:%d", caddyproc.FreePort(t))
+	gateway := fmt.Sprintf("127.0.0.1:%d", caddyproc.FreePort(t))
+	var swaps []string
+	for _, addr := range []string{"localhost:2019", "127.0.0.1:8080", "127.0.0.1:8081", "127.0.0.1:9001"} {
+		if !strings.Contains(string(src), addr) {
+			t.Fatalf("Caddyfile.example no longer has %s; update this test's port swaps", addr)
+		}
+		swapped := fmt.Sprintf("127.0.0.1:%d", caddyproc.FreePort(t))
+		switch addr {
+		case "localhost:2019":
+			swapped = admin
+		case "127.0.0.1:8080":
+			swapped = gateway
+		}
+		swaps = append(swaps, addr, swapped)
+	}
+	cfg := strings.NewReplacer(swaps...).Replace(string(src))
 	dir := t.TempDir()
-	p := caddyproc.Start(t, dir, "localhost:2019", string(src))
+	p := caddyproc.Start(t, dir, admin, cfg)
 
-	secret, stderr, err := p.CLI(t, nil, "tokengate", "issue", "--owner", "alice", "--purpose", "try the demo",
+	secret, stderr, err := p.CLI(t, nil, "tokengate", "issue", "--address", admin, "--owner", "alice", "--purpose", "try the demo",
 		"--scope", "demo:read", "--service", "demo", "--ttl", "30m")
 	if err != nil {
 		t.Fatalf("issue: %v %s", err, stderr)
 	}
 	secret = strings.TrimSpace(secret)
-	status, body := get(t, "http://127.0.0.1:8080/demo/hello", secret)
+	status, body := get(t, "http://"+gateway+"/demo/hello", secret)
 	if status != 200 {
 		t.Fatalf("demo call: %d %s", status, body)
 	}
@@ -319,10 +331,10 @@ func TestExampleCaddyfileRunsAsIs(t *testing.T) {
 		t.Fatalf("upstream saw %v", echo.Headers)
 	}
 	id := between(stderr, "issued ", " for")
-	if _, _, err := p.CLI(t, nil, "tokengate", "revoke", id, "--reason", "quickstart"); err != nil {
+	if _, _, err := p.CLI(t, nil, "tokengate", "revoke", "--address", admin, id, "--reason", "quickstart"); err != nil {
 		t.Fatal(err)
 	}
-	if status, body := get(t, "http://127.0.0.1:8080/demo/hello", secret); status != 401 || !strings.Contains(body, "token_revoked") {
+	if status, body := get(t, "http://"+gateway+"/demo/hello", secret); status != 401 || !strings.Contains(body, "token_revoked") {
 		t.Fatalf("after revoke: %d %s", status, body)
 	}
 	deadline := time.Now().Add(3 * time.Second)

@@ -129,6 +129,8 @@ func (p *Process) Env() []string {
 		"HOME="+p.Dir,
 		"XDG_DATA_HOME="+filepath.Join(p.Dir, "data"),
 		"XDG_CONFIG_HOME="+filepath.Join(p.Dir, "config"),
+		"XDG_CACHE_HOME="+filepath.Join(p.Dir, "cache"),
+		"XDG_STATE_HOME="+filepath.Join(p.Dir, "state"),
 	)
 }
 
