@@ -50,6 +50,10 @@ func loadConfig(t *testing.T, cfg string) (int, string) {
 	req, _ := http.NewRequest(http.MethodPost, adminURL+"/load", strings.NewReader(cfg))
 	req.Header.Set("Content-Type", "text/caddyfile")
 	req.Header.Set("Cache-Control", "must-revalidate")
+	// A fresh connection per load: Caddy may restart its admin server
+	// while it rolls back a refused config, and a POST on a kept-alive
+	// connection it closed fails with EOF (Go does not retry a POST).
+	req.Close = true
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
