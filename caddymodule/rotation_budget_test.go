@@ -16,15 +16,7 @@ func TestRotationKeepsTheBudget(t *testing.T) {
 	if r := call(t, "GET", gateURL+"/billing/budget-0", bearer(old)...); r.status != 200 {
 		t.Fatalf("first call: %d %s", r.status, r.body)
 	}
-	status, body := e.admin("POST", "/tokengate/tokens/"+oldID+"/rotate", map[string]string{"grace": "5m"})
-	if status != http.StatusCreated {
-		t.Fatalf("rotate: %d %s", status, body)
-	}
-	var issued IssuedToken
-	if err := json.Unmarshal(body, &issued); err != nil {
-		t.Fatal(err)
-	}
-	remember(issued.Secret)
+	issued := e.rotate(oldID, "5m")
 
 	secrets := []string{old, issued.Secret}
 	var statuses []int
@@ -59,15 +51,7 @@ func TestRotationKeepsTheBudget(t *testing.T) {
 func TestRevokingTheSuccessorStopsTheOldSecret(t *testing.T) {
 	e := newEnv(t, envOptions{decisionCache: 1000})
 	old, oldID := e.issue(billingReader(nil))
-	status, body := e.admin("POST", "/tokengate/tokens/"+oldID+"/rotate", map[string]string{"grace": "5m"})
-	if status != http.StatusCreated {
-		t.Fatalf("rotate: %d %s", status, body)
-	}
-	var issued IssuedToken
-	if err := json.Unmarshal(body, &issued); err != nil {
-		t.Fatal(err)
-	}
-	remember(issued.Secret)
+	issued := e.rotate(oldID, "5m")
 	if r := call(t, "GET", gateURL+"/billing/grace", bearer(old)...); r.status != 200 {
 		t.Fatalf("old secret within grace: %d %s", r.status, r.body)
 	}
@@ -79,8 +63,24 @@ func TestRevokingTheSuccessorStopsTheOldSecret(t *testing.T) {
 			t.Errorf("%s secret after the successor's revoke: %d %s", name, r.status, r.body)
 		}
 	}
-	_, body = e.admin("GET", "/tokengate/tokens/"+oldID, nil)
+	_, body := e.admin("GET", "/tokengate/tokens/"+oldID, nil)
 	if v := decode[TokenView](t, body); v.State != "revoked" {
 		t.Errorf("old token state %q, want revoked", v.State)
 	}
+}
+
+// rotate rotates a token through the admin endpoint and returns its
+// successor, whose secret the leak check then watches for.
+func (e *env) rotate(id, grace string) IssuedToken {
+	e.t.Helper()
+	status, body := e.admin("POST", "/tokengate/tokens/"+id+"/rotate", map[string]string{"grace": grace})
+	if status != http.StatusCreated {
+		e.t.Fatalf("rotate: %d %s", status, body)
+	}
+	var issued IssuedToken
+	if err := json.Unmarshal(body, &issued); err != nil {
+		e.t.Fatal(err)
+	}
+	remember(issued.Secret)
+	return issued
 }
