@@ -53,8 +53,7 @@ func (a *adminAPI) Provision(ctx caddy.Context) error {
 	rt := routes{logger: ctx.Logger(a), resolve: func(w http.ResponseWriter, r *http.Request) (caller, bool) {
 		app := currentApp()
 		if app == nil {
-			writeJSON(w, http.StatusServiceUnavailable, api.ErrorBody{Error: "Service Unavailable", Reason: "tokengate_not_running",
-				Message: "the running config has no tokengate app"})
+			writeProblem(w, http.StatusServiceUnavailable, "tokengate_not_running", "the running config has no tokengate app")
 			return caller{}, false
 		}
 		return caller{app: app, principal: localOperator}, true
@@ -97,9 +96,9 @@ func bootstrap(c caller, w http.ResponseWriter, r *http.Request) error {
 	}
 	ttl := time.Duration(c.app.MaxTTL)
 	if body.TTL != "" {
-		d, err := time.ParseDuration(body.TTL)
+		d, err := caddy.ParseDuration(body.TTL)
 		if err != nil || d <= 0 {
-			return &lifecycle.Error{Kind: lifecycle.KindInvalid, Code: "ttl_invalid", Msg: "ttl is not a positive duration such as 24h"}
+			return &lifecycle.Error{Kind: lifecycle.KindInvalid, Code: "ttl_invalid", Msg: "ttl is not a positive duration such as 24h or 30d"}
 		}
 		ttl = d
 	}

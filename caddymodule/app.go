@@ -214,6 +214,8 @@ func (a *App) Provision(ctx caddy.Context) error {
 		Audit:  a.audit,
 		Forget: a.rt.forget,
 		Now:    a.now,
+		// A ttl reads as the Caddyfile's max_ttl does: 30d too.
+		ParseDuration: caddy.ParseDuration,
 	}
 	if !a.engine.Has(policy.AdminQuery) {
 		a.logger.Warn("the policy has no package tokengate.admin: every management action will be refused until one is added",

@@ -4,9 +4,12 @@ import (
 	"encoding/json"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
+	"strings"
 	"time"
 
+	"github.com/caddyserver/caddy/v2"
 	"github.com/open-policy-agent/opa/v1/ast"
 	"go.uber.org/zap"
 
@@ -63,9 +66,7 @@ func (rt routes) tokenRoutes(mux *http.ServeMux, prefix string) {
 	rt.handle(mux, "POST "+prefix+"/tokens/{id}/rotate", rotateToken)
 	rt.handle(mux, "GET "+prefix+"/report", hygieneReport)
 	rt.handle(mux, "POST "+prefix+"/check", checkDecision)
-	mux.HandleFunc(prefix+"/", func(w http.ResponseWriter, r *http.Request) {
-		writeJSON(w, http.StatusNotFound, api.ErrorBody{Error: "Not Found", Reason: "route_unknown"})
-	})
+	mux.HandleFunc(prefix+"/", unknownRoute(mux, prefix+"/"))
 }
 
 // requestRoutes are the two-person flow, on the management API only: the
@@ -81,7 +82,11 @@ func (rt routes) requestRoutes(mux *http.ServeMux, prefix string) {
 
 func listTokens(c caller, w http.ResponseWriter, r *http.Request) error {
 	q := r.URL.Query()
-	toks, err := c.app.manage.ListTokens(r.Context(), c.principal, store.Filter{Owner: q.Get("owner"), Service: q.Get("service")}, q.Get("state"))
+	state := q.Get("state")
+	if state != "" && !slices.Contains(store.States, state) {
+		return &lifecycle.Error{Kind: lifecycle.KindInvalid, Code: "state_invalid", Msg: "state is one of " + strings.Join(store.States, ", ")}
+	}
+	toks, err := c.app.manage.ListTokens(r.Context(), c.principal, store.Filter{Owner: q.Get("owner"), Service: q.Get("service")}, state)
 	if err != nil {
 		return err
 	}
@@ -119,8 +124,8 @@ func rotateToken(c caller, w http.ResponseWriter, r *http.Request) error {
 	grace := lifecycle.DefaultGrace
 	if body.Grace != "" {
 		var err error
-		if grace, err = time.ParseDuration(body.Grace); err != nil {
-			return &lifecycle.Error{Kind: lifecycle.KindInvalid, Code: "grace_invalid", Msg: "grace is not a duration such as 10m"}
+		if grace, err = caddy.ParseDuration(body.Grace); err != nil {
+			return &lifecycle.Error{Kind: lifecycle.KindInvalid, Code: "grace_invalid", Msg: "grace is not a duration such as 10m or 1d"}
 		}
 	}
 	secret, tok, err := c.app.manage.Rotate(r.Context(), c.principal, r.PathValue("id"), grace)
@@ -187,6 +192,10 @@ func checkDecision(c caller, w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
+// requestStates are the states a request list filters on: as stored, and
+// "lapsed" (approved, not claimed in time).
+var requestStates = []string{store.RequestPending, store.RequestApproved, store.RequestDenied, store.RequestClaimed, "lapsed"}
+
 // requestView is a token request as the API shows it.
 func requestView(q *store.Request, now time.Time) api.RequestView {
 	return api.RequestView{
@@ -219,7 +228,14 @@ func createRequest(c caller, w http.ResponseWriter, r *http.Request) error {
 }
 
 func listRequests(c caller, w http.ResponseWriter, r *http.Request) error {
-	reqs, err := c.app.manage.ListRequests(r.Context(), c.principal, r.URL.Query().Get("status"))
+	// "state", as for tokens and in the CLI; "status" is the older name,
+	// still read for one release.
+	q := r.URL.Query()
+	state := cmpOr(q.Get("state"), q.Get("status"))
+	if state != "" && !slices.Contains(requestStates, state) {
+		return &lifecycle.Error{Kind: lifecycle.KindInvalid, Code: "state_invalid", Msg: "state is one of " + strings.Join(requestStates, ", ")}
+	}
+	reqs, err := c.app.manage.ListRequests(r.Context(), c.principal, state)
 	if err != nil {
 		return err
 	}

@@ -34,7 +34,8 @@ func checkCommand() *cobra.Command {
 		Long: `Dry-runs a gateway decision for a stored token and a described call,
 without using the token. With --policy, the decision comes from the .rego
 files in DIR instead of the running policy: try a policy change against
-real token metadata before rolling it out. Exits 3 on deny.`,
+real token metadata before rolling it out. Exits 3 on deny, with --json
+too (the JSON is printed first).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cl, err := c.client()
@@ -51,13 +52,16 @@ real token metadata before rolling it out. Exits 3 on deny.`,
 				return err
 			}
 			if c.json {
-				return printJSON(res)
+				if err := printJSON(res); err != nil {
+					return err
+				}
+			} else {
+				verdict := "deny"
+				if res.Allow {
+					verdict = "allow"
+				}
+				fmt.Fprintf(os.Stdout, "%s %s (policy %s)\n", verdict, show(strings.Join(res.Reasons, " ")), show(res.PolicyRev))
 			}
-			verdict := "deny"
-			if res.Allow {
-				verdict = "allow"
-			}
-			fmt.Fprintf(os.Stdout, "%s %s (policy %s)\n", verdict, show(strings.Join(res.Reasons, " ")), show(res.PolicyRev))
 			if !res.Allow {
 				// A deny is an answer, not an error to print again.
 				cmd.SilenceErrors = true

@@ -114,7 +114,13 @@ func adminClient(addr string) (*api.Client, error) {
 	}
 	dial := func(ctx context.Context, _, _ string) (net.Conn, error) {
 		var d net.Dialer
-		return d.DialContext(ctx, na.Network, na.JoinHostPort(0))
+		conn, err := d.DialContext(ctx, na.Network, na.JoinHostPort(0))
+		if err != nil {
+			// The usual cause is no Caddy at that address: say how to
+			// point at the right one rather than only what the dial saw.
+			return nil, fmt.Errorf("%v (is Caddy running? point at its admin endpoint with --address, or --config)", err)
+		}
+		return conn, nil
 	}
 	return &api.Client{
 		BaseURL: origin + "/tokengate",

@@ -92,6 +92,10 @@ type Service struct {
 	// Forget is told about every token that changed, so caches drop it.
 	Forget func(*store.Token)
 	Now    func() time.Time
+	// ParseDuration reads a spec's ttl; the Caddy app sets Caddy's, so a
+	// ttl is written as a Caddyfile duration is (30d too). Default:
+	// time.ParseDuration.
+	ParseDuration func(string) (time.Duration, error)
 }
 
 func (s *Service) now() time.Time {
@@ -148,9 +152,13 @@ func (s *Service) Validate(spec Spec) (*store.Token, error) {
 	if spec.TTL == "" {
 		return nil, invalid("ttl_required", "every token needs a ttl, such as 1h")
 	}
-	ttl, err := time.ParseDuration(spec.TTL)
+	parse := time.ParseDuration
+	if s.ParseDuration != nil {
+		parse = s.ParseDuration
+	}
+	ttl, err := parse(spec.TTL)
 	if err != nil || ttl <= 0 {
-		return nil, invalid("ttl_invalid", "ttl %q is not a positive duration such as 30m or 1h", truncate(spec.TTL))
+		return nil, invalid("ttl_invalid", "ttl %q is not a positive duration such as 30m, 1h or 30d", truncate(spec.TTL))
 	}
 	if s.MaxTTL > 0 && ttl > s.MaxTTL {
 		return nil, invalid("ttl_exceeds_max", "ttl %s is longer than max_ttl %s", ttl, s.MaxTTL)
@@ -232,7 +240,7 @@ func (s *Service) Issue(ctx context.Context, actor string, spec Spec) (string, *
 	if err != nil {
 		return "", nil, err
 	}
-	s.Audit.Action(&audit.Action{Msg: "token.issued", Actor: actor, TokenID: rec.ID, Reason: rec.Purpose, Outcome: "success"})
+	s.Audit.Action(WithToken(&audit.Action{Msg: "token.issued", Actor: actor, TokenID: rec.ID, Reason: rec.Purpose, Outcome: "success"}, rec))
 	return secret, rec, nil
 }
 
@@ -388,7 +396,9 @@ func (s *Service) Rotate(ctx context.Context, actor, id string, grace time.Durat
 		return "", nil, err
 	}
 	s.forget(updated)
-	s.Audit.Action(&audit.Action{Msg: "token.rotated", Actor: actor, TokenID: id, Reason: "successor " + next.ID + ", grace until " + graceUntil.Format(time.RFC3339), Outcome: "success"})
+	a := WithToken(&audit.Action{Msg: "token.rotated", Actor: actor, TokenID: id, Reason: "successor " + next.ID + ", grace until " + graceUntil.Format(time.RFC3339), Outcome: "success"}, next)
+	a.SuccessorID = next.ID
+	s.Audit.Action(a)
 	return secret, next, nil
 }
 
@@ -442,6 +452,22 @@ func (s *Service) refused(msg, actor, id string, err error) {
 	AuditRefused(s.Audit, msg, actor, "", id, err)
 }
 
+// WithToken fills in a's fields about t, the token the action made or
+// acted on. held_by is the principal the record says created it (the
+// issuer, or the requester who claimed it): there is no separate custody
+// field.
+func WithToken(a *audit.Action, t *store.Token) *audit.Action {
+	a.Owner, a.HeldBy, a.Scopes, a.Services = t.Owner, t.CreatedBy, t.Scopes, t.Services
+	start := t.CreatedAt
+	if t.NotBefore.After(start) {
+		start = t.NotBefore
+	}
+	if !start.IsZero() && t.ExpiresAt.After(start) {
+		a.TTL = t.ExpiresAt.Sub(start)
+	}
+	return a
+}
+
 // AuditRefused writes the management audit line of an action that was
 // refused with an *Error. Technical failures write none: they go to the
 // operator's log, not the audit trail. The ids come from URL paths, so
@@ -451,7 +477,7 @@ func AuditRefused(log *audit.Logger, msg, actor, requestID, tokenID string, err 
 	if !errors.As(err, &e) {
 		return
 	}
-	log.Action(&audit.Action{Msg: msg, Actor: actor, RequestID: SafeID(requestID), TokenID: SafeID(tokenID),
+	log.Action(&audit.Action{Msg: msg, Actor: actor, TokenRequestID: SafeID(requestID), TokenID: SafeID(tokenID),
 		Reason: e.Msg, Outcome: "refused", Reasons: []string{e.Code}})
 }
 
