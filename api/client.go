@@ -108,7 +108,7 @@ func (c *Client) do(ctx context.Context, method, path string, body, out any) err
 		e := &Error{Status: resp.StatusCode}
 		var b ErrorBody
 		if json.Unmarshal(raw, &b) == nil && b.Reason != "" {
-			e.Reason, e.Message = b.Reason, b.Message
+			e.Reason, e.Message = b.Reason, b.Detail
 		} else {
 			e.Body = string(raw)
 		}

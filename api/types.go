@@ -56,12 +56,19 @@ type TokenSpec struct {
 	MaxUses   int64      `json:"max_uses,omitempty"`
 }
 
-// ErrorBody is the body of every refusal: the status text, the reason
-// code and, for a bad request, what was wrong.
+// ProblemType is the media type of every refusal of the management API.
+const ProblemType = "application/problem+json"
+
+// ErrorBody is the body of every refusal of the management API: an RFC
+// 9457 problem details object. Type is "about:blank", so Title is the
+// status text; Reason is the machine-readable code (an extension member)
+// and Detail, for a bad request, what was wrong.
 type ErrorBody struct {
-	Error   string `json:"error"`
-	Reason  string `json:"reason"`
-	Message string `json:"message,omitempty"`
+	Type   string `json:"type"`
+	Title  string `json:"title"`
+	Status int    `json:"status"`
+	Detail string `json:"detail,omitempty"`
+	Reason string `json:"reason"`
 }
 
 // BootstrapRequest names the first requester and approver.

@@ -278,6 +278,7 @@ func (e *env) checkNothingLeaked() {
 		e.t.Error("the test wrote no audit line at all")
 	}
 	validateAgainstSchema(e.t, lines)
+	keepAuditSample(e.t, filepath.Join(e.dir, "audit.log"))
 	var haystack strings.Builder
 	for _, name := range []string{"audit.log", "caddy.log", "access.log"} {
 		b, err := os.ReadFile(filepath.Join(e.dir, name))
@@ -384,12 +385,14 @@ func call(t *testing.T, method, url string, headers ...string) response {
 	defer resp.Body.Close()
 	body, _ := io.ReadAll(resp.Body)
 	r := response{status: resp.StatusCode, header: resp.Header, body: body}
-	if resp.StatusCode >= 400 && strings.HasPrefix(resp.Header.Get("Content-Type"), "application/json") {
-		var e struct{ Error, Reason, RequestID string }
-		var raw map[string]string
-		if json.Unmarshal(body, &raw) == nil {
-			e.Error, e.Reason, e.RequestID = raw["error"], raw["reason"], raw["request_id"]
+	// The data plane answers application/json, the management API
+	// application/problem+json; both carry "reason".
+	if ct := resp.Header.Get("Content-Type"); resp.StatusCode >= 400 && (strings.HasPrefix(ct, "application/json") || strings.HasPrefix(ct, "application/problem+json")) {
+		var e struct {
+			Reason    string `json:"reason"`
+			RequestID string `json:"request_id"`
 		}
+		_ = json.Unmarshal(body, &e)
 		r.reason, r.reqID = e.Reason, e.RequestID
 	}
 	return r
@@ -447,6 +450,28 @@ func (e *env) auditFor(path string) map[string]any {
 			e.t.Fatalf("no audit line for %s", path)
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// keepAuditSample appends the test's audit lines, as written, to the file
+// TOKENGATE_AUDIT_SAMPLE names, so that CI can check real lines with a
+// second, independent validator (ajv, in .ci/run).
+func keepAuditSample(t *testing.T, path string) {
+	out := os.Getenv("TOKENGATE_AUDIT_SAMPLE")
+	if out == "" {
+		return
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return // the lines were read above; a test may have moved the file since
+	}
+	f, err := os.OpenFile(out, os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if _, err := f.Write(b); err != nil {
+		t.Fatal(err)
 	}
 }
 

@@ -62,7 +62,7 @@ func TestInputHygiene(t *testing.T) {
 		noEcho(tc.name, body)
 	}
 	status, body = ask(map[string]any{"purpose": "nightly\r\x1b[2K"})
-	if msg := decode[APIError](t, body).Message; !strings.Contains(msg, "control character") {
+	if msg := decode[APIError](t, body).Detail; !strings.Contains(msg, "control character") {
 		t.Errorf("the message should name the character class: %d %s", status, body)
 	}
 

@@ -8,7 +8,6 @@ import (
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 
-	"github.com/tokengate/caddy-tokengate/api"
 	"github.com/tokengate/caddy-tokengate/internal/manage"
 	"github.com/tokengate/caddy-tokengate/store"
 )
@@ -74,9 +73,7 @@ func (h *AdminHandler) Provision(ctx caddy.Context) error {
 	h.mux = http.NewServeMux()
 	rt.requestRoutes(h.mux, "/v1")
 	rt.tokenRoutes(h.mux, "/v1")
-	h.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		writeJSON(w, http.StatusNotFound, api.ErrorBody{Error: "Not Found", Reason: "route_unknown"})
-	})
+	h.mux.HandleFunc("/", unknownRoute(h.mux, "/"))
 	return nil
 }
 
@@ -86,7 +83,7 @@ func (h *AdminHandler) caller(w http.ResponseWriter, r *http.Request) (caller, b
 	tok, ok := caddyhttp.GetVar(r.Context(), tokenVar).(*store.Token)
 	if !ok {
 		// Unreachable: auth only calls the mux after an allow.
-		writeJSON(w, http.StatusUnauthorized, api.ErrorBody{Error: "Unauthorized", Reason: "token_missing"})
+		writeProblem(w, http.StatusUnauthorized, "token_missing", "")
 		return caller{}, false
 	}
 	return caller{app: h.auth.app, principal: manage.Principal{Name: tok.Owner, TokenID: tok.ID, Scopes: tok.Scopes}}, true

@@ -1,0 +1,75 @@
+package caddymodule
+
+import (
+	"encoding/json"
+	"net/http"
+	"testing"
+)
+
+// problem is an RFC 9457 problem details body as a client reads it.
+type problem struct {
+	Type   string `json:"type"`
+	Title  string `json:"title"`
+	Status int    `json:"status"`
+	Detail string `json:"detail"`
+	Reason string `json:"reason"`
+}
+
+// wantProblem checks that r is a problem details answer with status and
+// reason, its members agreeing with the HTTP status line.
+func wantProblem(t *testing.T, what string, r response, status int, reason string) problem {
+	t.Helper()
+	var p problem
+	if err := json.Unmarshal(r.body, &p); err != nil || r.status != status || p.Status != status || p.Reason != reason ||
+		p.Type != "about:blank" || p.Title != http.StatusText(status) || r.header.Get("Content-Type") != "application/problem+json" {
+		t.Errorf("%s: got %d %s %s, want %d problem+json with reason %s", what, r.status, r.header.Get("Content-Type"), r.body, status, reason)
+	}
+	return p
+}
+
+// TestManagementErrorsAreProblemDetails: every refusal of the management
+// API, from a bad filter to an unknown route, has the one RFC 9457 shape
+// with the reason code; a known path with another method is 405 with
+// Allow, on the management API and on Caddy's admin endpoint alike.
+func TestManagementErrorsAreProblemDetails(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	e.bootstrap()
+	auth := bearer(e.approver)
+	_, id := e.issue(billingReader(nil))
+
+	r := call(t, "DELETE", mgmtURL+"/v1/tokens", auth...)
+	wantProblem(t, "DELETE /v1/tokens", r, http.StatusMethodNotAllowed, "method_not_allowed")
+	if got := r.header.Get("Allow"); got != "GET, HEAD" {
+		t.Errorf("DELETE /v1/tokens: Allow %q, want GET, HEAD", got)
+	}
+	r = call(t, "GET", mgmtURL+"/v1/tokens/"+id+"/revoke", auth...)
+	wantProblem(t, "GET revoke", r, http.StatusMethodNotAllowed, "method_not_allowed")
+	if got := r.header.Get("Allow"); got != "POST" {
+		t.Errorf("GET revoke: Allow %q, want POST", got)
+	}
+	r = call(t, "PUT", mgmtURL+"/v1/requests", auth...)
+	if got := r.header.Get("Allow"); r.status != http.StatusMethodNotAllowed || got != "GET, HEAD, POST" {
+		t.Errorf("PUT /v1/requests: %d Allow %q, want 405 GET, HEAD, POST", r.status, got)
+	}
+	r = call(t, "DELETE", adminURL+"/tokengate/tokens")
+	wantProblem(t, "admin DELETE /tokengate/tokens", r, http.StatusMethodNotAllowed, "method_not_allowed")
+	if got := r.header.Get("Allow"); got != "GET, HEAD, POST" {
+		t.Errorf("admin DELETE /tokengate/tokens: Allow %q, want GET, HEAD, POST", got)
+	}
+
+	wantProblem(t, "unknown route", call(t, "GET", mgmtURL+"/v1/nothing", auth...), http.StatusNotFound, "route_unknown")
+	wantProblem(t, "unknown token", call(t, "GET", mgmtURL+"/v1/tokens/tok_nothing", auth...), http.StatusNotFound, "token_not_found")
+
+	for _, path := range []string{"/v1/tokens?state=bogus", "/v1/requests?state=bogus", "/v1/requests?status=bogus"} {
+		p := wantProblem(t, path, call(t, "GET", mgmtURL+path, auth...), http.StatusBadRequest, "state_invalid")
+		if p.Detail == "" {
+			t.Errorf("%s: no detail naming the states", path)
+		}
+	}
+	wantProblem(t, "admin ?state=bogus", call(t, "GET", adminURL+"/tokengate/tokens?state=bogus"), http.StatusBadRequest, "state_invalid")
+	for _, path := range []string{"/v1/tokens?state=active", "/v1/requests?state=pending", "/v1/requests?status=pending"} {
+		if r := call(t, "GET", mgmtURL+path, auth...); r.status != http.StatusOK {
+			t.Errorf("%s: %d %s", path, r.status, r.body)
+		}
+	}
+}
