@@ -343,7 +343,7 @@ func TestAuditUnwritable(t *testing.T) {
 	if err := os.Remove(path); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(path, []byte(`{"level":"info","ts":1,"logger":"tokengate.audit","msg":"token.issued","schema":1,"actor":"t","token_id":"tok_x","reason":"","outcome":"success"}`+"\n"), 0o600); err != nil {
+	if err := os.WriteFile(path, []byte(`{"level":"info","ts":1,"logger":"tokengate.audit","msg":"token.issued","schema":2,"actor":"t","token_id":"tok_x","reason":"","outcome":"success"}`+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
 }

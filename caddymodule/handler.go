@@ -1,6 +1,7 @@
 package caddymodule
 
 import (
+	"errors"
 	"fmt"
 	"net/http"
 	"strings"
@@ -12,6 +13,8 @@ import (
 
 	"github.com/tokengate/caddy-tokengate/internal/audit"
 	"github.com/tokengate/caddy-tokengate/internal/gateway"
+	"github.com/tokengate/caddy-tokengate/internal/lifecycle"
+	"github.com/tokengate/caddy-tokengate/internal/manage"
 	"github.com/tokengate/caddy-tokengate/internal/policy"
 	"github.com/tokengate/caddy-tokengate/internal/reason"
 )
@@ -220,7 +223,42 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	} else if err != nil {
 		line.Status = http.StatusInternalServerError
 	}
+	// The gateway let a management call through but the management API
+	// refused the action (its admin policy or the token's lifecycle): the
+	// call line then says deny, with the management reason, as the
+	// action line does, so that "all denies" finds it.
+	if m, ok := caddyhttp.GetVar(r.Context(), managementVar).(managementOutcome); ok {
+		line.Decision, line.Reasons = m.decision, []string{m.reason}
+	}
 	return err
+}
+
+// managementVar is the request variable through which the management API
+// tells the gateway handler in front of it that it refused an action.
+const managementVar = "tokengate.management_outcome"
+
+type managementOutcome struct{ decision, reason string }
+
+// noteRefusal records, for the call line, that the management API refused
+// err: deny with its reason code, or error for a technical failure.
+func noteRefusal(r *http.Request, err error, technical bool) {
+	m := managementOutcome{decision: gateway.Deny}
+	var le *lifecycle.Error
+	var re *requestRefusal
+	var pe *manage.PolicyError
+	switch {
+	case errors.As(err, &le):
+		m.reason = le.Code
+	case errors.As(err, &re):
+		m.reason = re.code
+	case errors.As(err, &pe):
+		m.decision, m.reason = gateway.Error, reason.PolicyUnavailable
+	case technical:
+		m.decision, m.reason = gateway.Error, reason.StoreUnavailable
+	default:
+		return
+	}
+	caddyhttp.SetVar(r.Context(), managementVar, m)
 }
 
 // requestID is Caddy's id of the request, {http.request.uuid}. Caddy makes

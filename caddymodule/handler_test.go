@@ -45,7 +45,7 @@ func TestAllowedCallReachesUpstreamWithoutCredential(t *testing.T) {
 
 	line := e.auditFor("/billing/allow-1")
 	want := map[string]any{"logger": "tokengate.audit", "decision": "allow", "status": 200.0, "token_id": id, "owner": "alice",
-		"service": "billing", "client_ip": "127.0.0.1", "method": "GET", "cache": "miss", "schema": 1.0}
+		"service": "billing", "client_ip": "127.0.0.1", "method": "GET", "cache": "miss", "schema": 2.0}
 	for k, v := range want {
 		if line[k] != v {
 			t.Errorf("audit %s = %v, want %v", k, line[k], v)

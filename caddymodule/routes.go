@@ -1,6 +1,7 @@
 package caddymodule
 
 import (
+	"encoding/base64"
 	"encoding/json"
 	"net/http"
 	"net/url"
@@ -51,9 +52,11 @@ func (rt routes) handle(mux *http.ServeMux, pattern string, f routeFunc) {
 			return
 		}
 		if err := f(c, w, r); err != nil {
-			if _, technical := writeError(w, err); technical {
+			_, technical := writeError(w, err)
+			if technical {
 				rt.logger.Error("token management failed", zap.String("route", pattern), zap.Error(err))
 			}
+			noteRefusal(r, err, technical)
 		}
 	})
 }
@@ -90,8 +93,55 @@ func listTokens(c caller, w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	toks, err = page(w, r, toks, func(t *store.Token) string { return t.ID })
+	if err != nil {
+		return err
+	}
 	writeJSON(w, http.StatusOK, viewsOf(toks, c.app.now()))
 	return nil
+}
+
+// Lists are paged: at most limit items (default listLimit, at most
+// maxListLimit), in id order, and while more follow, a Link header
+// (RFC 8288, rel="next") whose URL carries the opaque cursor. The body
+// stays a plain array, so clients written before paging still read it.
+const (
+	listLimit    = 100
+	maxListLimit = 1000
+)
+
+// page cuts the page that r's limit and cursor select out of items and
+// sets the Link to the next one. The cursor is the last id of the page
+// before, encoded so that clients treat it as opaque.
+func page[T any](w http.ResponseWriter, r *http.Request, items []T, id func(T) string) ([]T, error) {
+	q := r.URL.Query()
+	limit := listLimit
+	if v := q.Get("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > maxListLimit {
+			return nil, &lifecycle.Error{Kind: lifecycle.KindInvalid, Code: "limit_invalid", Msg: "limit is a whole number from 1 to " + strconv.Itoa(maxListLimit)}
+		}
+		limit = n
+	}
+	slices.SortFunc(items, func(a, b T) int { return strings.Compare(id(a), id(b)) })
+	if v := q.Get("cursor"); v != "" {
+		after, err := base64.RawURLEncoding.DecodeString(v)
+		if err != nil || len(after) == 0 {
+			return nil, &lifecycle.Error{Kind: lifecycle.KindInvalid, Code: "cursor_invalid", Msg: "cursor is not one this API gave out"}
+		}
+		start, _ := slices.BinarySearchFunc(items, string(after), func(it T, key string) int { return strings.Compare(id(it), key) })
+		if start < len(items) && id(items[start]) == string(after) {
+			start++
+		}
+		items = items[start:]
+	}
+	if len(items) > limit {
+		items = items[:limit]
+		q.Set("cursor", base64.RawURLEncoding.EncodeToString([]byte(id(items[limit-1]))))
+		q.Set("limit", strconv.Itoa(limit))
+		w.Header().Set("Link", "<"+r.URL.Path+"?"+q.Encode()+`>; rel="next"`)
+	}
+	return items, nil
 }
 
 func showToken(c caller, w http.ResponseWriter, r *http.Request) error {
@@ -237,6 +287,9 @@ func listRequests(c caller, w http.ResponseWriter, r *http.Request) error {
 	}
 	reqs, err := c.app.manage.ListRequests(r.Context(), c.principal, state)
 	if err != nil {
+		return err
+	}
+	if reqs, err = page(w, r, reqs, func(q *store.Request) string { return q.ID }); err != nil {
 		return err
 	}
 	now := c.app.now()

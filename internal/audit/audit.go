@@ -1,6 +1,6 @@
 // Package audit writes tokengate's audit lines: one per gateway call and one
 // per management action, as structured zap entries whose fields are fixed by
-// schema v1 (audit.schema.json in this folder).
+// schema v2 (audit.schema.json in this folder).
 //
 // Nothing here ever receives a secret: events carry token ids only.
 package audit
@@ -14,7 +14,7 @@ import (
 
 // SchemaVersion is written into every line so pipelines can tell formats
 // apart. Fields are only ever added within a version.
-const SchemaVersion = 1
+const SchemaVersion = 2
 
 // LoggerName is the zap logger name operators route with
 // `log { include tokengate.audit }`.
@@ -34,7 +34,9 @@ type Call struct {
 	Method     string
 	Host       string
 	Path       string // never the query string, which may carry secrets
-	RequestID  string
+	RequestID  string // Caddy's request UUID
+	TraceID    string // from Caddy's tracing handler, when it is on
+	SpanID     string
 	DecisionID string
 	Duration   time.Duration
 	Cache      string // hit, miss or none
@@ -58,6 +60,7 @@ func (c *Call) MarshalLogObject(enc zapcore.ObjectEncoder) error {
 	enc.AddString("host", c.Host)
 	enc.AddString("path", c.Path)
 	enc.AddString("request_id", c.RequestID)
+	addTrace(enc, c.TraceID, c.SpanID)
 	enc.AddString("decision_id", c.DecisionID)
 	enc.AddDuration("duration", c.Duration)
 	enc.AddString("cache", c.Cache)
@@ -67,13 +70,26 @@ func (c *Call) MarshalLogObject(enc zapcore.ObjectEncoder) error {
 
 // Action describes one management action.
 type Action struct {
-	Msg       string // token.issued, token.revoked, ...
-	Actor     string
-	TokenID   string
-	RequestID string // management request id, for request/approve/claim
-	Reason    string
-	Outcome   string // success or denied
-	Reasons   []string
+	Msg     string // token.issued, token.revoked, ...
+	Actor   string
+	TokenID string
+	// TokenRequestID is the management request (req_...) acted on, for
+	// request/approve/deny/claim; RequestID is Caddy's request UUID, so
+	// one id joins an action line to its call line.
+	TokenRequestID string
+	RequestID      string
+	TraceID        string
+	SpanID         string
+	Reason         string
+	Outcome        string // success or refused
+	Reasons        []string
+	// The token the action is about, when known; empty ones are omitted.
+	Owner       string
+	HeldBy      string // who claimed or was issued the secret
+	Scopes      []string
+	Services    []string
+	TTL         time.Duration // lifetime, written in whole seconds
+	SuccessorID string        // the new id of a rotation
 }
 
 // MarshalLogObject writes the fields of a management line.
@@ -81,15 +97,48 @@ func (a *Action) MarshalLogObject(enc zapcore.ObjectEncoder) error {
 	enc.AddInt("schema", SchemaVersion)
 	enc.AddString("actor", a.Actor)
 	enc.AddString("token_id", a.TokenID)
+	if a.TokenRequestID != "" {
+		enc.AddString("token_request_id", a.TokenRequestID)
+	}
 	if a.RequestID != "" {
 		enc.AddString("request_id", a.RequestID)
 	}
+	addTrace(enc, a.TraceID, a.SpanID)
 	enc.AddString("reason", a.Reason)
 	enc.AddString("outcome", a.Outcome)
 	if len(a.Reasons) > 0 {
 		_ = enc.AddArray("reasons", stringArray(a.Reasons))
 	}
+	if a.Owner != "" {
+		enc.AddString("owner", a.Owner)
+	}
+	if a.HeldBy != "" {
+		enc.AddString("held_by", a.HeldBy)
+	}
+	if len(a.Scopes) > 0 {
+		_ = enc.AddArray("scopes", stringArray(a.Scopes))
+	}
+	if len(a.Services) > 0 {
+		_ = enc.AddArray("services", stringArray(a.Services))
+	}
+	if a.TTL > 0 {
+		enc.AddInt64("ttl", int64(a.TTL/time.Second))
+	}
+	if a.SuccessorID != "" {
+		enc.AddString("successor_id", a.SuccessorID)
+	}
 	return nil
+}
+
+// addTrace writes the trace ids Caddy's tracing handler set, only when
+// tracing is on, so lines without tracing keep their shape.
+func addTrace(enc zapcore.ObjectEncoder, traceID, spanID string) {
+	if traceID != "" {
+		enc.AddString("trace_id", traceID)
+	}
+	if spanID != "" {
+		enc.AddString("span_id", spanID)
+	}
 }
 
 type stringArray []string

@@ -141,7 +141,7 @@ func (s *Service) Request(ctx context.Context, p Principal, spec lifecycle.Spec)
 		if err := s.Requests.CreateRequest(ctx, req); err != nil {
 			return nil, "", nil, fmt.Errorf("storing request: %w", err)
 		}
-		s.Audit.Action(&audit.Action{Msg: "token.requested", Actor: p.Name, RequestID: req.ID, Reason: req.Purpose, Outcome: "success"})
+		s.Audit.Action(&audit.Action{Msg: "token.requested", Actor: p.Name, TokenRequestID: req.ID, Reason: req.Purpose, Outcome: "success"})
 		return req, "", nil, nil
 	}
 	// Approved by policy: record the request as approved and claim it in
@@ -152,8 +152,8 @@ func (s *Service) Request(ctx context.Context, p Principal, spec lifecycle.Spec)
 	if err := s.Requests.CreateRequest(ctx, req); err != nil {
 		return nil, "", nil, fmt.Errorf("storing request: %w", err)
 	}
-	s.Audit.Action(&audit.Action{Msg: "token.requested", Actor: p.Name, RequestID: req.ID, Reason: req.Purpose, Outcome: "success"})
-	s.Audit.Action(&audit.Action{Msg: "token.approved", Actor: req.DecidedBy, RequestID: req.ID, Reason: req.Reason, Outcome: "success"})
+	s.Audit.Action(&audit.Action{Msg: "token.requested", Actor: p.Name, TokenRequestID: req.ID, Reason: req.Purpose, Outcome: "success"})
+	s.Audit.Action(&audit.Action{Msg: "token.approved", Actor: req.DecidedBy, TokenRequestID: req.ID, Reason: req.Reason, Outcome: "success"})
 	claimed, secret, tok, err := s.claim(ctx, p, req.ID)
 	return claimed, secret, tok, err
 }
@@ -203,7 +203,7 @@ func (s *Service) decide(ctx context.Context, p Principal, id, reason, action st
 		s.refused(msg, p, id, "", err)
 		return nil, err
 	}
-	s.Audit.Action(&audit.Action{Msg: msg, Actor: p.Name, RequestID: id, Reason: reason, Outcome: "success"})
+	s.Audit.Action(&audit.Action{Msg: msg, Actor: p.Name, TokenRequestID: id, Reason: reason, Outcome: "success"})
 	return req, nil
 }
 
@@ -258,7 +258,7 @@ func (s *Service) claim(ctx context.Context, p Principal, id string) (*store.Req
 		s.refused("token.claimed", p, id, "", err)
 		return nil, "", nil, err
 	}
-	s.Audit.Action(&audit.Action{Msg: "token.claimed", Actor: p.Name, RequestID: id, TokenID: tok.ID, Reason: req.Purpose, Outcome: "success"})
+	s.Audit.Action(lifecycle.WithToken(&audit.Action{Msg: "token.claimed", Actor: p.Name, TokenRequestID: id, TokenID: tok.ID, Reason: req.Purpose, Outcome: "success"}, tok))
 	return req, secret, tok, nil
 }
 
@@ -416,7 +416,7 @@ func (s *Service) Bootstrap(ctx context.Context, p Principal, requester, approve
 		return nil, nil, err
 	}
 	for _, t := range toks {
-		s.Audit.Action(&audit.Action{Msg: "token.bootstrap", Actor: p.Name, TokenID: t.ID, Reason: t.Purpose + " for " + t.Owner, Outcome: "success"})
+		s.Audit.Action(lifecycle.WithToken(&audit.Action{Msg: "token.bootstrap", Actor: p.Name, TokenID: t.ID, Reason: t.Purpose + " for " + t.Owner, Outcome: "success"}, t))
 	}
 	return secrets, toks, nil
 }

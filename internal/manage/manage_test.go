@@ -134,7 +134,7 @@ func TestRequestApproveClaim(t *testing.T) {
 	if err != nil || secret != "" || tok != nil || req.Status != store.RequestPending {
 		t.Fatalf("request: %v %q %v %+v; want pending without a secret", err, secret, tok, req)
 	}
-	if l := f.lines(); len(l) != 1 || l[0]["msg"] != "token.requested" || l[0]["request_id"] != req.ID {
+	if l := f.lines(); len(l) != 1 || l[0]["msg"] != "token.requested" || l[0]["token_request_id"] != req.ID {
 		t.Fatalf("request lines %v", l)
 	}
 
@@ -240,7 +240,7 @@ func TestDenyAndLapse(t *testing.T) {
 	pasted := token.NewSecret()
 	_, err = f.svc.Approve(ctx, bob, pasted, "")
 	wantKind(t, err, lifecycle.KindNotFound, "request_not_found")
-	if l := f.lines(); len(l) != 1 || l[0]["request_id"] == pasted || err.Error() == "" || errors.Unwrap(err) != nil {
+	if l := f.lines(); len(l) != 1 || l[0]["token_request_id"] == pasted || err.Error() == "" || errors.Unwrap(err) != nil {
 		t.Fatalf("lines %v", l)
 	}
 }
