@@ -75,18 +75,57 @@ func Reason(err error) string {
 const maxAnswer = 64 << 20
 
 func (c *Client) do(ctx context.Context, method, path string, body, out any) error {
+	_, err := c.doHeader(ctx, method, path, body, out)
+	return err
+}
+
+// list reads every page of a listing, following the Link rel="next" the
+// server sets while more items follow.
+func list[T any](ctx context.Context, c *Client, path string, q url.Values) ([]T, error) {
+	var all []T
+	for {
+		var page []T
+		h, err := c.doHeader(ctx, http.MethodGet, path+"?"+q.Encode(), nil, &page)
+		if err != nil {
+			return nil, err
+		}
+		all = append(all, page...)
+		cursor := nextCursor(h.Get("Link"))
+		if cursor == "" {
+			return all, nil
+		}
+		q.Set("cursor", cursor)
+	}
+}
+
+// nextCursor is the cursor of the rel="next" link in a Link header, or "".
+func nextCursor(link string) string {
+	for _, l := range strings.Split(link, ",") {
+		target, params, ok := strings.Cut(strings.TrimSpace(l), ";")
+		if !ok || !strings.Contains(params, `rel="next"`) {
+			continue
+		}
+		u, err := url.Parse(strings.Trim(strings.TrimSpace(target), "<>"))
+		if err == nil {
+			return u.Query().Get("cursor")
+		}
+	}
+	return ""
+}
+
+func (c *Client) doHeader(ctx context.Context, method, path string, body, out any) (http.Header, error) {
 	var reader io.Reader
 	if body != nil {
 		b, err := json.Marshal(body)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		reader = bytes.NewReader(b)
 	}
 	target := c.BaseURL + path
 	req, err := http.NewRequestWithContext(ctx, method, target, reader)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	for k, v := range c.Header {
 		req.Header[k] = v
@@ -100,7 +139,7 @@ func (c *Client) do(ctx context.Context, method, path string, body, out any) err
 	}
 	resp, err := hc.Do(req)
 	if err != nil {
-		return fmt.Errorf("calling %s: %v", textcheck.Printable(target), err)
+		return nil, fmt.Errorf("calling %s: %v", textcheck.Printable(target), err)
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode >= 400 {
@@ -112,12 +151,12 @@ func (c *Client) do(ctx context.Context, method, path string, body, out any) err
 		} else {
 			e.Body = string(raw)
 		}
-		return e
+		return nil, e
 	}
 	if err := json.NewDecoder(io.LimitReader(resp.Body, maxAnswer)).Decode(out); err != nil {
-		return fmt.Errorf("reading the answer of %s: %v", textcheck.Printable(target), err)
+		return nil, fmt.Errorf("reading the answer of %s: %v", textcheck.Printable(target), err)
 	}
-	return nil
+	return resp.Header, nil
 }
 
 func tokenPath(id, action string) string {
@@ -179,10 +218,14 @@ func (c *Client) GetRequest(ctx context.Context, id string) (RequestView, error)
 	return out, c.do(ctx, http.MethodGet, requestPath(id, ""), nil, &out)
 }
 
-// ListRequests lists token requests, all of them when status is "".
-func (c *Client) ListRequests(ctx context.Context, status string) ([]RequestView, error) {
-	var out []RequestView
-	return out, c.do(ctx, http.MethodGet, "/requests?"+url.Values{"status": {status}}.Encode(), nil, &out)
+// ListRequests lists token requests in state, all of them when state is
+// "", every page.
+func (c *Client) ListRequests(ctx context.Context, state string) ([]RequestView, error) {
+	q := url.Values{}
+	if state != "" {
+		q.Set("state", state)
+	}
+	return list[RequestView](ctx, c, "/requests", q)
 }
 
 // TokenFilter narrows a token listing; empty fields match everything.
@@ -198,8 +241,7 @@ func (c *Client) ListTokens(ctx context.Context, f TokenFilter) ([]TokenView, er
 			q.Set(k, v)
 		}
 	}
-	var out []TokenView
-	return out, c.do(ctx, http.MethodGet, "/tokens?"+q.Encode(), nil, &out)
+	return list[TokenView](ctx, c, "/tokens", q)
 }
 
 // GetToken shows one token.

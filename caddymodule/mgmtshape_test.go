@@ -1,9 +1,13 @@
 package caddymodule
 
 import (
+	"context"
 	"encoding/json"
 	"net/http"
+	"strings"
 	"testing"
+
+	"github.com/tokengate/caddy-tokengate/api"
 )
 
 // problem is an RFC 9457 problem details body as a client reads it.
@@ -71,5 +75,58 @@ func TestManagementErrorsAreProblemDetails(t *testing.T) {
 		if r := call(t, "GET", mgmtURL+path, auth...); r.status != http.StatusOK {
 			t.Errorf("%s: %d %s", path, r.status, r.body)
 		}
+	}
+}
+
+// TestListsArePaged: limit and the opaque cursor of the Link rel="next"
+// walk a listing page by page, each token once; a bad limit or cursor is
+// a 400; api.Client follows the pages past the default limit.
+func TestListsArePaged(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	want := map[string]bool{}
+	for range listLimit + 3 {
+		_, id := e.issue(billingReader(nil))
+		want[id] = true
+	}
+
+	seen := map[string]bool{}
+	next, pages := adminURL+"/tokengate/tokens?owner=alice&limit=40", 0
+	for next != "" {
+		r := call(t, "GET", next)
+		if r.status != http.StatusOK {
+			t.Fatalf("GET %s: %d %s", next, r.status, r.body)
+		}
+		page := decode[[]TokenView](t, r.body)
+		if len(page) > 40 {
+			t.Fatalf("page of %d items, limit 40", len(page))
+		}
+		for _, tok := range page {
+			if seen[tok.ID] {
+				t.Fatalf("token %s listed twice", tok.ID)
+			}
+			seen[tok.ID] = true
+		}
+		pages++
+		next = ""
+		if link := r.header.Get("Link"); link != "" {
+			target, _, _ := strings.Cut(link, ";")
+			next = adminURL + strings.Trim(target, "<>")
+		}
+	}
+	if pages != 3 || len(seen) != len(want) {
+		t.Fatalf("%d pages, %d of %d tokens", pages, len(seen), len(want))
+	}
+	if r := call(t, "GET", adminURL+"/tokengate/tokens"); len(decode[[]TokenView](t, r.body)) != listLimit || r.header.Get("Link") == "" {
+		t.Fatalf("default page: %d items, Link %q", len(decode[[]TokenView](t, r.body)), r.header.Get("Link"))
+	}
+
+	for _, q := range []string{"limit=0", "limit=1001", "limit=ten"} {
+		wantProblem(t, q, call(t, "GET", adminURL+"/tokengate/tokens?"+q), http.StatusBadRequest, "limit_invalid")
+	}
+	wantProblem(t, "bad cursor", call(t, "GET", adminURL+"/tokengate/tokens?cursor=%21%21"), http.StatusBadRequest, "cursor_invalid")
+
+	all, err := (&api.Client{BaseURL: adminURL + "/tokengate"}).ListTokens(context.Background(), api.TokenFilter{Owner: "alice"})
+	if err != nil || len(all) != len(want) {
+		t.Fatalf("client listed %d of %d: %v", len(all), len(want), err)
 	}
 }

@@ -15,6 +15,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/tokengate/caddy-tokengate/api"
+	"github.com/tokengate/caddy-tokengate/internal/audit"
 	"github.com/tokengate/caddy-tokengate/internal/lifecycle"
 	"github.com/tokengate/caddy-tokengate/internal/manage"
 	"github.com/tokengate/caddy-tokengate/internal/policy"
@@ -51,6 +52,7 @@ func (rt routes) handle(mux *http.ServeMux, pattern string, f routeFunc) {
 		if !ok {
 			return
 		}
+		r = r.WithContext(audit.WithTrace(r.Context(), requestTrace(r)))
 		if err := f(c, w, r); err != nil {
 			_, technical := writeError(w, err)
 			if technical {
