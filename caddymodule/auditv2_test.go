@@ -39,6 +39,9 @@ func TestManagementRefusalCallLineAgrees(t *testing.T) {
 	if action == nil || action["reasons"].([]any)[0] != "self_approval" {
 		t.Fatalf("no refused action line for %s: %v", req.ID, action)
 	}
+	if id, _ := call["request_id"].(string); id == "" || action["request_id"] != id {
+		t.Errorf("request_id: call line %v, action line %v; want one Caddy request UUID", call["request_id"], action["request_id"])
+	}
 }
 
 // TestActionLinesCarryTheToken: issue and claim lines name the token's

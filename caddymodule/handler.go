@@ -233,6 +233,20 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	return err
 }
 
+// requestTrace names r for the action lines its management call writes:
+// Caddy's request UUID, the call line's request_id, and the ids Caddy's
+// tracing handler put in the request variables when tracing is on. A call
+// to Caddy's admin endpoint has none of them.
+func requestTrace(r *http.Request) audit.Trace {
+	var t audit.Trace
+	if repl, ok := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer); ok {
+		t.RequestID = requestID(repl)
+	}
+	t.TraceID, _ = caddyhttp.GetVar(r.Context(), "trace_id").(string)
+	t.SpanID, _ = caddyhttp.GetVar(r.Context(), "span_id").(string)
+	return t
+}
+
 // managementVar is the request variable through which the management API
 // tells the gateway handler in front of it that it refused an action.
 const managementVar = "tokengate.management_outcome"

@@ -6,6 +6,7 @@
 package audit
 
 import (
+	"context"
 	"time"
 
 	"go.uber.org/zap"
@@ -202,4 +203,27 @@ func (l *Logger) Action(a *Action) {
 	if ce := l.check(a.Msg); ce != nil {
 		write(ce, zap.Inline(a))
 	}
+}
+
+// Trace names the HTTP request an action line belongs to: Caddy's request
+// UUID (the call line's request_id) and, when Caddy's tracing handler is
+// on, its trace and span ids.
+type Trace struct {
+	RequestID, TraceID, SpanID string
+}
+
+type traceKey struct{}
+
+// WithTrace returns ctx carrying t, for the action lines written under it.
+func WithTrace(ctx context.Context, t Trace) context.Context {
+	return context.WithValue(ctx, traceKey{}, t)
+}
+
+// ActionContext writes a's line with the request ids ctx carries, so the
+// action line and the call line of one HTTP request share request_id.
+func (l *Logger) ActionContext(ctx context.Context, a *Action) {
+	if t, ok := ctx.Value(traceKey{}).(Trace); ok {
+		a.RequestID, a.TraceID, a.SpanID = t.RequestID, t.TraceID, t.SpanID
+	}
+	l.Action(a)
 }

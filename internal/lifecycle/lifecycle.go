@@ -232,7 +232,7 @@ func checkSpecText(spec Spec) error {
 func (s *Service) Issue(ctx context.Context, actor string, spec Spec) (string, *store.Token, error) {
 	rec, err := s.Validate(spec)
 	if err != nil {
-		s.refused("token.issued", actor, "", err)
+		s.refused(ctx, "token.issued", actor, "", err)
 		return "", nil, err
 	}
 	rec.CreatedBy = actor
@@ -240,7 +240,7 @@ func (s *Service) Issue(ctx context.Context, actor string, spec Spec) (string, *
 	if err != nil {
 		return "", nil, err
 	}
-	s.Audit.Action(WithToken(&audit.Action{Msg: "token.issued", Actor: actor, TokenID: rec.ID, Reason: rec.Purpose, Outcome: "success"}, rec))
+	s.Audit.ActionContext(ctx, WithToken(&audit.Action{Msg: "token.issued", Actor: actor, TokenID: rec.ID, Reason: rec.Purpose, Outcome: "success"}, rec))
 	return secret, rec, nil
 }
 
@@ -268,11 +268,11 @@ func (s *Service) Mint(rec *store.Token) (secret string) {
 func (s *Service) Revoke(ctx context.Context, actor, id, reason string) (*store.Token, error) {
 	if reason == "" {
 		err := invalid("reason_required", "say why the token is revoked")
-		s.refused("token.revoked", actor, id, err)
+		s.refused(ctx, "token.revoked", actor, id, err)
 		return nil, err
 	}
 	if err := CheckReason(reason); err != nil {
-		s.refused("token.revoked", actor, id, err)
+		s.refused(ctx, "token.revoked", actor, id, err)
 		return nil, err
 	}
 	now := s.now().UTC()
@@ -285,11 +285,11 @@ func (s *Service) Revoke(ctx context.Context, actor, id, reason string) (*store.
 	})
 	if err != nil {
 		err = s.storeError(id, err)
-		s.refused("token.revoked", actor, id, err)
+		s.refused(ctx, "token.revoked", actor, id, err)
 		return nil, err
 	}
 	s.forget(t)
-	s.Audit.Action(&audit.Action{Msg: "token.revoked", Actor: actor, TokenID: id, Reason: reason, Outcome: "success"})
+	s.Audit.ActionContext(ctx, &audit.Action{Msg: "token.revoked", Actor: actor, TokenID: id, Reason: reason, Outcome: "success"})
 	s.revokePredecessors(ctx, actor, t, now)
 	return t, nil
 }
@@ -320,11 +320,11 @@ func (s *Service) revokePredecessors(ctx context.Context, actor string, t *store
 				return
 			}
 		case err != nil:
-			s.refused("token.revoked", actor, t.RotatedFrom, s.storeError(t.RotatedFrom, err))
+			s.refused(ctx, "token.revoked", actor, t.RotatedFrom, s.storeError(t.RotatedFrom, err))
 			return
 		default:
 			s.forget(prev)
-			s.Audit.Action(&audit.Action{Msg: "token.revoked", Actor: actor, TokenID: prev.ID, Reason: prev.RevokeReason, Outcome: "success"})
+			s.Audit.ActionContext(ctx, &audit.Action{Msg: "token.revoked", Actor: actor, TokenID: prev.ID, Reason: prev.RevokeReason, Outcome: "success"})
 		}
 		t = prev
 	}
@@ -354,19 +354,19 @@ func CheckReason(reason string) error {
 func (s *Service) Rotate(ctx context.Context, actor, id string, grace time.Duration) (string, *store.Token, error) {
 	if grace < 0 || grace > maxGrace {
 		err := invalid("grace_invalid", "grace must be between 0 and %s", maxGrace)
-		s.refused("token.rotated", actor, id, err)
+		s.refused(ctx, "token.rotated", actor, id, err)
 		return "", nil, err
 	}
 	old, err := s.Store.Get(ctx, id)
 	if err != nil {
 		err = s.storeError(id, err)
-		s.refused("token.rotated", actor, id, err)
+		s.refused(ctx, "token.rotated", actor, id, err)
 		return "", nil, err
 	}
 	now := s.now().UTC().Truncate(time.Microsecond)
 	if reason := Inactive(old, now); reason != "" {
 		err := &Error{Kind: KindConflict, Code: "token_" + reason, Msg: "only an active token can be rotated; " + id + " is " + reason}
-		s.refused("token.rotated", actor, id, err)
+		s.refused(ctx, "token.rotated", actor, id, err)
 		return "", nil, err
 	}
 	next := old.Clone()
@@ -392,13 +392,13 @@ func (s *Service) Rotate(ctx context.Context, actor, id string, grace time.Durat
 	})
 	if err != nil {
 		err = s.storeError(id, err)
-		s.refused("token.rotated", actor, id, err)
+		s.refused(ctx, "token.rotated", actor, id, err)
 		return "", nil, err
 	}
 	s.forget(updated)
 	a := WithToken(&audit.Action{Msg: "token.rotated", Actor: actor, TokenID: id, Reason: "successor " + next.ID + ", grace until " + graceUntil.Format(time.RFC3339), Outcome: "success"}, next)
 	a.SuccessorID = next.ID
-	s.Audit.Action(a)
+	s.Audit.ActionContext(ctx, a)
 	return secret, next, nil
 }
 
@@ -448,8 +448,8 @@ func (s *Service) forget(t *store.Token) {
 	}
 }
 
-func (s *Service) refused(msg, actor, id string, err error) {
-	AuditRefused(s.Audit, msg, actor, "", id, err)
+func (s *Service) refused(ctx context.Context, msg, actor, id string, err error) {
+	AuditRefused(ctx, s.Audit, msg, actor, "", id, err)
 }
 
 // WithToken fills in a's fields about t, the token the action made or
@@ -472,12 +472,12 @@ func WithToken(a *audit.Action, t *store.Token) *audit.Action {
 // refused with an *Error. Technical failures write none: they go to the
 // operator's log, not the audit trail. The ids come from URL paths, so
 // only id-shaped ones are written.
-func AuditRefused(log *audit.Logger, msg, actor, requestID, tokenID string, err error) {
+func AuditRefused(ctx context.Context, log *audit.Logger, msg, actor, requestID, tokenID string, err error) {
 	var e *Error
 	if !errors.As(err, &e) {
 		return
 	}
-	log.Action(&audit.Action{Msg: msg, Actor: actor, TokenRequestID: SafeID(requestID), TokenID: SafeID(tokenID),
+	log.ActionContext(ctx, &audit.Action{Msg: msg, Actor: actor, TokenRequestID: SafeID(requestID), TokenID: SafeID(tokenID),
 		Reason: e.Msg, Outcome: "refused", Reasons: []string{e.Code}})
 }
 

@@ -120,7 +120,7 @@ func tokenInput(t *store.Token) map[string]any {
 func (s *Service) Request(ctx context.Context, p Principal, spec lifecycle.Spec) (*store.Request, string, *store.Token, error) {
 	rec, err := s.Tokens.Validate(spec)
 	if err != nil {
-		s.refused("token.requested", p, "", "", err)
+		s.refused(ctx, "token.requested", p, "", "", err)
 		return nil, "", nil, err
 	}
 	req := &store.Request{
@@ -134,14 +134,14 @@ func (s *Service) Request(ctx context.Context, p Principal, spec lifecycle.Spec)
 	}
 	d, err := s.authorize(ctx, "request", p, map[string]any{"request": requestInput(req)})
 	if err != nil {
-		s.refused("token.requested", p, req.ID, "", err)
+		s.refused(ctx, "token.requested", p, req.ID, "", err)
 		return nil, "", nil, err
 	}
 	if !d.AutoApprove {
 		if err := s.Requests.CreateRequest(ctx, req); err != nil {
 			return nil, "", nil, fmt.Errorf("storing request: %w", err)
 		}
-		s.Audit.Action(&audit.Action{Msg: "token.requested", Actor: p.Name, TokenRequestID: req.ID, Reason: req.Purpose, Outcome: "success"})
+		s.Audit.ActionContext(ctx, &audit.Action{Msg: "token.requested", Actor: p.Name, TokenRequestID: req.ID, Reason: req.Purpose, Outcome: "success"})
 		return req, "", nil, nil
 	}
 	// Approved by policy: record the request as approved and claim it in
@@ -152,8 +152,8 @@ func (s *Service) Request(ctx context.Context, p Principal, spec lifecycle.Spec)
 	if err := s.Requests.CreateRequest(ctx, req); err != nil {
 		return nil, "", nil, fmt.Errorf("storing request: %w", err)
 	}
-	s.Audit.Action(&audit.Action{Msg: "token.requested", Actor: p.Name, TokenRequestID: req.ID, Reason: req.Purpose, Outcome: "success"})
-	s.Audit.Action(&audit.Action{Msg: "token.approved", Actor: req.DecidedBy, TokenRequestID: req.ID, Reason: req.Reason, Outcome: "success"})
+	s.Audit.ActionContext(ctx, &audit.Action{Msg: "token.requested", Actor: p.Name, TokenRequestID: req.ID, Reason: req.Purpose, Outcome: "success"})
+	s.Audit.ActionContext(ctx, &audit.Action{Msg: "token.approved", Actor: req.DecidedBy, TokenRequestID: req.ID, Reason: req.Reason, Outcome: "success"})
 	claimed, secret, tok, err := s.claim(ctx, p, req.ID)
 	return claimed, secret, tok, err
 }
@@ -172,17 +172,17 @@ func (s *Service) Deny(ctx context.Context, p Principal, id, reason string) (*st
 func (s *Service) decide(ctx context.Context, p Principal, id, reason, action string) (*store.Request, error) {
 	msg := map[string]string{"approve": "token.approved", "deny": "token.denied"}[action]
 	if err := lifecycle.CheckReason(reason); err != nil {
-		s.refused(msg, p, id, "", err)
+		s.refused(ctx, msg, p, id, "", err)
 		return nil, err
 	}
 	req, err := s.Requests.GetRequest(ctx, id)
 	if err != nil {
 		err = requestError(id, err)
-		s.refused(msg, p, id, "", err)
+		s.refused(ctx, msg, p, id, "", err)
 		return nil, err
 	}
 	if _, err := s.authorize(ctx, action, p, map[string]any{"request": requestInput(req)}); err != nil {
-		s.refused(msg, p, id, "", err)
+		s.refused(ctx, msg, p, id, "", err)
 		return nil, err
 	}
 	now := s.now()
@@ -200,10 +200,10 @@ func (s *Service) decide(ctx context.Context, p Principal, id, reason, action st
 	})
 	if err != nil {
 		err = requestError(id, err)
-		s.refused(msg, p, id, "", err)
+		s.refused(ctx, msg, p, id, "", err)
 		return nil, err
 	}
-	s.Audit.Action(&audit.Action{Msg: msg, Actor: p.Name, TokenRequestID: id, Reason: reason, Outcome: "success"})
+	s.Audit.ActionContext(ctx, &audit.Action{Msg: msg, Actor: p.Name, TokenRequestID: id, Reason: reason, Outcome: "success"})
 	return req, nil
 }
 
@@ -212,11 +212,11 @@ func (s *Service) Claim(ctx context.Context, p Principal, id string) (*store.Req
 	req, err := s.Requests.GetRequest(ctx, id)
 	if err != nil {
 		err = requestError(id, err)
-		s.refused("token.claimed", p, id, "", err)
+		s.refused(ctx, "token.claimed", p, id, "", err)
 		return nil, "", nil, err
 	}
 	if _, err := s.authorize(ctx, "claim", p, map[string]any{"request": requestInput(req)}); err != nil {
-		s.refused("token.claimed", p, id, "", err)
+		s.refused(ctx, "token.claimed", p, id, "", err)
 		return nil, "", nil, err
 	}
 	return s.claim(ctx, p, id)
@@ -230,7 +230,7 @@ func (s *Service) claim(ctx context.Context, p Principal, id string) (*store.Req
 	}
 	if err != nil {
 		err = requestError(id, err)
-		s.refused("token.claimed", p, id, "", err)
+		s.refused(ctx, "token.claimed", p, id, "", err)
 		return nil, "", nil, err
 	}
 	// A request's spec never changes after it is made, so the token can be
@@ -255,10 +255,10 @@ func (s *Service) claim(ctx context.Context, p Principal, id string) (*store.Req
 	}, tok)
 	if err != nil {
 		err = requestError(id, err)
-		s.refused("token.claimed", p, id, "", err)
+		s.refused(ctx, "token.claimed", p, id, "", err)
 		return nil, "", nil, err
 	}
-	s.Audit.Action(lifecycle.WithToken(&audit.Action{Msg: "token.claimed", Actor: p.Name, TokenRequestID: id, TokenID: tok.ID, Reason: req.Purpose, Outcome: "success"}, tok))
+	s.Audit.ActionContext(ctx, lifecycle.WithToken(&audit.Action{Msg: "token.claimed", Actor: p.Name, TokenRequestID: id, TokenID: tok.ID, Reason: req.Purpose, Outcome: "success"}, tok))
 	return req, secret, tok, nil
 }
 
@@ -314,13 +314,13 @@ func (s *Service) GetRequest(ctx context.Context, p Principal, id string) (*stor
 func (s *Service) Issue(ctx context.Context, p Principal, spec lifecycle.Spec) (string, *store.Token, error) {
 	rec, err := s.Tokens.Validate(spec)
 	if err != nil {
-		s.refused("token.issued", p, "", "", err)
+		s.refused(ctx, "token.issued", p, "", "", err)
 		return "", nil, err
 	}
 	req := &store.Request{Owner: rec.Owner, Purpose: rec.Purpose, Scopes: rec.Scopes, Services: rec.Services,
 		CIDRs: rec.CIDRs, TTL: rec.ExpiresAt.Sub(rec.NotBefore), MaxUses: rec.MaxUses, RequestedBy: p.Name}
 	if _, err := s.authorize(ctx, "issue", p, map[string]any{"request": requestInput(req)}); err != nil {
-		s.refused("token.issued", p, "", "", err)
+		s.refused(ctx, "token.issued", p, "", "", err)
 		return "", nil, err
 	}
 	return s.Tokens.Issue(ctx, p.Name, spec)
@@ -330,11 +330,11 @@ func (s *Service) Issue(ctx context.Context, p Principal, spec lifecycle.Spec) (
 func (s *Service) Revoke(ctx context.Context, p Principal, id, reason string) (*store.Token, error) {
 	t, err := s.Tokens.Get(ctx, id)
 	if err != nil {
-		s.refused("token.revoked", p, "", id, err)
+		s.refused(ctx, "token.revoked", p, "", id, err)
 		return nil, err
 	}
 	if _, err := s.authorize(ctx, "revoke", p, map[string]any{"token": tokenInput(t)}); err != nil {
-		s.refused("token.revoked", p, "", id, err)
+		s.refused(ctx, "token.revoked", p, "", id, err)
 		return nil, err
 	}
 	return s.Tokens.Revoke(ctx, p.Name, id, reason)
@@ -344,11 +344,11 @@ func (s *Service) Revoke(ctx context.Context, p Principal, id, reason string) (*
 func (s *Service) Rotate(ctx context.Context, p Principal, id string, grace time.Duration) (string, *store.Token, error) {
 	t, err := s.Tokens.Get(ctx, id)
 	if err != nil {
-		s.refused("token.rotated", p, "", id, err)
+		s.refused(ctx, "token.rotated", p, "", id, err)
 		return "", nil, err
 	}
 	if _, err := s.authorize(ctx, "rotate", p, map[string]any{"token": tokenInput(t)}); err != nil {
-		s.refused("token.rotated", p, "", id, err)
+		s.refused(ctx, "token.rotated", p, "", id, err)
 		return "", nil, err
 	}
 	return s.Tokens.Rotate(ctx, p.Name, id, grace)
@@ -382,13 +382,13 @@ func (s *Service) Bootstrap(ctx context.Context, p Principal, requester, approve
 	// checked before either sees them.
 	for _, f := range [][2]string{{"requester", requester}, {"approver", approver}} {
 		if err := lifecycle.CheckText(f[0], f[1]); err != nil {
-			s.refused("token.bootstrap", p, "", "", err)
+			s.refused(ctx, "token.bootstrap", p, "", "", err)
 			return nil, nil, err
 		}
 	}
 	extra := map[string]any{"bootstrap": map[string]any{"requester": requester, "approver": approver}}
 	if _, err := s.authorize(ctx, "bootstrap", p, extra); err != nil {
-		s.refused("token.bootstrap", p, "", "", err)
+		s.refused(ctx, "token.bootstrap", p, "", "", err)
 		return nil, nil, err
 	}
 	var toks []*store.Token
@@ -399,7 +399,7 @@ func (s *Service) Bootstrap(ctx context.Context, p Principal, requester, approve
 			Scopes: []string{who.scope, "tokens:read"}, Services: []string{ManagementService}, TTL: ttl.String(),
 		})
 		if err != nil {
-			s.refused("token.bootstrap", p, "", "", err)
+			s.refused(ctx, "token.bootstrap", p, "", "", err)
 			return nil, nil, err
 		}
 		secret := s.Tokens.Mint(rec)
@@ -411,18 +411,18 @@ func (s *Service) Bootstrap(ctx context.Context, p Principal, requester, approve
 		if errors.Is(err, store.ErrConflict) {
 			err = &lifecycle.Error{Kind: lifecycle.KindConflict, Code: "already_bootstrapped",
 				Msg: "management tokens exist already; new ones go through request and approval"}
-			s.refused("token.bootstrap", p, "", "", err)
+			s.refused(ctx, "token.bootstrap", p, "", "", err)
 		}
 		return nil, nil, err
 	}
 	for _, t := range toks {
-		s.Audit.Action(lifecycle.WithToken(&audit.Action{Msg: "token.bootstrap", Actor: p.Name, TokenID: t.ID, Reason: t.Purpose + " for " + t.Owner, Outcome: "success"}, t))
+		s.Audit.ActionContext(ctx, lifecycle.WithToken(&audit.Action{Msg: "token.bootstrap", Actor: p.Name, TokenID: t.ID, Reason: t.Purpose + " for " + t.Owner, Outcome: "success"}, t))
 	}
 	return secrets, toks, nil
 }
 
-func (s *Service) refused(msg string, p Principal, requestID, tokenID string, err error) {
-	lifecycle.AuditRefused(s.Audit, msg, p.Name, requestID, tokenID, err)
+func (s *Service) refused(ctx context.Context, msg string, p Principal, requestID, tokenID string, err error) {
+	lifecycle.AuditRefused(ctx, s.Audit, msg, p.Name, requestID, tokenID, err)
 }
 
 func requestError(id string, err error) error {
