@@ -245,6 +245,13 @@ func (a *App) policySource() string {
 // Start runs the background work: batched usage recording and the policy
 // folder watcher. Cross-node cache invalidation runs in the runtime.
 func (a *App) Start() error {
+	// A store that opens on first use (bolt, so that validation needs no
+	// file lock) is opened here, so that a held lock fails the start.
+	if o, ok := a.store.(interface{ Open() error }); ok {
+		if err := o.Open(); err != nil {
+			return fmt.Errorf("opening token store: %v", err)
+		}
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	a.stop = cancel
 	a.running = new(sync.WaitGroup)

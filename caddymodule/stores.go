@@ -59,9 +59,11 @@ func (b *BoltStore) Provision(caddy.Context) error {
 // StoreKey is the file's absolute path.
 func (b *BoltStore) StoreKey() string { return "bolt:" + b.abs }
 
-// OpenStore opens the file.
+// OpenStore returns the store without opening the file: `caddy validate`
+// provisions the config but never starts it, and must not wait for the
+// lock a running node holds. The app opens the file when it starts.
 func (b *BoltStore) OpenStore(caddy.Context) (store.Backend, error) {
-	return bolt.Open(b.abs, boltLockTimeout)
+	return bolt.Deferred(b.abs, boltLockTimeout), nil
 }
 
 // UnmarshalCaddyfile reads `bolt [<path>]`, or the path in a block:

@@ -356,3 +356,79 @@ func TestExampleCaddyfileRunsAsIs(t *testing.T) {
 		t.Fatalf("default bolt store not in the data dir: %v", err)
 	}
 }
+
+// TestOperatorPaperCuts runs what an operator trips over beside a running
+// node: `caddy validate` on its config, Caddy-style durations (1d) for
+// --ttl and --grace, `check --json` on a deny, token ids in the report's
+// text, and the error when no Caddy answers at --address.
+func TestOperatorPaperCuts(t *testing.T) {
+	dir := t.TempDir()
+	up := startUpstream(t)
+	adminPort, port := freePorts(t)
+	p := caddyproc.Start(t, dir, fmt.Sprintf("127.0.0.1:%d", adminPort), gatewayConfig(adminPort, port, up.Listener.Addr().String(), dir))
+	local := []string{"--address", p.Admin}
+
+	// The running node holds the bolt file's exclusive lock; validation
+	// provisions the same config and must not wait for it.
+	start := time.Now()
+	stdout, stderr, err := p.CLI(t, nil, "validate", "--config", "Caddyfile", "--adapter", "caddyfile")
+	if took := time.Since(start); err != nil || !strings.Contains(stdout+stderr, "Valid configuration") || took > 3*time.Second {
+		t.Fatalf("validate beside a running node: err %v after %s\nstdout %s\nstderr %s", err, took, stdout, stderr)
+	}
+	// The node still serves its store after the validation.
+	issue := func(ttl string) (string, string, error) {
+		return p.CLI(t, nil, append([]string{"tokengate", "issue", "--owner", "alice", "--purpose", "ops test",
+			"--scope", "api:read", "--service", "api", "--ttl", ttl, "--json"}, local...)...)
+	}
+	// Caddy's duration syntax, as the Caddyfile's max_ttl takes it. The
+	// bootstrap tokens may live a day; a local operator's issue may not,
+	// and the admin policy (not the parser) says so.
+	if _, stderr, err := p.CLI(t, nil, append([]string{"tokengate", "bootstrap", "--requester", "alice", "--approver", "bob", "--ttl", "1d"}, local...)...); err != nil {
+		t.Fatalf("bootstrap --ttl 1d: %v %s", err, stderr)
+	}
+	if _, stderr, err := issue("1d"); exitCode(err) != 1 || !strings.Contains(stderr, "local_operator_bounds") {
+		t.Fatalf("issue --ttl 1d by the local operator: %v %s", err, stderr)
+	}
+	stdout, stderr, err = issue("0.5h")
+	var issued struct {
+		Secret string
+		Token  struct{ ID, ExpiresAt string } `json:"token"`
+	}
+	if err != nil || json.Unmarshal([]byte(stdout), &issued) != nil || issued.Token.ID == "" {
+		t.Fatalf("issue --ttl 0.5h: %v\n%s\n%s", err, stdout, stderr)
+	}
+	if _, stderr, err := issue("1y"); exitCode(err) != 1 || !strings.Contains(stderr, "ttl_invalid") {
+		t.Fatalf("issue --ttl 1y: %v %s", err, stderr)
+	}
+	if _, stderr, err := p.CLI(t, nil, append([]string{"tokengate", "rotate", issued.Token.ID, "--grace", "1d"}, local...)...); err != nil {
+		t.Fatalf("rotate --grace 1d: %v %s", err, stderr)
+	}
+
+	// A deny exits 3 with --json as without, and the JSON is still printed.
+	stdout, _, err = p.CLI(t, nil, append([]string{"tokengate", "check", "--token-id", issued.Token.ID, "--service", "other", "--json"}, local...)...)
+	var res struct {
+		Allow   bool     `json:"allow"`
+		Reasons []string `json:"reasons"`
+	}
+	if exitCode(err) != 3 || json.Unmarshal([]byte(stdout), &res) != nil || res.Allow || len(res.Reasons) == 0 {
+		t.Fatalf("check --json of a deny: err %v (want exit status 3), out %s", err, stdout)
+	}
+
+	stdout, stderr, err = issue("1h")
+	var second struct {
+		Token struct{ ID string } `json:"token"`
+	}
+	if err != nil || json.Unmarshal([]byte(stdout), &second) != nil {
+		t.Fatalf("issue: %v %s %s", err, stdout, stderr)
+	}
+	stdout, stderr, err = p.CLI(t, nil, append([]string{"tokengate", "report"}, local...)...)
+	if err != nil || !strings.Contains(stdout, "never used: ") || !strings.Contains(between(stdout, "never used: ", "\n\n"), second.Token.ID) {
+		t.Fatalf("report text must name the tokens: %v\n%s\n%s", err, stdout, stderr)
+	}
+
+	// No Caddy at the address: the error says how to point at one.
+	_, stderr, err = p.CLI(t, nil, "tokengate", "list", "--address", fmt.Sprintf("127.0.0.1:%d", caddyproc.FreePort(t)))
+	if exitCode(err) != 1 || !strings.Contains(stderr, "is Caddy running?") || !strings.Contains(stderr, "--address") {
+		t.Fatalf("list with no Caddy: %v %s", err, stderr)
+	}
+}

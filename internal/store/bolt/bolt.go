@@ -10,6 +10,8 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	bbolt "go.etcd.io/bbolt"
@@ -26,7 +28,65 @@ var (
 
 // Store is a store.Store backed by a bbolt file.
 type Store struct {
-	db *bbolt.DB
+	db     *bbolt.DB
+	opened atomic.Pointer[bbolt.DB] // db, once open
+
+	// A deferred store opens its file on first use (or Open); until then
+	// db is nil and path and lockTimeout say what to open.
+	mu          sync.Mutex
+	path        string
+	lockTimeout time.Duration
+}
+
+// Deferred returns a store of the file at path that opens it (as Open
+// does) only on its first use or when Open is called. Caddy provisions a
+// config, without starting it, to validate it; a store opened only when
+// used lets `caddy validate` run beside the node that holds the file's
+// exclusive lock, instead of waiting for it.
+func Deferred(path string, lockTimeout time.Duration) *Store {
+	return &Store{path: path, lockTimeout: lockTimeout}
+}
+
+// Open opens a deferred store's file now, so that a held lock or a bad
+// file is reported when the node starts rather than on its first call. It
+// does nothing once the file is open.
+func (s *Store) Open() error {
+	_, err := s.handle()
+	return err
+}
+
+func (s *Store) handle() (*bbolt.DB, error) {
+	// Every call passes here: once open, no lock is taken.
+	if db := s.opened.Load(); db != nil {
+		return db, nil
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.db == nil {
+		opened, err := Open(s.path, s.lockTimeout)
+		if err != nil {
+			return nil, err
+		}
+		s.db = opened.db
+		s.opened.Store(s.db)
+	}
+	return s.db, nil
+}
+
+func (s *Store) view(fn func(*bbolt.Tx) error) error {
+	db, err := s.handle()
+	if err != nil {
+		return err
+	}
+	return db.View(fn)
+}
+
+func (s *Store) update(fn func(*bbolt.Tx) error) error {
+	db, err := s.handle()
+	if err != nil {
+		return err
+	}
+	return db.Update(fn)
 }
 
 // Open opens (creating if needed) the bbolt file at path. bbolt holds an
@@ -52,14 +112,16 @@ func Open(path string, lockTimeout time.Duration) (*Store, error) {
 		db.Close()
 		return nil, fmt.Errorf("initialising bolt store %s: %v", path, err)
 	}
-	return &Store{db: db}, nil
+	s := &Store{db: db, path: path, lockTimeout: lockTimeout}
+	s.opened.Store(db)
+	return s, nil
 }
 
 // Path returns the file backing the store.
-func (s *Store) Path() string { return s.db.Path() }
+func (s *Store) Path() string { return s.path }
 
 func (s *Store) Create(_ context.Context, t *store.Token) error {
-	return s.db.Update(func(tx *bbolt.Tx) error { return create(tx, t) })
+	return s.update(func(tx *bbolt.Tx) error { return create(tx, t) })
 }
 
 func create(tx *bbolt.Tx, t *store.Token) error {
@@ -75,7 +137,7 @@ func create(tx *bbolt.Tx, t *store.Token) error {
 
 func (s *Store) Get(_ context.Context, id string) (*store.Token, error) {
 	var t *store.Token
-	err := s.db.View(func(tx *bbolt.Tx) error {
+	err := s.view(func(tx *bbolt.Tx) error {
 		var err error
 		t, err = get(tx.Bucket(tokensBucket), id)
 		return err
@@ -85,7 +147,7 @@ func (s *Store) Get(_ context.Context, id string) (*store.Token, error) {
 
 func (s *Store) GetByHash(_ context.Context, hash []byte) (*store.Token, error) {
 	var t *store.Token
-	err := s.db.View(func(tx *bbolt.Tx) error {
+	err := s.view(func(tx *bbolt.Tx) error {
 		id := tx.Bucket(hashesBucket).Get(hash)
 		if id == nil {
 			return store.ErrNotFound
@@ -99,7 +161,7 @@ func (s *Store) GetByHash(_ context.Context, hash []byte) (*store.Token, error) 
 
 func (s *Store) List(_ context.Context, f store.Filter) ([]*store.Token, error) {
 	var out []*store.Token
-	err := s.db.View(func(tx *bbolt.Tx) error {
+	err := s.view(func(tx *bbolt.Tx) error {
 		return tx.Bucket(tokensBucket).ForEach(func(_, v []byte) error {
 			t := new(store.Token)
 			if err := json.Unmarshal(v, t); err != nil {
@@ -117,7 +179,7 @@ func (s *Store) List(_ context.Context, f store.Filter) ([]*store.Token, error) 
 
 func (s *Store) Update(_ context.Context, id string, change func(*store.Token) error) (*store.Token, error) {
 	var t *store.Token
-	err := s.db.Update(func(tx *bbolt.Tx) error {
+	err := s.update(func(tx *bbolt.Tx) error {
 		var err error
 		t, err = update(tx.Bucket(tokensBucket), id, change)
 		return err
@@ -127,7 +189,7 @@ func (s *Store) Update(_ context.Context, id string, change func(*store.Token) e
 
 func (s *Store) Rotate(_ context.Context, oldID string, next *store.Token, change func(*store.Token) error) (*store.Token, error) {
 	var old *store.Token
-	err := s.db.Update(func(tx *bbolt.Tx) error {
+	err := s.update(func(tx *bbolt.Tx) error {
 		var err error
 		if old, err = update(tx.Bucket(tokensBucket), oldID, change); err != nil {
 			return err
@@ -141,7 +203,7 @@ func (s *Store) ConsumeUse(_ context.Context, id string, u store.Usage) (*store.
 	var t *store.Token
 	// bbolt runs one write transaction at a time, which is what makes the
 	// check-and-increment below atomic, across the rotation chain too.
-	err := s.db.Update(func(tx *bbolt.Tx) error {
+	err := s.update(func(tx *bbolt.Tx) error {
 		tokens := tx.Bucket(tokensBucket)
 		var err error
 		if t, err = get(tokens, id); err != nil {
@@ -198,7 +260,7 @@ func (s *Store) RecordUsage(_ context.Context, batch []store.Usage) error {
 	if len(batch) == 0 {
 		return nil
 	}
-	return s.db.Update(func(tx *bbolt.Tx) error {
+	return s.update(func(tx *bbolt.Tx) error {
 		tokens := tx.Bucket(tokensBucket)
 		for _, u := range batch {
 			t, err := get(tokens, u.TokenID)
@@ -219,7 +281,14 @@ func (s *Store) RecordUsage(_ context.Context, batch []store.Usage) error {
 	})
 }
 
-func (s *Store) Close() error { return s.db.Close() }
+func (s *Store) Close() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.db == nil {
+		return nil
+	}
+	return s.db.Close()
+}
 
 func get(b *bbolt.Bucket, id string) (*store.Token, error) {
 	v := b.Get([]byte(id))
@@ -248,7 +317,7 @@ func update(b *bbolt.Bucket, id string, change func(*store.Token) error) (*store
 func put(b *bbolt.Bucket, t *store.Token) error { return putJSON(b, t.ID, t) }
 
 func (s *Store) CreateRequest(_ context.Context, r *store.Request) error {
-	return s.db.Update(func(tx *bbolt.Tx) error {
+	return s.update(func(tx *bbolt.Tx) error {
 		b := tx.Bucket(requestsBucket)
 		if b.Get([]byte(r.ID)) != nil {
 			return store.ErrConflict
@@ -259,7 +328,7 @@ func (s *Store) CreateRequest(_ context.Context, r *store.Request) error {
 
 func (s *Store) GetRequest(_ context.Context, id string) (*store.Request, error) {
 	var r *store.Request
-	err := s.db.View(func(tx *bbolt.Tx) error {
+	err := s.view(func(tx *bbolt.Tx) error {
 		var err error
 		r, err = getRequest(tx.Bucket(requestsBucket), id)
 		return err
@@ -269,7 +338,7 @@ func (s *Store) GetRequest(_ context.Context, id string) (*store.Request, error)
 
 func (s *Store) ListRequests(_ context.Context, status string) ([]*store.Request, error) {
 	var out []*store.Request
-	err := s.db.View(func(tx *bbolt.Tx) error {
+	err := s.view(func(tx *bbolt.Tx) error {
 		return tx.Bucket(requestsBucket).ForEach(func(_, v []byte) error {
 			r := new(store.Request)
 			if err := json.Unmarshal(v, r); err != nil {
@@ -287,7 +356,7 @@ func (s *Store) ListRequests(_ context.Context, status string) ([]*store.Request
 
 func (s *Store) UpdateRequest(_ context.Context, id string, change func(*store.Request) error) (*store.Request, error) {
 	var r *store.Request
-	err := s.db.Update(func(tx *bbolt.Tx) error {
+	err := s.update(func(tx *bbolt.Tx) error {
 		var err error
 		r, err = updateRequest(tx.Bucket(requestsBucket), id, change)
 		return err
@@ -297,7 +366,7 @@ func (s *Store) UpdateRequest(_ context.Context, id string, change func(*store.R
 
 func (s *Store) ClaimRequest(_ context.Context, id string, change func(*store.Request) error, tok *store.Token) (*store.Request, error) {
 	var r *store.Request
-	err := s.db.Update(func(tx *bbolt.Tx) error {
+	err := s.update(func(tx *bbolt.Tx) error {
 		var err error
 		if r, err = updateRequest(tx.Bucket(requestsBucket), id, change); err != nil {
 			return err
@@ -308,7 +377,7 @@ func (s *Store) ClaimRequest(_ context.Context, id string, change func(*store.Re
 }
 
 func (s *Store) CreateFirst(_ context.Context, service string, toks []*store.Token) error {
-	return s.db.Update(func(tx *bbolt.Tx) error {
+	return s.update(func(tx *bbolt.Tx) error {
 		err := tx.Bucket(tokensBucket).ForEach(func(_, v []byte) error {
 			t := new(store.Token)
 			if err := json.Unmarshal(v, t); err != nil {

@@ -22,7 +22,7 @@ func (s *Store) CreateMany(_ context.Context, ts []*store.Token) error {
 	slices.SortFunc(byID, func(a, b *store.Token) int { return strings.Compare(a.ID, b.ID) })
 	byHash := slices.Clone(ts)
 	slices.SortFunc(byHash, func(a, b *store.Token) int { return bytes.Compare(a.Hash, b.Hash) })
-	return s.db.Update(func(tx *bbolt.Tx) error {
+	return s.update(func(tx *bbolt.Tx) error {
 		tokens, hashes := tx.Bucket(tokensBucket), tx.Bucket(hashesBucket)
 		for _, t := range byID {
 			if tokens.Get([]byte(t.ID)) != nil {

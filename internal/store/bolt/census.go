@@ -28,7 +28,7 @@ type censusFields struct {
 // transaction, which never blocks the writers.
 func (s *Store) Count(_ context.Context, now time.Time, expiringWithin time.Duration) (*store.Census, error) {
 	c := store.NewCensus()
-	err := s.db.View(func(tx *bbolt.Tx) error {
+	err := s.view(func(tx *bbolt.Tx) error {
 		err := tx.Bucket(tokensBucket).ForEach(func(_, v []byte) error {
 			var f censusFields
 			if err := json.Unmarshal(v, &f); err != nil {
