@@ -102,3 +102,25 @@ func matchesSchema(t *testing.T, line map[string]any) bool {
 	ok, _ := rs[0].Bindings["x"].([]any)[0].(bool)
 	return ok
 }
+
+// TestIssueRotateRevokeLinesCarryTheToken: token.issued names owner,
+// scopes and ttl; token.rotated the successor as a field; token.revoked
+// the token it revoked.
+func TestIssueRotateRevokeLinesCarryTheToken(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	_, id := e.issue(billingReader(nil))
+	next := e.rotate(id, "1m")
+	lines := map[string]map[string]any{}
+	for _, l := range e.auditLines() {
+		if l["token_id"] == id {
+			lines[l["msg"].(string)] = l
+		}
+	}
+	issued, rotated := lines["token.issued"], lines["token.rotated"]
+	if issued == nil || issued["owner"] != "alice" || issued["ttl"] != 3600.0 || issued["scopes"].([]any)[0] != "billing:read" {
+		t.Errorf("token.issued line: %v", issued)
+	}
+	if rotated == nil || rotated["successor_id"] != next.Token.ID || rotated["owner"] != "alice" {
+		t.Errorf("token.rotated line: %v (successor %s)", rotated, next.Token.ID)
+	}
+}

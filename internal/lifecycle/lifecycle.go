@@ -289,7 +289,7 @@ func (s *Service) Revoke(ctx context.Context, actor, id, reason string) (*store.
 		return nil, err
 	}
 	s.forget(t)
-	s.Audit.ActionContext(ctx, &audit.Action{Msg: "token.revoked", Actor: actor, TokenID: id, Reason: reason, Outcome: "success"})
+	s.Audit.ActionContext(ctx, WithToken(&audit.Action{Msg: "token.revoked", Actor: actor, TokenID: id, Reason: reason, Outcome: "success"}, t))
 	s.revokePredecessors(ctx, actor, t, now)
 	return t, nil
 }
@@ -324,7 +324,7 @@ func (s *Service) revokePredecessors(ctx context.Context, actor string, t *store
 			return
 		default:
 			s.forget(prev)
-			s.Audit.ActionContext(ctx, &audit.Action{Msg: "token.revoked", Actor: actor, TokenID: prev.ID, Reason: prev.RevokeReason, Outcome: "success"})
+			s.Audit.ActionContext(ctx, WithToken(&audit.Action{Msg: "token.revoked", Actor: actor, TokenID: prev.ID, Reason: prev.RevokeReason, Outcome: "success"}, prev))
 		}
 		t = prev
 	}
