@@ -8,6 +8,7 @@ import (
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 
+	"github.com/tokengate/caddy-tokengate/api"
 	"github.com/tokengate/caddy-tokengate/internal/manage"
 	"github.com/tokengate/caddy-tokengate/store"
 )
@@ -89,8 +90,16 @@ func (h *AdminHandler) caller(w http.ResponseWriter, r *http.Request) (caller, b
 	return caller{app: h.auth.app, principal: manage.Principal{Name: tok.Owner, TokenID: tok.ID, Scopes: tok.Scopes}}, true
 }
 
-// ServeHTTP authenticates the management token, then serves the API.
+// ServeHTTP authenticates the management token, then serves the API. The
+// API's description is served without a credential: it holds no data, and
+// clients and linters read it before they have a token.
 func (h *AdminHandler) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.Handler) error {
+	if r.URL.Path == "/v1/openapi.json" && (r.Method == http.MethodGet || r.Method == http.MethodHead) {
+		w.Header().Set("Content-Type", "application/json")
+		w.Header().Set("X-Content-Type-Options", "nosniff")
+		_, _ = w.Write(api.OpenAPI)
+		return nil
+	}
 	return h.auth.ServeHTTP(w, r, caddyhttp.HandlerFunc(func(w http.ResponseWriter, r *http.Request) error {
 		h.mux.ServeHTTP(w, r)
 		return nil
