@@ -56,6 +56,7 @@ func TestAllowedCallReachesUpstreamWithoutCredential(t *testing.T) {
 	}
 
 	// The same call again is answered from the decision cache.
+	settleDecisionCaches()
 	if r := call(t, "GET", gateURL+"/billing/allow-1", bearer(secret)...); r.status != 200 {
 		t.Fatalf("second call: %d", r.status)
 	}

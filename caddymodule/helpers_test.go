@@ -427,6 +427,21 @@ func readJSONLines(t *testing.T, path string) []map[string]any {
 	return out
 }
 
+// settleDecisionCaches returns once every decision the running gates have
+// cached can be read back (ristretto applies writes asynchronously), so a
+// test can say the next identical call is a hit.
+func settleDecisionCaches() {
+	runtimes.Range(func(_, v any) bool {
+		rt := v.(*runtime)
+		rt.mu.Lock()
+		defer rt.mu.Unlock()
+		for _, a := range rt.apps {
+			a.gate.SettleDecisions()
+		}
+		return true
+	})
+}
+
 // auditFor waits for the decision line of the call to path (paths are
 // unique per call in these tests) and returns it. The line is written
 // after the response, so it may land a moment after the client saw it.

@@ -12,7 +12,6 @@ import (
 	"strconv"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
@@ -76,7 +75,7 @@ func TestMetricsOnAdminEndpoint(t *testing.T) {
 		}
 	}
 	want(get("GET", "/billing/a", issued.Secret), 200)  // decision cache miss
-	time.Sleep(100 * time.Millisecond)                  // ristretto admits asynchronously
+	settleDecisionCaches()                              // ristretto admits asynchronously
 	want(get("GET", "/billing/a", issued.Secret), 200)  // hit
 	want(get("GET", "/billing/a", issued.Secret), 200)  // hit
 	want(get("GET", "/billing/a", ""), 401)             // token_missing

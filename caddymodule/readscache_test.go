@@ -20,11 +20,10 @@ func TestShippedPolicyCachesAcrossIdsInPaths(t *testing.T) {
 		if i == 1 {
 			want = "miss"
 		}
-		// Waiting for the line also gives the cache time to take the
-		// first decision in (it applies writes asynchronously).
 		if got := e.auditFor(path)["cache"]; got != want {
 			t.Errorf("%s: cache %v, want %s", path, got, want)
 		}
+		settleDecisionCaches()
 	}
 }
 
@@ -41,7 +40,8 @@ reasons contains "path_forbidden" if startswith(input.request.path, "/billing/in
 	if r := call(t, "GET", gateURL+"/billing/items/1", bearer(secret)...); r.status != 200 {
 		t.Fatalf("/billing/items/1: %d %s", r.status, r.body)
 	}
-	e.auditFor("/billing/items/1") // the allow is in the cache by now
+	e.auditFor("/billing/items/1")
+	settleDecisionCaches()
 	if r := call(t, "GET", gateURL+"/billing/internal/k", bearer(secret)...); r.status != 403 || r.reason != "path_forbidden" {
 		t.Fatalf("forbidden path after a cached allow: %d %s", r.status, r.body)
 	}

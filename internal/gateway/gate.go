@@ -215,6 +215,10 @@ func New(o Options) (*Gate, error) {
 			NumCounters: int64(o.DecisionCacheSize) * 10,
 			MaxCost:     int64(o.DecisionCacheSize),
 			BufferItems: 64,
+			// Every decision costs 1, so MaxCost counts decisions. Left
+			// on, ristretto would add its own per-item bytes (~56) to
+			// each cost and a cache sized 1000 would hold about 17.
+			IgnoreInternalCost: true,
 		})
 		if err != nil {
 			return nil, err
@@ -509,6 +513,16 @@ func (g *Gate) ForgetAll() {
 	g.unknown.Purge()
 	if g.decisions != nil {
 		g.decisions.Clear()
+	}
+}
+
+// SettleDecisions returns once every decision cached so far can be read
+// back: ristretto applies writes on a goroutine of its own, a moment after
+// the call that made them. Tests use it to make "the next call is a hit"
+// deterministic; the request path never waits.
+func (g *Gate) SettleDecisions() {
+	if g.decisions != nil {
+		g.decisions.Wait()
 	}
 }
 

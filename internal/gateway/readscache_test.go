@@ -130,3 +130,26 @@ func mustRead(t *testing.T, name string) []byte {
 	}
 	return b
 }
+
+// A cache sized for N decisions holds N of them: each costs 1, with none of
+// ristretto's own bookkeeping added to the count.
+func TestDecisionCacheHoldsItsConfiguredSize(t *testing.T) {
+	const size = 200
+	f := newGateFixture(t, policies.FS, size)
+	secrets := make([]string, size/2)
+	for i := range secrets {
+		secrets[i] = f.add(t, nil)
+		f.callCached(t, secrets[i], "GET", "/billing/x")
+	}
+	hits := 0
+	for _, s := range secrets {
+		if f.callCached(t, s, "GET", "/billing/x").Cache == CacheHit {
+			hits++
+		}
+	}
+	// Half the capacity is used; ristretto's sampled eviction may still
+	// drop the odd entry, never most of them.
+	if hits < len(secrets)*9/10 {
+		t.Errorf("%d of %d decisions were still cached in a cache sized %d", hits, len(secrets), size)
+	}
+}
