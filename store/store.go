@@ -56,19 +56,23 @@ var (
 
 // Token is the stored record of one API token.
 type Token struct {
-	ID           string    `json:"id"`
-	Hash         []byte    `json:"hash"`
-	Owner        string    `json:"owner"`
-	Purpose      string    `json:"purpose"`
-	Scopes       []string  `json:"scopes"`
-	Services     []string  `json:"services"`
-	CIDRs        []string  `json:"cidrs,omitempty"`
-	NotBefore    time.Time `json:"not_before"`
-	ExpiresAt    time.Time `json:"expires_at"`
-	MaxUses      int64     `json:"max_uses"`
-	Uses         int64     `json:"uses"`
-	CreatedAt    time.Time `json:"created_at"`
-	CreatedBy    string    `json:"created_by"`
+	ID        string    `json:"id"`
+	Hash      []byte    `json:"hash"`
+	Owner     string    `json:"owner"`
+	Purpose   string    `json:"purpose"`
+	Scopes    []string  `json:"scopes"`
+	Services  []string  `json:"services"`
+	CIDRs     []string  `json:"cidrs,omitempty"`
+	NotBefore time.Time `json:"not_before"`
+	ExpiresAt time.Time `json:"expires_at"`
+	MaxUses   int64     `json:"max_uses"`
+	Uses      int64     `json:"uses"`
+	CreatedAt time.Time `json:"created_at"`
+	CreatedBy string    `json:"created_by"`
+	// HeldBy is the verified principal who holds the secret: whoever
+	// claimed or received it. Separation of duties compares holders,
+	// never owners, which are only names typed into a request.
+	HeldBy       string    `json:"held_by,omitempty"`
 	ApprovedBy   string    `json:"approved_by,omitempty"`
 	RotatedFrom  string    `json:"rotated_from,omitempty"`
 	RotatedTo    string    `json:"rotated_to,omitempty"`
@@ -213,6 +217,8 @@ type Request struct {
 	MaxUses     int64         `json:"max_uses"`
 	Status      string        `json:"status"` // pending, approved, denied, claimed
 	RequestedBy string        `json:"requested_by"`
+	// Ticket is the change ticket or justification the approver sees.
+	Ticket string `json:"ticket,omitempty"`
 	// RequestedWith is the id of the management token used to ask.
 	RequestedWith string    `json:"requested_with"`
 	CreatedAt     time.Time `json:"created_at"`

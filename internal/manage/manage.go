@@ -35,15 +35,47 @@ const ManagementService = "tokengate-admin"
 // ClaimWindow is how long an approved request waits for its requester.
 const ClaimWindow = 15 * time.Minute
 
-// Principal is who is acting.
+// Principal is who is acting, as verified: never a name typed into a
+// request.
 type Principal struct {
-	// Name is the owner of the caller's management token, or
-	// "local-operator" on Caddy's admin endpoint.
-	Name    string
+	// Name is the verified identity: the principal claim of a person's ID
+	// token, the subject of a workload's token, the holder (held_by) of
+	// the caller's management token, or "local-operator" on Caddy's admin
+	// endpoint.
+	Name string
+	// Kind is PersonKind, WorkloadKind, ManagementTokenKind or LocalKind.
+	Kind string
+	// Groups come from the identity provider's groups claim; the admin
+	// policy adds the directory's.
+	Groups []string
+	// Claims are the verified token's claims (people and workloads).
+	Claims map[string]any
+	// Issuer names where a person's or workload's identity came from.
+	Issuer  string
 	TokenID string
 	Scopes  []string
 	// Local marks the operator behind Caddy's admin endpoint.
 	Local bool
+}
+
+// Principal kinds, as the admin policy sees them in input.actor.kind.
+const (
+	PersonKind          = "person"
+	WorkloadKind        = "workload"
+	ManagementTokenKind = "management_token"
+	LocalKind           = "local"
+)
+
+// kind is p.Kind, defaulting for callers built before kinds existed.
+func (p Principal) kind() string {
+	switch {
+	case p.Kind != "":
+		return p.Kind
+	case p.Local:
+		return LocalKind
+	default:
+		return ManagementTokenKind
+	}
 }
 
 // Service carries out management actions.
@@ -77,6 +109,7 @@ func (s *Service) authorize(ctx context.Context, action string, p Principal, ext
 		"action": action,
 		"actor": map[string]any{
 			"principal": p.Name, "token_id": p.TokenID, "scopes": nonNil(p.Scopes), "local": p.Local,
+			"kind": p.kind(), "groups": nonNil(p.Groups), "claims": nonNilMap(p.Claims), "issuer": p.Issuer,
 		},
 		"config": map[string]any{"max_ttl_seconds": int64(s.Tokens.MaxTTL / time.Second)},
 		"now":    s.Now().UnixNano(),
@@ -462,4 +495,11 @@ func (s *Service) Check(ctx context.Context, p Principal, tokenID string, req po
 		engine = s.Policy
 	}
 	return gateway.DryRun(ctx, engine, t, req, service, s.Now())
+}
+
+func nonNilMap(m map[string]any) map[string]any {
+	if m == nil {
+		return map[string]any{}
+	}
+	return m
 }
