@@ -160,6 +160,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		Cache:      res.Cache,
 		PolicyRev:  res.PolicyRev,
 	}
+	line.TraceID, line.SpanID = traceIDs(r)
 	if res.Token != nil {
 		line.TokenID, line.Owner, line.Purpose, line.Scopes = res.Token.ID, res.Token.Owner, res.Token.Purpose, res.Token.Scopes
 	}
@@ -242,9 +243,17 @@ func requestTrace(r *http.Request) audit.Trace {
 	if repl, ok := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer); ok {
 		t.RequestID = requestID(repl)
 	}
-	t.TraceID, _ = caddyhttp.GetVar(r.Context(), "trace_id").(string)
-	t.SpanID, _ = caddyhttp.GetVar(r.Context(), "span_id").(string)
+	t.TraceID, t.SpanID = traceIDs(r)
 	return t
+}
+
+// traceIDs returns the trace and span ids Caddy's tracing handler put in
+// r's variables (the ids it also sends upstream in traceparent), or
+// empty strings when no tracing handler ran before this one.
+func traceIDs(r *http.Request) (traceID, spanID string) {
+	traceID, _ = caddyhttp.GetVar(r.Context(), "trace_id").(string)
+	spanID, _ = caddyhttp.GetVar(r.Context(), "span_id").(string)
+	return traceID, spanID
 }
 
 // managementVar is the request variable through which the management API
