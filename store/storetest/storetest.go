@@ -47,6 +47,7 @@ func Run(t *testing.T, b Backend) {
 		"ClaimIsAtomic":             testClaimAtomic,
 		"CreateFirstIsAtomic":       testCreateFirst,
 		"CountByState":              testCount,
+		"CustodyRoundTrips":         testCustody,
 	}
 	for name, fn := range tests {
 		t.Run(name, func(t *testing.T) {
@@ -68,6 +69,9 @@ func Run(t *testing.T, b Backend) {
 			got, err := s.GetByHash(context.Background(), tok.Hash)
 			if err != nil {
 				t.Fatalf("token lost after reopen: %v", err)
+			}
+			if got.HeldBy != tok.HeldBy {
+				t.Fatalf("held_by after reopen = %q, want %q", got.HeldBy, tok.HeldBy)
 			}
 			if got.Uses != 1 {
 				t.Fatalf("uses after reopen = %d, want 1", got.Uses)
@@ -92,6 +96,7 @@ func NewToken(owner string) *store.Token {
 		ExpiresAt: now.Add(time.Hour),
 		CreatedAt: now,
 		CreatedBy: "test",
+		HeldBy:    "holder-of-" + owner,
 	}
 }
 
@@ -688,5 +693,89 @@ func testCreateFirst(t *testing.T, s store.Backend) {
 	mgmt, _ := s.List(ctx, store.Filter{Service: "tokengate-admin"})
 	if len(mgmt) != 2 {
 		t.Fatalf("%d management tokens, want 2", len(mgmt))
+	}
+}
+
+// testCustody checks that who holds a secret (Token.HeldBy) and the
+// ticket a request names (Request.Ticket) survive every write path: the
+// admin policy compares holders, so a backend that dropped held_by would
+// turn every token into a legacy one.
+func testCustody(t *testing.T, s store.Backend) {
+	ctx := context.Background()
+	tok := NewToken("billing-exporter")
+	tok.HeldBy = "Ann@example.com"
+	mustCreate(t, s, tok)
+	for name, get := range map[string]func() (*store.Token, error){
+		"get by id":   func() (*store.Token, error) { return s.Get(ctx, tok.ID) },
+		"get by hash": func() (*store.Token, error) { return s.GetByHash(ctx, tok.Hash) },
+		"list": func() (*store.Token, error) {
+			all, err := s.List(ctx, store.Filter{Owner: "billing-exporter"})
+			if err != nil || len(all) != 1 {
+				return nil, fmt.Errorf("list: %d tokens, %v", len(all), err)
+			}
+			return all[0], nil
+		},
+		"update": func() (*store.Token, error) {
+			return s.Update(ctx, tok.ID, func(t *store.Token) error { t.Purpose = "renamed"; return nil })
+		},
+		"consume": func() (*store.Token, error) { return s.ConsumeUse(ctx, tok.ID, store.Usage{TokenID: tok.ID, At: time.Now()}) },
+	} {
+		got, err := get()
+		if err != nil || got.HeldBy != "Ann@example.com" {
+			t.Fatalf("%s: held_by %+v, %v", name, got, err)
+		}
+	}
+
+	next := NewToken("billing-exporter")
+	next.HeldBy, next.RotatedFrom = "bob", tok.ID
+	if _, err := s.Rotate(ctx, tok.ID, next, func(o *store.Token) error { o.RotatedTo = next.ID; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := s.Get(ctx, next.ID); err != nil || got.HeldBy != "bob" {
+		t.Fatalf("rotation successor: %+v, %v", got, err)
+	}
+	if got, err := s.Get(ctx, tok.ID); err != nil || got.HeldBy != "Ann@example.com" {
+		t.Fatalf("rotated token: %+v, %v", got, err)
+	}
+
+	req := NewRequest("carol")
+	req.Ticket = "CHG-1234: ledger migration"
+	if err := s.CreateRequest(ctx, req); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := s.GetRequest(ctx, req.ID); err != nil || got.Ticket != req.Ticket {
+		t.Fatalf("request ticket: %+v, %v", got, err)
+	}
+	approved, err := s.UpdateRequest(ctx, req.ID, func(r *store.Request) error { r.Status = store.RequestApproved; return nil })
+	if err != nil || approved.Ticket != req.Ticket {
+		t.Fatalf("updated request: %+v, %v", approved, err)
+	}
+	claimedTok := NewToken("claimed-owner")
+	claimedTok.HeldBy = "carol"
+	claimed, err := s.ClaimRequest(ctx, req.ID, func(r *store.Request) error {
+		r.Status, r.TokenID = store.RequestClaimed, claimedTok.ID
+		return nil
+	}, claimedTok)
+	if err != nil || claimed.Ticket != req.Ticket {
+		t.Fatalf("claimed request: %+v, %v", claimed, err)
+	}
+	if got, err := s.GetByHash(ctx, claimedTok.Hash); err != nil || got.HeldBy != "carol" {
+		t.Fatalf("claimed token: %+v, %v", got, err)
+	}
+	listed, err := s.ListRequests(ctx, store.RequestClaimed)
+	if err != nil || len(listed) != 1 || listed[0].Ticket != req.Ticket {
+		t.Fatalf("listed requests: %+v, %v", listed, err)
+	}
+
+	a, b := NewToken("dave"), NewToken("erin")
+	a.Services, b.Services = []string{"tokengate-admin"}, []string{"tokengate-admin"}
+	a.HeldBy, b.HeldBy = "dave", "erin"
+	if err := s.CreateFirst(ctx, "tokengate-admin", []*store.Token{a, b}); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []*store.Token{a, b} {
+		if got, err := s.Get(ctx, want.ID); err != nil || got.HeldBy != want.HeldBy {
+			t.Fatalf("bootstrap token: %+v, %v", got, err)
+		}
 	}
 }

@@ -23,6 +23,7 @@ func TestCreateManyStoresWhatCreateStores(t *testing.T) {
 	full := storetest.NewToken("alice")
 	full.MaxUses, full.Uses, full.Version = 5, 2, 7
 	full.ApprovedBy, full.RotatedFrom, full.RotatedTo = "carol", "tok_old", "tok_new"
+	full.HeldBy = "dave"
 	full.GraceUntil, full.RevokedAt, full.LastUsedAt = at.Add(time.Minute), at, at.Add(-time.Second)
 	full.RevokedBy, full.RevokeReason, full.LastUsedIP = "security", "leaked", "10.1.2.3"
 	full.UsedScopes = []string{"billing:read"}

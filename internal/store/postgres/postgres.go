@@ -28,11 +28,11 @@ const channel = "tokengate_tokens"
 const columns = `id, hash, owner, purpose, scopes, services, cidrs, not_before, expires_at,
 	max_uses, uses, created_at, created_by, approved_by, rotated_from, rotated_to,
 	grace_until, revoked_at, revoked_by, revoke_reason, last_used_at, last_used_ip,
-	used_scopes, version`
+	used_scopes, version, held_by`
 
 // values holds one placeholder per column; $1 is always the id.
 const values = `$1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16,
-	$17, $18, $19, $20, $21, $22, $23, $24`
+	$17, $18, $19, $20, $21, $22, $23, $24, $25`
 
 // announced finishes a statement that starts `WITH changed AS (UPDATE ...
 // RETURNING columns)`: it returns the changed rows and queues a notification
@@ -283,7 +283,7 @@ func tokenArgs(t *store.Token) []any {
 		nullable(t.NotBefore), nullable(t.ExpiresAt), t.MaxUses, t.Uses, nullable(t.CreatedAt),
 		t.CreatedBy, t.ApprovedBy, t.RotatedFrom, t.RotatedTo, nullable(t.GraceUntil),
 		nullable(t.RevokedAt), t.RevokedBy, t.RevokeReason, nullable(t.LastUsedAt), t.LastUsedIP,
-		notNull(t.UsedScopes), int64(t.Version),
+		notNull(t.UsedScopes), int64(t.Version), t.HeldBy,
 	}
 }
 
@@ -300,7 +300,7 @@ func scanToken(row pgx.Row) (*store.Token, error) {
 		&notBefore, &expiresAt, &t.MaxUses, &t.Uses, &createdAt,
 		&t.CreatedBy, &t.ApprovedBy, &t.RotatedFrom, &t.RotatedTo, &graceUntil,
 		&revokedAt, &t.RevokedBy, &t.RevokeReason, &lastUsedAt, &t.LastUsedIP,
-		&t.UsedScopes, &version,
+		&t.UsedScopes, &version, &t.HeldBy,
 	)
 	if err != nil {
 		return nil, err
