@@ -31,13 +31,15 @@ type Client struct {
 }
 
 // NewRemote returns a client of the management API served at api (scheme
-// and host, without /v1), calling as the owner of the management token
-// secret.
+// and host, without /v1), calling as the holder of secret: a management
+// token or an ID token. With secret "" it sends no credential, for the
+// routes served without one.
 func NewRemote(api, secret string) *Client {
-	return &Client{
-		BaseURL: strings.TrimSuffix(api, "/") + "/v1",
-		Header:  http.Header{"Authorization": {"Bearer " + secret}},
+	c := &Client{BaseURL: strings.TrimSuffix(api, "/") + "/v1", Header: http.Header{}}
+	if secret != "" {
+		c.Header.Set("Authorization", "Bearer "+secret)
 	}
+	return c
 }
 
 // Error is a refusal from the API: its status and reason code. Body holds
@@ -139,7 +141,7 @@ func (c *Client) doHeader(ctx context.Context, method, path string, body, out an
 	}
 	resp, err := hc.Do(req)
 	if err != nil {
-		return nil, fmt.Errorf("calling %s: %v", textcheck.Printable(target), err)
+		return nil, fmt.Errorf("calling %s: %w", textcheck.Printable(req.URL.Redacted()), err)
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode >= 400 {
@@ -154,7 +156,7 @@ func (c *Client) doHeader(ctx context.Context, method, path string, body, out an
 		return nil, e
 	}
 	if err := json.NewDecoder(io.LimitReader(resp.Body, maxAnswer)).Decode(out); err != nil {
-		return nil, fmt.Errorf("reading the answer of %s: %v", textcheck.Printable(target), err)
+		return nil, fmt.Errorf("reading the answer of %s: %v", textcheck.Printable(req.URL.Redacted()), err)
 	}
 	return resp.Header, nil
 }
@@ -173,6 +175,14 @@ func requestPath(id, action string) string {
 		p += "/" + action
 	}
 	return p
+}
+
+// SignInConfig returns how people sign in to this management API (no
+// credential needed); an *Error with reason signin_not_configured when the
+// gateway has no oidc issuer.
+func (c *Client) SignInConfig(ctx context.Context) (SignInConfig, error) {
+	var out SignInConfig
+	return out, c.do(ctx, http.MethodGet, "/auth/oidc", nil, &out)
 }
 
 // Bootstrap creates the first two management tokens (admin endpoint only).

@@ -49,7 +49,7 @@ too (the JSON is printed first).`,
 				res, err = checkWithPolicy(cmd.Context(), cl, req, policyDir)
 			}
 			if err != nil {
-				return err
+				return asUnreachable(err)
 			}
 			if c.json {
 				if err := printJSON(res); err != nil {

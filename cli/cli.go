@@ -84,7 +84,13 @@ func (c *conn) client() (*api.Client, error) {
 		if secret == "" {
 			return nil, errors.New("set TOKENGATE_TOKEN to your management token (it is never taken from the command line)")
 		}
-		return api.NewRemote(remote, secret), nil
+		base, err := parseAPI(remote)
+		if err != nil {
+			return nil, err
+		}
+		cl := api.NewRemote(remote, secret)
+		cl.HTTP = remoteHTTP(base)
+		return cl, nil
 	}
 	addr, err := caddycmd.DetermineAdminAPIAddress(c.address, nil, c.config, c.adapter)
 	if err != nil {
@@ -112,16 +118,12 @@ func adminClient(addr string) (*api.Client, error) {
 	} else {
 		header.Set("Origin", origin)
 	}
-	dial := func(ctx context.Context, _, _ string) (net.Conn, error) {
-		var d net.Dialer
-		conn, err := d.DialContext(ctx, na.Network, na.JoinHostPort(0))
-		if err != nil {
-			// The usual cause is no Caddy at that address: say how to
-			// point at the right one rather than only what the dial saw.
-			return nil, fmt.Errorf("%v (is Caddy running? point at its admin endpoint with --address, or --config)", err)
-		}
-		return conn, nil
-	}
+	var d net.Dialer
+	// The usual cause of a failed dial is no Caddy at that address: say
+	// how to point at the right one rather than only what the dial saw.
+	dial := explainDial(func(ctx context.Context, _, _ string) (net.Conn, error) {
+		return d.DialContext(ctx, na.Network, na.JoinHostPort(0))
+	}, "Caddy's admin endpoint", addr, "is Caddy running? point at its admin endpoint with --address, or --config")
 	return &api.Client{
 		BaseURL: origin + "/tokengate",
 		Header:  header,
@@ -139,7 +141,7 @@ func call[T any](c *conn, do func(context.Context, *api.Client, []string) (T, er
 		}
 		out, err := do(cmd.Context(), cl, args)
 		if err != nil {
-			return err
+			return asUnreachable(err)
 		}
 		if c.json {
 			return printJSON(out)
