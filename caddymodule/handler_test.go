@@ -197,9 +197,22 @@ func TestForwardedClientIPOnlyFromTrustedProxies(t *testing.T) {
 func TestWriteScopeAndMethods(t *testing.T) {
 	e := newEnv(t, envOptions{decisionCache: 1000})
 	writer, _ := e.approvedToken(billingReader(map[string]any{"scopes": []string{"billing:write"}}))
-	for _, m := range []string{"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"} {
+	for _, m := range []string{"GET", "HEAD", "POST", "PUT", "PATCH"} {
 		if r := call(t, m, gateURL+"/billing/w-"+m, bearer(writer)...); r.status != 200 {
 			t.Errorf("%s with billing:write: %d %s", m, r.status, r.body)
+		}
+	}
+	// DELETE needs billing:delete, which grants nothing else.
+	if r := call(t, "DELETE", gateURL+"/billing/w-DELETE", bearer(writer)...); r.status != 403 || r.reason != "scope_missing" {
+		t.Errorf("DELETE with billing:write: %d %s", r.status, r.body)
+	}
+	deleter, _ := e.approvedToken(billingReader(map[string]any{"scopes": []string{"billing:delete"}}))
+	if r := call(t, "DELETE", gateURL+"/billing/d-DELETE", bearer(deleter)...); r.status != 200 {
+		t.Errorf("DELETE with billing:delete: %d %s", r.status, r.body)
+	}
+	for _, m := range []string{"GET", "POST", "PUT", "PATCH"} {
+		if r := call(t, m, gateURL+"/billing/d-"+m, bearer(deleter)...); r.status != 403 || r.reason != "scope_missing" {
+			t.Errorf("%s with billing:delete: %d %s", m, r.status, r.body)
 		}
 	}
 }

@@ -3,6 +3,7 @@ package caddymodule
 import (
 	"encoding/json"
 	"net/http"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -364,9 +365,14 @@ func TestInventoryReportAndCheck(t *testing.T) {
 	}
 	fakeClock.Advance(-31 * 24 * time.Hour)
 
-	status, body = e.mgmt(e.requester, "POST", "/v1/check", map[string]string{"token_id": writerID, "service": "billing", "method": "DELETE", "path": "/billing/x", "ip": "10.1.1.1"})
+	status, body = e.mgmt(e.requester, "POST", "/v1/check", map[string]string{"token_id": writerID, "service": "billing", "method": "PATCH", "path": "/billing/x", "ip": "10.1.1.1"})
 	if c := decode[CheckResult](t, body); status != 200 || !c.Allow {
 		t.Fatalf("check allow: %d %s", status, body)
+	}
+	// A write scope does not cover DELETE.
+	status, body = e.mgmt(e.requester, "POST", "/v1/check", map[string]string{"token_id": writerID, "service": "billing", "method": "DELETE", "path": "/billing/x", "ip": "10.1.1.1"})
+	if c := decode[CheckResult](t, body); status != 200 || c.Allow || !slices.Equal(c.Reasons, []string{"scope_missing"}) {
+		t.Fatalf("check DELETE with a write scope: %d %s", status, body)
 	}
 	_, body = e.mgmt(e.requester, "POST", "/v1/check", map[string]string{"token_id": usedID, "service": "search", "method": "POST"})
 	if c := decode[CheckResult](t, body); c.Allow || len(c.Reasons) != 2 || c.PolicyRev == "" {

@@ -43,10 +43,14 @@ scope := required_scope
 
 service_bound if input.route.service in input.token.services
 
-# Safe methods (GET, HEAD, OPTIONS) need <service>:read; every other
-# method needs <service>:write. A write scope also grants reads on the
-# same service.
+# Safe methods (GET, HEAD, OPTIONS) need <service>:read; DELETE needs
+# <service>:delete; POST, PUT, PATCH and any other method need
+# <service>:write. A write scope also grants reads on the same service; a
+# delete scope grants nothing else, so a token that may delete cannot read
+# or change what it deletes unless it holds those scopes too.
 access := "read" if input.request.method in {"GET", "HEAD", "OPTIONS"}
+
+else := "delete" if input.request.method == "DELETE"
 
 else := "write"
 

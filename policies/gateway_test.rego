@@ -60,7 +60,30 @@ test_no_cidrs_means_any_ip if {
 test_write_scope_allows_write_and_read if {
 	inp := with_token({"scopes": ["billing:write"]})
 	allowed(inp)
-	allowed(object.union(inp, {"request": object.union(inp.request, {"method": "POST"})}))
+	every m in ["POST", "PUT", "PATCH"] {
+		allowed(object.union(inp, {"request": object.union(inp.request, {"method": m})}))
+	}
+}
+
+# DELETE has a scope of its own: write does not cover it, and it covers
+# nothing else.
+test_write_scope_does_not_allow_delete if {
+	inp := object.union(with_token({"scopes": ["billing:write"]}), {"request": object.union(good_input.request, {"method": "DELETE"})})
+	denied_for(inp, "scope_missing")
+	gateway.scope == "billing:delete" with input as inp
+}
+
+test_delete_scope_allows_delete_only if {
+	inp := with_token({"scopes": ["billing:delete"]})
+	allowed(object.union(inp, {"request": object.union(inp.request, {"method": "DELETE"})}))
+	every m in ["GET", "HEAD", "OPTIONS", "POST", "PUT", "PATCH"] {
+		denied_for(object.union(inp, {"request": object.union(inp.request, {"method": m})}), "scope_missing")
+	}
+}
+
+test_delete_scope_of_another_service_does_not_count if {
+	inp := object.union(with_token({"scopes": ["search:delete"]}), {"request": object.union(good_input.request, {"method": "DELETE"})})
+	denied_for(inp, "scope_missing")
 }
 
 # Revoked, rotated, expired, not yet valid and used-up tokens never reach

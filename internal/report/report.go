@@ -6,6 +6,7 @@ package report
 import (
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/tokengate/caddy-tokengate/internal/binding"
@@ -94,6 +95,13 @@ func with(i Item, detail string) Item {
 	return i
 }
 
+// isWrite reports whether a scope changes data: <service>:write, or
+// <service>:delete, which is no less dangerous for being narrower.
 func isWrite(scope string) bool {
-	return len(scope) > len(":write") && scope[len(scope)-len(":write"):] == ":write"
+	for _, suffix := range []string{":write", ":delete"} {
+		if len(scope) > len(suffix) && strings.HasSuffix(scope, suffix) {
+			return true
+		}
+	}
+	return false
 }

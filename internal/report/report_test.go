@@ -33,6 +33,9 @@ func TestBuild(t *testing.T) {
 		tok("open-writer-mixed", func(t *store.Token) {
 			t.Scopes, t.CIDRs = []string{"svc:write"}, []string{"10.0.0.0/8", "0.0.0.0/1"}
 		}),
+		tok("open-deleter", func(t *store.Token) {
+			t.Scopes, t.CIDRs, t.UsedScopes = []string{"svc:delete"}, nil, []string{"svc:delete"}
+		}),
 		tok("long", func(t *store.Token) { t.ExpiresAt = t.NotBefore.Add(90 * day) }),
 		tok("revoked", func(t *store.Token) { t.LastUsedAt = time.Time{}; t.RevokedAt = now }),
 	}
@@ -48,7 +51,7 @@ func TestBuild(t *testing.T) {
 		"expiring":    {"expiring"},
 		"never":       {"never"},
 		"unused":      {"stale"},
-		"write":       {"open-writer", "open-writer-v4", "open-writer-v6", "open-writer-mixed"},
+		"write":       {"open-writer", "open-writer-v4", "open-writer-v6", "open-writer-mixed", "open-deleter"},
 		"long":        {"long"},
 		"unusedScope": {"open-writer", "bound-writer", "open-writer-v4", "open-writer-v6", "open-writer-mixed"},
 	}
@@ -61,12 +64,12 @@ func TestBuild(t *testing.T) {
 			t.Errorf("%s: got %v, want %v", k, got[k], w)
 		}
 	}
-	if r.LiveTokens != 10 {
-		t.Errorf("live tokens %d, want 10 (the revoked one is out)", r.LiveTokens)
+	if r.LiveTokens != 11 {
+		t.Errorf("live tokens %d, want 11 (the revoked one is out)", r.LiveTokens)
 	}
 	for _, it := range r.WriteWithoutCIDR {
 		want := "a CIDR wider than /8 (IPv4) or /32 (IPv6) binds nothing"
-		if it.TokenID == "open-writer" {
+		if it.TokenID == "open-writer" || it.TokenID == "open-deleter" {
 			want = ""
 		}
 		if it.Detail != want {

@@ -35,6 +35,8 @@ safe_methods := {"GET", "HEAD", "OPTIONS"}
 
 access := "read" if method in safe_methods
 
+else := "delete" if method == "DELETE"
+
 else := "write"
 
 scope_granted if concat(":", [service, access]) in tok.scopes

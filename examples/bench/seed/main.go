@@ -6,8 +6,8 @@
 // token's secret (read and write, no CIDR) to stdout.
 //
 // The mix: every token is bound to -service. One in four may only read
-// (<service>:read); the others may also write (<service>:write, which the
-// default policy asks for POST and DELETE). A few tokens, at popularity ranks
+// (<service>:read); the others may also write and delete (<service>:write,
+// which the default policy asks for POST, and <service>:delete for DELETE). A few tokens, at popularity ranks
 // that see traffic, are bound to CIDRs that hold the loopback client.
 // -unknown well-formed secrets that were never issued stand for the calls
 // with a wrong token.
@@ -59,7 +59,7 @@ func main() {
 	for i := range *n {
 		secret := token.NewSecret()
 		hash := hasher.Hash(secret)
-		kind, scopes := "rw", []string{*service + ":read", *service + ":write"}
+		kind, scopes := "rw", []string{*service + ":read", *service + ":write", *service + ":delete"}
 		var cidrs []string
 		switch {
 		case cidrRanks[i]:
