@@ -71,6 +71,17 @@ type ErrorBody struct {
 	Reason string `json:"reason"`
 }
 
+// SignInConfig is what the CLI needs to sign a person in with the
+// gateway's OpenID provider: its issuer URL, the client id its ID tokens
+// are issued to (the gateway's oidc audience) and the scopes to ask for.
+// GET /v1/auth/oidc serves it without a credential: it is what a caller
+// needs before it has one.
+type SignInConfig struct {
+	Issuer   string   `json:"issuer"`
+	ClientID string   `json:"client_id"`
+	Scopes   []string `json:"scopes"`
+}
+
 // BootstrapRequest names the first requester and approver.
 type BootstrapRequest struct {
 	Requester string `json:"requester"`
