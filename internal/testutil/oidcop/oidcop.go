@@ -21,6 +21,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -94,7 +95,12 @@ type OP struct {
 	storage *opStorage
 	users   map[string]User
 	clients map[string]Client
+	down    atomic.Bool
 }
+
+// SetDown makes every endpoint (discovery, keys, login, token) answer 503
+// while down is true: the provider is unreachable for what depends on it.
+func (p *OP) SetDown(down bool) { p.down.Store(down) }
 
 // Start runs a provider until t ends. Users and clients add to the defaults
 // CLIClientID and WorkloadClientID; users replace DefaultUsers when given.
@@ -157,7 +163,13 @@ func Start(t testing.TB, o Options) *OP {
 	// The issuer is the server's own URL, known only once it listens, so
 	// the handler is set after the listener is up.
 	var handler http.Handler
-	p.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { handler.ServeHTTP(w, r) }))
+	p.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if p.down.Load() {
+			http.Error(w, "provider down for the test", http.StatusServiceUnavailable)
+			return
+		}
+		handler.ServeHTTP(w, r)
+	}))
 	t.Cleanup(p.srv.Close)
 	quietOnce.Do(func() {
 		// The example OP logs every request through slog's default logger;
@@ -289,6 +301,39 @@ func (p *OP) ApproveDevice(t testing.TB, userCode, user string) {
 	if !strings.Contains(string(body), "Device authorization allowed") {
 		t.Fatalf("oidcop: device confirm: %d %s", resp.StatusCode, body)
 	}
+}
+
+// Authorize plays the browser for a sign-in some client started: it opens
+// authorizeURL (the authorization request as the client printed it), fills
+// in the login form as user and returns where the OP sends the browser in
+// the end, the client's redirect_uri with code and state. The caller
+// follows it, as the browser would.
+func (p *OP) Authorize(t testing.TB, authorizeURL, user string) *url.URL {
+	t.Helper()
+	u, ok := p.users[user]
+	if !ok {
+		t.Fatalf("oidcop: unknown user %q", user)
+	}
+	browser := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	loc, err := expectRedirect(browser.Get(authorizeURL))
+	if err != nil {
+		t.Fatalf("oidcop: authorize: %v", err)
+	}
+	authRequestID := loc.Query().Get("authRequestID")
+	if authRequestID == "" {
+		return loc // an error redirect straight back to the client
+	}
+	loc, err = expectRedirect(browser.PostForm(p.Issuer()+"/login/username", url.Values{
+		"id": {authRequestID}, "username": {u.Username}, "password": {u.Password},
+	}))
+	if err != nil {
+		t.Fatalf("oidcop: login form: %v", err)
+	}
+	loc, err = expectRedirect(browser.Get(p.resolve(loc)))
+	if err != nil {
+		t.Fatalf("oidcop: authorize callback: %v", err)
+	}
+	return loc
 }
 
 // WorkloadToken returns a JWT the OP signs for a CI-like workload, fetched
