@@ -38,7 +38,7 @@ real token metadata before rolling it out. Exits 3 on deny, with --json
 too (the JSON is printed first).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			cl, err := c.client()
+			cl, err := c.client(cmd.Context())
 			if err != nil {
 				return err
 			}

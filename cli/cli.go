@@ -7,7 +7,6 @@ package cli
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -36,9 +35,10 @@ Without --api, subcommands talk to Caddy's local admin endpoint (found as
 the principal "local-operator", whose powers policies/admin.rego bounds.
 
 With --api URL (or TOKENGATE_API), they call a tokengate_admin management
-API as the owner of the management token in TOKENGATE_TOKEN. The token is
-read from the environment only, never from the command line, where it
-would land in shell history and process lists.
+API as the owner of the management token in TOKENGATE_TOKEN, or, without
+it, as the person signed in to that API with 'caddy tokengate login'. The
+token is read from the environment or the sign-in only, never from the
+command line, where it would land in shell history and process lists.
 
 Secrets are printed exactly once, alone on one line of stdout; every other
 message goes to stderr. --json prints JSON on stdout instead.
@@ -50,6 +50,7 @@ check exits with status 3 when the decision is a deny.`,
 				decideCommand("approve"), decideCommand("deny"), claimCommand(),
 				listCommand(), showCommand(), rotateCommand(), revokeCommand(),
 				reportCommand(), checkCommand(), policyTestCommand(),
+				loginCommand(), logoutCommand(),
 			)
 		},
 	})
@@ -67,24 +68,20 @@ func (c *conn) register(cmd *cobra.Command, remote bool) {
 	cmd.Flags().StringVarP(&c.config, "config", "c", "", "config file to read the admin address from")
 	cmd.Flags().StringVarP(&c.adapter, "adapter", "a", "", "adapter for --config")
 	if remote {
-		cmd.Flags().StringVar(&c.api, "api", "", "management API base URL (default $TOKENGATE_API); the credential comes from $TOKENGATE_TOKEN")
+		cmd.Flags().StringVar(&c.api, "api", "", "management API base URL (default $TOKENGATE_API); the credential comes from $TOKENGATE_TOKEN, else from login")
 	}
 	cmd.Flags().BoolVar(&c.json, "json", false, "print JSON")
 }
 
 // client returns the client of the management API when one is named,
 // else of Caddy's local admin endpoint.
-func (c *conn) client() (*api.Client, error) {
-	remote := c.api
-	if remote == "" {
-		remote = os.Getenv("TOKENGATE_API")
-	}
-	if remote != "" {
-		secret := os.Getenv("TOKENGATE_TOKEN")
-		if secret == "" {
-			return nil, errors.New("set TOKENGATE_TOKEN to your management token (it is never taken from the command line)")
-		}
+func (c *conn) client(ctx context.Context) (*api.Client, error) {
+	if remote := remoteAPI(c.api); remote != "" {
 		base, err := parseAPI(remote)
+		if err != nil {
+			return nil, err
+		}
+		secret, err := credential(ctx, remote)
 		if err != nil {
 			return nil, err
 		}
@@ -135,7 +132,7 @@ func adminClient(addr string) (*api.Client, error) {
 // answer; --json prints the answer itself.
 func call[T any](c *conn, do func(context.Context, *api.Client, []string) (T, error), text func(T, []string) error) func(*cobra.Command, []string) error {
 	return func(cmd *cobra.Command, args []string) error {
-		cl, err := c.client()
+		cl, err := c.client(cmd.Context())
 		if err != nil {
 			return err
 		}
