@@ -23,11 +23,15 @@ const LoggerName = "tokengate.audit"
 
 // Call describes one gateway call.
 type Call struct {
-	Decision   string // allow, deny or error
-	Reasons    []string
-	Status     int
-	TokenID    string
-	Owner      string
+	Decision string // allow, deny or error
+	Reasons  []string
+	Status   int
+	TokenID  string
+	Owner    string
+	HeldBy   string // who holds the secret used; empty without a token or for one stored before holders were recorded
+	// Actor is the person whose ID token authenticated a management call
+	// (their principal claim); empty for calls made with a token.
+	Actor      string
 	Purpose    string
 	Scopes     []string
 	Service    string
@@ -53,6 +57,10 @@ func (c *Call) MarshalLogObject(enc zapcore.ObjectEncoder) error {
 	enc.AddInt("status", c.Status)
 	enc.AddString("token_id", c.TokenID)
 	enc.AddString("owner", c.Owner)
+	enc.AddString("held_by", c.HeldBy)
+	if c.Actor != "" {
+		enc.AddString("actor", c.Actor)
+	}
 	enc.AddString("purpose", c.Purpose)
 	_ = enc.AddArray("scopes", stringArray(c.Scopes))
 	enc.AddString("service", c.Service)
@@ -86,11 +94,39 @@ type Action struct {
 	Reasons        []string
 	// The token the action is about, when known; empty ones are omitted.
 	Owner       string
-	HeldBy      string // who claimed or was issued the secret
+	HeldBy      string // who holds the secret: claimed or was issued it, or (request lines) will once claimed
 	Scopes      []string
 	Services    []string
 	TTL         time.Duration // lifetime, written in whole seconds
 	SuccessorID string        // the new id of a rotation
+	// Workload is who a token exchange was for, when it got as far as
+	// verifying the workload's token.
+	Workload *Workload
+}
+
+// Workload identifies the CI job or service account behind a token
+// exchange, by what its verified token says: never the token itself.
+type Workload struct {
+	Issuer string            // the configured workload issuer's name, e.g. github
+	Claims map[string]string // the claims that name the job: repository, ref, environment, ...
+}
+
+// MarshalLogObject writes the workload as a nested object.
+func (w *Workload) MarshalLogObject(enc zapcore.ObjectEncoder) error {
+	enc.AddString("issuer", w.Issuer)
+	if len(w.Claims) > 0 {
+		return enc.AddObject("claims", stringMap(w.Claims))
+	}
+	return nil
+}
+
+type stringMap map[string]string
+
+func (m stringMap) MarshalLogObject(enc zapcore.ObjectEncoder) error {
+	for k, v := range m {
+		enc.AddString(k, v)
+	}
+	return nil
 }
 
 // MarshalLogObject writes the fields of a management line.
@@ -127,6 +163,9 @@ func (a *Action) MarshalLogObject(enc zapcore.ObjectEncoder) error {
 	}
 	if a.SuccessorID != "" {
 		enc.AddString("successor_id", a.SuccessorID)
+	}
+	if a.Workload != nil {
+		_ = enc.AddObject("workload", a.Workload)
 	}
 	return nil
 }

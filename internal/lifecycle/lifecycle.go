@@ -114,6 +114,29 @@ func (s *Service) Validate(spec Spec) (*store.Token, error) {
 	if !namePattern.MatchString(spec.Owner) {
 		return nil, invalid("owner_invalid", "owner must be 1-128 letters, digits or _.@-")
 	}
+	return s.validate(spec)
+}
+
+// maxPrincipalLen bounds a verified principal used as an owner.
+const maxPrincipalLen = 256
+
+// ValidateVerified checks a spec whose owner is a verified principal
+// rather than a name someone typed: a workload's subject such as
+// repo:octo/app:ref:refs/heads/main or system:serviceaccount:ci:deployer
+// holds ':' and '/', which typed owners may not. It must still be
+// acceptable free text, and short.
+func (s *Service) ValidateVerified(spec Spec) (*store.Token, error) {
+	if err := checkSpecText(spec); err != nil {
+		return nil, err
+	}
+	if spec.Owner == "" || len(spec.Owner) > maxPrincipalLen {
+		return nil, invalid("owner_invalid", "owner must be a principal of 1-%d bytes", maxPrincipalLen)
+	}
+	return s.validate(spec)
+}
+
+// validate checks all of a spec but its owner.
+func (s *Service) validate(spec Spec) (*store.Token, error) {
 	if spec.Purpose == "" {
 		return nil, invalid("purpose_required", "every token needs a purpose")
 	}

@@ -38,8 +38,10 @@ import (
 // and the optional `scope` (a string) and `ttl_seconds` (a number). The
 // engine derives allow from reasons, so no rule a policy writes, however
 // shaped, can allow while a reason holds. AdminQuery is the decision
-// object of package tokengate.admin: {allow, reasons, auto_approve}; it
-// allows only when allow is true and reasons is empty.
+// object of package tokengate.admin: {allow, reasons, auto_approve} and
+// an optional ttl_seconds (a number: the longest life the policy grants a
+// token exchanged for a workload); it allows only when allow is true and
+// reasons is empty.
 const (
 	GatewayQuery = "data.tokengate.gateway"
 	AdminQuery   = "data.tokengate.admin.decision"
@@ -49,8 +51,9 @@ const (
 type Decision struct {
 	Allow   bool
 	Reasons []string
-	// TTL bounds how long the decision may be cached; zero when the
-	// policy set no bound.
+	// TTL bounds how long the decision may be cached (gateway), or how
+	// long an exchanged token may live (admin); zero when the policy set
+	// no bound.
 	TTL time.Duration
 	// Scope is the scope the call exercised, when the policy says so;
 	// the hygiene report uses it to find scopes granted but never used.
@@ -96,7 +99,13 @@ type compiled struct {
 	// data holds the policy folder's data files. Reads return OPA values
 	// as stored, with no conversion, which is why the engine can run
 	// without OPA's per-evaluation cache of base documents.
-	data    storage.Store
+	data storage.Store
+	// reading is one read transaction on data, open for the life of the
+	// revision and shared by every evaluation: the store is written only
+	// when it is built, and a read transaction of OPA's in-memory store
+	// holds no state of its own, so sharing it is safe and saves opening
+	// one per call.
+	reading storage.Transaction
 	queries map[string]query
 	// reads is what the gateway rules of this revision can read of a
 	// call: the decision cache keys on those fields only.
@@ -177,11 +186,6 @@ func (e *Engine) Decide(ctx context.Context, query string, input ast.Value) (Dec
 	if !ok {
 		return Decision{Revision: c.revision}, fmt.Errorf("%s: %w", query, ErrNoDecision)
 	}
-	txn, err := c.data.NewTransaction(ctx)
-	if err != nil {
-		return Decision{Revision: c.revision}, fmt.Errorf("evaluating %s: %v", query, err)
-	}
-	defer c.data.Abort(ctx, txn)
 	cancel := topdown.NewCancel()
 	stop := context.AfterFunc(ctx, cancel.Cancel)
 	rules := getRuleCache()
@@ -189,7 +193,7 @@ func (e *Engine) Decide(ctx context.Context, query string, input ast.Value) (Dec
 	tq := topdown.NewQuery(q.body).
 		WithCompiler(c.compiler).
 		WithStore(c.data).
-		WithTransaction(txn).
+		WithTransaction(c.reading).
 		WithInput(ast.NewTerm(input)).
 		WithTime(time.Now()).
 		WithCancel(cancel).
@@ -200,15 +204,23 @@ func (e *Engine) Decide(ctx context.Context, query string, input ast.Value) (Dec
 	if e.print != nil {
 		tq = tq.WithPrintHook(e.print)
 	}
-	results, err := tq.Run(ctx)
+	// The first result is the decision; Iter, unlike Run, does not
+	// collect the results in a list first.
+	var first topdown.QueryResult
+	err := tq.Iter(ctx, func(r topdown.QueryResult) error {
+		if first == nil {
+			first = r
+		}
+		return nil
+	})
 	stop()
 	if err != nil {
 		return Decision{Revision: c.revision}, fmt.Errorf("evaluating %s: %v", query, err)
 	}
-	if len(results) == 0 {
+	if first == nil {
 		return Decision{Revision: c.revision}, fmt.Errorf("%s: %w", query, ErrNoDecision)
 	}
-	d, err := q.parse(results[0])
+	d, err := q.parse(first)
 	d.Revision = c.revision
 	return d, err
 }
@@ -321,6 +333,7 @@ var (
 	keyAllow       = ast.InternedTerm("allow")
 	keyReasons     = ast.InternedTerm("reasons")
 	keyAutoApprove = ast.InternedTerm("auto_approve")
+	keyTTL         = ast.InternedTerm("ttl_seconds")
 )
 
 func parseAdmin(r map[ast.Var]*ast.Term) (Decision, error) {
@@ -348,6 +361,13 @@ func parseAdmin(r map[ast.Var]*ast.Term) (Decision, error) {
 			return Decision{}, errors.New("decision auto_approve is not a boolean")
 		}
 		d.AutoApprove = bool(b) && d.Allow
+	}
+	if raw := valueOf(obj, keyTTL); raw != nil {
+		ttl, err := parseTTL(raw)
+		if err != nil {
+			return Decision{}, fmt.Errorf("decision %v", err)
+		}
+		d.TTL = ttl
 	}
 	if !d.Allow && len(d.Reasons) == 0 {
 		// A refusal must say why: the audit line and the caller need a code.
@@ -393,6 +413,9 @@ func (e *Engine) compile(src *loaded) (*compiled, error) {
 	var err error
 	c.compiler, err = newCompiler(context.Background(), src.modules, c.data, e.print != nil)
 	if err != nil {
+		return nil, err
+	}
+	if c.reading, err = c.data.NewTransaction(context.Background()); err != nil {
 		return nil, err
 	}
 	if len(c.compiler.GetRulesExact(ast.MustParseRef("data.tokengate.gateway.reasons"))) == 0 {
