@@ -64,9 +64,12 @@ func (o *openAPI) check(method, path string, r response) {
 		ops := item.(map[string]any)
 		if op = o.object(ops[strings.ToLower(method)]); op == nil {
 			// A method the path is not served with: its 405 is described
-			// on the operations the path has.
+			// on the operations the path has (not on its other fields,
+			// such as servers).
 			for _, other := range ops {
-				op = o.object(other)
+				if m := o.object(other); m["responses"] != nil {
+					op = m
+				}
 			}
 		}
 	}
@@ -110,13 +113,20 @@ func (o *openAPI) check(method, path string, r response) {
 // mgmtCall sends one management call and returns what the client saw.
 func mgmtCall(t *testing.T, secret, method, path string, body any) response {
 	t.Helper()
-	req, err := http.NewRequest(method, mgmtURL+path, nil)
+	return callAt(t, mgmtURL, secret, method, path, body)
+}
+
+// callAt sends one JSON call to base (the management API or Caddy's
+// admin endpoint) and returns what the client saw.
+func callAt(t *testing.T, base, secret, method, path string, body any) response {
+	t.Helper()
+	req, err := http.NewRequest(method, base+path, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if body != nil {
 		b, _ := json.Marshal(body)
-		req, _ = http.NewRequest(method, mgmtURL+path, strings.NewReader(string(b)))
+		req, _ = http.NewRequest(method, base+path, strings.NewReader(string(b)))
 		req.Header.Set("Content-Type", "application/json")
 	}
 	if secret != "" {
@@ -177,4 +187,69 @@ func TestManagementAnswersMatchOpenAPI(t *testing.T) {
 	do(e.approver, "DELETE", "/v1/tokens", nil)
 	do(e.requester, "POST", "/v1/requests", map[string]any{"owner": "x"})
 	do("", "GET", "/v1/tokens", nil)
+}
+
+// TestAdminEndpointAnswersMatchOpenAPI: the local operator's routes on
+// Caddy's admin endpoint (bootstrap, direct issue and the token routes)
+// answer as the OpenAPI description's "local admin endpoint" paths say,
+// refusals included.
+func TestAdminEndpointAnswersMatchOpenAPI(t *testing.T) {
+	newEnv(t, envOptions{})
+	o := loadOpenAPI(t)
+	do := func(method, path string, body any) response {
+		t.Helper()
+		r := callAt(t, adminURL, "", method, path, body)
+		o.check(method, path, r)
+		return r
+	}
+	want := func(what string, r response, status int, reason string) {
+		t.Helper()
+		var p struct{ Reason string }
+		_ = json.Unmarshal(r.body, &p)
+		if r.status != status || p.Reason != reason {
+			t.Errorf("%s: %d %s, want %d %s", what, r.status, r.body, status, reason)
+		}
+	}
+
+	r := do("POST", "/tokengate/bootstrap", map[string]string{"requester": "alice", "approver": "bob"})
+	if r.status != http.StatusCreated {
+		t.Fatalf("bootstrap: %d %s", r.status, r.body)
+	}
+	for _, tok := range decode[BootstrapResult](t, r.body).Tokens {
+		remember(tok.Secret)
+	}
+	want("second bootstrap", do("POST", "/tokengate/bootstrap", map[string]string{"requester": "carol", "approver": "dave"}), http.StatusConflict, "already_bootstrapped")
+	want("bootstrap with an unknown field", do("POST", "/tokengate/bootstrap", map[string]any{"requester": "carol", "approver": "dave", "admin": true}), http.StatusBadRequest, "body_invalid")
+
+	r = do("POST", "/tokengate/tokens", billingReader(nil))
+	if r.status != http.StatusCreated {
+		t.Fatalf("issue: %d %s", r.status, r.body)
+	}
+	issued := decode[IssuedToken](t, r.body)
+	remember(issued.Secret)
+	id := issued.Token.ID
+	want("issue beyond the local operator's bounds", do("POST", "/tokengate/tokens", billingReader(map[string]any{"ttl": "48h"})), http.StatusForbidden, "local_operator_bounds")
+	want("issue without services", do("POST", "/tokengate/tokens", billingReader(map[string]any{"services": []string{}})), http.StatusBadRequest, "service_invalid")
+
+	do("GET", "/tokengate/tokens?limit=1", nil)
+	do("GET", "/tokengate/tokens/"+id, nil)
+	do("GET", "/tokengate/report", nil)
+	do("POST", "/tokengate/check", map[string]any{"token_id": id, "service": "billing", "method": "GET", "path": "/billing/x"})
+	r = do("POST", "/tokengate/tokens/"+id+"/rotate", map[string]string{"grace": "1m"})
+	if r.status != http.StatusCreated && r.status != http.StatusOK {
+		t.Fatalf("rotate: %d %s", r.status, r.body)
+	}
+	remember(decode[IssuedToken](t, r.body).Secret)
+	if r := do("POST", "/tokengate/tokens/"+id+"/revoke", map[string]string{"reason": "done"}); r.status != http.StatusOK {
+		t.Fatalf("revoke: %d %s", r.status, r.body)
+	}
+
+	want("unknown state", do("GET", "/tokengate/tokens?state=bogus", nil), http.StatusBadRequest, "state_invalid")
+	want("unknown token", do("GET", "/tokengate/tokens/tok_nothing", nil), http.StatusNotFound, "token_not_found")
+	if r := do("DELETE", "/tokengate/tokens", nil); r.status != http.StatusMethodNotAllowed {
+		t.Errorf("DELETE /tokengate/tokens: %d %s", r.status, r.body)
+	}
+	if r := do("PUT", "/tokengate/bootstrap", nil); r.status != http.StatusMethodNotAllowed {
+		t.Errorf("PUT /tokengate/bootstrap: %d %s", r.status, r.body)
+	}
 }
