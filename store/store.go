@@ -228,11 +228,16 @@ type Request struct {
 	// ClaimBy is when an approved request lapses unclaimed.
 	ClaimBy   time.Time `json:"claim_by,omitzero"`
 	ClaimedAt time.Time `json:"claimed_at,omitzero"`
-	TokenID   string    `json:"token_id,omitempty"`
-	Version   uint64    `json:"version"`
+	// LapsedAt is when a node recorded (and announced) that the approved
+	// request went unclaimed; from then on it cannot be claimed, whatever
+	// a clock says.
+	LapsedAt time.Time `json:"lapsed_at,omitzero"`
+	TokenID  string    `json:"token_id,omitempty"`
+	Version  uint64    `json:"version"`
 }
 
-// Request statuses as stored. "lapsed" is derived: approved and past ClaimBy.
+// Request statuses as stored. "lapsed" is derived: approved and past
+// ClaimBy, or with LapsedAt set.
 const (
 	RequestPending  = "pending"
 	RequestApproved = "approved"
