@@ -16,21 +16,30 @@ import (
 func copyPolicies(t *testing.T, extra map[string]string) string {
 	t.Helper()
 	dir := t.TempDir()
-	entries, err := fs.ReadDir(policies.FS, ".")
+	write := func(name string, src []byte) error {
+		path := filepath.Join(dir, filepath.FromSlash(name))
+		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+			return err
+		}
+		return os.WriteFile(path, src, 0o644)
+	}
+	// The shipped files include data in subfolders
+	// (tokengate/directory/data.json).
+	err := fs.WalkDir(policies.FS, ".", func(name string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		src, err := fs.ReadFile(policies.FS, name)
+		if err != nil {
+			return err
+		}
+		return write(name, src)
+	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, entry := range entries {
-		src, err := fs.ReadFile(policies.FS, entry.Name())
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(filepath.Join(dir, entry.Name()), src, 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
 	for name, src := range extra {
-		if err := os.WriteFile(filepath.Join(dir, name), []byte(src), 0o644); err != nil {
+		if err := write(name, []byte(src)); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -39,6 +39,9 @@ func policyCopy(t *testing.T, extra map[string]string) string {
 		if err != nil {
 			return err
 		}
+		if err := os.MkdirAll(filepath.Join(dir, filepath.Dir(name)), 0o755); err != nil {
+			return err
+		}
 		return os.WriteFile(filepath.Join(dir, name), b, 0o644)
 	})
 	if err != nil {

@@ -27,6 +27,9 @@ func shippedPolicyFolder(t *testing.T, src string) (string, int) {
 		if err != nil {
 			return err
 		}
+		if err := os.MkdirAll(filepath.Join(dir, filepath.Dir(p)), 0o755); err != nil {
+			return err
+		}
 		return os.WriteFile(filepath.Join(dir, p), b, 0o644)
 	})
 	if err != nil {

@@ -48,7 +48,7 @@ required_scope := {
 has(scope) if scope in input.actor.scopes
 
 # Fail closed on anything unexpected: an unknown action or no caller.
-actions := {"request", "approve", "deny", "claim", "issue", "rotate", "revoke", "read", "bootstrap"}
+actions := {"request", "approve", "deny", "claim", "issue", "rotate", "revoke", "read", "bootstrap", "exchange"}
 
 denials contains "action_unknown" if not known_action
 
@@ -60,6 +60,7 @@ denials contains "actor_missing" if not input.actor.principal
 # operator has no token; its bounds are below.
 denials contains "scope_missing" if {
 	not input.actor.local
+	not input.actor.kind == "person" # people act by role (admin_roles.rego)
 	required := required_scope[input.action]
 	not has(required)
 }

@@ -48,11 +48,9 @@ service_bound if input.route.service in input.token.services
 # <service>:write. A write scope also grants reads on the same service; a
 # delete scope grants nothing else, so a token that may delete cannot read
 # or change what it deletes unless it holds those scopes too.
-access := "read" if input.request.method in {"GET", "HEAD", "OPTIONS"}
+method_access := {"GET": "read", "HEAD": "read", "OPTIONS": "read", "DELETE": "delete"}
 
-else := "delete" if input.request.method == "DELETE"
-
-else := "write"
+access := object.get(method_access, input.request.method, "write")
 
 required_scope := concat(":", [input.route.service, access])
 

@@ -4,8 +4,9 @@ package policies
 
 import "embed"
 
-// FS holds every .rego file in this folder, tests included; the policy
-// engine skips files ending in _test.rego.
+// FS holds every .rego file in this folder, tests included (the policy
+// engine skips files ending in _test.rego), and the default directory
+// data, an empty one, at the path that makes it data.tokengate.directory.
 //
-//go:embed *.rego
+//go:embed *.rego tokengate/directory/data.json
 var FS embed.FS

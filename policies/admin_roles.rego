@@ -1,0 +1,208 @@
+# Admin roles: what a caller may do follows from what kind of caller it is
+# and which groups it belongs to, not only from a management token's scopes.
+# These rules add to the denials of admin.rego (same package); they never
+# allow what admin.rego refuses.
+#
+# Kinds (input.actor.kind; a caller without one is the local operator when
+# input.actor.local is true, otherwise a management token, as the Go side
+# defaults it):
+#
+#   person            signed in with the oidc issuer. Needs no management
+#                     scope: may request (for themselves: the request is
+#                     recorded as theirs and they alone may claim it),
+#                     claim, read, and rotate or revoke what admin.rego lets
+#                     owners rotate or revoke. May approve or deny only as a
+#                     member of the approvers group.
+#   workload          a CI job that exchanged its OIDC token: action
+#                     exchange only (rules in admin_rules.rego).
+#   management_token  a tokengate management token: the scopes admin.rego
+#                     asks for; never exchange.
+#   local             Caddy's admin endpoint: admin.rego's bounds; never
+#                     exchange.
+#
+# Groups: a principal belongs to a group when the directory lists it there
+# (data.tokengate.directory.groups.<group>, a list of principals), or, for
+# a person, when the identity provider's groups claim (input.actor.groups)
+# names the group. Principals and group names compare case-insensitively.
+#
+# Approvers: approving or denying a sensitive request (any scope other than
+# <service>:read, so every :write and :delete scope; any service the
+# directory marks "environment": "production"; or a management token)
+# needs a member of approvers. While the directory defines no approvers
+# group at all (no "approvers" key), holders of a tokens:approve
+# management token are the approvers, so an install that only ran
+# bootstrap keeps working. An approvers key that is present, even an empty
+# list, defines the group: then a tokens:approve scope alone no longer
+# approves a sensitive request.
+#
+# The directory (all keys optional; the shipped default is
+# tokengate/directory/data.json):
+#
+#   {"groups":       {"approvers": ["alice"], "developers": ["dave"]},
+#    "services":     {"billing": {"environment": "production",
+#                                 "integrations": ["acme-crm"]}},
+#    "integrations": {"acme-crm": {}},
+#    "workloads":    [ ...see admin_rules.rego... ],
+#    "limits":       {"max_services": 3}}
+#
+# Reason codes: actor_kind_not_allowed, request_not_for_self,
+# approver_required, directory_invalid.
+package tokengate.admin
+
+# The directory as loaded from policy data; an install without one has an
+# empty directory.
+default directory := {}
+
+directory := data.tokengate.directory
+
+directory_part(key, empty) := object.get(directory, key, empty) if is_object(directory)
+
+else := empty
+
+directory_groups := directory_part("groups", {})
+
+directory_services := directory_part("services", {})
+
+directory_integrations := directory_part("integrations", {})
+
+directory_workloads := directory_part("workloads", [])
+
+directory_limits := directory_part("limits", {})
+
+# A directory of the wrong shape fails closed for every action, rather
+# than being read as "no approvers" and handing approval to scope holders.
+denials contains "directory_invalid" if not directory_well_formed
+
+directory_well_formed if {
+	is_object(directory)
+	is_object(directory_groups)
+	every _, members in directory_groups { principal_list(members) }
+	is_object(directory_services)
+	every _, info in directory_services { is_object(info) }
+	is_object(directory_integrations)
+	is_array(directory_workloads)
+	is_object(directory_limits)
+}
+
+principal_list(xs) if {
+	is_array(xs)
+	every x in xs { is_string(x) }
+}
+
+# The kind of caller, defaulted as the Go side defaults it.
+actor_kind := k if k := input.actor.kind
+
+else := "local" if input.actor.local
+
+else := "management_token"
+
+person if actor_kind == "person"
+
+# What each kind may do; a kind not listed here may do nothing.
+kind_actions := {
+	"person": {"request", "claim", "read", "approve", "deny", "rotate", "revoke"},
+	"workload": {"exchange"},
+	"management_token": actions - {"exchange"},
+	"local": actions - {"exchange"},
+}
+
+denials contains "actor_kind_not_allowed" if not input.action in object.get(kind_actions, actor_kind, set())
+
+# Principals compare case-insensitively.
+same_principal(a, b) if lower(a) == lower(b)
+
+# in_group(name, group): the directory lists name in group.
+in_group(name, group) if {
+	some key, members in directory_groups
+	lower(key) == group
+	is_array(members)
+	some m in members
+	is_string(m)
+	same_principal(m, name)
+}
+
+# The caller's groups, lower-cased: the directory's, and a person's IdP
+# groups.
+actor_groups contains lower(key) if {
+	some key, _ in directory_groups
+	in_group(input.actor.principal, lower(key))
+}
+
+actor_groups contains lower(g) if {
+	person
+	some g in input.actor.groups
+}
+
+approvers_defined if {
+	some key, _ in directory_groups
+	lower(key) == "approvers"
+}
+
+is_approver if "approvers" in actor_groups
+
+is_approver if {
+	not approvers_defined
+	actor_kind == "management_token"
+	has("tokens:approve")
+}
+
+# A person asks for themselves: the request is recorded under their own
+# verified name and its secret goes to them.
+denials contains "request_not_for_self" if {
+	input.action == "request"
+	person
+	not same_principal(input.request.requested_by, input.actor.principal)
+}
+
+denials contains "request_not_for_self" if {
+	input.action == "request"
+	person
+	input.request.held_by != ""
+	not same_principal(input.request.held_by, input.actor.principal)
+}
+
+# Sensitive requests need an approver to approve or deny them; people
+# approve or deny only as approvers, whatever the request.
+denials contains "approver_required" if {
+	input.action in {"approve", "deny"}
+	sensitive(input.request)
+	not is_approver
+	not lacks_approve_scope
+}
+
+# A management token without tokens:approve is refused as scope_missing;
+# approver_required would only repeat it.
+lacks_approve_scope if {
+	actor_kind == "management_token"
+	not has("tokens:approve")
+}
+
+denials contains "approver_required" if {
+	input.action in {"approve", "deny"}
+	person
+	not is_approver
+}
+
+sensitive(r) if not read_only(r.scopes)
+
+sensitive(r) if {
+	some svc in r.services
+	production(svc)
+}
+
+sensitive(r) if management_service in r.services
+
+# production(svc): the directory marks the service production. Service
+# names compare case-insensitively here, so a differently cased name
+# cannot slip past a production mark.
+production(svc) if {
+	some name, info in directory_services
+	lower(name) == lower(svc)
+	is_object(info)
+	env := object.get(info, "environment", "")
+	is_string(env)
+	lower(env) == "production"
+}
+
+# "*" stands for every service, production ones included.
+production("*")

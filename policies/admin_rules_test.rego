@@ -1,0 +1,255 @@
+package tokengate.admin_rules_test
+
+import data.tokengate.admin
+
+config := {"max_ttl_seconds": 2592000}
+
+person(name, groups) := {"principal": name, "kind": "person", "groups": groups, "token_id": "", "scopes": [], "local": false, "issuer": "https://login.example.com/", "claims": {}}
+
+approver := {"principal": "alice", "kind": "person", "groups": [], "token_id": "", "scopes": [], "local": false}
+
+github_claims := {"repository": "acme/billing", "ref": "refs/heads/main", "environment": "production", "workflow": "deploy", "sub": "repo:acme/billing:environment:production"}
+
+workload(claims) := {"principal": claims.sub, "kind": "workload", "token_id": "", "scopes": [], "local": false, "issuer": "github", "claims": claims}
+
+deployer := workload(github_claims)
+
+directory := {
+	"groups": {"approvers": ["alice"], "developers": ["Dave", "devbot"]},
+	"services": {
+		"billing": {"environment": "production", "integrations": ["acme-crm"]},
+		"search": {"environment": "staging", "integrations": ["acme-crm"]},
+		"ledger": {"environment": "production"},
+		"docs": {},
+	},
+	"integrations": {"acme-crm": {"contact": "crm-team@example.com"}},
+	"workloads": [
+		{
+			"name": "billing-deploy", "issuer": "github",
+			"claims": {"repository": "acme/billing", "ref": "refs/heads/main", "environment": "production"},
+			"services": ["billing"], "scopes": ["billing:write"], "max_ttl_seconds": 600,
+		},
+		{
+			"name": "no claims: matches nothing", "issuer": "github", "claims": {},
+			"services": ["docs"], "scopes": ["docs:read"],
+		},
+	],
+}
+
+request(patch) := object.union(
+	{
+		"id": "req_1", "owner": "report-job", "purpose": "sync",
+		"scopes": ["search:read"], "services": ["search"], "cidrs": ["10.0.0.0/8"],
+		"ttl_seconds": 3600, "max_uses": 0, "requested_by": "carol", "held_by": "carol",
+	},
+	patch,
+)
+
+exchange_request(patch) := object.union(
+	request({"owner": github_claims.sub, "requested_by": github_claims.sub, "held_by": github_claims.sub, "cidrs": []}),
+	object.union({"scopes": ["billing:write"], "services": ["billing"], "ttl_seconds": 600}, patch),
+)
+
+decide(action, actor, r) := d if {
+	d := admin.decision with input as {"action": action, "actor": actor, "request": r, "config": config}
+		with data.tokengate.directory as directory
+}
+
+decide_with(action, actor, r, dir) := d if {
+	d := admin.decision with input as {"action": action, "actor": actor, "request": r, "config": config}
+		with data.tokengate.directory as dir
+}
+
+refused(d, reason) if {
+	d.allow == false
+	reason in d.reasons
+}
+
+not_refused_for(d, reason) if not reason in d.reasons
+
+carol := person("carol", [])
+
+# Developers and production.
+
+test_developer_gets_no_production_write if {
+	dave := person("dave", [])
+	prod_write := request({"scopes": ["billing:write"], "services": ["billing"], "requested_by": "dave", "held_by": "dave", "ticket": "CHG-1"})
+	refused(decide("request", dave, prod_write), "developer_production_write")
+	refused(decide("request", dave, object.union(prod_write, {"scopes": ["billing:delete"]})), "developer_production_write")
+	refused(decide("approve", approver, prod_write), "developer_production_write")
+}
+
+test_idp_developers_group_counts if {
+	frank := person("frank", ["Developers"])
+	r := request({"scopes": ["ledger:write"], "services": ["ledger"], "requested_by": "frank", "held_by": "frank", "ticket": "CHG-1"})
+	refused(decide("request", frank, r), "developer_production_write")
+}
+
+test_developer_as_owner_counts if {
+	r := request({"owner": "dave", "scopes": ["billing:write"], "services": ["billing"], "ticket": "CHG-1"})
+	refused(decide("request", carol, r), "developer_production_write")
+}
+
+test_developer_reads_production_and_writes_staging if {
+	dave := person("dave", [])
+	not_refused_for(decide("request", dave, request({"scopes": ["billing:read"], "services": ["billing"], "requested_by": "dave", "held_by": "dave"})), "developer_production_write")
+	decide("request", dave, request({"scopes": ["search:write"], "services": ["search"], "requested_by": "dave", "held_by": "dave"})).allow
+}
+
+test_non_developer_may_ask_for_production_write if {
+	d := decide("request", carol, request({"scopes": ["billing:write"], "services": ["billing"], "ticket": "CHG-7"}))
+	d.allow
+	not d.auto_approve
+}
+
+test_developer_workload_gets_no_production_write if {
+	bot := object.union(deployer, {"principal": "devbot"})
+	refused(decide("exchange", bot, exchange_request({"owner": "devbot"})), "developer_production_write")
+}
+
+# Workloads.
+
+test_matching_workload_exchanges if {
+	d := decide("exchange", deployer, exchange_request({}))
+	d.allow
+}
+
+test_workload_write_implies_read if {
+	decide("exchange", deployer, exchange_request({"scopes": ["billing:read"]})).allow
+}
+
+test_workload_never_gets_delete if {
+	refused(decide("exchange", deployer, exchange_request({"scopes": ["billing:delete"]})), "workload_scope_destructive")
+	entry := object.union(directory.workloads[0], {"scopes": ["billing:delete"]})
+	dir := object.union(directory, {"workloads": [entry]})
+	refused(decide_with("exchange", deployer, exchange_request({"scopes": ["billing:delete"]}), dir), "workload_scope_destructive")
+}
+
+test_workload_never_gets_a_management_token if {
+	refused(decide("exchange", deployer, exchange_request({"scopes": ["tokens:request"], "services": ["tokengate-admin"]})), "workload_management_scope")
+	refused(decide("exchange", deployer, exchange_request({"scopes": ["tokens:read"]})), "workload_management_scope")
+}
+
+test_workload_token_lives_at_most_15_minutes if {
+	entry := object.union(directory.workloads[0], {"max_ttl_seconds": 86400})
+	dir := object.union(directory, {"workloads": [entry]})
+	decide_with("exchange", deployer, exchange_request({"ttl_seconds": 900}), dir).allow
+	refused(decide_with("exchange", deployer, exchange_request({"ttl_seconds": 901}), dir), "workload_ttl_exceeds_max")
+}
+
+test_workload_entry_may_shorten_the_ttl if {
+	refused(decide("exchange", deployer, exchange_request({"ttl_seconds": 601})), "workload_grant_exceeded")
+}
+
+test_workload_gets_exactly_one_service if {
+	entry := object.union(directory.workloads[0], {"services": ["billing", "search"], "scopes": ["billing:write", "search:read"]})
+	dir := object.union(directory, {"workloads": [entry]})
+	refused(decide_with("exchange", deployer, exchange_request({"services": ["billing", "search"], "scopes": ["billing:write", "search:read"]}), dir), "workload_one_service")
+}
+
+test_workload_without_a_matching_entry_is_refused if {
+	other := workload(object.union(github_claims, {"ref": "refs/heads/feature"}))
+	refused(decide("exchange", other, exchange_request({})), "workload_not_in_directory")
+	gitlab := object.union(deployer, {"issuer": "gitlab"})
+	refused(decide("exchange", gitlab, exchange_request({})), "workload_not_in_directory")
+	refused(decide_with("exchange", deployer, exchange_request({}), {}), "workload_not_in_directory")
+}
+
+test_workload_entry_without_claims_matches_nothing if {
+	anyone := workload({"sub": "repo:evil/x:ref:refs/heads/main", "repository": "evil/x"})
+	refused(decide("exchange", anyone, exchange_request({"scopes": ["docs:read"], "services": ["docs"]})), "workload_not_in_directory")
+}
+
+test_workload_gets_only_what_its_entry_grants if {
+	refused(decide("exchange", deployer, exchange_request({"scopes": ["ledger:write"], "services": ["ledger"]})), "workload_grant_exceeded")
+	refused(decide("exchange", deployer, exchange_request({"scopes": ["billing:write"], "services": ["search"]})), "workload_grant_exceeded")
+}
+
+test_workload_claims_compare_exactly if {
+	other := workload(object.union(github_claims, {"repository": "acme/billing-fork"}))
+	refused(decide("exchange", other, exchange_request({})), "workload_not_in_directory")
+}
+
+# External integrations.
+
+crm(patch) := request(object.union({"owner": "acme-crm", "scopes": ["search:read"], "services": ["search"]}, patch))
+
+test_integration_bound_to_one_listed_service if {
+	decide("request", carol, crm({})).allow
+	decide("request", carol, crm({"owner": "ACME-CRM"})).allow
+}
+
+test_integration_gets_exactly_one_service if {
+	refused(decide("request", carol, crm({"services": ["search", "billing"], "scopes": ["search:read", "billing:read"]})), "integration_one_service")
+}
+
+test_integration_only_on_a_service_that_lists_it if {
+	refused(decide("request", carol, crm({"services": ["ledger"], "scopes": ["ledger:read"]})), "integration_service_not_allowed")
+	refused(decide("request", carol, crm({"services": ["unlisted"], "scopes": ["unlisted:read"]})), "integration_service_not_allowed")
+	refused(decide("approve", approver, crm({"services": ["docs"], "scopes": ["docs:read"]})), "integration_service_not_allowed")
+}
+
+test_non_integration_owner_is_not_bound_by_integration_rules if {
+	decide("request", carol, request({"services": ["docs", "ledger"], "scopes": ["docs:read", "ledger:read"]})).allow
+}
+
+# How far one token reaches.
+
+four := ["a", "b", "c", "d"]
+
+test_at_most_three_services_by_default if {
+	decide("request", carol, request({"services": ["a", "b", "c"], "scopes": ["a:read"]})).allow
+	refused(decide("request", carol, request({"services": four, "scopes": ["a:read"]})), "too_many_services")
+	refused(decide("approve", approver, request({"services": four, "scopes": ["a:read"]})), "too_many_services")
+}
+
+test_service_limit_comes_from_data if {
+	dir := object.union(directory, {"limits": {"max_services": 4}})
+	decide_with("request", carol, request({"services": four, "scopes": ["a:read"]}), dir).allow
+	dir1 := object.union(directory, {"limits": {"max_services": 1}})
+	refused(decide_with("request", carol, request({"services": ["a", "b"], "scopes": ["a:read"]}), dir1), "too_many_services")
+}
+
+test_no_wildcard_service_or_scope if {
+	refused(decide("request", carol, request({"services": ["*"], "scopes": ["*:read"]})), "every_service")
+	refused(decide("request", carol, request({"services": ["search"], "scopes": ["*:read"]})), "every_service")
+	refused(decide("request", carol, request({"services": ["search"], "scopes": ["*"]})), "every_service")
+}
+
+test_no_read_on_every_listed_service if {
+	small := {"services": {"billing": {}, "search": {}}}
+	both := request({"services": ["billing", "search"], "scopes": ["billing:read", "search:write"]})
+	refused(decide_with("request", carol, both, small), "every_service")
+
+	# Bound to both but reading only one, or reading both with one the
+	# directory does not list: not every service.
+	decide_with("request", carol, request({"services": ["billing", "search"], "scopes": ["billing:read"]}), small).allow
+	decide_with("request", carol, request({"services": ["billing", "other"], "scopes": ["billing:read", "other:read"]}), small).allow
+}
+
+test_a_directory_of_one_service_may_be_read_whole if {
+	one := {"services": {"billing": {}}}
+	decide_with("request", carol, request({"services": ["billing"], "scopes": ["billing:read"]}), one).allow
+}
+
+# Tickets.
+
+test_production_write_needs_a_ticket if {
+	r := request({"scopes": ["billing:write"], "services": ["billing"]})
+	refused(decide("request", carol, r), "ticket_required")
+	refused(decide("request", carol, object.union(r, {"ticket": "   "})), "ticket_required")
+	refused(decide("request", carol, object.union(r, {"scopes": ["billing:delete"]})), "ticket_required")
+	refused(decide("approve", approver, r), "ticket_required")
+	decide("request", carol, object.union(r, {"ticket": "CHG-1042"})).allow
+	decide("approve", approver, object.union(r, {"ticket": "CHG-1042"})).allow
+}
+
+test_no_ticket_needed_for_reads_or_staging if {
+	decide("request", carol, request({"scopes": ["billing:read"], "services": ["billing"]})).allow
+	decide("request", carol, request({"scopes": ["search:write"], "services": ["search"]})).allow
+}
+
+test_production_is_case_insensitive if {
+	dir := {"services": {"Billing": {"environment": "Production"}}}
+	refused(decide_with("request", carol, request({"scopes": ["billing:write"], "services": ["billing"]}), dir), "ticket_required")
+}
