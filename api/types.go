@@ -25,6 +25,7 @@ type TokenView struct {
 	Uses         int64      `json:"uses"`
 	CreatedAt    time.Time  `json:"created_at"`
 	CreatedBy    string     `json:"created_by"`
+	HeldBy       string     `json:"held_by,omitempty"` // who holds the secret (claimed or received it); empty for tokens stored before holders were recorded
 	ApprovedBy   string     `json:"approved_by,omitempty"`
 	RotatedFrom  string     `json:"rotated_from,omitempty"`
 	RotatedTo    string     `json:"rotated_to,omitempty"`
@@ -54,6 +55,9 @@ type TokenSpec struct {
 	TTL       string     `json:"ttl"`
 	NotBefore *time.Time `json:"not_before,omitempty"`
 	MaxUses   int64      `json:"max_uses,omitempty"`
+	// Ticket is the change ticket or justification the approver reads,
+	// such as "CHG-1234"; it is kept on the request.
+	Ticket string `json:"ticket,omitempty"`
 }
 
 // ProblemType is the media type of every refusal of the management API.
@@ -117,6 +121,8 @@ type RequestView struct {
 	TTL         string     `json:"ttl"`
 	MaxUses     int64      `json:"max_uses"`
 	RequestedBy string     `json:"requested_by"`
+	HeldBy      string     `json:"held_by"` // who will hold the secret once claimed: the requester, the only one who may claim it
+	Ticket      string     `json:"ticket,omitempty"`
 	CreatedAt   time.Time  `json:"created_at"`
 	DecidedBy   string     `json:"decided_by,omitempty"`
 	DecidedAt   *time.Time `json:"decided_at,omitempty"`

@@ -23,7 +23,7 @@ func viewOf(t *store.Token, now time.Time) api.TokenView {
 		ID: t.ID, State: lifecycle.State(t, now), Owner: t.Owner, Purpose: t.Purpose,
 		Scopes: nonNil(t.Scopes), Services: nonNil(t.Services), CIDRs: nonNil(t.CIDRs),
 		NotBefore: t.NotBefore, ExpiresAt: t.ExpiresAt, MaxUses: t.MaxUses, Uses: t.Uses,
-		CreatedAt: t.CreatedAt, CreatedBy: t.CreatedBy, ApprovedBy: t.ApprovedBy,
+		CreatedAt: t.CreatedAt, CreatedBy: t.CreatedBy, HeldBy: t.HeldBy, ApprovedBy: t.ApprovedBy,
 		RotatedFrom: t.RotatedFrom, RotatedTo: t.RotatedTo, GraceUntil: timePtr(t.GraceUntil),
 		RevokedAt: timePtr(t.RevokedAt), RevokedBy: t.RevokedBy, RevokeReason: t.RevokeReason,
 		LastUsedAt: timePtr(t.LastUsedAt), LastUsedIP: t.LastUsedIP, UsedScopes: nonNil(t.UsedScopes),

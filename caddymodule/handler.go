@@ -162,7 +162,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	}
 	line.TraceID, line.SpanID = traceIDs(r)
 	if res.Token != nil {
-		line.TokenID, line.Owner, line.Purpose, line.Scopes = res.Token.ID, res.Token.Owner, res.Token.Purpose, res.Token.Scopes
+		line.TokenID, line.Owner, line.HeldBy, line.Purpose, line.Scopes = res.Token.ID, res.Token.Owner, res.Token.HeldBy, res.Token.Purpose, res.Token.Scopes
 	}
 	defer func() {
 		line.Duration = time.Since(start)

@@ -79,7 +79,9 @@ func (h *AdminHandler) Provision(ctx caddy.Context) error {
 }
 
 // caller turns the token the tokengate handler authenticated into the
-// principal: its owner, compared across all of that owner's tokens.
+// principal: whoever holds it (held_by, the verified principal that
+// claimed or received its secret), compared across all of that person's
+// tokens. Never its owner, which is only a name typed into a request.
 func (h *AdminHandler) caller(w http.ResponseWriter, r *http.Request) (caller, bool) {
 	tok, ok := caddyhttp.GetVar(r.Context(), tokenVar).(*store.Token)
 	if !ok {
@@ -87,7 +89,19 @@ func (h *AdminHandler) caller(w http.ResponseWriter, r *http.Request) (caller, b
 		writeProblem(w, http.StatusUnauthorized, "token_missing", "")
 		return caller{}, false
 	}
-	return caller{app: h.auth.app, principal: manage.Principal{Name: tok.Owner, TokenID: tok.ID, Scopes: tok.Scopes}}, true
+	return caller{app: h.auth.app, principal: managementTokenPrincipal(tok)}, true
+}
+
+// managementTokenPrincipal is who acts with a management token: its
+// holder. Tokens stored before holders were recorded have none; for those
+// alone the owner stands in, as it did then, for want of any record of who
+// holds them (revoking and reissuing them records one).
+func managementTokenPrincipal(tok *store.Token) manage.Principal {
+	name := tok.HeldBy
+	if name == "" {
+		name = tok.Owner
+	}
+	return manage.Principal{Name: name, Kind: manage.ManagementTokenKind, TokenID: tok.ID, Scopes: tok.Scopes}
 }
 
 // ServeHTTP authenticates the management token, then serves the API. The

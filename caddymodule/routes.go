@@ -248,12 +248,15 @@ func checkDecision(c caller, w http.ResponseWriter, r *http.Request) error {
 // "lapsed" (approved, not claimed in time).
 var requestStates = []string{store.RequestPending, store.RequestApproved, store.RequestDenied, store.RequestClaimed, "lapsed"}
 
-// requestView is a token request as the API shows it.
+// requestView is a token request as the API shows it. The requester is
+// who will hold the secret (only they may claim it), so the approver sees
+// whom they are trusting, whatever owner the request names.
 func requestView(q *store.Request, now time.Time) api.RequestView {
 	return api.RequestView{
 		ID: q.ID, Status: manage.Status(q, now), Owner: q.Owner, Purpose: q.Purpose,
 		Scopes: nonNil(q.Scopes), Services: nonNil(q.Services), CIDRs: nonNil(q.CIDRs), TTL: q.TTL.String(),
-		MaxUses: q.MaxUses, RequestedBy: q.RequestedBy, CreatedAt: q.CreatedAt, DecidedBy: q.DecidedBy,
+		MaxUses: q.MaxUses, RequestedBy: q.RequestedBy, HeldBy: q.RequestedBy, Ticket: q.Ticket,
+		CreatedAt: q.CreatedAt, DecidedBy: q.DecidedBy,
 		DecidedAt: timePtr(q.DecidedAt), Reason: q.Reason, ClaimBy: timePtr(q.ClaimBy), TokenID: q.TokenID,
 	}
 }

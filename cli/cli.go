@@ -192,6 +192,6 @@ func printSecret(issued api.IssuedToken, what string) error {
 }
 
 func describe(what string, t api.TokenView) {
-	fmt.Fprintf(os.Stderr, "%s %s for %s (%s), scopes %s, services %s, expires %s.\n",
-		what, show(t.ID), show(t.Owner), show(t.Purpose), showList(t.Scopes), showList(t.Services), t.ExpiresAt.Format(time.RFC3339))
+	fmt.Fprintf(os.Stderr, "%s %s for %s (%s), held by %s, scopes %s, services %s, expires %s.\n",
+		what, show(t.ID), show(t.Owner), show(t.Purpose), show(t.HeldBy), showList(t.Scopes), showList(t.Services), t.ExpiresAt.Format(time.RFC3339))
 }

@@ -45,3 +45,24 @@ func TestCLIEscapesWhatItPrints(t *testing.T) {
 		t.Errorf("escaped JSON decodes to %q, want the original", v.Purpose)
 	}
 }
+
+// The approver's table names who will hold the secret, apart from the
+// owner someone typed; the inventory names who holds each token.
+func TestTablesNameTheHolder(t *testing.T) {
+	var table bytes.Buffer
+	if err := printRequests(&table, []api.RequestView{{ID: "req_1", Status: "pending", RequestedBy: "ann", HeldBy: "ann", Owner: "carol", Ticket: "CHG-7", Scopes: []string{"demo:write"}, TTL: "1h0m0s", Purpose: "p"}}); err != nil {
+		t.Fatal(err)
+	}
+	header, row, _ := strings.Cut(table.String(), "\n")
+	if !strings.Contains(header, "WILL BE HELD BY") || !strings.Contains(row, "ann") || !strings.Contains(row, "carol") || !strings.Contains(row, "CHG-7") {
+		t.Errorf("request table:\n%s", table.String())
+	}
+	table.Reset()
+	if err := printTokens(&table, []api.TokenView{{ID: "tok_1", State: "active", Owner: "carol", HeldBy: "ann", Purpose: "p"}}); err != nil {
+		t.Fatal(err)
+	}
+	header, row, _ = strings.Cut(table.String(), "\n")
+	if !strings.Contains(header, "HELD BY") || !strings.Contains(row, "ann") {
+		t.Errorf("token table:\n%s", table.String())
+	}
+}

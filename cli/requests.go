@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"io"
@@ -71,13 +72,15 @@ func claimCommand() *cobra.Command {
 }
 
 // printRequests writes token requests as a table, every cell escaped: this
-// is the screen an approver decides on.
+// is the screen an approver decides on. It names who will hold the secret
+// (the requester, who alone may claim it) apart from the owner, which is
+// only the name the requester typed.
 func printRequests(w io.Writer, reqs []api.RequestView) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "ID\tSTATUS\tREQUESTED BY\tOWNER\tSCOPES\tTTL\tPURPOSE")
+	fmt.Fprintln(tw, "ID\tSTATUS\tWILL BE HELD BY\tOWNER\tSCOPES\tTTL\tTICKET\tPURPOSE")
 	for _, r := range reqs {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", show(r.ID), show(r.Status), show(r.RequestedBy), show(r.Owner),
-			showList(r.Scopes), show(r.TTL), show(r.Purpose))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", show(r.ID), show(r.Status), show(cmp.Or(r.HeldBy, r.RequestedBy)), show(r.Owner),
+			showList(r.Scopes), show(r.TTL), show(r.Ticket), show(r.Purpose))
 	}
 	return tw.Flush()
 }

@@ -15,13 +15,13 @@ import (
 
 // specFlags describe a token, for issue and request.
 type specFlags struct {
-	owner, purpose, ttl, notBefore string
-	scopes, services, cidrs        []string
-	maxUses                        int64
+	owner, purpose, ttl, notBefore, ticket string
+	scopes, services, cidrs                []string
+	maxUses                                int64
 }
 
 func (s *specFlags) register(cmd *cobra.Command) {
-	cmd.Flags().StringVar(&s.owner, "owner", "", "who holds the token (required)")
+	cmd.Flags().StringVar(&s.owner, "owner", "", "whom or what the token is for, a name (required); whoever receives the secret holds it")
 	cmd.Flags().StringVar(&s.purpose, "purpose", "", "what the token is for (required)")
 	cmd.Flags().StringArrayVar(&s.scopes, "scope", nil, "scope such as billing:read (repeatable)")
 	cmd.Flags().StringArrayVar(&s.services, "service", nil, "service the token is bound to (repeatable)")
@@ -29,11 +29,12 @@ func (s *specFlags) register(cmd *cobra.Command) {
 	cmd.Flags().StringVar(&s.ttl, "ttl", "1h", "lifetime, such as 30m or 24h")
 	cmd.Flags().StringVar(&s.notBefore, "not-before", "", "start of validity, RFC 3339 (default now)")
 	cmd.Flags().Int64Var(&s.maxUses, "max-uses", 0, "number of calls allowed, 0 for unlimited")
+	cmd.Flags().StringVar(&s.ticket, "ticket", "", "change ticket or justification the approver reads")
 }
 
 func (s *specFlags) spec() (api.TokenSpec, error) {
 	spec := api.TokenSpec{Owner: s.owner, Purpose: s.purpose, Scopes: s.scopes, Services: s.services,
-		CIDRs: s.cidrs, TTL: s.ttl, MaxUses: s.maxUses}
+		CIDRs: s.cidrs, TTL: s.ttl, MaxUses: s.maxUses, Ticket: s.ticket}
 	if s.notBefore != "" {
 		nb, err := time.Parse(time.RFC3339, s.notBefore)
 		if err != nil {
@@ -119,13 +120,13 @@ func listCommand() *cobra.Command {
 // printTokens writes the inventory as a table, every cell escaped.
 func printTokens(w io.Writer, toks []api.TokenView) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "ID\tSTATE\tOWNER\tSCOPES\tSERVICES\tEXPIRES\tUSES\tPURPOSE")
+	fmt.Fprintln(tw, "ID\tSTATE\tOWNER\tHELD BY\tSCOPES\tSERVICES\tEXPIRES\tUSES\tPURPOSE")
 	for _, t := range toks {
 		uses := fmt.Sprint(t.Uses)
 		if t.MaxUses > 0 {
 			uses += fmt.Sprintf("/%d", t.MaxUses)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", show(t.ID), show(t.State), show(t.Owner), showList(t.Scopes),
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", show(t.ID), show(t.State), show(t.Owner), show(t.HeldBy), showList(t.Scopes),
 			showList(t.Services), t.ExpiresAt.Format(time.RFC3339), uses, show(t.Purpose))
 	}
 	return tw.Flush()

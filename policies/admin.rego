@@ -5,17 +5,24 @@
 # Input:
 #   input.action   request | approve | deny | claim | issue | rotate |
 #                  revoke | read | bootstrap
-#   input.actor    {principal, token_id, scopes, local}
-#                  principal is the owner of the caller's management token,
-#                  or "local-operator" (local = true) on Caddy's admin
-#                  endpoint. Separation of duties compares principals, so
-#                  a second token of the same person is the same person.
+#   input.actor    {principal, kind, token_id, scopes, local, ...}
+#                  principal is verified, never typed: who holds the
+#                  caller's management token (its held_by), a person's or
+#                  workload's verified identity, or "local-operator"
+#                  (local = true) on Caddy's admin endpoint. Separation of
+#                  duties compares principals, so a second token of the
+#                  same person is the same person.
 #   input.request  the token asked for (request, approve, deny, claim,
 #                  issue): {id, owner, purpose, scopes, services, cidrs,
-#                  ttl_seconds, max_uses, requested_by}
+#                  ttl_seconds, max_uses, requested_by, held_by, ticket};
+#                  held_by is who will hold the secret (the requester)
 #   input.token    the existing token acted on (rotate, revoke, read):
-#                  {id, owner, created_by, scopes, services, cidrs,
-#                  lifetime_seconds}
+#                  {id, owner, created_by, held_by, scopes, services,
+#                  cidrs, lifetime_seconds}
+#
+# An owner is only a name typed into a request: no rule here trusts it.
+# Rules compare the verified principal with who holds a secret (held_by)
+# and who asked for it (requested_by, created_by).
 #   input.bootstrap  {requester, approver} for bootstrap
 #   input.config   {max_ttl_seconds}
 #
@@ -56,6 +63,42 @@ known_action if input.action in actions
 
 denials contains "actor_missing" if not input.actor.principal
 
+# Names are compared in lower case where telling two people apart matters
+# (approving, bootstrapping, a management token's owner): "Alice" and
+# "alice" are the same person, and the rule refuses. Where a rule grants
+# something to the one who holds a secret or asked for it (claim, rotate,
+# revoke), the principal must match exactly, so a case variant of a name
+# gains nothing either way.
+same_person(a, b) if lower(a) == lower(b)
+
+# Who holds the token acted on. A token stored before holders were
+# recorded falls back to the verified principal that created it, never to
+# its owner.
+token_holder := input.token.held_by if input.token.held_by != ""
+
+else := input.token.created_by
+
+# Who will hold the secret of the token asked for: the requester.
+request_holder := input.request.held_by if input.request.held_by != ""
+
+else := input.request.requested_by
+
+# The local operator's name is reserved for Caddy's admin endpoint: no
+# management token, person or workload may act under it (it holds every
+# token the operator issued), and bootstrap gives it to nobody.
+reserved_principal := "local-operator"
+
+denials contains "principal_reserved" if {
+	not input.actor.local
+	same_person(input.actor.principal, reserved_principal)
+}
+
+denials contains "principal_reserved" if {
+	input.action == "bootstrap"
+	some name in [input.bootstrap.requester, input.bootstrap.approver]
+	same_person(name, reserved_principal)
+}
+
 # Callers of the management API need the scope of the action. The local
 # operator has no token; its bounds are below.
 denials contains "scope_missing" if {
@@ -65,40 +108,60 @@ denials contains "scope_missing" if {
 	not has(required)
 }
 
-# Holders of tokens:revoke may revoke any token; the token's owner and the
-# one who asked for it may revoke it; the local operator may always revoke
-# (stopping harm is never blocked).
+# Holders of tokens:revoke may revoke any token; the one who holds a
+# token and the one who asked for it may revoke it (its owner, a typed
+# name, may not); the local operator may always revoke (stopping harm is
+# never blocked).
 denials contains "not_owner" if {
 	input.action == "revoke"
 	not input.actor.local
 	not has("tokens:revoke")
-	not input.actor.principal in {input.token.owner, input.token.created_by}
+	not input.actor.principal in {token_holder, input.token.created_by}
 }
 
-# Rotation hands out a new secret, so only the token's owner or the one who
-# asked for it may rotate.
+# Rotation hands out a new secret, so only the one who holds the token may
+# rotate: neither its owner nor whoever asked for it before someone else
+# took it over.
 denials contains "not_owner" if {
 	input.action == "rotate"
 	not input.actor.local
-	not input.actor.principal in {input.token.owner, input.token.created_by}
+	not holds_token
 }
+
+holds_token if input.actor.principal == token_holder
 
 # Separation of duties.
 
 denials contains "self_approval" if {
 	input.action == "approve"
-	input.request.requested_by == input.actor.principal
+	some who in [input.request.requested_by, request_holder]
+	same_person(who, input.actor.principal)
 }
 
 denials contains "self_approval" if {
 	input.action == "bootstrap"
-	input.bootstrap.requester == input.bootstrap.approver
+	same_person(input.bootstrap.requester, input.bootstrap.approver)
 }
 
-# The approver never sees the secret: only the requester may claim it.
+# The approver never sees the secret: only the requester, who will hold
+# it, may claim it.
 denials contains "not_requester" if {
 	input.action == "claim"
-	input.request.requested_by != input.actor.principal
+	not requested_it
+}
+
+requested_it if {
+	input.actor.principal == input.request.requested_by
+	input.actor.principal == request_holder
+}
+
+# A management token is personal: its owner is the person who will hold
+# it. Otherwise a token named after someone else would read, in the
+# inventory and to an approver, as that person's.
+denials contains "management_token_not_personal" if {
+	input.action in {"request", "approve", "claim", "issue"}
+	management_service in input.request.services
+	not same_person(input.request.owner, request_holder)
 }
 
 # No token may be asked for, issued or approved holding both duties...

@@ -118,7 +118,7 @@ test_unbound_request_waits if {
 }
 
 test_management_token_request_waits if {
-	d := ask("request", requester, object.union(read_request, {"scopes": ["tokens:read"], "services": ["tokengate-admin"]}))
+	d := ask("request", requester, object.union(read_request, {"owner": "alice", "scopes": ["tokens:read"], "services": ["tokengate-admin"]}))
 	d.allow
 	not d.auto_approve
 }
@@ -142,10 +142,62 @@ test_self_approval_refused if {
 	refused(ask("approve", same_person, write_request), "self_approval")
 }
 
+test_self_approval_with_a_case_variant_refused if {
+	same_person := object.union(approver, {"principal": "ALICE"})
+	refused(ask("approve", same_person, write_request), "self_approval")
+	refused(ask("approve", approver, object.union(write_request, {"requested_by": "Bob", "held_by": "Bob"})), "self_approval")
+}
+
+# The approver compares against who will hold the secret too.
+test_self_approval_of_what_one_will_hold_refused if {
+	refused(ask("approve", approver, object.union(write_request, {"held_by": "bob"})), "self_approval")
+}
+
+test_claim_by_a_case_variant_refused if refused(ask("claim", object.union(requester, {"principal": "Alice"}), write_request), "not_requester")
+
+test_claim_without_request_fails_closed if {
+	d := admin.decision with input as {"action": "claim", "actor": requester, "config": config}
+	refused(d, "not_requester")
+}
+
 test_approver_cannot_claim if refused(ask("claim", object.union(approver, {"scopes": ["tokens:request"]}), write_request), "not_requester")
 
 test_requester_claims if {
 	ask("claim", requester, write_request).allow
+}
+
+# A management token is personal: named after the one who will hold it.
+
+mgmt_request(owner) := object.union(read_request, {"owner": owner, "scopes": ["tokens:approve", "tokens:read"], "services": ["tokengate-admin"]})
+
+test_management_token_for_oneself if {
+	ask("request", requester, mgmt_request("alice")).allow
+	ask("request", requester, mgmt_request("Alice")).allow
+	ask("approve", approver, mgmt_request("alice")).allow
+	ask("claim", requester, mgmt_request("alice")).allow
+}
+
+test_management_token_for_someone_else_refused if {
+	refused(ask("request", requester, mgmt_request("carol")), "management_token_not_personal")
+	refused(ask("approve", approver, mgmt_request("carol")), "management_token_not_personal")
+	refused(ask("claim", requester, mgmt_request("carol")), "management_token_not_personal")
+	refused(ask("issue", local_operator, mgmt_request("carol")), "management_token_not_personal")
+}
+
+test_management_token_personal_by_holder_not_requester_field if {
+	refused(ask("approve", approver, object.union(mgmt_request("alice"), {"held_by": "carol"})), "management_token_not_personal")
+}
+
+test_data_token_owner_may_name_anyone if {
+	ask("request", requester, object.union(write_request, {"owner": "carol"})).allow
+}
+
+test_reserved_principal_cannot_act if {
+	impostor := object.union(requester, {"principal": "local-operator"})
+	refused(ask("request", impostor, read_request), "principal_reserved")
+	issued_locally := object.union(some_token, {"created_by": "local-operator", "held_by": "local-operator"})
+	refused(on_token("rotate", impostor, issued_locally), "principal_reserved")
+	refused(on_token("revoke", object.union(impostor, {"principal": "Local-Operator"}), issued_locally), "principal_reserved")
 }
 
 test_token_with_both_duties_cannot_be_requested if {
@@ -161,6 +213,16 @@ test_caller_holding_both_duties_refused if {
 test_bootstrap_needs_two_people if {
 	d := admin.decision with input as {"action": "bootstrap", "actor": local_operator, "bootstrap": {"requester": "alice", "approver": "alice"}, "config": config}
 	refused(d, "self_approval")
+}
+
+test_bootstrap_case_variants_are_one_person if {
+	d := admin.decision with input as {"action": "bootstrap", "actor": local_operator, "bootstrap": {"requester": "Ann", "approver": "ann"}, "config": config}
+	refused(d, "self_approval")
+}
+
+test_bootstrap_cannot_name_the_local_operator if {
+	d := admin.decision with input as {"action": "bootstrap", "actor": local_operator, "bootstrap": {"requester": "Local-Operator", "approver": "bob"}, "config": config}
+	refused(d, "principal_reserved")
 }
 
 test_bootstrap_with_two_people if {
@@ -180,9 +242,12 @@ test_revoker_revokes_anything if {
 	on_token("revoke", {"principal": "sec", "scopes": ["tokens:revoke"], "local": false}, some_token).allow
 }
 
-test_owner_revokes_own if {
-	on_token("revoke", {"principal": "report-job", "scopes": [], "local": false}, some_token).allow
+test_holder_revokes_own if {
+	on_token("revoke", {"principal": "carol", "scopes": [], "local": false}, held_by_carol).allow
 }
+
+# The owner is a name typed into the request: it grants nothing.
+test_owner_name_cannot_revoke if refused(on_token("revoke", {"principal": "report-job", "scopes": [], "local": false}, some_token), "not_owner")
 
 test_requester_revokes_what_they_asked_for if {
 	on_token("revoke", requester, some_token).allow
@@ -199,6 +264,35 @@ test_requester_rotates if {
 }
 
 test_stranger_cannot_rotate if refused(on_token("rotate", approver, some_token), "not_owner")
+
+# Custody: who holds a token decides who may rotate it (and so receive its
+# next secret), not who is named its owner nor who first asked for it.
+
+held_by_carol := object.union(some_token, {"owner": "bob", "created_by": "alice", "held_by": "carol"})
+
+test_holder_rotates if {
+	on_token("rotate", {"principal": "carol", "scopes": [], "local": false}, held_by_carol).allow
+}
+
+test_owner_name_cannot_rotate if refused(on_token("rotate", approver, held_by_carol), "not_owner")
+
+test_earlier_requester_cannot_rotate_what_another_holds if refused(on_token("rotate", requester, held_by_carol), "not_owner")
+
+test_case_variant_of_holder_cannot_rotate if refused(on_token("rotate", {"principal": "Carol", "scopes": [], "local": false}, held_by_carol), "not_owner")
+
+test_case_variant_of_holder_cannot_revoke if refused(on_token("revoke", {"principal": "CAROL", "scopes": [], "local": false}, held_by_carol), "not_owner")
+
+# A token stored before holders were recorded: its creator holds it, its
+# owner still does not.
+test_legacy_token_rotated_by_its_creator_only if {
+	on_token("rotate", requester, some_token).allow
+	refused(on_token("rotate", {"principal": "report-job", "scopes": [], "local": false}, some_token), "not_owner")
+}
+
+test_rotate_without_token_fails_closed if {
+	d := admin.decision with input as {"action": "rotate", "actor": requester, "config": config}
+	refused(d, "not_owner")
+}
 
 # The local operator's bounds.
 

@@ -80,6 +80,9 @@ type Spec struct {
 	TTL       string     `json:"ttl"`
 	NotBefore *time.Time `json:"not_before,omitempty"`
 	MaxUses   int64      `json:"max_uses,omitempty"`
+	// Ticket is the change ticket or justification an approver reads; it
+	// is kept on the request, not on the token.
+	Ticket string `json:"ticket,omitempty"`
 }
 
 // Service runs token lifecycle actions.
@@ -142,6 +145,9 @@ func (s *Service) validate(spec Spec) (*store.Token, error) {
 	}
 	if len(spec.Purpose) > maxPurposeLen {
 		return nil, invalid("purpose_invalid", "purpose is longer than %d bytes", maxPurposeLen)
+	}
+	if len(spec.Ticket) > maxPurposeLen {
+		return nil, invalid("ticket_invalid", "ticket is longer than %d bytes", maxPurposeLen)
 	}
 	if len(spec.Scopes) == 0 || len(spec.Scopes) > maxListLen {
 		return nil, invalid("scope_invalid", "give between 1 and %d scopes", maxListLen)
@@ -239,6 +245,7 @@ func checkSpecText(spec Spec) error {
 	}{
 		{"owner", []string{spec.Owner}}, {"purpose", []string{spec.Purpose}}, {"scope", spec.Scopes},
 		{"service", spec.Services}, {"cidr", spec.CIDRs}, {"ttl", []string{spec.TTL}},
+		{"ticket", []string{spec.Ticket}},
 	}
 	for _, f := range fields {
 		for _, v := range f.values {
@@ -251,14 +258,14 @@ func checkSpecText(spec Spec) error {
 }
 
 // Issue validates spec and stores a new token created by actor. The secret
-// is returned once and never stored.
+// is returned once, to actor, who therefore holds it, and never stored.
 func (s *Service) Issue(ctx context.Context, actor string, spec Spec) (string, *store.Token, error) {
 	rec, err := s.Validate(spec)
 	if err != nil {
 		s.refused(ctx, "token.issued", actor, "", err)
 		return "", nil, err
 	}
-	rec.CreatedBy = actor
+	rec.CreatedBy, rec.HeldBy = actor, actor
 	secret, err := s.Create(ctx, rec)
 	if err != nil {
 		return "", nil, err
@@ -268,8 +275,14 @@ func (s *Service) Issue(ctx context.Context, actor string, spec Spec) (string, *
 }
 
 // Create gives a validated record a fresh id and secret and stores it. It
-// writes no audit line: callers log the action they performed.
+// writes no audit line: callers log the action they performed. The record
+// must name who receives the secret (HeldBy): a token nobody holds could
+// not be told apart from a legacy one, whose holder the admin policy
+// guesses from its owner.
 func (s *Service) Create(ctx context.Context, rec *store.Token) (string, error) {
+	if rec.HeldBy == "" {
+		return "", errors.New("storing token: no holder (held_by) recorded")
+	}
 	secret := s.Mint(rec)
 	if err := s.Store.Create(ctx, rec); err != nil {
 		return "", fmt.Errorf("storing token: %w", err)
@@ -394,7 +407,9 @@ func (s *Service) Rotate(ctx context.Context, actor, id string, grace time.Durat
 	}
 	next := old.Clone()
 	secret := s.Mint(next)
-	next.CreatedAt, next.CreatedBy, next.RotatedFrom = now, actor, id
+	// The new secret goes to actor, who holds it from now on, whoever
+	// held the old one.
+	next.CreatedAt, next.CreatedBy, next.HeldBy, next.RotatedFrom = now, actor, actor, id
 	next.Uses, next.Version, next.UsedScopes = 0, 0, nil
 	next.LastUsedAt, next.LastUsedIP = time.Time{}, ""
 	graceUntil := now.Add(grace)
@@ -476,11 +491,11 @@ func (s *Service) refused(ctx context.Context, msg, actor, id string, err error)
 }
 
 // WithToken fills in a's fields about t, the token the action made or
-// acted on. held_by is the principal the record says created it (the
-// issuer, or the requester who claimed it): there is no separate custody
-// field.
+// acted on. held_by is the token's recorded holder; a token stored before
+// holders were recorded has none, and the line says nothing rather than
+// guess.
 func WithToken(a *audit.Action, t *store.Token) *audit.Action {
-	a.Owner, a.HeldBy, a.Scopes, a.Services = t.Owner, t.CreatedBy, t.Scopes, t.Services
+	a.Owner, a.HeldBy, a.Scopes, a.Services = t.Owner, t.HeldBy, t.Scopes, t.Services
 	start := t.CreatedAt
 	if t.NotBefore.After(start) {
 		start = t.NotBefore

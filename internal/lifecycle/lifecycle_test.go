@@ -57,6 +57,9 @@ func TestValidate(t *testing.T) {
 		"live secret as owner":              {func(sp *Spec) { sp.Owner = live }, "secret_in_field"},
 		"live secret in purpose":            {func(sp *Spec) { sp.Purpose = "use " + live + " meanwhile" }, "secret_in_field"},
 		"live secret as service":            {func(sp *Spec) { sp.Services = []string{live} }, "secret_in_field"},
+		"live secret in ticket":             {func(sp *Spec) { sp.Ticket = "see " + live }, "secret_in_field"},
+		"ticket with an escape":             {func(sp *Spec) { sp.Ticket = "CHG-1\x1b[2K" }, "ticket_invalid"},
+		"huge ticket":                       {func(sp *Spec) { sp.Ticket = strings.Repeat("x", 600) }, "ticket_invalid"},
 	}
 	for name, c := range cases {
 		sp := good()
@@ -123,5 +126,15 @@ func TestSafeID(t *testing.T) {
 	var e *Error
 	if err := (&Service{}).storeError(secret, store.ErrNotFound); !errors.As(err, &e) || e.Code != "token_not_found" || strings.Contains(e.Msg, secret[3:]) {
 		t.Errorf("not found, for a secret pasted as an id: %v", e)
+	}
+}
+
+// A token nobody is recorded to hold is never stored: the admin policy
+// would take it for a legacy token and trust its owner's name.
+func TestCreateNeedsAHolder(t *testing.T) {
+	s := &Service{Hasher: token.NewHasher("")}
+	rec := &store.Token{Owner: "alice", Purpose: "p"}
+	if _, err := s.Create(t.Context(), rec); err == nil || rec.ID != "" {
+		t.Fatalf("stored a token without a holder: %v", err)
 	}
 }

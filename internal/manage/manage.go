@@ -131,20 +131,32 @@ func (s *Service) authorize(ctx context.Context, action string, p Principal, ext
 	return d, nil
 }
 
+// requestInput is a request as the admin policy sees it. held_by is who
+// will hold the secret: the requester, the only one who may claim it (or,
+// for issue, the caller who receives it at once).
 func requestInput(r *store.Request) map[string]any {
 	return map[string]any{
 		"id": r.ID, "owner": r.Owner, "purpose": r.Purpose, "scopes": nonNil(r.Scopes),
 		"services": nonNil(r.Services), "cidrs": nonNil(r.CIDRs), "ttl_seconds": int64(r.TTL / time.Second),
-		"max_uses": r.MaxUses, "requested_by": r.RequestedBy,
+		"max_uses": r.MaxUses, "requested_by": r.RequestedBy, "held_by": r.RequestedBy, "ticket": r.Ticket,
 	}
 }
 
+// tokenInput is a stored token as the admin policy sees it. held_by is
+// empty for a token stored before holders were recorded.
 func tokenInput(t *store.Token) map[string]any {
 	return map[string]any{
-		"id": t.ID, "owner": t.Owner, "created_by": t.CreatedBy, "scopes": nonNil(t.Scopes),
+		"id": t.ID, "owner": t.Owner, "created_by": t.CreatedBy, "held_by": t.HeldBy, "scopes": nonNil(t.Scopes),
 		"services": nonNil(t.Services), "cidrs": nonNil(t.CIDRs),
 		"lifetime_seconds": int64(t.ExpiresAt.Sub(t.NotBefore) / time.Second),
 	}
+}
+
+// withRequest fills in a's fields about the token r asks for; held_by is
+// who will hold it once claimed, the requester.
+func withRequest(a *audit.Action, r *store.Request) *audit.Action {
+	a.Owner, a.HeldBy, a.Scopes, a.Services, a.TTL = r.Owner, r.RequestedBy, r.Scopes, r.Services, r.TTL
+	return a
 }
 
 // Request asks for a token. When the admin policy approves it at once, the
@@ -160,7 +172,7 @@ func (s *Service) Request(ctx context.Context, p Principal, spec lifecycle.Spec)
 		ID: token.NewPrefixedID("req_"), Owner: rec.Owner, Purpose: rec.Purpose,
 		Scopes: rec.Scopes, Services: rec.Services, CIDRs: rec.CIDRs, TTL: rec.ExpiresAt.Sub(rec.NotBefore),
 		MaxUses: rec.MaxUses, Status: store.RequestPending, RequestedBy: p.Name, RequestedWith: p.TokenID,
-		CreatedAt: s.now(),
+		Ticket: spec.Ticket, CreatedAt: s.now(),
 	}
 	if spec.NotBefore != nil {
 		req.NotBefore = rec.NotBefore
@@ -174,7 +186,7 @@ func (s *Service) Request(ctx context.Context, p Principal, spec lifecycle.Spec)
 		if err := s.Requests.CreateRequest(ctx, req); err != nil {
 			return nil, "", nil, fmt.Errorf("storing request: %w", err)
 		}
-		s.Audit.ActionContext(ctx, &audit.Action{Msg: "token.requested", Actor: p.Name, TokenRequestID: req.ID, Reason: req.Purpose, Outcome: "success"})
+		s.Audit.ActionContext(ctx, withRequest(&audit.Action{Msg: "token.requested", Actor: p.Name, TokenRequestID: req.ID, Reason: req.Purpose, Outcome: "success"}, req))
 		return req, "", nil, nil
 	}
 	// Approved by policy: record the request as approved and claim it in
@@ -185,8 +197,8 @@ func (s *Service) Request(ctx context.Context, p Principal, spec lifecycle.Spec)
 	if err := s.Requests.CreateRequest(ctx, req); err != nil {
 		return nil, "", nil, fmt.Errorf("storing request: %w", err)
 	}
-	s.Audit.ActionContext(ctx, &audit.Action{Msg: "token.requested", Actor: p.Name, TokenRequestID: req.ID, Reason: req.Purpose, Outcome: "success"})
-	s.Audit.ActionContext(ctx, &audit.Action{Msg: "token.approved", Actor: req.DecidedBy, TokenRequestID: req.ID, Reason: req.Reason, Outcome: "success"})
+	s.Audit.ActionContext(ctx, withRequest(&audit.Action{Msg: "token.requested", Actor: p.Name, TokenRequestID: req.ID, Reason: req.Purpose, Outcome: "success"}, req))
+	s.Audit.ActionContext(ctx, withRequest(&audit.Action{Msg: "token.approved", Actor: req.DecidedBy, TokenRequestID: req.ID, Reason: req.Reason, Outcome: "success"}, req))
 	claimed, secret, tok, err := s.claim(ctx, p, req.ID)
 	return claimed, secret, tok, err
 }
@@ -236,7 +248,7 @@ func (s *Service) decide(ctx context.Context, p Principal, id, reason, action st
 		s.refused(ctx, msg, p, id, "", err)
 		return nil, err
 	}
-	s.Audit.ActionContext(ctx, &audit.Action{Msg: msg, Actor: p.Name, TokenRequestID: id, Reason: reason, Outcome: "success"})
+	s.Audit.ActionContext(ctx, withRequest(&audit.Action{Msg: msg, Actor: p.Name, TokenRequestID: id, Reason: reason, Outcome: "success"}, req))
 	return req, nil
 }
 
@@ -277,6 +289,9 @@ func (s *Service) claim(ctx context.Context, p Principal, id string) (*store.Req
 		Scopes: req.Scopes, Services: req.Services, CIDRs: req.CIDRs,
 		NotBefore: notBefore, ExpiresAt: notBefore.Add(req.TTL), MaxUses: req.MaxUses,
 		CreatedAt: now, CreatedBy: req.RequestedBy, ApprovedBy: req.DecidedBy,
+		// The secret goes to the verified claimer, whom the admin policy
+		// has just matched to the requester: the owner is only a name.
+		HeldBy: p.Name,
 	}
 	secret := s.Tokens.Mint(tok)
 	req, err = s.Requests.ClaimRequest(ctx, id, func(r *store.Request) error {
@@ -351,7 +366,7 @@ func (s *Service) Issue(ctx context.Context, p Principal, spec lifecycle.Spec) (
 		return "", nil, err
 	}
 	req := &store.Request{Owner: rec.Owner, Purpose: rec.Purpose, Scopes: rec.Scopes, Services: rec.Services,
-		CIDRs: rec.CIDRs, TTL: rec.ExpiresAt.Sub(rec.NotBefore), MaxUses: rec.MaxUses, RequestedBy: p.Name}
+		CIDRs: rec.CIDRs, TTL: rec.ExpiresAt.Sub(rec.NotBefore), MaxUses: rec.MaxUses, RequestedBy: p.Name, Ticket: spec.Ticket}
 	if _, err := s.authorize(ctx, "issue", p, map[string]any{"request": requestInput(req)}); err != nil {
 		s.refused(ctx, "token.issued", p, "", "", err)
 		return "", nil, err
@@ -436,7 +451,9 @@ func (s *Service) Bootstrap(ctx context.Context, p Principal, requester, approve
 			return nil, nil, err
 		}
 		secret := s.Tokens.Mint(rec)
-		rec.CreatedBy, rec.ApprovedBy = p.Name, p.Name
+		// Each secret is handed to the person its token names, who holds
+		// it from then on; the operator only passes it along.
+		rec.CreatedBy, rec.ApprovedBy, rec.HeldBy = p.Name, p.Name, who.name
 		secrets[rec.ID] = secret
 		toks = append(toks, rec)
 	}
