@@ -1,6 +1,7 @@
 package policy
 
 import (
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -76,9 +77,10 @@ func GatewayInput(tokenTerm *ast.Term, req Request, service string, now time.Tim
 		}
 		headersTerm = ast.ObjectTerm(headers...)
 	}
-	// The per-call strings share one allocation for their terms; the
-	// common methods are shared terms.
-	t := new([5]ast.Term)
+	// The per-call terms share one allocation; the common methods are
+	// shared terms, and so is the path when the client sent it clean
+	// (most calls), as raw_path.
+	t := new([7]ast.Term)
 	method, ok := methodTerms[req.Method]
 	if !ok {
 		t[0].Value = ast.String(req.Method)
@@ -87,19 +89,25 @@ func GatewayInput(tokenTerm *ast.Term, req Request, service string, now time.Tim
 	t[1].Value = ast.String(req.Host)
 	t[2].Value = ast.String(req.Path)
 	t[3].Value = ast.String(req.RemoteIP)
-	t[4].Value = ast.String(req.RawPath)
+	rawPath := &t[2]
+	if req.RawPath != req.Path {
+		t[4].Value = ast.String(req.RawPath)
+		rawPath = &t[4]
+	}
+	t[5].Value = ast.NewObject(
+		[2]*ast.Term{keyMethod, method},
+		[2]*ast.Term{keyHost, &t[1]},
+		[2]*ast.Term{keyPath, &t[2]},
+		[2]*ast.Term{keyRawPath, rawPath},
+		[2]*ast.Term{keyRemoteIP, &t[3]},
+		[2]*ast.Term{keyHeaders, headersTerm},
+	)
+	t[6].Value = nanosValue(now)
 	return ast.NewObject(
 		[2]*ast.Term{keyToken, tokenTerm},
-		[2]*ast.Term{keyRequest, ast.ObjectTerm(
-			[2]*ast.Term{keyMethod, method},
-			[2]*ast.Term{keyHost, &t[1]},
-			[2]*ast.Term{keyPath, &t[2]},
-			[2]*ast.Term{keyRawPath, &t[4]},
-			[2]*ast.Term{keyRemoteIP, &t[3]},
-			[2]*ast.Term{keyHeaders, headersTerm},
-		)},
+		[2]*ast.Term{keyRequest, &t[5]},
 		[2]*ast.Term{keyRoute, routeTerm(service)},
-		[2]*ast.Term{keyNow, nanosTerm(now)},
+		[2]*ast.Term{keyNow, &t[6]},
 	)
 }
 
@@ -156,4 +164,13 @@ func nanosTerm(t time.Time) *ast.Term {
 		return ast.IntNumberTerm(0)
 	}
 	return ast.IntNumberTerm(int(t.UnixNano()))
+}
+
+// nanosValue is nanosTerm's value (the same decimal digits), for a term
+// the caller allocates.
+func nanosValue(t time.Time) ast.Value {
+	if t.IsZero() {
+		return ast.Number("0")
+	}
+	return ast.Number(strconv.FormatInt(t.UnixNano(), 10))
 }

@@ -3,8 +3,11 @@ package policy
 import (
 	"fmt"
 	"testing"
+	"time"
 
 	"github.com/open-policy-agent/opa/v1/ast"
+
+	"github.com/tokengate/caddy-tokengate/store"
 )
 
 // input.route is shared per service, but services named by API callers
@@ -27,5 +30,27 @@ func TestRouteTermsAreSharedAndBounded(t *testing.T) {
 	routeTerms.Range(func(any, any) bool { n++; return true })
 	if n > maxRouteTerms {
 		t.Fatalf("map holds %d route terms, bound is %d", n, maxRouteTerms)
+	}
+}
+
+// GatewayInput shares terms between fields (raw_path and path when they
+// are the same); the document must still be exactly the one a JSON
+// round trip of the same fields gives.
+func TestGatewayInputIsTheDocument(t *testing.T) {
+	now := time.Unix(1700000000, 123456789)
+	tok := &store.Token{ID: "tok_1", Owner: "team-1", Scopes: []string{"billing:read"}, Services: []string{"billing"}, ExpiresAt: now.Add(time.Hour)}
+	for _, rawPath := range []string{"/billing/x", "/billing//x", ""} {
+		req := Request{Method: "PATCH", Host: "api.example.com", Path: "/billing/x", RawPath: rawPath, RemoteIP: "10.0.0.1", Headers: map[string]string{"x-team": "a"}}
+		got := GatewayInput(TokenTerm(tok), req, "billing", now)
+		want := ast.MustParseTerm(fmt.Sprintf(`{
+			"token": {"id": "tok_1", "owner": "team-1", "purpose": "", "scopes": ["billing:read"], "services": ["billing"], "cidrs": [],
+				"not_before": 0, "expires_at": %d, "max_uses": 0, "uses": 0},
+			"request": {"method": "PATCH", "host": "api.example.com", "path": "/billing/x", "raw_path": %q, "remote_ip": "10.0.0.1", "headers": {"x-team": "a"}},
+			"route": {"service": "billing"},
+			"now": %d
+		}`, now.Add(time.Hour).UnixNano(), rawPath, now.UnixNano()))
+		if ast.Compare(got, want.Value) != 0 {
+			t.Errorf("raw path %q: input\n%v\nwant\n%v", rawPath, got, want)
+		}
 	}
 }
