@@ -200,7 +200,8 @@ func (e *Engine) Decide(ctx context.Context, query string, input ast.Value) (Dec
 		WithMetrics(metrics.NoOp()).
 		WithVirtualCache(rules).
 		WithBaseCache(noBaseCache{}).
-		WithStrictBuiltinErrors(true)
+		WithStrictBuiltinErrors(true).
+		WithRequestMetadata(noRequestMetadata)
 	if e.print != nil {
 		tq = tq.WithPrintHook(e.print)
 	}
@@ -224,6 +225,11 @@ func (e *Engine) Decide(ctx context.Context, query string, input ast.Value) (Dec
 	d.Revision = c.revision
 	return d, err
 }
+
+// noRequestMetadata stands in for the map OPA otherwise makes for every
+// evaluation to hand to custom built-ins. The engine registers none, so
+// nothing reads it and nothing writes it.
+var noRequestMetadata = map[string]any{}
 
 // The variables of the gateway query.
 var (
