@@ -18,6 +18,7 @@ import (
 
 	"github.com/tokengate/caddy-tokengate/internal/audit"
 	"github.com/tokengate/caddy-tokengate/internal/gateway"
+	"github.com/tokengate/caddy-tokengate/internal/identity"
 	"github.com/tokengate/caddy-tokengate/internal/lifecycle"
 	"github.com/tokengate/caddy-tokengate/internal/manage"
 	"github.com/tokengate/caddy-tokengate/internal/policy"
@@ -80,6 +81,11 @@ type App struct {
 	// written (a full disk, a deleted audit file). Default false: such
 	// calls get 503 audit_unavailable until lines are written again.
 	AuditFailOpen bool `json:"audit_fail_open,omitempty"`
+	// The OpenID provider people sign in with: the management API then
+	// also takes their ID tokens as bearer credentials.
+	OIDC *identity.PersonConfig `json:"oidc,omitempty"`
+	// Issuers of CI and cluster workload tokens, for token exchange.
+	Workloads []identity.WorkloadConfig `json:"workloads,omitempty"`
 
 	rt        *runtime // shared with the other configs on the same store
 	rtKey     string
@@ -92,6 +98,8 @@ type App struct {
 	audit     *audit.Logger
 	logger    *zap.Logger
 	now       func() time.Time
+	people    *identity.Verifier  // nil without oidc
+	workloads *identity.Workloads // nil without workloads
 
 	auditFiles []string // files of the logs that take tokengate.audit
 
@@ -144,6 +152,9 @@ func (a *App) Provision(ctx caddy.Context) error {
 	}
 	pepper, err := resolvePepper(a.Pepper)
 	if err != nil {
+		return err
+	}
+	if err := a.provisionIdentity(ctx); err != nil {
 		return err
 	}
 
@@ -278,7 +289,54 @@ func (a *App) Start() error {
 	}
 	a.goRun(func() { a.watchAudit(ctx, watches) })
 	a.goRun(func() { metrics.census.runCensus(ctx, a.store, a.now, a.logger) })
+	a.goRun(func() { a.discoverIssuers(ctx) })
 	return nil
+}
+
+// provisionIdentity builds the verifiers of the oidc and workload issuers.
+// It does not contact them (validation provisions too, and needs no
+// network); see discoverIssuers.
+func (a *App) provisionIdentity(ctx caddy.Context) error {
+	now := identity.WithClock(a.now)
+	if a.OIDC != nil {
+		v, err := identity.NewPerson(ctx, *a.OIDC, now)
+		if err != nil {
+			return fmt.Errorf("oidc: %v", err)
+		}
+		a.people = v
+	}
+	if len(a.Workloads) > 0 {
+		w, err := identity.NewWorkloads(ctx, a.Workloads, now)
+		if err != nil {
+			return err
+		}
+		a.workloads = w
+	}
+	return nil
+}
+
+// discoverIssuers fetches each issuer's discovery document once at start,
+// so that a typo or an unreachable provider shows in the log at once. A
+// failure does not stop Caddy: the verifiers retry on later calls and
+// refuse tokens with issuer_unavailable meanwhile (fail closed), and a
+// provider that comes back is used without a reload.
+func (a *App) discoverIssuers(ctx context.Context) {
+	var vs []*identity.Verifier
+	if a.people != nil {
+		vs = append(vs, a.people)
+	}
+	if a.workloads != nil {
+		vs = append(vs, a.workloads.Verifiers()...)
+	}
+	for _, v := range vs {
+		dctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		err := v.Discover(dctx)
+		cancel()
+		if err != nil && ctx.Err() == nil {
+			a.logger.Warn("identity provider not reachable; its tokens are refused until it is",
+				zap.String("issuer", v.Issuer()), zap.Error(err))
+		}
+	}
 }
 
 func (a *App) goRun(f func()) {

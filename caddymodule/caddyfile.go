@@ -10,6 +10,8 @@ import (
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+
+	"github.com/tokengate/caddy-tokengate/internal/identity"
 )
 
 func init() {
@@ -35,6 +37,18 @@ func init() {
 //		decision_cache <entries>
 //		pepper <secret>
 //		audit_fail_open
+//		oidc <issuer> {
+//			audience <client id>        # required
+//			principal_claim <claim>     # default sub; email only when email_verified
+//			groups_claim <claim>        # default groups
+//			max_age <duration>          # default 12h, bounds iat
+//			algorithms <alg...>         # default RS256 ES256 EdDSA and the other asymmetric ones
+//		}
+//		workload <name> <issuer> {      # repeatable
+//			audience <aud>              # required
+//			principal_claim <claim>     # default sub
+//			algorithms <alg...>
+//		}
 //	}
 func parseGlobalOption(d *caddyfile.Dispenser, _ any) (any, error) {
 	app := new(App)
@@ -94,6 +108,14 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return d.ArgErr()
 			}
 			a.AuditFailOpen = true
+		case "oidc":
+			if err := a.unmarshalOIDC(d); err != nil {
+				return err
+			}
+		case "workload":
+			if err := a.unmarshalWorkload(d); err != nil {
+				return err
+			}
 		default:
 			return d.Errf("unrecognized subdirective %q", d.Val())
 		}
@@ -119,6 +141,91 @@ func parseStore(d *caddyfile.Dispenser) (json.RawMessage, error) {
 		return nil, err
 	}
 	return caddyconfig.JSONModuleObject(unm, "backend", backend, nil), nil
+}
+
+// unmarshalOIDC reads `oidc <issuer> { ... }`; the dispenser is on "oidc".
+func (a *App) unmarshalOIDC(d *caddyfile.Dispenser) error {
+	if a.OIDC != nil {
+		return d.Err("oidc is set twice: one identity provider signs people in")
+	}
+	c := &identity.PersonConfig{}
+	if !d.AllArgs(&c.Issuer) {
+		return d.ArgErr()
+	}
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		switch d.Val() {
+		case "audience":
+			if !d.AllArgs(&c.Audience) {
+				return d.ArgErr()
+			}
+		case "principal_claim":
+			if !d.AllArgs(&c.PrincipalClaim) {
+				return d.ArgErr()
+			}
+		case "groups_claim":
+			if !d.AllArgs(&c.GroupsClaim) {
+				return d.ArgErr()
+			}
+		case "max_age":
+			var v string
+			if !d.AllArgs(&v) {
+				return d.ArgErr()
+			}
+			dur, err := caddy.ParseDuration(v)
+			if err != nil || dur <= 0 {
+				return d.Errf("max_age %q is not a positive duration", v)
+			}
+			c.MaxAge = identity.Duration(dur)
+		case "algorithms":
+			if c.Algorithms = d.RemainingArgs(); len(c.Algorithms) == 0 {
+				return d.ArgErr()
+			}
+		default:
+			return d.Errf("unrecognized oidc subdirective %q", d.Val())
+		}
+	}
+	if c.Audience == "" {
+		return d.Errf("oidc %s needs an audience (the client id its ID tokens are issued to)", c.Issuer)
+	}
+	a.OIDC = c
+	return nil
+}
+
+// unmarshalWorkload reads `workload <name> <issuer> { ... }`; the
+// dispenser is on "workload".
+func (a *App) unmarshalWorkload(d *caddyfile.Dispenser) error {
+	var c identity.WorkloadConfig
+	if !d.AllArgs(&c.Name, &c.Issuer) {
+		return d.ArgErr()
+	}
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		switch d.Val() {
+		case "audience":
+			if !d.AllArgs(&c.Audience) {
+				return d.ArgErr()
+			}
+		case "principal_claim":
+			if !d.AllArgs(&c.PrincipalClaim) {
+				return d.ArgErr()
+			}
+		case "algorithms":
+			if c.Algorithms = d.RemainingArgs(); len(c.Algorithms) == 0 {
+				return d.ArgErr()
+			}
+		default:
+			return d.Errf("unrecognized workload subdirective %q", d.Val())
+		}
+	}
+	if c.Audience == "" {
+		return d.Errf("workload %s needs an audience (what its tokens' aud must say)", c.Name)
+	}
+	for _, w := range a.Workloads {
+		if w.Name == c.Name {
+			return d.Errf("workload %s is defined twice", c.Name)
+		}
+	}
+	a.Workloads = append(a.Workloads, c)
+	return nil
 }
 
 // parseHandler parses the tokengate directive:

@@ -75,6 +75,9 @@ type Handler struct {
 
 	app    *App
 	logger *zap.Logger
+	// problems makes refusals RFC 9457 problem details, as everything the
+	// management API answers; the management API's own Handler sets it.
+	problems bool
 }
 
 // CaddyModule returns the Caddy module information.
@@ -180,7 +183,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 			h.logger.Error("tokengate failed closed", zap.String("request_id", line.RequestID), zap.Error(res.Err))
 		}
 		var err error
-		line.Status, err = refuse(w, r, res, line.RequestID)
+		line.Status, err = refuse(w, r, res, line.RequestID, h.problems)
 		return err
 	}
 

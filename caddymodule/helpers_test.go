@@ -179,6 +179,9 @@ type envOptions struct {
 	policyDir     string
 	decisionCache int
 	extraRoutes   string
+	// appOptions are more lines for the tokengate global option, such
+	// as an oidc block.
+	appOptions string
 	// gracePeriod lets requests on the old config finish during a
 	// reload; the default cuts them at once, for fast test turnover.
 	gracePeriod string
@@ -221,6 +224,7 @@ func (e *env) load(o envOptions) {
 		decision_cache %[3]d
 		max_ttl 48h
 		%[4]s
+		%[12]s
 	}
 	log default {
 		output file %[1]s/caddy.log
@@ -260,7 +264,7 @@ func (e *env) load(o envOptions) {
 	tokengate_admin
 }
 `, e.dir, e.upstream.Listener.Addr().String(), o.decisionCache, policy, o.extraRoutes, cmp.Or(o.gracePeriod, "1ns"),
-		adminPort, gatePort, plainPort, mgmtPort, httpsPort)
+		adminPort, gatePort, plainPort, mgmtPort, httpsPort, o.appOptions)
 	e.tester = caddytest.NewTester(t)
 	e.tester.InitServer(cfg, "caddyfile")
 	if t.Failed() {

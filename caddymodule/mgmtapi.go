@@ -40,8 +40,11 @@ const tokenVar = "tokengate.token"
 //
 // Callers authenticate with management tokens: tokens bound to service
 // tokengate-admin, checked on the gateway's own request path (format,
-// expiry, revocation, CIDRs), with one gateway audit line per call. What
-// each caller may do is decided by policies/admin.rego.
+// expiry, revocation, CIDRs), with one gateway audit line per call. When
+// the app has an oidc issuer, people also authenticate with their ID
+// tokens as `Authorization: Bearer` (mgmtauth.go). What each caller may do
+// is decided by policies/admin.rego. Every refusal, a bad credential's 401
+// included, is RFC 9457 problem details with a reason code.
 //
 // Caddyfile:
 //
@@ -66,7 +69,7 @@ func (AdminHandler) CaddyModule() caddy.ModuleInfo {
 
 // Provision sets up authentication and the routes.
 func (h *AdminHandler) Provision(ctx caddy.Context) error {
-	h.auth = Handler{Service: manage.ManagementService, Header: h.Header}
+	h.auth = Handler{Service: manage.ManagementService, Header: h.Header, problems: true}
 	if err := h.auth.Provision(ctx); err != nil {
 		return err
 	}
@@ -83,6 +86,9 @@ func (h *AdminHandler) Provision(ctx caddy.Context) error {
 // claimed or received its secret), compared across all of that person's
 // tokens. Never its owner, which is only a name typed into a request.
 func (h *AdminHandler) caller(w http.ResponseWriter, r *http.Request) (caller, bool) {
+	if p, ok := caddyhttp.GetVar(r.Context(), personVar).(*manage.Principal); ok {
+		return caller{app: h.auth.app, principal: *p}, true
+	}
 	tok, ok := caddyhttp.GetVar(r.Context(), tokenVar).(*store.Token)
 	if !ok {
 		// Unreachable: auth only calls the mux after an allow.
@@ -112,6 +118,10 @@ func (h *AdminHandler) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddy
 		w.Header().Set("Content-Type", "application/json")
 		w.Header().Set("X-Content-Type-Options", "nosniff")
 		_, _ = w.Write(api.OpenAPI)
+		return nil
+	}
+	if raw, ok := h.personCredential(r); ok {
+		h.servePerson(w, r, raw)
 		return nil
 	}
 	return h.auth.ServeHTTP(w, r, caddyhttp.HandlerFunc(func(w http.ResponseWriter, r *http.Request) error {

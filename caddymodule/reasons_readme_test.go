@@ -23,7 +23,7 @@ func TestReadmeReasonTable(t *testing.T) {
 			res.Outcome = gateway.Error
 		}
 		w := httptest.NewRecorder()
-		status, _ := refuse(w, newTestRequest("GET", "/"), res, "req")
+		status, _ := refuse(w, newTestRequest("GET", "/"), res, "req", false)
 		challenge := "none"
 		if v := w.Header().Get("WWW-Authenticate"); v != "" {
 			challenge = "`" + v + "`"

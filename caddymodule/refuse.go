@@ -15,8 +15,10 @@ import (
 // refuse answers a call that may not pass. It returns the status it chose
 // and, when the server's error routes take the answer over, the
 // caddyhttp.Error to return to them. The status follows the class of the
-// reason the client is told, as the reason package declares it.
-func refuse(w http.ResponseWriter, r *http.Request, res gateway.Result, requestID string) (int, error) {
+// reason the client is told, as the reason package declares it. The body
+// is the data plane's {"error","reason","request_id"}, or with problem the
+// management API's RFC 9457 problem details.
+func refuse(w http.ResponseWriter, r *http.Request, res gateway.Result, requestID string, problem bool) (int, error) {
 	main := reason.Main(res.Reasons)
 	status, errCode := http.StatusForbidden, "insufficient_scope"
 	challenge := `Bearer realm="tokengate", error="insufficient_scope"`
@@ -57,6 +59,10 @@ func refuse(w http.ResponseWriter, r *http.Request, res gateway.Result, requestI
 	herr := caddyhttp.Error(status, errors.New(main))
 	if errorRoutesAnswer(r, herr) {
 		return status, herr
+	}
+	if problem {
+		writeProblem(w, status, main, "")
+		return status, nil
 	}
 	body, _ := json.Marshal(map[string]string{"error": errCode, "reason": main, "request_id": requestID})
 	w.Header().Set("Content-Type", "application/json")
