@@ -28,6 +28,7 @@ func remoteAPI(flag string) string {
 func loginCommand() *cobra.Command {
 	var (
 		apiURL, issuer, clientID string
+		scopes                   []string
 		device, noBrowser        bool
 		timeout                  time.Duration
 	)
@@ -40,8 +41,8 @@ tokengate folder, mode 0600), filed under the API URL. The remote commands
 then call that API with the ID token, refreshing it when it is about to
 expire; TOKENGATE_TOKEN, when set, still wins.
 
-The issuer and client id come from the API (GET /v1/auth/oidc); --issuer
-and --client-id override them.
+The issuer, client id and scopes come from the API (GET /v1/auth/oidc);
+--issuer, --client-id and --scope override them.
 
 Without --device, a browser on this machine signs in (authorization code
 flow with PKCE; the provider redirects to http://127.0.0.1:<port>/callback,
@@ -72,6 +73,9 @@ any device signs in: open the printed URL there and enter the code shown.`,
 					conf.ClientID = clientID
 				}
 			}
+			if len(scopes) > 0 {
+				conf.Scopes = scopes
+			}
 			c := &signin.Client{Issuer: conf.Issuer, ClientID: conf.ClientID, Scopes: conf.Scopes, Prompt: os.Stderr}
 			if !noBrowser {
 				c.Browser = openBrowser
@@ -97,6 +101,7 @@ any device signs in: open the printed URL there and enter the code shown.`,
 	cmd.Flags().BoolVar(&device, "device", false, "sign in on another device (device authorization grant), for a shell without a browser")
 	cmd.Flags().StringVar(&issuer, "issuer", "", "OpenID provider's issuer URL (default: what the API names)")
 	cmd.Flags().StringVar(&clientID, "client-id", "", "OAuth client id (default: what the API names)")
+	cmd.Flags().StringArrayVar(&scopes, "scope", nil, "scope to ask the provider for (repeatable; default: what the API names)")
 	cmd.Flags().BoolVar(&noBrowser, "no-browser", false, "only print the URL to open, never start a browser")
 	cmd.Flags().DurationVar(&timeout, "timeout", 5*time.Minute, "how long to wait for the browser sign-in")
 	return cmd
@@ -113,6 +118,10 @@ func signInConfig(ctx context.Context, remote string) (api.SignInConfig, error) 
 	conf, err := cl.SignInConfig(ctx)
 	if api.Reason(err) == "signin_not_configured" {
 		return conf, fmt.Errorf("the gateway at %s has no sign-in: its tokengate options name no oidc issuer (use a management token in TOKENGATE_TOKEN instead)", show(remote))
+	}
+	var refused *api.Error
+	if errors.As(err, &refused) {
+		return conf, fmt.Errorf("asking %s how to sign in: %v (a gateway without sign-in support answers so; pass --issuer and --client-id)", show(remote), err)
 	}
 	if err != nil {
 		return conf, fmt.Errorf("asking %s how to sign in: %v", show(remote), asUnreachable(err))
@@ -189,6 +198,14 @@ func credential(ctx context.Context, remote string) (string, error) {
 		return "", fmt.Errorf("not signed in to %s: %s", show(remote), login)
 	}
 	fresh, changed, err := signin.Fresh(ctx, sess, nil, nil)
+	if errors.Is(err, signin.ErrSignInExpired) {
+		// Another command may have refreshed at the same moment and spent
+		// the refresh token this one read (providers rotate them): the
+		// file then holds its result.
+		if again, ok, _ := st.Load(remote); ok && again.RefreshToken != sess.RefreshToken {
+			fresh, changed, err = signin.Fresh(ctx, again, nil, nil)
+		}
+	}
 	if errors.Is(err, signin.ErrSignInExpired) {
 		return "", fmt.Errorf("%v: %s", err, login)
 	}
