@@ -43,7 +43,7 @@ type Client struct {
 	Scopes   []string // DefaultScopes when empty
 	// HTTP calls the IdP; nil means a client with a 30 s timeout.
 	HTTP *http.Client
-	// Prompt receives what the user must do (stderr).
+	// Prompt receives what the user must do (stderr); nil discards it.
 	Prompt io.Writer
 	// Browser, when set, is given the authorization URL to open; the URL
 	// is printed either way.
@@ -57,6 +57,13 @@ func (c *Client) now() time.Time {
 		return c.Now()
 	}
 	return time.Now()
+}
+
+func (c *Client) prompt() io.Writer {
+	if c.Prompt == nil {
+		return io.Discard
+	}
+	return c.Prompt
 }
 
 func (c *Client) scopes() []string {
@@ -164,7 +171,7 @@ func (c *Client) Code(ctx context.Context, timeout time.Duration) (Session, erro
 	conf.RedirectURL = fmt.Sprintf("http://127.0.0.1:%d/callback", l.Addr().(*net.TCPAddr).Port)
 	verifier, state, nonce := oauth2.GenerateVerifier(), randomString(), randomString()
 	authURL := conf.AuthCodeURL(state, oauth2.S256ChallengeOption(verifier), oidc.Nonce(nonce))
-	fmt.Fprintf(c.Prompt, "To sign in, open this URL in a browser on this machine:\n\n  %s\n\nWaiting for the sign-in (up to %s)...\n", textcheck.Printable(authURL), timeout)
+	fmt.Fprintf(c.prompt(), "To sign in, open this URL in a browser on this machine:\n\n  %s\n\nWaiting for the sign-in (up to %s)...\n", textcheck.Printable(authURL), timeout)
 	if c.Browser != nil {
 		c.Browser(authURL)
 	}
@@ -252,11 +259,11 @@ func (c *Client) Device(ctx context.Context) (Session, error) {
 	if err != nil {
 		return Session{}, fmt.Errorf("starting the device sign-in: %v", describe(err))
 	}
-	fmt.Fprintf(c.Prompt, "To sign in, open %s on any device and enter the code\n\n  %s\n\n", textcheck.Printable(da.VerificationURI), textcheck.Printable(da.UserCode))
+	fmt.Fprintf(c.prompt(), "To sign in, open %s on any device and enter the code\n\n  %s\n\n", textcheck.Printable(da.VerificationURI), textcheck.Printable(da.UserCode))
 	if da.VerificationURIComplete != "" {
-		fmt.Fprintf(c.Prompt, "(or open %s)\n", textcheck.Printable(da.VerificationURIComplete))
+		fmt.Fprintf(c.prompt(), "(or open %s)\n", textcheck.Printable(da.VerificationURIComplete))
 	}
-	fmt.Fprintln(c.Prompt, "Waiting for the sign-in...")
+	fmt.Fprintln(c.prompt(), "Waiting for the sign-in...")
 	tok, err := conf.DeviceAccessToken(ctx, da)
 	if err != nil {
 		return Session{}, fmt.Errorf("device sign-in: %v", describe(err))
