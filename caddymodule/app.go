@@ -21,6 +21,7 @@ import (
 	"github.com/tokengate/caddy-tokengate/internal/identity"
 	"github.com/tokengate/caddy-tokengate/internal/lifecycle"
 	"github.com/tokengate/caddy-tokengate/internal/manage"
+	"github.com/tokengate/caddy-tokengate/internal/notify"
 	"github.com/tokengate/caddy-tokengate/internal/policy"
 	"github.com/tokengate/caddy-tokengate/internal/token"
 	"github.com/tokengate/caddy-tokengate/policies"
@@ -57,6 +58,10 @@ const (
 //		decision_cache <entries>     # default 100000; 0 disables
 //		pepper <secret>              # HMAC key for token hashes, e.g. {env.TOKENGATE_PEPPER}
 //		audit_fail_open              # let allowed calls through when their audit line cannot be written
+//		webhook <url> {              # repeatable: signed events about requests and revocations
+//			secret <secret>          # HMAC-SHA256 key, 32+ characters, e.g. {env.TOKENGATE_WEBHOOK_SECRET}
+//			events <type...>         # default all: request.pending request.approved request.denied request.lapsed token.revoked
+//		}
 //	}
 type App struct {
 	// The token store module; default tokengate.stores.bolt.
@@ -86,6 +91,9 @@ type App struct {
 	OIDC *identity.PersonConfig `json:"oidc,omitempty"`
 	// Issuers of CI and cluster workload tokens, for token exchange.
 	Workloads []identity.WorkloadConfig `json:"workloads,omitempty"`
+	// Receivers of signed events about requests and revocations, so that
+	// approvers hear about a pending request.
+	Webhooks []Webhook `json:"webhooks,omitempty"`
 
 	rt        *runtime // shared with the other configs on the same store
 	rtKey     string
@@ -100,6 +108,7 @@ type App struct {
 	now       func() time.Time
 	people    *identity.Verifier  // nil without oidc
 	workloads *identity.Workloads // nil without workloads
+	webhooks  *notify.Dispatcher  // nil without webhooks
 
 	auditFiles []string // files of the logs that take tokengate.audit
 
@@ -155,6 +164,9 @@ func (a *App) Provision(ctx caddy.Context) error {
 		return err
 	}
 	if err := a.provisionIdentity(ctx); err != nil {
+		return err
+	}
+	if a.webhooks, err = a.provisionWebhooks(); err != nil {
 		return err
 	}
 
@@ -234,6 +246,9 @@ func (a *App) Provision(ctx caddy.Context) error {
 	}
 	a.rt.attach(a)
 	a.manage = &manage.Service{Tokens: a.lifecycle, Requests: a.store, Policy: a.engine, Audit: a.audit, Now: a.now}
+	if a.webhooks != nil {
+		a.manage.Events = a.webhooks
+	}
 	a.logger.Info("tokengate ready",
 		zap.String("policy", a.policySource()),
 		zap.String("policy_rev", a.engine.Revision()),
@@ -289,6 +304,10 @@ func (a *App) Start() error {
 	}
 	a.goRun(func() { a.watchAudit(ctx, watches) })
 	a.goRun(func() { metrics.census.runCensus(ctx, a.store, a.now, a.logger) })
+	if a.webhooks != nil {
+		a.webhooks.Start()
+		a.goRun(func() { a.sweepLapses(ctx) })
+	}
 	a.goRun(func() { a.discoverIssuers(ctx) })
 	return nil
 }
@@ -353,6 +372,10 @@ func (a *App) Stop() error {
 	if a.stop != nil {
 		a.stop()
 		a.running.Wait()
+	}
+	// Last, so that what the stopped work published is still delivered.
+	if a.webhooks != nil {
+		a.webhooks.Stop()
 	}
 	return nil
 }

@@ -49,6 +49,10 @@ func init() {
 //			principal_claim <claim>     # default sub
 //			algorithms <alg...>
 //		}
+//		webhook <url> {                 # repeatable
+//			secret <secret>             # required, 32+ characters
+//			events <type...>            # default all
+//		}
 //	}
 func parseGlobalOption(d *caddyfile.Dispenser, _ any) (any, error) {
 	app := new(App)
@@ -114,6 +118,10 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			}
 		case "workload":
 			if err := a.unmarshalWorkload(d); err != nil {
+				return err
+			}
+		case "webhook":
+			if err := a.unmarshalWebhook(d); err != nil {
 				return err
 			}
 		default:

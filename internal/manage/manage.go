@@ -23,6 +23,7 @@ import (
 	"github.com/tokengate/caddy-tokengate/internal/audit"
 	"github.com/tokengate/caddy-tokengate/internal/gateway"
 	"github.com/tokengate/caddy-tokengate/internal/lifecycle"
+	"github.com/tokengate/caddy-tokengate/internal/notify"
 	"github.com/tokengate/caddy-tokengate/internal/policy"
 	"github.com/tokengate/caddy-tokengate/internal/report"
 	"github.com/tokengate/caddy-tokengate/internal/token"
@@ -85,6 +86,9 @@ type Service struct {
 	Policy   *policy.Engine
 	Audit    *audit.Logger
 	Now      func() time.Time
+	// Events hears about requests and revocations (the webhooks); nil
+	// tells nobody.
+	Events Publisher
 }
 
 func (s *Service) now() time.Time { return s.Now().UTC().Truncate(time.Microsecond) }
@@ -187,6 +191,7 @@ func (s *Service) Request(ctx context.Context, p Principal, spec lifecycle.Spec)
 			return nil, "", nil, fmt.Errorf("storing request: %w", err)
 		}
 		s.Audit.ActionContext(ctx, withRequest(&audit.Action{Msg: "token.requested", Actor: p.Name, TokenRequestID: req.ID, Reason: req.Purpose, Outcome: "success"}, req))
+		s.publishRequest(notify.RequestPending, req)
 		return req, "", nil, nil
 	}
 	// Approved by policy: record the request as approved and claim it in
@@ -199,6 +204,7 @@ func (s *Service) Request(ctx context.Context, p Principal, spec lifecycle.Spec)
 	}
 	s.Audit.ActionContext(ctx, withRequest(&audit.Action{Msg: "token.requested", Actor: p.Name, TokenRequestID: req.ID, Reason: req.Purpose, Outcome: "success"}, req))
 	s.Audit.ActionContext(ctx, withRequest(&audit.Action{Msg: "token.approved", Actor: req.DecidedBy, TokenRequestID: req.ID, Reason: req.Reason, Outcome: "success"}, req))
+	s.publishRequest(notify.RequestApproved, req)
 	claimed, secret, tok, err := s.claim(ctx, p, req.ID)
 	return claimed, secret, tok, err
 }
@@ -249,6 +255,7 @@ func (s *Service) decide(ctx context.Context, p Principal, id, reason, action st
 		return nil, err
 	}
 	s.Audit.ActionContext(ctx, withRequest(&audit.Action{Msg: msg, Actor: p.Name, TokenRequestID: id, Reason: reason, Outcome: "success"}, req))
+	s.publishRequest(map[string]string{"approve": notify.RequestApproved, "deny": notify.RequestDenied}[action], req)
 	return req, nil
 }
 
@@ -323,9 +330,10 @@ func claimable(r *store.Request, now time.Time) error {
 }
 
 // Status is a request's state as people see it: the stored status, or
-// "lapsed" for an approved request nobody claimed in time.
+// "lapsed" for an approved request nobody claimed in time (or whose lapse
+// a node already recorded and announced).
 func Status(r *store.Request, now time.Time) string {
-	if r.Status == store.RequestApproved && !now.Before(r.ClaimBy) {
+	if r.Status == store.RequestApproved && (!now.Before(r.ClaimBy) || !r.LapsedAt.IsZero()) {
 		return "lapsed"
 	}
 	return r.Status
@@ -385,7 +393,11 @@ func (s *Service) Revoke(ctx context.Context, p Principal, id, reason string) (*
 		s.refused(ctx, "token.revoked", p, "", id, err)
 		return nil, err
 	}
-	return s.Tokens.Revoke(ctx, p.Name, id, reason)
+	revoked, err := s.Tokens.Revoke(ctx, p.Name, id, reason)
+	if err == nil {
+		s.publishToken(notify.TokenRevoked, revoked)
+	}
+	return revoked, err
 }
 
 // Rotate gives a token a new secret, if the policy lets p.

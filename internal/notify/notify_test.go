@@ -255,12 +255,18 @@ func TestConnectionErrorsAreRetried(t *testing.T) {
 	}
 	addr := l.Addr().String()
 	l.Close() // nothing listens there now: connection refused
-	d, logs := start(t, []Hook{{URL: "http://" + addr + "/hook", Secret: secret}}, Options{MaxAttempts: 3})
+	d, logs := start(t, []Hook{{URL: "http://" + addr + "/services/XXXXsecretpath", Secret: secret}}, Options{MaxAttempts: 3})
 	e := ForRequest(RequestPending, pendingRequest(), time.Now())
 	d.Publish(e)
 	got := outcome(t, logs, e.ID)
 	if got.Message != "webhook delivery failed; giving up" || got.ContextMap()["attempt"] != int64(3) || got.ContextMap()["error"] == nil {
 		t.Fatalf("outcome %q %v", got.Message, got.ContextMap())
+	}
+	// Go's client errors quote the whole URL; the logged error must not.
+	for _, l := range logs.All() {
+		if msg, _ := l.ContextMap()["error"].(string); strings.Contains(msg, "XXXXsecretpath") {
+			t.Errorf("logged error shows the URL path: %s", msg)
+		}
 	}
 }
 
@@ -391,5 +397,19 @@ func TestDurationReadsShort(t *testing.T) {
 		if got := duration(d); got != want {
 			t.Errorf("%v: %q, want %q", d, got, want)
 		}
+	}
+}
+
+// TestSignatureMatchesOpenSSL: the header is what the documented shell
+// check computes, so a receiver in any language can verify it:
+// printf '%s.%s' 1700000000 '{"type":"request.pending"}' | openssl dgst -sha256 -hmac "$secret"
+func TestSignatureMatchesOpenSSL(t *testing.T) {
+	body := []byte(`{"type":"request.pending"}`)
+	const want = "t=1700000000,v1=f9c43dd391f497f099a9e73ffaff3145c8b5fded15b97102606f762fc8c81ab2"
+	if got := Sign(secret, time.Unix(1700000000, 0), body); got != want {
+		t.Fatalf("Sign = %s, want %s", got, want)
+	}
+	if err := Verify(secret, "t=1700000000, v1=00, v1="+want[len("t=1700000000,v1="):], body, time.Unix(1700000100, 0), DefaultTolerance); err != nil {
+		t.Errorf("a header with another v1 first (a rotated secret) does not verify: %v", err)
 	}
 }

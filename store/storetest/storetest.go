@@ -48,6 +48,7 @@ func Run(t *testing.T, b Backend) {
 		"CreateFirstIsAtomic":       testCreateFirst,
 		"CountByState":              testCount,
 		"CustodyRoundTrips":         testCustody,
+		"LapseIsKept":               testLapseKept,
 	}
 	for name, fn := range tests {
 		t.Run(name, func(t *testing.T) {
@@ -777,5 +778,29 @@ func testCustody(t *testing.T, s store.Backend) {
 		if got, err := s.Get(ctx, want.ID); err != nil || got.HeldBy != want.HeldBy {
 			t.Fatalf("bootstrap token: %+v, %v", got, err)
 		}
+	}
+}
+
+// testLapseKept checks that a recorded lapse (Request.LapsedAt) is
+// stored: the sweep that announces lapses reads it to announce each one
+// once, so a backend that dropped it would announce every lapse again on
+// every sweep.
+func testLapseKept(t *testing.T, s store.Backend) {
+	ctx := context.Background()
+	req := NewRequest("alice")
+	req.Status, req.ClaimBy = store.RequestApproved, time.Now().UTC().Truncate(time.Microsecond)
+	if err := s.CreateRequest(ctx, req); err != nil {
+		t.Fatal(err)
+	}
+	lapsed := req.ClaimBy.Add(time.Second)
+	if _, err := s.UpdateRequest(ctx, req.ID, func(r *store.Request) error { r.LapsedAt = lapsed; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := s.GetRequest(ctx, req.ID); err != nil || !got.LapsedAt.Equal(lapsed) {
+		t.Fatalf("get: lapsed_at %+v, %v", got, err)
+	}
+	listed, err := s.ListRequests(ctx, store.RequestApproved)
+	if err != nil || len(listed) != 1 || !listed[0].LapsedAt.Equal(lapsed) {
+		t.Fatalf("list: %+v, %v", listed, err)
 	}
 }

@@ -1,0 +1,116 @@
+package caddymodule
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+	"go.uber.org/zap"
+
+	"github.com/tokengate/caddy-tokengate/internal/notify"
+)
+
+// Webhook is a receiver of events about token requests
+// (request.pending, request.approved, request.denied, request.lapsed)
+// and revocations (token.revoked). Each event is a JSON POST signed in
+// the Tokengate-Signature header, "t=<unix>,v1=<hex HMAC-SHA256 of
+// t.body>", and never carries a secret; see package notify for how a
+// receiver verifies it.
+type Webhook struct {
+	// URL gets the POSTs: https, or http to a loopback address.
+	URL string `json:"url"`
+	// Secret keys the signatures, at least 32 characters. Placeholders
+	// such as {env.TOKENGATE_WEBHOOK_SECRET} are expanded.
+	Secret string `json:"secret"`
+	// Events limits the webhook to these types; default all.
+	Events []string `json:"events,omitempty"`
+}
+
+// lapseSweepInterval is how often the app looks for approved requests
+// that went unclaimed.
+const lapseSweepInterval = 30 * time.Second
+
+// provisionWebhooks resolves the webhooks' placeholders and builds the
+// dispatcher; nil when none is configured.
+func (a *App) provisionWebhooks() (*notify.Dispatcher, error) {
+	if len(a.Webhooks) == 0 {
+		return nil, nil
+	}
+	repl := caddy.NewReplacer()
+	hooks := make([]notify.Hook, 0, len(a.Webhooks))
+	for i, w := range a.Webhooks {
+		url, err := repl.ReplaceOrErr(w.URL, true, true)
+		if err != nil {
+			return nil, fmt.Errorf("webhook %d: url: %v", i+1, err)
+		}
+		// Not echoed: a secret with a brace in it is still a secret.
+		secret, err := repl.ReplaceOrErr(w.Secret, true, true)
+		if err != nil || secret == "" {
+			return nil, fmt.Errorf("webhook %d: secret is missing or has a placeholder that is unknown or empty, such as an unset {env.TOKENGATE_WEBHOOK_SECRET}", i+1)
+		}
+		hooks = append(hooks, notify.Hook{URL: url, Secret: []byte(secret), Events: w.Events})
+	}
+	d, err := notify.New(hooks, notify.Options{Logger: a.logger.Named("webhook")})
+	if err != nil {
+		return nil, fmt.Errorf("tokengate: %v", err)
+	}
+	return d, nil
+}
+
+// sweepLapses announces approved requests that went unclaimed, until ctx
+// ends. Every node (and, during a reload, both configs) may sweep: the
+// store records each lapse once, so each is announced once.
+func (a *App) sweepLapses(ctx context.Context) {
+	tick := time.NewTicker(lapseSweepInterval)
+	defer tick.Stop()
+	for {
+		if _, err := a.manage.AnnounceLapsed(ctx); err != nil && ctx.Err() == nil {
+			a.logger.Error("looking for lapsed requests", zap.Error(err))
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+	}
+}
+
+// unmarshalWebhook parses
+//
+//	webhook <url> {
+//		secret <secret>
+//		events <type...>
+//	}
+func (a *App) unmarshalWebhook(d *caddyfile.Dispenser) error {
+	var w Webhook
+	if !d.NextArg() {
+		return d.ArgErr()
+	}
+	w.URL = d.Val()
+	if d.NextArg() {
+		return d.ArgErr()
+	}
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		switch d.Val() {
+		case "secret":
+			if !d.AllArgs(&w.Secret) {
+				return d.ArgErr()
+			}
+		case "events":
+			types := d.RemainingArgs()
+			if len(types) == 0 {
+				return d.ArgErr()
+			}
+			w.Events = append(w.Events, types...)
+		default:
+			return d.Errf("unrecognized webhook subdirective %q", d.Val())
+		}
+	}
+	if w.Secret == "" {
+		return d.Err("webhook needs a secret: `secret {env.TOKENGATE_WEBHOOK_SECRET}` in its block")
+	}
+	a.Webhooks = append(a.Webhooks, w)
+	return nil
+}
