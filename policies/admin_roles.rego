@@ -69,9 +69,13 @@ directory_workloads := directory_part("workloads", [])
 
 directory_limits := directory_part("limits", {})
 
-# A directory of the wrong shape fails closed for every action, rather
-# than being read as "no approvers" and handing approval to scope holders.
-denials contains "directory_invalid" if not directory_well_formed
+# A directory of the wrong shape fails closed for every action but revoke
+# (stopping harm is never blocked), rather than being read as "no
+# approvers" and handing approval to scope holders.
+denials contains "directory_invalid" if {
+	input.action != "revoke"
+	not directory_well_formed
+}
 
 directory_well_formed if {
 	is_object(directory)

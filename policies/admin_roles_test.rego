@@ -172,6 +172,13 @@ test_malformed_directory_fails_closed if {
 	refused(decide("read", person("carol", []), read_request, {"workloads": {}}), "directory_invalid")
 }
 
+test_malformed_directory_does_not_block_revocation if {
+	tok := {"id": "tok_x", "owner": "report-job", "created_by": "carol", "held_by": "carol", "scopes": ["search:read"], "services": ["search"], "cidrs": [], "lifetime_seconds": 3600}
+	d := admin.decision with input as {"action": "revoke", "actor": mgmt("sec", ["tokens:revoke"]), "token": tok, "config": config}
+		with data.tokengate.directory as ["broken"]
+	d.allow
+}
+
 test_missing_scope_is_not_also_reported_as_approver_required if {
 	d := decide("approve", mgmt("bob", ["tokens:request"]), write_request, directory)
 	d.reasons == ["scope_missing"]
