@@ -75,6 +75,28 @@ type ErrorBody struct {
 	Reason string `json:"reason"`
 }
 
+// TokenExchangeResult is the answer to POST /v1/token, OAuth 2.0 Token
+// Exchange (RFC 8693 section 2.2.1): the tokengate secret for the
+// workload, once. TokenID is tokengate's own addition, the token's public
+// id, for the inventory and the audit trail.
+type TokenExchangeResult struct {
+	AccessToken     string `json:"access_token"`
+	IssuedTokenType string `json:"issued_token_type"`
+	TokenType       string `json:"token_type"`
+	ExpiresIn       int64  `json:"expires_in"`
+	Scope           string `json:"scope"`
+	TokenID         string `json:"token_id"`
+}
+
+// OAuthError is a refusal of POST /v1/token. That endpoint answers as
+// OAuth clients expect (RFC 6749 section 5.2), not with problem details:
+// Error is the OAuth error code, Reason tokengate's reason code.
+type OAuthError struct {
+	Error       string `json:"error"`
+	Description string `json:"error_description,omitempty"`
+	Reason      string `json:"reason"`
+}
+
 // SignInConfig is what the CLI needs to sign a person in with the
 // gateway's OpenID provider: its issuer URL, the client id its ID tokens
 // are issued to (the gateway's oidc audience) and the scopes to ask for.

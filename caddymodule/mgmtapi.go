@@ -37,7 +37,7 @@ const tokenVar = "tokengate.token"
 //	POST /v1/tokens/{id}/rotate, POST /v1/tokens/{id}/revoke
 //	GET  /v1/report[?unused_days=]
 //	POST /v1/check                      dry-run a gateway decision
-//	GET  /v1/auth/oidc                  how people sign in: issuer, client id, scopes (no credential; signin.go)
+//	POST /v1/token                      token exchange for workloads (RFC 8693, exchange.go)
 //
 // Callers authenticate with management tokens: tokens bound to service
 // tokengate-admin, checked on the gateway's own request path (format,
@@ -115,8 +115,10 @@ func managementTokenPrincipal(tok *store.Token) manage.Principal {
 // API's description is served without a credential: it holds no data, and
 // clients and linters read it before they have a token.
 func (h *AdminHandler) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.Handler) error {
-	if r.URL.Path == signInPath {
-		h.serveSignInConfig(w, r)
+	// A workload's token exchange carries its own credential, the subject
+	// token, and answers as OAuth clients expect.
+	if r.URL.Path == exchangePath {
+		h.serveExchange(w, r)
 		return nil
 	}
 	if r.URL.Path == "/v1/openapi.json" && (r.Method == http.MethodGet || r.Method == http.MethodHead) {

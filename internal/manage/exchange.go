@@ -48,7 +48,9 @@ func (s *Service) Exchange(ctx context.Context, p Principal, scopes []string, se
 	input["held_by"], input["ticket"] = p.Name, ""
 	d, err := s.authorize(ctx, "exchange", p, map[string]any{"request": input})
 	if err != nil {
-		return "", nil, refused(err)
+		// The trail keeps every reason the policy gave, not only the first.
+		s.exchangeRefused(ctx, p, workload, err, d.Reasons...)
+		return "", nil, err
 	}
 	// The policy may grant less time than asked, never more.
 	if d.TTL > 0 && d.TTL < ttl {
@@ -76,7 +78,7 @@ func (s *Service) ExchangeRefused(ctx context.Context, code, msg string) {
 	s.Audit.ActionContext(ctx, &audit.Action{Msg: "token.exchanged", Actor: "anonymous", Reason: msg, Outcome: "refused", Reasons: []string{code}})
 }
 
-func (s *Service) exchangeRefused(ctx context.Context, p Principal, w *audit.Workload, err error) {
+func (s *Service) exchangeRefused(ctx context.Context, p Principal, w *audit.Workload, err error, reasons ...string) {
 	var e *lifecycle.Error
 	var pe *PolicyError
 	code, msg := "exchange_failed", "the exchange failed"
@@ -87,8 +89,11 @@ func (s *Service) exchangeRefused(ctx context.Context, p Principal, w *audit.Wor
 		// where they look; the audit trail records that nothing was issued.
 		code, msg = "policy_unavailable", "the admin policy could not decide"
 	}
+	if len(reasons) == 0 || errors.As(err, &pe) {
+		reasons = []string{code}
+	}
 	s.Audit.ActionContext(ctx, &audit.Action{Msg: "token.exchanged", Actor: cmp.Or(p.Name, "anonymous"), Reason: msg,
-		Outcome: "refused", Reasons: []string{code}, Workload: w})
+		Outcome: "refused", Reasons: reasons, Workload: w})
 }
 
 // workloadClaims are the claims an exchange's audit line carries: the

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"slices"
 	"strings"
 	"testing"
 	"testing/fstest"
@@ -207,5 +208,19 @@ func TestWorkloadAuditViewKeepsOnlyNamingClaims(t *testing.T) {
 	want := map[string]string{"kubernetes.io/namespace": "ci", "kubernetes.io/serviceaccount": "deployer"}
 	if w.Issuer != "kubernetes" || fmt.Sprint(w.Claims) != fmt.Sprint(want) {
 		t.Fatalf("workload view %+v, want claims %v", w, want)
+	}
+}
+
+// The trail keeps every reason the policy refused with; the error names
+// the first.
+func TestExchangeRefusalKeepsEveryReason(t *testing.T) {
+	f := exchangeFixture(t)
+	p := ciJob("refs/heads/main")
+	p.Claims["repository"] = "evil/fork"
+	_, _, err := f.svc.Exchange(context.Background(), p, []string{"billing:delete"}, "billing")
+	wantKind(t, err, lifecycle.KindForbidden, "destructive_scope")
+	lines := f.lines()
+	if len(lines) != 1 || !slices.Equal(anyStrings(lines[0]["reasons"]), []string{"destructive_scope", "no_directory_entry"}) {
+		t.Fatalf("audit lines %v", lines)
 	}
 }

@@ -1,0 +1,300 @@
+package caddymodule
+
+import (
+	"errors"
+	"io"
+	"mime"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"go.uber.org/zap"
+
+	"github.com/tokengate/caddy-tokengate/api"
+	"github.com/tokengate/caddy-tokengate/internal/audit"
+	"github.com/tokengate/caddy-tokengate/internal/identity"
+	"github.com/tokengate/caddy-tokengate/internal/lifecycle"
+	"github.com/tokengate/caddy-tokengate/internal/manage"
+	"github.com/tokengate/caddy-tokengate/internal/textcheck"
+)
+
+// POST /v1/token is OAuth 2.0 Token Exchange (RFC 8693): a CI job or a
+// service account trades the OIDC token its platform gave it (GitHub
+// Actions, GitLab CI, Kubernetes) for a short-lived tokengate token for
+// one service. The subject token is the credential, so the endpoint takes
+// no bearer token, and nothing is stored but the token record: the
+// workload owns and holds it, and the admin policy (action "exchange")
+// decides what it may have.
+//
+// The request is a form (application/x-www-form-urlencoded), as RFC 8693
+// section 2.1 has it: grant_type, subject_token, subject_token_type (jwt
+// or id_token), optional requested_token_type (only access_token), scope
+// (space-separated tokengate scopes) and audience: the tokengate service,
+// a logical name, which is what RFC 8693 calls the audience (resource is
+// for the URI of a resource server, and is refused with invalid_target).
+// The lifetime is the server's: at most 15 minutes, shorter where the
+// policy says so, and reported in expires_in.
+//
+// Answers follow OAuth, not the problem details of the rest of the
+// management API, because OAuth clients parse them: 200 with access_token
+// (the secret, once), issued_token_type, token_type Bearer, expires_in and
+// scope; refusals are 400 with error (RFC 6749 section 5.2, RFC 8693
+// section 2.2.2), error_description and our reason code. A subject token
+// that cannot be verified is invalid_request, as RFC 8693 section 2.2.2
+// requires ("if ... the subject_token ... [is] invalid for any reason");
+// the reason code tells which check failed.
+
+// Parameter values of RFC 8693.
+const (
+	grantTokenExchange  = "urn:ietf:params:oauth:grant-type:token-exchange"
+	tokenTypeJWT        = "urn:ietf:params:oauth:token-type:jwt"
+	tokenTypeIDToken    = "urn:ietf:params:oauth:token-type:id_token"
+	tokenTypeAccess     = "urn:ietf:params:oauth:token-type:access_token"
+	exchangePath        = "/v1/token"
+	formMediaType       = "application/x-www-form-urlencoded"
+	maxExchangeBodySize = maxBodyBytes
+)
+
+// exchangeAsk is a well-formed exchange request.
+type exchangeAsk struct {
+	subjectToken string
+	scopes       []string
+	service      string
+}
+
+// oauthError is a refusal as an OAuth client reads it.
+type oauthError struct {
+	status int
+	code   string // the OAuth error code
+	reason string // tokengate's reason code
+	desc   string
+}
+
+func (e *oauthError) Error() string { return e.reason + ": " + e.desc }
+
+func badExchange(code, reason, desc string) *oauthError {
+	return &oauthError{status: http.StatusBadRequest, code: code, reason: reason, desc: desc}
+}
+
+// single names the parameters that may be given once at most (RFC 6749
+// section 3.2); audience and resource may repeat in RFC 8693, and are
+// refused with invalid_target when they do, since a token serves one
+// service.
+var single = []string{"grant_type", "subject_token", "subject_token_type", "requested_token_type", "scope"}
+
+// parseExchange reads and checks an exchange request. Unknown parameters
+// are ignored, as RFC 6749 section 3.2 requires. No answer quotes the
+// subject token or any other value sent.
+func parseExchange(r *http.Request) (exchangeAsk, *oauthError) {
+	var ask exchangeAsk
+	mt, params, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	if err != nil || mt != formMediaType {
+		return ask, badExchange("invalid_request", "content_type_invalid", "send the parameters as "+formMediaType)
+	}
+	if cs, ok := params["charset"]; ok && !strings.EqualFold(cs, "utf-8") {
+		return ask, badExchange("invalid_request", "content_type_invalid", "the form must be UTF-8")
+	}
+	// A token in the URL would land in access logs and proxies' logs.
+	if r.URL.RawQuery != "" {
+		return ask, badExchange("invalid_request", "query_not_allowed", "send the parameters in the body, never in the URL")
+	}
+	raw, err := io.ReadAll(http.MaxBytesReader(nil, r.Body, maxExchangeBodySize))
+	var tooBig *http.MaxBytesError
+	if errors.As(err, &tooBig) {
+		return ask, badExchange("invalid_request", "body_too_large", "the form exceeds 64 KiB")
+	}
+	if err != nil {
+		return ask, badExchange("invalid_request", "body_invalid", "the form could not be read")
+	}
+	form, err := url.ParseQuery(string(raw))
+	if err != nil {
+		return ask, badExchange("invalid_request", "body_invalid", "the body is not a URL-encoded form")
+	}
+	for name, values := range form {
+		for _, v := range values {
+			if !utf8.ValidString(v) {
+				return ask, badExchange("invalid_request", "body_invalid", "parameter "+safeName(name)+" is not UTF-8")
+			}
+		}
+	}
+	for _, name := range single {
+		if len(form[name]) > 1 {
+			return ask, badExchange("invalid_request", "parameter_repeated", name+" is given more than once")
+		}
+	}
+	switch gt := form.Get("grant_type"); gt {
+	case "":
+		return ask, badExchange("invalid_request", "grant_type_missing", "grant_type is required: "+grantTokenExchange)
+	case grantTokenExchange:
+	default:
+		return ask, badExchange("unsupported_grant_type", "grant_type_unsupported", "the only grant_type served here is "+grantTokenExchange)
+	}
+	if form.Has("actor_token") || form.Has("actor_token_type") {
+		return ask, badExchange("invalid_request", "actor_token_unsupported", "delegation (actor_token) is not supported: a workload exchanges its own token")
+	}
+	if ask.subjectToken = form.Get("subject_token"); ask.subjectToken == "" {
+		return ask, badExchange("invalid_request", "subject_token_missing", "subject_token is required: the workload's OIDC token")
+	}
+	switch form.Get("subject_token_type") {
+	case tokenTypeJWT, tokenTypeIDToken:
+	case "":
+		return ask, badExchange("invalid_request", "subject_token_type_missing", "subject_token_type is required: "+tokenTypeJWT+" or "+tokenTypeIDToken)
+	default:
+		return ask, badExchange("invalid_request", "subject_token_type_unsupported", "subject_token_type must be "+tokenTypeJWT+" or "+tokenTypeIDToken)
+	}
+	if rt := form.Get("requested_token_type"); rt != "" && rt != tokenTypeAccess {
+		return ask, badExchange("invalid_request", "requested_token_type_unsupported", "the only requested_token_type issued is "+tokenTypeAccess)
+	}
+	if form.Has("resource") {
+		return ask, badExchange("invalid_target", "resource_unsupported", "name the tokengate service in audience; resource is not used")
+	}
+	switch audiences := form["audience"]; {
+	case len(audiences) == 0 || audiences[0] == "":
+		return ask, badExchange("invalid_request", "audience_missing", "audience is required: the tokengate service the token is for")
+	case len(audiences) > 1:
+		return ask, badExchange("invalid_target", "audience_multiple", "a token serves exactly one service: give one audience")
+	default:
+		ask.service = audiences[0]
+	}
+	scope := form.Get("scope")
+	if scope == "" {
+		return ask, badExchange("invalid_request", "scope_missing", "scope is required: space-separated tokengate scopes such as billing:read")
+	}
+	// RFC 6749 section 3.3: scope-tokens separated by single spaces.
+	ask.scopes = strings.Split(scope, " ")
+	for _, s := range ask.scopes {
+		if s == "" {
+			return ask, badExchange("invalid_scope", "scope_invalid", "scopes are separated by single spaces")
+		}
+	}
+	return ask, nil
+}
+
+// safeName is a parameter name fit to echo: short, and no secret.
+func safeName(name string) string {
+	if len(name) > 40 || textcheck.Check(name) != nil {
+		return "(unnamed)"
+	}
+	return name
+}
+
+// serveExchange answers POST /v1/token.
+func (h *AdminHandler) serveExchange(w http.ResponseWriter, r *http.Request) {
+	a := h.auth.app
+	ctx := audit.WithTrace(r.Context(), requestTrace(r))
+	refuse := func(e *oauthError) {
+		a.manage.ExchangeRefused(ctx, e.reason, e.desc)
+		writeOAuthError(w, e)
+	}
+	if r.Method != http.MethodPost {
+		a.manage.ExchangeRefused(ctx, "method_not_allowed", r.Method+" is not served at "+exchangePath)
+		w.Header().Set("Allow", http.MethodPost)
+		writeProblem(w, http.StatusMethodNotAllowed, "method_not_allowed", r.Method+" is not served here; Allow lists the methods that are")
+		return
+	}
+	if a.workloads == nil {
+		refuse(badExchange("unsupported_grant_type", "exchange_not_configured", "token exchange is not configured: no workload issuer is set up"))
+		return
+	}
+	ask, bad := parseExchange(r)
+	if bad != nil {
+		refuse(bad)
+		return
+	}
+	id, err := a.workloads.Verify(ctx, ask.subjectToken)
+	if err != nil {
+		refuse(subjectRefusal(err))
+		return
+	}
+	p := manage.Principal{Name: id.Principal, Kind: manage.WorkloadKind, Issuer: id.Issuer, Claims: id.Claims}
+	secret, tok, err := a.manage.Exchange(ctx, p, ask.scopes, ask.service)
+	if err != nil {
+		e := exchangeRefusal(err)
+		if e.status >= 500 {
+			h.auth.logger.Error("token exchange failed", zap.Error(err))
+		}
+		writeOAuthError(w, e)
+		return
+	}
+	w.Header().Set("Pragma", "no-cache") // RFC 6749 section 5.1, with Cache-Control: no-store
+	writeJSON(w, http.StatusOK, api.TokenExchangeResult{
+		AccessToken: secret, IssuedTokenType: tokenTypeAccess, TokenType: "Bearer",
+		ExpiresIn: int64(tok.ExpiresAt.Sub(tok.NotBefore) / time.Second),
+		Scope:     strings.Join(tok.Scopes, " "), TokenID: tok.ID,
+	})
+}
+
+// subjectDescriptions say what was wrong with a subject token, per
+// identity's reason code, without quoting anything from it.
+var subjectDescriptions = map[string]string{
+	identity.ReasonMalformed:        "the subject token is not a signed JWT",
+	identity.ReasonAlgorithm:        "the subject token is signed with an algorithm that is not allowed",
+	identity.ReasonSignature:        "the subject token's signature does not verify",
+	identity.ReasonIssuer:           "the subject token's issuer is not a configured workload issuer",
+	identity.ReasonAudience:         "the subject token is not issued for this gateway's audience",
+	identity.ReasonExpired:          "the subject token has expired",
+	identity.ReasonNotYetValid:      "the subject token is not valid yet",
+	identity.ReasonTooOld:           "the subject token was issued too long ago",
+	identity.ReasonPrincipalMissing: "the subject token lacks the principal claim",
+}
+
+// subjectRefusal answers a subject token the workload issuers did not
+// accept: invalid_request (RFC 8693 section 2.2.2), or 503 when the
+// issuer could not be reached to check it.
+func subjectRefusal(err error) *oauthError {
+	var ref *identity.Refusal
+	if !errors.As(err, &ref) || ref.Unavailable() {
+		return &oauthError{status: http.StatusServiceUnavailable, code: "temporarily_unavailable", reason: identity.ReasonIssuerUnavailable,
+			desc: "the workload issuer could not be reached to verify the subject token; try again"}
+	}
+	desc, ok := subjectDescriptions[ref.Reason]
+	if !ok {
+		desc = "the subject token was not accepted"
+	}
+	return badExchange("invalid_request", ref.Reason, desc)
+}
+
+// exchangeRefusal maps what manage.Exchange refused to OAuth: what the
+// policy or the scope rules refuse is invalid_scope, a bad service
+// invalid_target; a policy or store failure is 503 (fail closed).
+func exchangeRefusal(err error) *oauthError {
+	var le *lifecycle.Error
+	var pe *manage.PolicyError
+	switch {
+	case errors.As(err, &le) && le.Code == "service_invalid":
+		return badExchange("invalid_target", le.Code, le.Msg)
+	case errors.As(err, &le) && (le.Kind == lifecycle.KindForbidden || le.Code == "scope_invalid"):
+		return badExchange("invalid_scope", le.Code, le.Msg)
+	case errors.As(err, &le):
+		return badExchange("invalid_request", le.Code, le.Msg)
+	case errors.As(err, &pe):
+		return &oauthError{status: http.StatusServiceUnavailable, code: "temporarily_unavailable", reason: "policy_unavailable", desc: "the admin policy could not decide; try again"}
+	}
+	return &oauthError{status: http.StatusServiceUnavailable, code: "temporarily_unavailable", reason: "store_unavailable", desc: "the token store failed; try again"}
+}
+
+func writeOAuthError(w http.ResponseWriter, e *oauthError) {
+	if e.status == http.StatusServiceUnavailable {
+		w.Header().Set("Retry-After", "1")
+	}
+	w.Header().Set("Pragma", "no-cache")
+	writeJSON(w, e.status, api.OAuthError{Error: e.code, Description: oauthText(e.desc), Reason: e.reason})
+}
+
+// oauthText keeps to the characters RFC 6749 section 5.2 allows in
+// error_description: printable ASCII without '"' and '\'.
+func oauthText(s string) string {
+	return strings.Map(func(r rune) rune {
+		switch {
+		case r == '"':
+			return '\''
+		case r == '\\':
+			return '/'
+		case r < 0x20 || r > 0x7e:
+			return '?'
+		}
+		return r
+	}, s)
+}

@@ -1,0 +1,357 @@
+package caddymodule
+
+import (
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/tokengate/caddy-tokengate/api"
+	"github.com/tokengate/caddy-tokengate/internal/manage"
+	"github.com/tokengate/caddy-tokengate/internal/testutil/oidcop"
+)
+
+// goodExchange is a well-formed exchange request; cases change one thing.
+func goodExchange() url.Values {
+	return url.Values{
+		"grant_type":         {grantTokenExchange},
+		"subject_token":      {"eyJ.SUBJECT-TOKEN.sig"},
+		"subject_token_type": {tokenTypeJWT},
+		"scope":              {"billing:read"},
+		"audience":           {"billing"},
+	}
+}
+
+func TestParseExchange(t *testing.T) {
+	with := func(change func(url.Values)) string {
+		f := goodExchange()
+		change(f)
+		return f.Encode()
+	}
+	cases := []struct {
+		name, contentType, query, body string
+		code, reason                   string
+	}{
+		{"json body", "application/json", "", `{"grant_type":"x"}`, "invalid_request", "content_type_invalid"},
+		{"no content type", "", "", goodExchange().Encode(), "invalid_request", "content_type_invalid"},
+		{"latin-1 form", formMediaType + "; charset=iso-8859-1", "", goodExchange().Encode(), "invalid_request", "content_type_invalid"},
+		{"parameters in the URL", formMediaType, "subject_token=eyJ.SUBJECT-TOKEN.sig", goodExchange().Encode(), "invalid_request", "query_not_allowed"},
+		{"body too large", formMediaType, "", goodExchange().Encode() + "&pad=" + strings.Repeat("a", maxExchangeBodySize), "invalid_request", "body_too_large"},
+		{"bad escape", formMediaType, "", goodExchange().Encode() + "&x=%zz", "invalid_request", "body_invalid"},
+		{"not UTF-8", formMediaType, "", goodExchange().Encode() + "&x=%ff", "invalid_request", "body_invalid"},
+		{"scope twice", formMediaType, "", goodExchange().Encode() + "&scope=billing%3Awrite", "invalid_request", "parameter_repeated"},
+		{"subject token twice", formMediaType, "", goodExchange().Encode() + "&subject_token=other", "invalid_request", "parameter_repeated"},
+		{"no grant_type", formMediaType, "", with(func(f url.Values) { f.Del("grant_type") }), "invalid_request", "grant_type_missing"},
+		{"other grant", formMediaType, "", with(func(f url.Values) { f.Set("grant_type", "client_credentials") }), "unsupported_grant_type", "grant_type_unsupported"},
+		{"delegation", formMediaType, "", with(func(f url.Values) { f.Set("actor_token", "eyJ.ACTOR.sig") }), "invalid_request", "actor_token_unsupported"},
+		{"no subject token", formMediaType, "", with(func(f url.Values) { f.Del("subject_token") }), "invalid_request", "subject_token_missing"},
+		{"empty subject token", formMediaType, "", with(func(f url.Values) { f.Set("subject_token", "") }), "invalid_request", "subject_token_missing"},
+		{"no subject token type", formMediaType, "", with(func(f url.Values) { f.Del("subject_token_type") }), "invalid_request", "subject_token_type_missing"},
+		{"SAML subject token", formMediaType, "", with(func(f url.Values) { f.Set("subject_token_type", "urn:ietf:params:oauth:token-type:saml2") }), "invalid_request", "subject_token_type_unsupported"},
+		{"refresh token asked for", formMediaType, "", with(func(f url.Values) { f.Set("requested_token_type", "urn:ietf:params:oauth:token-type:refresh_token") }), "invalid_request", "requested_token_type_unsupported"},
+		{"resource URI", formMediaType, "", with(func(f url.Values) { f.Set("resource", "https://billing.example.com/") }), "invalid_target", "resource_unsupported"},
+		{"no audience", formMediaType, "", with(func(f url.Values) { f.Del("audience") }), "invalid_request", "audience_missing"},
+		{"two audiences", formMediaType, "", with(func(f url.Values) { f.Add("audience", "search") }), "invalid_target", "audience_multiple"},
+		{"no scope", formMediaType, "", with(func(f url.Values) { f.Del("scope") }), "invalid_request", "scope_missing"},
+		{"double space in scope", formMediaType, "", with(func(f url.Values) { f.Set("scope", "billing:read  billing:write") }), "invalid_scope", "scope_invalid"},
+		{"trailing space in scope", formMediaType, "", with(func(f url.Values) { f.Set("scope", "billing:read ") }), "invalid_scope", "scope_invalid"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			r := httptest.NewRequest(http.MethodPost, exchangePath+"?"+c.query, strings.NewReader(c.body))
+			if c.query == "" {
+				r.URL.RawQuery = ""
+			}
+			if c.contentType != "" {
+				r.Header.Set("Content-Type", c.contentType)
+			}
+			_, bad := parseExchange(r)
+			if bad == nil || bad.status != http.StatusBadRequest || bad.code != c.code || bad.reason != c.reason {
+				t.Fatalf("got %+v, want 400 %s %s", bad, c.code, c.reason)
+			}
+			if bad.desc == "" || strings.Contains(bad.desc, "SUBJECT-TOKEN") || strings.Contains(bad.desc, "ACTOR") {
+				t.Errorf("description %q: empty or echoes a token", bad.desc)
+			}
+		})
+	}
+}
+
+func TestParseExchangeAcceptsTheRFCForm(t *testing.T) {
+	f := goodExchange()
+	f.Set("subject_token_type", tokenTypeIDToken)
+	f.Set("requested_token_type", tokenTypeAccess)
+	f.Set("scope", "billing:read billing:write")
+	f.Set("client_id", "ci") // unknown parameters are ignored (RFC 6749 section 3.2)
+	r := httptest.NewRequest(http.MethodPost, exchangePath, strings.NewReader(f.Encode()))
+	r.Header.Set("Content-Type", formMediaType+"; charset=UTF-8")
+	ask, bad := parseExchange(r)
+	if bad != nil {
+		t.Fatal(bad)
+	}
+	if ask.subjectToken != "eyJ.SUBJECT-TOKEN.sig" || ask.service != "billing" || !slices.Equal(ask.scopes, []string{"billing:read", "billing:write"}) {
+		t.Fatalf("parsed %+v", ask)
+	}
+}
+
+// The error description keeps to what RFC 6749 section 5.2 allows.
+func TestOAuthErrorDescriptionIsPlainASCII(t *testing.T) {
+	w := httptest.NewRecorder()
+	writeOAuthError(w, badExchange("invalid_scope", "scope_invalid", `scope "bïlling\read" is not of the form`))
+	var body api.OAuthError
+	if err := json.Unmarshal(w.Body.Bytes(), &body); err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range body.Description {
+		if r < 0x20 || r > 0x7e || r == '"' || r == '\\' {
+			t.Fatalf("error_description %q holds %q", body.Description, r)
+		}
+	}
+	if w.Code != 400 || w.Header().Get("Cache-Control") != "no-store" || body.Error != "invalid_scope" || body.Reason != "scope_invalid" {
+		t.Fatalf("answer %d %v %+v", w.Code, w.Header(), body)
+	}
+}
+
+// exchangeAnswer is what a workload saw from POST /v1/token.
+type exchangeAnswer struct {
+	response
+	ok  api.TokenExchangeResult
+	err api.OAuthError
+}
+
+func exchange(t *testing.T, o *openAPI, form url.Values) exchangeAnswer {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodPost, mgmtURL+exchangePath, strings.NewReader(form.Encode()))
+	req.Header.Set("Content-Type", formMediaType)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	a := exchangeAnswer{response: response{status: resp.StatusCode, header: resp.Header, body: body}}
+	if o != nil {
+		o.check(http.MethodPost, exchangePath, a.response)
+	}
+	if a.status == http.StatusOK {
+		_ = json.Unmarshal(body, &a.ok)
+		remember(a.ok.AccessToken)
+	} else {
+		_ = json.Unmarshal(body, &a.err)
+		a.reason = a.err.Reason
+	}
+	return a
+}
+
+func exchangeForm(subject, scope, audience string) url.Values {
+	return url.Values{
+		"grant_type": {grantTokenExchange}, "subject_token": {subject}, "subject_token_type": {tokenTypeJWT},
+		"scope": {scope}, "audience": {audience},
+	}
+}
+
+// realTimeForOP sets the gateway's clock to the real time, which the test
+// OP signs with, for the rest of the test: earlier tests may have moved
+// it on.
+func realTimeForOP(t *testing.T) {
+	fakeClock.mu.Lock()
+	saved := fakeClock.offset
+	fakeClock.offset = 0
+	fakeClock.mu.Unlock()
+	t.Cleanup(func() {
+		fakeClock.mu.Lock()
+		fakeClock.offset = saved
+		fakeClock.mu.Unlock()
+	})
+}
+
+// exchangeDirectory lets octo/app's main branch read or write billing;
+// its entry grants nothing else.
+const exchangeDirectory = `{
+  "groups": {}, "services": {}, "integrations": {},
+  "workloads": [
+    {"name": "octo-app-main", "issuer": "github",
+     "claims": {"repository": "octo/app", "ref": "refs/heads/main"},
+     "services": ["billing"], "scopes": ["billing:write"]}
+  ],
+  "limits": {"max_services": 3}
+}`
+
+const gatewayAudience = "https://gw.tokengate.test"
+
+// TestTokenExchangeEndToEnd: a CI job's OIDC token from a real OpenID
+// provider, exchanged through real Caddy for a token the directory grants,
+// used on a real upstream; refusals for what the policy does not grant and
+// for subject tokens that are expired, for another audience or from an
+// issuer nobody configured; the audit trail and the inventory.
+func TestTokenExchangeEndToEnd(t *testing.T) {
+	realTimeForOP(t)
+	op := oidcop.Start(t, oidcop.Options{})
+	stranger := oidcop.Start(t, oidcop.Options{})
+	dir := copyPolicies(t, map[string]string{"tokengate/directory/data.json": exchangeDirectory})
+	e := newEnv(t, envOptions{policyDir: dir, decisionCache: 1000,
+		appOptions: "workload github " + op.Issuer() + " {\n\t\t\taudience " + gatewayAudience + "\n\t\t}"})
+	e.bootstrap()
+	o := loadOpenAPI(t)
+
+	const principal = "repo:octo/app:ref:refs/heads/main"
+	job := map[string]any{"sub": principal, "repository": "octo/app", "ref": "refs/heads/main", "workflow": "deploy", "run_id": "77"}
+	subject := op.WorkloadToken(t, gatewayAudience, job)
+	subjects := []string{subject}
+
+	got := exchange(t, o, exchangeForm(subject, "billing:read", "billing"))
+	if got.status != http.StatusOK || got.ok.TokenType != "Bearer" || got.ok.IssuedTokenType != tokenTypeAccess ||
+		got.ok.ExpiresIn != 900 || got.ok.Scope != "billing:read" || !strings.HasPrefix(got.ok.AccessToken, "tg_") {
+		t.Fatalf("exchange: %d %s", got.status, got.body)
+	}
+	if got.header.Get("Cache-Control") != "no-store" || got.header.Get("Pragma") != "no-cache" {
+		t.Errorf("exchange answer may be cached: %v", got.header)
+	}
+	secret, tokID := got.ok.AccessToken, got.ok.TokenID
+
+	// The token works on the gateway, within its scope only.
+	if r := call(t, "GET", gateURL+"/billing/exchanged-1", bearer(secret)...); r.status != http.StatusOK {
+		t.Fatalf("call with the exchanged token: %d %s", r.status, r.body)
+	}
+	if up := e.upstream.received("/billing/exchanged-1"); len(up) != 1 || up[0].Header.Get("X-Tokengate-Owner") != principal || up[0].Header.Get("Authorization") != "" {
+		t.Fatalf("upstream saw %v", up)
+	}
+	if r := call(t, "POST", gateURL+"/billing/exchanged-2", bearer(secret)...); r.status != http.StatusForbidden || r.reason != "scope_missing" {
+		t.Errorf("write with a read token: %d %s", r.status, r.reason)
+	}
+
+	// The inventory shows it, held by the workload.
+	status, body := e.mgmt(e.approver, "GET", "/v1/tokens/"+tokID, nil)
+	view := decode[TokenView](t, body)
+	if status != 200 || view.HeldBy != principal || view.Owner != principal || view.CreatedBy != principal ||
+		view.ExpiresAt.Sub(view.NotBefore) != 15*time.Minute || view.State != "active" {
+		t.Fatalf("inventory: %d %s", status, body)
+	}
+	status, body = e.mgmt(e.approver, "GET", "/v1/tokens?owner="+url.QueryEscape(principal), nil)
+	if list := decode[[]TokenView](t, body); status != 200 || len(list) != 1 || list[0].ID != tokID || list[0].HeldBy != principal {
+		t.Fatalf("inventory by owner: %d %s", status, body)
+	}
+
+	// What the policy does not grant.
+	refusals := []struct {
+		what           string
+		subject        string
+		scope, service string
+		code, reason   string
+	}{
+		{"destructive scope", subject, "billing:delete", "billing", "invalid_scope", "workload_scope_destructive"},
+		{"a service the entry lacks", subject, "search:read", "search", "invalid_scope", "workload_grant_exceeded"},
+		{"management scope", subject, "tokens:read", manage.ManagementService, "invalid_scope", "workload_management_scope"},
+		{"a repository with no directory entry", op.WorkloadToken(t, gatewayAudience, map[string]any{
+			"sub": "repo:evil/fork:ref:refs/heads/main", "repository": "evil/fork", "ref": "refs/heads/main"}), "billing:read", "billing", "invalid_scope", "workload_not_in_directory"},
+		{"another audience", op.WorkloadToken(t, "https://elsewhere.example", job), "billing:read", "billing", "invalid_request", "id_token_audience"},
+		{"an issuer nobody configured", stranger.WorkloadToken(t, gatewayAudience, job), "billing:read", "billing", "invalid_request", "id_token_issuer"},
+		{"not a JWT", "not-a-jwt", "billing:read", "billing", "invalid_request", "id_token_malformed"},
+	}
+	for _, c := range refusals {
+		subjects = append(subjects, c.subject)
+		r := exchange(t, o, exchangeForm(c.subject, c.scope, c.service))
+		// The answer's reason is the policy's first; the description and
+		// the audit line name them all.
+		named := r.err.Reason == c.reason || strings.Contains(r.err.Description, c.reason)
+		if r.status != http.StatusBadRequest || r.err.Error != c.code || !named {
+			t.Errorf("%s: %d %s, want 400 %s %s", c.what, r.status, r.body, c.code, c.reason)
+		}
+	}
+
+	// A subject token past its expiry (the OP's live five minutes).
+	fakeClock.Advance(6 * time.Minute)
+	if r := exchange(t, o, exchangeForm(subject, "billing:read", "billing")); r.status != http.StatusBadRequest || r.err.Error != "invalid_request" || r.reason != "id_token_expired" {
+		t.Errorf("expired subject token: %d %s", r.status, r.body)
+	}
+
+	// Exactly one token was issued, and each attempt left an audit line.
+	status, body = e.mgmt(e.approver, "GET", "/v1/tokens?service=billing", nil)
+	if list := decode[[]TokenView](t, body); status != 200 || len(list) != 1 {
+		t.Errorf("tokens after the refusals: %d %s", status, body)
+	}
+	var success []map[string]any
+	refused := map[string]bool{}
+	for _, l := range e.auditLines() {
+		if l["msg"] != "token.exchanged" {
+			continue
+		}
+		if l["outcome"] == "success" {
+			success = append(success, l)
+		}
+		for _, code := range anyStrings(l["reasons"]) {
+			refused[code] = true
+		}
+	}
+	if len(success) != 1 {
+		t.Fatalf("%d token.exchanged success lines, want 1", len(success))
+	}
+	w, _ := success[0]["workload"].(map[string]any)
+	claims, _ := w["claims"].(map[string]any)
+	if success[0]["token_id"] != tokID || success[0]["actor"] != principal || success[0]["held_by"] != principal ||
+		w["issuer"] != "github" || claims["repository"] != "octo/app" || claims["ref"] != "refs/heads/main" || claims["workflow"] != "deploy" {
+		t.Errorf("token.exchanged line: %v", success[0])
+	}
+	want := []string{"id_token_expired"}
+	for _, c := range refusals {
+		want = append(want, c.reason)
+	}
+	for _, code := range want {
+		if !refused[code] {
+			t.Errorf("no refused token.exchanged line with reason %s", code)
+		}
+	}
+	// No subject token in any log (the secret is checked by the env).
+	var logs strings.Builder
+	for _, name := range []string{"audit.log", "caddy.log", "access.log"} {
+		b, _ := os.ReadFile(filepath.Join(e.dir, name))
+		logs.Write(b)
+	}
+	for _, s := range subjects {
+		if sig := s[strings.LastIndex(s, ".")+1:]; len(sig) > 16 && strings.Contains(logs.String(), sig) {
+			t.Errorf("a subject token is in the logs")
+		}
+	}
+}
+
+func anyStrings(v any) []string {
+	list, _ := v.([]any)
+	out := make([]string, 0, len(list))
+	for _, x := range list {
+		if s, ok := x.(string); ok {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+// Without a workload issuer, the grant is not served, and GET is not a
+// way in; both are audited.
+func TestTokenExchangeNotConfigured(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	o := loadOpenAPI(t)
+	r := exchange(t, o, exchangeForm("eyJ.SUBJECT-TOKEN.sig", "billing:read", "billing"))
+	if r.status != http.StatusBadRequest || r.err.Error != "unsupported_grant_type" || r.reason != "exchange_not_configured" {
+		t.Fatalf("exchange without workloads: %d %s", r.status, r.body)
+	}
+	get := mgmtCall(t, "", "GET", exchangePath, nil)
+	o.check("GET", exchangePath, get)
+	if get.status != http.StatusMethodNotAllowed || get.header.Get("Allow") != "POST" {
+		t.Fatalf("GET %s: %d %v", exchangePath, get.status, get.header)
+	}
+	var reasons []string
+	for _, l := range e.auditLines() {
+		if l["msg"] == "token.exchanged" && l["outcome"] == "refused" {
+			reasons = append(reasons, anyStrings(l["reasons"])...)
+		}
+	}
+	if !slices.Equal(reasons, []string{"exchange_not_configured", "method_not_allowed"}) {
+		t.Fatalf("refused token.exchanged reasons %v", reasons)
+	}
+}
