@@ -113,6 +113,7 @@ func TestPersonSignsInToTheManagementAPI(t *testing.T) {
 	// accepted at once (the gateway refetches the keys), the old key's
 	// tokens no longer are.
 	op.RotateKey(t)
+	fakeClock.Advance(time.Minute) // the gateway spaces key fetches a few seconds apart
 	bob := op.SignIn(t, oidcop.CLIClientID, "bob")
 	if r := call(t, "GET", tokens, bearer(bob)...); r.status != http.StatusOK {
 		t.Fatalf("token signed with the rotated-in key: %d %s", r.status, r.body)
@@ -122,6 +123,7 @@ func TestPersonSignsInToTheManagementAPI(t *testing.T) {
 	// The provider is down and a token names a key the gateway has not
 	// seen: nobody can tell whether it is good, so 503, not 401, not 200.
 	op.RotateKey(t)
+	fakeClock.Advance(time.Minute)
 	unseen := op.SignIn(t, oidcop.CLIClientID, "alice")
 	op.SetDown(true)
 	wantCredentialRefused(t, "provider down", call(t, "GET", tokens, bearer(unseen)...), http.StatusServiceUnavailable, "issuer_unavailable", unseen)

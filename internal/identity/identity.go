@@ -4,9 +4,10 @@
 // a verified token into an Identity, or refuses it with a Refusal whose
 // Reason is a stable code for the 401 body and the audit line.
 //
-// Discovery and keys come from the issuer over HTTP (go-oidc): keys are
-// cached and refetched when a token names an unknown kid, so a key the
-// provider rotated in is picked up on first use.
+// Discovery comes from the issuer over HTTP (go-oidc); keys from its
+// jwks_uri, cached and fetched again when a token names a key the cache
+// lacks (keys.go), so a key the provider rotated in is picked up on first
+// use, while forged tokens cannot make the gateway hammer the provider.
 package identity
 
 import (
@@ -256,7 +257,7 @@ func (v *Verifier) discovered(ctx context.Context, force bool) (*oidc.IDTokenVer
 		v.lastErr = refuse(ReasonIssuerUnavailable, "discovery of %s: no jwks_uri", v.issuer)
 		return nil, v.lastErr
 	}
-	keys := oidc.NewRemoteKeySet(v.keyCtx, meta.JWKS)
+	keys := newKeySet(v.keyCtx, meta.JWKS, v.algorithms, v.client, v.now)
 	v.verifier = oidc.NewVerifier(v.issuer, keys, &oidc.Config{
 		ClientID:             v.audience,
 		SupportedSigningAlgs: v.algorithms,

@@ -214,12 +214,14 @@ func TestMalformedTokensAreRefused(t *testing.T) {
 
 func TestKeyRotationIsPickedUp(t *testing.T) {
 	op := oidcop.Start(t, oidcop.Options{})
-	v := person(t, op, identity.PersonConfig{})
+	c := &clock{}
+	v := person(t, op, identity.PersonConfig{}, identity.WithClock(c.now))
 	old := op.SignIn(t, oidcop.CLIClientID, "alice")
 	if _, err := v.Verify(context.Background(), old); err != nil {
 		t.Fatal(err)
 	}
 	op.RotateKey(t)
+	c.move(time.Minute)
 	id, err := v.Verify(context.Background(), op.SignIn(t, oidcop.CLIClientID, "bob"))
 	if err != nil || id.Principal != "bob" {
 		t.Fatalf("token with the new key: %v", err)
@@ -250,6 +252,10 @@ func TestUnreachableIssuerFailsClosedAndRecovers(t *testing.T) {
 	op.RotateKey(t)
 	fresh := op.SignIn(t, oidcop.CLIClientID, "alice")
 	op.SetDown(true)
+	c.move(10 * time.Second)
+	if _, err := v.Verify(context.Background(), raw); err != nil {
+		t.Fatalf("a token of a cached key while the provider is down: %v", err)
+	}
 	_, err = v.Verify(context.Background(), fresh)
 	wantRefusal(t, err, identity.ReasonIssuerUnavailable)
 }
@@ -333,5 +339,55 @@ func TestDurationJSON(t *testing.T) {
 	var d identity.Duration
 	if err := json.Unmarshal([]byte(`"soon"`), &d); err == nil {
 		t.Error("soon accepted")
+	}
+}
+
+func TestWorkloadTokenBeforeItsNbfIsNotYetValid(t *testing.T) {
+	op := oidcop.Start(t, oidcop.Options{})
+	c := &clock{}
+	c.move(-10 * time.Minute)
+	w, err := identity.NewWorkloads(context.Background(), []identity.WorkloadConfig{
+		{Name: "github", Issuer: op.Issuer(), Audience: "gw"},
+	}, identity.WithClock(c.now))
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw := op.WorkloadToken(t, "gw", map[string]any{"sub": "repo:acme/app:ref:refs/heads/main"})
+	if _, ok := payload(t, raw)["nbf"]; !ok {
+		t.Fatal("the workload token has no nbf to check")
+	}
+	_, err = w.Verify(context.Background(), raw)
+	wantRefusal(t, err, identity.ReasonNotYetValid)
+}
+
+// Forged tokens must not turn into requests to the identity provider: a
+// made-up kid fetches the key set at most once per few seconds, and a
+// known kid with a bad signature never does.
+func TestForgedTokensDoNotFloodTheJWKS(t *testing.T) {
+	op := oidcop.Start(t, oidcop.Options{})
+	c := &clock{}
+	v := person(t, op, identity.PersonConfig{}, identity.WithClock(c.now))
+	raw := op.SignIn(t, oidcop.CLIClientID, "alice")
+	if _, err := v.Verify(context.Background(), raw); err != nil {
+		t.Fatal(err)
+	}
+	before := op.Hits("/keys")
+	parts := strings.Split(raw, ".")
+	claims := payload(t, raw)
+	for i := range 50 {
+		claims["sub"] = "mallory"
+		_, err := v.Verify(context.Background(), parts[0]+"."+seg(claims)+"."+parts[2])
+		wantRefusal(t, err, identity.ReasonSignature)
+		made := seg(map[string]string{"alg": "RS256", "kid": "made-up-" + string(rune('a'+i%26))}) + "." + seg(claims) + "." + parts[2]
+		_, err = v.Verify(context.Background(), made)
+		wantRefusal(t, err, identity.ReasonSignature)
+	}
+	if n := op.Hits("/keys") - before; n > 1 {
+		t.Fatalf("100 forged tokens cost the provider %d JWKS fetches", n)
+	}
+	c.move(time.Minute)
+	op.RotateKey(t)
+	if _, err := v.Verify(context.Background(), op.SignIn(t, oidcop.CLIClientID, "bob")); err != nil {
+		t.Fatalf("a rotated-in key is still found: %v", err)
 	}
 }

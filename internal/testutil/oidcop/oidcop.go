@@ -96,6 +96,26 @@ type OP struct {
 	users   map[string]User
 	clients map[string]Client
 	down    atomic.Bool
+
+	hitsMu sync.Mutex
+	hits   map[string]int
+}
+
+// Hits is how many requests the provider got for path (e.g. "/keys", the
+// JWKS), answered or not.
+func (p *OP) Hits(path string) int {
+	p.hitsMu.Lock()
+	defer p.hitsMu.Unlock()
+	return p.hits[path]
+}
+
+func (p *OP) count(path string) {
+	p.hitsMu.Lock()
+	defer p.hitsMu.Unlock()
+	if p.hits == nil {
+		p.hits = map[string]int{}
+	}
+	p.hits[path]++
 }
 
 // SetDown makes every endpoint (discovery, keys, login, token) answer 503
@@ -164,6 +184,7 @@ func Start(t testing.TB, o Options) *OP {
 	// the handler is set after the listener is up.
 	var handler http.Handler
 	p.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		p.count(r.URL.Path)
 		if p.down.Load() {
 			http.Error(w, "provider down for the test", http.StatusServiceUnavailable)
 			return
@@ -553,7 +574,7 @@ func (c personClient) GrantTypes() []oidc.GrantType {
 type workloadClient struct{ *storage.Client }
 
 func (workloadClient) AccessTokenType() op.AccessTokenType { return op.AccessTokenTypeJWT }
-func (workloadClient) IsScopeAllowed(string) bool           { return true }
+func (workloadClient) IsScopeAllowed(string) bool          { return true }
 func (workloadClient) GrantTypes() []oidc.GrantType {
 	return []oidc.GrantType{oidc.GrantTypeClientCredentials}
 }

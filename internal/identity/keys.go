@@ -1,0 +1,183 @@
+package identity
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"sync"
+	"time"
+
+	jose "github.com/go-jose/go-jose/v4"
+)
+
+// refetchEvery spaces fetches of an issuer's JWKS. A token whose key is not
+// in the cached set makes the verifier fetch the set again (that is how a
+// key the issuer rotated in is found), but at most this often: otherwise
+// every forged token with a made-up kid would cost the identity provider a
+// request, and a flood of them would flood it. go-oidc's RemoteKeySet
+// refetches on every failed verification, which is why this replaces it.
+const refetchEvery = 5 * time.Second
+
+// maxJWKSSize bounds the key set document read from the issuer.
+const maxJWKSSize = 1 << 20
+
+// keySet is an issuer's public keys, fetched from its jwks_uri, cached,
+// and refetched (no more often than refetchEvery) when a token names a key
+// the cache does not have or no cached key verifies it.
+type keySet struct {
+	url    string
+	algs   []jose.SignatureAlgorithm
+	client *http.Client
+	ctx    context.Context // the verifier's: fetches end with it
+	now    func() time.Time
+
+	mu        sync.Mutex
+	keys      []jose.JSONWebKey
+	fetched   bool // keys came from a successful fetch
+	lastFetch time.Time
+	lastErr   error // of the last fetch, kept until the next one
+}
+
+func newKeySet(ctx context.Context, url string, algs []string, client *http.Client, now func() time.Time) *keySet {
+	k := &keySet{url: url, client: client, ctx: ctx, now: now}
+	for _, a := range algs {
+		k.algs = append(k.algs, jose.SignatureAlgorithm(a))
+	}
+	return k
+}
+
+// errNoKey is a signature no key of the issuer verifies. go-oidc wraps it
+// as "failed to verify signature: ...", which classify maps to
+// id_token_signature; a failed fetch is wrapped as "fetching keys ..." and
+// becomes issuer_unavailable.
+var errNoKey = errors.New("no key of the issuer verifies the signature")
+
+// VerifySignature implements oidc.KeySet. A token whose kid is in the
+// cached set is checked against that key alone: key material never
+// changes under a kid, so a failure there is a bad signature and needs no
+// fetch. A kid the set lacks (or no kid at all, and no cached key fits)
+// fetches the set again when the last fetch is refetchEvery old; sooner,
+// the set just fetched is the issuer's answer.
+func (k *keySet) VerifySignature(ctx context.Context, raw string) ([]byte, error) {
+	jws, err := jose.ParseSigned(raw, k.algs)
+	if err != nil {
+		return nil, fmt.Errorf("malformed jwt: %v", err)
+	}
+	if len(jws.Signatures) != 1 {
+		return nil, errors.New("want exactly one signature")
+	}
+	kid := jws.Signatures[0].Header.KeyID
+	keys, err := k.cached()
+	if err != nil {
+		return nil, fmt.Errorf("fetching keys %w", err)
+	}
+	if p, ok := verifyWith(jws, kid, keys); ok {
+		return p, nil
+	}
+	if kid != "" && hasKey(keys, kid) {
+		return nil, errNoKey
+	}
+	keys, err = k.refetch()
+	if err != nil {
+		return nil, fmt.Errorf("fetching keys %w", err)
+	}
+	if p, ok := verifyWith(jws, kid, keys); ok {
+		return p, nil
+	}
+	return nil, errNoKey
+}
+
+func verifyWith(jws *jose.JSONWebSignature, kid string, keys []jose.JSONWebKey) ([]byte, bool) {
+	for i := range keys {
+		if kid != "" && keys[i].KeyID != kid {
+			continue
+		}
+		if p, err := jws.Verify(&keys[i]); err == nil {
+			return p, true
+		}
+	}
+	return nil, false
+}
+
+func hasKey(keys []jose.JSONWebKey, kid string) bool {
+	for i := range keys {
+		if keys[i].KeyID == kid {
+			return true
+		}
+	}
+	return false
+}
+
+// cached returns the keys, fetching them the first time (and, while the
+// issuer could never be reached, again once refetchEvery passed).
+func (k *keySet) cached() ([]jose.JSONWebKey, error) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if k.fetched {
+		return k.keys, nil
+	}
+	return k.fetchLocked()
+}
+
+// refetch fetches the keys again unless the last fetch is younger than
+// refetchEvery: then it returns what that fetch gave.
+func (k *keySet) refetch() ([]jose.JSONWebKey, error) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return k.fetchLocked()
+}
+
+func (k *keySet) fetchLocked() ([]jose.JSONWebKey, error) {
+	if !k.lastFetch.IsZero() && k.now().Sub(k.lastFetch) < refetchEvery {
+		return k.keys, k.lastErr
+	}
+	k.lastFetch = k.now()
+	keys, err := k.fetch()
+	if err != nil {
+		// The cached keys stay for tokens they verify; this error answers
+		// the others until the next fetch.
+		k.lastErr = err
+		return nil, err
+	}
+	k.keys, k.lastErr, k.fetched = keys, nil, true
+	return keys, nil
+}
+
+func (k *keySet) fetch() ([]jose.JSONWebKey, error) {
+	ctx, cancel := context.WithTimeout(k.ctx, 10*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, k.url, nil)
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Accept", "application/json")
+	resp, err := k.client.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, maxJWKSSize))
+	if err != nil {
+		return nil, err
+	}
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("%s answered %s", k.url, resp.Status)
+	}
+	var set jose.JSONWebKeySet
+	if err := json.Unmarshal(body, &set); err != nil {
+		return nil, fmt.Errorf("%s: not a JWKS: %v", k.url, err)
+	}
+	var keys []jose.JSONWebKey
+	for _, key := range set.Keys {
+		// Only public signing keys: a symmetric or private key in a JWKS
+		// is a misconfigured issuer, never something to verify with.
+		if key.Use != "" && key.Use != "sig" || !key.Valid() || !key.IsPublic() {
+			continue
+		}
+		keys = append(keys, key)
+	}
+	return keys, nil
+}
