@@ -21,7 +21,7 @@ func custodyEnv(t *testing.T, requester, approver string) (e *env, asker, decide
 	for _, tok := range decode[BootstrapResult](t, body).Tokens {
 		remember(tok.Secret)
 		if tok.Token.HeldBy != tok.Token.Owner {
-			t.Fatalf("bootstrap token of %s is held by %q", tok.Token.Owner, tok.Token.HeldBy)
+			t.Errorf("bootstrap token of %s is held by %q", tok.Token.Owner, tok.Token.HeldBy)
 		}
 		switch tok.Token.Owner {
 		case requester:
@@ -88,7 +88,7 @@ func TestChainApproverTokenNamedWithACaseVariant(t *testing.T) {
 	e, ann, bob := custodyEnv(t, "ann", "bob")
 	approverToken := e.twoPerson(ann, bob, mgmtSpec("ANN", "tokens:approve", "tokens:read"))
 	if approverToken.Token.HeldBy != "ann" || approverToken.Token.Owner != "ANN" {
-		t.Fatalf("claimed approver token %+v", approverToken.Token)
+		t.Errorf("claimed approver token %+v", approverToken.Token)
 	}
 	status, body := e.mgmt(ann, "POST", "/v1/requests", demoWrite())
 	if status != http.StatusAccepted {
@@ -119,7 +119,7 @@ func TestChainRequesterTokenNamedForSomeoneElse(t *testing.T) {
 	}
 	req := decode[RequestOutcome](t, body).Request
 	if req.RequestedBy != "ann" || req.HeldBy != "ann" {
-		t.Fatalf("request made with the Ann token: requested_by %q, held_by %q; want ann", req.RequestedBy, req.HeldBy)
+		t.Errorf("request made with the Ann token: requested_by %q, held_by %q; want ann", req.RequestedBy, req.HeldBy)
 	}
 	// The approver sees who will hold the secret, whatever the owner.
 	status, body = e.mgmt(bob, "GET", "/v1/requests/"+req.ID, nil)
@@ -153,7 +153,7 @@ func TestChainRotateATokenSomeoneElseHolds(t *testing.T) {
 	e, ann, bob := custodyEnv(t, "ann", "bob")
 	named := e.twoPerson(ann, bob, writeRequest(map[string]any{"owner": "bob"}))
 	if named.Token.HeldBy != "ann" {
-		t.Fatalf("claimed token held by %q", named.Token.HeldBy)
+		t.Errorf("claimed token held by %q", named.Token.HeldBy)
 	}
 	status, body := e.mgmt(bob, "POST", "/v1/tokens/"+named.Token.ID+"/rotate", map[string]string{"grace": "1m"})
 	wantRefusal(t, "owner by name rotating", status, body, http.StatusForbidden, "not_owner")

@@ -34,6 +34,7 @@ func TokenTerm(t *store.Token) *ast.Term {
 	return ast.ObjectTerm(
 		item("id", ast.StringTerm(t.ID)),
 		item("owner", ast.StringTerm(t.Owner)),
+		item("held_by", ast.StringTerm(t.HeldBy)),
 		item("purpose", ast.StringTerm(t.Purpose)),
 		item("scopes", stringsTerm(t.Scopes)),
 		item("services", stringsTerm(t.Services)),
