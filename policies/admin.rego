@@ -37,7 +37,13 @@ decision := {
 	"allow": count(denials) == 0,
 	"reasons": sort(denials),
 	"auto_approve": auto_approve,
+	"ttl_seconds": exchange_ttl_seconds,
 }
+
+# Exchange only: the longest life granted to a workload's token, set by
+# admin_rules.rego from the directory entry; 0 adds no bound to the
+# 15 minutes the exchange never exceeds.
+default exchange_ttl_seconds := 0
 
 management_service := "tokengate-admin"
 

@@ -16,14 +16,15 @@
 #       a <service>:* one).
 #   workload_management_scope   A workload never gets a management token
 #       (a tokens:* scope or the tokengate-admin service).
-#   workload_ttl_exceeds_max    A workload's token lives at most 15 minutes
-#       (less when its directory entry says so).
+#   workload_ttl_exceeds_max    A workload's token lives at most 15 minutes;
+#       an entry's max_ttl_seconds shortens it further (the decision's
+#       ttl_seconds, which the exchange applies).
 #   workload_one_service        A workload's token is bound to exactly one
 #       service.
 #   workload_not_in_directory   No entry of directory.workloads matches the
 #       workload's issuer and claims: refused, fail closed.
 #   workload_grant_exceeded     Entries match, but none grants every scope
-#       and service asked for within its max_ttl_seconds.
+#       and service asked for.
 #   integration_one_service     A request whose owner is an external
 #       integration (a key of directory.integrations) is bound to exactly
 #       one service...
@@ -47,7 +48,7 @@
 #               "environment": "production", "workflow": "deploy"},
 #    "services": ["billing"],
 #    "scopes": ["billing:write"],           write implies read
-#    "max_ttl_seconds": 600}                optional, at most 900
+#    "max_ttl_seconds": 600}                optional: a shorter life than 900
 #
 # An entry matches a workload whose issuer name is the entry's and whose
 # verified claims equal every claim the entry lists (exact values). An
@@ -170,7 +171,17 @@ entry_grants(entry, r) if {
 	is_array(entry.services)
 	every s in r.scopes { entry_grants_scope(entry, s) }
 	every svc in r.services { svc in entry.services }
-	r.ttl_seconds <= entry_max_ttl(entry)
+}
+
+# The exchanged token lives as long as the most generous entry that grants
+# it allows (the decision's ttl_seconds): an entry's max_ttl_seconds
+# shortens the token rather than refusing the exchange.
+exchange_ttl_seconds := max({entry_max_ttl(entry) |
+	some entry in matching_workloads
+	entry_grants(entry, input.request)
+}) if {
+	exchange
+	some_entry_grants
 }
 
 entry_grants_scope(entry, s) if s in entry.scopes

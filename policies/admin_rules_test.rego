@@ -133,12 +133,37 @@ test_workload_never_gets_a_management_token if {
 test_workload_token_lives_at_most_15_minutes if {
 	entry := object.union(directory.workloads[0], {"max_ttl_seconds": 86400})
 	dir := object.union(directory, {"workloads": [entry]})
-	decide_with("exchange", deployer, exchange_request({"ttl_seconds": 900}), dir).allow
+	d := decide_with("exchange", deployer, exchange_request({"ttl_seconds": 900}), dir)
+	d.allow
+	d.ttl_seconds == 900
 	refused(decide_with("exchange", deployer, exchange_request({"ttl_seconds": 901}), dir), "workload_ttl_exceeds_max")
 }
 
-test_workload_entry_may_shorten_the_ttl if {
-	refused(decide("exchange", deployer, exchange_request({"ttl_seconds": 601})), "workload_grant_exceeded")
+test_workload_entry_without_a_ttl_gets_15_minutes if {
+	entry := object.remove(directory.workloads[0], {"max_ttl_seconds"})
+	d := decide_with("exchange", deployer, exchange_request({"ttl_seconds": 900}), object.union(directory, {"workloads": [entry]}))
+	d.allow
+	d.ttl_seconds == 900
+}
+
+# The entry's max_ttl_seconds (600) shortens the token: the decision's
+# ttl_seconds, which the exchange applies.
+test_workload_entry_shortens_the_ttl if {
+	d := decide("exchange", deployer, exchange_request({"ttl_seconds": 900}))
+	d.allow
+	d.ttl_seconds == 600
+}
+
+test_most_generous_granting_entry_sets_the_ttl if {
+	short := directory.workloads[0]
+	long := object.union(short, {"max_ttl_seconds": 800})
+	narrow := object.union(short, {"scopes": ["billing:read"], "max_ttl_seconds": 900})
+	dir := object.union(directory, {"workloads": [short, long, narrow]})
+	decide_with("exchange", deployer, exchange_request({}), dir).ttl_seconds == 800
+}
+
+test_other_actions_set_no_ttl if {
+	decide("request", carol, request({})).ttl_seconds == 0
 }
 
 test_workload_gets_exactly_one_service if {
