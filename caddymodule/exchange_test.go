@@ -171,14 +171,17 @@ func realTimeForOP(t *testing.T) {
 	})
 }
 
-// exchangeDirectory lets octo/app's main branch read or write billing;
-// its entry grants nothing else.
+// exchangeDirectory lets octo/app's main branch read or write billing,
+// and its release branch read it for five minutes at most; nothing else.
 const exchangeDirectory = `{
   "groups": {}, "services": {}, "integrations": {},
   "workloads": [
     {"name": "octo-app-main", "issuer": "github",
      "claims": {"repository": "octo/app", "ref": "refs/heads/main"},
-     "services": ["billing"], "scopes": ["billing:write"]}
+     "services": ["billing"], "scopes": ["billing:write"]},
+    {"name": "octo-app-release", "issuer": "github",
+     "claims": {"repository": "octo/app", "ref": "refs/heads/release"},
+     "services": ["billing"], "scopes": ["billing:read"], "max_ttl_seconds": 300}
   ],
   "limits": {"max_services": 3}
 }`
@@ -238,6 +241,18 @@ func TestTokenExchangeEndToEnd(t *testing.T) {
 		t.Fatalf("inventory by owner: %d %s", status, body)
 	}
 
+	// An entry with a shorter life gets it: the policy's decision bounds
+	// the 15 minutes.
+	release := map[string]any{"sub": "repo:octo/app:ref:refs/heads/release", "repository": "octo/app", "ref": "refs/heads/release"}
+	short := exchange(t, o, exchangeForm(op.WorkloadToken(t, gatewayAudience, release), "billing:read", "billing"))
+	if short.status != http.StatusOK || short.ok.ExpiresIn != 300 {
+		t.Fatalf("exchange for the release branch: %d %s", short.status, short.body)
+	}
+	status, body = e.mgmt(e.approver, "GET", "/v1/tokens/"+short.ok.TokenID, nil)
+	if view := decode[TokenView](t, body); status != 200 || view.ExpiresAt.Sub(view.NotBefore) != 5*time.Minute {
+		t.Fatalf("inventory of the release token: %d %s", status, body)
+	}
+
 	// What the policy does not grant.
 	refusals := []struct {
 		what           string
@@ -271,9 +286,9 @@ func TestTokenExchangeEndToEnd(t *testing.T) {
 		t.Errorf("expired subject token: %d %s", r.status, r.body)
 	}
 
-	// Exactly one token was issued, and each attempt left an audit line.
+	// No refusal issued a token, and each attempt left an audit line.
 	status, body = e.mgmt(e.approver, "GET", "/v1/tokens?service=billing", nil)
-	if list := decode[[]TokenView](t, body); status != 200 || len(list) != 1 {
+	if list := decode[[]TokenView](t, body); status != 200 || len(list) != 2 {
 		t.Errorf("tokens after the refusals: %d %s", status, body)
 	}
 	var success []map[string]any
@@ -282,7 +297,7 @@ func TestTokenExchangeEndToEnd(t *testing.T) {
 		if l["msg"] != "token.exchanged" {
 			continue
 		}
-		if l["outcome"] == "success" {
+		if l["outcome"] == "success" && l["token_id"] == tokID {
 			success = append(success, l)
 		}
 		for _, code := range anyStrings(l["reasons"]) {
@@ -290,11 +305,11 @@ func TestTokenExchangeEndToEnd(t *testing.T) {
 		}
 	}
 	if len(success) != 1 {
-		t.Fatalf("%d token.exchanged success lines, want 1", len(success))
+		t.Fatalf("%d token.exchanged success lines for %s, want 1", len(success), tokID)
 	}
 	w, _ := success[0]["workload"].(map[string]any)
 	claims, _ := w["claims"].(map[string]any)
-	if success[0]["token_id"] != tokID || success[0]["actor"] != principal || success[0]["held_by"] != principal ||
+	if success[0]["actor"] != principal || success[0]["held_by"] != principal ||
 		w["issuer"] != "github" || claims["repository"] != "octo/app" || claims["ref"] != "refs/heads/main" || claims["workflow"] != "deploy" {
 		t.Errorf("token.exchanged line: %v", success[0])
 	}
@@ -353,5 +368,37 @@ func TestTokenExchangeNotConfigured(t *testing.T) {
 	}
 	if !slices.Equal(reasons, []string{"exchange_not_configured", "method_not_allowed"}) {
 		t.Fatalf("refused token.exchanged reasons %v", reasons)
+	}
+}
+
+// While the workload issuer cannot be reached, no subject token is taken
+// (503, fail closed, audited); once it is back, exchanges work without a
+// reload.
+func TestTokenExchangeIssuerDown(t *testing.T) {
+	realTimeForOP(t)
+	op := oidcop.Start(t, oidcop.Options{})
+	subject := op.WorkloadToken(t, gatewayAudience, map[string]any{"sub": "repo:octo/app:ref:refs/heads/main", "repository": "octo/app", "ref": "refs/heads/main"})
+	op.SetDown(true)
+	dir := copyPolicies(t, map[string]string{"tokengate/directory/data.json": exchangeDirectory})
+	e := newEnv(t, envOptions{policyDir: dir,
+		appOptions: "workload github " + op.Issuer() + " {\n\t\t\taudience " + gatewayAudience + "\n\t\t}"})
+	o := loadOpenAPI(t)
+
+	r := exchange(t, o, exchangeForm(subject, "billing:read", "billing"))
+	if r.status != http.StatusServiceUnavailable || r.err.Error != "temporarily_unavailable" || r.reason != "issuer_unavailable" || r.header.Get("Retry-After") == "" {
+		t.Fatalf("exchange while the issuer is down: %d %v %s", r.status, r.header, r.body)
+	}
+	var audited bool
+	for _, l := range e.auditLines() {
+		audited = audited || (l["msg"] == "token.exchanged" && slices.Contains(anyStrings(l["reasons"]), "issuer_unavailable"))
+	}
+	if !audited {
+		t.Error("no token.exchanged line for the refusal")
+	}
+
+	op.SetDown(false)
+	fakeClock.Advance(10 * time.Second) // past the verifier's pause between discovery attempts
+	if r := exchange(t, o, exchangeForm(subject, "billing:read", "billing")); r.status != http.StatusOK {
+		t.Fatalf("exchange once the issuer is back: %d %s", r.status, r.body)
 	}
 }
