@@ -14,7 +14,9 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net"
 	"net/http"
+	"net/url"
 	"slices"
 	"strings"
 	"sync"
@@ -193,8 +195,8 @@ func newVerifier(ctx context.Context, kind, name, issuer, audience, principal, g
 	if issuer == "" {
 		return nil, fmt.Errorf("issuer is required")
 	}
-	if !strings.HasPrefix(issuer, "https://") && !strings.HasPrefix(issuer, "http://") {
-		return nil, fmt.Errorf("issuer %q: not an http(s) URL", issuer)
+	if err := checkIssuerURL(issuer); err != nil {
+		return nil, err
 	}
 	if audience == "" {
 		return nil, fmt.Errorf("issuer %s: audience is required", issuer)
@@ -220,6 +222,28 @@ func newVerifier(ctx context.Context, kind, name, issuer, audience, principal, g
 		algorithms: slices.Clone(algs), now: s.now, client: s.client,
 		keyCtx: oidc.ClientContext(ctx, s.client),
 	}, nil
+}
+
+// checkIssuerURL wants https: the keys that decide who may manage tokens
+// are fetched from the issuer, and over plain http anyone on the path
+// could hand over their own. Plain http is accepted for loopback hosts
+// only (a provider on the same machine, tests).
+func checkIssuerURL(issuer string) error {
+	u, err := url.Parse(issuer)
+	if err != nil || u.Host == "" || u.User != nil || u.RawQuery != "" || u.Fragment != "" {
+		return fmt.Errorf("issuer %q: not an issuer URL (https://host[/path])", issuer)
+	}
+	switch u.Scheme {
+	case "https":
+		return nil
+	case "http":
+		host := u.Hostname()
+		if ip := net.ParseIP(host); host == "localhost" || ip != nil && ip.IsLoopback() {
+			return nil
+		}
+		return fmt.Errorf("issuer %q: must be https (plain http only on a loopback address)", issuer)
+	}
+	return fmt.Errorf("issuer %q: not an http(s) URL", issuer)
 }
 
 // Issuer is the issuer URL the verifier trusts.

@@ -281,6 +281,8 @@ func TestConfigErrors(t *testing.T) {
 		"no issuer":   {Audience: "a"},
 		"no audience": {Issuer: "https://login.example.com"},
 		"not a URL":   {Issuer: "login.example.com", Audience: "a"},
+		"plain http":  {Issuer: "http://login.example.com", Audience: "a"},
+		"query":       {Issuer: "https://login.example.com/?x=1", Audience: "a"},
 		"alg none":    {Issuer: "https://login.example.com", Audience: "a", Algorithms: []string{"none"}},
 		"alg HS256":   {Issuer: "https://login.example.com", Audience: "a", Algorithms: []string{"HS256"}},
 		"max_age < 0": {Issuer: "https://login.example.com", Audience: "a", MaxAge: identity.Duration(-time.Hour)},
