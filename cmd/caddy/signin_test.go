@@ -283,3 +283,33 @@ func TestCLISignInRefreshesAnExpiringIDToken(t *testing.T) {
 		t.Fatal("the second command did not refresh")
 	}
 }
+
+// A gateway without oidc has no sign-in, and login says so; --issuer and
+// --client-id sign in without asking the gateway, but the gateway, which
+// trusts no issuer, still refuses the ID token.
+func TestCLILoginAgainstAGatewayWithoutOIDC(t *testing.T) {
+	op := oidcop.Start(t, oidcop.Options{})
+	dir := t.TempDir()
+	up := startUpstream(t)
+	adminPort, port := freePorts(t)
+	p := caddyproc.Start(t, dir, fmt.Sprintf("127.0.0.1:%d", adminPort), gatewayConfig(adminPort, port, up.Listener.Addr().String(), dir))
+	apiURL := fmt.Sprintf("http://127.0.0.1:%d", port+1)
+
+	if _, stderr, err := tokengate(t, p, nil, "login", "--api", apiURL, "--no-browser"); err == nil || !strings.Contains(stderr, "no sign-in") {
+		t.Fatalf("login without oidc: %v %s", err, stderr)
+	}
+
+	b := startCLI(t, p, "login", "--api", apiURL, "--no-browser", "--issuer", op.Issuer(), "--client-id", oidcop.CLIClientID)
+	resp, err := http.Get(op.Authorize(t, b.await(t, authorizeLine), "alice").String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	b.wait(t)
+	if s := credentials(t, p)[apiURL]; s.Subject != "alice" {
+		t.Fatalf("stored sign-in subject %q", s.Subject)
+	}
+	if _, stderr, err := tokengate(t, p, nil, "list", "--api", apiURL); err == nil {
+		t.Fatalf("a gateway without oidc accepted an ID token: %s", stderr)
+	}
+}
