@@ -115,6 +115,9 @@ type compiled struct {
 type query struct {
 	body  ast.Body
 	parse func(map[ast.Var]*ast.Term) (Decision, error)
+	// constants are the constant rules body can reach, put in the rule
+	// memo before each evaluation (constants.go).
+	constants []constantRule
 }
 
 // NewEngine compiles the .rego and data files in source (test files
@@ -190,6 +193,9 @@ func (e *Engine) Decide(ctx context.Context, query string, input ast.Value) (Dec
 	stop := context.AfterFunc(ctx, cancel.Cancel)
 	rules := getRuleCache()
 	defer rules.release()
+	for _, k := range q.constants {
+		rules.Put(k.path, k.value)
+	}
 	tq := topdown.NewQuery(q.body).
 		WithCompiler(c.compiler).
 		WithStore(c.data).
@@ -435,7 +441,7 @@ func (e *Engine) compile(src *loaded) (*compiled, error) {
 		if err != nil {
 			return nil, fmt.Errorf("preparing %s: %v", p.query, err)
 		}
-		c.queries[p.query] = query{body: body, parse: p.parse}
+		c.queries[p.query] = query{body: body, parse: p.parse, constants: reachableConstants(c.compiler, body)}
 	}
 	c.reads = gatewayReads(c.compiler, c.queries[GatewayQuery].body)
 	return c, nil
