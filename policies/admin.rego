@@ -4,7 +4,8 @@
 #
 # Input:
 #   input.action   request | approve | deny | claim | issue | rotate |
-#                  revoke | read | bootstrap
+#                  revoke | read | bootstrap | exchange (a workload's
+#                  token exchange; input.request is the token it gets)
 #   input.actor    {principal, kind, token_id, scopes, local, ...}
 #                  principal is verified, never typed: who holds the
 #                  caller's management token (its held_by), a person's or
@@ -26,8 +27,14 @@
 #   input.bootstrap  {requester, approver} for bootstrap
 #   input.config   {max_ttl_seconds}
 #
-# Decision: {"allow", "reasons", "auto_approve"}. auto_approve (request
-# only) issues the token at once, without a second person.
+# Decision: {"allow", "reasons", "auto_approve", "ttl_seconds"}.
+# auto_approve (request only) issues the token at once, without a second
+# person; ttl_seconds (exchange only; 0 otherwise) bounds the exchanged
+# token's life.
+#
+# Roles by kind and groups, the directory (data.tokengate.directory) and
+# the shipped limits on what a token may grant are in admin_roles.rego and
+# admin_rules.rego, in this same package.
 package tokengate.admin
 
 # Fail closed when a broken edit leaves the decision undefined.
@@ -77,9 +84,10 @@ denials contains "actor_missing" if not input.actor.principal
 # gains nothing either way.
 same_person(a, b) if lower(a) == lower(b)
 
-# Who holds the token acted on. A token stored before holders were
-# recorded falls back to the verified principal that created it, never to
-# its owner.
+# Who holds the token acted on. For a token stored before holders were
+# recorded, Go supplies who received its secret (its creator, or for a
+# bootstrap token the person named); should held_by still be empty, the
+# creator stands in, never the owner.
 token_holder := input.token.held_by if input.token.held_by != ""
 
 else := input.token.created_by
