@@ -205,7 +205,11 @@ func (h *AdminHandler) serveExchange(w http.ResponseWriter, r *http.Request) {
 	}
 	id, err := a.workloads.Verify(ctx, ask.subjectToken)
 	if err != nil {
-		refuse(subjectRefusal(err))
+		e := subjectRefusal(err)
+		if e.status >= 500 {
+			h.auth.logger.Warn("token exchange: the workload issuer could not be reached", zap.Error(err))
+		}
+		refuse(e)
 		return
 	}
 	p := manage.Principal{Name: id.Principal, Kind: manage.WorkloadKind, Issuer: id.Issuer, Claims: id.Claims}
