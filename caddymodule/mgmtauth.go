@@ -4,6 +4,7 @@ import (
 	"errors"
 	"net/http"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
@@ -30,6 +31,16 @@ const personVar = "tokengate.person"
 
 // maxIDTokenLen bounds a bearer ID token; real ones are one to a few KiB.
 const maxIDTokenLen = 16 << 10
+
+// lastUnreachableWarn is when the log last said the identity provider is
+// unreachable: while it is down every ID token call fails, and one warning
+// a minute says so without drowning the log.
+var lastUnreachableWarn atomic.Int64
+
+func warnUnreachable() bool {
+	now, last := time.Now().UnixNano(), lastUnreachableWarn.Load()
+	return now-last >= int64(time.Minute) && lastUnreachableWarn.CompareAndSwap(last, now)
+}
 
 // idTokenChallenge is the WWW-Authenticate of a refused ID token (RFC 6750).
 const idTokenChallenge = `Bearer realm="tokengate", error="invalid_token"`
@@ -104,8 +115,10 @@ func (h *AdminHandler) servePerson(w http.ResponseWriter, r *http.Request, raw s
 		if !errors.As(err, &refusal) || refusal.Unavailable() {
 			// The issuer's discovery or keys could not be fetched: the
 			// token may be fine, so this is ours to retry, not a 401.
-			h.auth.logger.Warn("ID token not verified: identity provider unreachable",
-				zap.String("issuer", app.people.Issuer()), zap.String("request_id", line.RequestID), zap.Error(err))
+			if warnUnreachable() {
+				h.auth.logger.Warn("ID tokens not verified: identity provider unreachable (warned once a minute; every refused call has its audit line)",
+					zap.String("issuer", app.people.Issuer()), zap.String("request_id", line.RequestID), zap.Error(err))
+			}
 			line.Decision, line.Reasons, line.Status = gateway.Error, []string{identity.ReasonIssuerUnavailable}, http.StatusServiceUnavailable
 			w.Header().Set("Retry-After", "1")
 			writeProblem(w, http.StatusServiceUnavailable, identity.ReasonIssuerUnavailable, "")
