@@ -206,6 +206,10 @@ func TestWriteScopeAndMethods(t *testing.T) {
 	if r := call(t, "DELETE", gateURL+"/billing/w-DELETE", bearer(writer)...); r.status != 403 || r.reason != "scope_missing" {
 		t.Errorf("DELETE with billing:write: %d %s", r.status, r.body)
 	}
+	// An upstream that upper-cases methods would read "delete" as DELETE.
+	if r := call(t, "delete", gateURL+"/billing/w-delete", bearer(writer)...); r.status != 403 || r.reason != "scope_missing" {
+		t.Errorf("lower-case delete with billing:write: %d %s", r.status, r.body)
+	}
 	deleter, _ := e.approvedToken(billingReader(map[string]any{"scopes": []string{"billing:delete"}}))
 	if r := call(t, "DELETE", gateURL+"/billing/d-DELETE", bearer(deleter)...); r.status != 200 {
 		t.Errorf("DELETE with billing:delete: %d %s", r.status, r.body)

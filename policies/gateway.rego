@@ -48,9 +48,13 @@ service_bound if input.route.service in input.token.services
 # <service>:write. A write scope also grants reads on the same service; a
 # delete scope grants nothing else, so a token that may delete cannot read
 # or change what it deletes unless it holds those scopes too.
+#
+# Methods are case-sensitive in HTTP, but some upstream frameworks
+# upper-case them: a "delete" must need the delete scope, not pass as an
+# unknown method under write.
 method_access := {"GET": "read", "HEAD": "read", "OPTIONS": "read", "DELETE": "delete"}
 
-access := object.get(method_access, input.request.method, "write")
+access := object.get(method_access, upper(input.request.method), "write")
 
 required_scope := concat(":", [input.route.service, access])
 

@@ -81,6 +81,20 @@ test_delete_scope_allows_delete_only if {
 	}
 }
 
+# An upper-casing upstream would read "delete" as DELETE.
+test_lower_case_delete_needs_the_delete_scope if {
+	inp := object.union(with_token({"scopes": ["billing:write"]}), {"request": object.union(good_input.request, {"method": "delete"})})
+	denied_for(inp, "scope_missing")
+	gateway.scope == "billing:delete" with input as inp
+}
+
+test_unknown_methods_need_write if {
+	every m in ["PROPFIND", "TRACE", "CONNECT", "PURGE"] {
+		denied_for(with_request({"method": m}), "scope_missing")
+		allowed(object.union(with_token({"scopes": ["billing:write"]}), {"request": object.union(good_input.request, {"method": m})}))
+	}
+}
+
 test_delete_scope_of_another_service_does_not_count if {
 	inp := object.union(with_token({"scopes": ["search:delete"]}), {"request": object.union(good_input.request, {"method": "DELETE"})})
 	denied_for(inp, "scope_missing")

@@ -18,7 +18,7 @@ now := time.now_ns()
 
 service := input.params.service[0]
 
-method := input.headers["X-Forwarded-Method"][0]
+method := upper(input.headers["X-Forwarded-Method"][0])
 
 client_ip := trim_space(split(input.headers["X-Forwarded-For"][0], ",")[0])
 
@@ -31,13 +31,9 @@ allow if {
 	ip_allowed
 }
 
-safe_methods := {"GET", "HEAD", "OPTIONS"}
+method_access := {"GET": "read", "HEAD": "read", "OPTIONS": "read", "DELETE": "delete"}
 
-access := "read" if method in safe_methods
-
-else := "delete" if method == "DELETE"
-
-else := "write"
+access := object.get(method_access, method, "write")
 
 scope_granted if concat(":", [service, access]) in tok.scopes
 
