@@ -188,3 +188,32 @@ func jwtSegment(v any) string {
 	b, _ := json.Marshal(v)
 	return base64.RawURLEncoding.EncodeToString(b)
 }
+
+// A person's management calls stop, as a token's do, while their audit
+// lines cannot be written.
+func TestPersonCallsFailClosedWithoutAudit(t *testing.T) {
+	realTime(t)
+	op := oidcop.Start(t, oidcop.Options{})
+	e := &env{t: t, dir: t.TempDir(), upstream: startUpstream(t)}
+	path := filepath.Join(e.dir, "audit.log")
+	if err := os.Symlink("/dev/full", path); err != nil {
+		t.Fatal(err)
+	}
+	e.load(envOptions{appOptions: withOIDC(op)})
+	t.Cleanup(e.checkNothingLeaked)
+	alice := op.SignIn(t, oidcop.CLIClientID, "alice")
+	// The first call's line is the first write to fail; from then on the
+	// sink is known to be broken.
+	call(t, "GET", mgmtURL+"/v1/tokens", bearer(alice)...)
+	for i := range 3 {
+		r := call(t, "GET", mgmtURL+"/v1/tokens", bearer(alice)...)
+		wantCredentialRefused(t, fmt.Sprintf("call %d without audit", i), r, http.StatusServiceUnavailable, "audit_unavailable", alice)
+	}
+	// The leak check reads the audit file: put a real one in its place.
+	if err := os.Remove(path); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, []byte(`{"level":"info","ts":1,"logger":"tokengate.audit","msg":"token.issued","schema":2,"actor":"t","token_id":"tok_x","reason":"","outcome":"success"}`+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
