@@ -34,7 +34,10 @@ func (s *Service) Exchange(ctx context.Context, p Principal, scopes []string, se
 	if p.Kind != WorkloadKind || p.Name == "" {
 		return "", nil, refused(&lifecycle.Error{Kind: lifecycle.KindForbidden, Code: "not_a_workload", Msg: "only a verified workload may exchange its token"})
 	}
-	ttl := min(ExchangeTTL, s.Tokens.MaxTTL)
+	ttl := ExchangeTTL
+	if s.Tokens.MaxTTL > 0 {
+		ttl = min(ttl, s.Tokens.MaxTTL)
+	}
 	rec, err := s.Tokens.ValidateVerified(lifecycle.Spec{
 		Owner: p.Name, Purpose: "token exchange by " + p.Issuer + " workload " + p.Name,
 		Scopes: scopes, Services: []string{service}, TTL: ttl.String(),

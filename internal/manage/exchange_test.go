@@ -224,3 +224,13 @@ func TestExchangeRefusalKeepsEveryReason(t *testing.T) {
 		t.Fatalf("audit lines %v", lines)
 	}
 }
+
+// Without a max_ttl (0, no cap) an exchange still asks for 15 minutes.
+func TestExchangeWithoutMaxTTL(t *testing.T) {
+	f := exchangeFixture(t)
+	f.svc.Tokens.MaxTTL = 0
+	_, tok, err := f.svc.Exchange(context.Background(), ciJob("refs/heads/main"), []string{"billing:read"}, "billing")
+	if err != nil || tok.ExpiresAt.Sub(tok.NotBefore) != ExchangeTTL {
+		t.Fatalf("got %v, %v", tok, err)
+	}
+}
