@@ -17,7 +17,7 @@ func init() {
 
 // LocalOperator is the principal behind every call on Caddy's admin
 // endpoint: whoever can reach that endpoint operates this node.
-const LocalOperator = "local-operator"
+const LocalOperator = manage.LocalOperator
 
 // adminAPI serves the local operator's routes on Caddy's admin endpoint,
 // under /tokengate/. Whoever reaches that endpoint is the principal

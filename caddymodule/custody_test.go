@@ -1,8 +1,13 @@
 package caddymodule
 
 import (
+	"context"
 	"net/http"
+	"path/filepath"
 	"testing"
+	"time"
+
+	"github.com/tokengate/caddy-tokengate/store"
 )
 
 // These tests walk chains of names through real Caddy: each tries to turn
@@ -208,4 +213,50 @@ func TestChainRevokeAndReissue(t *testing.T) {
 	if refused != 2 {
 		t.Errorf("%d refused token.requested lines by ann, want 2", refused)
 	}
+}
+
+// plantLegacyToken stores t as the code before held_by would have: no
+// holder recorded. It goes through the running app's own store and
+// hasher, and returns the secret.
+func (e *env) plantLegacyToken(t *store.Token) string {
+	e.t.Helper()
+	key := "bolt:" + filepath.Join(e.dir, "tokens.db")
+	var secret string
+	runtimes.Range(func(k, v any) bool {
+		if k != key {
+			return true
+		}
+		rt := v.(*runtime)
+		rt.mu.Lock()
+		app := rt.apps[len(rt.apps)-1]
+		rt.mu.Unlock()
+		secret = app.manage.Tokens.Mint(t)
+		if err := rt.store.Create(context.Background(), t); err != nil {
+			e.t.Fatal(err)
+		}
+		return false
+	})
+	if secret == "" {
+		e.t.Fatalf("no running store %s", key)
+	}
+	remember(secret)
+	return secret
+}
+
+// Chain 1 on data stored before holders were recorded: ann already holds
+// an approver token named carol (she asked for it, bob approved, she
+// claimed it). It acts as ann, who received it, not as carol.
+func TestChainLegacyApproverTokenNamedForSomeoneElse(t *testing.T) {
+	e, ann, _ := custodyEnv(t, "ann", "bob")
+	now := fakeClock.Now().UTC()
+	carol := e.plantLegacyToken(&store.Token{Owner: "carol", Purpose: "management for carol",
+		Scopes: []string{"tokens:approve", "tokens:read"}, Services: []string{"tokengate-admin"},
+		NotBefore: now, ExpiresAt: now.Add(time.Hour), CreatedAt: now, CreatedBy: "ann", ApprovedBy: "bob"})
+	status, body := e.mgmt(ann, "POST", "/v1/requests", demoWrite())
+	if status != http.StatusAccepted {
+		t.Fatalf("write request: %d %s", status, body)
+	}
+	req := decode[RequestOutcome](t, body).Request
+	status, body = e.mgmt(carol, "POST", "/v1/requests/"+req.ID+"/approve", map[string]string{"reason": "carol says yes"})
+	wantRefusal(t, "self-approval through a legacy token named carol", status, body, http.StatusForbidden, "self_approval")
 }

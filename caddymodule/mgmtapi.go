@@ -100,15 +100,11 @@ func (h *AdminHandler) caller(w http.ResponseWriter, r *http.Request) (caller, b
 }
 
 // managementTokenPrincipal is who acts with a management token: its
-// holder. Tokens stored before holders were recorded have none; for those
-// alone the owner stands in, as it did then, for want of any record of who
-// holds them (revoking and reissuing them records one).
+// holder (manage.HolderOf). For a token stored before holders were
+// recorded that is who created it, or for a bootstrap token its owner, the
+// person bootstrap named; an owner typed into a request never counts.
 func managementTokenPrincipal(tok *store.Token) manage.Principal {
-	name := tok.HeldBy
-	if name == "" {
-		name = tok.Owner
-	}
-	return manage.Principal{Name: name, Kind: manage.ManagementTokenKind, TokenID: tok.ID, Scopes: tok.Scopes}
+	return manage.Principal{Name: manage.HolderOf(tok), Kind: manage.ManagementTokenKind, TokenID: tok.ID, Scopes: tok.Scopes}
 }
 
 // ServeHTTP authenticates the management token, then serves the API. The

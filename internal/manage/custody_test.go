@@ -172,3 +172,39 @@ func TestRequestLinesNameTheFutureHolder(t *testing.T) {
 		t.Fatalf("stored ticket %q", stored.Ticket)
 	}
 }
+
+// Tokens stored before holders were recorded are judged by who received
+// them, never by the owner someone typed.
+func TestHolderOfLegacyTokens(t *testing.T) {
+	for name, c := range map[string]struct {
+		tok  store.Token
+		want string
+	}{
+		"recorded":         {store.Token{Owner: "carol", CreatedBy: "ann", HeldBy: "dave"}, "dave"},
+		"claimed":          {store.Token{Owner: "carol", CreatedBy: "ann", Services: []string{ManagementService}}, "ann"},
+		"bootstrap":        {store.Token{Owner: "bob", CreatedBy: LocalOperator, Services: []string{ManagementService}}, "bob"},
+		"issued locally":   {store.Token{Owner: "ann", CreatedBy: LocalOperator, Services: []string{"billing"}}, LocalOperator},
+		"no record at all": {store.Token{Owner: "erin"}, "erin"},
+	} {
+		if got := HolderOf(&c.tok); got != c.want {
+			t.Errorf("%s: holder %q, want %q", name, got, c.want)
+		}
+	}
+}
+
+// A legacy token named after bob but claimed by ann is ann's to rotate.
+func TestLegacyTokenRotatedByWhoReceivedIt(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	legacy := &store.Token{Owner: "bob", Purpose: "legacy", Scopes: []string{"billing:write"}, Services: []string{"billing"},
+		NotBefore: f.now, ExpiresAt: f.now.Add(time.Hour), CreatedAt: f.now, CreatedBy: "alice", ApprovedBy: "bob"}
+	f.svc.Tokens.Mint(legacy)
+	if err := f.store.Create(ctx, legacy); err != nil {
+		t.Fatal(err)
+	}
+	_, _, err := f.svc.Rotate(ctx, bob, legacy.ID, time.Minute)
+	wantKind(t, err, lifecycle.KindForbidden, "not_owner")
+	if _, rotated, err := f.svc.Rotate(ctx, alice, legacy.ID, time.Minute); err != nil || rotated.HeldBy != "alice" {
+		t.Fatalf("rotate by who received it: %v %+v", err, rotated)
+	}
+}

@@ -147,10 +147,11 @@ func requestInput(r *store.Request) map[string]any {
 }
 
 // tokenInput is a stored token as the admin policy sees it. held_by is
-// empty for a token stored before holders were recorded.
+// HolderOf, so a token stored before holders were recorded is judged by
+// who received it too.
 func tokenInput(t *store.Token) map[string]any {
 	return map[string]any{
-		"id": t.ID, "owner": t.Owner, "created_by": t.CreatedBy, "held_by": t.HeldBy, "scopes": nonNil(t.Scopes),
+		"id": t.ID, "owner": t.Owner, "created_by": t.CreatedBy, "held_by": HolderOf(t), "scopes": nonNil(t.Scopes),
 		"services": nonNil(t.Services), "cidrs": nonNil(t.CIDRs),
 		"lifetime_seconds": int64(t.ExpiresAt.Sub(t.NotBefore) / time.Second),
 	}
