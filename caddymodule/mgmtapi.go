@@ -38,6 +38,7 @@ const tokenVar = "tokengate.token"
 //	GET  /v1/report[?unused_days=]
 //	POST /v1/check                      dry-run a gateway decision
 //	POST /v1/token                      token exchange for workloads (RFC 8693, exchange.go)
+//	GET  /v1/auth/oidc                  how people sign in: issuer, client id, scopes (no credential; signin.go)
 //
 // Callers authenticate with management tokens: tokens bound to service
 // tokengate-admin, checked on the gateway's own request path (format,
@@ -115,6 +116,10 @@ func (h *AdminHandler) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddy
 	// token, and answers as OAuth clients expect.
 	if r.URL.Path == exchangePath {
 		h.serveExchange(w, r)
+		return nil
+	}
+	if r.URL.Path == signInPath {
+		h.serveSignInConfig(w, r)
 		return nil
 	}
 	if r.URL.Path == "/v1/openapi.json" && (r.Method == http.MethodGet || r.Method == http.MethodHead) {
