@@ -15,6 +15,7 @@ import (
 
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 
+	"github.com/tokengate/caddy-tokengate/internal/manage"
 	"github.com/tokengate/caddy-tokengate/internal/notify"
 )
 
@@ -86,7 +87,7 @@ func TestWebhooksHearTheFlow(t *testing.T) {
 	e := newEnv(t, envOptions{appOptions: hookLines})
 	e.bootstrap()
 
-	status, body := e.mgmt(e.requester, "POST", "/v1/requests", writeRequest(nil))
+	status, body := e.mgmt(e.requester, "POST", "/v1/requests", writeRequest(map[string]any{"ticket": "FIN-12"}))
 	if status != http.StatusAccepted {
 		t.Fatalf("request: %d %s", status, body)
 	}
@@ -120,6 +121,9 @@ func TestWebhooksHearTheFlow(t *testing.T) {
 	}
 	if !slices.Equal(got, want) {
 		t.Fatalf("events %v, want %v", got, want)
+	}
+	if ev := events[0]; ev.RequestID != approvedID || ev.Ticket != "FIN-12" || ev.Owner != "billing-exporter" || !strings.Contains(ev.Text, "waits for an approver") {
+		t.Errorf("pending %+v", ev)
 	}
 	if ev := events[1]; ev.RequestID != approvedID || ev.DecidedBy != "bob" || ev.RequestedBy != "alice" || ev.Reason != "ledger migration" {
 		t.Errorf("approved %+v", ev)
@@ -178,6 +182,56 @@ func TestWebhooksHearTheFlow(t *testing.T) {
 		if strings.Contains(body, "short-secret") || strings.Contains(body, "XXXXsecretpath") {
 			t.Errorf("the error shows the secret or the URL path: %s", body)
 		}
+	}
+}
+
+// TestWebhookLapseAcrossReloads: an approved request nobody claims is
+// announced once by the config that finds it lapsed (the app sweeps as it
+// starts), not again by the next; after a reload the old config's
+// dispatcher is stopped and the new one delivers.
+func TestWebhookLapseAcrossReloads(t *testing.T) {
+	const hookSecret = "whsec-reload-0123456789abcdef0123456789abcdef"
+	t.Setenv(webhookSecretVar, hookSecret)
+	first, second := startHookReceiver(t, hookSecret), startHookReceiver(t, hookSecret)
+	// extra makes a config differ from the one running, so that Caddy
+	// reloads it.
+	hookTo := func(h *hookReceiver, extra string) envOptions {
+		return envOptions{appOptions: "webhook " + h.URL + " {\n\t\t\tsecret {env." + webhookSecretVar + "}\n\t\t\t" + extra + "\n\t\t}"}
+	}
+	e := newEnv(t, hookTo(first, ""))
+	e.bootstrap()
+	status, body := e.mgmt(e.requester, "POST", "/v1/requests", writeRequest(nil))
+	if status != http.StatusAccepted {
+		t.Fatalf("request: %d %s", status, body)
+	}
+	id := decode[RequestOutcome](t, body).Request.ID
+	if status, body = e.mgmt(e.approver, "POST", "/v1/requests/"+id+"/approve", map[string]string{"reason": "ok"}); status != 200 {
+		t.Fatalf("approve: %d %s", status, body)
+	}
+	first.await(t, 2)
+
+	fakeClock.Advance(manage.ClaimWindow + time.Minute)
+	newEnvReusing(e, hookTo(first, "events "+strings.Join(notify.Types, " ")))
+	events := first.await(t, 3)
+	if ev := events[2]; ev.Type != notify.RequestLapsed || ev.RequestID != id || ev.DecidedBy != "bob" {
+		t.Fatalf("third event %+v, want the lapse of %s", ev, id)
+	}
+	status, body = e.mgmt(e.requester, "POST", "/v1/requests/"+id+"/claim", nil)
+	wantRefusal(t, "claim after the lapse", status, body, http.StatusGone, "request_lapsed")
+
+	newEnvReusing(e, hookTo(second, ""))
+	if status, body = e.mgmt(e.requester, "POST", "/v1/requests", writeRequest(map[string]any{"purpose": "after the reload"})); status != http.StatusAccepted {
+		t.Fatalf("request after the reload: %d %s", status, body)
+	}
+	got := second.await(t, 1)
+	e.caddyLogged("the delivery to the second receiver", func(l map[string]any) bool {
+		return l["logger"] == "tokengate.webhook" && l["msg"] == "webhook delivered" && l["webhook"] == second.URL
+	})
+	if len(got) != 1 || got[0].Type != notify.RequestPending {
+		t.Errorf("the second receiver got %v, want one request.pending (the lapse was announced already)", got)
+	}
+	if n := len(first.await(t, 3)); n != 3 {
+		t.Errorf("the first receiver, no longer configured, got %d events, want 3", n)
 	}
 }
 

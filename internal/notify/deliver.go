@@ -62,6 +62,9 @@ type Dispatcher struct {
 	client *http.Client
 	log    *zap.Logger
 
+	// closing guards stopping: Publish enqueues under its read lock, so
+	// no event slips into a queue after the workers drained it.
+	closing  sync.RWMutex
 	stopping chan struct{}
 	stopOnce sync.Once
 	// hard ends in-flight attempts when the drain at Stop runs out.
@@ -148,7 +151,9 @@ func (d *Dispatcher) Start() {
 // at most DrainTimeout), and returns when every worker has ended.
 func (d *Dispatcher) Stop() {
 	d.stopOnce.Do(func() {
+		d.closing.Lock()
 		close(d.stopping)
+		d.closing.Unlock()
 		cut := time.AfterFunc(d.opts.DrainTimeout, d.cancelHard)
 		d.workers.Wait()
 		cut.Stop()
@@ -161,6 +166,8 @@ func (d *Dispatcher) Publish(e Event) {
 	if d == nil {
 		return
 	}
+	d.closing.RLock()
+	defer d.closing.RUnlock()
 	stopped := false
 	select {
 	case <-d.stopping:
