@@ -6,6 +6,7 @@
 #   examples/bench/instructions.sh                  # 2,000 requests of the mix per setup
 #   N=5000 SETUPS="caddy-log tg-audit" examples/bench/instructions.sh
 #   REV=7fe8e15 examples/bench/instructions.sh      # tokengate as built from another commit
+#   SRC_DIR=/tmp/tree examples/bench/instructions.sh # ... or from a source folder (a tree with a change undone)
 #
 # Counts with `perf stat -e instructions:u` when this machine's kernel
 # exposes the counter, else with valgrind's callgrind (Debian package
@@ -43,7 +44,7 @@ echo "counting with $COUNTER" >&2
 # --- build ------------------------------------------------------------------
 # Without cgo: a static binary, which valgrind runs without the signal
 # trouble of cgo's thread start.
-SRC=$REPO
+SRC=${SRC_DIR:-$REPO}
 if [ -n "${REV:-}" ]; then
 	SRC=$WORK/src
 	mkdir -p "$SRC"
@@ -51,6 +52,7 @@ if [ -n "${REV:-}" ]; then
 fi
 (cd "$SRC" && CGO_ENABLED=0 go build -o "$WORK/bin/caddy" ./cmd/caddy)
 TREE=$(git -C "$REPO" rev-parse --short "${REV:-HEAD}")
+[ -n "${SRC_DIR:-}" ] && [ -z "${REV:-}" ] && TREE="source folder $SRC_DIR"
 go build -o "$WORK/bin/upstream" ./examples/bench/upstream
 go build -o "$WORK/bin/seed" ./examples/bench/seed
 go build -o "$WORK/bin/loadgen" ./examples/bench/loadgen
@@ -193,7 +195,7 @@ done
 
 {
 	echo
-	echo "tree: $TREE$([ -z "${REV:-}" ] && ! git -C "$REPO" diff --quiet HEAD -- . ':!examples/bench' ':!BENCHMARKS.md' && echo ' plus uncommitted changes'), built with CGO_ENABLED=0, GODEBUG=asyncpreemptoff=1"
+	echo "tree: $TREE$([ -z "${REV:-}${SRC_DIR:-}" ] && ! git -C "$REPO" diff --quiet HEAD -- . ':!examples/bench' ':!BENCHMARKS.md' && echo ' plus uncommitted changes'), built with CGO_ENABLED=0, GODEBUG=asyncpreemptoff=1"
 	echo "machine: $(nproc) cores, kernel $(uname -r), $(go version | cut -d' ' -f3), counter: $COUNTER$([ "$COUNTER" = callgrind ] && echo " ($(valgrind --version))"), load average $(cut -d' ' -f1-3 /proc/loadavg)"
 	echo "workload: $WORKLOAD, $WARMUP warm-up then $N measured requests, loadgen closed loop with $CONNS connections; the Caddy process only (upstream and client not counted)"
 	echo
