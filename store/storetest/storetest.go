@@ -719,7 +719,9 @@ func testCustody(t *testing.T, s store.Backend) {
 		"update": func() (*store.Token, error) {
 			return s.Update(ctx, tok.ID, func(t *store.Token) error { t.Purpose = "renamed"; return nil })
 		},
-		"consume": func() (*store.Token, error) { return s.ConsumeUse(ctx, tok.ID, store.Usage{TokenID: tok.ID, At: time.Now()}) },
+		"consume": func() (*store.Token, error) {
+			return s.ConsumeUse(ctx, tok.ID, store.Usage{TokenID: tok.ID, At: time.Now()})
+		},
 	} {
 		got, err := get()
 		if err != nil || got.HeldBy != "Ann@example.com" {
