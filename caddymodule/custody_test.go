@@ -260,3 +260,24 @@ func TestChainLegacyApproverTokenNamedForSomeoneElse(t *testing.T) {
 	status, body = e.mgmt(carol, "POST", "/v1/requests/"+req.ID+"/approve", map[string]string{"reason": "carol says yes"})
 	wantRefusal(t, "self-approval through a legacy token named carol", status, body, http.StatusForbidden, "self_approval")
 }
+
+// The local operator may rotate a short read-only token, management
+// tokens included, and then holds the new secret. Used on the management
+// API it acts as the local operator, a name reserved for Caddy's admin
+// endpoint: refused, never taken for the person it was named after.
+func TestChainLocalOperatorRotatesAManagementToken(t *testing.T) {
+	e, ann, bob := custodyEnv(t, "ann", "bob")
+	reader := e.twoPerson(ann, bob, map[string]any{"owner": "ann", "purpose": "read the inventory",
+		"scopes": []string{"tokens:read"}, "services": []string{"tokengate-admin"}, "ttl": "30m"})
+	status, body := e.admin("POST", "/tokengate/tokens/"+reader.Token.ID+"/rotate", map[string]string{"grace": "0s"})
+	if status != http.StatusCreated {
+		t.Fatalf("local rotate: %d %s", status, body)
+	}
+	rotated := decode[IssuedToken](t, body)
+	remember(rotated.Secret)
+	if rotated.Token.HeldBy != "local-operator" {
+		t.Errorf("rotated management token held by %q, want local-operator", rotated.Token.HeldBy)
+	}
+	status, body = e.mgmt(rotated.Secret, "GET", "/v1/tokens", nil)
+	wantRefusal(t, "the local operator's management token", status, body, http.StatusForbidden, "principal_reserved")
+}
