@@ -20,12 +20,12 @@
 #   input.token    the existing token acted on (rotate, revoke, read):
 #                  {id, owner, created_by, held_by, scopes, services,
 #                  cidrs, lifetime_seconds}
+#   input.bootstrap  {requester, approver} for bootstrap
+#   input.config   {max_ttl_seconds}
 #
 # An owner is only a name typed into a request: no rule here trusts it.
 # Rules compare the verified principal with who holds a secret (held_by)
 # and who asked for it (requested_by, created_by).
-#   input.bootstrap  {requester, approver} for bootstrap
-#   input.config   {max_ttl_seconds}
 #
 # Decision: {"allow", "reasons", "auto_approve", "ttl_seconds"}.
 # auto_approve (request only) issues the token at once, without a second
@@ -173,7 +173,7 @@ requested_it if {
 # it. Otherwise a token named after someone else would read, in the
 # inventory and to an approver, as that person's.
 denials contains "management_token_not_personal" if {
-	input.action in {"request", "approve", "claim", "issue"}
+	input.action in {"request", "approve", "claim", "issue", "exchange"}
 	management_service in input.request.services
 	not same_person(input.request.owner, request_holder)
 }

@@ -184,6 +184,12 @@ test_management_token_for_someone_else_refused if {
 	refused(ask("issue", local_operator, mgmt_request("carol")), "management_token_not_personal")
 }
 
+test_exchanged_management_token_is_personal_too if {
+	workload := {"principal": "repo:octo/app:ref:refs/heads/main", "kind": "workload", "token_id": "", "scopes": [], "local": false}
+	asked := object.union(mgmt_request("ann"), {"requested_by": workload.principal, "held_by": workload.principal})
+	refused(ask("exchange", workload, asked), "management_token_not_personal")
+}
+
 test_management_token_personal_by_holder_not_requester_field if {
 	refused(ask("approve", approver, object.union(mgmt_request("alice"), {"held_by": "carol"})), "management_token_not_personal")
 }
