@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tokengate/caddy-tokengate/internal/token"
 	"github.com/tokengate/caddy-tokengate/store"
 )
 
@@ -35,7 +36,7 @@ func custodyEnv(t *testing.T, requester, approver string) (e *env, asker, decide
 			decider = tok.Secret
 		}
 	}
-	// Every session below has its requester and approver ready.
+	// So that the env's own helpers (approvedToken) use these tokens.
 	e.requester, e.approver = asker, decider
 	return e, asker, decider
 }
@@ -215,29 +216,34 @@ func TestChainRevokeAndReissue(t *testing.T) {
 	}
 }
 
-// plantLegacyToken stores t as the code before held_by would have: no
-// holder recorded. It goes through the running app's own store and
-// hasher, and returns the secret.
-func (e *env) plantLegacyToken(t *store.Token) string {
+// running returns the store and the newest app of the env's running
+// config, to plant records the code before held_by would have written.
+func (e *env) running() (store.Backend, *App) {
 	e.t.Helper()
 	key := "bolt:" + filepath.Join(e.dir, "tokens.db")
-	var secret string
+	var rt *runtime
 	runtimes.Range(func(k, v any) bool {
-		if k != key {
-			return true
+		if k == key {
+			rt = v.(*runtime)
 		}
-		rt := v.(*runtime)
-		rt.mu.Lock()
-		app := rt.apps[len(rt.apps)-1]
-		rt.mu.Unlock()
-		secret = app.manage.Tokens.Mint(t)
-		if err := rt.store.Create(context.Background(), t); err != nil {
-			e.t.Fatal(err)
-		}
-		return false
+		return rt == nil
 	})
-	if secret == "" {
+	if rt == nil {
 		e.t.Fatalf("no running store %s", key)
+	}
+	rt.mu.Lock()
+	defer rt.mu.Unlock()
+	return rt.store, rt.apps[len(rt.apps)-1]
+}
+
+// plantLegacyToken stores t with no holder recorded, through the running
+// app's own store and hasher, and returns its secret.
+func (e *env) plantLegacyToken(t *store.Token) string {
+	e.t.Helper()
+	s, app := e.running()
+	secret := app.manage.Tokens.Mint(t)
+	if err := s.Create(context.Background(), t); err != nil {
+		e.t.Fatal(err)
 	}
 	remember(secret)
 	return secret
@@ -280,4 +286,31 @@ func TestChainLocalOperatorRotatesAManagementToken(t *testing.T) {
 	}
 	status, body = e.mgmt(rotated.Secret, "GET", "/v1/tokens", nil)
 	wantRefusal(t, "the local operator's management token", status, body, http.StatusForbidden, "principal_reserved")
+}
+
+// Chain 1 caught halfway: ann's request for an approver token named
+// carol was made before this check existed and waits for approval. Bob
+// may not approve it, and had he approved it, ann could not claim it.
+func TestChainPendingApproverTokenNamedForSomeoneElse(t *testing.T) {
+	e, _, bob := custodyEnv(t, "ann", "bob")
+	s, _ := e.running()
+	now := fakeClock.Now().UTC().Truncate(time.Microsecond)
+	for _, status := range []string{store.RequestPending, store.RequestApproved} {
+		req := &store.Request{ID: token.NewPrefixedID("req_"), Owner: "carol", Purpose: "management for carol",
+			Scopes: []string{"tokens:approve", "tokens:read"}, Services: []string{"tokengate-admin"}, TTL: time.Hour,
+			Status: status, RequestedBy: "ann", CreatedAt: now}
+		if status == store.RequestApproved {
+			req.DecidedBy, req.DecidedAt, req.ClaimBy = "bob", now, now.Add(10*time.Minute)
+		}
+		if err := s.CreateRequest(context.Background(), req); err != nil {
+			t.Fatal(err)
+		}
+		if status == store.RequestPending {
+			code, body := e.mgmt(bob, "POST", "/v1/requests/"+req.ID+"/approve", map[string]string{"reason": "ok"})
+			wantRefusal(t, "approving an approver token named carol for ann", code, body, http.StatusForbidden, "management_token_not_personal")
+			continue
+		}
+		code, body := e.mgmt(e.requester, "POST", "/v1/requests/"+req.ID+"/claim", nil)
+		wantRefusal(t, "claiming an approver token named carol", code, body, http.StatusForbidden, "management_token_not_personal")
+	}
 }
