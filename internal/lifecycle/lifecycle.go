@@ -519,6 +519,18 @@ func AuditRefused(ctx context.Context, log *audit.Logger, msg, actor, requestID,
 		Reason: e.Msg, Outcome: "refused", Reasons: []string{e.Code}})
 }
 
+// AuditRefusedOn is AuditRefused for an action on the stored token t: the
+// line also names its owner, holder, scopes and services, so the trail
+// shows whose token someone tried to act on.
+func AuditRefusedOn(ctx context.Context, log *audit.Logger, msg, actor string, t *store.Token, err error) {
+	var e *Error
+	if !errors.As(err, &e) {
+		return
+	}
+	log.ActionContext(ctx, WithToken(&audit.Action{Msg: msg, Actor: actor, TokenID: t.ID,
+		Reason: e.Msg, Outcome: "refused", Reasons: []string{e.Code}}, t))
+}
+
 func (s *Service) storeError(id string, err error) error {
 	var e *Error
 	switch {

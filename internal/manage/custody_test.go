@@ -2,6 +2,7 @@ package manage
 
 import (
 	"context"
+	"slices"
 	"testing"
 	"time"
 
@@ -135,13 +136,22 @@ func TestOnlyTheHolderRotates(t *testing.T) {
 		t.Fatal(err)
 	}
 	f.lines()
+	// The refused lines say whose token it was.
+	refusedOnAlicesToken := func(msg string) {
+		t.Helper()
+		lines := f.lines()
+		if len(lines) != 1 || lines[0]["msg"] != msg || lines[0]["outcome"] != "refused" || lines[0]["held_by"] != "alice" ||
+			lines[0]["owner"] != "bob" || lines[0]["token_id"] != tok.ID || !slices.Contains(anyStrings(lines[0]["reasons"]), "not_owner") {
+			t.Fatalf("audit lines %v, want one %s refused with not_owner on alice's token", lines, msg)
+		}
+	}
 	for _, p := range []Principal{bob, {Name: "Alice", Scopes: alice.Scopes}} {
 		_, _, err := f.svc.Rotate(ctx, p, tok.ID, time.Minute)
 		wantKind(t, err, lifecycle.KindForbidden, "not_owner")
-		f.refusedLine(t, "token.rotated", "not_owner")
+		refusedOnAlicesToken("token.rotated")
 		_, err = f.svc.Revoke(ctx, p, tok.ID, "mine")
 		wantKind(t, err, lifecycle.KindForbidden, "not_owner")
-		f.refusedLine(t, "token.revoked", "not_owner")
+		refusedOnAlicesToken("token.revoked")
 	}
 }
 

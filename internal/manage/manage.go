@@ -391,7 +391,7 @@ func (s *Service) Revoke(ctx context.Context, p Principal, id, reason string) (*
 		return nil, err
 	}
 	if _, err := s.authorize(ctx, "revoke", p, map[string]any{"token": tokenInput(t)}); err != nil {
-		s.refused(ctx, "token.revoked", p, "", id, err)
+		lifecycle.AuditRefusedOn(ctx, s.Audit, "token.revoked", p.Name, t, err)
 		return nil, err
 	}
 	revoked, err := s.Tokens.Revoke(ctx, p.Name, id, reason)
@@ -409,7 +409,7 @@ func (s *Service) Rotate(ctx context.Context, p Principal, id string, grace time
 		return "", nil, err
 	}
 	if _, err := s.authorize(ctx, "rotate", p, map[string]any{"token": tokenInput(t)}); err != nil {
-		s.refused(ctx, "token.rotated", p, "", id, err)
+		lifecycle.AuditRefusedOn(ctx, s.Audit, "token.rotated", p.Name, t, err)
 		return "", nil, err
 	}
 	return s.Tokens.Rotate(ctx, p.Name, id, grace)
