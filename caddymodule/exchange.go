@@ -212,7 +212,7 @@ func (h *AdminHandler) serveExchange(w http.ResponseWriter, r *http.Request) {
 		refuse(e)
 		return
 	}
-	p := manage.Principal{Name: id.Principal, Kind: manage.WorkloadKind, Issuer: id.Issuer, Claims: id.Claims}
+	p := manage.Principal{Name: manage.WorkloadPrincipal(id.Issuer, id.Principal), Kind: manage.WorkloadKind, Issuer: id.Issuer, Claims: id.Claims}
 	secret, tok, err := a.manage.Exchange(ctx, p, ask.scopes, ask.service)
 	if err != nil {
 		e := exchangeRefusal(err)

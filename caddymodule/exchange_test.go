@@ -203,8 +203,10 @@ func TestTokenExchangeEndToEnd(t *testing.T) {
 	e.bootstrap()
 	o := loadOpenAPI(t)
 
-	const principal = "repo:octo/app:ref:refs/heads/main"
-	job := map[string]any{"sub": principal, "repository": "octo/app", "ref": "refs/heads/main", "workflow": "deploy", "run_id": "77"}
+	// The workload's name: its issuer's configured name before its subject.
+	const sub = "repo:octo/app:ref:refs/heads/main"
+	const principal = "workload:github:" + sub
+	job := map[string]any{"sub": sub, "repository": "octo/app", "ref": "refs/heads/main", "workflow": "deploy", "run_id": "77"}
 	subject := op.WorkloadToken(t, gatewayAudience, job)
 	subjects := []string{subject}
 

@@ -113,6 +113,20 @@ denials contains "principal_reserved" if {
 	same_person(name, reserved_principal)
 }
 
+# "workload:" starts the names of workloads (manage.WorkloadPrincipal):
+# a person or a management token's holder whose name took that form could
+# rotate or revoke a workload's tokens as their holder.
+denials contains "principal_reserved" if {
+	not input.actor.kind == "workload"
+	startswith(lower(input.actor.principal), "workload:")
+}
+
+denials contains "principal_reserved" if {
+	input.action == "bootstrap"
+	some name in [input.bootstrap.requester, input.bootstrap.approver]
+	startswith(lower(name), "workload:")
+}
+
 # Callers of the management API need the scope of the action. The local
 # operator has no token; its bounds are below.
 denials contains "scope_missing" if {

@@ -206,6 +206,13 @@ test_reserved_principal_cannot_act if {
 	refused(on_token("revoke", object.union(impostor, {"principal": "Local-Operator"}), issued_locally), "principal_reserved")
 }
 
+test_workload_names_are_reserved_for_workloads if {
+	posing := object.union(requester, {"principal": "Workload:github:repo:octo/app:ref:refs/heads/main"})
+	refused(ask("request", posing, read_request), "principal_reserved")
+	held := object.union(some_token, {"created_by": posing.principal, "held_by": posing.principal})
+	refused(on_token("rotate", posing, held), "principal_reserved")
+}
+
 test_token_with_both_duties_cannot_be_requested if {
 	both := object.union(read_request, {"scopes": ["tokens:request", "tokens:approve"], "services": ["tokengate-admin"]})
 	refused(ask("request", requester, both), "duties_combined")
@@ -224,6 +231,11 @@ test_bootstrap_needs_two_people if {
 test_bootstrap_case_variants_are_one_person if {
 	d := admin.decision with input as {"action": "bootstrap", "actor": local_operator, "bootstrap": {"requester": "Ann", "approver": "ann"}, "config": config}
 	refused(d, "self_approval")
+}
+
+test_bootstrap_cannot_name_a_workload if {
+	d := admin.decision with input as {"action": "bootstrap", "actor": local_operator, "bootstrap": {"requester": "workload:github:x", "approver": "ann"}, "config": config}
+	"principal_reserved" in d.reasons
 }
 
 test_bootstrap_cannot_name_the_local_operator if {

@@ -18,6 +18,17 @@ import (
 // again.
 const ExchangeTTL = 15 * time.Minute
 
+// WorkloadPrincipal names a verified workload as the holder of its
+// tokens: "workload:<configured issuer name>:<principal claim>", e.g.
+// workload:github:repo:octo/app:ref:refs/heads/main. The prefix keeps a
+// workload from ever being taken for a person or a management token's
+// holder whose name happens to equal its subject (the admin policy
+// reserves it for workloads), and the issuer name keeps two CI platforms
+// that use the same subject apart.
+func WorkloadPrincipal(issuer, subject string) string {
+	return "workload:" + issuer + ":" + subject
+}
+
 // Exchange hands a workload, verified by its OIDC token, a token for one
 // service, if the admin policy (action "exchange") lets it have those
 // scopes there. Nothing is stored but the token record: there is no
