@@ -223,7 +223,9 @@ func versionIn(bi *debug.BuildInfo) string {
 	}
 	for _, dep := range bi.Deps {
 		if dep.Path == modulePath {
-			if dep.Replace != nil && dep.Replace.Version != "" {
+			// A folder replacement (xcaddy's module@v0.2.0=./src) is
+			// recorded as "(devel)": the version asked for is the one.
+			if dep.Replace != nil && dep.Replace.Version != "" && dep.Replace.Version != "(devel)" {
 				return dep.Replace.Version
 			}
 			return dep.Version

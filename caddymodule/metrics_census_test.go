@@ -211,7 +211,7 @@ func TestVersionIn(t *testing.T) {
 		{"go build -buildvcs=false", debug.BuildInfo{Main: debug.Module{Path: modulePath, Version: "(devel)"}}, "(devel)"},
 		{"xcaddy --with module@v0.2.0=.", debug.BuildInfo{Main: debug.Module{Path: "caddy", Version: "(devel)"}, Deps: []*debug.Module{
 			{Path: "github.com/caddyserver/caddy/v2", Version: "v2.11.9"},
-			{Path: modulePath, Version: "v0.2.0", Replace: &debug.Module{Path: "/src/caddy-tokengate"}},
+			{Path: modulePath, Version: "v0.2.0", Replace: &debug.Module{Path: "/src/caddy-tokengate", Version: "(devel)"}},
 		}}, "v0.2.0"},
 		{"xcaddy --with module=../fork@v0.2.1", debug.BuildInfo{Main: debug.Module{Path: "caddy"}, Deps: []*debug.Module{
 			{Path: modulePath, Version: "v0.2.0", Replace: &debug.Module{Path: "example.com/fork", Version: "v0.2.1"}},
