@@ -59,6 +59,9 @@ func ForRequest(typ string, r *store.Request, at time.Time) Event {
 	e := Event{
 		Type: typ, ID: token.NewPrefixedID("evt_"), Time: at.UTC(),
 		RequestID: r.ID, TokenID: r.TokenID, Owner: r.Owner, Purpose: r.Purpose, RequestedBy: r.RequestedBy,
+		// Only the requester may claim the secret: they are who will
+		// hold it, which is what an approver needs to see.
+		HeldBy: r.RequestedBy,
 		Scopes: nonNil(r.Scopes), Services: nonNil(r.Services), Ticket: r.Ticket,
 	}
 	if typ != RequestPending {
