@@ -161,7 +161,8 @@ func mustAllow(b *testing.B, res Result, cache string) {
 //     going from 1,000 to many more tokens costs at most 1.5x. N: see
 //     benchSizes.
 //   - cold-postgres/tokens=N: the same over a PostgreSQL store (see
-//     benchdata.PostgresSchema) of 1,000 and 100,000 tokens: every call is
+//     benchdata.PostgresSchema) of 1,000 and 100,000 tokens (and
+//     TOKENGATE_BENCH_LARGE, see benchSizes): every call is
 //     a query to the database, and the usage recorder's batched UPDATEs go
 //     there too (one row per distinct token in a batch, so more of them
 //     with more tokens). cold-postgres/no-usage-writes/tokens=N drops those
@@ -236,8 +237,9 @@ func BenchmarkAuthorize(b *testing.B) {
 	b.Run("cold-postgres", func(b *testing.B) {
 		// Both schemas are seeded before either is measured, so that
 		// neither is measured right after the other's seeding and -count
-		// repeats only the measurement.
-		sizes := []int{1000, 100000}
+		// repeats only the measurement. TOKENGATE_BENCH_LARGE adds a size
+		// here too (1000000 takes a few minutes to seed).
+		sizes := benchSizes(b)
 		schemas := make([]*benchdata.Schema, len(sizes))
 		for i, n := range sizes {
 			schemas[i] = benchdata.PostgresSchema(b, n)
