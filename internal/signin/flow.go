@@ -231,7 +231,16 @@ func awaitCode(ctx context.Context, l net.Listener, state string, timeout time.D
 	})
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	go func() { _ = srv.Serve(l) }()
-	defer srv.Close()
+	// The handler hands the code over before its answer is written: close
+	// gracefully, so the browser gets "Signed in" rather than a dropped
+	// connection, but never wait on a stuck client for long.
+	defer func() {
+		shutdown, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		if srv.Shutdown(shutdown) != nil {
+			srv.Close()
+		}
+	}()
 	timer := time.NewTimer(timeout)
 	defer timer.Stop()
 	select {
