@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 	"strings"
 	"time"
 
@@ -114,6 +115,11 @@ func (h *Handler) Validate() error {
 	}
 	if h.Header == "Cookie" || strings.HasPrefix(h.Header, identityHeaderPrefix) {
 		return fmt.Errorf("tokengate: header %s cannot carry the credential", h.Header)
+	}
+	// The secret would become policy input: in every decision cache key,
+	// and in the log of any print() a policy author adds.
+	if slices.Contains(h.PolicyHeaders, h.Header) {
+		return fmt.Errorf("tokengate: policy_headers cannot list %s, the header that carries the credential", h.Header)
 	}
 	return nil
 }

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -204,5 +205,21 @@ func TestServeHTTPHandsRefusalsToErrorRoutes(t *testing.T) {
 	w, _, err, _ = f.serve(t, r)
 	if err != nil || w.Code != 401 || w.Header().Get("Content-Type") != "application/json" {
 		t.Fatalf("err %v, got %d %s; want the JSON 401", err, w.Code, w.Body)
+	}
+}
+
+// The credential's header never becomes policy input: the secret would
+// sit in every decision cache key and in the log of any print() in the
+// policy. (Provision canonicalizes both names before Validate runs.)
+func TestPolicyHeadersCannotListTheCredentialHeader(t *testing.T) {
+	for _, header := range []string{"Authorization", "X-Api-Key"} {
+		h := &Handler{Service: "billing", Header: header, PolicyHeaders: []string{"X-Request-Class", header}}
+		if err := h.Validate(); err == nil || !strings.Contains(err.Error(), "policy_headers") {
+			t.Errorf("header %s listed in policy_headers: %v, want a refusal", header, err)
+		}
+	}
+	ok := &Handler{Service: "billing", Header: "Authorization", PolicyHeaders: []string{"X-Request-Class"}}
+	if err := ok.Validate(); err != nil {
+		t.Errorf("another header refused: %v", err)
 	}
 }
