@@ -74,7 +74,11 @@ denials contains "action_unknown" if not known_action
 
 known_action if input.action in actions
 
+# An empty or blank principal is no one: it would equal the empty holder
+# or creator of a record and pass the rules that compare them.
 denials contains "actor_missing" if not input.actor.principal
+
+denials contains "actor_missing" if trim_space(input.actor.principal) == ""
 
 # Names are compared in lower case where telling two people apart matters
 # (approving, bootstrapping, a management token's owner): "Alice" and

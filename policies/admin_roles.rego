@@ -85,7 +85,18 @@ directory_well_formed if {
 	every _, info in directory_services { is_object(info) }
 	is_object(directory_integrations)
 	is_array(directory_workloads)
+	every entry in directory_workloads { workload_ttl_well_formed(entry) }
 	is_object(directory_limits)
+}
+
+# An entry's max_ttl_seconds, when given, is a positive number: 0 would
+# read as "no bound" where the exchange applies it, the longest life
+# instead of the shortest.
+workload_ttl_well_formed(entry) if not "max_ttl_seconds" in object.keys(entry)
+
+workload_ttl_well_formed(entry) if {
+	is_number(entry.max_ttl_seconds)
+	entry.max_ttl_seconds > 0
 }
 
 principal_list(xs) if {

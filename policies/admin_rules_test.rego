@@ -139,6 +139,13 @@ test_workload_token_lives_at_most_15_minutes if {
 	refused(decide_with("exchange", deployer, exchange_request({"ttl_seconds": 901}), dir), "workload_ttl_exceeds_max")
 }
 
+test_workload_entry_with_a_ttl_of_zero_or_less_is_a_broken_directory if {
+	every bad in [0, -60, "600"] {
+		entry := object.union(directory.workloads[0], {"max_ttl_seconds": bad})
+		refused(decide_with("exchange", deployer, exchange_request({"ttl_seconds": 900}), object.union(directory, {"workloads": [entry]})), "directory_invalid")
+	}
+}
+
 test_workload_entry_without_a_ttl_gets_15_minutes if {
 	entry := object.remove(directory.workloads[0], {"max_ttl_seconds"})
 	d := decide_with("exchange", deployer, exchange_request({"ttl_seconds": 900}), object.union(directory, {"workloads": [entry]}))

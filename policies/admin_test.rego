@@ -339,4 +339,15 @@ test_missing_input_fails_closed if {
 	refused(d, "actor_missing")
 }
 
+test_blank_principal_is_no_one if {
+	nobody := {
+		"action": "rotate", "actor": {"principal": " ", "kind": "management_token", "token_id": "tok_x", "scopes": [], "local": false, "groups": [], "claims": {}, "issuer": ""},
+		"token": object.union(some_token, {"created_by": "", "held_by": ""}), "config": config,
+	}
+	blank := admin.decision with input as nobody
+	refused(blank, "actor_missing")
+	empty := admin.decision with input as object.union(nobody, {"actor": object.union(nobody.actor, {"principal": ""})})
+	refused(empty, "actor_missing")
+}
+
 test_unknown_action_refused if refused(ask("delete_everything", local_operator, read_request), "action_unknown")
