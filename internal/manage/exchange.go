@@ -58,8 +58,7 @@ func (s *Service) Exchange(ctx context.Context, p Principal, scopes []string, se
 	}
 	req := &store.Request{Owner: rec.Owner, Purpose: rec.Purpose, Scopes: rec.Scopes, Services: rec.Services,
 		TTL: ttl, RequestedBy: p.Name}
-	input := requestInput(req)
-	input["held_by"], input["ticket"] = p.Name, ""
+	input := requestInput(req) // held_by: the requester, here the workload
 	d, err := s.authorize(ctx, "exchange", p, map[string]any{"request": input})
 	if err != nil {
 		// The trail keeps every reason the policy gave, not only the first.
