@@ -34,11 +34,14 @@ type keySet struct {
 	ctx    context.Context // the verifier's: fetches end with it
 	now    func() time.Time
 
+	// mu guards the fields below and is never held across a fetch: a
+	// slow or hanging issuer must not stall tokens the cached keys verify.
 	mu        sync.Mutex
 	keys      []jose.JSONWebKey
 	fetched   bool // keys came from a successful fetch
 	lastFetch time.Time
-	lastErr   error // of the last fetch, kept until the next one
+	lastErr   error         // of the last fetch, kept until the next one
+	inflight  chan struct{} // closed when the fetch in progress ends
 }
 
 func newKeySet(ctx context.Context, url string, algs []string, client *http.Client, now func() time.Time) *keySet {
@@ -115,27 +118,49 @@ func hasKey(keys []jose.JSONWebKey, kid string) bool {
 // issuer could never be reached, again once refetchEvery passed).
 func (k *keySet) cached() ([]jose.JSONWebKey, error) {
 	k.mu.Lock()
-	defer k.mu.Unlock()
 	if k.fetched {
-		return k.keys, nil
+		keys := k.keys
+		k.mu.Unlock()
+		return keys, nil
 	}
-	return k.fetchLocked()
+	k.mu.Unlock()
+	return k.refetch()
 }
 
 // refetch fetches the keys again unless the last fetch is younger than
-// refetchEvery: then it returns what that fetch gave.
+// refetchEvery: then it returns what that fetch gave, waiting for it only
+// while no fetch has ever succeeded (there is nothing else to answer with).
 func (k *keySet) refetch() ([]jose.JSONWebKey, error) {
 	k.mu.Lock()
-	defer k.mu.Unlock()
-	return k.fetchLocked()
-}
-
-func (k *keySet) fetchLocked() ([]jose.JSONWebKey, error) {
 	if !k.lastFetch.IsZero() && k.now().Sub(k.lastFetch) < refetchEvery {
-		return k.keys, k.lastErr
+		wait := k.inflight
+		if wait == nil || k.fetched {
+			keys, err := k.keys, k.lastErr
+			k.mu.Unlock()
+			return keys, err
+		}
+		k.mu.Unlock()
+		select {
+		case <-wait:
+		case <-k.ctx.Done():
+			return nil, k.ctx.Err()
+		}
+		k.mu.Lock()
+		keys, err := k.keys, k.lastErr
+		k.mu.Unlock()
+		return keys, err
 	}
 	k.lastFetch = k.now()
+	done := make(chan struct{})
+	k.inflight = done
+	k.mu.Unlock()
+
 	keys, err := k.fetch()
+
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	defer close(done)
+	k.inflight = nil
 	if err != nil {
 		// The cached keys stay for tokens they verify; this error answers
 		// the others until the next fetch.
