@@ -387,6 +387,17 @@ func TestForgedTokensDoNotFloodTheJWKS(t *testing.T) {
 	if n := op.Hits("/keys") - before; n > 1 {
 		t.Fatalf("100 forged tokens cost the provider %d JWKS fetches", n)
 	}
+	// Past the refetch spacing each time, a known kid with a bad
+	// signature still fetches nothing: the key under a kid never changes.
+	before = op.Hits("/keys")
+	for range 3 {
+		c.move(time.Minute)
+		_, err := v.Verify(context.Background(), parts[0]+"."+seg(claims)+"."+parts[2])
+		wantRefusal(t, err, identity.ReasonSignature)
+	}
+	if n := op.Hits("/keys") - before; n != 0 {
+		t.Fatalf("forged tokens under a known kid cost the provider %d JWKS fetches", n)
+	}
 	c.move(time.Minute)
 	op.RotateKey(t)
 	if _, err := v.Verify(context.Background(), op.SignIn(t, oidcop.CLIClientID, "bob")); err != nil {
