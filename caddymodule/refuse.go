@@ -54,11 +54,15 @@ func refuse(w http.ResponseWriter, r *http.Request, res gateway.Result, requestI
 	repl.Set("tokengate.error", errCode)
 	repl.Set("tokengate.request_id", requestID)
 
-	// The message is the reason code alone, never a store or policy
-	// error: error routes may echo {http.error.message} to the client.
-	herr := caddyhttp.Error(status, errors.New(main))
-	if errorRoutesAnswer(r, herr) {
-		return status, herr
+	if srv := serverWithErrorRoutes(r); srv != nil {
+		// The message is the reason code alone, never a store or policy
+		// error: error routes may echo {http.error.message} to the
+		// client. Built only here: caddyhttp.Error takes a stack frame
+		// and makes an id, work a flood of refusals need not pay for.
+		herr := caddyhttp.Error(status, errors.New(main))
+		if errorRoutesAnswer(r, srv, herr) {
+			return status, herr
+		}
 	}
 	if problem {
 		writeProblem(w, status, main, "")
@@ -78,11 +82,7 @@ func refuse(w http.ResponseWriter, r *http.Request, res gateway.Result, requestI
 // handle_errors in another site on the same server (the Caddyfile adapter
 // puts a host matcher in front of it) or one for other status codes
 // (handle_errors 404) leaves tokengate's answers as they are.
-func errorRoutesAnswer(r *http.Request, herr caddyhttp.HandlerError) bool {
-	srv, _ := r.Context().Value(caddyhttp.ServerCtxKey).(*caddyhttp.Server)
-	if srv == nil || srv.Errors == nil || len(srv.Errors.Routes) == 0 {
-		return false
-	}
+func errorRoutesAnswer(r *http.Request, srv *caddyhttp.Server, herr caddyhttp.HandlerError) bool {
 	// What the error routes will see: the error and its placeholders, and
 	// the request as it arrived (the server restores it before running
 	// them, undoing rewrites made on the way here).
@@ -92,6 +92,16 @@ func errorRoutesAnswer(r *http.Request, herr caddyhttp.HandlerError) bool {
 		er.Method, er.URL, er.RequestURI = orig.Method, &u, orig.RequestURI
 	}
 	return routesAnswer(srv.Errors.Routes, er, 0)
+}
+
+// serverWithErrorRoutes returns the server serving r when it has error
+// routes (handle_errors), else nil.
+func serverWithErrorRoutes(r *http.Request) *caddyhttp.Server {
+	srv, _ := r.Context().Value(caddyhttp.ServerCtxKey).(*caddyhttp.Server)
+	if srv == nil || srv.Errors == nil || len(srv.Errors.Routes) == 0 {
+		return nil
+	}
+	return srv
 }
 
 // maxRouteDepth bounds the walk into nested subroutes.
