@@ -372,3 +372,17 @@ func TestKeyNormalisesTheAPIURL(t *testing.T) {
 		}
 	}
 }
+
+// A refresh must not change who is signed in: a session stored as
+// mallory's whose refresh token the IdP answers for alice is refused, and
+// nothing is saved.
+func TestFreshRefusesARefreshForAnotherUser(t *testing.T) {
+	op := oidcop.Start(t, oidcop.Options{})
+	s := signedIn(t, op, oidcop.CLIClientID, "alice")
+	s.Subject = "mallory"
+	later := func() time.Time { return s.Expiry.Add(-time.Minute) }
+	next, changed, err := signin.Fresh(context.Background(), s, nil, later)
+	if err == nil || changed || next.IDToken != s.IDToken || !strings.Contains(err.Error(), "another user") {
+		t.Fatalf("refresh for another subject: changed %v, err %v", changed, err)
+	}
+}
