@@ -390,6 +390,12 @@ func TestTextIsSlackSafe(t *testing.T) {
 	if e.Purpose != r.Purpose {
 		t.Errorf("the purpose field itself is kept as is: %q", e.Purpose)
 	}
+	// A revocation's reason is typed by whoever revokes: escaped too.
+	tok := &store.Token{ID: "tok_1", Owner: "billing-exporter", Purpose: "push", Scopes: []string{"billing:read"},
+		Services: []string{"billing"}, RevokedBy: "carol", RevokeReason: "<!here> leaked", RevokedAt: time.Now()}
+	if e := ForToken(TokenRevoked, tok, time.Now()); strings.ContainsAny(e.Text, "<>") || !strings.Contains(e.Text, "&lt;!here&gt;") {
+		t.Errorf("revocation text %q", e.Text)
+	}
 }
 
 func TestDurationReadsShort(t *testing.T) {
