@@ -85,15 +85,32 @@ func freePorts(t *testing.T) (admin, gateway int) {
 	}
 }
 
+// startGateway starts Caddy with gatewayConfig on ports chosen free (new
+// ones if another process took one first), edited by edit when not nil,
+// and returns it with its gateway port (the management API is on the next).
+func startGateway(t *testing.T, dir, upstream string, edit func(string) string) (*caddyproc.Process, int) {
+	t.Helper()
+	var port int
+	p := caddyproc.StartOnFreePorts(t, dir, func() (string, string) {
+		var adminPort int
+		adminPort, port = freePorts(t)
+		cfg := gatewayConfig(adminPort, port, upstream, dir)
+		if edit != nil {
+			cfg = edit(cfg)
+		}
+		return fmt.Sprintf("127.0.0.1:%d", adminPort), cfg
+	})
+	return p, port
+}
+
 // TestIssuedTokenSurvivesKill9 issues a token with the CLI, kills Caddy
 // with SIGKILL (no shutdown, no flush), starts it again on the same bolt
 // file and uses the token.
 func TestIssuedTokenSurvivesKill9(t *testing.T) {
 	dir := t.TempDir()
 	up := startUpstream(t)
-	adminPort, port := freePorts(t)
-	cfg := gatewayConfig(adminPort, port, up.Listener.Addr().String(), dir)
-	p := caddyproc.Start(t, dir, fmt.Sprintf("127.0.0.1:%d", adminPort), cfg)
+	var cfg string
+	p, port := startGateway(t, dir, up.Listener.Addr().String(), func(c string) string { cfg = c; return c })
 
 	stdout, stderr, err := p.CLI(t, nil, "tokengate", "issue", "--address", p.Admin,
 		"--owner", "alice", "--purpose", "crash test", "--scope", "api:read", "--service", "api", "--ttl", "30m")
@@ -120,8 +137,7 @@ func TestIssuedTokenSurvivesKill9(t *testing.T) {
 func TestCLILifecycle(t *testing.T) {
 	dir := t.TempDir()
 	up := startUpstream(t)
-	adminPort, port := freePorts(t)
-	p := caddyproc.Start(t, dir, fmt.Sprintf("127.0.0.1:%d", adminPort), gatewayConfig(adminPort, port, up.Listener.Addr().String(), dir))
+	p, port := startGateway(t, dir, up.Listener.Addr().String(), nil)
 	gw := fmt.Sprintf("http://127.0.0.1:%d/api/", port)
 	api := fmt.Sprintf("http://127.0.0.1:%d", port+1)
 	cli := func(env []string, args ...string) (string, string) {
@@ -364,8 +380,7 @@ func TestExampleCaddyfileRunsAsIs(t *testing.T) {
 func TestOperatorPaperCuts(t *testing.T) {
 	dir := t.TempDir()
 	up := startUpstream(t)
-	adminPort, port := freePorts(t)
-	p := caddyproc.Start(t, dir, fmt.Sprintf("127.0.0.1:%d", adminPort), gatewayConfig(adminPort, port, up.Listener.Addr().String(), dir))
+	p, _ := startGateway(t, dir, up.Listener.Addr().String(), nil)
 	local := []string{"--address", p.Admin}
 
 	// The running node holds the bolt file's exclusive lock; validation

@@ -29,11 +29,10 @@ func signInGateway(t *testing.T, op *oidcop.OP) (*caddyproc.Process, string) {
 	t.Helper()
 	dir := t.TempDir()
 	up := startUpstream(t)
-	adminPort, port := freePorts(t)
 	store := "store bolt " + dir + "/tokens.db"
-	cfg := strings.Replace(gatewayConfig(adminPort, port, up.Listener.Addr().String(), dir), store,
-		store+"\n\t\toidc "+op.Issuer()+" {\n\t\t\taudience "+oidcop.CLIClientID+"\n\t\t}", 1)
-	p := caddyproc.Start(t, dir, fmt.Sprintf("127.0.0.1:%d", adminPort), cfg)
+	p, port := startGateway(t, dir, up.Listener.Addr().String(), func(cfg string) string {
+		return strings.Replace(cfg, store, store+"\n\t\toidc "+op.Issuer()+" {\n\t\t\taudience "+oidcop.CLIClientID+"\n\t\t}", 1)
+	})
 	return p, fmt.Sprintf("http://127.0.0.1:%d", port+1)
 }
 
@@ -291,8 +290,7 @@ func TestCLILoginAgainstAGatewayWithoutOIDC(t *testing.T) {
 	op := oidcop.Start(t, oidcop.Options{})
 	dir := t.TempDir()
 	up := startUpstream(t)
-	adminPort, port := freePorts(t)
-	p := caddyproc.Start(t, dir, fmt.Sprintf("127.0.0.1:%d", adminPort), gatewayConfig(adminPort, port, up.Listener.Addr().String(), dir))
+	p, port := startGateway(t, dir, up.Listener.Addr().String(), nil)
 	apiURL := fmt.Sprintf("http://127.0.0.1:%d", port+1)
 
 	if _, stderr, err := tokengate(t, p, nil, "login", "--api", apiURL, "--no-browser"); err == nil || !strings.Contains(stderr, "no sign-in") {

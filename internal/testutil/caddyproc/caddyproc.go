@@ -90,6 +90,35 @@ type Process struct {
 // It is killed when the test ends.
 func Start(t testing.TB, dir, adminAddr, caddyfile string) *Process {
 	t.Helper()
+	p, err := start(t, dir, adminAddr, caddyfile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// StartOnFreePorts is Start with ports chosen at run time: next picks
+// them (FreePort) and returns the admin address and the Caddyfile. A port
+// is only free when it was checked; any process (an outgoing connection's
+// local port too) may take it before Caddy binds, so a start that fails
+// with "address already in use" is tried again with new ports, up to five
+// times.
+func StartOnFreePorts(t testing.TB, dir string, next func() (adminAddr, caddyfile string)) *Process {
+	t.Helper()
+	for attempt := 1; ; attempt++ {
+		adminAddr, caddyfile := next()
+		p, err := start(t, dir, adminAddr, caddyfile)
+		if err == nil {
+			return p
+		}
+		if attempt == 5 || !strings.Contains(p.Output(), "address already in use") {
+			t.Fatal(err)
+		}
+	}
+}
+
+func start(t testing.TB, dir, adminAddr, caddyfile string) (*Process, error) {
+	t.Helper()
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		t.Fatal(err)
 	}
@@ -114,10 +143,11 @@ func Start(t testing.TB, dir, adminAddr, caddyfile string) *Process {
 		resp, err := http.Get("http://" + adminAddr + "/config/")
 		if err == nil {
 			resp.Body.Close()
-			return p
+			return p, nil
 		}
 		if p.Exited() || time.Now().After(deadline) {
-			t.Fatalf("caddy did not start: %v\n%s", err, p.Output())
+			p.Kill()
+			return p, fmt.Errorf("caddy did not start: %v\n%s", err, p.Output())
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
