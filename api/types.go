@@ -33,9 +33,11 @@ type TokenView struct {
 	RevokedAt    *time.Time `json:"revoked_at,omitempty"`
 	RevokedBy    string     `json:"revoked_by,omitempty"`
 	RevokeReason string     `json:"revoke_reason,omitempty"`
-	LastUsedAt   *time.Time `json:"last_used_at,omitempty"`
-	LastUsedIP   string     `json:"last_used_ip,omitempty"`
-	UsedScopes   []string   `json:"used_scopes"`
+	// LastUsedAt is written in batches about once a second; a token in
+	// steady use from one address may show a time up to a minute old.
+	LastUsedAt *time.Time `json:"last_used_at,omitempty"`
+	LastUsedIP string     `json:"last_used_ip,omitempty"`
+	UsedScopes []string   `json:"used_scopes"`
 }
 
 // IssuedToken is the one response that carries a secret.

@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -260,10 +261,21 @@ func (s *Store) RecordUsage(_ context.Context, batch []store.Usage) error {
 	if len(batch) == 0 {
 		return nil
 	}
+	// In id order, so each token's record is decoded and written once for
+	// all its observations (one per scope exercised), and the writes walk
+	// the B+tree's pages in order.
+	sorted := slices.Clone(batch)
+	slices.SortStableFunc(sorted, func(a, b store.Usage) int { return strings.Compare(a.TokenID, b.TokenID) })
 	return s.update(func(tx *bbolt.Tx) error {
 		tokens := tx.Bucket(tokensBucket)
-		for _, u := range batch {
-			t, err := get(tokens, u.TokenID)
+		for len(sorted) > 0 {
+			n := 1
+			for n < len(sorted) && sorted[n].TokenID == sorted[0].TokenID {
+				n++
+			}
+			same := sorted[:n]
+			sorted = sorted[n:]
+			t, err := get(tokens, same[0].TokenID)
 			if err == store.ErrNotFound {
 				continue
 			}
@@ -272,7 +284,9 @@ func (s *Store) RecordUsage(_ context.Context, batch []store.Usage) error {
 			}
 			// No version bump: usage statistics never change a decision,
 			// and bumping would empty the decision cache every flush.
-			store.ApplyUsage(t, u)
+			for _, u := range same {
+				store.ApplyUsage(t, u)
+			}
 			if err := put(tokens, t); err != nil {
 				return err
 			}
