@@ -176,8 +176,8 @@ func (e *Engine) Has(query string) bool {
 // It drives OPA's evaluator (topdown) directly instead of through the rego
 // package, because profiles of the uncached gateway path showed three
 // costs there that buy tokengate nothing (see BENCHMARKS.md): a goroutine
-// per evaluation to watch ctx for cancellation (context.AfterFunc flips
-// the query's cancel flag instead, with no goroutine unless ctx ends),
+// per evaluation to watch ctx for cancellation (the evaluator polls ctx's
+// Done channel instead, see doneCancel),
 // OPA's per-evaluation metrics, and converting the answer to Go maps
 // before reading three fields of it (it is read as an OPA value here).
 // OPA's per-evaluation caches are replaced by cheaper equivalents
@@ -189,8 +189,6 @@ func (e *Engine) Decide(ctx context.Context, query string, input ast.Value) (Dec
 	if !ok {
 		return Decision{Revision: c.revision}, fmt.Errorf("%s: %w", query, ErrNoDecision)
 	}
-	cancel := topdown.NewCancel()
-	stop := context.AfterFunc(ctx, cancel.Cancel)
 	rules := getRuleCache()
 	defer rules.release()
 	for _, k := range q.constants {
@@ -202,7 +200,7 @@ func (e *Engine) Decide(ctx context.Context, query string, input ast.Value) (Dec
 		WithTransaction(c.reading).
 		WithInput(ast.NewTerm(input)).
 		WithTime(time.Now()).
-		WithCancel(cancel).
+		WithCancel(doneCancel{ctx.Done()}).
 		WithMetrics(metrics.NoOp()).
 		WithVirtualCache(rules).
 		WithBaseCache(noBaseCache{}).
@@ -220,7 +218,6 @@ func (e *Engine) Decide(ctx context.Context, query string, input ast.Value) (Dec
 		}
 		return nil
 	})
-	stop()
 	if err != nil {
 		return Decision{Revision: c.revision}, fmt.Errorf("evaluating %s: %v", query, err)
 	}
@@ -230,6 +227,28 @@ func (e *Engine) Decide(ctx context.Context, query string, input ast.Value) (Dec
 	d, err := q.parse(first)
 	d.Revision = c.revision
 	return d, err
+}
+
+// doneCancel is the evaluator's cancellation flag read straight from a
+// context's Done channel. OPA polls Cancelled before every expression;
+// a non-blocking receive on an open channel is a couple of atomic loads,
+// and nothing has to be registered with ctx per evaluation
+// (context.AfterFunc cost three to four allocations and two locks of the
+// parent context per call). A nil channel (context.Background) is never
+// ready. Cancel is never called by the evaluator; the caller cancels ctx.
+// A struct of one channel is stored in the Cancel interface without an
+// allocation.
+type doneCancel struct{ done <-chan struct{} }
+
+func (doneCancel) Cancel() {}
+
+func (d doneCancel) Cancelled() bool {
+	select {
+	case <-d.done:
+		return true
+	default:
+		return false
+	}
 }
 
 // noRequestMetadata stands in for the map OPA otherwise makes for every
