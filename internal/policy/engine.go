@@ -18,6 +18,7 @@ import (
 	"maps"
 	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -118,6 +119,8 @@ type query struct {
 	// constants are the constant rules body can reach, put in the rule
 	// memo before each evaluation (constants.go).
 	constants []constantRule
+	// evaluations holds *evaluation, ready to evaluate body.
+	evaluations *sync.Pool
 }
 
 // NewEngine compiles the .rego and data files in source (test files
@@ -189,35 +192,18 @@ func (e *Engine) Decide(ctx context.Context, query string, input ast.Value) (Dec
 	if !ok {
 		return Decision{Revision: c.revision}, fmt.Errorf("%s: %w", query, ErrNoDecision)
 	}
-	rules := getRuleCache()
-	defer rules.release()
+	ev := q.evaluations.Get().(*evaluation)
+	defer ev.release(q.evaluations)
+	ev.rules.Push()
 	for _, k := range q.constants {
-		rules.Put(k.path, k.value)
+		ev.rules.Put(k.path, k.value)
 	}
-	tq := topdown.NewQuery(q.body).
-		WithCompiler(c.compiler).
-		WithStore(c.data).
-		WithTransaction(c.reading).
-		WithInput(ast.NewTerm(input)).
-		WithTime(time.Now()).
-		WithCancel(doneCancel{ctx.Done()}).
-		WithMetrics(metrics.NoOp()).
-		WithVirtualCache(rules).
-		WithBaseCache(noBaseCache{}).
-		WithStrictBuiltinErrors(true).
-		WithRequestMetadata(noRequestMetadata)
-	if e.print != nil {
-		tq = tq.WithPrintHook(e.print)
-	}
+	ev.input.Value = input
+	ev.tq.WithTime(time.Now()).WithCancel(doneCancel{ctx.Done()})
 	// The first result is the decision; Iter, unlike Run, does not
 	// collect the results in a list first.
-	var first topdown.QueryResult
-	err := tq.Iter(ctx, func(r topdown.QueryResult) error {
-		if first == nil {
-			first = r
-		}
-		return nil
-	})
+	err := ev.tq.Iter(ctx, ev.keep)
+	first := ev.first
 	if err != nil {
 		return Decision{Revision: c.revision}, fmt.Errorf("evaluating %s: %v", query, err)
 	}
@@ -227,6 +213,56 @@ func (e *Engine) Decide(ctx context.Context, query string, input ast.Value) (Dec
 	d, err := q.parse(first)
 	d.Revision = c.revision
 	return d, err
+}
+
+// evaluation is what Decide sets up for one evaluation of a query,
+// pooled per query of a revision: OPA's Query (configured once; it
+// keeps no state between evaluations, Iter builds its evaluator afresh
+// each time and only reads the Query, which Decide gives the per-call
+// time, cancellation and input), the term holding input, the rule memo,
+// and the callback that keeps the first result. Built per call they were
+// four allocations.
+type evaluation struct {
+	tq    *topdown.Query
+	rules *ruleCache
+	input ast.Term
+	first topdown.QueryResult
+	keep  func(topdown.QueryResult) error
+}
+
+func newEvaluations(c *compiled, body ast.Body, printHook print.Hook) *sync.Pool {
+	return &sync.Pool{New: func() any {
+		ev := &evaluation{rules: &ruleCache{}}
+		ev.keep = func(r topdown.QueryResult) error {
+			if ev.first == nil {
+				ev.first = r
+			}
+			return nil
+		}
+		ev.tq = topdown.NewQuery(body).
+			WithCompiler(c.compiler).
+			WithStore(c.data).
+			WithTransaction(c.reading).
+			WithInput(&ev.input).
+			WithMetrics(metrics.NoOp()).
+			WithVirtualCache(ev.rules).
+			WithBaseCache(noBaseCache{}).
+			WithStrictBuiltinErrors(true).
+			WithRequestMetadata(noRequestMetadata)
+		if printHook != nil {
+			ev.tq = ev.tq.WithPrintHook(printHook)
+		}
+		return ev
+	}}
+}
+
+// release drops every reference to this evaluation's terms (so a pooled
+// evaluation pins no input or result) and returns ev to pool.
+func (ev *evaluation) release(pool *sync.Pool) {
+	ev.rules.reset()
+	ev.input.Value, ev.first = nil, nil
+	ev.tq.WithCancel(nil)
+	pool.Put(ev)
 }
 
 // doneCancel is the evaluator's cancellation flag read straight from a
@@ -460,7 +496,8 @@ func (e *Engine) compile(src *loaded) (*compiled, error) {
 		if err != nil {
 			return nil, fmt.Errorf("preparing %s: %v", p.query, err)
 		}
-		c.queries[p.query] = query{body: body, parse: p.parse, constants: reachableConstants(c.compiler, body)}
+		c.queries[p.query] = query{body: body, parse: p.parse, constants: reachableConstants(c.compiler, body),
+			evaluations: newEvaluations(c, body, e.print)}
 	}
 	c.reads = gatewayReads(c.compiler, c.queries[GatewayQuery].body)
 	return c, nil

@@ -57,13 +57,18 @@ func getRuleCache() *ruleCache {
 	return c
 }
 
-// release empties c, so that it holds on to no term of this evaluation,
-// and returns it to the pool.
+// release empties c and returns it to the pool.
 func (c *ruleCache) release() {
+	c.reset()
+	ruleCaches.Put(c)
+}
+
+// reset empties c, so that it holds on to no term of this evaluation, and
+// leaves no frame open.
+func (c *ruleCache) reset() {
 	for len(c.frames) > 0 {
 		c.Pop()
 	}
-	ruleCaches.Put(c)
 }
 
 func (c *ruleCache) Push() {
