@@ -53,7 +53,7 @@ type Call struct {
 func (c *Call) MarshalLogObject(enc zapcore.ObjectEncoder) error {
 	enc.AddInt("schema", SchemaVersion)
 	enc.AddString("decision", c.Decision)
-	_ = enc.AddArray("reasons", stringArray(c.Reasons))
+	_ = enc.AddArray("reasons", (*stringArray)(&c.Reasons))
 	enc.AddInt("status", c.Status)
 	enc.AddString("token_id", c.TokenID)
 	enc.AddString("owner", c.Owner)
@@ -62,7 +62,7 @@ func (c *Call) MarshalLogObject(enc zapcore.ObjectEncoder) error {
 		enc.AddString("actor", c.Actor)
 	}
 	enc.AddString("purpose", c.Purpose)
-	_ = enc.AddArray("scopes", stringArray(c.Scopes))
+	_ = enc.AddArray("scopes", (*stringArray)(&c.Scopes))
 	enc.AddString("service", c.Service)
 	enc.AddString("client_ip", c.ClientIP)
 	enc.AddString("method", c.Method)
@@ -144,7 +144,7 @@ func (a *Action) MarshalLogObject(enc zapcore.ObjectEncoder) error {
 	enc.AddString("reason", a.Reason)
 	enc.AddString("outcome", a.Outcome)
 	if len(a.Reasons) > 0 {
-		_ = enc.AddArray("reasons", stringArray(a.Reasons))
+		_ = enc.AddArray("reasons", (*stringArray)(&a.Reasons))
 	}
 	if a.Owner != "" {
 		enc.AddString("owner", a.Owner)
@@ -153,10 +153,10 @@ func (a *Action) MarshalLogObject(enc zapcore.ObjectEncoder) error {
 		enc.AddString("held_by", a.HeldBy)
 	}
 	if len(a.Scopes) > 0 {
-		_ = enc.AddArray("scopes", stringArray(a.Scopes))
+		_ = enc.AddArray("scopes", (*stringArray)(&a.Scopes))
 	}
 	if len(a.Services) > 0 {
-		_ = enc.AddArray("services", stringArray(a.Services))
+		_ = enc.AddArray("services", (*stringArray)(&a.Services))
 	}
 	if a.TTL > 0 {
 		enc.AddInt64("ttl", int64(a.TTL/time.Second))
@@ -181,10 +181,13 @@ func addTrace(enc zapcore.ObjectEncoder, traceID, spanID string) {
 	}
 }
 
+// stringArray has a pointer receiver so that passing a field of a Call or
+// Action as a zapcore.ArrayMarshaler stores a pointer in the interface:
+// a slice would be copied to the heap for it, once per array per line.
 type stringArray []string
 
-func (s stringArray) MarshalLogArray(enc zapcore.ArrayEncoder) error {
-	for _, v := range s {
+func (s *stringArray) MarshalLogArray(enc zapcore.ArrayEncoder) error {
+	for _, v := range *s {
 		enc.AppendString(v)
 	}
 	return nil
