@@ -56,6 +56,7 @@ const (
 //		}
 //		max_ttl <duration>           # default 720h
 //		decision_cache <entries>     # default 100000; 0 disables
+//		census_interval <duration>   # how often the store is counted for the token gauges; default 30s, at least 1s
 //		pepper <secret>              # HMAC key for token hashes, e.g. {env.TOKENGATE_PEPPER}
 //		audit_fail_open              # let allowed calls through when their audit line cannot be written
 //		webhook <url> {              # repeatable: signed events about requests and revocations
@@ -77,6 +78,11 @@ type App struct {
 	MaxTTL caddy.Duration `json:"max_ttl,omitempty"`
 	// Number of decisions cached. Default 100000; 0 disables the cache.
 	DecisionCache *int `json:"decision_cache,omitempty"`
+	// How often the store is counted for the token gauges (tokens by
+	// state, expiring soon, pending requests). Each count reads every
+	// token record in bolt, one GROUP BY in PostgreSQL. Default 30s; at
+	// least 1s.
+	CensusInterval caddy.Duration `json:"census_interval,omitempty"`
 	// Key for HMAC-SHA256 token hashes. Placeholders such as
 	// {env.TOKENGATE_PEPPER} are expanded; one that expands to nothing
 	// refuses to start rather than fall back to plain SHA-256. Changing it
@@ -158,6 +164,9 @@ func (a *App) Provision(ctx caddy.Context) error {
 	}
 	if cacheSize < 0 {
 		return fmt.Errorf("decision_cache must be 0 or more, got %d", cacheSize)
+	}
+	if a.CensusInterval < 0 || (a.CensusInterval > 0 && time.Duration(a.CensusInterval) < minCensusInterval) {
+		return fmt.Errorf("census_interval must be %s or more, got %s", minCensusInterval, time.Duration(a.CensusInterval))
 	}
 	pepper, err := resolvePepper(a.Pepper)
 	if err != nil {
@@ -303,7 +312,7 @@ func (a *App) Start() error {
 		watches = append(watches, audit.NewFileWatch(path, a.audit.Health()))
 	}
 	a.goRun(func() { a.watchAudit(ctx, watches) })
-	a.goRun(func() { metrics.census.runCensus(ctx, a.store, a.now, a.logger) })
+	a.goRun(func() { metrics.census.runCensus(ctx, a.store, a.now, a.logger, a.censusInterval()) })
 	if a.webhooks != nil {
 		a.webhooks.Start()
 		a.goRun(func() { a.sweepLapses(ctx) })

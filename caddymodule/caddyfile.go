@@ -35,6 +35,7 @@ func init() {
 //		}
 //		max_ttl <duration>
 //		decision_cache <entries>
+//		census_interval <duration>
 //		pepper <secret>
 //		audit_fail_open
 //		oidc <issuer> {
@@ -103,6 +104,16 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return d.Errf("decision_cache %q is not a number of entries (0 disables)", v)
 			}
 			a.DecisionCache = &n
+		case "census_interval":
+			var v string
+			if !d.AllArgs(&v) {
+				return d.ArgErr()
+			}
+			dur, err := caddy.ParseDuration(v)
+			if err != nil || dur < minCensusInterval {
+				return d.Errf("census_interval %q is not a duration of %s or more", v, minCensusInterval)
+			}
+			a.CensusInterval = caddy.Duration(dur)
 		case "pepper":
 			if !d.AllArgs(&a.Pepper) {
 				return d.ArgErr()

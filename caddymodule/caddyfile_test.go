@@ -64,6 +64,9 @@ func TestGlobalOptionCaddyfile(t *testing.T) {
 		{input: "tokengate {\n max_ttl -1h\n}", wantErr: "not a positive duration"},
 		{input: "tokengate {\n decision_cache -5\n}", wantErr: "not a number of entries"},
 		{input: "tokengate {\n decision_cache lots\n}", wantErr: "not a number of entries"},
+		{input: "tokengate {\n census_interval 2m\n}", want: `{"census_interval":120000000000}`},
+		{input: "tokengate {\n census_interval 100ms\n}", wantErr: "not a duration of 1s or more"},
+		{input: "tokengate {\n census_interval often\n}", wantErr: "not a duration of 1s or more"},
 		{input: "tokengate {\n cache 5\n}", wantErr: `unrecognized subdirective "cache"`},
 		{input: "tokengate extra", wantErr: "wrong argument count"},
 	}

@@ -27,14 +27,18 @@ import (
 //	tokengate_service_decisions_total{service,result} gateway calls by route service and result
 //	tokengate_build_info{version}                    1, labelled with tokengate's module version
 //
-// The counts are taken when the app starts and then every censusInterval,
+// The counts are taken when the app starts and then every census_interval,
 // off the request path: a GROUP BY query in PostgreSQL, one read
 // transaction in bolt. A scrape only reads the last values, so scraping
 // often costs the store nothing.
 
-// censusInterval is how often the store is counted, in nanoseconds
-// (atomic, as tests shorten it while earlier configs still run).
+// censusInterval is how often the store is counted when the config does
+// not say (census_interval), in nanoseconds; atomic, as tests change it
+// while earlier configs still run.
 var censusInterval atomic.Int64
+
+// minCensusInterval keeps a config from counting a large store in a loop.
+const minCensusInterval = time.Second
 
 func init() { censusInterval.Store(int64(30 * time.Second)) }
 
@@ -159,10 +163,16 @@ func (c *serviceCounters) count(outcome string) {
 	}
 }
 
-// runCensus counts b at once and then every censusInterval until ctx is
-// done.
-func (m *censusMetrics) runCensus(ctx context.Context, b store.Backend, now func() time.Time, log *zap.Logger) {
-	interval := time.Duration(censusInterval.Load())
+// censusInterval is how often this config counts its store.
+func (a *App) censusInterval() time.Duration {
+	if a.CensusInterval > 0 {
+		return time.Duration(a.CensusInterval)
+	}
+	return time.Duration(censusInterval.Load())
+}
+
+// runCensus counts b at once and then every interval until ctx is done.
+func (m *censusMetrics) runCensus(ctx context.Context, b store.Backend, now func() time.Time, log *zap.Logger, interval time.Duration) {
 	for {
 		m.count(ctx, b, now, log)
 		select {

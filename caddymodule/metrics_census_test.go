@@ -225,3 +225,28 @@ func TestVersionIn(t *testing.T) {
 		}
 	}
 }
+
+// census_interval sets how often the store is counted: with the default
+// made an hour, a token issued after start still shows in the gauges
+// within seconds when the config asks for 1s.
+func TestCensusIntervalOption(t *testing.T) {
+	old := censusInterval.Load()
+	censusInterval.Store(int64(time.Hour))
+	t.Cleanup(func() { censusInterval.Store(old) })
+	e := newEnv(t, envOptions{appOptions: "census_interval 1s"})
+	e.bootstrap()
+	e.issue(billingReader(nil))
+	// The two bootstrap tokens and the issued one, all issued after the
+	// count at start.
+	const active, want = `tokengate_tokens{state="active"}`, 3
+	if n := len(e.inventory()); n != want {
+		t.Fatalf("inventory holds %d tokens, want %d", n, want)
+	}
+	deadline := time.Now().Add(15 * time.Second)
+	for scrape(t)[active] != want {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s still %v 15s after a token was issued, with census_interval 1s", active, scrape(t)[active])
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
