@@ -176,10 +176,9 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	defer func() {
 		line.Duration = time.Since(start)
 		if ce := h.app.audit.CheckCall(); ce != nil {
-			// Only this copy escapes to the heap, and only when a line
-			// is written.
-			entry := line
-			audit.WriteCall(ce, &entry)
+			// WriteCall copies line to the heap, only when a line is
+			// written; line itself stays on the stack.
+			audit.WriteCall(ce, &line)
 		}
 	}()
 

@@ -222,28 +222,28 @@ func (l *Logger) check(msg string) *zapcore.CheckedEntry {
 
 // write writes ce, accounting for the outcome in the Health its
 // ErrorOutput points to. ce is recycled by zap once written.
-func write(ce *zapcore.CheckedEntry, field zap.Field) {
+func write(ce *zapcore.CheckedEntry, fields []zap.Field) {
 	sink, ok := ce.ErrorOutput.(errorSink)
 	if !ok {
-		ce.Write(field)
+		ce.Write(fields...)
 		return
 	}
 	before := sink.h.beginWrite()
-	ce.Write(field)
+	ce.Write(fields...)
 	sink.h.endWrite(before)
 }
 
-// Call writes the line for one gateway call.
+// Call writes the line for one gateway call; c escapes to the heap.
 func (l *Logger) Call(c *Call) {
 	if ce := l.check("decision"); ce != nil {
-		write(ce, zap.Inline(c))
+		write(ce, []zap.Field{zap.Inline(c)})
 	}
 }
 
 // Action writes the line for one management action.
 func (l *Logger) Action(a *Action) {
 	if ce := l.check(a.Msg); ce != nil {
-		write(ce, zap.Inline(a))
+		write(ce, []zap.Field{zap.Inline(a)})
 	}
 }
 

@@ -19,7 +19,20 @@ func (l *Logger) Enabled() bool {
 }
 
 // WriteCall writes c to an entry CheckCall returned, and records in the
-// Logger's Health whether that worked.
+// Logger's Health whether that worked. It writes a copy of c, so c does
+// not escape: a caller's Call can stay on its stack, and only lines that
+// are written cost an allocation.
 func WriteCall(ce *zapcore.CheckedEntry, c *Call) {
-	write(ce, zap.Inline(c))
+	line := &callLine{call: *c}
+	line.field[0] = zap.Inline(&line.call)
+	write(ce, line.field[:])
+}
+
+// callLine is a call line on its way to the cores: a copy of the Call and
+// the field that inlines it. Both must be on the heap (the cores get them
+// through an interface, and some keep them, as zap's observer does); one
+// allocation holds the two.
+type callLine struct {
+	call  Call
+	field [1]zap.Field
 }
