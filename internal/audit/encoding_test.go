@@ -2,11 +2,13 @@ package audit
 
 import (
 	"bytes"
+	"fmt"
 	"testing"
 	"time"
 
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
+	"go.uber.org/zap/zaptest/observer"
 )
 
 // fixedClock stamps every entry with the same time, so a whole line can be
@@ -87,5 +89,33 @@ func TestLineBytes(t *testing.T) {
 		if string(got) != want[i] {
 			t.Errorf("line %d:\n got %s\nwant %s", i, got, want[i])
 		}
+	}
+}
+
+// A core may keep the fields of an entry after writing it, as zap's
+// observer does and Caddy's tests rely on: the line it keeps must be the
+// one written, even when the caller reuses its Call (the handler's is on
+// its stack) and whatever WriteCall does to spare allocations.
+func TestWriteCallKeepsTheLineWritten(t *testing.T) {
+	core, logs := observer.New(zapcore.InfoLevel)
+	l := New(zap.New(core))
+	c := &Call{Decision: "deny", Reasons: []string{"token_missing"}, Status: 401}
+	if ce := l.CheckCall(); ce != nil {
+		WriteCall(ce, c)
+	}
+	*c = Call{Decision: "allow", Status: 200}
+	if ce := l.CheckCall(); ce != nil {
+		WriteCall(ce, c)
+	}
+	lines := logs.AllUntimed()
+	if len(lines) != 2 {
+		t.Fatalf("%d lines, want 2", len(lines))
+	}
+	first, second := lines[0].ContextMap(), lines[1].ContextMap()
+	if first["decision"] != "deny" || fmt.Sprint(first["status"]) != "401" || fmt.Sprint(first["reasons"]) != "[token_missing]" {
+		t.Errorf("first line changed after it was written: %v", first)
+	}
+	if second["decision"] != "allow" || fmt.Sprint(second["status"]) != "200" {
+		t.Errorf("second line: %v", second)
 	}
 }
