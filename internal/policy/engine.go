@@ -121,6 +121,10 @@ type query struct {
 	constants []constantRule
 	// evaluations holds *evaluation, ready to evaluate body.
 	evaluations *sync.Pool
+	// carried are the rules whose values are kept from one evaluation
+	// for the next with the same token, route and method (carried.go);
+	// nil for none.
+	carried *carriedRules
 }
 
 // NewEngine compiles the .rego and data files in source (test files
@@ -198,6 +202,9 @@ func (e *Engine) Decide(ctx context.Context, query string, input ast.Value) (Dec
 	for _, k := range q.constants {
 		ev.rules.Put(k.path, k.value)
 	}
+	if q.carried != nil {
+		q.carried.restore(input, ev.rules, &ev.carried)
+	}
 	ev.input.Value = input
 	ev.tq.WithTime(time.Now()).WithCancel(doneCancel{ctx.Done()})
 	// The first result is the decision; Iter, unlike Run, does not
@@ -211,6 +218,9 @@ func (e *Engine) Decide(ctx context.Context, query string, input ast.Value) (Dec
 		return Decision{Revision: c.revision}, fmt.Errorf("%s: %w", query, ErrNoDecision)
 	}
 	d, err := q.parse(first)
+	if err == nil && q.carried != nil {
+		q.carried.keep(ev.rules, &ev.carried)
+	}
 	d.Revision = c.revision
 	return d, err
 }
@@ -228,6 +238,9 @@ type evaluation struct {
 	input ast.Term
 	first topdown.QueryResult
 	keep  func(topdown.QueryResult) error
+	// carried is which carried rules' values this evaluation found
+	// (carried.go).
+	carried carriedState
 }
 
 func newEvaluations(c *compiled, body ast.Body, printHook print.Hook) *sync.Pool {
@@ -496,8 +509,15 @@ func (e *Engine) compile(src *loaded) (*compiled, error) {
 		if err != nil {
 			return nil, fmt.Errorf("preparing %s: %v", p.query, err)
 		}
-		c.queries[p.query] = query{body: body, parse: p.parse, constants: reachableConstants(c.compiler, body),
+		q := query{body: body, parse: p.parse, constants: reachableConstants(c.compiler, body),
 			evaluations: newEvaluations(c, body, e.print)}
+		if p.query == GatewayQuery {
+			// Only the gateway's input has parts shared between calls.
+			if carried := findCarriedRules(c.compiler, body, q.constants); !carried.empty() {
+				q.carried = carried
+			}
+		}
+		c.queries[p.query] = q
 	}
 	c.reads = gatewayReads(c.compiler, c.queries[GatewayQuery].body)
 	return c, nil

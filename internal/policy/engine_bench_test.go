@@ -2,8 +2,11 @@ package policy
 
 import (
 	"context"
+	"fmt"
 	"testing"
 	"time"
+
+	"github.com/open-policy-agent/opa/v1/ast"
 
 	"github.com/tokengate/caddy-tokengate/internal/testutil/benchdata"
 	"github.com/tokengate/caddy-tokengate/policies"
@@ -56,6 +59,40 @@ func BenchmarkDecide(b *testing.B) {
 				}
 			}
 		})
+	}
+}
+
+// BenchmarkDecideNewToken is BenchmarkDecide/allow with a token no earlier
+// call used, the case in which no rule value is carried over (carried.go):
+// the first call of each token version, and every call when tokens
+// change faster than the kept values' bound.
+func BenchmarkDecideNewToken(b *testing.B) {
+	e, err := NewEngine(policies.FS)
+	if err != nil {
+		b.Fatal(err)
+	}
+	now := time.Now()
+	// Twice maxCarriedEntries: a token's values are dropped before it
+	// comes round again.
+	terms := make([]*ast.Term, 2*maxCarriedEntries)
+	for i := range terms {
+		terms[i] = TokenTerm(&store.Token{
+			ID: fmt.Sprintf("tok_%d", i), Owner: "team-1", Purpose: "benchmark",
+			Scopes: []string{"billing:read", "billing:write"}, Services: []string{"billing"},
+			NotBefore: now.Add(-time.Hour), ExpiresAt: now.Add(24 * time.Hour),
+		})
+	}
+	req := Request{Method: "GET", Host: "api.example.com", Path: "/billing/invoices", RemoteIP: "127.0.0.1"}
+	ctx := context.Background()
+	b.ReportAllocs()
+	defer benchdata.MeasureCPU(b)()
+	i := 0
+	for b.Loop() {
+		d, err := e.Decide(ctx, GatewayQuery, GatewayInput(terms[i%len(terms)], req, "billing", now))
+		if err != nil || !d.Allow {
+			b.Fatal(d, err)
+		}
+		i++
 	}
 }
 

@@ -101,7 +101,23 @@ func (c *ruleCache) Pop() {
 // find returns the position of ref in the top frame, or -1, and the
 // ref's hash when the frame is indexed.
 func (c *ruleCache) find(ref ast.Ref) (int, int) {
-	f := &c.frames[len(c.frames)-1]
+	return c.frames[len(c.frames)-1].find(ref)
+}
+
+// base returns what the outermost frame holds for ref, and whether it
+// holds anything (a nil value records "undefined").
+func (c *ruleCache) base(ref ast.Ref) (*ast.Term, bool) {
+	if len(c.frames) == 0 {
+		return nil, false
+	}
+	f := &c.frames[0]
+	if i, _ := f.find(ref); i >= 0 {
+		return f.entries[i].value, true
+	}
+	return nil, false
+}
+
+func (f *ruleFrame) find(ref ast.Ref) (int, int) {
 	if len(f.entries) < indexFrom {
 		for i := range f.entries {
 			if f.entries[i].ref.Equal(ref) {

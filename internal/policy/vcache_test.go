@@ -95,6 +95,12 @@ else := "low"
 scope := level
 
 ttl_seconds := count({s | some s in input.token.scopes; has(s)})
+
+reasons contains "path" if input.request.path == "/deny"
+
+reasons contains "heavy" if heavy
+
+heavy if input.token.uses > 2
 `
 	e, err := NewEngine(fstest.MapFS{"gateway.rego": {Data: []byte(src)}})
 	if err != nil {
@@ -108,14 +114,42 @@ ttl_seconds := count({s | some s in input.token.scopes; has(s)})
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, in := range []string{
+	// Rules reading only input.token, input.route and the method are
+	// carried from one call to the next (carried.go): the inputs come
+	// twice, parsed afresh, and then again sharing the earlier token
+	// terms with a request path a rule reads.
+	if got := carriedPaths(e); !slices.Equal(got, []string{`"heavy"`, `"level"`, `"scope"`, `"ttl_seconds"`}) {
+		t.Fatalf("carried %v", got)
+	}
+	var inputs []ast.Value
+	texts := []string{
 		`{"token": {"scopes": ["a:read", "b:read", "c:write"], "uses": 1}, "request": {"method": "GET"}}`,
 		`{"token": {"scopes": ["a:read"], "uses": 3}, "request": {"method": "GET"}}`,
 		`{"token": {"scopes": ["a:read", "b:read"], "uses": 0}, "request": {"method": "DELETE"}}`,
 		`{"token": {"scopes": [], "uses": 0}, "request": {"method": "PUT"}}`,
 		`{"token": {"scopes": ["x"], "uses": 2}, "request": {"method": "PUT"}}`,
-	} {
-		input := ast.MustParseTerm(in).Value
+	}
+	for range 2 {
+		for _, in := range texts {
+			inputs = append(inputs, ast.MustParseTerm(in).Value)
+		}
+	}
+	for i, in := range inputs[:len(texts)] {
+		path := "/allow"
+		if i%2 == 0 {
+			path = "/deny"
+		}
+		obj := in.(ast.Object)
+		inputs = append(inputs, ast.NewObject(
+			[2]*ast.Term{ast.StringTerm("token"), obj.Get(ast.StringTerm("token"))},
+			[2]*ast.Term{ast.StringTerm("request"), ast.ObjectTerm(
+				[2]*ast.Term{ast.StringTerm("method"), obj.Get(ast.StringTerm("request")).Get(ast.StringTerm("method"))},
+				[2]*ast.Term{ast.StringTerm("path"), ast.StringTerm(path)},
+			)},
+		))
+	}
+	for _, input := range inputs {
+		in := input.String()
 		got, err := e.Decide(context.Background(), GatewayQuery, input)
 		if err != nil {
 			t.Fatal(err)
