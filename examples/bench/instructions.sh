@@ -7,6 +7,7 @@
 #   N=5000 SETUPS="caddy-log tg-audit" examples/bench/instructions.sh
 #   REV=7fe8e15 examples/bench/instructions.sh      # tokengate as built from another commit
 #   SRC_DIR=/tmp/tree examples/bench/instructions.sh # ... or from a source folder (a tree with a change undone)
+#   CADDY_GOGC=100 examples/bench/instructions.sh         # count the garbage collector in (default: off, bytes reported)
 #
 # Counts with `perf stat -e instructions:u` when this machine's kernel
 # exposes the counter, else with valgrind's callgrind (Debian package
@@ -90,8 +91,23 @@ cache_count() { # result
 		awk -v r="$1" '$1 == "tokengate_decision_cache_total{result=\"" r "\"}" {print $2; f = 1} END {if (!f) print 0}'
 }
 
+# The token census reads all $TOKENS records on a wall-clock timer, and
+# under callgrind's slowdown a timer packs several counts into the window:
+# trees that have census_interval count once at start only.
+CENSUS=""
+grep -q '"census_interval"' "$SRC/caddymodule/caddyfile.go" && CENSUS="census_interval 24h"
+# With the collector on, how many GC cycles fall in the window moves the
+# count by more than most changes: GOGC=off (the default, CADDY_GOGC) leaves the
+# collector out, and bytes allocated per request, which decides what the
+# collector will cost, are reported beside. CADDY_GOGC=100 counts it in.
+CADDY_GOGC=${CADDY_GOGC:-off}
+alloc_bytes() {
+	curl -s "http://127.0.0.1:$ADMIN/metrics" |
+		awk '$1 == "go_memstats_alloc_bytes_total" {printf "%.0f", $2; f = 1} END {if (!f) print 0}'
+}
+
 RESULTS=$WORK/instructions.tsv
-printf 'setup\trequests\tinstructions\tper_request\thits\tmisses\n' >"$RESULTS"
+printf 'setup\trequests\tinstructions\tper_request\thits\tmisses\tbytes_per_request\n' >"$RESULTS"
 for name in "${SETUPS[@]}"; do
 	dir=$WORK/$name
 	mkdir -p "$dir"
@@ -112,6 +128,7 @@ for name in "${SETUPS[@]}"; do
 	tokengate {
 		store bolt $dir/tokens.db
 		decision_cache $cache
+		$CENSUS
 	}
 	log default {
 		exclude tokengate.audit
@@ -143,7 +160,7 @@ EOF2
 	# Go's asynchronous preemption signals trip callgrind; the scheduler
 	# still preempts at function calls. Set for perf too, so both count the
 	# same program.
-	env=(env HOME="$dir" XDG_DATA_HOME="$dir/data" XDG_CONFIG_HOME="$dir/config" GODEBUG=asyncpreemptoff=1)
+	env=(env HOME="$dir" XDG_DATA_HOME="$dir/data" XDG_CONFIG_HOME="$dir/config" GODEBUG=asyncpreemptoff=1 GOGC="$CADDY_GOGC")
 	if [ "$COUNTER" = callgrind ]; then
 		# Instrumentation off until the measured requests: start-up and
 		# warm-up run at valgrind's uninstrumented speed and are not counted.
@@ -162,7 +179,7 @@ EOF2
 	done
 	echo "$name: started, warming up with $WARMUP requests" >&2
 	loadgen "$name" -requests "$WARMUP" -seed 0 >"$dir/warmup.txt"
-	h0=$(cache_count hit) m0=$(cache_count miss)
+	h0=$(cache_count hit) m0=$(cache_count miss) a0=$(alloc_bytes)
 	if [ "$COUNTER" = callgrind ]; then
 		callgrind_control -i on "$pid" >/dev/null 2>&1
 		loadgen "$name" -requests "$N" -seed 1 >"$dir/load.txt"
@@ -177,7 +194,7 @@ EOF2
 		kill -INT "$perfpid"
 		wait "$perfpid" || true
 	fi
-	h1=$(cache_count hit) m1=$(cache_count miss)
+	h1=$(cache_count hit) m1=$(cache_count miss) a1=$(alloc_bytes)
 	kill -INT "$pid" 2>/dev/null || true
 	wait "$pid" 2>/dev/null || true
 	bad=$(tr ' ' '\n' <"$dir/load.txt" | awk -F= '$1 == "unexpected" || $1 == "errors" {s += $2} END {print s + 0}')
@@ -189,21 +206,22 @@ EOF2
 	fi
 	hits=- misses=-
 	[[ $name == tg* ]] && hits=$(awk -v a="$h0" -v b="$h1" 'BEGIN {print b - a}') misses=$(awk -v a="$m0" -v b="$m1" 'BEGIN {print b - a}')
-	printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$name" "$N" "$ir" "$(awk -v i="$ir" -v n="$N" 'BEGIN {printf "%.0f", i / n}')" "$hits" "$misses" >>"$RESULTS"
-	echo "$name: $ir instructions for $N requests, cache hits $hits misses $misses" >&2
+	bpr=$(awk -v a="$a0" -v b="$a1" -v n="$N" 'BEGIN {printf "%.0f", (b - a) / n}')
+	printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$name" "$N" "$ir" "$(awk -v i="$ir" -v n="$N" 'BEGIN {printf "%.0f", i / n}')" "$hits" "$misses" "$bpr" >>"$RESULTS"
+	echo "$name: $ir instructions for $N requests, cache hits $hits misses $misses, $bpr bytes allocated per request" >&2
 done
 
 {
 	echo
-	echo "tree: $TREE$([ -z "${REV:-}${SRC_DIR:-}" ] && ! git -C "$REPO" diff --quiet HEAD -- . ':!examples/bench' ':!BENCHMARKS.md' && echo ' plus uncommitted changes'), built with CGO_ENABLED=0, GODEBUG=asyncpreemptoff=1"
+	echo "tree: $TREE$([ -z "${REV:-}${SRC_DIR:-}" ] && ! git -C "$REPO" diff --quiet HEAD -- . ':!examples/bench' ':!BENCHMARKS.md' && echo ' plus uncommitted changes'), built with CGO_ENABLED=0, run with GODEBUG=asyncpreemptoff=1 GOGC=$CADDY_GOGC${CENSUS:+, $CENSUS}"
 	echo "machine: $(nproc) cores, kernel $(uname -r), $(go version | cut -d' ' -f3), counter: $COUNTER$([ "$COUNTER" = callgrind ] && echo " ($(valgrind --version))"), load average $(cut -d' ' -f1-3 /proc/loadavg)"
 	echo "workload: $WORKLOAD, $WARMUP warm-up then $N measured requests, loadgen closed loop with $CONNS connections; the Caddy process only (upstream and client not counted)"
 	echo
-	printf '| %-18s | %14s | %12s | %8s | %8s |\n' setup instructions "per request" "x caddy" "hit rate"
-	printf '|%s|%s|%s|%s|%s|\n' "--------------------" "----------------" "--------------" "----------" "----------"
+	printf '| %-18s | %14s | %12s | %8s | %8s | %14s |\n' setup instructions "per request" "x caddy" "hit rate" "bytes/request"
+	printf '|%s|%s|%s|%s|%s|%s|\n' "--------------------" "----------------" "--------------" "----------" "----------" "----------------"
 	awk -F'\t' 'NR > 1 {
 		if ($1 == "caddy") base = $4
 		hit = ($5 == "-" || $5 + $6 == 0) ? "-" : sprintf("%.1f%%", 100 * $5 / ($5 + $6))
-		printf "| %-18s | %14s | %12s | %8s | %8s |\n", $1, $3, $4, base ? sprintf("%.2f", $4 / base) : "-", hit
+		printf "| %-18s | %14s | %12s | %8s | %8s | %14s |\n", $1, $3, $4, base ? sprintf("%.2f", $4 / base) : "-", hit, $7
 	}' "$RESULTS"
 } | tee "$WORK/summary.md"
