@@ -214,3 +214,49 @@ func TestCarriedValuesFollowInput(t *testing.T) {
 	}
 	wg.Wait()
 }
+
+// An optional rule whose value is in the rule memo before the evaluation
+// (a constant, or a carried value, defined or undefined) is not asked
+// again; the decision carries that value, and a value of the wrong kind
+// is still an error.
+func TestOptionalRulesFromTheMemo(t *testing.T) {
+	const src = `package tokengate.gateway
+
+reasons := set()
+
+scope := "fixed"
+
+ttl_seconds := 7 if input.token.uses > 100
+`
+	e, err := NewEngine(fstest.MapFS{"gateway.rego": {Data: []byte(src)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	light, heavy := sampleToken(now), sampleToken(now)
+	heavy.Uses = 101
+	for round := range 2 {
+		for _, c := range []struct {
+			tok *store.Token
+			ttl time.Duration
+		}{{light, 0}, {heavy, 7 * time.Second}} {
+			d, err := e.Decide(context.Background(), GatewayQuery, GatewayInput(TokenTerm(c.tok), Request{Method: "GET"}, "billing", now))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !d.Allow || d.Scope != "fixed" || d.TTL != c.ttl {
+				t.Errorf("round %d, uses %d: got %+v, want scope fixed, ttl %s", round, c.tok.Uses, d, c.ttl)
+			}
+		}
+	}
+
+	wrong, err := NewEngine(fstest.MapFS{"gateway.rego": {Data: []byte("package tokengate.gateway\nreasons := set()\nscope contains input.token.id\n")}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for round := range 2 {
+		if d, err := wrong.Decide(context.Background(), GatewayQuery, GatewayInput(TokenTerm(light), Request{Method: "GET"}, "billing", now)); err == nil {
+			t.Fatalf("round %d: a set for scope gave %+v, want an error", round, d)
+		}
+	}
+}

@@ -114,8 +114,12 @@ type compiled struct {
 }
 
 type query struct {
-	body  ast.Body
-	parse func(map[ast.Var]*ast.Term) (Decision, error)
+	body ast.Body
+	// bodies[skip] is body without the optional rules (optionalRules) in
+	// the bit set skip: all of them for the gateway, body alone for the
+	// admin query.
+	bodies []ast.Body
+	parse  func(map[ast.Var]*ast.Term, *knownValues) (Decision, error)
 	// constants are the constant rules body can reach, put in the rule
 	// memo before each evaluation (constants.go).
 	constants []constantRule
@@ -205,11 +209,23 @@ func (e *Engine) Decide(ctx context.Context, query string, input ast.Value) (Dec
 	if q.carried != nil {
 		q.carried.restore(input, ev.rules, &ev.carried)
 	}
+	// An optional rule whose value is in the memo already (a constant or
+	// a carried value) is not asked: OPA would only read it back.
+	var known knownValues
+	skip := 0
+	if len(q.bodies) > 1 {
+		for i, o := range optionalRules {
+			if v, ok := ev.rules.base(o.path); ok {
+				known[i].value, known[i].ok = v, true
+				skip |= 1 << i
+			}
+		}
+	}
 	ev.input.Value = input
-	ev.tq.WithTime(time.Now()).WithCancel(doneCancel{ctx.Done()})
+	tq := ev.query(q.bodies, skip).WithTime(time.Now()).WithCancel(doneCancel{ctx.Done()})
 	// The first result is the decision; Iter, unlike Run, does not
 	// collect the results in a list first.
-	err := ev.tq.Iter(ctx, ev.keep)
+	err := tq.Iter(ctx, ev.keep)
 	first := ev.first
 	if err != nil {
 		return Decision{Revision: c.revision}, fmt.Errorf("evaluating %s: %v", query, err)
@@ -217,7 +233,7 @@ func (e *Engine) Decide(ctx context.Context, query string, input ast.Value) (Dec
 	if first == nil {
 		return Decision{Revision: c.revision}, fmt.Errorf("%s: %w", query, ErrNoDecision)
 	}
-	d, err := q.parse(first)
+	d, err := q.parse(first, &known)
 	if err == nil && q.carried != nil {
 		q.carried.keep(ev.rules, &ev.carried)
 	}
@@ -233,17 +249,20 @@ func (e *Engine) Decide(ctx context.Context, query string, input ast.Value) (Dec
 // and the callback that keeps the first result. Built per call they were
 // four allocations.
 type evaluation struct {
-	tq    *topdown.Query
-	rules *ruleCache
-	input ast.Term
-	first topdown.QueryResult
-	keep  func(topdown.QueryResult) error
+	// queries holds OPA's Query per body of the query (see query.bodies),
+	// made on first use.
+	queries  []*topdown.Query
+	newQuery func(ast.Body) *topdown.Query
+	rules    *ruleCache
+	input    ast.Term
+	first    topdown.QueryResult
+	keep     func(topdown.QueryResult) error
 	// carried is which carried rules' values this evaluation found
 	// (carried.go).
 	carried carriedState
 }
 
-func newEvaluations(c *compiled, body ast.Body, printHook print.Hook) *sync.Pool {
+func newEvaluations(c *compiled, printHook print.Hook) *sync.Pool {
 	return &sync.Pool{New: func() any {
 		ev := &evaluation{rules: &ruleCache{}}
 		ev.keep = func(r topdown.QueryResult) error {
@@ -252,21 +271,35 @@ func newEvaluations(c *compiled, body ast.Body, printHook print.Hook) *sync.Pool
 			}
 			return nil
 		}
-		ev.tq = topdown.NewQuery(body).
-			WithCompiler(c.compiler).
-			WithStore(c.data).
-			WithTransaction(c.reading).
-			WithInput(&ev.input).
-			WithMetrics(metrics.NoOp()).
-			WithVirtualCache(ev.rules).
-			WithBaseCache(noBaseCache{}).
-			WithStrictBuiltinErrors(true).
-			WithRequestMetadata(noRequestMetadata)
-		if printHook != nil {
-			ev.tq = ev.tq.WithPrintHook(printHook)
+		ev.newQuery = func(body ast.Body) *topdown.Query {
+			tq := topdown.NewQuery(body).
+				WithCompiler(c.compiler).
+				WithStore(c.data).
+				WithTransaction(c.reading).
+				WithInput(&ev.input).
+				WithMetrics(metrics.NoOp()).
+				WithVirtualCache(ev.rules).
+				WithBaseCache(noBaseCache{}).
+				WithStrictBuiltinErrors(true).
+				WithRequestMetadata(noRequestMetadata)
+			if printHook != nil {
+				tq = tq.WithPrintHook(printHook)
+			}
+			return tq
 		}
 		return ev
 	}}
+}
+
+// query returns OPA's Query for bodies[i].
+func (ev *evaluation) query(bodies []ast.Body, i int) *topdown.Query {
+	if ev.queries == nil {
+		ev.queries = make([]*topdown.Query, len(bodies))
+	}
+	if ev.queries[i] == nil {
+		ev.queries[i] = ev.newQuery(bodies[i])
+	}
+	return ev.queries[i]
 }
 
 // release drops every reference to this evaluation's terms (so a pooled
@@ -274,7 +307,11 @@ func newEvaluations(c *compiled, body ast.Body, printHook print.Hook) *sync.Pool
 func (ev *evaluation) release(pool *sync.Pool) {
 	ev.rules.reset()
 	ev.input.Value, ev.first = nil, nil
-	ev.tq.WithCancel(nil)
+	for _, tq := range ev.queries {
+		if tq != nil {
+			tq.WithCancel(nil)
+		}
+	}
 	pool.Put(ev)
 }
 
@@ -313,47 +350,80 @@ var (
 	varAdmin   = ast.Var("decision")
 )
 
+// optionalRules are the gateway's optional rules, in the order of the
+// bits of a skip set (query.bodies).
+var optionalRules = [...]struct {
+	name string
+	path ast.Ref
+}{
+	{"scope", ast.MustParseRef("data.tokengate.gateway.scope")},
+	{"ttl_seconds", ast.MustParseRef("data.tokengate.gateway.ttl_seconds")},
+}
+
+// knownValues holds, per optional rule, the value the rule memo held for
+// it before the evaluation began (ok; a nil value is "undefined"), for
+// the rules the query did not ask.
+type knownValues [len(optionalRules)]knownValue
+
+type knownValue struct {
+	value *ast.Term
+	ok    bool
+}
+
 // gatewayQuery reads the three rules in one evaluation. reasons is
 // required: undefined, the query has no result and the engine fails
 // closed. scope and ttl_seconds are optional, and an undefined conjunct
 // would make the whole query undefined, so each is collected into an array
 // of zero or one element; a policy that declares no such rule is not
 // asked for it (a comprehension costs a tenth of a shipped-policy
-// decision's allocations).
-func gatewayQuery(compiler *ast.Compiler) ast.Body {
+// decision's allocations), nor is a rule in the bit set skip.
+func gatewayQuery(compiler *ast.Compiler, skip int) ast.Body {
 	q := "reasons = data.tokengate.gateway.reasons"
-	for _, rule := range []string{"scope", "ttl_seconds"} {
-		if len(compiler.GetRulesExact(ast.MustParseRef("data.tokengate.gateway."+rule))) > 0 {
-			q += fmt.Sprintf("; %s = [x | x = data.tokengate.gateway.%s]", rule, rule)
+	for i, rule := range optionalRules {
+		if skip&(1<<i) == 0 && len(compiler.GetRulesExact(rule.path)) > 0 {
+			q += fmt.Sprintf("; %s = [x | x = %v]", rule.name, rule.path)
 		}
 	}
 	return ast.MustParseBody(q)
 }
 
-func adminQuery(*ast.Compiler) ast.Body {
+func adminQuery(*ast.Compiler, int) ast.Body {
 	return ast.Body{ast.Equality.Expr(ast.VarTerm(string(varAdmin)), ast.MustParseTerm(AdminQuery))}
 }
 
-func parseGateway(r map[ast.Var]*ast.Term) (Decision, error) {
+func parseGateway(r map[ast.Var]*ast.Term, known *knownValues) (Decision, error) {
 	var d Decision
 	var err error
 	if d.Reasons, err = parseReasons(r[varReasons].Value); err != nil {
 		return Decision{}, err
 	}
 	d.Allow = len(d.Reasons) == 0
-	if v, ok := only(r[varScope]); ok {
+	if v, ok := optional(r[varScope], known[0]); ok {
 		s, ok := v.(ast.String)
 		if !ok {
 			return Decision{}, fmt.Errorf("scope is %s, want a string", ast.ValueName(v))
 		}
 		d.Scope = string(s)
 	}
-	if v, ok := only(r[varTTL]); ok {
+	if v, ok := optional(r[varTTL], known[1]); ok {
 		if d.TTL, err = parseTTL(v); err != nil {
 			return Decision{}, err
 		}
 	}
 	return d, nil
+}
+
+// optional returns an optional rule's value: known's when the query did
+// not ask for the rule, else the element of the zero-or-one element array
+// the query collected.
+func optional(t *ast.Term, known knownValue) (ast.Value, bool) {
+	if known.ok {
+		if known.value == nil {
+			return nil, false
+		}
+		return known.value.Value, true
+	}
+	return only(t)
 }
 
 // only returns the element of a zero-or-one element array; nothing when
@@ -416,7 +486,7 @@ var (
 	keyTTL         = ast.InternedTerm("ttl_seconds")
 )
 
-func parseAdmin(r map[ast.Var]*ast.Term) (Decision, error) {
+func parseAdmin(r map[ast.Var]*ast.Term, _ *knownValues) (Decision, error) {
 	obj, ok := r[varAdmin].Value.(ast.Object)
 	if !ok {
 		return Decision{}, fmt.Errorf("decision is %s, want an object", ast.ValueName(r[varAdmin].Value))
@@ -468,8 +538,8 @@ var packages = []struct {
 	path   string
 	query  string
 	schema string
-	body   func(*ast.Compiler) ast.Body
-	parse  func(map[ast.Var]*ast.Term) (Decision, error)
+	body   func(*ast.Compiler, int) ast.Body
+	parse  func(map[ast.Var]*ast.Term, *knownValues) (Decision, error)
 }{
 	{"tokengate.gateway", GatewayQuery, "gateway_input", gatewayQuery, parseGateway},
 	{"tokengate.admin", AdminQuery, "admin_input", adminQuery, parseAdmin},
@@ -505,13 +575,20 @@ func (e *Engine) compile(src *loaded) (*compiled, error) {
 		if !slices.Contains(present, p.path) {
 			continue
 		}
-		body, err := c.compiler.QueryCompiler().Compile(p.body(c.compiler))
+		body, err := c.compiler.QueryCompiler().Compile(p.body(c.compiler, 0))
 		if err != nil {
 			return nil, fmt.Errorf("preparing %s: %v", p.query, err)
 		}
-		q := query{body: body, parse: p.parse, constants: reachableConstants(c.compiler, body),
-			evaluations: newEvaluations(c, body, e.print)}
+		q := query{body: body, bodies: []ast.Body{body}, parse: p.parse, constants: reachableConstants(c.compiler, body),
+			evaluations: newEvaluations(c, e.print)}
 		if p.query == GatewayQuery {
+			for skip := 1; skip < 1<<len(optionalRules); skip++ {
+				b, err := c.compiler.QueryCompiler().Compile(p.body(c.compiler, skip))
+				if err != nil {
+					return nil, fmt.Errorf("preparing %s: %v", p.query, err)
+				}
+				q.bodies = append(q.bodies, b)
+			}
 			// Only the gateway's input has parts shared between calls.
 			if carried := findCarriedRules(c.compiler, body, q.constants); !carried.empty() {
 				q.carried = carried
