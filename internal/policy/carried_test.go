@@ -150,6 +150,15 @@ bound if {
 	if got := carriedPaths(quiet); !slices.Equal(got, []string{`"bound"`, `"reasons"`}) {
 		t.Fatalf("without a print logger, carried %v, want bound and reasons", got)
 	}
+	// reasons itself, a set, is carried then: each service's own.
+	for range 2 {
+		for service, want := range map[string][]string{"billing": nil, "search": {"unbound"}} {
+			d, err := quiet.Decide(context.Background(), GatewayQuery, GatewayInput(term, Request{Method: "GET"}, service, now))
+			if err != nil || !slices.Equal(d.Reasons, want) {
+				t.Fatalf("service %s: got %+v, %v; want reasons %v", service, d, err, want)
+			}
+		}
+	}
 }
 
 // Calls that share the token, route and method terms reuse the carried

@@ -192,8 +192,13 @@ func (e *Engine) Has(query string) bool {
 // OPA's per-evaluation metrics, and converting the answer to Go maps
 // before reading three fields of it (it is read as an OPA value here).
 // OPA's per-evaluation caches are replaced by cheaper equivalents
-// (vcache.go). The evaluation itself is OPA's; TestDecideAgreesWithRego
-// compares it with OPA's rego front end.
+// (vcache.go), and its rule memo starts with the values of constant rules
+// (constants.go) and of rules carried from an earlier call with the same
+// token, route and method (carried.go). The evaluation itself is OPA's;
+// TestDecideAgreesWithRego compares it with OPA's rego front end.
+//
+// input must not be changed once given to Decide: carried values are
+// found again by comparing the parts of input they came from.
 func (e *Engine) Decide(ctx context.Context, query string, input ast.Value) (Decision, error) {
 	c := e.current.Load()
 	q, ok := c.queries[query]
