@@ -244,6 +244,7 @@ func (e *env) load(o envOptions) {
 		# credential header: filter it, as the README tells operators to.
 		format filter {
 			request>headers>X-Api-Key delete
+			request>uri regexp "tg(_|%%5[Ff])[0-9A-Za-z]{16,}" "tg_[redacted]"
 		}
 	}
 	route /billing/* {

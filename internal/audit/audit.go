@@ -11,6 +11,8 @@ import (
 
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
+
+	"github.com/tokengate/caddy-tokengate/internal/token"
 )
 
 // SchemaVersion is written into every line so pipelines can tell formats
@@ -38,7 +40,7 @@ type Call struct {
 	ClientIP   string
 	Method     string
 	Host       string
-	Path       string // never the query string, which may carry secrets
+	Path       string // never the query string, which may carry secrets; secret-like runs are redacted when written
 	RequestID  string // Caddy's request UUID
 	TraceID    string // from Caddy's tracing handler, when it is on
 	SpanID     string
@@ -67,7 +69,9 @@ func (c *Call) MarshalLogObject(enc zapcore.ObjectEncoder) error {
 	enc.AddString("client_ip", c.ClientIP)
 	enc.AddString("method", c.Method)
 	enc.AddString("host", c.Host)
-	enc.AddString("path", c.Path)
+	// A client that puts its secret in the URL must not have it copied
+	// here; Redact costs nothing for a path without "tg_".
+	enc.AddString("path", token.Redact(c.Path))
 	enc.AddString("request_id", c.RequestID)
 	addTrace(enc, c.TraceID, c.SpanID)
 	enc.AddString("decision_id", c.DecisionID)
