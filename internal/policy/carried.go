@@ -36,7 +36,8 @@ import (
 //   - no `with` anywhere;
 //   - no built-in whose answer is not a function of its arguments: OPA's
 //     non-deterministic ones (time.now_ns, rand.intn, http.send, ...),
-//     io.jwt.decode_verify (it reads the evaluation's time), and print
+//     io.jwt.decode_verify (it reads the evaluation's time), the x509
+//     chain verifications (they read the clock), and print
 //     (compiled in only with a print logger: carrying a rule that prints
 //     would drop its lines from later calls) and trace;
 //   - its path is ground, holds no function and has no rule below it.
@@ -223,9 +224,12 @@ func (c *carriedRules) empty() bool {
 // their arguments, besides those OPA marks non-deterministic.
 var unsafeBuiltins = map[string]bool{
 	ast.JWTDecodeVerify.Name: true, // reads the evaluation's time
-	ast.Print.Name:           true,
-	ast.InternalPrint.Name:   true,
-	ast.Trace.Name:           true,
+	// Without a CurrentTime option, Go's x509 verification reads the clock.
+	ast.CryptoX509ParseAndVerifyCertificates.Name:            true,
+	ast.CryptoX509ParseAndVerifyCertificatesWithOptions.Name: true,
+	ast.Print.Name:         true,
+	ast.InternalPrint.Name: true,
+	ast.Trace.Name:         true,
 }
 
 // ruleFacts is what one rule (with its else branches) reads and refers

@@ -75,6 +75,7 @@ helper_reads_path := g(input.token.id)
 g(x) := concat(x, [input.request.raw_path])
 uses_with if bound with input.route.service as "other"
 jwt if io.jwt.decode_verify("x", {"secret": "s"})
+x509 if crypto.x509.parse_and_verify_certificates(input.token.id)
 uses_not_carried if not path_read
 `
 	fsys := fstest.MapFS{
@@ -82,7 +83,7 @@ uses_not_carried if not path_read
 		"data.json":    {Data: []byte(`{"limits": [1, 2]}`)},
 	}
 	query := "reasons = data.tokengate.gateway.reasons"
-	for _, name := range []string{"bound", "writes", "from_data", "via_function", "path_read", "now_read", "clock", "random", "whole", "dynamic", "helper_reads_path", "uses_with", "jwt", "uses_not_carried"} {
+	for _, name := range []string{"bound", "writes", "from_data", "via_function", "path_read", "now_read", "clock", "random", "whole", "dynamic", "helper_reads_path", "uses_with", "jwt", "x509", "uses_not_carried"} {
 		query += "; " + name + " = [x | x = data.tokengate.gateway." + name + "]"
 	}
 	e, err := NewEngine(fsys)
