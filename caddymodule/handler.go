@@ -155,7 +155,14 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	} else {
 		res = gateway.Result{Outcome: gateway.Deny, Reasons: []string{reason.PathInvalid}, Cache: gateway.CacheNone}
 	}
-	metrics.decision(h.Service, &res)
+	// A management call the gateway allows may still be refused by the
+	// management API (its admin policy): it is counted once that answer
+	// is known, below, as the call line records it. Others now, before
+	// the answer is sent.
+	management := h.Service == manage.ManagementService && res.Outcome == gateway.Allow
+	if !management {
+		metrics.decision(h.Service, res.Outcome, res.Reasons, res.Cache)
+	}
 
 	line := audit.Call{
 		Decision:   res.Outcome,
@@ -238,6 +245,9 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	// action line does, so that "all denies" finds it.
 	if m, ok := caddyhttp.GetVar(r.Context(), managementVar).(managementOutcome); ok {
 		line.Decision, line.Reasons = m.decision, []string{m.reason}
+	}
+	if management {
+		metrics.decision(h.Service, line.Decision, line.Reasons, line.Cache)
 	}
 	return err
 }

@@ -125,26 +125,27 @@ func (m *tokengateMetrics) register(reg *prometheus.Registry) error {
 	return nil
 }
 
-// decision counts one gateway call on a route of service.
-func (m *tokengateMetrics) decision(service string, res *gateway.Result) {
-	m.census.forService(service).count(res.Outcome)
-	switch res.Cache {
+// decision counts one gateway call on a route of service, with the
+// outcome and reasons its call line records.
+func (m *tokengateMetrics) decision(service, outcome string, reasons []string, cache string) {
+	m.census.forService(service).count(outcome)
+	switch cache {
 	case gateway.CacheHit:
 		m.cacheHit.Inc()
 	case gateway.CacheMiss:
 		m.cacheMiss.Inc()
 	}
-	if res.Outcome == gateway.Allow {
+	if outcome == gateway.Allow {
 		m.allowed.Inc()
 		return
 	}
 	byReason := m.denied
-	if res.Outcome == gateway.Error {
+	if outcome == gateway.Error {
 		byReason = m.failed
 	}
 	told := reasonOther
-	if len(res.Reasons) > 0 {
-		told = reason.Main(res.Reasons)
+	if len(reasons) > 0 {
+		told = reason.Main(reasons)
 	}
 	c, ok := byReason[told]
 	if !ok {

@@ -190,7 +190,7 @@ func TestDecisionMetricReasons(t *testing.T) {
 		{Outcome: gateway.Error, Reasons: []string{reason.StoreUnavailable}, Cache: gateway.CacheNone},
 		{Outcome: gateway.Allow, Cache: gateway.CacheHit},
 	} {
-		m.decision("billing", &res)
+		m.decision("billing", res.Outcome, res.Reasons, res.Cache)
 	}
 	for labels, want := range map[[2]string]float64{
 		{gateway.Deny, "service_not_bound"}:      1,
@@ -221,4 +221,32 @@ func counterValue(t *testing.T, c prometheus.Counter) float64 {
 		t.Fatal(err)
 	}
 	return m.GetCounter().GetValue()
+}
+
+// A management call the gateway lets through but the admin policy refuses
+// is counted as the deny its call line records, not as an allow.
+func TestManagementRefusalIsCountedAsDeny(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	e.bootstrap()
+	_, body := e.mgmt(e.requester, "POST", "/v1/requests", writeRequest(nil))
+	req := decode[RequestOutcome](t, body).Request
+	aliceApprover, _ := e.approvedToken(map[string]any{
+		"owner": "alice", "purpose": "approve for the finance team", "scopes": []string{"tokens:approve"},
+		"services": []string{"tokengate-admin"}, "ttl": "1h"})
+	const (
+		allowed   = `tokengate_decisions_total{reason="none",result="allow"}`
+		refused   = `tokengate_decisions_total{reason="other",result="deny"}`
+		svcAllow  = `tokengate_service_decisions_total{result="allow",service="tokengate-admin"}`
+		svcDenied = `tokengate_service_decisions_total{result="deny",service="tokengate-admin"}`
+	)
+	before := scrape(t)
+	status, body := e.mgmt(aliceApprover, "POST", "/v1/requests/"+req.ID+"/approve", map[string]string{})
+	wantRefusal(t, "self-approval", status, body, http.StatusForbidden, "self_approval")
+	e.auditFor("/v1/requests/" + req.ID + "/approve") // counted when its line is written
+	after := scrape(t)
+	for series, delta := range map[string]float64{allowed: 0, refused: 1, svcAllow: 0, svcDenied: 1} {
+		if d := after[series] - before[series]; d != delta {
+			t.Errorf("%s grew by %v, want %v", series, d, delta)
+		}
+	}
 }

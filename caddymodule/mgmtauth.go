@@ -90,6 +90,7 @@ func (h *AdminHandler) servePerson(w http.ResponseWriter, r *http.Request, raw s
 	line.TraceID, line.SpanID = traceIDs(r)
 	defer func() {
 		line.Duration = time.Since(start)
+		metrics.decision(line.Service, line.Decision, line.Reasons, line.Cache)
 		app.audit.Call(&line)
 	}()
 
