@@ -32,19 +32,36 @@ type Request struct {
 // the policy runs, so no policy can bring a dead token back.
 func TokenTerm(t *store.Token) *ast.Term {
 	return ast.ObjectTerm(
-		item("id", ast.StringTerm(t.ID)),
-		item("owner", ast.StringTerm(t.Owner)),
-		item("held_by", ast.StringTerm(t.HeldBy)),
-		item("purpose", ast.StringTerm(t.Purpose)),
-		item("scopes", stringsTerm(t.Scopes)),
-		item("services", stringsTerm(t.Services)),
-		item("cidrs", stringsTerm(t.CIDRs)),
-		item("not_before", nanosTerm(t.NotBefore)),
-		item("expires_at", nanosTerm(t.ExpiresAt)),
-		item("max_uses", ast.IntNumberTerm(int(t.MaxUses))),
-		item("uses", ast.IntNumberTerm(int(t.Uses))),
+		[2]*ast.Term{keyID, ast.StringTerm(t.ID)},
+		[2]*ast.Term{keyOwner, ast.StringTerm(t.Owner)},
+		[2]*ast.Term{keyHeldBy, ast.StringTerm(t.HeldBy)},
+		[2]*ast.Term{keyPurpose, ast.StringTerm(t.Purpose)},
+		[2]*ast.Term{keyScopes, stringsTerm(t.Scopes)},
+		[2]*ast.Term{keyServices, stringsTerm(t.Services)},
+		[2]*ast.Term{keyCIDRs, stringsTerm(t.CIDRs)},
+		[2]*ast.Term{keyNotBefore, nanosTerm(t.NotBefore)},
+		[2]*ast.Term{keyExpiresAt, nanosTerm(t.ExpiresAt)},
+		[2]*ast.Term{keyMaxUses, ast.InternedTerm(int(t.MaxUses))},
+		[2]*ast.Term{keyUses, ast.InternedTerm(int(t.Uses))},
 	)
 }
+
+// The keys of input.token, shared by every token's term: each cached
+// token holds its term, and eleven key terms per token are eleven more
+// objects for the garbage collector to scan, ten thousand tokens over.
+var (
+	keyID        = ast.StringTerm("id")
+	keyOwner     = ast.StringTerm("owner")
+	keyHeldBy    = ast.StringTerm("held_by")
+	keyPurpose   = ast.StringTerm("purpose")
+	keyScopes    = ast.StringTerm("scopes")
+	keyServices  = ast.StringTerm("services")
+	keyCIDRs     = ast.StringTerm("cidrs")
+	keyNotBefore = ast.StringTerm("not_before")
+	keyExpiresAt = ast.StringTerm("expires_at")
+	keyMaxUses   = ast.StringTerm("max_uses")
+	keyUses      = ast.StringTerm("uses")
+)
 
 // The keys of the gateway input. Terms are never modified once built (the
 // gateway already shares each token's term between calls), so one copy
@@ -162,7 +179,7 @@ func stringsTerm(values []string) *ast.Term {
 // built-ins; the zero time is 0 so policies can test "unset" with > 0.
 func nanosTerm(t time.Time) *ast.Term {
 	if t.IsZero() {
-		return ast.IntNumberTerm(0)
+		return ast.InternedTerm(0)
 	}
 	return ast.IntNumberTerm(int(t.UnixNano()))
 }
