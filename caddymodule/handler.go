@@ -210,27 +210,35 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 			delete(r.Header, name)
 		}
 	}
-	scopes := strings.Join(res.Token.Scopes, " ")
 	// What Header.Set does, with one allocation for the four values
-	// instead of one each. The keys are canonical already.
-	values := []string{res.Token.ID, res.Token.Owner, scopes, res.DecisionID}
+	// instead of one each. The keys are canonical already. (A fresh
+	// slice per call: a handler after this one may change a header's
+	// values in place.)
+	values := []string{res.Token.ID, res.Token.Owner, res.Handoff.Scopes, res.DecisionID}
 	r.Header[identityHeaderPrefix+"Token-Id"] = values[0:1:1]
 	r.Header[identityHeaderPrefix+"Owner"] = values[1:2:2]
 	r.Header[identityHeaderPrefix+"Scopes"] = values[2:3:3]
 	r.Header[identityHeaderPrefix+"Decision-Id"] = values[3:4:4]
-	repl.Set("http.auth.user.id", res.Token.Owner)
-	repl.Set("tokengate.token_id", res.Token.ID)
-	repl.Set("tokengate.scopes", scopes)
-	repl.Set("tokengate.decision_id", res.DecisionID)
+	repl.Set("http.auth.user.id", res.Handoff.Owner)
+	repl.Set("tokengate.token_id", res.Handoff.TokenID)
+	repl.Set("tokengate.scopes", res.Handoff.ScopesValue)
+	repl.Set("tokengate.decision_id", res.Handoff.DecisionID)
 	caddyhttp.SetVar(r.Context(), tokenVar, res.Token)
 
+	if !h.app.audit.Enabled() {
+		// No line will be written, so its status is not needed: the
+		// answer goes straight to the client, with no recorder.
+		err := next.ServeHTTP(w, r)
+		if management {
+			h.countManagement(r, &line)
+		}
+		return err
+	}
 	// The request id is made now, not when the line is written after the
 	// upstream answered: making it writes the request's variables, which
 	// the reverse proxy's dialer may still be reading in another
 	// goroutine after next returns (the race detector caught that).
-	if h.app.audit.Enabled() {
-		line.RequestID = requestID(repl)
-	}
+	line.RequestID = requestID(repl)
 	rec := caddyhttp.NewResponseRecorder(w, nil, nil)
 	err := next.ServeHTTP(rec, r)
 	line.Status = rec.Status()
@@ -239,17 +247,22 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	} else if err != nil {
 		line.Status = http.StatusInternalServerError
 	}
-	// The gateway let a management call through but the management API
-	// refused the action (its admin policy or the token's lifecycle): the
-	// call line then says deny, with the management reason, as the
-	// action line does, so that "all denies" finds it.
+	if management {
+		h.countManagement(r, &line)
+	}
+	return err
+}
+
+// countManagement counts an allowed management call once the management
+// API has answered it. When the API refused the action (its admin policy
+// or the token's lifecycle), the call line says deny with the
+// management reason, as the action line does, so that "all denies" finds
+// it, and the metrics count it so.
+func (h *Handler) countManagement(r *http.Request, line *audit.Call) {
 	if m, ok := caddyhttp.GetVar(r.Context(), managementVar).(managementOutcome); ok {
 		line.Decision, line.Reasons = m.decision, []string{m.reason}
 	}
-	if management {
-		metrics.decision(h.Service, line.Decision, line.Reasons, line.Cache)
-	}
-	return err
+	metrics.decision(h.Service, line.Decision, line.Reasons, line.Cache)
 }
 
 // requestTrace names r for the action lines its management call writes:

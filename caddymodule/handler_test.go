@@ -1,6 +1,7 @@
 package caddymodule
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"io/fs"
@@ -366,5 +367,75 @@ func TestStoreFailureFailsClosed(t *testing.T) {
 	status, body := e.admin("GET", "/tokengate/tokens", nil)
 	if status != 503 || strings.Contains(string(body), "database not open") {
 		t.Errorf("admin list with the store down: %d %s", status, body)
+	}
+}
+
+// With no log taking tokengate.audit the handler skips everything a line
+// needs (the response recorder, the request id) and hands the answer
+// straight on: the client still gets the upstream's answer, the next
+// handler the placeholders, and a management call the admin policy
+// refuses still counts as a deny.
+func TestAllowedCallsWithoutAnAuditLog(t *testing.T) {
+	e := newEnv(t, envOptions{decisionCache: 1000, auditOff: true, extraRoutes: `route /whoami/* {
+		tokengate billing
+		header Content-Type text/plain
+		respond "{http.auth.user.id}|{tokengate.token_id}|{tokengate.scopes}|{tokengate.decision_id}" 202
+	}`})
+	// Caddy's logs filter by logger name when an entry is checked: the
+	// handler must see that none takes the audit lines.
+	runtimes.Range(func(_, v any) bool {
+		rt := v.(*runtime)
+		rt.mu.Lock()
+		defer rt.mu.Unlock()
+		for _, a := range rt.apps {
+			if a.audit.Enabled() {
+				t.Error("audit lines enabled with no log taking tokengate.audit")
+			}
+		}
+		return true
+	})
+	secret, id := e.issue(billingReader(nil))
+	for range 2 { // a miss, then a hit
+		r := call(t, "GET", gateURL+"/whoami/x", bearer(secret)...)
+		parts := strings.Split(string(r.body), "|")
+		if r.status != 202 || len(parts) != 4 || parts[0] != "alice" || parts[1] != id || parts[2] != "billing:read" || !strings.HasPrefix(parts[3], "dec_") {
+			t.Fatalf("placeholders: %d %q", r.status, r.body)
+		}
+		settleDecisionCaches()
+	}
+	if r := call(t, "GET", gateURL+"/billing/items/1", bearer(secret)...); r.status != 200 {
+		t.Fatalf("upstream call: %d", r.status)
+	}
+	e.upstream.mu.Lock()
+	seen := e.upstream.requests[len(e.upstream.requests)-1].Header
+	e.upstream.mu.Unlock()
+	if seen.Get("X-Tokengate-Scopes") != "billing:read" || seen.Get("X-Tokengate-Owner") != "alice" || seen.Get("X-Tokengate-Token-Id") != id {
+		t.Errorf("upstream saw identity headers %v", seen)
+	}
+
+	e.bootstrap()
+	_, body := e.mgmt(e.requester, "POST", "/v1/requests", writeRequest(nil))
+	req := decode[RequestOutcome](t, body).Request
+	aliceApprover, _ := e.approvedToken(map[string]any{
+		"owner": "alice", "purpose": "approve for the finance team", "scopes": []string{"tokens:approve"},
+		"services": []string{"tokengate-admin"}, "ttl": "1h"})
+	before := scrape(t)
+	// The gateway lets the call through (the token may approve); the
+	// admin policy refuses it (alice asked for the request herself).
+	status, body := e.mgmt(aliceApprover, "POST", "/v1/requests/"+req.ID+"/approve", map[string]string{})
+	wantRefusal(t, "self-approval", status, body, http.StatusForbidden, "self_approval")
+	const refused = `tokengate_service_decisions_total{result="deny",service="tokengate-admin"}`
+	deadline := time.Now().Add(3 * time.Second)
+	for scrape(t)[refused]-before[refused] != 1 {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s grew by %v, want 1", refused, scrape(t)[refused]-before[refused])
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if n := len(e.auditLines()); n != 0 {
+		t.Errorf("%d audit lines written with no audit log configured", n)
+	}
+	if b, _ := os.ReadFile(filepath.Join(e.dir, "caddy.log")); bytes.Contains(b, []byte(`"logger":"tokengate.audit"`)) {
+		t.Error("audit lines went to Caddy's log")
 	}
 }

@@ -7,6 +7,7 @@ package audit
 
 import (
 	"context"
+	"sync"
 	"time"
 
 	"go.uber.org/zap"
@@ -201,6 +202,9 @@ func (s *stringArray) MarshalLogArray(enc zapcore.ArrayEncoder) error {
 type Logger struct {
 	log    *zap.Logger
 	health *Health
+
+	enabledOnce sync.Once
+	enabled     bool
 }
 
 // New returns a Logger writing to base, renamed to LoggerName.

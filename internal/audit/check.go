@@ -13,9 +13,17 @@ func (l *Logger) CheckCall() *zapcore.CheckedEntry {
 	return l.check("decision")
 }
 
-// Enabled reports whether call lines go anywhere, without starting one.
+// Enabled reports whether call lines go anywhere, without starting one
+// per call. Caddy's logs pick loggers by name when an entry is checked,
+// not in Core().Enabled (which said yes whenever any log took info
+// lines, so a Caddy with no audit log still paid for what only a line
+// needs), so it asks with a real Check, once: a Logger's cores do not
+// change (a config reload makes a new Logger).
 func (l *Logger) Enabled() bool {
-	return l.log.Core().Enabled(zapcore.InfoLevel)
+	l.enabledOnce.Do(func() {
+		l.enabled = l.log.Check(zapcore.InfoLevel, "decision") != nil
+	})
+	return l.enabled
 }
 
 // WriteCall writes c to an entry CheckCall returned, and records in the

@@ -37,6 +37,7 @@ import (
 	"errors"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -99,9 +100,27 @@ type Result struct {
 	DecisionID string
 	Cache      string
 	PolicyRev  string
+	// Handoff is set when the call is allowed.
+	Handoff Handoff
 	// Err is the technical failure behind an Error outcome, for the
 	// operator's log; it never goes to the client.
 	Err error
+}
+
+// Handoff is what an allowed call hands on about its token and decision:
+// the scopes joined by spaces, as identity headers carry them, and the
+// token id, owner, joined scopes and decision id as interface values.
+// Converting a string to an interface allocates, and an allowed call
+// hands four of them to an interface-typed API (Caddy's replacer), so
+// they are made once per token version and per decision instead.
+type Handoff struct {
+	Scopes                                   string
+	TokenID, Owner, ScopesValue, DecisionID any
+}
+
+func handoffOf(t *store.Token) Handoff {
+	scopes := strings.Join(t.Scopes, " ")
+	return Handoff{Scopes: scopes, TokenID: t.ID, Owner: t.Owner, ScopesValue: scopes}
 }
 
 // Options configure a Gate.
@@ -157,7 +176,8 @@ type Gate struct {
 }
 
 type cachedToken struct {
-	record *store.Token
+	record  *store.Token
+	handoff Handoff // without DecisionID
 	term   *ast.Term // input.token, built once per version
 	// loadedAt is when the record was read, by the gate's clock.
 	loadedAt time.Time
@@ -168,6 +188,7 @@ type cachedDecision struct {
 	reasons []string
 	scope   string
 	id      string
+	idValue any // id as an interface value, for Handoff
 	rev     string
 	ttl     time.Duration
 	// validUntil is checked on every hit against the gate's clock, so an
@@ -277,9 +298,12 @@ func (g *Gate) Authorize(ctx context.Context, c *Call) Result {
 			return Result{Outcome: Error, Reasons: []string{reason.StoreUnavailable}, Token: tok.record, Cache: cacheResult, PolicyRev: d.rev, Err: err}
 		}
 		res.Token = updated
+		res.Handoff = handoffOf(updated)
 	} else {
 		g.usage.record(usage)
+		res.Handoff = tok.handoff
 	}
+	res.Handoff.DecisionID = d.idValue
 	res.Outcome = Allow
 	return res
 }
@@ -347,7 +371,7 @@ func (g *Gate) lookup(ctx context.Context, hash [32]byte, now time.Time) (*cache
 	if err != nil {
 		return nil, err
 	}
-	t := &cachedToken{record: rec, term: policy.TokenTerm(rec), loadedAt: now}
+	t := &cachedToken{record: rec, handoff: handoffOf(rec), term: policy.TokenTerm(rec), loadedAt: now}
 	if rec.MaxUses == 0 {
 		g.tokens.Add(hash, t)
 		g.byID.Store(rec.ID, hash)
@@ -392,10 +416,12 @@ func (g *Gate) evaluate(ctx context.Context, tok *cachedToken, c *Call, now time
 	if err != nil {
 		return &cachedDecision{rev: rev}, err
 	}
+	id := token.NewPrefixedID("dec_")
 	return &cachedDecision{
 		reasons: pd.Reasons,
 		scope:   pd.Scope,
-		id:      token.NewPrefixedID("dec_"),
+		id:      id,
+		idValue: id,
 		rev:     pd.Revision,
 		ttl:     pd.TTL,
 	}, nil
