@@ -114,7 +114,7 @@ type Result struct {
 // hands four of them to an interface-typed API (Caddy's replacer), so
 // they are made once per token version and per decision instead.
 type Handoff struct {
-	Scopes                                   string
+	Scopes                                  string
 	TokenID, Owner, ScopesValue, DecisionID any
 }
 
@@ -177,8 +177,8 @@ type Gate struct {
 
 type cachedToken struct {
 	record  *store.Token
-	handoff Handoff // without DecisionID
-	term   *ast.Term // input.token, built once per version
+	handoff Handoff   // without DecisionID
+	term    *ast.Term // input.token, built once per version
 	// loadedAt is when the record was read, by the gate's clock.
 	loadedAt time.Time
 }
