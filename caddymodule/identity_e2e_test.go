@@ -73,11 +73,28 @@ func TestPersonSignsInToTheManagementAPI(t *testing.T) {
 	tokens := mgmtURL + "/v1/tokens"
 
 	alice := op.SignIn(t, oidcop.CLIClientID, "alice")
+	const (
+		personAllowed = `tokengate_service_decisions_total{result="allow",service="tokengate-admin"}`
+		personRefused = `tokengate_decisions_total{reason="other",result="deny"}`
+	)
+	before := scrape(t)
 	if r := call(t, "GET", tokens, bearer(alice)...); r.status != http.StatusOK {
 		t.Fatalf("signed-in person lists tokens: %d %s", r.status, r.body)
 	}
 	if l := e.personLine("allow", "", "alice"); l == nil || l["status"] != float64(200) || l["path"] != "/v1/tokens" {
 		t.Fatalf("no allow line for alice: %v", l)
+	}
+	// Counted like calls with a token, once the line is written.
+	if d := scrape(t)[personAllowed] - before[personAllowed]; d != 1 {
+		t.Errorf("%s grew by %v for a person's call, want 1", personAllowed, d)
+	}
+	before = scrape(t)
+	wantCredentialRefused(t, "not a JWT", call(t, "GET", tokens, bearer("certainly-not-a-jwt")...), http.StatusUnauthorized, "id_token_malformed", "certainly-not-a-jwt")
+	if e.personLine("deny", "id_token_malformed", "") == nil {
+		t.Fatal("no deny line for a malformed ID token")
+	}
+	if d := scrape(t)[personRefused] - before[personRefused]; d != 1 {
+		t.Errorf("%s grew by %v for a refused ID token, want 1", personRefused, d)
 	}
 
 	// Tokens that must not get in, each refused with its reason.
