@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig"
@@ -85,15 +86,11 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return err
 			}
 		case "max_ttl":
-			var v string
-			if !d.AllArgs(&v) {
-				return d.ArgErr()
+			dur, err := durationArg(d, 0)
+			if err != nil {
+				return err
 			}
-			dur, err := caddy.ParseDuration(v)
-			if err != nil || dur <= 0 {
-				return d.Errf("max_ttl %q is not a positive duration", v)
-			}
-			a.MaxTTL = caddy.Duration(dur)
+			a.MaxTTL = dur
 		case "decision_cache":
 			var v string
 			if !d.AllArgs(&v) {
@@ -105,15 +102,11 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			}
 			a.DecisionCache = &n
 		case "census_interval":
-			var v string
-			if !d.AllArgs(&v) {
-				return d.ArgErr()
+			dur, err := durationArg(d, minCensusInterval)
+			if err != nil {
+				return err
 			}
-			dur, err := caddy.ParseDuration(v)
-			if err != nil || dur < minCensusInterval {
-				return d.Errf("census_interval %q is not a duration of %s or more", v, minCensusInterval)
-			}
-			a.CensusInterval = caddy.Duration(dur)
+			a.CensusInterval = dur
 		case "pepper":
 			if !d.AllArgs(&a.Pepper) {
 				return d.ArgErr()
@@ -186,13 +179,9 @@ func (a *App) unmarshalOIDC(d *caddyfile.Dispenser) error {
 				return d.ArgErr()
 			}
 		case "max_age":
-			var v string
-			if !d.AllArgs(&v) {
-				return d.ArgErr()
-			}
-			dur, err := caddy.ParseDuration(v)
-			if err != nil || dur <= 0 {
-				return d.Errf("max_age %q is not a positive duration", v)
+			dur, err := durationArg(d, 0)
+			if err != nil {
+				return err
 			}
 			c.MaxAge = identity.Duration(dur)
 		case "algorithms":
@@ -300,3 +289,20 @@ var (
 	_ caddyfile.Unmarshaler = (*App)(nil)
 	_ caddyfile.Unmarshaler = (*Handler)(nil)
 )
+
+// durationArg reads the one argument of the subdirective the dispenser is
+// on as a Caddy duration (1d and the like), positive and at least atLeast.
+func durationArg(d *caddyfile.Dispenser, atLeast time.Duration) (caddy.Duration, error) {
+	name, v := d.Val(), ""
+	if !d.AllArgs(&v) {
+		return 0, d.ArgErr()
+	}
+	dur, err := caddy.ParseDuration(v)
+	switch {
+	case atLeast > 0 && (err != nil || dur < atLeast):
+		return 0, d.Errf("%s %q is not a duration of %s or more", name, v, atLeast)
+	case err != nil || dur <= 0:
+		return 0, d.Errf("%s %q is not a positive duration", name, v)
+	}
+	return caddy.Duration(dur), nil
+}

@@ -71,7 +71,8 @@ func (c *Call) MarshalLogObject(enc zapcore.ObjectEncoder) error {
 	enc.AddString("method", c.Method)
 	enc.AddString("host", c.Host)
 	// A client that puts its secret in the URL must not have it copied
-	// here; Redact costs nothing for a path without "tg_".
+	// here; for a path without "tg" Redact is one strings.Index and no
+	// allocation.
 	enc.AddString("path", token.Redact(c.Path))
 	enc.AddString("request_id", c.RequestID)
 	addTrace(enc, c.TraceID, c.SpanID)

@@ -347,23 +347,29 @@ func (d doneCancel) Cancelled() bool {
 // nothing reads it and nothing writes it.
 var noRequestMetadata = map[string]any{}
 
-// The variables of the gateway query.
+// The variables of the gateway and admin queries (the optional rules'
+// are in optionalRules).
 var (
 	varReasons = ast.Var("reasons")
-	varScope   = ast.Var("scope")
-	varTTL     = ast.Var("ttl_seconds")
 	varAdmin   = ast.Var("decision")
 )
 
 // optionalRules are the gateway's optional rules, in the order of the
-// bits of a skip set (query.bodies).
+// bits of a skip set (query.bodies); the query binds each to a variable
+// of the rule's name.
 var optionalRules = [...]struct {
-	name string
+	name ast.Var
 	path ast.Ref
 }{
-	{"scope", ast.MustParseRef("data.tokengate.gateway.scope")},
-	{"ttl_seconds", ast.MustParseRef("data.tokengate.gateway.ttl_seconds")},
+	optScope: {"scope", ast.MustParseRef("data.tokengate.gateway.scope")},
+	optTTL:   {"ttl_seconds", ast.MustParseRef("data.tokengate.gateway.ttl_seconds")},
 }
+
+// Positions in optionalRules.
+const (
+	optScope = iota
+	optTTL
+)
 
 // knownValues holds, per optional rule, the value the rule memo held for
 // it before the evaluation began (ok; a nil value is "undefined"), for
@@ -403,14 +409,14 @@ func parseGateway(r map[ast.Var]*ast.Term, known *knownValues) (Decision, error)
 		return Decision{}, err
 	}
 	d.Allow = len(d.Reasons) == 0
-	if v, ok := optional(r[varScope], known[0]); ok {
+	if v, ok := optional(r[optionalRules[optScope].name], known[optScope]); ok {
 		s, ok := v.(ast.String)
 		if !ok {
 			return Decision{}, fmt.Errorf("scope is %s, want a string", ast.ValueName(v))
 		}
 		d.Scope = string(s)
 	}
-	if v, ok := optional(r[varTTL], known[1]); ok {
+	if v, ok := optional(r[optionalRules[optTTL].name], known[optTTL]); ok {
 		if d.TTL, err = parseTTL(v); err != nil {
 			return Decision{}, err
 		}

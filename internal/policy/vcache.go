@@ -1,8 +1,6 @@
 package policy
 
 import (
-	"sync"
-
 	"github.com/open-policy-agent/opa/v1/ast"
 	"github.com/open-policy-agent/opa/v1/topdown"
 )
@@ -11,10 +9,11 @@ import (
 // evaluation (topdown.VirtualCache), so a rule used twice is evaluated
 // once. OPA's own builds a trie of hash maps per evaluation; with the
 // dozen rules of a gateway policy that was about 30 allocations per call,
-// a tenth of the uncached path. A flat list holds the same entries, and a
-// pool lets calls reuse its backing arrays. A list searched linearly would
-// make a policy calling a function 20,000 times quadratic, so past
-// indexFrom entries a frame also gets a hash index.
+// a tenth of the uncached path. A flat list holds the same entries, and
+// Decide's pooled evaluations (engine.go) reuse its backing arrays. A
+// list searched linearly would make a policy calling a function 20,000
+// times quadratic, so past indexFrom entries a frame also gets a hash
+// index.
 //
 // Semantics follow topdown's cache exactly: Get reports an exact ref only
 // (a prefix or an extension of a cached ref is "not cached"), a nil value
@@ -47,21 +46,6 @@ const indexFrom = 16
 const maxPooledEntries = 1024
 
 var _ topdown.VirtualCache = (*ruleCache)(nil)
-
-var ruleCaches = sync.Pool{New: func() any { return &ruleCache{} }}
-
-// getRuleCache returns an empty cache with one frame open.
-func getRuleCache() *ruleCache {
-	c := ruleCaches.Get().(*ruleCache)
-	c.Push()
-	return c
-}
-
-// release empties c and returns it to the pool.
-func (c *ruleCache) release() {
-	c.reset()
-	ruleCaches.Put(c)
-}
 
 // reset empties c, so that it holds on to no term of this evaluation, and
 // leaves no frame open.

@@ -17,8 +17,8 @@ import (
 // OPA's evaluator builds function-call cache keys in one buffer it reuses,
 // so the cache must keep its own copy of every ref it is given.
 func TestRuleCacheKeepsItsOwnCopyOfRefs(t *testing.T) {
-	c := getRuleCache()
-	defer c.release()
+	c := newRuleCache()
+	defer c.reset()
 	key := ast.MustParseRef(`data.p.f["a"]`)
 	c.Put(key, ast.BooleanTerm(true))
 	key[len(key)-1] = ast.StringTerm("b") // the evaluator reusing its buffer
@@ -31,7 +31,7 @@ func TestRuleCacheKeepsItsOwnCopyOfRefs(t *testing.T) {
 }
 
 func TestRuleCacheFramesAndUndefined(t *testing.T) {
-	c := getRuleCache()
+	c := newRuleCache()
 	ref := ast.MustParseRef("data.p.x")
 	c.Put(ref, nil)
 	if v, undefined := c.Get(ref); v != nil || !undefined {
@@ -49,11 +49,11 @@ func TestRuleCacheFramesAndUndefined(t *testing.T) {
 	if v, undefined := c.Get(ref); v != nil || !undefined {
 		t.Fatalf("after Pop got %v, %v; want the outer frame's undefined", v, undefined)
 	}
-	c.release()
+	c.reset()
 
 	// A reused cache starts empty.
-	c = getRuleCache()
-	defer c.release()
+	c = newRuleCache()
+	defer c.reset()
 	if v, undefined := c.Get(ref); v != nil || undefined {
 		t.Fatalf("pooled cache still holds %v, %v", v, undefined)
 	}
@@ -180,7 +180,7 @@ func TestRuleCacheLargeFrames(t *testing.T) {
 		return ast.Ref{ast.DefaultRootDocument, ast.StringTerm("p"), ast.StringTerm("f"), ast.IntNumberTerm(i)}
 	}
 	for round := range 2 { // the second round reuses the pooled cache
-		c := getRuleCache()
+		c := newRuleCache()
 		const n = 5000
 		for i := range n {
 			var v *ast.Term
@@ -221,7 +221,7 @@ func TestRuleCacheLargeFrames(t *testing.T) {
 			t.Fatalf("round %d: a new frame sees %v", round, v)
 		}
 		c.Pop()
-		c.release()
+		c.reset()
 	}
 }
 
@@ -262,7 +262,7 @@ func BenchmarkRuleCache(b *testing.B) {
 		}
 	}
 	b.Run("entries=20000/ruleCache", func(b *testing.B) {
-		run(b, func() (topdown.VirtualCache, func()) { c := getRuleCache(); return c, c.release })
+		run(b, func() (topdown.VirtualCache, func()) { c := newRuleCache(); return c, c.reset })
 	})
 	b.Run("entries=20000/topdown.NewVirtualCache", func(b *testing.B) {
 		run(b, func() (topdown.VirtualCache, func()) { return topdown.NewVirtualCache(), func() {} })
@@ -293,7 +293,7 @@ func BenchmarkRuleCacheEvaluation(b *testing.B) {
 		}
 	}
 	b.Run("calls=20000/ruleCache", func(b *testing.B) {
-		run(b, func() (topdown.VirtualCache, func()) { c := getRuleCache(); return c, c.release })
+		run(b, func() (topdown.VirtualCache, func()) { c := newRuleCache(); return c, c.reset })
 	})
 	b.Run("calls=20000/topdown.NewVirtualCache", func(b *testing.B) {
 		run(b, func() (topdown.VirtualCache, func()) { return topdown.NewVirtualCache(), func() {} })
@@ -329,9 +329,17 @@ func TestRuleCacheHasNoCliff(t *testing.T) {
 		}
 		return d
 	}
-	ours := best(func() time.Duration { c := getRuleCache(); defer c.release(); return fill(c) })
+	ours := best(func() time.Duration { c := newRuleCache(); defer c.reset(); return fill(c) })
 	opa := best(func() time.Duration { return fill(topdown.NewVirtualCache()) })
 	if ours > 5*opa {
 		t.Fatalf("20,000 entries: %s, OPA's cache %s", ours, opa)
 	}
+}
+
+// newRuleCache returns an empty cache with one frame open, as Decide's
+// pooled evaluations hold it.
+func newRuleCache() *ruleCache {
+	c := &ruleCache{}
+	c.Push()
+	return c
 }

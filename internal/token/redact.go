@@ -24,6 +24,12 @@ func Redact(s string) string {
 	var b strings.Builder
 	from := 0 // s[from:] is not yet copied to b
 	for i := 0; i < len(s); {
+		// Both spellings of the prefix start with "tg".
+		next := strings.Index(s[i:], "tg")
+		if next < 0 {
+			break
+		}
+		i += next
 		n := secretPrefixAt(s, i)
 		if n == 0 {
 			i++
