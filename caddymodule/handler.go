@@ -260,7 +260,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 // it, and the metrics count it so.
 func (h *Handler) countManagement(r *http.Request, line *audit.Call) {
 	if m, ok := caddyhttp.GetVar(r.Context(), managementVar).(managementOutcome); ok {
-		line.Decision, line.Reasons = m.decision, []string{m.reason}
+		line.Decision, line.Reasons = m.decision, m.reasons
 	}
 	metrics.decision(h.Service, line.Decision, line.Reasons, line.Cache)
 }
@@ -291,7 +291,10 @@ func traceIDs(r *http.Request) (traceID, spanID string) {
 // tells the gateway handler in front of it that it refused an action.
 const managementVar = "tokengate.management_outcome"
 
-type managementOutcome struct{ decision, reason string }
+type managementOutcome struct {
+	decision string
+	reasons  []string
+}
 
 // noteRefusal records, for the call line, that the management API refused
 // err: deny with its reason code, or error for a technical failure.
@@ -302,13 +305,13 @@ func noteRefusal(r *http.Request, err error, technical bool) {
 	var pe *manage.PolicyError
 	switch {
 	case errors.As(err, &le):
-		m.reason = le.Code
+		m.reasons = le.AllReasons()
 	case errors.As(err, &re):
-		m.reason = re.code
+		m.reasons = []string{re.code}
 	case errors.As(err, &pe):
-		m.decision, m.reason = gateway.Error, reason.PolicyUnavailable
+		m.decision, m.reasons = gateway.Error, []string{reason.PolicyUnavailable}
 	case technical:
-		m.decision, m.reason = gateway.Error, reason.StoreUnavailable
+		m.decision, m.reasons = gateway.Error, []string{reason.StoreUnavailable}
 	default:
 		return
 	}

@@ -105,7 +105,9 @@ func (h *AdminHandler) caller(w http.ResponseWriter, r *http.Request) (caller, b
 // recorded that is who created it, or for a bootstrap token its owner, the
 // person bootstrap named; an owner typed into a request never counts.
 func managementTokenPrincipal(tok *store.Token) manage.Principal {
-	return manage.Principal{Name: manage.HolderOf(tok), Kind: manage.ManagementTokenKind, TokenID: tok.ID, Scopes: tok.Scopes}
+	// The holder's groups recorded at their claim: the rules about a
+	// person apply whichever of their credentials they call with.
+	return manage.Principal{Name: manage.HolderOf(tok), Kind: manage.ManagementTokenKind, TokenID: tok.ID, Scopes: tok.Scopes, Groups: tok.HolderGroups}
 }
 
 // ServeHTTP authenticates the management token, then serves the API. The

@@ -150,6 +150,6 @@ func (h *AdminHandler) servePerson(w http.ResponseWriter, r *http.Request, raw s
 	h.mux.ServeHTTP(rec, r)
 	line.Status = rec.Status()
 	if m, ok := caddyhttp.GetVar(r.Context(), managementVar).(managementOutcome); ok {
-		line.Decision, line.Reasons = m.decision, []string{m.reason}
+		line.Decision, line.Reasons = m.decision, m.reasons
 	}
 }

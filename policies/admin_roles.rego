@@ -143,9 +143,38 @@ actor_groups contains lower(key) if {
 	in_group(input.actor.principal, lower(key))
 }
 
-actor_groups contains lower(g) if {
-	person
+actor_groups contains g if some g in idp_groups
+
+# The groups the identity provider gave the caller, lower-cased: a
+# person's at this sign-in; for a management token, its holder's when
+# they claimed it (Go fills input.actor.groups from the token record, so
+# the rules about a person follow every credential the person holds).
+idp_groups contains lower(g) if {
+	actor_kind in {"person", "management_token"}
 	some g in input.actor.groups
+	is_string(g)
+}
+
+# The directory knows the caller when it lists them in a group, or when a
+# group the caller's identity provider names is one the directory defines
+# (a key of directory.groups, even with no members listed).
+directory_knows_actor if {
+	some key, _ in directory_groups
+	in_group(input.actor.principal, lower(key))
+}
+
+directory_knows_actor if {
+	some key, _ in directory_groups
+	lower(key) in idp_groups
+}
+
+# service_auto_approves(svc): the directory's entry for svc says
+# "auto_approve": true (exactly true: "yes" or 1 opts nothing in).
+service_auto_approves(svc) if {
+	some name, info in directory_services
+	lower(name) == lower(svc)
+	is_object(info)
+	object.get(info, "auto_approve", false) == true
 }
 
 approvers_defined if {

@@ -49,9 +49,70 @@ refused(d, reason) if {
 # People need no management scope to request and read.
 
 test_person_requests_without_a_scope if {
-	d := decide("request", person("carol", []), read_request, directory)
+	d := decide("request", person("carol", ["developers"]), read_request, directory)
 	d.allow
 	d.auto_approve
+}
+
+# Auto-approval covers only what the directory vouches for: a known
+# principal and a service that is not production, or a service whose
+# entry says "auto_approve": true.
+
+test_unknown_person_waits_for_approval if {
+	d := decide("request", person("carol", []), read_request, directory)
+	d.allow
+	not d.auto_approve
+}
+
+test_idp_group_the_directory_does_not_define_is_unknown if {
+	d := decide("request", person("carol", ["staff"]), read_request, directory)
+	d.allow
+	not d.auto_approve
+}
+
+test_directory_member_is_known if {
+	d := decide("request", mgmt("dave", ["tokens:request"]), object.union(read_request, {"requested_by": "dave", "held_by": "dave"}), directory)
+	d.allow
+	d.auto_approve
+}
+
+test_empty_group_key_makes_its_idp_group_known if {
+	d := decide("request", person("carol", ["Readers"]), read_request, object.union(directory, {"groups": {"readers": []}}))
+	d.auto_approve
+}
+
+test_production_read_waits_even_for_a_known_person if {
+	d := decide("request", person("carol", ["developers"]), production_read, directory)
+	d.allow
+	not d.auto_approve
+}
+
+test_production_read_waits_for_a_person_in_no_group if {
+	d := decide("request", person("carol", []), production_read, directory)
+	d.allow
+	not d.auto_approve
+}
+
+opted_in := object.union(directory, {"services": {"billing": {"environment": "production", "auto_approve": true}}})
+
+test_service_entry_opts_in_to_auto_approval if {
+	decide("request", person("carol", []), production_read, opted_in).auto_approve
+	decide("request", person("carol", []), object.union(production_read, {"services": ["BILLING"]}), opted_in).auto_approve
+}
+
+opted_in_with(flag) := object.union(directory, {"services": {"billing": {"environment": "production", "auto_approve": flag}}})
+
+test_opt_in_must_be_exactly_true if {
+	every flag in ["yes", 1, "true", {}, false] {
+		not decide("request", person("carol", []), production_read, opted_in_with(flag)).auto_approve
+	}
+}
+
+test_every_service_must_be_auto_approvable if {
+	both := object.union(production_read, {"scopes": ["billing:read", "search:read"], "services": ["billing", "search"]})
+	dir := object.union(opted_in, {"services": {"billing": {"environment": "production", "auto_approve": true}, "search": {"environment": "staging"}, "docs": {}}})
+	not decide("request", person("carol", []), both, dir).auto_approve
+	decide("request", person("carol", ["developers"]), both, dir).auto_approve
 }
 
 test_person_reads_without_a_scope if {

@@ -9,9 +9,13 @@
 #
 #   developer_production_write  A person in the developers group does not
 #       get a write or delete scope (any scope other than <service>:read) on
-#       a production service: not as the caller (request, exchange), nor as
-#       the token's owner, requester or holder. At approval only directory
-#       groups are known for the requester (IdP groups are the caller's).
+#       a production service: not as the caller (request, claim, exchange,
+#       rotate), nor as the token's owner, requester or holder, whichever
+#       credential they use. A person's identity-provider groups travel with
+#       their credentials: recorded with each request they make
+#       (input.request.requester_groups) and on each token they claim or
+#       rotate (input.token.holder_groups, and input.actor.groups when they
+#       call with that token), so approve and claim ask again with them.
 #   workload_scope_destructive  A workload never gets a :delete scope (nor
 #       a <service>:* one).
 #   workload_management_scope   A workload never gets a management token
@@ -81,10 +85,13 @@ production_write(r) if {
 
 # Developers and production.
 
+# Whoever acts for themselves: asks, claims the secret, exchanges.
 developer_involved if {
-	input.action in {"request", "exchange"}
+	input.action in {"request", "claim", "exchange"}
 	"developers" in actor_groups
 }
+
+developer_involved if "developers" in recorded_groups(input.request.requester_groups)
 
 developer_involved if {
 	some who in request_people
@@ -98,10 +105,38 @@ request_people contains input.request.requested_by
 request_people contains input.request.held_by
 
 denials contains "developer_production_write" if {
-	granting
+	input.action in developer_checked_actions
 	production_write(input.request)
 	developer_involved
 }
+
+# Every step that moves a token towards someone's hands asks again, so a
+# chain of steps taken with different credentials ends where one step
+# would: refused.
+developer_checked_actions := granting_actions | {"claim"}
+
+# Rotation hands a new secret to the one who rotates: a developer does not
+# renew a production write, whoever holds it and whenever it was granted.
+denials contains "developer_production_write" if {
+	input.action == "rotate"
+	production_write(input.token)
+	developer_holds_token
+}
+
+developer_holds_token if "developers" in actor_groups
+
+developer_holds_token if "developers" in recorded_groups(input.token.holder_groups)
+
+developer_holds_token if {
+	some who in {input.token.owner, input.token.created_by, token_holder}
+	in_group(who, "developers")
+}
+
+# recorded_groups(gs): identity-provider groups recorded on a request or a
+# token, lower-cased; absent or malformed ones name no group.
+recorded_groups(gs) := {lower(g) | some g in gs; is_string(g)} if is_array(gs)
+
+else := set()
 
 # Workloads.
 

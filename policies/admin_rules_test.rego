@@ -102,6 +102,56 @@ test_non_developer_may_ask_for_production_write if {
 	not d.auto_approve
 }
 
+# The rule follows the person through every credential and step.
+
+frank_write := request({"scopes": ["ledger:write"], "services": ["ledger"], "requested_by": "frank", "held_by": "frank", "ticket": "CHG-1"})
+
+mgmt_holder(name, groups) := {"principal": name, "kind": "management_token", "groups": groups, "token_id": "tok_m", "scopes": ["tokens:request", "tokens:read"], "local": false}
+
+test_management_token_carries_its_holders_groups if {
+	refused(decide("request", mgmt_holder("frank", ["developers"]), frank_write), "developer_production_write")
+	decide("request", mgmt_holder("frank", []), frank_write).allow
+}
+
+test_approval_asks_with_the_requesters_recorded_groups if {
+	r := object.union(frank_write, {"requester_groups": ["Developers"]})
+	refused(decide("approve", approver, r), "developer_production_write")
+	not_refused_for(decide("approve", approver, frank_write), "developer_production_write")
+}
+
+test_claim_asks_with_the_claimers_groups if {
+	refused(decide("claim", person("frank", ["developers"]), frank_write), "developer_production_write")
+	refused(decide("claim", mgmt_holder("frank", ["developers"]), frank_write), "developer_production_write")
+	refused(decide("claim", person("frank", []), object.union(frank_write, {"requester_groups": ["developers"]})), "developer_production_write")
+	decide("claim", person("frank", []), frank_write).allow
+}
+
+test_claim_of_a_read_is_not_refused_for_developers if {
+	r := object.union(frank_write, {"scopes": ["ledger:read"]})
+	decide("claim", person("frank", ["developers"]), r).allow
+}
+
+ledger_token(patch) := object.union(
+	{
+		"id": "tok_x", "owner": "ledger-sync", "created_by": "frank", "held_by": "frank",
+		"scopes": ["ledger:write"], "services": ["ledger"], "cidrs": [], "lifetime_seconds": 3600,
+	},
+	patch,
+)
+
+rotate(actor, tok) := d if {
+	d := admin.decision with input as {"action": "rotate", "actor": actor, "token": tok, "config": config}
+		with data.tokengate.directory as directory
+}
+
+test_developer_does_not_renew_a_production_write if {
+	refused(rotate(person("frank", ["developers"]), ledger_token({})), "developer_production_write")
+	refused(rotate(mgmt_holder("frank", []), ledger_token({"holder_groups": ["developers"]})), "developer_production_write")
+	refused(rotate(person("dave", []), ledger_token({"created_by": "dave", "held_by": "dave"})), "developer_production_write")
+	rotate(person("frank", []), ledger_token({})).allow
+	rotate(person("frank", ["developers"]), ledger_token({"scopes": ["ledger:read"]})).allow
+}
+
 test_developer_workload_gets_no_production_write if {
 	bot := object.union(deployer, {"principal": "devbot"})
 	refused(decide("exchange", bot, exchange_request({"owner": "devbot"})), "developer_production_write")

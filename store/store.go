@@ -19,8 +19,8 @@
 //     transaction as the change. Gateways cache tokens and decisions keyed
 //     on Version, so a change that kept it would let a cached allow outlive
 //     a revoke. RecordUsage is the one exception, on purpose.
-//   - Update, Rotate, ConsumeUse, UpdateRequest, ClaimRequest and
-//     CreateFirst are atomic: their check and their write are one
+//   - Update, Rotate, UpdateChain, ConsumeUse, UpdateRequest, ClaimRequest
+//     and CreateFirst are atomic: their check and their write are one
 //     transaction, and no other change to the same records interleaves.
 //     In particular two concurrent ConsumeUse calls never both spend the
 //     last use, a rotated token and its successors share one use budget
@@ -72,7 +72,12 @@ type Token struct {
 	// HeldBy is the verified principal who holds the secret: whoever
 	// claimed or received it. Separation of duties compares holders,
 	// never owners, which are only names typed into a request.
-	HeldBy       string    `json:"held_by,omitempty"`
+	HeldBy string `json:"held_by,omitempty"`
+	// HolderGroups are the groups the identity provider gave the holder
+	// when they claimed the token (empty for one claimed without an ID
+	// token's groups). A management token's caller is judged with them,
+	// so rules about a person's groups follow every credential they hold.
+	HolderGroups []string  `json:"holder_groups,omitempty"`
 	ApprovedBy   string    `json:"approved_by,omitempty"`
 	RotatedFrom  string    `json:"rotated_from,omitempty"`
 	RotatedTo    string    `json:"rotated_to,omitempty"`
@@ -99,6 +104,7 @@ func (t *Token) Clone() *Token {
 	c.Services = slices.Clone(t.Services)
 	c.CIDRs = slices.Clone(t.CIDRs)
 	c.UsedScopes = slices.Clone(t.UsedScopes)
+	c.HolderGroups = slices.Clone(t.HolderGroups)
 	return &c
 }
 
@@ -150,6 +156,21 @@ type Store interface {
 	// from it (the successor's use budget is what the old one had left at
 	// that instant, with no use spent in between).
 	Rotate(ctx context.Context, oldID string, next *Token, change func(old *Token) error) (*Token, error)
+	// UpdateChain applies change to every token of id's rotation chain:
+	// the tokens id was rotated from (following RotatedFrom to the first)
+	// and to (following RotatedTo to the newest), id among them, oldest
+	// first. change reports whether it changed a token; only those are
+	// stored (their Version grows) and returned, oldest first. If change
+	// returns an error, nothing is stored and that error is returned.
+	// ErrNotFound when id does not exist.
+	//
+	// The walk and the writes are one transaction that no Rotate of a
+	// token of the chain interleaves: a concurrent rotation either comes
+	// first, and its new token is part of the chain change sees, or
+	// comes after, and sees the changed records. That is what lets a
+	// revoke of any id of the chain stop every secret of it, whatever is
+	// rotated meanwhile.
+	UpdateChain(ctx context.Context, id string, change func(*Token) (bool, error)) ([]*Token, error)
 	// ConsumeUse spends one use of a use-limited token. It returns
 	// ErrUsesExhausted, without changing anything, when none is left. Two
 	// concurrent calls never both spend the last use.
@@ -217,6 +238,11 @@ type Request struct {
 	MaxUses     int64         `json:"max_uses"`
 	Status      string        `json:"status"` // pending, approved, denied, claimed
 	RequestedBy string        `json:"requested_by"`
+	// RequesterGroups are the groups the identity provider gave the
+	// requester when they asked (through their ID token, or recorded on
+	// the management token they used), so approval and claim judge the
+	// request with them.
+	RequesterGroups []string `json:"requester_groups,omitempty"`
 	// Ticket is the change ticket or justification the approver sees.
 	Ticket string `json:"ticket,omitempty"`
 	// RequestedWith is the id of the management token used to ask.

@@ -188,6 +188,46 @@ func (s *Store) Rotate(_ context.Context, oldID string, next *store.Token, chang
 // maxChain bounds the walk to the newest token of a rotation chain.
 const maxChain = 1000
 
+// UpdateChain changes copies of the tokens of id's rotation chain under
+// the store's lock and stores them only once change accepted all of them.
+func (s *Store) UpdateChain(_ context.Context, id string, change func(*store.Token) (bool, error)) ([]*store.Token, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	t, ok := s.tokens[id]
+	if !ok {
+		return nil, store.ErrNotFound
+	}
+	for hops := 0; t.RotatedFrom != ""; hops++ {
+		if t, ok = s.tokens[t.RotatedFrom]; !ok || hops == maxChain {
+			return nil, fmt.Errorf("token %s: rotation chain cannot be followed back", id)
+		}
+	}
+	var changed []*store.Token
+	for hops := 0; ; hops++ {
+		c := t.Clone()
+		ok, err := change(c)
+		if err != nil {
+			return nil, err
+		}
+		if ok {
+			c.Version++
+			changed = append(changed, c)
+		}
+		if t.RotatedTo == "" {
+			break
+		}
+		if t, ok = s.tokens[t.RotatedTo]; !ok || hops == maxChain {
+			return nil, fmt.Errorf("token %s: rotation chain cannot be followed", id)
+		}
+	}
+	out := make([]*store.Token, len(changed))
+	for i, c := range changed {
+		s.tokens[c.ID] = c.Clone()
+		out[i] = c
+	}
+	return out, nil
+}
+
 // ConsumeUse spends a use of the budget the newest token of id's rotation
 // chain holds and records the usage on id.
 func (s *Store) ConsumeUse(_ context.Context, id string, u store.Usage) (*store.Token, error) {
@@ -344,6 +384,7 @@ func cloneRequest(r *store.Request) *store.Request {
 	c.Scopes = slices.Clone(r.Scopes)
 	c.Services = slices.Clone(r.Services)
 	c.CIDRs = slices.Clone(r.CIDRs)
+	c.RequesterGroups = slices.Clone(r.RequesterGroups)
 	return &c
 }
 

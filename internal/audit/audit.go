@@ -58,14 +58,17 @@ func (c *Call) MarshalLogObject(enc zapcore.ObjectEncoder) error {
 	enc.AddString("decision", c.Decision)
 	_ = enc.AddArray("reasons", (*stringArray)(&c.Reasons))
 	enc.AddInt("status", c.Status)
-	enc.AddString("token_id", c.TokenID)
-	enc.AddString("owner", c.Owner)
-	enc.AddString("held_by", c.HeldBy)
-	if c.Actor != "" {
-		enc.AddString("actor", c.Actor)
+	// What is not known for this call (no token found yet, no decision
+	// made) is left out rather than written empty, so a pipeline never
+	// maps an empty string to a user or a token.
+	addNonEmpty(enc, "token_id", c.TokenID)
+	addNonEmpty(enc, "owner", c.Owner)
+	addNonEmpty(enc, "held_by", c.HeldBy)
+	addNonEmpty(enc, "actor", c.Actor)
+	addNonEmpty(enc, "purpose", c.Purpose)
+	if len(c.Scopes) > 0 {
+		_ = enc.AddArray("scopes", (*stringArray)(&c.Scopes))
 	}
-	enc.AddString("purpose", c.Purpose)
-	_ = enc.AddArray("scopes", (*stringArray)(&c.Scopes))
 	enc.AddString("service", c.Service)
 	enc.AddString("client_ip", c.ClientIP)
 	enc.AddString("method", c.Method)
@@ -76,11 +79,18 @@ func (c *Call) MarshalLogObject(enc zapcore.ObjectEncoder) error {
 	enc.AddString("path", token.Redact(c.Path))
 	enc.AddString("request_id", c.RequestID)
 	addTrace(enc, c.TraceID, c.SpanID)
-	enc.AddString("decision_id", c.DecisionID)
+	addNonEmpty(enc, "decision_id", c.DecisionID)
 	enc.AddDuration("duration", c.Duration)
 	enc.AddString("cache", c.Cache)
-	enc.AddString("policy_rev", c.PolicyRev)
+	addNonEmpty(enc, "policy_rev", c.PolicyRev)
 	return nil
+}
+
+// addNonEmpty writes a string field only when it has a value.
+func addNonEmpty(enc zapcore.ObjectEncoder, key, value string) {
+	if value != "" {
+		enc.AddString(key, value)
+	}
 }
 
 // Action describes one management action.
@@ -105,6 +115,9 @@ type Action struct {
 	Services    []string
 	TTL         time.Duration // lifetime, written in whole seconds
 	SuccessorID string        // the new id of a rotation
+	// RevokedIDs are every token a revoke stopped: the one named and the
+	// live tokens of its rotation chain.
+	RevokedIDs []string
 	// Workload is who a token exchange was for, when it got as far as
 	// verifying the workload's token.
 	Workload *Workload
@@ -139,15 +152,11 @@ func (m stringMap) MarshalLogObject(enc zapcore.ObjectEncoder) error {
 func (a *Action) MarshalLogObject(enc zapcore.ObjectEncoder) error {
 	enc.AddInt("schema", SchemaVersion)
 	enc.AddString("actor", a.Actor)
-	enc.AddString("token_id", a.TokenID)
-	if a.TokenRequestID != "" {
-		enc.AddString("token_request_id", a.TokenRequestID)
-	}
-	if a.RequestID != "" {
-		enc.AddString("request_id", a.RequestID)
-	}
+	addNonEmpty(enc, "token_id", a.TokenID)
+	addNonEmpty(enc, "token_request_id", a.TokenRequestID)
+	addNonEmpty(enc, "request_id", a.RequestID)
 	addTrace(enc, a.TraceID, a.SpanID)
-	enc.AddString("reason", a.Reason)
+	addNonEmpty(enc, "reason", a.Reason)
 	enc.AddString("outcome", a.Outcome)
 	if len(a.Reasons) > 0 {
 		_ = enc.AddArray("reasons", (*stringArray)(&a.Reasons))
@@ -169,6 +178,9 @@ func (a *Action) MarshalLogObject(enc zapcore.ObjectEncoder) error {
 	}
 	if a.SuccessorID != "" {
 		enc.AddString("successor_id", a.SuccessorID)
+	}
+	if len(a.RevokedIDs) > 0 {
+		_ = enc.AddArray("revoked_ids", (*stringArray)(&a.RevokedIDs))
 	}
 	if a.Workload != nil {
 		_ = enc.AddObject("workload", a.Workload)

@@ -52,7 +52,8 @@ func TestLineBytes(t *testing.T) {
 	}
 	const allowLine = `{"level":"info","ts":1773500966.535897,"logger":"tokengate.audit","msg":"decision","schema":2,"decision":"allow","reasons":[],"status":200,"token_id":"tok_4bd073c5391439a5a75b","owner":"team-7","held_by":"alice@example.com","purpose":"nightly invoice export","scopes":["billing:read","billing:write"],"service":"billing","client_ip":"192.0.2.10","method":"GET","host":"api.example.com","path":"/billing/invoices","request_id":"4f2b8a0e-3c2d-4a51-9b7e-5d1f0c9e8a72","decision_id":"dec_Xy7pQ2mN9vR4sT1uW3zA","duration":0.001234567,"cache":"hit","policy_rev":"a6dd96411025"}` + "\n"
 
-	// A refusal with everything optional present, nil slices, and values
+	// A refusal before any token was found: what has no value (token,
+	// owner, holder, scopes, decision, policy revision) is left out. Values
 	// that need escaping (quotes, control characters, invalid UTF-8).
 	deny := &Call{
 		Decision: "deny", Reasons: []string{"scope_missing", "service_not_allowed"}, Status: 403,
@@ -61,7 +62,7 @@ func TestLineBytes(t *testing.T) {
 		RequestID: "req-1", TraceID: "4bf92f3577b34da6a3ce929d0e0e4736", SpanID: "00f067aa0ba902b7",
 		Duration: 2 * time.Second, Cache: "none",
 	}
-	const denyLine = `{"level":"info","ts":1773500966.535897,"logger":"tokengate.audit","msg":"decision","schema":2,"decision":"deny","reasons":["scope_missing","service_not_allowed"],"status":403,"token_id":"","owner":"","held_by":"","actor":"bob@example.com","purpose":"say \"hi\"\n\tthere","scopes":[],"service":"billing","client_ip":"2001:db8::1","method":"POST","host":"api.example.com","path":"/b\ufffdad/é/\\x","request_id":"req-1","trace_id":"4bf92f3577b34da6a3ce929d0e0e4736","span_id":"00f067aa0ba902b7","decision_id":"","duration":2,"cache":"none","policy_rev":""}` + "\n"
+	const denyLine = `{"level":"info","ts":1773500966.535897,"logger":"tokengate.audit","msg":"decision","schema":2,"decision":"deny","reasons":["scope_missing","service_not_allowed"],"status":403,"actor":"bob@example.com","purpose":"say \"hi\"\n\tthere","service":"billing","client_ip":"2001:db8::1","method":"POST","host":"api.example.com","path":"/b\ufffdad/é/\\x","request_id":"req-1","trace_id":"4bf92f3577b34da6a3ce929d0e0e4736","span_id":"00f067aa0ba902b7","duration":2,"cache":"none"}` + "\n"
 
 	action := &Action{
 		Msg: "token.rotated", Actor: "alice@example.com", TokenID: "tok_1", TokenRequestID: "req_2", RequestID: "uuid-3",
@@ -71,7 +72,7 @@ func TestLineBytes(t *testing.T) {
 		Workload: &Workload{Issuer: "github", Claims: map[string]string{"repository": "org/repo"}},
 	}
 	const actionLine = `{"level":"info","ts":1773500966.535897,"logger":"tokengate.audit","msg":"token.rotated","schema":2,"actor":"alice@example.com","token_id":"tok_1","token_request_id":"req_2","request_id":"uuid-3","trace_id":"t","span_id":"s","reason":"scheduled","outcome":"success","reasons":["a","b"],"owner":"team-7","held_by":"ci","scopes":["billing:read"],"services":["billing","ledger"],"ttl":5400,"successor_id":"tok_4","workload":{"issuer":"github","claims":{"repository":"org/repo"}}}` + "\n"
-	const sparseActionLine = `{"level":"info","ts":1773500966.535897,"logger":"tokengate.audit","msg":"token.revoked","schema":2,"actor":"","token_id":"","reason":"","outcome":""}` + "\n"
+	const sparseActionLine = `{"level":"info","ts":1773500966.535897,"logger":"tokengate.audit","msg":"token.revoked","schema":2,"actor":"","outcome":""}` + "\n"
 
 	l, w := pinnedLogger()
 	l.Call(allow)

@@ -30,6 +30,18 @@ type Error struct {
 	Kind Kind
 	Code string
 	Msg  string
+	// Reasons are every reason code behind a policy refusal, Code among
+	// them; empty for a refusal with Code alone. Audit lines list them all,
+	// so a refusal for two reasons never reads as one.
+	Reasons []string
+}
+
+// AllReasons is every reason code of the refusal: Reasons, or Code alone.
+func (e *Error) AllReasons() []string {
+	if len(e.Reasons) > 0 {
+		return e.Reasons
+	}
+	return []string{e.Code}
 }
 
 func (e *Error) Error() string { return e.Code + ": " + e.Msg }
@@ -300,7 +312,18 @@ func (s *Service) Mint(rec *store.Token) (secret string) {
 	return secret
 }
 
-// Revoke ends a token at once.
+// Revoke ends a token at once, and with it every live secret of its
+// rotation chain: the tokens it was rotated from that are still in their
+// grace window, and every token it was rotated to. They share its grants
+// and its use budget, so revoking one id while another secret of the chain
+// keeps working would revoke nothing. Secrets of the chain that are dead
+// already (revoked, or rotated and past their grace) stay as they are. The
+// store revokes the chain in one transaction, so a rotation racing the
+// revoke either comes first and its successor is revoked too, or comes
+// after and finds the token revoked.
+//
+// The line of the token named lists every token revoked (revoked_ids);
+// each other token revoked gets its own line too.
 func (s *Service) Revoke(ctx context.Context, actor, id, reason string) (*store.Token, error) {
 	if reason == "" {
 		err := invalid("reason_required", "say why the token is revoked")
@@ -312,61 +335,49 @@ func (s *Service) Revoke(ctx context.Context, actor, id, reason string) (*store.
 		return nil, err
 	}
 	now := s.now().UTC()
-	t, err := s.Store.Update(ctx, id, func(t *store.Token) error {
-		if !t.RevokedAt.IsZero() {
-			return &Error{Kind: KindConflict, Code: "already_revoked", Msg: "token " + id + " is already revoked"}
+	changed, err := s.Store.UpdateChain(ctx, id, func(t *store.Token) (bool, error) {
+		switch {
+		case !t.RevokedAt.IsZero():
+			return false, nil
+		case t.ID == id:
+			t.RevokedAt, t.RevokedBy, t.RevokeReason = now, actor, reason
+		case t.RotatedTo != "" && !now.Before(t.GraceUntil):
+			// Rotated and past its grace: its secret is dead already.
+			return false, nil
+		default:
+			t.RevokedAt, t.RevokedBy, t.RevokeReason = now, actor, "revoked with "+id+", of its rotation chain"
 		}
-		t.RevokedAt, t.RevokedBy, t.RevokeReason = now, actor, reason
-		return nil
+		return true, nil
 	})
+	var named *store.Token
+	for _, t := range changed {
+		if t.ID == id {
+			named = t
+		}
+	}
+	if err == nil && named == nil {
+		err = &Error{Kind: KindConflict, Code: "already_revoked", Msg: "token " + id + " is already revoked"}
+	}
 	if err != nil {
 		err = s.storeError(id, err)
 		s.refused(ctx, "token.revoked", actor, id, err)
 		return nil, err
 	}
-	s.forget(t)
-	s.Audit.ActionContext(ctx, WithToken(&audit.Action{Msg: "token.revoked", Actor: actor, TokenID: id, Reason: reason, Outcome: "success"}, t))
-	s.revokePredecessors(ctx, actor, t, now)
-	return t, nil
-}
-
-// maxRotationChain bounds the walk back through a token's predecessors,
-// so a damaged chain cannot loop.
-const maxRotationChain = 1000
-
-// revokePredecessors revokes the older secrets of a revoked token that
-// are still inside their rotation grace window: they share its grants and
-// its use budget, so revoking the newest secret while an old one keeps
-// working would revoke nothing. Older secrets past their grace are dead
-// already and stay as they are.
-func (s *Service) revokePredecessors(ctx context.Context, actor string, t *store.Token, now time.Time) {
-	for hops := 0; t.RotatedFrom != "" && hops < maxRotationChain; hops++ {
-		successor := t.ID
-		prev, err := s.Store.Update(ctx, t.RotatedFrom, func(p *store.Token) error {
-			if !p.RevokedAt.IsZero() || !now.Before(p.GraceUntil) {
-				return errNothingToRevoke
-			}
-			p.RevokedAt, p.RevokedBy, p.RevokeReason = now, actor, "successor "+successor+" revoked"
-			return nil
-		})
-		switch {
-		case errors.Is(err, errNothingToRevoke):
-			// Dead already; its own predecessors are older still.
-			if prev, err = s.Store.Get(ctx, t.RotatedFrom); err != nil {
-				return
-			}
-		case err != nil:
-			s.refused(ctx, "token.revoked", actor, t.RotatedFrom, s.storeError(t.RotatedFrom, err))
-			return
-		default:
-			s.forget(prev)
-			s.Audit.ActionContext(ctx, WithToken(&audit.Action{Msg: "token.revoked", Actor: actor, TokenID: prev.ID, Reason: prev.RevokeReason, Outcome: "success"}, prev))
-		}
-		t = prev
+	revokedIDs := make([]string, len(changed))
+	for i, t := range changed {
+		s.forget(t)
+		revokedIDs[i] = t.ID
 	}
+	line := WithToken(&audit.Action{Msg: "token.revoked", Actor: actor, TokenID: id, Reason: reason, Outcome: "success"}, named)
+	line.RevokedIDs = revokedIDs
+	s.Audit.ActionContext(ctx, line)
+	for _, t := range changed {
+		if t.ID != id {
+			s.Audit.ActionContext(ctx, WithToken(&audit.Action{Msg: "token.revoked", Actor: actor, TokenID: t.ID, Reason: t.RevokeReason, Outcome: "success"}, t))
+		}
+	}
+	return named, nil
 }
-
-var errNothingToRevoke = errors.New("nothing to revoke")
 
 // CheckReason refuses a reason (for a revoke, an approval, a denial) that
 // is too long or not acceptable free text. An empty reason passes: callers
@@ -387,7 +398,7 @@ func CheckReason(reason string) error {
 // grace window a use of either secret spends that one budget (the store
 // spends a rotated token's uses on its successor), so rotating never
 // extends what a token may do.
-func (s *Service) Rotate(ctx context.Context, actor, id string, grace time.Duration) (string, *store.Token, error) {
+func (s *Service) Rotate(ctx context.Context, actor string, actorGroups []string, id string, grace time.Duration) (string, *store.Token, error) {
 	if grace < 0 || grace > maxGrace {
 		err := invalid("grace_invalid", "grace must be between 0 and %s", maxGrace)
 		s.refused(ctx, "token.rotated", actor, id, err)
@@ -408,8 +419,9 @@ func (s *Service) Rotate(ctx context.Context, actor, id string, grace time.Durat
 	next := old.Clone()
 	secret := s.Mint(next)
 	// The new secret goes to actor, who holds it from now on, whoever
-	// held the old one.
+	// held the old one, with the groups actor has now.
 	next.CreatedAt, next.CreatedBy, next.HeldBy, next.RotatedFrom = now, actor, actor, id
+	next.HolderGroups = slices.Clone(actorGroups)
 	next.Uses, next.Version, next.UsedScopes = 0, 0, nil
 	next.LastUsedAt, next.LastUsedIP = time.Time{}, ""
 	graceUntil := now.Add(grace)
@@ -516,7 +528,7 @@ func AuditRefused(ctx context.Context, log *audit.Logger, msg, actor, requestID,
 		return
 	}
 	log.ActionContext(ctx, &audit.Action{Msg: msg, Actor: actor, TokenRequestID: SafeID(requestID), TokenID: SafeID(tokenID),
-		Reason: e.Msg, Outcome: "refused", Reasons: []string{e.Code}})
+		Reason: e.Msg, Outcome: "refused", Reasons: e.AllReasons()})
 }
 
 // AuditRefusedOn is AuditRefused for an action on the stored token t: the
@@ -528,7 +540,7 @@ func AuditRefusedOn(ctx context.Context, log *audit.Logger, msg, actor string, t
 		return
 	}
 	log.ActionContext(ctx, WithToken(&audit.Action{Msg: msg, Actor: actor, TokenID: t.ID,
-		Reason: e.Msg, Outcome: "refused", Reasons: []string{e.Code}}, t))
+		Reason: e.Msg, Outcome: "refused", Reasons: e.AllReasons()}, t))
 }
 
 func (s *Service) storeError(id string, err error) error {

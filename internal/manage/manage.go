@@ -46,8 +46,9 @@ type Principal struct {
 	Name string
 	// Kind is PersonKind, WorkloadKind, ManagementTokenKind or LocalKind.
 	Kind string
-	// Groups come from the identity provider's groups claim; the admin
-	// policy adds the directory's.
+	// Groups come from the identity provider's groups claim: a person's
+	// at this sign-in, a management token's holder's as recorded when
+	// they claimed it. The admin policy adds the directory's.
 	Groups []string
 	// Claims are the verified token's claims (people and workloads).
 	Claims map[string]any
@@ -102,7 +103,7 @@ func (e *PolicyError) Unwrap() error { return e.Err }
 
 // refusal is a forbidden action carrying the policy's reasons.
 func refusal(reasons []string) *lifecycle.Error {
-	return &lifecycle.Error{Kind: lifecycle.KindForbidden, Code: reasons[0], Msg: "refused by the admin policy: " + fmt.Sprint(reasons)}
+	return &lifecycle.Error{Kind: lifecycle.KindForbidden, Code: reasons[0], Reasons: reasons, Msg: "refused by the admin policy: " + fmt.Sprint(reasons)}
 }
 
 // authorize asks the admin policy whether p may do action. It returns the
@@ -143,6 +144,7 @@ func requestInput(r *store.Request) map[string]any {
 		"id": r.ID, "owner": r.Owner, "purpose": r.Purpose, "scopes": nonNil(r.Scopes),
 		"services": nonNil(r.Services), "cidrs": nonNil(r.CIDRs), "ttl_seconds": int64(r.TTL / time.Second),
 		"max_uses": r.MaxUses, "requested_by": r.RequestedBy, "held_by": r.RequestedBy, "ticket": r.Ticket,
+		"requester_groups": nonNil(r.RequesterGroups),
 	}
 }
 
@@ -152,7 +154,7 @@ func requestInput(r *store.Request) map[string]any {
 func tokenInput(t *store.Token) map[string]any {
 	return map[string]any{
 		"id": t.ID, "owner": t.Owner, "created_by": t.CreatedBy, "held_by": HolderOf(t), "scopes": nonNil(t.Scopes),
-		"services": nonNil(t.Services), "cidrs": nonNil(t.CIDRs),
+		"services": nonNil(t.Services), "cidrs": nonNil(t.CIDRs), "holder_groups": nonNil(t.HolderGroups),
 		"lifetime_seconds": int64(t.ExpiresAt.Sub(t.NotBefore) / time.Second),
 	}
 }
@@ -177,7 +179,7 @@ func (s *Service) Request(ctx context.Context, p Principal, spec lifecycle.Spec)
 		ID: token.NewPrefixedID("req_"), Owner: rec.Owner, Purpose: rec.Purpose,
 		Scopes: rec.Scopes, Services: rec.Services, CIDRs: rec.CIDRs, TTL: rec.ExpiresAt.Sub(rec.NotBefore),
 		MaxUses: rec.MaxUses, Status: store.RequestPending, RequestedBy: p.Name, RequestedWith: p.TokenID,
-		Ticket: spec.Ticket, CreatedAt: s.now(),
+		RequesterGroups: slices.Clone(p.Groups), Ticket: spec.Ticket, CreatedAt: s.now(),
 	}
 	if spec.NotBefore != nil {
 		req.NotBefore = rec.NotBefore
@@ -299,7 +301,9 @@ func (s *Service) claim(ctx context.Context, p Principal, id string) (*store.Req
 		CreatedAt: now, CreatedBy: req.RequestedBy, ApprovedBy: req.DecidedBy,
 		// The secret goes to the verified claimer, whom the admin policy
 		// has just matched to the requester: the owner is only a name.
-		HeldBy: p.Name,
+		// Their groups as of this claim go with it, so a management token
+		// is judged as the person who holds it.
+		HeldBy: p.Name, HolderGroups: slices.Clone(p.Groups),
 	}
 	secret := s.Tokens.Mint(tok)
 	req, err = s.Requests.ClaimRequest(ctx, id, func(r *store.Request) error {
@@ -412,7 +416,7 @@ func (s *Service) Rotate(ctx context.Context, p Principal, id string, grace time
 		lifecycle.AuditRefusedOn(ctx, s.Audit, "token.rotated", p.Name, t, err)
 		return "", nil, err
 	}
-	return s.Tokens.Rotate(ctx, p.Name, id, grace)
+	return s.Tokens.Rotate(ctx, p.Name, p.Groups, id, grace)
 }
 
 // ListTokens returns the inventory, if the policy lets p read it.

@@ -3,6 +3,7 @@ package manage
 import (
 	"context"
 	"errors"
+	"io/fs"
 	"path/filepath"
 	"slices"
 	"testing"
@@ -46,7 +47,7 @@ func newFixture(t *testing.T) *fixture {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { b.Close() })
-	engine, err := policy.NewEngine(policies.FS)
+	engine, err := policy.NewEngine(shippedWithDirectory(t, `{"groups": {"requesters": ["alice"]}}`))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -62,6 +63,28 @@ func newFixture(t *testing.T) *fixture {
 		Now:      clock,
 	}
 	return f
+}
+
+// shippedWithDirectory is the shipped policy folder with directory as
+// its directory data. The fixture's directory knows alice (and defines no
+// approvers), so her read-only, short, bound requests are approved
+// automatically, as the policy approves only principals it knows.
+func shippedWithDirectory(t *testing.T, directory string) fstest.MapFS {
+	t.Helper()
+	fsys := fstest.MapFS{}
+	err := fs.WalkDir(policies.FS, ".", func(name string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		src, err := fs.ReadFile(policies.FS, name)
+		fsys[name] = &fstest.MapFile{Data: src}
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	fsys["tokengate/directory/data.json"] = &fstest.MapFile{Data: []byte(directory)}
+	return fsys
 }
 
 // lines returns the management audit lines written since the last call,

@@ -49,6 +49,10 @@ func Run(t *testing.T, b Backend) {
 		"CountByState":              testCount,
 		"CustodyRoundTrips":         testCustody,
 		"LapseIsKept":               testLapseKept,
+		"UpdateChainCoversTheChain": testUpdateChain,
+		"UpdateChainBumpsVersions":  testUpdateChainVersion,
+		"UpdateChainErrorIsAtomic":  testUpdateChainError,
+		"ChainRevokeRacesRotate":    testChainRevokeRacesRotate,
 	}
 	for name, fn := range tests {
 		t.Run(name, func(t *testing.T) {

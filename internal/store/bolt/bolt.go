@@ -236,6 +236,53 @@ func (s *Store) ConsumeUse(_ context.Context, id string, u store.Usage) (*store.
 	return t, nil
 }
 
+// UpdateChain runs in one write transaction, and bbolt runs one at a
+// time, so no rotation interleaves.
+func (s *Store) UpdateChain(_ context.Context, id string, change func(*store.Token) (bool, error)) ([]*store.Token, error) {
+	var changed []*store.Token
+	err := s.update(func(tx *bbolt.Tx) error {
+		tokens := tx.Bucket(tokensBucket)
+		t, err := get(tokens, id)
+		if err != nil {
+			return err
+		}
+		for hops := 0; t.RotatedFrom != ""; hops++ {
+			if hops == maxChain {
+				return fmt.Errorf("token %s: rotation chain longer than %d tokens", id, maxChain)
+			}
+			if t, err = get(tokens, t.RotatedFrom); err != nil {
+				return fmt.Errorf("token %s: a predecessor cannot be read: %v", id, err)
+			}
+		}
+		for hops := 0; ; hops++ {
+			if hops == maxChain {
+				return fmt.Errorf("token %s: rotation chain longer than %d tokens", id, maxChain)
+			}
+			ok, err := change(t)
+			if err != nil {
+				return err
+			}
+			if ok {
+				t.Version++
+				if err := put(tokens, t); err != nil {
+					return err
+				}
+				changed = append(changed, t)
+			}
+			if t.RotatedTo == "" {
+				return nil
+			}
+			if t, err = get(tokens, t.RotatedTo); err != nil {
+				return fmt.Errorf("token %s: a successor cannot be read: %v", id, err)
+			}
+		}
+	})
+	if err != nil {
+		return nil, err
+	}
+	return changed, nil
+}
+
 // maxChain bounds the walk along RotatedTo, so a damaged record that
 // points back into its own chain fails the call instead of hanging it.
 const maxChain = 1000

@@ -28,11 +28,11 @@ const channel = "tokengate_tokens"
 const columns = `id, hash, owner, purpose, scopes, services, cidrs, not_before, expires_at,
 	max_uses, uses, created_at, created_by, approved_by, rotated_from, rotated_to,
 	grace_until, revoked_at, revoked_by, revoke_reason, last_used_at, last_used_ip,
-	used_scopes, version, held_by`
+	used_scopes, version, held_by, holder_groups`
 
 // values holds one placeholder per column; $1 is always the id.
 const values = `$1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16,
-	$17, $18, $19, $20, $21, $22, $23, $24, $25`
+	$17, $18, $19, $20, $21, $22, $23, $24, $25, $26`
 
 // announced finishes a statement that starts `WITH changed AS (UPDATE ...
 // RETURNING columns)`: it returns the changed rows and queues a notification
@@ -70,6 +70,10 @@ const (
 	) ` + announced
 
 	recordUsage = `UPDATE tokengate_tokens SET ` + applyUsage + ` WHERE id = $1`
+
+	// predecessor names the token a token was rotated from. It needs no
+	// lock: rotated_from is set once, when the token is created.
+	predecessor = `SELECT rotated_from FROM tokengate_tokens WHERE id = $1`
 
 	// lockSuccessor locks a token of a rotation chain and names the next.
 	lockSuccessor = `SELECT rotated_to FROM tokengate_tokens WHERE id = $1 FOR UPDATE`
@@ -213,6 +217,62 @@ func (s *Store) ConsumeUse(ctx context.Context, id string, u store.Usage) (*stor
 	return t, nil
 }
 
+// UpdateChain finds the first token of id's chain without locks (where a
+// token came from never changes), then locks and changes the chain from
+// the oldest to the newest, the order ConsumeUse takes, so the two cannot
+// deadlock. A Rotate holds the lock of the token it rotates until it
+// commits: the walk either waits for it and then reads the new rotated_to
+// (PostgreSQL re-reads a row a FOR UPDATE waited for), or takes the lock
+// first, and the rotation then sees the changed record.
+func (s *Store) UpdateChain(ctx context.Context, id string, change func(*store.Token) (bool, error)) ([]*store.Token, error) {
+	doing := "updating the rotation chain of token " + id
+	var changed []*store.Token
+	err := s.inTx(ctx, doing, func(tx pgx.Tx) error {
+		changed = nil
+		first := id
+		for hops := 0; ; hops++ {
+			if hops == maxChain {
+				return fmt.Errorf("%s: rotation chain longer than %d tokens", doing, maxChain)
+			}
+			var from string
+			if err := tx.QueryRow(ctx, predecessor, first).Scan(&from); err != nil {
+				return storeErr(err, doing)
+			}
+			if from == "" {
+				break
+			}
+			first = from
+		}
+		for next, hops := first, 0; next != ""; hops++ {
+			if hops == maxChain {
+				return fmt.Errorf("%s: rotation chain longer than %d tokens", doing, maxChain)
+			}
+			t, err := scanToken(tx.QueryRow(ctx, selectForUpdate, next))
+			if err != nil {
+				return storeErr(err, doing)
+			}
+			next = t.RotatedTo
+			ok, err := change(t)
+			if err != nil {
+				return err
+			}
+			if !ok {
+				continue
+			}
+			t.Version++
+			if t, err = scanToken(tx.QueryRow(ctx, updateToken, tokenArgs(t)...)); err != nil {
+				return storeErr(err, doing)
+			}
+			changed = append(changed, t)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return changed, nil
+}
+
 // RecordUsage sends the whole batch as one pipelined batch, which
 // PostgreSQL runs as one implicit transaction. It does not notify: usage
 // statistics never change a decision.
@@ -283,7 +343,7 @@ func tokenArgs(t *store.Token) []any {
 		nullable(t.NotBefore), nullable(t.ExpiresAt), t.MaxUses, t.Uses, nullable(t.CreatedAt),
 		t.CreatedBy, t.ApprovedBy, t.RotatedFrom, t.RotatedTo, nullable(t.GraceUntil),
 		nullable(t.RevokedAt), t.RevokedBy, t.RevokeReason, nullable(t.LastUsedAt), t.LastUsedIP,
-		notNull(t.UsedScopes), int64(t.Version), t.HeldBy,
+		notNull(t.UsedScopes), int64(t.Version), t.HeldBy, notNull(t.HolderGroups),
 	}
 }
 
@@ -300,7 +360,7 @@ func scanToken(row pgx.Row) (*store.Token, error) {
 		&notBefore, &expiresAt, &t.MaxUses, &t.Uses, &createdAt,
 		&t.CreatedBy, &t.ApprovedBy, &t.RotatedFrom, &t.RotatedTo, &graceUntil,
 		&revokedAt, &t.RevokedBy, &t.RevokeReason, &lastUsedAt, &t.LastUsedIP,
-		&t.UsedScopes, &version, &t.HeldBy,
+		&t.UsedScopes, &version, &t.HeldBy, &t.HolderGroups,
 	)
 	if err != nil {
 		return nil, err

@@ -118,6 +118,16 @@ func (p *OP) count(path string) {
 	p.hits[path]++
 }
 
+// SetGroups changes the groups claim of user's next ID tokens, as an
+// identity provider does when someone joins or leaves a team.
+func (p *OP) SetGroups(user string, groups []string) {
+	p.storage.mu.Lock()
+	defer p.storage.mu.Unlock()
+	u := p.users[user]
+	u.Groups = groups
+	p.users[user] = u
+}
+
 // SetDown makes every endpoint (discovery, keys, login, token) answer 503
 // while down is true: the provider is unreachable for what depends on it.
 func (p *OP) SetDown(down bool) { p.down.Store(down) }
@@ -501,7 +511,9 @@ func (s *opStorage) SetUserinfoFromRequest(ctx context.Context, info *oidc.UserI
 	if err := s.Storage.SetUserinfoFromRequest(ctx, info, req, scopes); err != nil {
 		return err
 	}
+	s.mu.Lock()
 	u := s.users[req.GetSubject()]
+	s.mu.Unlock()
 	if len(u.Groups) > 0 {
 		info.AppendClaims("groups", u.Groups)
 	}
