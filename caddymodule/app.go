@@ -5,6 +5,7 @@
 package caddymodule
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -16,6 +17,7 @@ import (
 	"github.com/caddyserver/caddy/v2"
 	"go.uber.org/zap"
 
+	"github.com/tokengate/caddy-tokengate/internal/addrlimit"
 	"github.com/tokengate/caddy-tokengate/internal/audit"
 	"github.com/tokengate/caddy-tokengate/internal/gateway"
 	"github.com/tokengate/caddy-tokengate/internal/identity"
@@ -100,21 +102,25 @@ type App struct {
 	// Receivers of signed events about requests and revocations, so that
 	// approvers hear about a pending request.
 	Webhooks []Webhook `json:"webhooks,omitempty"`
+	// ExchangeLimit brakes the token exchange, which takes no credential:
+	// attempts per client address and window. Default 30 a minute.
+	ExchangeLimit *AttemptLimit `json:"exchange_limit,omitempty"`
 
-	rt        *runtime // shared with the other configs on the same store
-	rtKey     string
-	store     store.Backend
-	engine    *policy.Engine
-	bundle    *policy.Bundle // nil unless the policy is an OPA bundle
-	gate      *gateway.Gate
-	lifecycle *lifecycle.Service
-	manage    *manage.Service
-	audit     *audit.Logger
-	logger    *zap.Logger
-	now       func() time.Time
-	people    *identity.Verifier  // nil without oidc
-	workloads *identity.Workloads // nil without workloads
-	webhooks  *notify.Dispatcher  // nil without webhooks
+	rt            *runtime // shared with the other configs on the same store
+	rtKey         string
+	store         store.Backend
+	engine        *policy.Engine
+	bundle        *policy.Bundle // nil unless the policy is an OPA bundle
+	gate          *gateway.Gate
+	lifecycle     *lifecycle.Service
+	manage        *manage.Service
+	audit         *audit.Logger
+	logger        *zap.Logger
+	now           func() time.Time
+	people        *identity.Verifier  // nil without oidc
+	workloads     *identity.Workloads // nil without workloads
+	webhooks      *notify.Dispatcher  // nil without webhooks
+	exchangeBrake *addrlimit.Limiter
 
 	auditFiles []string // files of the logs that take tokengate.audit
 
@@ -155,6 +161,9 @@ func (a *App) Provision(ctx caddy.Context) error {
 		a.logger.Warn("cannot tell which files the audit log writes to: a deleted or moved-away audit file will not be noticed (write failures still are)")
 	}
 	a.now = func() time.Time { return clock() }
+	limit := cmp.Or(a.ExchangeLimit, &AttemptLimit{})
+	a.exchangeBrake = addrlimit.New(cmp.Or(limit.Attempts, DefaultExchangeAttempts),
+		cmp.Or(time.Duration(limit.Window), DefaultExchangeWindow), a.now)
 	if a.MaxTTL <= 0 {
 		a.MaxTTL = caddy.Duration(DefaultMaxTTL)
 	}
@@ -391,6 +400,9 @@ func (a *App) Stop() error {
 
 // Cleanup releases the caches and this config's hold on the runtime.
 func (a *App) Cleanup() error {
+	if a.exchangeBrake != nil {
+		a.writeBrakeSummaries(a.exchangeBrake.Flush())
+	}
 	if a.rt != nil {
 		a.rt.detach(a)
 	}

@@ -55,6 +55,7 @@ func init() {
 //			secret <secret>             # required, 32+ characters
 //			events <type...>            # default all
 //		}
+//		exchange_limit <attempts> <window>  # token exchange attempts per client address; default 30 1m
 //	}
 func parseGlobalOption(d *caddyfile.Dispenser, _ any) (any, error) {
 	app := new(App)
@@ -107,6 +108,17 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return err
 			}
 			a.CensusInterval = dur
+		case "exchange_limit":
+			var attempts, window string
+			if !d.AllArgs(&attempts, &window) {
+				return d.ArgErr()
+			}
+			n, err := strconv.Atoi(attempts)
+			dur, derr := caddy.ParseDuration(window)
+			if err != nil || n < 1 || derr != nil || dur <= 0 {
+				return d.Errf("exchange_limit takes a number of attempts and a window, such as 30 1m")
+			}
+			a.ExchangeLimit = &AttemptLimit{Attempts: n, Window: caddy.Duration(dur)}
 		case "pepper":
 			if !d.AllArgs(&a.Pepper) {
 				return d.ArgErr()

@@ -1,6 +1,7 @@
 package caddymodule
 
 import (
+	"crypto/sha256"
 	"errors"
 	"io"
 	"mime"
@@ -188,6 +189,11 @@ func (h *AdminHandler) serveExchange(w http.ResponseWriter, r *http.Request) {
 		a.manage.ExchangeRefused(ctx, e.reason, e.desc)
 		writeOAuthError(w, e)
 	}
+	// Every anonymous attempt counts, whatever it asks, before anything
+	// is verified or written.
+	if !h.brakeExchange(ctx, w, r) {
+		return
+	}
 	if r.Method != http.MethodPost {
 		a.manage.ExchangeRefused(ctx, "method_not_allowed", r.Method+" is not served at "+exchangePath)
 		w.Header().Set("Allow", http.MethodPost)
@@ -198,6 +204,7 @@ func (h *AdminHandler) serveExchange(w http.ResponseWriter, r *http.Request) {
 		refuse(badExchange("unsupported_grant_type", "exchange_not_configured", "token exchange is not configured: no workload issuer is set up"))
 		return
 	}
+
 	ask, bad := parseExchange(r)
 	if bad != nil {
 		refuse(bad)
@@ -213,7 +220,8 @@ func (h *AdminHandler) serveExchange(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	p := manage.Principal{Name: manage.WorkloadPrincipal(id.Issuer, id.Principal), Kind: manage.WorkloadKind, Issuer: id.Issuer, Claims: id.Claims}
-	secret, tok, err := a.manage.Exchange(ctx, p, ask.scopes, ask.service)
+	subject := sha256.Sum256([]byte(ask.subjectToken))
+	secret, tok, err := a.manage.Exchange(ctx, p, manage.Subject{Hash: subject[:], Expires: id.Expiry}, ask.scopes, ask.service)
 	if err != nil {
 		e := exchangeRefusal(err)
 		if e.status >= 500 {

@@ -243,6 +243,12 @@ func TestTokenExchangeEndToEnd(t *testing.T) {
 		t.Fatalf("inventory by owner: %d %s", status, body)
 	}
 
+	// The subject token is spent: exchanged again, even on another
+	// node (the store remembers it), it gets nothing.
+	if r := exchange(t, o, exchangeForm(subject, "billing:read", "billing")); r.status != http.StatusBadRequest || r.err.Error != "invalid_request" || r.reason != "subject_token_used" {
+		t.Errorf("second exchange of one subject token: %d %s", r.status, r.body)
+	}
+
 	// An entry with a shorter life gets it: the policy's decision bounds
 	// the 15 minutes.
 	release := map[string]any{"sub": "repo:octo/app:ref:refs/heads/release", "repository": "octo/app", "ref": "refs/heads/release"}

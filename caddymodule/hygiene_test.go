@@ -144,7 +144,7 @@ func TestInputHygiene(t *testing.T) {
 // TestAutoApprovalNeedsRealBinding: just-in-time approval is for tokens
 // bound for real; the whole internet or 2^63 uses is no binding.
 func TestAutoApprovalNeedsRealBinding(t *testing.T) {
-	e := newEnv(t, envOptions{})
+	e := newEnv(t, envOptions{policyDir: directoryKnowsAlice(t)})
 	e.bootstrap()
 	for _, tc := range []struct {
 		name  string

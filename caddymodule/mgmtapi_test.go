@@ -127,7 +127,7 @@ func TestTwoPersonFlowEndToEnd(t *testing.T) {
 }
 
 func TestJustInTimeRequestIsIssuedAtOnce(t *testing.T) {
-	e := newEnv(t, envOptions{decisionCache: 1000})
+	e := newEnv(t, envOptions{decisionCache: 1000, policyDir: directoryKnowsAlice(t)})
 	e.bootstrap()
 	spec := billingReader(map[string]any{"ttl": "30m", "cidrs": []string{"127.0.0.0/8"}})
 	status, body := e.mgmt(e.requester, "POST", "/v1/requests", spec)

@@ -2,6 +2,7 @@ package caddymodule
 
 import (
 	"net/http"
+	"slices"
 	"testing"
 
 	"github.com/tokengate/caddy-tokengate/internal/testutil/oidcop"
@@ -19,6 +20,13 @@ func personRulesEnv(t *testing.T) (*env, *oidcop.OP) {
 		"services": {"billing": {"environment": "production"}, "search": {"environment": "staging"}}
 	}`})
 	return newEnv(t, envOptions{policyDir: dir, appOptions: withOIDC(op)}), op
+}
+
+// directoryKnowsAlice is the shipped policy folder with a directory that
+// lists alice (the bootstrap requester) in a group: the policy approves
+// requests automatically only for principals its directory knows.
+func directoryKnowsAlice(t *testing.T) string {
+	return copyPolicies(t, map[string]string{"tokengate/directory/data.json": `{"groups": {"requesters": ["alice"]}}`})
 }
 
 // billingWrite asks for a production write, with the ticket such a
@@ -53,13 +61,18 @@ func (e *env) approve(approver, id string) {
 
 func (e *env) claimAs(credential, id string) string {
 	e.t.Helper()
+	return e.claimOutcome(credential, id).Secret
+}
+
+func (e *env) claimOutcome(credential, id string) RequestOutcome {
+	e.t.Helper()
 	status, body := e.send(mgmtURL, credential, "POST", "/v1/requests/"+id+"/claim", nil)
 	claimed := decode[RequestOutcome](e.t, body)
 	if status != http.StatusCreated || claimed.Secret == "" {
 		e.t.Fatalf("claim %s: %d %s", id, status, body)
 	}
 	remember(claimed.Secret)
-	return claimed.Secret
+	return claimed
 }
 
 // ask requests spec with credential and wants it pending; it returns the
@@ -136,8 +149,8 @@ func TestRotationAsksWithTheRotatorsGroups(t *testing.T) {
 	bob := op.SignIn(t, oidcop.CLIClientID, "bob")
 	id := e.askPending(carol, billingWrite("carol"))
 	e.approve(bob, id)
-	secret := e.claimAs(carol, id)
-	tokenID := decode[RequestOutcome](t, mustGet(t, e, carol, "/v1/requests/"+id)).Request.TokenID
+	claimed := e.claimOutcome(carol, id)
+	secret, tokenID := claimed.Secret, claimed.Token.ID
 	if r := call(t, "POST", gateURL+"/billing/invoices", bearer(secret)...); r.status != http.StatusOK {
 		t.Fatalf("the approved write: %d %s", r.status, r.body)
 	}
@@ -147,20 +160,11 @@ func TestRotationAsksWithTheRotatorsGroups(t *testing.T) {
 	mgmt := e.managementToken(carol, "carol", bob)
 	for what, credential := range map[string]string{"as a person": carol, "with her management token": mgmt} {
 		status, body := e.send(mgmtURL, credential, "POST", "/v1/tokens/"+tokenID+"/rotate", map[string]string{"grace": "0s"})
-		if status == http.StatusOK {
+		if status == http.StatusCreated {
 			remember(decode[IssuedToken](t, body).Secret)
 		}
 		wantRefusal(t, "a developer rotates a production write "+what, status, body, http.StatusForbidden, "developer_production_write")
 	}
-}
-
-func mustGet(t *testing.T, e *env, credential, path string) []byte {
-	t.Helper()
-	status, body := e.send(mgmtURL, credential, "GET", path, nil)
-	if status != http.StatusOK {
-		t.Fatalf("GET %s: %d %s", path, status, body)
-	}
-	return body
 }
 
 // Nobody else looks at an automatic approval: a person the directory does
@@ -203,19 +207,9 @@ func (e *env) wantRefusedAction(msg, actor, reason string) {
 		if l["msg"] != msg || l["actor"] != actor || l["outcome"] != "refused" {
 			continue
 		}
-		if containsAny(l["reasons"], reason) {
+		if slices.Contains(anyStrings(l["reasons"]), reason) {
 			return
 		}
 	}
 	e.t.Errorf("no refused %s line by %s with reason %s", msg, actor, reason)
-}
-
-func containsAny(list any, want string) bool {
-	items, _ := list.([]any)
-	for _, v := range items {
-		if v == want {
-			return true
-		}
-	}
-	return false
 }

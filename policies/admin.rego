@@ -250,10 +250,11 @@ within_jit_bounds(scopes, seconds) if {
 read_only(scopes) if every s in scopes { endswith(s, ":read") }
 
 # Just in time: a read-only, short-lived, bound request needs no second
-# person when the directory vouches for it (below). Anything else (a
-# write scope, a longer life, no binding, a management token, a
-# production service or a principal the directory does not know) waits
-# for approval.
+# person when the directory vouches for it. The rule that grants it,
+# auto_approve, is in admin_roles.rego, next to the directory it reads;
+# without it nothing is approved automatically. Anything else (a write
+# scope, a longer life, no binding, a management token, a production
+# service or a principal the directory does not know) waits for approval.
 #
 # Bound means limited for real. Every CIDR must be no wider than /8 for
 # IPv4 (10.0.0.0/8, the largest range one organisation routes) or /32 for
@@ -264,27 +265,6 @@ read_only(scopes) if every s in scopes { endswith(s, ":read") }
 # stores them: masked, and an IPv4-mapped range (::ffff:0.0.0.0/96) as the
 # IPv4 range it matches, so the prefix length after the slash is the width.
 default auto_approve := false
-
-auto_approve if {
-	input.action == "request"
-	count(denials) == 0
-	within_jit_bounds(input.request.scopes, input.request.ttl_seconds)
-	bound(input.request)
-	not management_service in input.request.services
-	every svc in input.request.services { auto_approvable(svc) }
-}
-
-# Nobody else looks at an automatic approval, so it covers only what the
-# directory vouches for: a service that is not production, asked for by a
-# principal the directory knows (directory_knows_actor, admin_roles.rego).
-# A service entry with "auto_approve": true opts that service in for
-# anyone who may sign in, production or not.
-auto_approvable(svc) if service_auto_approves(svc)
-
-auto_approvable(svc) if {
-	not production(svc)
-	directory_knows_actor
-}
 
 min_ipv4_prefix := 8
 

@@ -155,6 +155,27 @@ idp_groups contains lower(g) if {
 	is_string(g)
 }
 
+# Just in time (admin.rego): a read-only, short-lived, bound request is
+# approved by the policy itself, with nobody else looking, so only what
+# the directory vouches for: every service is one whose entry says
+# "auto_approve": true (production or not), or is not production and is
+# asked for by a principal the directory knows.
+auto_approve if {
+	input.action == "request"
+	count(denials) == 0
+	within_jit_bounds(input.request.scopes, input.request.ttl_seconds)
+	bound(input.request)
+	not management_service in input.request.services
+	every svc in input.request.services { auto_approvable(svc) }
+}
+
+auto_approvable(svc) if service_auto_approves(svc)
+
+auto_approvable(svc) if {
+	not production(svc)
+	directory_knows_actor
+}
+
 # The directory knows the caller when it lists them in a group, or when a
 # group the caller's identity provider names is one the directory defines
 # (a key of directory.groups, even with no members listed).

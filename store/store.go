@@ -193,6 +193,15 @@ type Store interface {
 	// skipped. It does not bump Version: usage statistics never change a
 	// decision, and cached decisions should survive a flush.
 	RecordUsage(ctx context.Context, batch []Usage) error
+	// MarkUsed records that the one-time credential whose hash is key
+	// (a workload's subject token, exchanged once) was used, until
+	// expires, when the credential itself expires and cannot be presented
+	// again anyway. It returns ErrConflict, changing nothing, when key was
+	// recorded before and its record has not expired at now; an expired
+	// record is replaced. Two concurrent calls with one key, on one node
+	// or several, never both succeed. Records past their expiry may be
+	// dropped at any time.
+	MarkUsed(ctx context.Context, key []byte, expires, now time.Time) error
 	// Close releases the backend's resources.
 	Close() error
 }

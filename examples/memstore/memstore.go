@@ -19,6 +19,7 @@ import (
 	"fmt"
 	"slices"
 	"sync"
+	"time"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
@@ -76,11 +77,12 @@ type Store struct {
 	tokens   map[string]*store.Token // by id
 	byHash   map[string]string       // secret hash -> id
 	requests map[string]*store.Request
+	used     map[string]time.Time // one-time credential hash -> record expiry
 }
 
 // New returns an empty store.
 func New() *Store {
-	return &Store{tokens: map[string]*store.Token{}, byHash: map[string]string{}, requests: map[string]*store.Request{}}
+	return &Store{tokens: map[string]*store.Token{}, byHash: map[string]string{}, requests: map[string]*store.Request{}, used: map[string]time.Time{}}
 }
 
 // Create adds a token; ErrConflict when its id or hash exists.
@@ -183,6 +185,22 @@ func (s *Store) Rotate(_ context.Context, oldID string, next *store.Token, chang
 	}
 	s.tokens[oldID] = old.Clone()
 	return old, nil
+}
+
+// MarkUsed records key until expires, unless a record of it is live.
+func (s *Store) MarkUsed(_ context.Context, key []byte, expires, now time.Time) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if until, ok := s.used[string(key)]; ok && now.Before(until) {
+		return store.ErrConflict
+	}
+	for k, until := range s.used {
+		if !now.Before(until) {
+			delete(s.used, k)
+		}
+	}
+	s.used[string(key)] = expires
+	return nil
 }
 
 // maxChain bounds the walk to the newest token of a rotation chain.

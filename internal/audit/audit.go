@@ -121,6 +121,11 @@ type Action struct {
 	// Workload is who a token exchange was for, when it got as far as
 	// verifying the workload's token.
 	Workload *Workload
+	// ClientIP and RefusedCount are set on the lines of attempts refused
+	// for coming too often from one address: the first refusal of a
+	// window (count 1), then one summary of the refusals counted after it.
+	ClientIP     string
+	RefusedCount int
 }
 
 // Workload identifies the CI job or service account behind a token
@@ -184,6 +189,10 @@ func (a *Action) MarshalLogObject(enc zapcore.ObjectEncoder) error {
 	}
 	if a.Workload != nil {
 		_ = enc.AddObject("workload", a.Workload)
+	}
+	addNonEmpty(enc, "client_ip", a.ClientIP)
+	if a.RefusedCount > 0 {
+		enc.AddInt("refused_count", a.RefusedCount)
 	}
 	return nil
 }

@@ -8,6 +8,7 @@ import (
 
 	"github.com/tokengate/caddy-tokengate/internal/audit"
 	"github.com/tokengate/caddy-tokengate/internal/lifecycle"
+	"github.com/tokengate/caddy-tokengate/internal/reason"
 	"github.com/tokengate/caddy-tokengate/internal/textcheck"
 	"github.com/tokengate/caddy-tokengate/store"
 )
@@ -29,14 +30,30 @@ func WorkloadPrincipal(issuer, subject string) string {
 	return "workload:" + issuer + ":" + subject
 }
 
+// Subject is the credential an exchange spends: the hash of the
+// workload's subject token and when that token expires. A subject token
+// is exchanged once: the store remembers its hash until it expires, on
+// every node, so a token copied from a job's logs gets nothing more.
+type Subject struct {
+	Hash    []byte
+	Expires time.Time
+}
+
+// subjectMemory is how long past its exp a subject token is remembered
+// (verifiers allow some clock skew), and how long one without exp is.
+const (
+	subjectLeeway        = 5 * time.Minute
+	subjectWithoutExpiry = 24 * time.Hour
+)
+
 // Exchange hands a workload, verified by its OIDC token, a token for one
 // service, if the admin policy (action "exchange") lets it have those
-// scopes there. Nothing is stored but the token record: there is no
+// scopes there, once per subject token. Nothing is stored but the token record: there is no
 // request to approve or claim, and the secret goes only to the workload,
 // which owns and holds it. p must be a verified workload (Kind
 // WorkloadKind, Issuer the configured workload's name, Claims its token's
 // claims).
-func (s *Service) Exchange(ctx context.Context, p Principal, scopes []string, service string) (string, *store.Token, error) {
+func (s *Service) Exchange(ctx context.Context, p Principal, subject Subject, scopes []string, service string) (string, *store.Token, error) {
 	workload := workloadOf(p)
 	refused := func(err error) error {
 		s.exchangeRefused(ctx, p, workload, err)
@@ -74,6 +91,11 @@ func (s *Service) Exchange(ctx context.Context, p Principal, scopes []string, se
 	}
 	rec.ExpiresAt = rec.NotBefore.Add(ttl)
 	rec.CreatedBy, rec.HeldBy, rec.ApprovedBy = p.Name, p.Name, "policy:exchange"
+	// Spent only once everything else allowed the exchange, so a refused
+	// attempt leaves the job free to ask again for what it may have.
+	if err := s.spend(ctx, subject); err != nil {
+		return "", nil, refused(err)
+	}
 	secret, err := s.Tokens.Create(ctx, rec)
 	if err != nil {
 		return "", nil, err
@@ -89,6 +111,33 @@ func (s *Service) Exchange(ctx context.Context, p Principal, scopes []string, se
 // subject token): the actor is then unknown, and named "anonymous".
 func (s *Service) ExchangeRefused(ctx context.Context, code, msg string) {
 	s.Audit.ActionContext(ctx, &audit.Action{Msg: "token.exchanged", Actor: "anonymous", Reason: msg, Outcome: "refused", Reasons: []string{code}})
+}
+
+// spend records subject as exchanged, or refuses it when it was before.
+func (s *Service) spend(ctx context.Context, subject Subject) error {
+	if len(subject.Hash) == 0 {
+		return errors.New("exchange without a subject token")
+	}
+	now := s.now()
+	until := now.Add(subjectWithoutExpiry)
+	if !subject.Expires.IsZero() {
+		until = subject.Expires.Add(subjectLeeway)
+	}
+	err := s.Tokens.Store.MarkUsed(ctx, subject.Hash, until, now)
+	if errors.Is(err, store.ErrConflict) {
+		return &lifecycle.Error{Kind: lifecycle.KindConflict, Code: "subject_token_used",
+			Msg: "this subject token was exchanged already: ask the platform for a new one"}
+	}
+	return err
+}
+
+// ExchangeThrottled writes the line of exchange attempts refused because
+// too many came from one client address (addr, for IPv6 its /64): the
+// first refusal of a window, with refused 1, or the summary of the
+// refusals counted after it, which got no line of their own.
+func (s *Service) ExchangeThrottled(ctx context.Context, addr, msg string, refused int) {
+	s.Audit.ActionContext(ctx, &audit.Action{Msg: "token.exchanged", Actor: "anonymous", Reason: msg, Outcome: "refused",
+		Reasons: []string{reason.RateLimited}, ClientIP: addr, RefusedCount: refused})
 }
 
 func (s *Service) exchangeRefused(ctx context.Context, p Principal, w *audit.Workload, err error, reasons ...string) {

@@ -46,6 +46,12 @@ const (
 	AuditUnavailable  = "audit_unavailable"
 )
 
+// RateLimited refuses an attempt at an endpoint that takes no credential
+// (the token exchange) that came too often from one client address: 429
+// with Retry-After. The gateway's own calls never get it, so it is not
+// among Builtin.
+const RateLimited = "rate_limited"
+
 // Code is one built-in reason code.
 type Code struct {
 	Name  string

@@ -53,6 +53,8 @@ func Run(t *testing.T, b Backend) {
 		"UpdateChainBumpsVersions":  testUpdateChainVersion,
 		"UpdateChainErrorIsAtomic":  testUpdateChainError,
 		"ChainRevokeRacesRotate":    testChainRevokeRacesRotate,
+		"MarkUsedOnce":              testMarkUsed,
+		"MarkUsedIsAtomic":          testMarkUsedAtomic,
 	}
 	for name, fn := range tests {
 		t.Run(name, func(t *testing.T) {

@@ -25,6 +25,9 @@ var (
 	hashesBucket = []byte("token_hashes") // secret hash -> id
 	// management requests: id -> JSON record
 	requestsBucket = []byte("requests")
+	// usedBucket: hash of a one-time credential -> when its record
+	// expires (RFC 3339).
+	usedBucket = []byte("used_credentials")
 )
 
 // Store is a store.Store backed by a bbolt file.
@@ -102,7 +105,7 @@ func Open(path string, lockTimeout time.Duration) (*Store, error) {
 		return nil, fmt.Errorf("opening bolt store %s: %v", path, err)
 	}
 	err = db.Update(func(tx *bbolt.Tx) error {
-		for _, b := range [][]byte{tokensBucket, hashesBucket, requestsBucket} {
+		for _, b := range [][]byte{tokensBucket, hashesBucket, requestsBucket, usedBucket} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return err
 			}
@@ -281,6 +284,41 @@ func (s *Store) UpdateChain(_ context.Context, id string, change func(*store.Tok
 		return nil, err
 	}
 	return changed, nil
+}
+
+// MarkUsed checks and records key in one write transaction, and drops a
+// few expired records while at it, so the bucket does not grow with every
+// credential ever used.
+func (s *Store) MarkUsed(_ context.Context, key []byte, expires, now time.Time) error {
+	return s.update(func(tx *bbolt.Tx) error {
+		used := tx.Bucket(usedBucket)
+		if v := used.Get(key); v != nil {
+			if until, err := time.Parse(time.RFC3339Nano, string(v)); err != nil || now.Before(until) {
+				return store.ErrConflict
+			}
+		}
+		if err := dropExpired(used, now, 16); err != nil {
+			return err
+		}
+		return used.Put(key, []byte(expires.UTC().Format(time.RFC3339Nano)))
+	})
+}
+
+// dropExpired deletes up to n records of b that expired by now.
+func dropExpired(b *bbolt.Bucket, now time.Time, n int) error {
+	var expired [][]byte
+	c := b.Cursor()
+	for k, v := c.First(); k != nil && len(expired) < n; k, v = c.Next() {
+		if until, err := time.Parse(time.RFC3339Nano, string(v)); err == nil && !now.Before(until) {
+			expired = append(expired, k)
+		}
+	}
+	for _, k := range expired {
+		if err := b.Delete(k); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // maxChain bounds the walk along RotatedTo, so a damaged record that

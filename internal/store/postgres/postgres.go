@@ -273,6 +273,32 @@ func (s *Store) UpdateChain(ctx context.Context, id string, change func(*store.T
 	return changed, nil
 }
 
+// MarkUsed inserts key, or takes over its record when that has expired,
+// in one statement: the primary key makes two nodes' concurrent inserts
+// of one key end with one winner. Expired records are deleted in the same
+// transaction, a few at a time.
+func (s *Store) MarkUsed(ctx context.Context, key []byte, expires, now time.Time) error {
+	return s.inTx(ctx, "recording a used credential", func(tx pgx.Tx) error {
+		var won bool
+		err := tx.QueryRow(ctx, `INSERT INTO tokengate_used_credentials (hash, expires) VALUES ($1, $2)
+			ON CONFLICT (hash) DO UPDATE SET expires = EXCLUDED.expires
+			WHERE tokengate_used_credentials.expires <= $3
+			RETURNING true`, key, expires, now).Scan(&won)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return store.ErrConflict
+		}
+		if err != nil {
+			return fmt.Errorf("recording a used credential: %w", err)
+		}
+		_, err = tx.Exec(ctx, `DELETE FROM tokengate_used_credentials WHERE hash IN (
+			SELECT hash FROM tokengate_used_credentials WHERE expires <= $1 LIMIT 16)`, now)
+		if err != nil {
+			return fmt.Errorf("dropping expired used credentials: %w", err)
+		}
+		return nil
+	})
+}
+
 // RecordUsage sends the whole batch as one pipelined batch, which
 // PostgreSQL runs as one implicit transaction. It does not notify: usage
 // statistics never change a decision.
