@@ -158,8 +158,9 @@ func TestRotationAsksWithTheRotatorsGroups(t *testing.T) {
 	op.SetGroups("carol", []string{"developers"})
 	carol = op.SignIn(t, oidcop.CLIClientID, "carol")
 	mgmt := e.managementToken(carol, "carol", bob)
-	for what, credential := range map[string]string{"as a person": carol, "with her management token": mgmt} {
-		status, body := e.send(mgmtURL, credential, "POST", "/v1/tokens/"+tokenID+"/rotate", map[string]string{"grace": "0s"})
+	for _, try := range []struct{ what, credential string }{{"as a person", carol}, {"with her management token", mgmt}} {
+		what := try.what
+		status, body := e.send(mgmtURL, try.credential, "POST", "/v1/tokens/"+tokenID+"/rotate", map[string]string{"grace": "0s"})
 		if status == http.StatusCreated {
 			remember(decode[IssuedToken](t, body).Secret)
 		}
