@@ -121,6 +121,7 @@ type App struct {
 	workloads     *identity.Workloads // nil without workloads
 	webhooks      *notify.Dispatcher  // nil without webhooks
 	exchangeBrake *addrlimit.Limiter
+	groupsSeen    *groupsSeen
 
 	auditFiles []string // files of the logs that take tokengate.audit
 
@@ -161,6 +162,7 @@ func (a *App) Provision(ctx caddy.Context) error {
 		a.logger.Warn("cannot tell which files the audit log writes to: a deleted or moved-away audit file will not be noticed (write failures still are)")
 	}
 	a.now = func() time.Time { return clock() }
+	a.groupsSeen = new(groupsSeen)
 	limit := cmp.Or(a.ExchangeLimit, &AttemptLimit{})
 	a.exchangeBrake = addrlimit.New(cmp.Or(limit.Attempts, DefaultExchangeAttempts),
 		cmp.Or(time.Duration(limit.Window), DefaultExchangeWindow), a.now)

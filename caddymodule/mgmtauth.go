@@ -136,16 +136,31 @@ func (h *AdminHandler) servePerson(w http.ResponseWriter, r *http.Request, raw s
 		return
 	}
 
-	line.Decision, line.Actor = gateway.Allow, id.Principal
-	r.URL.Path, r.URL.RawPath = path, escaped
-	r.Header.Del("Authorization")
-	caddyhttp.SetVar(r.Context(), personVar, &manage.Principal{
+	person := &manage.Principal{
 		Name:   id.Principal,
 		Kind:   manage.PersonKind,
 		Groups: id.Groups,
 		Claims: id.Claims,
 		Issuer: id.Issuer,
-	})
+	}
+	// A sign-in with other groups than before refreshes the groups
+	// recorded on the management tokens the person holds; if that fails,
+	// nothing is served (a token would keep groups the IdP took away).
+	if app.groupsSeen.changed(person.Name, person.Groups) {
+		if _, err := app.manage.RefreshGroups(r.Context(), *person); err != nil {
+			app.groupsSeen.forget(person.Name)
+			h.auth.logger.Error("refreshing the groups on a person's management tokens", zap.String("request_id", line.RequestID), zap.Error(err))
+			line.Decision, line.Reasons, line.Status = gateway.Error, []string{reason.StoreUnavailable}, http.StatusServiceUnavailable
+			w.Header().Set("Retry-After", "1")
+			writeProblem(w, http.StatusServiceUnavailable, reason.StoreUnavailable, "")
+			return
+		}
+	}
+
+	line.Decision, line.Actor = gateway.Allow, id.Principal
+	r.URL.Path, r.URL.RawPath = path, escaped
+	r.Header.Del("Authorization")
+	caddyhttp.SetVar(r.Context(), personVar, person)
 	rec := caddyhttp.NewResponseRecorder(w, nil, nil)
 	h.mux.ServeHTTP(rec, r)
 	line.Status = rec.Status()

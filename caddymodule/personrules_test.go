@@ -214,3 +214,28 @@ func (e *env) wantRefusedAction(msg, actor, reason string) {
 	}
 	e.t.Errorf("no refused %s line by %s with reason %s", msg, actor, reason)
 }
+
+// A management token claimed before its holder joined developers takes
+// her new groups at her next sign-in: from then on it asks, and claims,
+// as the developer she is.
+func TestSignInRefreshesTheGroupsOnHerManagementTokens(t *testing.T) {
+	e, op := personRulesEnv(t)
+	carol := op.SignIn(t, oidcop.CLIClientID, "carol")
+	bob := op.SignIn(t, oidcop.CLIClientID, "bob")
+	mgmt := e.managementToken(carol, "carol", bob)
+	pending := e.askPending(mgmt, billingWrite("carol"))
+	e.approve(bob, pending)
+
+	op.SetGroups("carol", []string{"developers"})
+	carol = op.SignIn(t, oidcop.CLIClientID, "carol")
+	if status, body := e.send(mgmtURL, carol, "GET", "/v1/requests?status=pending", nil); status != http.StatusOK {
+		t.Fatalf("carol signs in: %d %s", status, body)
+	}
+	status, body := e.mgmt(mgmt, "POST", "/v1/requests", billingWrite("carol"))
+	wantRefusal(t, "her management token asks for a production write after her sign-in as a developer", status, body, http.StatusForbidden, "developer_production_write")
+	status, body = e.mgmt(mgmt, "POST", "/v1/requests/"+pending+"/claim", nil)
+	if status == http.StatusCreated {
+		remember(decode[RequestOutcome](t, body).Secret)
+	}
+	wantRefusal(t, "her management token claims a production write", status, body, http.StatusForbidden, "developer_production_write")
+}

@@ -492,6 +492,21 @@ func (s *Service) List(ctx context.Context, f store.Filter, state string) ([]*st
 	return slices.DeleteFunc(all, func(t *store.Token) bool { return State(t, now) != state }), nil
 }
 
+// SetHolderGroups records groups as the identity-provider groups of the
+// holder of token id (a new sign-in told them), and drops the token from
+// the caches, so its next call is judged with them.
+func (s *Service) SetHolderGroups(ctx context.Context, id string, groups []string) error {
+	t, err := s.Store.Update(ctx, id, func(t *store.Token) error {
+		t.HolderGroups = slices.Clone(groups)
+		return nil
+	})
+	if err != nil {
+		return s.storeError(id, err)
+	}
+	s.forget(t)
+	return nil
+}
+
 func (s *Service) forget(t *store.Token) {
 	if s.Forget != nil {
 		s.Forget(t)
