@@ -67,6 +67,10 @@ func TestGlobalOptionCaddyfile(t *testing.T) {
 		{input: "tokengate {\n census_interval 2m\n}", want: `{"census_interval":120000000000}`},
 		{input: "tokengate {\n census_interval 100ms\n}", wantErr: "not a duration of 1s or more"},
 		{input: "tokengate {\n census_interval often\n}", wantErr: "not a duration of 1s or more"},
+		{input: "tokengate {\n exchange_limit 5 30s\n}", want: `{"exchange_limit":{"attempts":5,"window":30000000000}}`},
+		{input: "tokengate {\n exchange_limit 0 30s\n}", wantErr: "exchange_limit takes a number of attempts and a window"},
+		{input: "tokengate {\n exchange_limit 5 soon\n}", wantErr: "exchange_limit takes a number of attempts and a window"},
+		{input: "tokengate {\n exchange_limit 5\n}", wantErr: "wrong argument count"},
 		{input: "tokengate {\n cache 5\n}", wantErr: `unrecognized subdirective "cache"`},
 		{input: "tokengate extra", wantErr: "wrong argument count"},
 	}
