@@ -7,27 +7,16 @@ import (
 	"testing"
 )
 
-// rotateLocally rotates id on Caddy's admin endpoint with grace and
-// returns the new secret and id.
-func (e *env) rotateLocally(id, grace string) (string, string) {
-	e.t.Helper()
-	status, body := e.admin("POST", "/tokengate/tokens/"+id+"/rotate", map[string]string{"grace": grace})
-	if status != http.StatusCreated {
-		e.t.Fatalf("rotate %s: %d %s", id, status, body)
-	}
-	next := decode[IssuedToken](e.t, body)
-	remember(next.Secret)
-	return next.Secret, next.Token.ID
-}
-
 // An incident responder revokes the id an alert named, which was rotated
 // since: every secret of the rotation chain stops, the newest included,
 // and the action line names every token revoked.
 func TestRevokingAnOldIDStopsTheWholeChain(t *testing.T) {
 	e := newEnv(t, envOptions{decisionCache: 1000})
 	first, firstID := e.issue(billingReader(nil))
-	second, secondID := e.rotateLocally(firstID, "10m")
-	third, thirdID := e.rotateLocally(secondID, "10m")
+	rotated := e.rotate(firstID, "10m")
+	second, secondID := rotated.Secret, rotated.Token.ID
+	rotated = e.rotate(secondID, "10m")
+	third, thirdID := rotated.Secret, rotated.Token.ID
 	for _, secret := range []string{first, second, third} {
 		if r := call(t, "GET", gateURL+"/billing/chain", bearer(secret)...); r.status != http.StatusOK {
 			t.Fatalf("before the revoke: %d %s", r.status, r.body)

@@ -355,8 +355,14 @@ func (s *Service) Revoke(ctx context.Context, actor, id, reason string) (*store.
 			named = t
 		}
 	}
-	if err == nil && named == nil {
+	switch {
+	case err == nil && len(changed) == 0:
 		err = &Error{Kind: KindConflict, Code: "already_revoked", Msg: "token " + id + " is already revoked"}
+	case err == nil && named == nil:
+		// id was revoked already, but secrets of its chain were live (a
+		// revoke from before chains were revoked whole): they are stopped
+		// now, and the answer is the revoked id.
+		named, err = s.Store.Get(ctx, id)
 	}
 	if err != nil {
 		err = s.storeError(id, err)
