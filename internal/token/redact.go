@@ -126,6 +126,9 @@ func unitAt(s string, i int) (byte, int) {
 // (raw UTF-8 or percent-encoded), or i when there are none.
 func skipInvisible(s string, i int) int {
 	for i < len(s) {
+		if c, _ := unitAt(s, i); c < utf8.RuneSelf {
+			return i // ASCII, raw or escaped, the usual case, is never invisible
+		}
 		r, next := runeAt(s, i)
 		if !Invisible(r) {
 			return i
