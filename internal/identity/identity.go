@@ -5,9 +5,11 @@
 // Reason is a stable code for the 401 body and the audit line.
 //
 // Discovery comes from the issuer over HTTP (go-oidc); keys from its
-// jwks_uri, cached and fetched again when a token names a key the cache
-// lacks (keys.go), so a key the provider rotated in is picked up on first
-// use, while forged tokens cannot make the gateway hammer the provider.
+// jwks_uri, cached, fetched again once the cached set is stale (its
+// Cache-Control max-age, or five minutes) so a key the provider withdrew
+// stops verifying, and sooner when a token names a key the cache lacks
+// (keys.go), so a key the provider rotated in is picked up on first use,
+// while forged tokens cannot make the gateway hammer the provider.
 package identity
 
 import (

@@ -39,7 +39,7 @@ const (
 )
 
 // keySet is an issuer's public keys, fetched from its jwks_uri, cached
-// until they are stale (freshFor), and refetched sooner (no more often
+// until they are stale (see freshness), and refetched sooner (no more often
 // than refetchEvery) when a token names a key the cache does not have or
 // no cached key verifies it. Stale keys keep verifying while the issuer
 // cannot be reached: it is down, not withdrawing them.
