@@ -138,7 +138,7 @@ func hasKey(keys []jose.JSONWebKey, kid string) bool {
 // there are keys) and when the fetch fails (the issuer is unreachable).
 func (k *keySet) cached() ([]jose.JSONWebKey, error) {
 	k.mu.Lock()
-	if k.fetched && (k.now().Before(k.stale) || k.inflight != nil) {
+	if k.fetched && (k.fresh() || k.inflight != nil) {
 		keys := k.keys
 		k.mu.Unlock()
 		return keys, nil
@@ -155,12 +155,20 @@ func (k *keySet) cached() ([]jose.JSONWebKey, error) {
 	return keys, err
 }
 
+// fresh reports whether the cached keys may be used without a fetch. A
+// clock set back before the last fetch makes them stale: how long ago
+// that fetch was is then unknown. k.mu must be held.
+func (k *keySet) fresh() bool {
+	now := k.now()
+	return !now.Before(k.lastFetch) && now.Before(k.stale)
+}
+
 // refetch fetches the keys again unless the last fetch is younger than
 // refetchEvery: then it returns what that fetch gave, waiting for it only
 // while no fetch has ever succeeded (there is nothing else to answer with).
 func (k *keySet) refetch() ([]jose.JSONWebKey, error) {
 	k.mu.Lock()
-	if !k.lastFetch.IsZero() && k.now().Sub(k.lastFetch) < refetchEvery {
+	if since := k.now().Sub(k.lastFetch); !k.lastFetch.IsZero() && since >= 0 && since < refetchEvery {
 		wait := k.inflight
 		if wait == nil || k.fetched {
 			keys, err := k.keys, k.lastErr

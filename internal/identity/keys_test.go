@@ -210,3 +210,27 @@ func TestStaleKeysVerifyWhileTheIssuerIsDown(t *testing.T) {
 		t.Fatalf("once the issuer answers without the key: %v", err)
 	}
 }
+
+// A clock set back before the last fetch does not keep a withdrawn key
+// trusted, nor keep a key rotated in from being fetched.
+func TestClockSetBackRefetches(t *testing.T) {
+	jwks := startJWKS(t)
+	leaked, leakedKey := newSigningKey(t, "leaked")
+	next, nextKey := newSigningKey(t, "next")
+	jwks.set(func(s *jwksServer) { s.keys = []jose.JSONWebKey{leakedKey} })
+	var clock atomic.Int64
+	clock.Store(int64(time.Hour))
+	now := func() time.Time { return time.Unix(0, clock.Load()) }
+	k := newKeySet(context.Background(), jwks.URL, []string{"ES256"}, jwks.Client(), now)
+	if _, err := k.VerifySignature(context.Background(), leaked()); err != nil {
+		t.Fatal(err)
+	}
+	jwks.set(func(s *jwksServer) { s.keys = []jose.JSONWebKey{nextKey} })
+	clock.Store(int64(time.Minute))
+	if _, err := k.VerifySignature(context.Background(), next()); err != nil {
+		t.Fatalf("key rotated in, after the clock went back: %v", err)
+	}
+	if _, err := k.VerifySignature(context.Background(), leaked()); !errors.Is(err, errNoKey) {
+		t.Fatalf("withdrawn key, after the clock went back: %v", err)
+	}
+}
