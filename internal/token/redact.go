@@ -30,23 +30,18 @@ const redactMin = 16
 func Redact(s string) string {
 	var b strings.Builder
 	from := 0 // s[from:] is not yet copied to b
-	for i := 0; i < len(s); {
-		// Every spelling of the prefix starts with t, T or an escape.
-		next := strings.IndexAny(s[i:], "tT%")
-		if next < 0 {
-			break
+	for i := 0; i < len(s); i++ {
+		if !mayStartPrefix(s, i) {
+			continue
 		}
-		i += next
 		bodyAt := secretPrefixAt(s, i)
 		if bodyAt < 0 {
-			i++
 			continue
 		}
 		end, n := base62Run(s, bodyAt)
 		if n < redactMin {
 			// Not a secret; but one may start inside this run
 			// ("tg_0tg_..."), so look again from the next byte.
-			i++
 			continue
 		}
 		if b.Len() == 0 {
@@ -54,13 +49,31 @@ func Redact(s string) string {
 		}
 		b.WriteString(s[from:bodyAt])
 		b.WriteString(Redacted)
-		from, i = end, end
+		from, i = end, end-1
 	}
 	if from == 0 {
 		return s
 	}
 	b.WriteString(s[from:])
 	return b.String()
+}
+
+// mayStartPrefix is secretPrefixAt's cheap first look at s[i]: a t or T
+// followed by what may be a g (g, G, an escape, or an invisible
+// character), or the escape %74 or %54. Most bytes of a path fail it at
+// once.
+func mayStartPrefix(s string, i int) bool {
+	switch s[i] {
+	case 't', 'T':
+		if i+1 >= len(s) {
+			return false
+		}
+		c := s[i+1]
+		return c|0x20 == 'g' || c == '%' || c >= utf8.RuneSelf
+	case '%':
+		return i+2 < len(s) && (s[i+1] == '7' || s[i+1] == '5') && s[i+2] == '4'
+	}
+	return false
 }
 
 // secretPrefixAt returns where the secret body starts when a secret
