@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"strings"
 	"sync"
 	"time"
 
@@ -336,6 +337,9 @@ func (a *App) Start() error {
 // It does not contact them (validation provisions too, and needs no
 // network); see discoverIssuers.
 func (a *App) provisionIdentity(ctx caddy.Context) error {
+	if err := a.separateIssuers(); err != nil {
+		return err
+	}
 	now := identity.WithClock(a.now)
 	if a.OIDC != nil {
 		v, err := identity.NewPerson(ctx, *a.OIDC, now)
@@ -350,6 +354,23 @@ func (a *App) provisionIdentity(ctx caddy.Context) error {
 			return err
 		}
 		a.workloads = w
+	}
+	return nil
+}
+
+// separateIssuers refuses an oidc issuer that is also a workload issuer.
+// Workload tokens carry the audience their job asked for, so a job could
+// ask for the people's client id and sign in to the management API as a
+// person named by its subject.
+func (a *App) separateIssuers() error {
+	if a.OIDC == nil {
+		return nil
+	}
+	people := strings.TrimSuffix(a.OIDC.Issuer, "/")
+	for _, w := range a.Workloads {
+		if strings.EqualFold(strings.TrimSuffix(w.Issuer, "/"), people) {
+			return fmt.Errorf("oidc and workload %s name the same issuer %s: a workload could then sign in as a person; people and workloads need issuers of their own", w.Name, w.Issuer)
+		}
 	}
 	return nil
 }

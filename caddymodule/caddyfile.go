@@ -43,6 +43,8 @@ func init() {
 //			audience <client id>        # required
 //			principal_claim <claim>     # default sub; email only when email_verified
 //			groups_claim <claim>        # default groups
+//			allow_domains <domain>...   # who may sign in: a verified email's domain...
+//			allow_groups <group>...     # ...or a groups_claim group (neither: anyone)
 //			max_age <duration>          # default 12h, bounds iat
 //			algorithms <alg...>         # default RS256 ES256 EdDSA and the other asymmetric ones
 //		}
@@ -200,6 +202,18 @@ func (a *App) unmarshalOIDC(d *caddyfile.Dispenser) error {
 			if c.Algorithms = d.RemainingArgs(); len(c.Algorithms) == 0 {
 				return d.ArgErr()
 			}
+		case "allow_domains":
+			args := d.RemainingArgs()
+			if len(args) == 0 {
+				return d.ArgErr()
+			}
+			c.AllowDomains = append(c.AllowDomains, args...)
+		case "allow_groups":
+			args := d.RemainingArgs()
+			if len(args) == 0 {
+				return d.ArgErr()
+			}
+			c.AllowGroups = append(c.AllowGroups, args...)
 		default:
 			return d.Errf("unrecognized oidc subdirective %q", d.Val())
 		}

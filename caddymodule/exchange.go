@@ -250,6 +250,7 @@ var subjectDescriptions = map[string]string{
 	identity.ReasonNotYetValid:      "the subject token is not valid yet",
 	identity.ReasonTooOld:           "the subject token was issued too long ago",
 	identity.ReasonPrincipalMissing: "the subject token lacks the principal claim",
+	identity.ReasonPrincipalInvalid: "the subject token's principal claim holds characters or a prefix a principal may not have",
 }
 
 // subjectRefusal answers a subject token the workload issuers did not

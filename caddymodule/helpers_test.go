@@ -248,7 +248,7 @@ func (e *env) load(o envOptions) {
 		# credential header: filter it, as the README tells operators to.
 		format filter {
 			request>headers>X-Api-Key delete
-			request>uri regexp "tg(_|%%5[Ff])[0-9A-Za-z]{16,}" "tg_[redacted]"
+			request>uri regexp "(?i)(t|%%74)(g|%%67)(_|%%5f)([0-9a-z]|%%[0-9a-f]{2}|\p{Cf}){16,}" "tg_[redacted]"
 		}
 	}
 	route /billing/* {

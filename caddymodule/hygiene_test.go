@@ -56,6 +56,11 @@ func TestInputHygiene(t *testing.T) {
 		{"owner with a newline", map[string]any{"owner": "etl\nroot"}, "owner_invalid"},
 		{"live secret as owner", map[string]any{"owner": live}, "secret_in_field"},
 		{"live secret inside purpose", map[string]any{"purpose": "same as " + live + " but longer"}, "secret_in_field"},
+		{"purpose with a zero-width space", map[string]any{"purpose": "nightly\u200bload"}, "purpose_invalid"},
+		{"purpose with a byte order mark", map[string]any{"purpose": "\ufeffnightly load"}, "purpose_invalid"},
+		{"live secret split by a zero-width space", map[string]any{"purpose": "see " + live[:20] + "\u200b" + live[20:]}, "secret_in_field"},
+		{"live secret split by a soft hyphen", map[string]any{"purpose": "see " + live[:20] + "\u00ad" + live[20:]}, "secret_in_field"},
+		{"live secret with an upper-case prefix", map[string]any{"purpose": "see TG_" + live[3:]}, "secret_in_field"},
 	} {
 		status, body := ask(tc.extra)
 		wantRefusal(t, tc.name, status, body, 400, tc.reason)

@@ -125,7 +125,11 @@ func (h *AdminHandler) servePerson(w http.ResponseWriter, r *http.Request, raw s
 			writeProblem(w, http.StatusServiceUnavailable, identity.ReasonIssuerUnavailable, "")
 			return
 		}
-		deny(http.StatusUnauthorized, refusal.Reason, refusal.Detail)
+		status := http.StatusUnauthorized
+		if refusal.Forbidden() {
+			status = http.StatusForbidden
+		}
+		deny(status, refusal.Reason, refusal.Detail)
 		return
 	}
 	// Audit fails closed for people as for tokens.

@@ -4,11 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"os"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+	"github.com/dustin/go-humanize"
 	"go.uber.org/zap"
 
 	"github.com/tokengate/caddy-tokengate/internal/policy"
@@ -29,6 +31,12 @@ type PolicyBundle struct {
 	VerifyAlg string `json:"verify_alg,omitempty"`
 	// Bound on one download, first byte to last. Default 30s.
 	Timeout caddy.Duration `json:"timeout,omitempty"`
+	// Bounds on the bundle in bytes: as read (gzipped), default 16 MiB,
+	// and inflated, default 64 MiB. Both are enforced while the bundle is
+	// read, before it is unpacked and before its signature is checked, so
+	// that a gzip bomb cannot take the gateway's memory.
+	MaxBytes             int64 `json:"max_bundle_bytes,omitempty"`
+	MaxUncompressedBytes int64 `json:"max_bundle_uncompressed_bytes,omitempty"`
 }
 
 // unmarshalPolicy parses the policy option; the dispenser is on its name:
@@ -38,6 +46,8 @@ type PolicyBundle struct {
 //		verify_key <pem file>
 //		verify_alg <RS256|PS256|ES256|...>
 //		timeout <duration>
+//		max_bundle_bytes <size>                # default 16MiB
+//		max_bundle_uncompressed_bytes <size>   # default 64MiB
 //	}
 func (a *App) unmarshalPolicy(d *caddyfile.Dispenser) error {
 	if !d.NextArg() {
@@ -70,6 +80,16 @@ func (a *App) unmarshalPolicy(d *caddyfile.Dispenser) error {
 			a.PolicyBundle.VerifyKey = v
 		case "verify_alg":
 			a.PolicyBundle.VerifyAlg = v
+		case "max_bundle_bytes", "max_bundle_uncompressed_bytes":
+			n, err := humanize.ParseBytes(v)
+			if err != nil || n == 0 || n > math.MaxInt64 {
+				return d.Errf("%s %q is not a size such as 16MiB", name, v)
+			}
+			if name == "max_bundle_bytes" {
+				a.PolicyBundle.MaxBytes = int64(n)
+			} else {
+				a.PolicyBundle.MaxUncompressedBytes = int64(n)
+			}
 		default:
 			return d.Errf("unrecognized policy subdirective %q", name)
 		}
@@ -94,7 +114,7 @@ func (a *App) policyBundle() (*policy.Bundle, error) {
 		}
 		if fi.IsDir() {
 			if conf != nil {
-				return nil, fmt.Errorf("policy %s is a folder: poll, verify_key, verify_alg and timeout apply to bundles", a.PolicyDir)
+				return nil, fmt.Errorf("policy %s is a folder: poll, verify_key, verify_alg, timeout and the max_bundle sizes apply to bundles", a.PolicyDir)
 			}
 			return nil, nil
 		}
@@ -102,7 +122,11 @@ func (a *App) policyBundle() (*policy.Bundle, error) {
 	if conf == nil {
 		conf = new(PolicyBundle)
 	}
-	o := policy.BundleOptions{VerifyAlg: conf.VerifyAlg, Timeout: time.Duration(conf.Timeout)}
+	if conf.MaxBytes < 0 || conf.MaxUncompressedBytes < 0 {
+		return nil, errors.New("policy bundle: max_bundle_bytes and max_bundle_uncompressed_bytes must be positive")
+	}
+	o := policy.BundleOptions{VerifyAlg: conf.VerifyAlg, Timeout: time.Duration(conf.Timeout),
+		MaxBytes: conf.MaxBytes, MaxUncompressedBytes: conf.MaxUncompressedBytes}
 	if conf.VerifyKey != "" {
 		var err error
 		if o.VerifyKey, err = os.ReadFile(conf.VerifyKey); err != nil {

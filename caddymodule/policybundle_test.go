@@ -30,6 +30,11 @@ func TestPolicyBundleCaddyfile(t *testing.T) {
 		{input: "tokengate {\n policy u {\n  timeout 0s\n }\n}", wantErr: "not a positive duration"},
 		{input: "tokengate {\n policy u {\n  verify_key\n }\n}", wantErr: "wrong argument count"},
 		{input: "tokengate {\n policy u {\n  signing_key k\n }\n}", wantErr: `unrecognized policy subdirective "signing_key"`},
+		{input: "tokengate {\n policy u {\n  max_bundle_bytes 2MiB\n  max_bundle_uncompressed_bytes 8MB\n }\n}",
+			want: `{"policy":"u","policy_bundle":{"max_bundle_bytes":2097152,"max_bundle_uncompressed_bytes":8000000}}`},
+		{input: "tokengate {\n policy u {\n  max_bundle_bytes lots\n }\n}", wantErr: `max_bundle_bytes "lots" is not a size such as 16MiB`},
+		{input: "tokengate {\n policy u {\n  max_bundle_uncompressed_bytes 0\n }\n}", wantErr: "is not a size"},
+		{input: "tokengate {\n policy u {\n  max_bundle_bytes -1MiB\n }\n}", wantErr: "is not a size"},
 	}
 	for _, c := range cases {
 		var a App

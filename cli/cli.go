@@ -137,6 +137,9 @@ func call[T any](c *conn, do func(context.Context, *api.Client, []string) (T, er
 			return err
 		}
 		out, err := do(cmd.Context(), cl, args)
+		if api.Reason(err) == signinNotAllowed {
+			return notAllowed(remoteAPI(c.api))
+		}
 		if err != nil {
 			return asUnreachable(err)
 		}

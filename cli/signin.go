@@ -89,6 +89,9 @@ any device signs in: open the printed URL there and enter the code shown.`,
 			if err != nil {
 				return err
 			}
+			if err := mayManage(cmd.Context(), remote, sess.IDToken); err != nil {
+				return err
+			}
 			if err := st.Save(remote, sess); err != nil {
 				return err
 			}
@@ -127,6 +130,34 @@ func signInConfig(ctx context.Context, remote string) (api.SignInConfig, error) 
 		return conf, fmt.Errorf("asking %s how to sign in: %v", show(remote), asUnreachable(err))
 	}
 	return conf, nil
+}
+
+// mayManage asks the API once with the new ID token, so that a person the
+// gateway does not let sign in (its oidc allow_domains and allow_groups)
+// learns it now, and no session that cannot work is kept. Any other
+// answer, a refusal by the admin policy included, leaves the sign-in to
+// stand: what the person may do is asked per command.
+func mayManage(ctx context.Context, remote, idToken string) error {
+	base, err := parseAPI(remote)
+	if err != nil {
+		return err
+	}
+	cl := api.NewRemote(remote, idToken)
+	cl.HTTP = remoteHTTP(base)
+	_, err = cl.ListRequests(ctx, "pending")
+	if api.Reason(err) == signinNotAllowed {
+		return notAllowed(remote)
+	}
+	return nil
+}
+
+// signinNotAllowed is the reason of a person outside allow_domains and
+// allow_groups.
+const signinNotAllowed = "signin_not_allowed"
+
+// notAllowed says why a signed-in person gets nowhere at remote.
+func notAllowed(remote string) error {
+	return fmt.Errorf("the gateway at %s does not let you sign in (signin_not_allowed): its oidc allow_domains and allow_groups name neither your verified email's domain nor any of your groups. Ask its operator, or use a management token in TOKENGATE_TOKEN", show(remote))
 }
 
 func logoutCommand() *cobra.Command {

@@ -5,9 +5,11 @@
 // Reason is a stable code for the 401 body and the audit line.
 //
 // Discovery comes from the issuer over HTTP (go-oidc); keys from its
-// jwks_uri, cached and fetched again when a token names a key the cache
-// lacks (keys.go), so a key the provider rotated in is picked up on first
-// use, while forged tokens cannot make the gateway hammer the provider.
+// jwks_uri, cached, fetched again once the cached set is stale (its
+// Cache-Control max-age, or five minutes) so a key the provider withdrew
+// stops verifying, and sooner when a token names a key the cache lacks
+// (keys.go), so a key the provider rotated in is picked up on first use,
+// while forged tokens cannot make the gateway hammer the provider.
 package identity
 
 import (
@@ -44,13 +46,17 @@ const (
 	ReasonPrincipalMissing  = "principal_claim_missing"
 	ReasonEmailNotVerified  = "email_not_verified"
 	ReasonIssuerUnavailable = "issuer_unavailable"
+	ReasonAuthorizedParty   = "id_token_azp"
+	ReasonPrincipalInvalid  = "principal_invalid"
+	ReasonSigninNotAllowed  = "signin_not_allowed"
 )
 
 // Reasons lists every Refusal reason.
 var Reasons = []string{
 	ReasonMalformed, ReasonAlgorithm, ReasonSignature, ReasonIssuer, ReasonAudience,
 	ReasonExpired, ReasonNotYetValid, ReasonTooOld, ReasonPrincipalMissing,
-	ReasonEmailNotVerified, ReasonIssuerUnavailable,
+	ReasonEmailNotVerified, ReasonIssuerUnavailable, ReasonAuthorizedParty,
+	ReasonPrincipalInvalid, ReasonSigninNotAllowed,
 }
 
 // Identity is a caller whose token was verified.
@@ -78,6 +84,10 @@ func (r *Refusal) Error() string {
 // or keys could not be fetched), not the token's.
 func (r *Refusal) Unavailable() bool { return r.Reason == ReasonIssuerUnavailable }
 
+// Forbidden reports whether the token is good but names someone who may
+// not sign in here (403, not 401: another token of theirs would not help).
+func (r *Refusal) Forbidden() bool { return r.Reason == ReasonSigninNotAllowed }
+
 func refuse(reason, format string, args ...any) *Refusal {
 	return &Refusal{Reason: reason, Detail: fmt.Sprintf(format, args...)}
 }
@@ -101,6 +111,15 @@ type PersonConfig struct {
 	// Algorithms allowed for the signature. Default DefaultAlgorithms;
 	// "none" and HMAC algorithms are never allowed.
 	Algorithms []string `json:"algorithms,omitempty"`
+	// AllowDomains and AllowGroups name who may sign in. With neither,
+	// anyone the issuer signs in for this audience may. With either, a
+	// person may sign in when the domain of their email is listed (the
+	// email claim's part after its last "@", compared exactly and without
+	// regard to case, so sub.example.com is not example.com; taken only
+	// when email_verified is true), or when one of their groups_claim
+	// groups is listed (compared exactly). Others get signin_not_allowed.
+	AllowDomains []string `json:"allow_domains,omitempty"`
+	AllowGroups  []string `json:"allow_groups,omitempty"`
 }
 
 // WorkloadConfig is an issuer of CI or cluster workload tokens.
@@ -162,6 +181,8 @@ type Verifier struct {
 	groupsClaim    string
 	maxAge         time.Duration
 	algorithms     []string
+	allowDomains   []string // lower case; with allowGroups, who may sign in (none: anyone)
+	allowGroups    []string
 	now            func() time.Time
 	client         *http.Client
 	keyCtx         context.Context // lives as long as the verifier: key refetches use it
@@ -188,7 +209,24 @@ func NewPerson(ctx context.Context, c PersonConfig, opts ...Option) (*Verifier, 
 	if groups == "" {
 		groups = "groups"
 	}
-	return newVerifier(ctx, PersonKind, c.Issuer, c.Issuer, c.Audience, c.PrincipalClaim, groups, maxAge, c.Algorithms, opts)
+	v, err := newVerifier(ctx, PersonKind, c.Issuer, c.Issuer, c.Audience, c.PrincipalClaim, groups, maxAge, c.Algorithms, opts)
+	if err != nil {
+		return nil, err
+	}
+	for _, d := range c.AllowDomains {
+		d = strings.ToLower(d)
+		if d == "" || strings.ContainsAny(d, "@ ") || strings.HasPrefix(d, ".") || strings.HasPrefix(d, "*") {
+			return nil, fmt.Errorf("issuer %s: allow_domains %q is not a domain (write example.com: exactly that domain, no wildcard, no @)", c.Issuer, d)
+		}
+		v.allowDomains = append(v.allowDomains, d)
+	}
+	for _, g := range c.AllowGroups {
+		if g == "" {
+			return nil, fmt.Errorf("issuer %s: allow_groups has an empty group", c.Issuer)
+		}
+	}
+	v.allowGroups = slices.Clone(c.AllowGroups)
+	return v, nil
 }
 
 func newVerifier(ctx context.Context, kind, name, issuer, audience, principal, groups string, maxAge time.Duration, algs []string, opts []Option) (*Verifier, error) {

@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -24,9 +26,23 @@ const refetchEvery = 5 * time.Second
 // maxJWKSSize bounds the key set document read from the issuer.
 const maxJWKSSize = 1 << 20
 
-// keySet is an issuer's public keys, fetched from its jwks_uri, cached,
-// and refetched (no more often than refetchEvery) when a token names a key
-// the cache does not have or no cached key verifies it.
+// The cached set is fetched again once it is older than the max-age of the
+// issuer's Cache-Control, or keysFreshFor without one, so that a key the
+// issuer withdrew (a leaked one) stops verifying within that time even
+// when no token names an unknown key. minKeysFresh keeps a max-age of 0 or
+// 1 from turning every call into a fetch; maxKeysFresh keeps an issuer's
+// day-long max-age from trusting a withdrawn key for that long.
+const (
+	keysFreshFor = 5 * time.Minute
+	minKeysFresh = 10 * time.Second
+	maxKeysFresh = time.Hour
+)
+
+// keySet is an issuer's public keys, fetched from its jwks_uri, cached
+// until they are stale (see freshness), and refetched sooner (no more often
+// than refetchEvery) when a token names a key the cache does not have or
+// no cached key verifies it. Stale keys keep verifying while the issuer
+// cannot be reached: it is down, not withdrawing them.
 type keySet struct {
 	url    string
 	algs   []jose.SignatureAlgorithm
@@ -38,7 +54,8 @@ type keySet struct {
 	// slow or hanging issuer must not stall tokens the cached keys verify.
 	mu        sync.Mutex
 	keys      []jose.JSONWebKey
-	fetched   bool // keys came from a successful fetch
+	fetched   bool      // keys came from a successful fetch
+	stale     time.Time // when keys need a fetch before they are used again
 	lastFetch time.Time
 	lastErr   error         // of the last fetch, kept until the next one
 	inflight  chan struct{} // closed when the fetch in progress ends
@@ -114,17 +131,36 @@ func hasKey(keys []jose.JSONWebKey, kid string) bool {
 	return false
 }
 
-// cached returns the keys, fetching them the first time (and, while the
-// issuer could never be reached, again once refetchEvery passed).
+// cached returns the keys, fetching them the first time, once they are
+// stale, and (while the issuer could never be reached) again once
+// refetchEvery passed. Stale keys are answered without a fetch while
+// another call is fetching them (no call waits on a slow issuer when
+// there are keys) and when the fetch fails (the issuer is unreachable).
 func (k *keySet) cached() ([]jose.JSONWebKey, error) {
 	k.mu.Lock()
-	if k.fetched {
+	if k.fetched && (k.fresh() || k.inflight != nil) {
 		keys := k.keys
 		k.mu.Unlock()
 		return keys, nil
 	}
+	had := k.fetched
 	k.mu.Unlock()
-	return k.refetch()
+	keys, err := k.refetch()
+	if err != nil && had {
+		k.mu.Lock()
+		keys = k.keys
+		k.mu.Unlock()
+		return keys, nil
+	}
+	return keys, err
+}
+
+// fresh reports whether the cached keys may be used without a fetch. A
+// clock set back before the last fetch makes them stale: how long ago
+// that fetch was is then unknown. k.mu must be held.
+func (k *keySet) fresh() bool {
+	now := k.now()
+	return !now.Before(k.lastFetch) && now.Before(k.stale)
 }
 
 // refetch fetches the keys again unless the last fetch is younger than
@@ -132,7 +168,7 @@ func (k *keySet) cached() ([]jose.JSONWebKey, error) {
 // while no fetch has ever succeeded (there is nothing else to answer with).
 func (k *keySet) refetch() ([]jose.JSONWebKey, error) {
 	k.mu.Lock()
-	if !k.lastFetch.IsZero() && k.now().Sub(k.lastFetch) < refetchEvery {
+	if since := k.now().Sub(k.lastFetch); !k.lastFetch.IsZero() && since >= 0 && since < refetchEvery {
 		wait := k.inflight
 		if wait == nil || k.fetched {
 			keys, err := k.keys, k.lastErr
@@ -155,7 +191,7 @@ func (k *keySet) refetch() ([]jose.JSONWebKey, error) {
 	k.inflight = done
 	k.mu.Unlock()
 
-	keys, err := k.fetch()
+	keys, freshFor, err := k.fetch()
 
 	k.mu.Lock()
 	defer k.mu.Unlock()
@@ -168,32 +204,57 @@ func (k *keySet) refetch() ([]jose.JSONWebKey, error) {
 		return nil, err
 	}
 	k.keys, k.lastErr, k.fetched = keys, nil, true
+	k.stale = k.lastFetch.Add(freshFor)
 	return keys, nil
 }
 
-func (k *keySet) fetch() ([]jose.JSONWebKey, error) {
+// freshness is how long a key set answered with header h may be used
+// before it is fetched again: the max-age of its Cache-Control, within
+// [minKeysFresh, maxKeysFresh], or keysFreshFor without one. no-cache and
+// no-store ask for a fetch every time, which minKeysFresh spaces out.
+func freshness(h http.Header) time.Duration {
+	for _, d := range strings.Split(h.Get("Cache-Control"), ",") {
+		name, value, _ := strings.Cut(strings.TrimSpace(d), "=")
+		switch strings.ToLower(name) {
+		case "no-cache", "no-store":
+			return minKeysFresh
+		case "max-age":
+			secs, err := strconv.ParseInt(strings.Trim(value, `"`), 10, 64)
+			if err != nil || secs < 0 {
+				return keysFreshFor
+			}
+			if secs > int64(maxKeysFresh/time.Second) {
+				return maxKeysFresh
+			}
+			return max(time.Duration(secs)*time.Second, minKeysFresh)
+		}
+	}
+	return keysFreshFor
+}
+
+func (k *keySet) fetch() ([]jose.JSONWebKey, time.Duration, error) {
 	ctx, cancel := context.WithTimeout(k.ctx, 10*time.Second)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, k.url, nil)
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	req.Header.Set("Accept", "application/json")
 	resp, err := k.client.Do(req)
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	defer resp.Body.Close()
 	body, err := io.ReadAll(io.LimitReader(resp.Body, maxJWKSSize))
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("%s answered %s", k.url, resp.Status)
+		return nil, 0, fmt.Errorf("%s answered %s", k.url, resp.Status)
 	}
 	var set jose.JSONWebKeySet
 	if err := json.Unmarshal(body, &set); err != nil {
-		return nil, fmt.Errorf("%s: not a JWKS: %v", k.url, err)
+		return nil, 0, fmt.Errorf("%s: not a JWKS: %v", k.url, err)
 	}
 	var keys []jose.JSONWebKey
 	for _, key := range set.Keys {
@@ -204,5 +265,5 @@ func (k *keySet) fetch() ([]jose.JSONWebKey, error) {
 		}
 		keys = append(keys, key)
 	}
-	return keys, nil
+	return keys, freshness(resp.Header), nil
 }

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/coreos/go-oidc/v3/oidc"
+
+	"github.com/tokengate/caddy-tokengate/internal/textcheck"
 )
 
 // Verify checks raw (a compact JWS) and returns who it names: the header's
@@ -53,6 +55,11 @@ func (v *Verifier) Verify(ctx context.Context, raw string) (Identity, error) {
 	if v.maxAge > 0 && now.Sub(tok.IssuedAt) > v.maxAge {
 		return Identity{}, refuse(ReasonTooOld, "issued %s ago, max_age is %s", now.Sub(tok.IssuedAt).Round(time.Second), v.maxAge)
 	}
+	if v.kind == PersonKind {
+		if err := checkAuthorizedParty(claims, v.audience); err != nil {
+			return Identity{}, err
+		}
+	}
 	principal, err := v.principal(claims)
 	if err != nil {
 		return Identity{}, err
@@ -67,7 +74,48 @@ func (v *Verifier) Verify(ctx context.Context, raw string) (Identity, error) {
 	if v.groupsClaim != "" {
 		id.Groups = stringsOf(claims[v.groupsClaim])
 	}
+	if err := v.allowed(claims, id.Groups); err != nil {
+		return Identity{}, err
+	}
 	return id, nil
+}
+
+// checkAuthorizedParty applies OpenID Connect Core 3.1.3.7 (6): an ID
+// token names in azp the client it was issued to, which must be ours
+// when present, and must be present when aud names other clients too.
+// Without this, a token another client (or a CI job choosing its own
+// audience) obtained with ours among its audiences would sign in here.
+func checkAuthorizedParty(claims map[string]any, clientID string) error {
+	azp, present := claims["azp"]
+	if present {
+		if s, ok := azp.(string); !ok || s != clientID {
+			return refuse(ReasonAuthorizedParty, "azp is not this gateway's client id")
+		}
+		return nil
+	}
+	if aud, ok := claims["aud"].([]any); ok && len(aud) > 1 {
+		return refuse(ReasonAuthorizedParty, "aud names %d audiences and there is no azp naming this gateway's client id", len(aud))
+	}
+	return nil
+}
+
+// allowed refuses a person outside allow_domains and allow_groups, when
+// either is set (see PersonConfig).
+func (v *Verifier) allowed(claims map[string]any, groups []string) error {
+	if len(v.allowDomains) == 0 && len(v.allowGroups) == 0 {
+		return nil
+	}
+	if email, _ := claims["email"].(string); email != "" && verifiedEmail(claims["email_verified"]) {
+		if at := strings.LastIndexByte(email, '@'); at >= 0 && slices.Contains(v.allowDomains, strings.ToLower(email[at+1:])) {
+			return nil
+		}
+	}
+	for _, g := range groups {
+		if slices.Contains(v.allowGroups, g) {
+			return nil
+		}
+	}
+	return refuse(ReasonSigninNotAllowed, "neither a verified email in allow_domains nor a group in allow_groups")
 }
 
 // checkHeader refuses, before any key is fetched, what is not a signed JWT
@@ -135,7 +183,33 @@ func (v *Verifier) principal(claims map[string]any) (string, error) {
 	if v.principalClaim == "email" && !verifiedEmail(claims["email_verified"]) {
 		return "", refuse(ReasonEmailNotVerified, "email_verified is not true")
 	}
+	if err := textcheck.CheckName(p); err != nil {
+		return "", refuse(ReasonPrincipalInvalid, "claim %q %v", v.principalClaim, err)
+	}
+	if prefix := reservedPrefix(p, v.kind); prefix != "" {
+		return "", refuse(ReasonPrincipalInvalid, "claim %q starts with %q, which tokengate reserves", v.principalClaim, prefix)
+	}
 	return p, nil
+}
+
+// reservedPrefix returns the reserved prefix p starts with (in any case),
+// or "". tokengate writes these names itself, and a principal spelled
+// like one would read as something it is not in decided_by, held_by and
+// the audit lines: "policy:" names an automatic approval, "workload:" a
+// workload that exchanged its token (a person's principal only; a
+// workload's gets that prefix from tokengate), "local-operator" the
+// operator on Caddy's admin endpoint.
+func reservedPrefix(p, kind string) string {
+	reserved := []string{"policy:", "local-operator"}
+	if kind == PersonKind {
+		reserved = append(reserved, "workload:")
+	}
+	for _, r := range reserved {
+		if len(p) >= len(r) && strings.EqualFold(p[:len(r)], r) {
+			return r
+		}
+	}
+	return ""
 }
 
 // verifiedEmail takes true, or "true" as some providers (AWS Cognito) send it.

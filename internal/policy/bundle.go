@@ -52,6 +52,12 @@ type BundleOptions struct {
 	VerifyAlg string
 	// Timeout bounds one download; DefaultBundleTimeout when zero.
 	Timeout time.Duration
+	// MaxBytes bounds the bundle as read (gzipped), and
+	// MaxUncompressedBytes what it inflates to; both are enforced while
+	// reading, before the bundle is unpacked or its signature checked.
+	// DefaultMaxBundleBytes and DefaultMaxBundleUncompressedBytes when
+	// zero.
+	MaxBytes, MaxUncompressedBytes int64
 }
 
 // Bundle is an OPA bundle, as `opa build` writes it: a .tar.gz file, or
@@ -63,6 +69,7 @@ type Bundle struct {
 	location string
 	verify   *bundle.VerificationConfig
 	timeout  time.Duration
+	limits   sizeLimits
 	// downloader is nil for a file.
 	downloader *download.Downloader
 	updates    chan download.Update
@@ -80,9 +87,16 @@ func IsBundleURL(location string) bool {
 // NewBundle checks the options and prepares location (a file path or an
 // http(s) URL) for fetching. It fetches nothing yet.
 func NewBundle(location string, o BundleOptions) (*Bundle, error) {
-	b := &Bundle{location: location, timeout: o.Timeout}
+	b := &Bundle{location: location, timeout: o.Timeout,
+		limits: sizeLimits{compressed: o.MaxBytes, uncompressed: o.MaxUncompressedBytes}}
 	if b.timeout <= 0 {
 		b.timeout = DefaultBundleTimeout
+	}
+	if b.limits.compressed <= 0 {
+		b.limits.compressed = DefaultMaxBundleBytes
+	}
+	if b.limits.uncompressed <= 0 {
+		b.limits.uncompressed = DefaultMaxBundleUncompressedBytes
 	}
 	if len(o.VerifyKey) > 0 {
 		var err error
@@ -166,11 +180,14 @@ func (b *Bundle) remote() error {
 	conf, err := json.Marshal(map[string]any{
 		"url":                             u.Scheme + "://" + u.Host,
 		"response_header_timeout_seconds": secs,
+		"credentials":                     map[string]any{"plugin": boundedPluginName},
 	})
 	if err != nil {
 		return err
 	}
-	client, err := rest.New(conf, nil, rest.Logger(logging.NewNoOpLogger()))
+	bounded := boundedPlugin{limits: b.limits}
+	client, err := rest.New(conf, nil, rest.Logger(logging.NewNoOpLogger()),
+		rest.AuthPluginLookup(func(string) rest.HTTPAuthPlugin { return bounded }))
 	if err != nil {
 		return fmt.Errorf("bundle service %s: %v", b.String(), err)
 	}
@@ -183,6 +200,7 @@ func (b *Bundle) remote() error {
 	b.downloader = download.New(dc, client, path).
 		WithBundleVerificationConfig(b.verify).
 		WithBundlePersistence(true). // keeps the raw bytes, for the content hash
+		WithSizeLimitBytes(b.limits.uncompressed).
 		WithBundleParserOpts(ast.ParserOptions{RegoVersion: ast.RegoV1, ProcessAnnotation: true}).
 		WithCallback(func(_ context.Context, u download.Update) error {
 			b.updates <- u
@@ -199,12 +217,13 @@ func (b *Bundle) fetch(ctx context.Context) (*loaded, error) {
 	ctx, cancel := context.WithTimeout(ctx, b.timeout)
 	defer cancel()
 	if b.downloader == nil {
-		raw, err := os.ReadFile(b.location)
+		raw, err := b.readFile()
 		if err != nil {
 			return nil, fmt.Errorf("reading bundle: %v", err)
 		}
 		return b.read(raw, func() (bundle.Bundle, error) {
 			return bundle.NewReader(bytes.NewReader(raw)).
+				WithSizeLimitBytes(b.limits.uncompressed).
 				WithRegoVersion(ast.RegoV1).
 				WithProcessAnnotations(true).
 				WithBundleVerificationConfig(b.verify).
@@ -230,6 +249,20 @@ func (b *Bundle) fetch(ctx context.Context) (*loaded, error) {
 		return nil, fmt.Errorf("downloading bundle: %v", err)
 	}
 	return b.read(raw, func() (bundle.Bundle, error) { return *u.Bundle, nil })
+}
+
+// boundedPluginName names, in the rest client's config, the HTTP client
+// that bounds bundle sizes (boundedPlugin).
+const boundedPluginName = "tokengate_bounded_bundle"
+
+// readFile reads the bundle file within the size limits.
+func (b *Bundle) readFile() ([]byte, error) {
+	f, err := os.Open(b.location)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	return b.limits.readBounded(f)
 }
 
 // read turns the bundle parse returns into what the engine compiles,

@@ -260,7 +260,12 @@ ttl_seconds := 7 if input.token.uses > 100
 		}
 	}
 
-	wrong, err := NewEngine(fstest.MapFS{"gateway.rego": {Data: []byte("package tokengate.gateway\nreasons := set()\nscope contains input.token.id\n")}})
+	// A scope of the wrong type that the type checker cannot see at load
+	// (it comes from data, which has no schema) is an error when read.
+	wrong, err := NewEngine(fstest.MapFS{
+		"gateway.rego": {Data: []byte("package tokengate.gateway\nreasons := set()\nscope := data.wrong\n")},
+		"data.json":    {Data: []byte(`{"wrong": ["a", "set"]}`)},
+	})
 	if err != nil {
 		t.Fatal(err)
 	}

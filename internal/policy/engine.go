@@ -582,6 +582,9 @@ func (e *Engine) compile(src *loaded) (*compiled, error) {
 	if len(c.compiler.GetRulesExact(ast.MustParseRef("data.tokengate.gateway.reasons"))) == 0 {
 		return nil, errors.New("package tokengate.gateway declares no rule reasons: the gateway allows exactly when reasons is empty, so it must exist")
 	}
+	if err := checkOutputTypes(c.compiler); err != nil {
+		return nil, err
+	}
 	for _, p := range packages {
 		if !slices.Contains(present, p.path) {
 			continue

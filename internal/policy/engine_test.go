@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 	"testing/fstest"
 	"time"
@@ -105,7 +106,8 @@ func TestPolicyWithoutGatewayPackageIsRefused(t *testing.T) {
 }
 
 // Whatever the policy answers in place of a set of reason strings is an
-// error, never an allow.
+// error, never an allow: refused at load when the type checker sees it
+// (TestOutputTypesAreCheckedAtLoad), else when Decide reads it.
 func TestMalformedReasonsFailClosed(t *testing.T) {
 	for _, src := range []string{
 		"reasons := true",
@@ -114,10 +116,20 @@ func TestMalformedReasonsFailClosed(t *testing.T) {
 		"reasons := {x | some x in input.token.scopes; false}\nscope := 1",
 		"reasons := set()\nttl_seconds := -1",
 		"reasons := set()\nttl_seconds := \"5\"",
+		"reasons := data.bad.reasons",
+		"reasons := {x | some x in data.bad.numbers}",
+		"reasons := set()\nscope := data.bad.numbers",
+		"reasons := set()\nttl_seconds := data.bad.reasons",
 	} {
-		e, err := NewEngine(fstest.MapFS{"gateway.rego": {Data: []byte("package tokengate.gateway\n" + src + "\n")}})
+		e, err := NewEngine(fstest.MapFS{
+			"gateway.rego":  {Data: []byte("package tokengate.gateway\n" + src + "\n")},
+			"bad/data.json": {Data: []byte(`{"reasons": "none", "numbers": [1, 2]}`)},
+		})
 		if err != nil {
-			t.Fatalf("%q: %v", src, err)
+			if !strings.Contains(err.Error(), "gateway.rego:") {
+				t.Errorf("%q: refused without file:line: %v", src, err)
+			}
+			continue
 		}
 		if d, err := e.Decide(context.Background(), GatewayQuery, ast.NewObject()); err == nil {
 			t.Errorf("%q: got %+v, want an error", src, d)

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"unicode"
 	"unicode/utf16"
 	"unicode/utf8"
 
@@ -46,13 +47,40 @@ func Check(s string) error {
 	return nil
 }
 
+// CheckName returns a *Problem when s is not acceptable as a principal,
+// the name of who acts (a person's claim, a workload's subject): the
+// rules of Check, and no white space at either end and no invisible
+// formatting character anywhere (soft hyphen, word joiner...), so that
+// two names a reader cannot tell apart are never two principals, nor one
+// principal shown as another. Empty s passes; callers refuse it with
+// their own reason.
+func CheckName(s string) error {
+	if err := Check(s); err != nil {
+		return err
+	}
+	if r, _ := utf8.DecodeRuneInString(s); unicode.IsSpace(r) {
+		return &Problem{msg: "starts with white space"}
+	}
+	if r, _ := utf8.DecodeLastRuneInString(s); unicode.IsSpace(r) {
+		return &Problem{msg: "ends with white space"}
+	}
+	for i, r := range s {
+		if token.Invisible(r) {
+			return &Problem{msg: fmt.Sprintf("holds %U, an invisible formatting character, at byte %d", r, i)}
+		}
+	}
+	return nil
+}
+
 // forbidden names the class of a rune free text may not hold, or "".
 //
 // Control characters (C0 including tab, CR and LF, DEL, C1) move the
 // cursor, erase lines or start escape sequences in a terminal. The bidi
 // marks, embeddings, overrides and isolates reorder the text around them
 // (the "Trojan Source" trick, CVE-2021-42574), so a reader sees something
-// other than what is stored.
+// other than what is stored. Zero-width characters hide inside words: a
+// secret split by one passes for text, and two strings that look equal
+// are not.
 func forbidden(r rune) string {
 	switch {
 	case r < 0x20 || r == 0x7f:
@@ -63,24 +91,35 @@ func forbidden(r rune) string {
 		r >= 0x202a && r <= 0x202e,
 		r >= 0x2066 && r <= 0x2069:
 		return "a bidirectional formatting character"
+	case r >= 0x200b && r <= 0x200d, r == 0x2060, r == 0xfeff:
+		return "a zero-width character"
 	}
 	return ""
 }
 
 // HasSecret reports whether s contains a well-formed tokengate secret
-// anywhere in it, whatever surrounds it.
+// anywhere in it, whatever surrounds it, with its prefix in any case
+// ("TG_") and with invisible characters (token.Invisible) inside it: a
+// secret split by a zero-width space or a soft hyphen still reads, and
+// copies, as the secret.
 func HasSecret(s string) bool {
-	for {
-		i := strings.Index(s, token.Prefix)
-		if i < 0 {
-			return false
+	if strings.IndexFunc(s, token.Invisible) >= 0 {
+		s = strings.Map(func(r rune) rune {
+			if token.Invisible(r) {
+				return -1
+			}
+			return r
+		}, s)
+	}
+	for i := 0; i+token.SecretLen <= len(s); i++ {
+		if s[i]|0x20 != token.Prefix[0] || s[i+1]|0x20 != token.Prefix[1] || s[i+2] != token.Prefix[2] {
+			continue
 		}
-		s = s[i:]
-		if len(s) >= token.SecretLen && token.Check(s[:token.SecretLen]) == nil {
+		if token.Check(token.Prefix+s[i+len(token.Prefix):i+token.SecretLen]) == nil {
 			return true
 		}
-		s = s[len(token.Prefix):]
 	}
+	return false
 }
 
 // Printable returns s as it may be shown in a terminal: unchanged when it

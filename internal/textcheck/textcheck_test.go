@@ -107,3 +107,80 @@ func TestEscapeJSON(t *testing.T) {
 		t.Errorf("escaped JSON decodes to %q (%v), want the original", back["purpose"], err)
 	}
 }
+
+func TestCheckRefusesZeroWidthAndSplitSecrets(t *testing.T) {
+	secret := token.NewSecret()
+	split := func(at int, sep string) string { return secret[:at] + sep + secret[at:] }
+	for _, tc := range []struct {
+		name, in string
+		secret   bool
+	}{
+		{"zero-width space", "night\u200bly", false},
+		{"zero-width non-joiner", "a\u200cb", false},
+		{"zero-width joiner", "a\u200db", false},
+		{"word joiner", "a\u2060b", false},
+		{"byte order mark", "\ufeffnightly", false},
+		{"secret split by a zero-width space", "use " + split(10, "\u200b"), true},
+		{"secret split by a soft hyphen", split(20, "\u00ad"), true},
+		{"secret split by a word joiner and a tag", split(3, "\u2060\U000e0041"), true},
+		{"secret split by a variation selector", split(30, "\ufe0f"), true},
+		{"secret split twice", split(5, "\u200b")[:12] + "\u00ad" + split(5, "\u200b")[12:], true},
+		{"secret with an upper-case prefix", "TG_" + secret[3:], true},
+		{"secret with a mixed-case prefix, split", "see Tg_" + split(15, "\u034f")[3:], true},
+	} {
+		var p *Problem
+		if err := Check(tc.in); !errors.As(err, &p) {
+			t.Errorf("%s: accepted", tc.name)
+			continue
+		}
+		if p.Secret != tc.secret {
+			t.Errorf("%s: %q (secret %v), want secret %v", tc.name, p.Error(), p.Secret, tc.secret)
+		}
+	}
+	// A soft hyphen alone is not refused in free text: it is how some
+	// editors mark where a long word may break.
+	if err := Check("Donau\u00addampf"); err != nil {
+		t.Errorf("soft hyphen in a word: %v", err)
+	}
+}
+
+func TestCheckName(t *testing.T) {
+	secret := token.NewSecret()
+	for _, bad := range []string{
+		"alice ", " alice", "local-operator ", "alice\u00a0", "\u3000alice", "alice\t",
+		"ali\u00adce", "ali\u200bce", "\x1b[2Jalice", "a\x00", "abc\u202Edcb", "ab\ufe0fc",
+		secret, "repo:" + secret, "caf\xe9",
+	} {
+		if err := CheckName(bad); err == nil {
+			t.Errorf("CheckName(%q) passed", bad)
+		}
+	}
+	for _, good := range []string{"", "alice", "alice@example.com", "Zoë Müller", "00u1b2c3d4", "repo:octo/app:ref:refs/heads/main", "東京"} {
+		if err := CheckName(good); err != nil {
+			t.Errorf("CheckName(%q): %v", good, err)
+		}
+	}
+}
+
+// FuzzHasSecret hides a fresh secret in text, splits it with invisible
+// characters and changes its prefix's case: it must still be found.
+func FuzzHasSecret(f *testing.F) {
+	f.Add("before ", " after", uint8(4), uint8(1), uint8(0))
+	f.Add("", "", uint8(0), uint8(7), uint8(3))
+	f.Add("tg_", "TG_", uint8(38), uint8(2), uint8(1))
+	invisibles := []string{"\u200b", "\u200c", "\u200d", "\u2060", "\ufeff", "\u00ad", "\u034f", "\ufe0f", "\u2062", "\U000e0041", "\u115f", "\u180e"}
+	f.Fuzz(func(t *testing.T, before, after string, at, which, prefixCase uint8) {
+		secret := token.NewSecret()
+		body := secret[3:]
+		prefix := []string{"tg_", "TG_", "Tg_", "tG_"}[prefixCase%4]
+		i := int(at) % (len(body) + 1)
+		in := before + prefix + body[:i] + invisibles[int(which)%len(invisibles)] + body[i:] + after
+		if !HasSecret(in) {
+			t.Fatalf("secret not found in %q", in)
+		}
+		var p *Problem
+		if err := Check(in); !errors.As(err, &p) || !p.Secret {
+			t.Fatalf("Check(%q) = %v, want a secret problem", in, err)
+		}
+	})
+}

@@ -96,6 +96,8 @@ type OP struct {
 	users   map[string]User
 	clients map[string]Client
 	down    atomic.Bool
+	// keysCacheControl is the Cache-Control of the JWKS answer ("" for none).
+	keysCacheControl atomic.Pointer[string]
 
 	hitsMu sync.Mutex
 	hits   map[string]int
@@ -198,6 +200,9 @@ func Start(t testing.TB, o Options) *OP {
 		if p.down.Load() {
 			http.Error(w, "provider down for the test", http.StatusServiceUnavailable)
 			return
+		}
+		if cc := p.keysCacheControl.Load(); cc != nil && r.URL.Path == "/keys" {
+			w.Header().Set("Cache-Control", *cc)
 		}
 		handler.ServeHTTP(w, r)
 	}))
@@ -410,6 +415,41 @@ func (p *OP) RotateKey(t testing.TB) {
 	p.storage.mu.Lock()
 	p.storage.key = key
 	p.storage.mu.Unlock()
+}
+
+// SetKeysCacheControl makes the JWKS answer carry Cache-Control cc (as
+// providers send max-age); "" sends none.
+func (p *OP) SetKeysCacheControl(cc string) { p.keysCacheControl.Store(&cc) }
+
+// Sign returns a JWT with exactly claims, signed (RS256) with the OP's
+// current key and naming its kid: what the provider would issue if its
+// configuration or a user's attributes put these claims in an ID token
+// (an azp of another client, a subject full of control characters). The
+// claims are the test's; the signature is the OP's, verifiable through
+// its JWKS.
+func (p *OP) Sign(t testing.TB, claims map[string]any) string {
+	t.Helper()
+	p.storage.mu.Lock()
+	key := p.storage.key
+	p.storage.mu.Unlock()
+	signer, err := jose.NewSigner(jose.SigningKey{Algorithm: jose.RS256, Key: jose.JSONWebKey{Key: key.key, KeyID: key.id}},
+		(&jose.SignerOptions{}).WithType("JWT"))
+	if err != nil {
+		t.Fatalf("oidcop: signer: %v", err)
+	}
+	payload, err := json.Marshal(claims)
+	if err != nil {
+		t.Fatalf("oidcop: claims: %v", err)
+	}
+	jws, err := signer.Sign(payload)
+	if err != nil {
+		t.Fatalf("oidcop: sign: %v", err)
+	}
+	raw, err := jws.CompactSerialize()
+	if err != nil {
+		t.Fatalf("oidcop: serialize: %v", err)
+	}
+	return raw
 }
 
 // KeyID is the kid of the current signing key.

@@ -1,0 +1,134 @@
+package policy
+
+import (
+	"archive/tar"
+	"bytes"
+	"compress/gzip"
+	"context"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/x509"
+	"encoding/pem"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync"
+	"testing"
+)
+
+// bombInflated is what gzipBomb inflates to: 16 files of 32 MiB of
+// zeros, each under OPA's own per-file bound, 512 MiB in all.
+const bombInflated = 16 * 32 << 20
+
+// gzipBomb is a bundle-shaped tar.gz of about half a megabyte that
+// inflates to bombInflated bytes, built once per test binary.
+var gzipBomb = sync.OnceValue(func() []byte {
+	var buf bytes.Buffer
+	gz, _ := gzip.NewWriterLevel(&buf, gzip.BestCompression)
+	tw := tar.NewWriter(gz)
+	zeros := make([]byte, 1<<20)
+	for i := range 16 {
+		if err := tw.WriteHeader(&tar.Header{Name: fmt.Sprintf("/blob%02d/data.json", i), Mode: 0o644, Size: 32 << 20}); err != nil {
+			panic(err)
+		}
+		for range 32 {
+			if _, err := tw.Write(zeros); err != nil {
+				panic(err)
+			}
+		}
+	}
+	if err := tw.Close(); err != nil {
+		panic(err)
+	}
+	if err := gz.Close(); err != nil {
+		panic(err)
+	}
+	return buf.Bytes()
+})
+
+// verifyKeyPEM is a fresh RSA public key: the bomb must be refused for
+// its size before anyone looks for a signature.
+func verifyKeyPEM(t *testing.T) []byte {
+	t.Helper()
+	k, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	der, err := x509.MarshalPKIXPublicKey(&k.PublicKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der})
+}
+
+// allocatedDuring is how many bytes f allocated on the heap (TotalAlloc
+// grows with every allocation, freed or not, so a bundle inflated and
+// dropped still counts).
+func allocatedDuring(f func()) uint64 {
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	f()
+	runtime.ReadMemStats(&after)
+	return after.TotalAlloc - before.TotalAlloc
+}
+
+// A gzip bomb, as a file and from a bundle service, with a verify key
+// set, is refused for what it inflates to while the heap grows by a small
+// part of that: it is never inflated into memory.
+func TestGzipBombBundleIsRefusedBeforeItInflates(t *testing.T) {
+	bomb := gzipBomb()
+	dir := t.TempDir()
+	file := filepath.Join(dir, "bundle.tar.gz")
+	if err := os.WriteFile(file, bomb, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "application/gzip")
+		w.Write(bomb)
+	}))
+	defer srv.Close()
+	key := verifyKeyPEM(t)
+	for _, location := range []string{file, srv.URL + "/bundles/tokengate.tar.gz"} {
+		b, err := NewBundle(location, BundleOptions{VerifyKey: key})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var fetchErr error
+		allocated := allocatedDuring(func() { _, fetchErr = b.fetch(context.Background()) })
+		if fetchErr == nil || !strings.Contains(fetchErr.Error(), "max_bundle_uncompressed_bytes") {
+			t.Errorf("%s: %v, want a refusal naming max_bundle_uncompressed_bytes", location, fetchErr)
+		}
+		// The bound is 64 MiB; reading the bomb and inflating it into
+		// nothing takes its compressed size and gzip's buffers.
+		if allocated > 16<<20 {
+			t.Errorf("%s: %d MiB allocated reading a %d KiB bomb of %d MiB, want under 16 MiB", location, allocated>>20, len(bomb)>>10, bombInflated>>20)
+		}
+		t.Logf("%s: %d KiB allocated for a %d KiB bomb of %d MiB", location, allocated>>10, len(bomb)>>10, bombInflated>>20)
+	}
+}
+
+// The compressed bound stops reading a bundle as soon as it is passed.
+func TestBundleOverMaxBytesIsRefused(t *testing.T) {
+	big := make([]byte, 3<<20)
+	rand.Read(big)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.Write(big) }))
+	defer srv.Close()
+	file := filepath.Join(t.TempDir(), "bundle.tar.gz")
+	if err := os.WriteFile(file, big, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, location := range []string{file, srv.URL + "/b.tar.gz"} {
+		b, err := NewBundle(location, BundleOptions{MaxBytes: 1 << 20})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := b.fetch(context.Background()); err == nil || !strings.Contains(err.Error(), "max_bundle_bytes (1048576 bytes)") {
+			t.Errorf("%s: %v, want a refusal naming max_bundle_bytes", location, err)
+		}
+	}
+}
