@@ -6,6 +6,7 @@ package bolt
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -16,6 +17,7 @@ import (
 	"time"
 
 	bbolt "go.etcd.io/bbolt"
+	bberrors "go.etcd.io/bbolt/errors"
 
 	"github.com/tokengate/caddy-tokengate/store"
 )
@@ -98,6 +100,11 @@ func Open(path string, lockTimeout time.Duration) (*Store, error) {
 		return nil, fmt.Errorf("creating directory for %s: %v", path, err)
 	}
 	db, err := bbolt.Open(path, 0o600, &bbolt.Options{Timeout: lockTimeout, MmapFlags: mmapFlags})
+	if errors.Is(err, bberrors.ErrTimeout) {
+		// bbolt says only "timeout"; what timed out is the wait for the
+		// file's exclusive lock, which another node holds.
+		return nil, fmt.Errorf("opening bolt store %s: the file is locked by another process (another Caddy using the same store?); a bolt file serves one node, use store postgres for several: %w", path, err)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("opening bolt store %s: %v", path, err)
 	}
