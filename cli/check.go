@@ -36,6 +36,9 @@ without using the token. With --policy, the decision comes from the .rego
 files in DIR instead of the running policy: try a policy change against
 real token metadata before rolling it out. Exits 3 on deny, with --json
 too (the JSON is printed first).`,
+		Example: `  caddy tokengate check --token-id tok_... --service billing --method POST --path /billing/invoices
+  caddy tokengate check --token-id tok_... --service billing --ip 10.1.2.3 --policy ./policies-next
+  TOKENGATE_API=https://gw.example.com:8443 caddy tokengate check --token-id tok_... --service billing --json`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cl, err := c.client(cmd.Context())
@@ -70,7 +73,7 @@ too (the JSON is printed first).`,
 			return nil
 		},
 	}
-	c.register(cmd, true)
+	c.register(cmd, localOrRemote)
 	cmd.Flags().StringVar(&req.TokenID, "token-id", "", "token to check (required)")
 	cmd.Flags().StringVar(&req.Service, "service", "", "service of the route (required)")
 	cmd.Flags().StringVar(&req.Method, "method", "GET", "HTTP method")
@@ -120,8 +123,10 @@ func reportCommand() *cobra.Command {
 	cmd := command(&cobra.Command{
 		Use:   "report [--unused-days N]",
 		Short: "Prints the token hygiene report",
-		Args:  cobra.NoArgs,
-	}, true, func(ctx context.Context, cl *api.Client, _ []string) (api.Report, error) {
+		Example: `  caddy tokengate report
+  caddy tokengate report --unused-days 14 --json`,
+		Args: cobra.NoArgs,
+	}, localOrRemote, func(ctx context.Context, cl *api.Client, _ []string) (api.Report, error) {
 		return cl.Report(ctx, unusedDays)
 	}, func(rep api.Report, _ []string) error {
 		fmt.Fprintf(os.Stdout, "live tokens: %d\n", rep.LiveTokens)
@@ -151,7 +156,9 @@ func policyTestCommand() *cobra.Command {
 	return &cobra.Command{
 		Use:   "policy-test [DIR]",
 		Short: "Runs the Rego tests (*_test.rego) in DIR (default ./policies) with OPA's test runner",
-		Args:  cobra.MaximumNArgs(1),
+		Example: `  caddy tokengate policy-test
+  caddy tokengate policy-test ./my-policies`,
+		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			dir := "policies"
 			if len(args) == 1 {
