@@ -3,6 +3,7 @@ package caddymodule
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"regexp"
@@ -93,20 +94,27 @@ func (o *openAPI) check(method, path string, r response) {
 			o.t.Errorf("%s %s: %d without header %s", method, path, r.status, name)
 		}
 	}
-	var body any
-	if err := json.Unmarshal(r.body, &body); err != nil {
-		o.t.Fatalf("%s %s: %v", method, path, err)
-	}
 	schema := map[string]any{"$ref": media["schema"].(map[string]any)["$ref"], "components": o.doc["components"]}
 	if _, inline := media["schema"].(map[string]any)["$ref"]; !inline {
 		schema = media["schema"].(map[string]any)
 	}
+	o.validate(fmt.Sprintf("%s %s: %d answer", method, path, r.status), r.body, schema)
+}
+
+// validate checks the JSON document raw against schema, whose $refs
+// point into the components it carries.
+func (o *openAPI) validate(what string, raw []byte, schema map[string]any) {
+	o.t.Helper()
+	var body any
+	if err := json.Unmarshal(raw, &body); err != nil {
+		o.t.Fatalf("%s: %v", what, err)
+	}
 	rs, err := o.query.Eval(context.Background(), rego.EvalInput(map[string]any{"body": body, "schema": schema}))
 	if err != nil || len(rs) != 1 {
-		o.t.Fatalf("validating %s %s: %v", method, path, err)
+		o.t.Fatalf("validating %s: %v", what, err)
 	}
 	if res := rs[0].Bindings["x"].([]any); res[0] != true {
-		o.t.Errorf("%s %s: %d answer does not match the OpenAPI schema: %v\n%s", method, path, r.status, res[1], r.body)
+		o.t.Errorf("%s does not match the OpenAPI schema: %v\n%s", what, res[1], raw)
 	}
 }
 
@@ -151,8 +159,8 @@ func TestManagementAnswersMatchOpenAPI(t *testing.T) {
 	o := loadOpenAPI(t)
 
 	served := mgmtCall(t, "", "GET", "/v1/openapi.json", nil)
-	if served.status != http.StatusOK || string(served.body) != string(api.OpenAPI) {
-		t.Fatalf("GET /v1/openapi.json without a token: %d", served.status)
+	if served.status != http.StatusOK || !sameDocumentBut("servers", served.body, api.OpenAPI) {
+		t.Fatalf("GET /v1/openapi.json without a token: %d, or not the embedded document", served.status)
 	}
 
 	do := func(secret, method, path string, body any) response {

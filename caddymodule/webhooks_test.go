@@ -33,6 +33,7 @@ type hookReceiver struct {
 	mu       sync.Mutex
 	events   []notify.Event
 	bodies   []string
+	headers  []http.Header
 	unsigned int
 }
 
@@ -60,6 +61,7 @@ func startHookReceiver(t *testing.T, secret string) *hookReceiver {
 		}
 		h.events = append(h.events, e)
 		h.bodies = append(h.bodies, string(body))
+		h.headers = append(h.headers, r.Header.Clone())
 	}))
 	t.Cleanup(h.Close)
 	return h
@@ -150,6 +152,7 @@ func TestWebhooksHearTheFlow(t *testing.T) {
 	if unsigned != 0 {
 		t.Errorf("%d deliveries did not verify", unsigned)
 	}
+	h.checkAgainstOpenAPI(t)
 	secretsSeen.Lock()
 	for _, s := range secretsSeen.list {
 		if strings.Contains(bodies, s[3:33]) {
@@ -278,6 +281,7 @@ func TestWebhookLapseAcrossReloads(t *testing.T) {
 	if n := len(first.await(t, 3)); n != 3 {
 		t.Errorf("the first receiver, no longer configured, got %d events, want 3", n)
 	}
+	first.checkAgainstOpenAPI(t)
 }
 
 func TestWebhookCaddyfile(t *testing.T) {
