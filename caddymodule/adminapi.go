@@ -61,6 +61,7 @@ func (a *adminAPI) Provision(ctx caddy.Context) error {
 	a.mux = http.NewServeMux()
 	rt.handle(a.mux, "POST /tokengate/tokens", issueToken)
 	rt.handle(a.mux, "POST /tokengate/bootstrap", bootstrap)
+	rt.handle(a.mux, "GET /tokengate/backup", backupStore)
 	rt.tokenRoutes(a.mux, "/tokengate")
 	return nil
 }

@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"slices"
@@ -127,6 +128,19 @@ func Open(path string, lockTimeout time.Duration) (*Store, error) {
 
 // Path returns the file backing the store.
 func (s *Store) Path() string { return s.path }
+
+// Backup writes a consistent copy of the whole file to w while the store
+// keeps serving: bbolt's read transaction sees one snapshot, and writers
+// go on beside it. size is called first with the number of bytes that
+// follow (so an HTTP answer can announce its length); the copy is a bolt
+// file that Open reads as it is.
+func (s *Store) Backup(w io.Writer, size func(int64)) error {
+	return s.view(func(tx *bbolt.Tx) error {
+		size(tx.Size())
+		_, err := tx.WriteTo(w)
+		return err
+	})
+}
 
 func (s *Store) Create(_ context.Context, t *store.Token) error {
 	return s.update(func(tx *bbolt.Tx) error { return create(tx, t) })
