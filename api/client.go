@@ -218,6 +218,20 @@ func (c *Client) Backup(ctx context.Context, w io.Writer) (int64, error) {
 	return n, err
 }
 
+// StartBreakGlass begins the recovery of lost bootstrap secrets (admin
+// endpoint only).
+func (c *Client) StartBreakGlass(ctx context.Context, b BreakGlassStart) (BreakGlassPending, error) {
+	var out BreakGlassPending
+	return out, c.do(ctx, http.MethodPost, "/break-glass", b, &out)
+}
+
+// ConfirmBreakGlass completes recovery id with its code: the new
+// management tokens, their secrets shown once (admin endpoint only).
+func (c *Client) ConfirmBreakGlass(ctx context.Context, id, code string) (BootstrapResult, error) {
+	var out BootstrapResult
+	return out, c.do(ctx, http.MethodPost, "/break-glass/"+url.PathEscape(id)+"/confirm", BreakGlassConfirm{Code: code}, &out)
+}
+
 // Issue issues a token directly (admin endpoint only).
 func (c *Client) Issue(ctx context.Context, spec TokenSpec) (IssuedToken, error) {
 	var out IssuedToken

@@ -60,7 +60,7 @@ check exits with status 3 when the decision is a deny.`,
 				bootstrapCommand(), issueCommand(), requestCommand(),
 				decideCommand("approve", "Approves"), decideCommand("deny", "Denies"), claimCommand(),
 				listCommand(), showCommand(), rotateCommand(), revokeCommand(),
-				reportCommand(), checkCommand(), policyTestCommand(), backupCommand(),
+				reportCommand(), checkCommand(), policyTestCommand(), backupCommand(), breakGlassCommand(),
 				loginCommand(), logoutCommand(),
 			)
 		},

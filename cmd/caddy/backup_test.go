@@ -92,3 +92,36 @@ func TestBackupOfPostgresPointsAtPgDump(t *testing.T) {
 		t.Errorf("backup of a PostgreSQL node: %v\n%s", err, stderr)
 	}
 }
+
+// The break-glass commands through the real binary: start names the code
+// file (0600, in the node's data folder) without printing the code, and
+// confirm reads it from --code-file; before the delay the node refuses.
+func TestBreakGlassCommands(t *testing.T) {
+	dir := t.TempDir()
+	up := startUpstream(t)
+	p, _ := startGateway(t, dir, up.Listener.Addr().String(), nil)
+	local := []string{"--address", p.Admin}
+	if _, stderr, err := p.CLI(t, nil, append([]string{"tokengate", "bootstrap", "--requester", "alice", "--approver", "bob"}, local...)...); err != nil {
+		t.Fatalf("bootstrap: %v %s", err, stderr)
+	}
+	stdout, stderr, err := p.CLI(t, nil, append([]string{"tokengate", "break-glass", "start", "--requester", "carol", "--approver", "dave",
+		"--reason", "both secrets lost"}, local...)...)
+	if err != nil || stdout != "" {
+		t.Fatalf("break-glass start: %v\nstdout %s\nstderr %s", err, stdout, stderr)
+	}
+	_, rest, _ := strings.Cut(stderr, "--code-file ")
+	codeFile := strings.TrimSpace(rest)
+	info, err := os.Stat(codeFile)
+	if err != nil || info.Mode().Perm() != 0o600 || !strings.HasPrefix(codeFile, dir) {
+		t.Fatalf("code file %q: %v %v\n%s", codeFile, info, err, stderr)
+	}
+	code, _ := os.ReadFile(codeFile)
+	if strings.Contains(stderr, strings.TrimSpace(string(code))) {
+		t.Fatalf("start printed the code:\n%s", stderr)
+	}
+	id := strings.Fields(stderr)[1]
+	_, stderr, err = p.CLI(t, nil, append([]string{"tokengate", "break-glass", "confirm", id, "--code-file", codeFile}, local...)...)
+	if exitCode(err) != 1 || !strings.Contains(stderr, "break_glass_too_early") {
+		t.Errorf("confirm at once: %v\n%s", err, stderr)
+	}
+}
