@@ -116,6 +116,20 @@ func nextCursor(link string) string {
 }
 
 func (c *Client) doHeader(ctx context.Context, method, path string, body, out any) (http.Header, error) {
+	resp, err := c.send(ctx, method, path, body)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	if err := json.NewDecoder(io.LimitReader(resp.Body, maxAnswer)).Decode(out); err != nil {
+		return nil, fmt.Errorf("reading the answer of %s: %v", textcheck.Printable(resp.Request.URL.Redacted()), err)
+	}
+	return resp.Header, nil
+}
+
+// send makes one call and returns the answer when it is not a refusal;
+// a refusal is an *Error. The caller closes the answer's body.
+func (c *Client) send(ctx context.Context, method, path string, body any) (*http.Response, error) {
 	var reader io.Reader
 	if body != nil {
 		b, err := json.Marshal(body)
@@ -143,8 +157,8 @@ func (c *Client) doHeader(ctx context.Context, method, path string, body, out an
 	if err != nil {
 		return nil, fmt.Errorf("calling %s: %w", textcheck.Printable(req.URL.Redacted()), err)
 	}
-	defer resp.Body.Close()
 	if resp.StatusCode >= 400 {
+		defer resp.Body.Close()
 		raw, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
 		e := &Error{Status: resp.StatusCode}
 		var b ErrorBody
@@ -155,10 +169,7 @@ func (c *Client) doHeader(ctx context.Context, method, path string, body, out an
 		}
 		return nil, e
 	}
-	if err := json.NewDecoder(io.LimitReader(resp.Body, maxAnswer)).Decode(out); err != nil {
-		return nil, fmt.Errorf("reading the answer of %s: %v", textcheck.Printable(req.URL.Redacted()), err)
-	}
-	return resp.Header, nil
+	return resp, nil
 }
 
 func tokenPath(id, action string) string {
@@ -189,6 +200,36 @@ func (c *Client) SignInConfig(ctx context.Context) (SignInConfig, error) {
 func (c *Client) Bootstrap(ctx context.Context, b BootstrapRequest) (BootstrapResult, error) {
 	var out BootstrapResult
 	return out, c.do(ctx, http.MethodPost, "/bootstrap", b, &out)
+}
+
+// Backup copies a consistent snapshot of the bolt store to w, and returns
+// the bytes written (admin endpoint only). A copy shorter than the
+// snapshot the server announced is an error.
+func (c *Client) Backup(ctx context.Context, w io.Writer) (int64, error) {
+	resp, err := c.send(ctx, http.MethodGet, "/backup", nil)
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	n, err := io.Copy(w, resp.Body)
+	if err == nil && resp.ContentLength >= 0 && n != resp.ContentLength {
+		err = fmt.Errorf("the backup ended after %d of %d bytes", n, resp.ContentLength)
+	}
+	return n, err
+}
+
+// StartBreakGlass begins the recovery of lost bootstrap secrets (admin
+// endpoint only).
+func (c *Client) StartBreakGlass(ctx context.Context, b BreakGlassStart) (BreakGlassPending, error) {
+	var out BreakGlassPending
+	return out, c.do(ctx, http.MethodPost, "/break-glass", b, &out)
+}
+
+// ConfirmBreakGlass completes recovery id with its code: the new
+// management tokens, their secrets shown once (admin endpoint only).
+func (c *Client) ConfirmBreakGlass(ctx context.Context, id, code string) (BootstrapResult, error) {
+	var out BootstrapResult
+	return out, c.do(ctx, http.MethodPost, "/break-glass/"+url.PathEscape(id)+"/confirm", BreakGlassConfirm{Code: code}, &out)
 }
 
 // Issue issues a token directly (admin endpoint only).

@@ -117,6 +117,31 @@ type BootstrapRequest struct {
 	TTL       string `json:"ttl,omitempty"`
 }
 
+// BreakGlassStart begins the recovery of lost bootstrap secrets: new
+// management tokens for a requester and an approver (living max_ttl), and
+// why.
+type BreakGlassStart struct {
+	Requester string `json:"requester"`
+	Approver  string `json:"approver"`
+	Reason    string `json:"reason"`
+}
+
+// BreakGlassPending is a started recovery. Its confirmation code is not
+// here: it is in CodeFile, on the node, readable by Caddy's user only.
+type BreakGlassPending struct {
+	ID        string    `json:"id"`
+	Requester string    `json:"requester"`
+	Approver  string    `json:"approver"`
+	NotBefore time.Time `json:"not_before"`
+	Expires   time.Time `json:"expires"`
+	CodeFile  string    `json:"code_file"`
+}
+
+// BreakGlassConfirm completes a recovery with the code from its file.
+type BreakGlassConfirm struct {
+	Code string `json:"code"`
+}
+
 // BootstrapResult carries the two management secrets, shown once.
 type BootstrapResult struct {
 	Tokens []IssuedToken `json:"tokens"`

@@ -61,6 +61,9 @@ func (a *adminAPI) Provision(ctx caddy.Context) error {
 	a.mux = http.NewServeMux()
 	rt.handle(a.mux, "POST /tokengate/tokens", issueToken)
 	rt.handle(a.mux, "POST /tokengate/bootstrap", bootstrap)
+	rt.handle(a.mux, "GET /tokengate/backup", backupStore)
+	rt.handle(a.mux, "POST /tokengate/break-glass", startBreakGlass)
+	rt.handle(a.mux, "POST /tokengate/break-glass/{id}/confirm", confirmBreakGlass)
 	rt.tokenRoutes(a.mux, "/tokengate")
 	return nil
 }
@@ -94,13 +97,9 @@ func bootstrap(c caller, w http.ResponseWriter, r *http.Request) error {
 	if err := decodeBody(r, &body); err != nil {
 		return err
 	}
-	ttl := time.Duration(c.app.MaxTTL)
-	if body.TTL != "" {
-		d, err := caddy.ParseDuration(body.TTL)
-		if err != nil || d <= 0 {
-			return &lifecycle.Error{Kind: lifecycle.KindInvalid, Code: "ttl_invalid", Msg: "ttl is not a positive duration such as 24h or 30d"}
-		}
-		ttl = d
+	ttl, err := bootstrapTTL(c, body.TTL)
+	if err != nil {
+		return err
 	}
 	secrets, toks, err := c.app.manage.Bootstrap(r.Context(), c.principal, body.Requester, body.Approver, ttl)
 	if err != nil {
@@ -112,6 +111,19 @@ func bootstrap(c caller, w http.ResponseWriter, r *http.Request) error {
 	}
 	writeJSON(w, http.StatusCreated, out)
 	return nil
+}
+
+// bootstrapTTL is the lifetime asked for bootstrap tokens: max_ttl when
+// none is given.
+func bootstrapTTL(c caller, asked string) (time.Duration, error) {
+	if asked == "" {
+		return time.Duration(c.app.MaxTTL), nil
+	}
+	d, err := caddy.ParseDuration(asked)
+	if err != nil || d <= 0 {
+		return 0, &lifecycle.Error{Kind: lifecycle.KindInvalid, Code: "ttl_invalid", Msg: "ttl is not a positive duration such as 24h or 30d"}
+	}
+	return d, nil
 }
 
 // Interface guards

@@ -382,6 +382,7 @@ type response struct {
 	status int
 	header http.Header
 	body   []byte
+	sent   []byte // the JSON body of the request, when callAt sent one
 	reason string
 	reqID  string
 }

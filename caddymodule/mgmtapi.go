@@ -8,7 +8,6 @@ import (
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 
-	"github.com/tokengate/caddy-tokengate/api"
 	"github.com/tokengate/caddy-tokengate/internal/manage"
 	"github.com/tokengate/caddy-tokengate/store"
 )
@@ -57,8 +56,9 @@ type AdminHandler struct {
 	// Header carrying the management token. Default Authorization.
 	Header string `json:"header,omitempty"`
 
-	auth Handler
-	mux  *http.ServeMux
+	auth    Handler
+	mux     *http.ServeMux
+	openAPI *openAPIDocument
 }
 
 // CaddyModule returns the Caddy module information.
@@ -80,7 +80,9 @@ func (h *AdminHandler) Provision(ctx caddy.Context) error {
 	rt.requestRoutes(h.mux, "/v1")
 	rt.tokenRoutes(h.mux, "/v1")
 	h.mux.HandleFunc("/", unknownRoute(h.mux, "/"))
-	return nil
+	var err error
+	h.openAPI, err = newOpenAPIDocument()
+	return err
 }
 
 // caller turns the token the tokengate handler authenticated into the
@@ -124,10 +126,8 @@ func (h *AdminHandler) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddy
 		h.serveSignInConfig(w, r)
 		return nil
 	}
-	if r.URL.Path == "/v1/openapi.json" && (r.Method == http.MethodGet || r.Method == http.MethodHead) {
-		w.Header().Set("Content-Type", "application/json")
-		w.Header().Set("X-Content-Type-Options", "nosniff")
-		_, _ = w.Write(api.OpenAPI)
+	if r.URL.Path == openAPIPath && (r.Method == http.MethodGet || r.Method == http.MethodHead) {
+		h.openAPI.serve(w, r)
 		return nil
 	}
 	if raw, ok := h.personCredential(r); ok {

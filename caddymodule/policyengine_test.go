@@ -123,7 +123,7 @@ func TestPolicyPrintAndRefusedReload(t *testing.T) {
 // make a rule on it silently never hold.
 func TestAdminInputMatchesItsSchema(t *testing.T) {
 	dir, _ := shippedPolicyFolder(t, "")
-	schema, err := os.ReadFile("../internal/policy/schemas/admin_input.json")
+	schema, err := policies.Schemas.ReadFile("schemas/admin_input.json")
 	if err != nil {
 		t.Fatal(err)
 	}

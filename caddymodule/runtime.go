@@ -7,6 +7,7 @@ import (
 
 	"github.com/caddyserver/caddy/v2"
 
+	"github.com/tokengate/caddy-tokengate/internal/breakglass"
 	"github.com/tokengate/caddy-tokengate/store"
 )
 
@@ -22,6 +23,10 @@ var runtimes = caddy.NewUsagePool()
 // runtime is one entry of runtimes.
 type runtime struct {
 	store store.Backend
+
+	// breakGlass holds this node's pending recovery of lost bootstrap
+	// secrets, across config reloads.
+	breakGlass breakglass.Desk
 
 	mu   sync.Mutex
 	apps []*App // provisioned and not cleaned up, oldest first

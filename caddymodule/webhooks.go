@@ -10,19 +10,23 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/tokengate/caddy-tokengate/internal/notify"
+	"github.com/tokengate/caddy-tokengate/webhook"
 )
 
 // Webhook is a receiver of events about token requests
 // (request.pending, request.approved, request.denied, request.lapsed)
-// and revocations (token.revoked). Each event is a JSON POST signed in
-// the Tokengate-Signature header, "t=<unix>,v1=<hex HMAC-SHA256 of
-// t.body>", and never carries a secret; see package notify for how a
-// receiver verifies it.
+// and revocations (token.revoked). Each event is a JSON POST signed as
+// the Standard Webhooks specification says (webhook-id,
+// webhook-timestamp, webhook-signature; package webhook verifies them),
+// and for one more release also in the older Tokengate-Signature header;
+// it never carries a secret.
 type Webhook struct {
 	// URL gets the POSTs: https, or http to a loopback address.
 	URL string `json:"url"`
-	// Secret keys the signatures, at least 32 characters. Placeholders
-	// such as {env.TOKENGATE_WEBHOOK_SECRET} are expanded.
+	// Secret keys the signatures: a Standard Webhooks secret (whsec_ and
+	// the base64 of at least 24 random bytes) or any string of at least
+	// 32 characters. Placeholders such as {env.TOKENGATE_WEBHOOK_SECRET}
+	// are expanded.
 	Secret string `json:"secret"`
 	// Events limits the webhook to these types; default all.
 	Events []string `json:"events,omitempty"`
@@ -50,7 +54,11 @@ func (a *App) provisionWebhooks() (*notify.Dispatcher, error) {
 		if err != nil || secret == "" {
 			return nil, fmt.Errorf("webhook %d: secret is missing or has a placeholder that is unknown or empty, such as an unset {env.TOKENGATE_WEBHOOK_SECRET}", i+1)
 		}
-		hooks = append(hooks, notify.Hook{URL: url, Secret: []byte(secret), Events: w.Events})
+		key, err := webhook.Key(secret)
+		if err != nil {
+			return nil, fmt.Errorf("webhook %d: %v", i+1, err)
+		}
+		hooks = append(hooks, notify.Hook{URL: url, Secret: key, Events: w.Events})
 	}
 	d, err := notify.New(hooks, notify.Options{Logger: a.logger.Named("webhook")})
 	if err != nil {

@@ -1,6 +1,7 @@
 package caddymodule
 
 import (
+	"encoding/base64"
 	"encoding/json"
 	"io"
 	"net/http"
@@ -17,39 +18,50 @@ import (
 
 	"github.com/tokengate/caddy-tokengate/internal/manage"
 	"github.com/tokengate/caddy-tokengate/internal/notify"
+	"github.com/tokengate/caddy-tokengate/webhook"
 )
 
 const webhookSecretVar = "TOKENGATE_WEBHOOK_SECRET"
 
 // hookReceiver is a real HTTP receiver doing what a receiver should:
-// verify the signature over the raw body, then keep the event.
+// verify the signature over the raw body, then keep the event. It checks
+// the Standard Webhooks headers with the public package webhook, and the
+// Tokengate-Signature kept for receivers written before them.
 type hookReceiver struct {
 	*httptest.Server
-	secret   []byte
+	key      []byte
 	mu       sync.Mutex
 	events   []notify.Event
 	bodies   []string
+	headers  []http.Header
 	unsigned int
 }
 
 func startHookReceiver(t *testing.T, secret string) *hookReceiver {
-	h := &hookReceiver{secret: []byte(secret)}
+	key, err := webhook.Key(secret)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := &hookReceiver{key: key}
 	h.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		body, _ := io.ReadAll(r.Body)
 		h.mu.Lock()
 		defer h.mu.Unlock()
-		if notify.Verify(h.secret, r.Header.Get(notify.SignatureHeader), body, time.Now(), notify.DefaultTolerance) != nil {
+		if webhook.Verify(h.key, r.Header, body, time.Now(), webhook.DefaultTolerance) != nil ||
+			notify.Verify(h.key, r.Header.Get(notify.SignatureHeader), body, time.Now(), notify.DefaultTolerance) != nil {
 			h.unsigned++
 			w.WriteHeader(http.StatusUnauthorized)
 			return
 		}
 		var e notify.Event
-		if json.Unmarshal(body, &e) != nil || e.Type != r.Header.Get(notify.EventHeader) || e.ID != r.Header.Get(notify.DeliveryHeader) {
+		if json.Unmarshal(body, &e) != nil || e.Type != r.Header.Get(notify.EventHeader) ||
+			e.ID != r.Header.Get(notify.DeliveryHeader) || e.ID != r.Header.Get(webhook.IDHeader) {
 			w.WriteHeader(http.StatusBadRequest)
 			return
 		}
 		h.events = append(h.events, e)
 		h.bodies = append(h.bodies, string(body))
+		h.headers = append(h.headers, r.Header.Clone())
 	}))
 	t.Cleanup(h.Close)
 	return h
@@ -140,6 +152,7 @@ func TestWebhooksHearTheFlow(t *testing.T) {
 	if unsigned != 0 {
 		t.Errorf("%d deliveries did not verify", unsigned)
 	}
+	h.checkAgainstOpenAPI(t)
 	secretsSeen.Lock()
 	for _, s := range secretsSeen.list {
 		if strings.Contains(bodies, s[3:33]) {
@@ -164,24 +177,59 @@ func TestWebhooksHearTheFlow(t *testing.T) {
 		}
 	}
 
-	// Configs that must not start: the secret unset, or too short.
-	refused := map[string]string{
-		"unset": "secret is missing or has a placeholder that is unknown or empty",
-		"short": "secret must be at least 32 characters",
+	// Configs that must not start: the secret unset, too short, or a
+	// Standard Webhooks secret that is not base64 of 24 bytes or more.
+	refused := map[string]struct{ secret, wantErr string }{
+		"unset":       {"", "secret is missing or has a placeholder that is unknown or empty"},
+		"short":       {"short-secret", "secret must be at least 32 characters"},
+		"bad whsec":   {"whsec_short-secret-not-base64!", "whsec_ must be followed by the standard base64 of at least 24 random bytes"},
+		"short whsec": {"whsec_c2hvcnQtc2VjcmV0", "whsec_ must be followed by the standard base64 of at least 24 random bytes"},
 	}
-	for name, wantErr := range refused {
-		if name == "unset" {
+	for name, c := range refused {
+		wantErr := c.wantErr
+		if c.secret == "" {
 			os.Unsetenv(webhookSecretVar)
 		} else {
-			t.Setenv(webhookSecretVar, "short-secret")
+			t.Setenv(webhookSecretVar, c.secret)
 		}
 		status, body := loadConfig(t, pepperConfig(t.TempDir(), hookLines))
 		if status < 400 || !strings.Contains(body, wantErr) {
 			t.Errorf("%s secret: %d %s, want a start-up error %q", name, status, body, wantErr)
 		}
-		if strings.Contains(body, "short-secret") || strings.Contains(body, "XXXXsecretpath") {
+		if strings.Contains(body, "short-secret") || strings.Contains(body, "c2hvcnQtc2VjcmV0") || strings.Contains(body, "XXXXsecretpath") {
 			t.Errorf("the error shows the secret or the URL path: %s", body)
 		}
+	}
+}
+
+// A Standard Webhooks secret (whsec_ and base64) keys the signatures with
+// the bytes it encodes, as the specification's libraries read it: a
+// receiver holding the same string verifies the delivery through real
+// Caddy, and the string itself never reaches the logs.
+func TestWebhooksTakeAStandardWebhooksSecret(t *testing.T) {
+	hookSecret := "whsec_" + base64.StdEncoding.EncodeToString([]byte("0123456789abcdef0123456789abcdef"))
+	t.Setenv(webhookSecretVar, hookSecret)
+	h := startHookReceiver(t, hookSecret)
+	e := newEnv(t, envOptions{appOptions: "webhook " + h.URL + " {\n\t\t\tsecret {env." + webhookSecretVar + "}\n\t\t}"})
+	e.bootstrap()
+	if status, body := e.mgmt(e.requester, "POST", "/v1/requests", writeRequest(nil)); status != http.StatusAccepted {
+		t.Fatalf("request: %d %s", status, body)
+	}
+	if got := h.await(t, 1); got[0].Type != notify.RequestPending {
+		t.Errorf("event %+v", got[0])
+	}
+	h.mu.Lock()
+	unsigned := h.unsigned
+	h.mu.Unlock()
+	if unsigned != 0 {
+		t.Errorf("%d deliveries did not verify", unsigned)
+	}
+	caddyLog, err := os.ReadFile(filepath.Join(e.dir, "caddy.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(string(caddyLog), hookSecret[len("whsec_"):]) {
+		t.Error("caddy.log holds the webhook secret")
 	}
 }
 
@@ -233,6 +281,7 @@ func TestWebhookLapseAcrossReloads(t *testing.T) {
 	if n := len(first.await(t, 3)); n != 3 {
 		t.Errorf("the first receiver, no longer configured, got %d events, want 3", n)
 	}
+	first.checkAgainstOpenAPI(t)
 }
 
 func TestWebhookCaddyfile(t *testing.T) {

@@ -29,13 +29,17 @@ func checkCommand() *cobra.Command {
 	var req api.CheckRequest
 	var policyDir string
 	cmd := &cobra.Command{
-		Use:   "check --token-id ID --service S [--method M] [--path P] [--ip IP] [--policy DIR]",
+		Use:   "check --token-id ID --service S [--method M] [--path P] [--ip IP] [--policy DIR|BUNDLE.tar.gz]",
 		Short: "Dry-runs a gateway decision for a stored token (allow/deny with reasons)",
 		Long: `Dry-runs a gateway decision for a stored token and a described call,
 without using the token. With --policy, the decision comes from the .rego
-files in DIR instead of the running policy: try a policy change against
-real token metadata before rolling it out. Exits 3 on deny, with --json
+files in DIR, or from a bundle file as 'opa build' writes it, instead of
+the running policy: try a policy change against real token metadata
+before rolling it out. Exits 3 on deny, with --json
 too (the JSON is printed first).`,
+		Example: `  caddy tokengate check --token-id tok_... --service billing --method POST --path /billing/invoices
+  caddy tokengate check --token-id tok_... --service billing --ip 10.1.2.3 --policy ./policies-next
+  TOKENGATE_API=https://gw.example.com:8443 caddy tokengate check --token-id tok_... --service billing --json`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cl, err := c.client(cmd.Context())
@@ -70,23 +74,41 @@ too (the JSON is printed first).`,
 			return nil
 		},
 	}
-	c.register(cmd, true)
+	c.register(cmd, localOrRemote)
 	cmd.Flags().StringVar(&req.TokenID, "token-id", "", "token to check (required)")
 	cmd.Flags().StringVar(&req.Service, "service", "", "service of the route (required)")
 	cmd.Flags().StringVar(&req.Method, "method", "GET", "HTTP method")
 	cmd.Flags().StringVar(&req.Path, "path", "/", "request path")
 	cmd.Flags().StringVar(&req.Host, "host", "", "request host")
 	cmd.Flags().StringVar(&req.IP, "ip", "", "client IP address")
-	cmd.Flags().StringVar(&policyDir, "policy", "", "evaluate with the policies in this folder instead of the running ones")
+	cmd.Flags().StringVar(&policyDir, "policy", "", "evaluate with the policies in this folder or bundle (.tar.gz from opa build) instead of the running ones")
 	return cmd
 }
 
-// checkWithPolicy evaluates the policy folder dir on the input the
+// localEngine compiles the policy at location: a folder, or a bundle
+// file as `opa build` writes it. A signed bundle is refused, as there is
+// no key here to check its signature with.
+func localEngine(ctx context.Context, location string) (*policy.Engine, error) {
+	info, err := os.Stat(location)
+	if err != nil {
+		return nil, err
+	}
+	if info.IsDir() {
+		return policy.NewEngine(os.DirFS(location))
+	}
+	b, err := policy.NewBundle(location, policy.BundleOptions{})
+	if err != nil {
+		return nil, err
+	}
+	return policy.NewBundleEngine(ctx, b)
+}
+
+// checkWithPolicy evaluates the policy folder or bundle dir on the input the
 // gateway builds for the stored token and the described call. The server
 // builds that input with the gateway's own code, so the local decision
 // sees every field the running policy sees, however the input grows.
 func checkWithPolicy(ctx context.Context, cl *api.Client, req api.CheckRequest, dir string) (api.CheckResult, error) {
-	engine, err := policy.NewEngine(os.DirFS(dir))
+	engine, err := localEngine(ctx, dir)
 	if err != nil {
 		return api.CheckResult{}, fmt.Errorf("loading policy %s: %v", dir, err)
 	}
@@ -120,8 +142,10 @@ func reportCommand() *cobra.Command {
 	cmd := command(&cobra.Command{
 		Use:   "report [--unused-days N]",
 		Short: "Prints the token hygiene report",
-		Args:  cobra.NoArgs,
-	}, true, func(ctx context.Context, cl *api.Client, _ []string) (api.Report, error) {
+		Example: `  caddy tokengate report
+  caddy tokengate report --unused-days 14 --json`,
+		Args: cobra.NoArgs,
+	}, localOrRemote, func(ctx context.Context, cl *api.Client, _ []string) (api.Report, error) {
 		return cl.Report(ctx, unusedDays)
 	}, func(rep api.Report, _ []string) error {
 		fmt.Fprintf(os.Stdout, "live tokens: %d\n", rep.LiveTokens)
@@ -145,35 +169,4 @@ func reportCommand() *cobra.Command {
 	})
 	cmd.Flags().IntVar(&unusedDays, "unused-days", 30, "days without use that count as unused")
 	return cmd
-}
-
-func policyTestCommand() *cobra.Command {
-	return &cobra.Command{
-		Use:   "policy-test [DIR]",
-		Short: "Runs the Rego tests (*_test.rego) in DIR (default ./policies) with OPA's test runner",
-		Args:  cobra.MaximumNArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			dir := "policies"
-			if len(args) == 1 {
-				dir = args[0]
-			}
-			results, err := policy.RunTests(cmd.Context(), os.DirFS(dir))
-			if err != nil {
-				return err
-			}
-			failed := 0
-			for _, r := range results {
-				status := "PASS"
-				if !r.Passed {
-					status, failed = "FAIL", failed+1
-				}
-				fmt.Fprintf(os.Stdout, "%s %s %s\n", status, r.Name, r.Detail)
-			}
-			fmt.Fprintf(os.Stdout, "%d passed, %d failed\n", len(results)-failed, failed)
-			if failed > 0 || len(results) == 0 {
-				return fmt.Errorf("%d of %d policy tests failed", failed, len(results))
-			}
-			return nil
-		},
-	}
 }

@@ -7,6 +7,7 @@ package cli
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -32,7 +33,10 @@ func init() {
 
 Without --api, subcommands talk to Caddy's local admin endpoint (found as
 'caddy reload' finds it: --address, or the admin address in --config) as
-the principal "local-operator", whose powers policies/admin.rego bounds.
+the principal "local-operator", whose powers policies/admin.rego bounds:
+as shipped, it may issue and rotate read-only tokens living at most 1h,
+and always revoke; anything more goes through the management API, where
+one person requests and another approves.
 
 With --api URL (or TOKENGATE_API), they call a tokengate_admin management
 API as the owner of the management token in TOKENGATE_TOKEN, or, without
@@ -45,25 +49,55 @@ message goes to stderr. --json prints JSON on stdout instead.
 
 check exits with status 3 when the decision is a deny.`,
 		CobraFunc: func(cmd *cobra.Command) {
+			// Caddy's root command ends every help page with a pointer to
+			// caddyserver.com, which does not document tokengate; the
+			// subcommands inherit this template instead.
+			cmd.SetHelpTemplate(new(cobra.Command).HelpTemplate() + "\n" + helpFooter + "\n")
+			cmd.Example = `  caddy tokengate bootstrap --requester alice --approver bob
+  caddy tokengate issue --owner ci --purpose "nightly export" --scope billing:read --service billing --ttl 24h
+  TOKENGATE_API=https://gw.example.com:8443 caddy tokengate approve req_...`
 			cmd.AddCommand(
 				bootstrapCommand(), issueCommand(), requestCommand(),
-				decideCommand("approve"), decideCommand("deny"), claimCommand(),
+				decideCommand("approve", "Approves"), decideCommand("deny", "Denies"), claimCommand(),
 				listCommand(), showCommand(), rotateCommand(), revokeCommand(),
-				reportCommand(), checkCommand(), policyTestCommand(),
+				reportCommand(), checkCommand(), policyTestCommand(), backupCommand(), breakGlassCommand(),
 				loginCommand(), logoutCommand(),
 			)
 		},
 	})
 }
 
+// helpFooter ends every help page of caddy tokengate.
+const helpFooter = "Full documentation: https://github.com/tokengate/caddy-tokengate#readme"
+
+// reach says which endpoints a command can talk to.
+type reach int
+
+const (
+	// localOnly commands talk to Caddy's admin endpoint only.
+	localOnly reach = iota
+	// localOrRemote commands take --api, else use the admin endpoint.
+	localOrRemote
+	// remoteOnly commands exist on the management API only: the local
+	// operator is not a person who could ask for, approve or claim a token.
+	remoteOnly
+)
+
+// errNeedsAPI answers a remote-only command run without --api, before it
+// reaches the admin endpoint, whose only answer would be "route_unknown".
+var errNeedsAPI = errors.New("this command needs the management API (--api or TOKENGATE_API); Caddy's local admin endpoint does not serve it")
+
 // conn holds the flags that choose the endpoint and the output.
 type conn struct {
 	address, config, adapter string
 	api                      string
 	json                     bool
+	needsAPI                 bool
 }
 
-func (c *conn) register(cmd *cobra.Command, remote bool) {
+func (c *conn) register(cmd *cobra.Command, r reach) {
+	remote := r != localOnly
+	c.needsAPI = r == remoteOnly
 	cmd.Flags().StringVar(&c.address, "address", "", "address of Caddy's admin endpoint")
 	cmd.Flags().StringVarP(&c.config, "config", "c", "", "config file to read the admin address from")
 	cmd.Flags().StringVarP(&c.adapter, "adapter", "a", "", "adapter for --config")
@@ -88,6 +122,9 @@ func (c *conn) client(ctx context.Context) (*api.Client, error) {
 		cl := api.NewRemote(remote, secret)
 		cl.HTTP = remoteHTTP(base)
 		return cl, nil
+	}
+	if c.needsAPI {
+		return nil, errNeedsAPI
 	}
 	addr, err := caddycmd.DetermineAdminAPIAddress(c.address, nil, c.config, c.adapter)
 	if err != nil {
@@ -141,7 +178,7 @@ func call[T any](c *conn, do func(context.Context, *api.Client, []string) (T, er
 			return notAllowed(remoteAPI(c.api))
 		}
 		if err != nil {
-			return asUnreachable(err)
+			return withHint(asUnreachable(err))
 		}
 		if c.json {
 			return printJSON(out)
@@ -150,12 +187,11 @@ func call[T any](c *conn, do func(context.Context, *api.Client, []string) (T, er
 	}
 }
 
-// command completes cmd as one API call with its own endpoint flags
-// (--api too when remote).
-func command[T any](cmd *cobra.Command, remote bool, do func(context.Context, *api.Client, []string) (T, error), text func(T, []string) error) *cobra.Command {
+// command completes cmd as one API call with the endpoint flags r allows.
+func command[T any](cmd *cobra.Command, r reach, do func(context.Context, *api.Client, []string) (T, error), text func(T, []string) error) *cobra.Command {
 	c := new(conn)
 	cmd.RunE = call(c, do, text)
-	c.register(cmd, remote)
+	c.register(cmd, r)
 	return cmd
 }
 

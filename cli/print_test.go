@@ -66,3 +66,16 @@ func TestTablesNameTheHolder(t *testing.T) {
 		t.Errorf("token table:\n%s", table.String())
 	}
 }
+
+// The requests table says STATE, as the tokens table, --state and the API
+// do, not STATUS.
+func TestRequestTableSaysState(t *testing.T) {
+	var table bytes.Buffer
+	if err := printRequests(&table, []api.RequestView{{ID: "req_1", Status: "pending", RequestedBy: "ann"}}); err != nil {
+		t.Fatal(err)
+	}
+	header, _, _ := strings.Cut(table.String(), "\n")
+	if columns := strings.Fields(header); len(columns) < 2 || columns[1] != "STATE" {
+		t.Errorf("request table header: %q", header)
+	}
+}

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"strings"
 	"text/tabwriter"
 
 	"github.com/spf13/cobra"
@@ -19,8 +18,10 @@ func requestCommand() *cobra.Command {
 	cmd := command(&cobra.Command{
 		Use:   "request --owner NAME --purpose TEXT --scope S --service S [--ttl D]",
 		Short: "Asks for a token; prints the secret if policy approves at once",
-		Args:  cobra.NoArgs,
-	}, true, func(ctx context.Context, cl *api.Client, _ []string) (api.RequestOutcome, error) {
+		Example: `  TOKENGATE_API=https://gw.example.com:8443 caddy tokengate request --owner billing-exporter \
+    --purpose "nightly invoice export" --scope billing:read --service billing --ttl 720h --ticket OPS-142`,
+		Args: cobra.NoArgs,
+	}, remoteOnly, func(ctx context.Context, cl *api.Client, _ []string) (api.RequestOutcome, error) {
 		s, err := spec.spec()
 		if err != nil {
 			return api.RequestOutcome{}, err
@@ -37,13 +38,15 @@ func requestCommand() *cobra.Command {
 	return cmd
 }
 
-func decideCommand(verb string) *cobra.Command {
+// decideCommand is approve or deny; does is the verb as the help says it.
+func decideCommand(verb, does string) *cobra.Command {
 	var reason string
 	cmd := command(&cobra.Command{
-		Use:   verb + " REQUEST_ID [--reason TEXT]",
-		Short: strings.ToUpper(verb[:1]) + verb[1:] + "s someone else's token request",
-		Args:  cobra.ExactArgs(1),
-	}, true, func(ctx context.Context, cl *api.Client, args []string) (api.RequestOutcome, error) {
+		Use:     verb + " REQUEST_ID [--reason TEXT]",
+		Short:   does + " someone else's token request",
+		Example: "  TOKENGATE_API=https://gw.example.com:8443 caddy tokengate " + verb + " req_... --reason \"ticket OPS-142 checked\"",
+		Args:    cobra.ExactArgs(1),
+	}, remoteOnly, func(ctx context.Context, cl *api.Client, args []string) (api.RequestOutcome, error) {
 		if verb == "approve" {
 			return cl.Approve(ctx, args[0], reason)
 		}
@@ -58,10 +61,11 @@ func decideCommand(verb string) *cobra.Command {
 
 func claimCommand() *cobra.Command {
 	return command(&cobra.Command{
-		Use:   "claim REQUEST_ID",
-		Short: "Takes the secret of your approved request, once",
-		Args:  cobra.ExactArgs(1),
-	}, true, func(ctx context.Context, cl *api.Client, args []string) (api.RequestOutcome, error) {
+		Use:     "claim REQUEST_ID",
+		Short:   "Takes the secret of your approved request, once",
+		Example: `  TOKEN=$(TOKENGATE_API=https://gw.example.com:8443 caddy tokengate claim req_...)`,
+		Args:    cobra.ExactArgs(1),
+	}, remoteOnly, func(ctx context.Context, cl *api.Client, args []string) (api.RequestOutcome, error) {
 		return cl.Claim(ctx, args[0])
 	}, func(out api.RequestOutcome, _ []string) error {
 		if out.Token == nil {
@@ -77,7 +81,7 @@ func claimCommand() *cobra.Command {
 // only the name the requester typed.
 func printRequests(w io.Writer, reqs []api.RequestView) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "ID\tSTATUS\tWILL BE HELD BY\tOWNER\tSCOPES\tTTL\tTICKET\tPURPOSE")
+	fmt.Fprintln(tw, "ID\tSTATE\tWILL BE HELD BY\tOWNER\tSCOPES\tTTL\tTICKET\tPURPOSE")
 	for _, r := range reqs {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", show(r.ID), show(r.Status), show(cmp.Or(r.HeldBy, r.RequestedBy)), show(r.Owner),
 			showList(r.Scopes), show(r.TTL), show(r.Ticket), show(r.Purpose))

@@ -48,6 +48,8 @@ Without --device, a browser on this machine signs in (authorization code
 flow with PKCE; the provider redirects to http://127.0.0.1:<port>/callback,
 a port chosen now). The URL to open is printed on stderr. With --device,
 any device signs in: open the printed URL there and enter the code shown.`,
+		Example: `  caddy tokengate login --api https://gw.example.com:8443
+  caddy tokengate login --api https://gw.example.com:8443 --device`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			remote := remoteAPI(apiURL)
@@ -168,6 +170,8 @@ func logoutCommand() *cobra.Command {
 		Long: `Forgets the tokens login kept for the API (--api or TOKENGATE_API), or
 for every API when neither is given, and asks the OpenID provider to
 revoke the refresh token when it offers a revocation endpoint.`,
+		Example: `  caddy tokengate logout --api https://gw.example.com:8443
+  caddy tokengate logout`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			st, err := signin.DefaultStore()

@@ -50,8 +50,10 @@ func bootstrapCommand() *cobra.Command {
 	cmd := command(&cobra.Command{
 		Use:   "bootstrap --requester NAME --approver NAME",
 		Short: "Creates the first two management tokens, for two different people (local only, once)",
-		Args:  cobra.NoArgs,
-	}, false, func(ctx context.Context, cl *api.Client, _ []string) (api.BootstrapResult, error) {
+		Example: `  caddy tokengate bootstrap --requester alice --approver bob
+  caddy tokengate bootstrap --requester alice --approver bob --address unix//run/caddy/admin.sock --json`,
+		Args: cobra.NoArgs,
+	}, localOnly, func(ctx context.Context, cl *api.Client, _ []string) (api.BootstrapResult, error) {
 		return cl.Bootstrap(ctx, req)
 	}, func(res api.BootstrapResult, _ []string) error {
 		for _, t := range res.Tokens {
@@ -72,8 +74,15 @@ func issueCommand() *cobra.Command {
 	cmd := command(&cobra.Command{
 		Use:   "issue --owner NAME --purpose TEXT --scope S --service S [--ttl D]",
 		Short: "Issues a token on the local node and prints its secret once",
-		Args:  cobra.NoArgs,
-	}, false, func(ctx context.Context, cl *api.Client, _ []string) (api.IssuedToken, error) {
+		Long: `Issues a token on the local node, as the principal "local-operator",
+and prints its secret once. The shipped policies/admin.rego bounds the
+local operator to read-only tokens (every scope ending in ":read") living
+at most 1h (refusal local_operator_bounds); longer or writing tokens go
+through the management API: request, then another person approves.`,
+		Example: `  TOKEN=$(caddy tokengate issue --owner alice --purpose "try the demo" --scope demo:read --service demo --ttl 30m)
+  caddy tokengate issue --owner ci --purpose "smoke test" --scope api:read --service api --max-uses 10 --cidr 10.0.0.0/8 --json`,
+		Args: cobra.NoArgs,
+	}, localOnly, func(ctx context.Context, cl *api.Client, _ []string) (api.IssuedToken, error) {
 		s, err := spec.spec()
 		if err != nil {
 			return api.IssuedToken{}, err
@@ -93,9 +102,20 @@ func listCommand() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "list [--owner NAME] [--service NAME] [--state STATE] [--requests]",
 		Short: "Lists tokens (never their secrets), or with --requests, token requests",
-		Args:  cobra.NoArgs,
+		Long: `Lists tokens (never their secrets), or with --requests, token requests
+(management API only).
+
+USES counts calls only for use-limited tokens (--max-uses), as used/max;
+a token without a limit shows "-" there, since counting every call of an
+unlimited token would cost a store write per call. When a token was last
+used is in 'caddy tokengate show' (last_used_at) and in the hygiene report.`,
+		Example: `  caddy tokengate list
+  caddy tokengate list --owner alice --state active
+  TOKENGATE_API=https://gw.example.com:8443 caddy tokengate list --requests --state pending`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if requests {
+				c.needsAPI = true
 				return call(&c, func(ctx context.Context, cl *api.Client, _ []string) ([]api.RequestView, error) {
 					return cl.ListRequests(ctx, filter.State)
 				}, func(reqs []api.RequestView, _ []string) error {
@@ -109,7 +129,7 @@ func listCommand() *cobra.Command {
 			})(cmd, args)
 		},
 	}
-	c.register(cmd, true)
+	c.register(cmd, localOrRemote)
 	cmd.Flags().StringVar(&filter.Owner, "owner", "", "only tokens of this owner")
 	cmd.Flags().StringVar(&filter.Service, "service", "", "only tokens bound to this service")
 	cmd.Flags().StringVar(&filter.State, "state", "", "only this state: active, pending, rotating, rotated, revoked, expired, exhausted (requests: pending, approved, lapsed, denied, claimed)")
@@ -122,9 +142,9 @@ func printTokens(w io.Writer, toks []api.TokenView) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "ID\tSTATE\tOWNER\tHELD BY\tSCOPES\tSERVICES\tEXPIRES\tUSES\tPURPOSE")
 	for _, t := range toks {
-		uses := fmt.Sprint(t.Uses)
+		uses := "-"
 		if t.MaxUses > 0 {
-			uses += fmt.Sprintf("/%d", t.MaxUses)
+			uses = fmt.Sprintf("%d/%d", t.Uses, t.MaxUses)
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", show(t.ID), show(t.State), show(t.Owner), show(t.HeldBy), showList(t.Scopes),
 			showList(t.Services), t.ExpiresAt.Format(time.RFC3339), uses, show(t.Purpose))
@@ -134,10 +154,11 @@ func printTokens(w io.Writer, toks []api.TokenView) error {
 
 func showCommand() *cobra.Command {
 	return command(&cobra.Command{
-		Use:   "show TOKEN_ID",
-		Short: "Shows one token as JSON (never its secret)",
-		Args:  cobra.ExactArgs(1),
-	}, true, func(ctx context.Context, cl *api.Client, args []string) (api.TokenView, error) {
+		Use:     "show TOKEN_ID",
+		Short:   "Shows one token as JSON (never its secret)",
+		Example: `  caddy tokengate show tok_...`,
+		Args:    cobra.ExactArgs(1),
+	}, localOrRemote, func(ctx context.Context, cl *api.Client, args []string) (api.TokenView, error) {
 		return cl.GetToken(ctx, args[0])
 	}, func(t api.TokenView, _ []string) error {
 		return printJSON(t)
@@ -147,10 +168,11 @@ func showCommand() *cobra.Command {
 func revokeCommand() *cobra.Command {
 	var reason string
 	cmd := command(&cobra.Command{
-		Use:   "revoke TOKEN_ID --reason TEXT",
-		Short: "Revokes a token at once",
-		Args:  cobra.ExactArgs(1),
-	}, true, func(ctx context.Context, cl *api.Client, args []string) (api.TokenView, error) {
+		Use:     "revoke TOKEN_ID --reason TEXT",
+		Short:   "Revokes a token at once",
+		Example: `  caddy tokengate revoke tok_... --reason "laptop lost"`,
+		Args:    cobra.ExactArgs(1),
+	}, localOrRemote, func(ctx context.Context, cl *api.Client, args []string) (api.TokenView, error) {
 		return cl.Revoke(ctx, args[0], reason)
 	}, func(t api.TokenView, _ []string) error {
 		fmt.Fprintf(os.Stderr, "revoked %s (%s): %s\n", show(t.ID), show(t.Owner), show(t.RevokeReason))
@@ -163,10 +185,11 @@ func revokeCommand() *cobra.Command {
 func rotateCommand() *cobra.Command {
 	var grace string
 	cmd := command(&cobra.Command{
-		Use:   "rotate TOKEN_ID [--grace D]",
-		Short: "Issues a successor secret; the old one works until the grace ends",
-		Args:  cobra.ExactArgs(1),
-	}, true, func(ctx context.Context, cl *api.Client, args []string) (api.IssuedToken, error) {
+		Use:     "rotate TOKEN_ID [--grace D]",
+		Short:   "Issues a successor secret; the old one works until the grace ends",
+		Example: `  NEW=$(caddy tokengate rotate tok_... --grace 1h)`,
+		Args:    cobra.ExactArgs(1),
+	}, localOrRemote, func(ctx context.Context, cl *api.Client, args []string) (api.IssuedToken, error) {
 		return cl.Rotate(ctx, args[0], grace)
 	}, func(issued api.IssuedToken, args []string) error {
 		return printSecret(issued, "rotated "+show(args[0])+" to")

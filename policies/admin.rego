@@ -35,6 +35,14 @@
 # Roles by kind and groups, the directory (data.tokengate.directory) and
 # the shipped limits on what a token may grant are in admin_roles.rego and
 # admin_rules.rego, in this same package.
+
+# The input's JSON Schema (policies/schemas/admin_input.json), so that
+# `opa check --strict --schema policies/schemas policies/` refuses a
+# misspelt input field as the gateway does.
+
+# METADATA
+# schemas:
+#   - input: schema.admin_input
 package tokengate.admin
 
 # Fail closed when a broken edit leaves the decision undefined.

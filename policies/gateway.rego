@@ -31,6 +31,14 @@
 # A decision is cached until the next moment the token's timestamps could
 # change it. A rule that depends on anything else that changes with time
 # (office hours, say) must set ttl_seconds.
+
+# The input's JSON Schema (policies/schemas/gateway_input.json), so that
+# `opa check --strict --schema policies/schemas policies/` refuses a
+# misspelt input field as the gateway does.
+
+# METADATA
+# schemas:
+#   - input: schema.gateway_input
 package tokengate.gateway
 
 reasons contains "service_not_bound" if not service_bound

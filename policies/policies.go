@@ -10,3 +10,13 @@ import "embed"
 //
 //go:embed *.rego tokengate/directory/data.json
 var FS embed.FS
+
+// Schemas holds the JSON Schemas of the policies' input, the ones the
+// engine type-checks policies against: schemas/gateway_input.json for
+// package tokengate.gateway and schemas/admin_input.json for
+// tokengate.admin. They ship as files so that
+// `opa check --strict --schema policies/schemas policies/` checks a policy
+// folder as the gateway does, through each package's METADATA annotation.
+//
+//go:embed schemas/*.json
+var Schemas embed.FS

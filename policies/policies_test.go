@@ -1,4 +1,4 @@
-package policies
+package policies_test
 
 import (
 	"context"
@@ -8,13 +8,14 @@ import (
 	"testing"
 
 	"github.com/tokengate/caddy-tokengate/internal/policy"
+	"github.com/tokengate/caddy-tokengate/policies"
 )
 
 // TestRegoPolicies runs every test_ rule in this folder through OPA's own
 // test runner, so `go test ./...` and `opa test policies/` check the same
 // thing.
 func TestRegoPolicies(t *testing.T) {
-	results, err := policy.RunTests(context.Background(), FS)
+	results, err := policy.RunTests(context.Background(), policies.FS)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -32,7 +33,7 @@ func TestRegoPolicies(t *testing.T) {
 // TestEveryReasonCodeIsTested keeps the Rego tests honest: each reason code
 // a policy can emit must be named in its _test.rego file.
 func TestEveryReasonCodeIsTested(t *testing.T) {
-	files, err := fs.Glob(FS, "*.rego")
+	files, err := fs.Glob(policies.FS, "*.rego")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -42,11 +43,11 @@ func TestEveryReasonCodeIsTested(t *testing.T) {
 			continue
 		}
 		name := strings.TrimSuffix(file, ".rego")
-		src, err := fs.ReadFile(FS, file)
+		src, err := fs.ReadFile(policies.FS, file)
 		if err != nil {
 			t.Fatal(err)
 		}
-		tests, err := fs.ReadFile(FS, name+"_test.rego")
+		tests, err := fs.ReadFile(policies.FS, name+"_test.rego")
 		if err != nil {
 			t.Fatalf("%s has no tests: %v", file, err)
 		}

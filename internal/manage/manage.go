@@ -443,6 +443,38 @@ func (s *Service) GetToken(ctx context.Context, p Principal, id string) (*store.
 // people: one that may request, one that may approve. It works only while
 // no management token exists.
 func (s *Service) Bootstrap(ctx context.Context, p Principal, requester, approver string, ttl time.Duration) (map[string]string, []*store.Token, error) {
+	return s.bootstrap(ctx, p, requester, approver, ttl, "", func(toks []*store.Token) error {
+		err := s.Requests.CreateFirst(ctx, ManagementService, toks)
+		if errors.Is(err, store.ErrConflict) {
+			err = &lifecycle.Error{Kind: lifecycle.KindConflict, Code: "already_bootstrapped",
+				Msg: "management tokens exist already; new ones go through request and approval"}
+			s.refused(ctx, "token.bootstrap", p, "", "", err)
+		}
+		return err
+	})
+}
+
+// BreakGlass creates a new pair of management tokens as Bootstrap does,
+// though management tokens exist: for when their secrets are lost. The
+// admin policy decides as for bootstrap; why (the break-glass id and the
+// operator's reason) goes into each token's token.bootstrap line. The
+// caller has made the operator prove more than reaching the admin
+// endpoint (package breakglass).
+func (s *Service) BreakGlass(ctx context.Context, p Principal, requester, approver string, ttl time.Duration, why string) (map[string]string, []*store.Token, error) {
+	return s.bootstrap(ctx, p, requester, approver, ttl, "break-glass "+why+": ", func(toks []*store.Token) error {
+		for _, t := range toks {
+			if err := s.Tokens.Store.Create(ctx, t); err != nil {
+				return fmt.Errorf("storing token: %w", err)
+			}
+		}
+		return nil
+	})
+}
+
+// bootstrap makes the requester's and the approver's management tokens,
+// asks the admin policy (action bootstrap), stores them with create and
+// writes their token.bootstrap lines, each reason prefixed with why.
+func (s *Service) bootstrap(ctx context.Context, p Principal, requester, approver string, ttl time.Duration, why string, create func([]*store.Token) error) (map[string]string, []*store.Token, error) {
 	// The names reach the policy input and the audit trail, so they are
 	// checked before either sees them.
 	for _, f := range [][2]string{{"requester", requester}, {"approver", approver}} {
@@ -474,16 +506,11 @@ func (s *Service) Bootstrap(ctx context.Context, p Principal, requester, approve
 		secrets[rec.ID] = secret
 		toks = append(toks, rec)
 	}
-	if err := s.Requests.CreateFirst(ctx, ManagementService, toks); err != nil {
-		if errors.Is(err, store.ErrConflict) {
-			err = &lifecycle.Error{Kind: lifecycle.KindConflict, Code: "already_bootstrapped",
-				Msg: "management tokens exist already; new ones go through request and approval"}
-			s.refused(ctx, "token.bootstrap", p, "", "", err)
-		}
+	if err := create(toks); err != nil {
 		return nil, nil, err
 	}
 	for _, t := range toks {
-		s.Audit.ActionContext(ctx, lifecycle.WithToken(&audit.Action{Msg: "token.bootstrap", Actor: p.Name, TokenID: t.ID, Reason: t.Purpose + " for " + t.Owner, Outcome: "success"}, t))
+		s.Audit.ActionContext(ctx, lifecycle.WithToken(&audit.Action{Msg: "token.bootstrap", Actor: p.Name, TokenID: t.ID, Reason: why + t.Purpose + " for " + t.Owner, Outcome: "success"}, t))
 	}
 	return secrets, toks, nil
 }

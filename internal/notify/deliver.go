@@ -18,6 +18,8 @@ import (
 	"time"
 
 	"go.uber.org/zap"
+
+	"github.com/tokengate/caddy-tokengate/webhook"
 )
 
 // Hook is one configured receiver.
@@ -26,7 +28,8 @@ type Hook struct {
 	// (a local relay). Its path may hold a credential (Slack's does), so
 	// it is never logged: log lines name the scheme and host only.
 	URL string
-	// Secret keys the HMAC of every delivery; at least MinSecretLen bytes.
+	// Secret keys the HMACs of every delivery: the key webhook.Key
+	// derives from the configured secret, at least webhook.MinKeyLen bytes.
 	Secret []byte
 	// Events limits the hook to these types; empty means every type.
 	Events []string
@@ -121,8 +124,8 @@ func checkHook(h Hook) (string, error) {
 	if u.Scheme == "http" && !loopback(u.Hostname()) {
 		return "", fmt.Errorf("%s: url must be https (plain http only to a loopback address)", name)
 	}
-	if len(h.Secret) < MinSecretLen {
-		return "", fmt.Errorf("%s: secret must be at least %d characters (for example `openssl rand -hex 32`)", name, MinSecretLen)
+	if len(h.Secret) < webhook.MinKeyLen {
+		return "", fmt.Errorf("%s: the secret's key must be at least %d bytes (for example whsec_$(openssl rand -base64 32))", name, webhook.MinKeyLen)
 	}
 	for _, typ := range h.Events {
 		if !slices.Contains(Types, typ) {
@@ -278,8 +281,13 @@ func (d *Dispatcher) send(h *hook, e Event, body []byte) (status int, retryAfter
 	req.Header.Set(EventHeader, e.Type)
 	req.Header.Set(DeliveryHeader, e.ID)
 	// Signed per attempt, so that a late retry is inside the receiver's
-	// replay window.
-	req.Header.Set(SignatureHeader, Sign(h.Secret, time.Now(), body))
+	// replay window. The Standard Webhooks headers, and for one release
+	// the Tokengate-Signature that receivers written before them check.
+	now := time.Now()
+	req.Header.Set(webhook.IDHeader, e.ID)
+	req.Header.Set(webhook.TimestampHeader, strconv.FormatInt(now.Unix(), 10))
+	req.Header.Set(webhook.SignatureHeader, webhook.Sign(h.Secret, e.ID, now, body))
+	req.Header.Set(SignatureHeader, Sign(h.Secret, now, body))
 	resp, err := d.client.Do(req)
 	if err != nil {
 		if ue, ok := errors.AsType[*url.Error](err); ok {

@@ -10,9 +10,13 @@ import (
 	"time"
 )
 
-// Headers of every delivery.
+// Headers of every delivery, beside the Standard Webhooks ones of package
+// webhook.
 const (
 	// SignatureHeader carries "t=<unix seconds>,v1=<hex HMAC-SHA256>".
+	// Deprecated: receivers check webhook-signature (package webhook);
+	// this header is sent for one more release, for receivers written
+	// before it.
 	SignatureHeader = "Tokengate-Signature"
 	// EventHeader names the event type, DeliveryHeader the event id
 	// (the same on every attempt of one event).
@@ -24,9 +28,6 @@ const (
 // a signature older or newer than this is refused. Every attempt is
 // signed afresh, so a retry after a long backoff still verifies.
 const DefaultTolerance = 5 * time.Minute
-
-// MinSecretLen is the shortest webhook secret accepted.
-const MinSecretLen = 32
 
 // Errors of Verify.
 var (

@@ -10,7 +10,6 @@ package policy
 
 import (
 	"context"
-	"embed"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -30,6 +29,8 @@ import (
 	"github.com/open-policy-agent/opa/v1/topdown/print"
 	"github.com/open-policy-agent/opa/v1/util"
 	"go.uber.org/zap"
+
+	"github.com/tokengate/caddy-tokengate/policies"
 )
 
 // The questions the gateway and the management API ask.
@@ -683,7 +684,7 @@ var inputSchemas = func() *ast.SchemaSet {
 	ss := ast.NewSchemaSet()
 	var union []any
 	for _, p := range packages {
-		raw, err := schemaFiles.ReadFile("schemas/" + p.schema + ".json")
+		raw, err := policies.Schemas.ReadFile("schemas/" + p.schema + ".json")
 		if err != nil {
 			panic(err)
 		}
@@ -697,9 +698,6 @@ var inputSchemas = func() *ast.SchemaSet {
 	ss.Put(ast.SchemaRootRef, map[string]any{"anyOf": union})
 	return ss
 }()
-
-//go:embed schemas/*.json
-var schemaFiles embed.FS
 
 func hasPackage(modules map[string]*ast.Module, pkg string) bool {
 	for _, m := range modules {

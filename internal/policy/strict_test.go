@@ -138,7 +138,7 @@ func TestGatewayInputMatchesItsSchema(t *testing.T) {
 
 func inputSchemaObject(t *testing.T, name string) map[string]any {
 	t.Helper()
-	raw, err := schemaFiles.ReadFile("schemas/" + name + ".json")
+	raw, err := policies.Schemas.ReadFile("schemas/" + name + ".json")
 	if err != nil {
 		t.Fatal(err)
 	}

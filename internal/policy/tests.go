@@ -23,10 +23,16 @@ type TestResult struct {
 // files, strict mode, input schemas, strict builtin errors), so a policy
 // that the gateway would refuse does not pass its tests.
 func RunTests(ctx context.Context, source fs.FS) ([]TestResult, error) {
-	src, err := load(source, true)
+	s, err := ReadSuiteFS(source)
 	if err != nil {
-		return nil, fmt.Errorf("reading policy tests: %v", err)
+		return nil, err
 	}
+	return s.Run(ctx)
+}
+
+// Run runs the suite's tests as RunTests does.
+func (s *Suite) Run(ctx context.Context) ([]TestResult, error) {
+	src := s.src
 	modules, err := withSchemaAnnotations(src.modules)
 	if err != nil {
 		return nil, err

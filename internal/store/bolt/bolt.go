@@ -6,7 +6,9 @@ package bolt
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"slices"
@@ -16,6 +18,7 @@ import (
 	"time"
 
 	bbolt "go.etcd.io/bbolt"
+	bberrors "go.etcd.io/bbolt/errors"
 
 	"github.com/tokengate/caddy-tokengate/store"
 )
@@ -101,6 +104,11 @@ func Open(path string, lockTimeout time.Duration) (*Store, error) {
 		return nil, fmt.Errorf("creating directory for %s: %v", path, err)
 	}
 	db, err := bbolt.Open(path, 0o600, &bbolt.Options{Timeout: lockTimeout, MmapFlags: mmapFlags})
+	if errors.Is(err, bberrors.ErrTimeout) {
+		// bbolt says only "timeout"; what timed out is the wait for the
+		// file's exclusive lock, which another node holds.
+		return nil, fmt.Errorf("opening bolt store %s: the file is locked by another process (another Caddy using the same store?); a bolt file serves one node, use store postgres for several: %w", path, err)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("opening bolt store %s: %v", path, err)
 	}
@@ -123,6 +131,19 @@ func Open(path string, lockTimeout time.Duration) (*Store, error) {
 
 // Path returns the file backing the store.
 func (s *Store) Path() string { return s.path }
+
+// Backup writes a consistent copy of the whole file to w while the store
+// keeps serving: bbolt's read transaction sees one snapshot, and writers
+// go on beside it. size is called first with the number of bytes that
+// follow (so an HTTP answer can announce its length); the copy is a bolt
+// file that Open reads as it is.
+func (s *Store) Backup(w io.Writer, size func(int64)) error {
+	return s.view(func(tx *bbolt.Tx) error {
+		size(tx.Size())
+		_, err := tx.WriteTo(w)
+		return err
+	})
+}
 
 func (s *Store) Create(_ context.Context, t *store.Token) error {
 	return s.update(func(tx *bbolt.Tx) error { return create(tx, t) })

@@ -1,12 +1,20 @@
 package bolt
 
 import (
+	"bufio"
 	"bytes"
 	"context"
+	"errors"
+	"fmt"
+	"io"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
+
+	bberrors "go.etcd.io/bbolt/errors"
 
 	"github.com/tokengate/caddy-tokengate/internal/token"
 	"github.com/tokengate/caddy-tokengate/store"
@@ -86,5 +94,51 @@ func TestSecondOpenTimesOutInsteadOfHanging(t *testing.T) {
 	// rather than block forever.
 	if _, err := Open(path, 100*time.Millisecond); err == nil {
 		t.Fatal("second open of a locked file succeeded")
+	}
+}
+
+// A second node on the same file is told the file is locked by another
+// process, not bbolt's bare "timeout", and the error still matches
+// bbolt's sentinel for callers that test it. The holder is another
+// process (the test binary run again), as it is in production.
+func TestSecondNodeIsToldTheFileIsLocked(t *testing.T) {
+	if os.Getenv("TOKENGATE_BOLT_HOLD") != "" {
+		s, err := Open(os.Getenv("TOKENGATE_BOLT_HOLD"), time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer s.Close()
+		fmt.Println("holding")
+		io.Copy(io.Discard, os.Stdin) // until the parent closes stdin
+		return
+	}
+	path := filepath.Join(t.TempDir(), "tokens.db")
+	holder := exec.Command(os.Args[0], "-test.run=^TestSecondNodeIsToldTheFileIsLocked$")
+	holder.Env = append(os.Environ(), "TOKENGATE_BOLT_HOLD="+path)
+	stdin, err := holder.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stdout, err := holder.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := holder.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { stdin.Close(); holder.Wait() }()
+	if line, err := bufio.NewReader(stdout).ReadString('\n'); err != nil || line != "holding\n" {
+		t.Fatalf("the holder did not open the file: %q %v", line, err)
+	}
+
+	_, err = Open(path, 100*time.Millisecond)
+	if err == nil {
+		t.Fatal("a second process opened a locked file")
+	}
+	if !strings.Contains(err.Error(), "locked by another process") || !strings.Contains(err.Error(), path) {
+		t.Errorf("error %q does not say the file is locked by another process", err)
+	}
+	if !errors.Is(err, bberrors.ErrTimeout) {
+		t.Errorf("error %q no longer wraps bbolt's ErrTimeout", err)
 	}
 }
