@@ -24,6 +24,33 @@ var (
 	buildErr  error
 )
 
+// goCaches names the go command's own caches and settings as they were
+// when the test process started. A TestMain points HOME and the XDG
+// folders at a temporary folder before the build below runs, and the go
+// command derives its defaults from them: without these, the build would
+// start from an empty cache and compile Caddy and OPA from scratch, long
+// enough to run a package past go test's 10-minute limit. Set once, at
+// package initialisation, never changed.
+var goCaches = func() []string {
+	var env []string
+	if os.Getenv("GOCACHE") == "" {
+		if dir, err := os.UserCacheDir(); err == nil {
+			env = append(env, "GOCACHE="+filepath.Join(dir, "go-build"))
+		}
+	}
+	if os.Getenv("GOENV") == "" {
+		if dir, err := os.UserConfigDir(); err == nil {
+			env = append(env, "GOENV="+filepath.Join(dir, "go", "env"))
+		}
+	}
+	if os.Getenv("GOPATH") == "" {
+		if dir, err := os.UserHomeDir(); err == nil {
+			env = append(env, "GOPATH="+filepath.Join(dir, "go"))
+		}
+	}
+	return env
+}()
+
 // Binary builds ./cmd/caddy once per test process and returns its path.
 func Binary(t testing.TB) string {
 	t.Helper()
@@ -36,6 +63,7 @@ func Binary(t testing.TB) string {
 		binPath = filepath.Join(dir, "caddy")
 		cmd := exec.Command("go", "build", "-o", binPath, "./cmd/caddy")
 		cmd.Dir = RepoRoot(t)
+		cmd.Env = append(os.Environ(), goCaches...)
 		out, err := cmd.CombinedOutput()
 		if err != nil {
 			buildErr = fmt.Errorf("go build ./cmd/caddy: %v\n%s", err, out)
