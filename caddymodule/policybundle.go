@@ -102,7 +102,7 @@ func (a *App) policyBundle() (*policy.Bundle, error) {
 	if conf == nil {
 		conf = new(PolicyBundle)
 	}
-	o := policy.BundleOptions{VerifyAlg: conf.VerifyAlg, Timeout: time.Duration(conf.Timeout)}
+	o := policy.BundleOptions{VerifyAlg: conf.VerifyAlg, Timeout: time.Duration(conf.Timeout), Fetched: metrics.control.bundleFetched}
 	if conf.VerifyKey != "" {
 		var err error
 		if o.VerifyKey, err = os.ReadFile(conf.VerifyKey); err != nil {
@@ -130,8 +130,12 @@ func (a *App) pollBundle(ctx context.Context) {
 		if err != nil {
 			a.logger.Error("policy bundle refused; previous policy stays in force",
 				zap.Stringer("policy", a.bundle), zap.String("policy_rev", a.engine.Revision()), zap.Error(err))
+			if !policy.IsFetchFailure(err) {
+				metrics.control.policyReloaded(false)
+			}
 			return
 		}
+		metrics.control.policyReloaded(true)
 		a.logger.Info("policy reloaded", zap.Stringer("policy", a.bundle), zap.String("policy_rev", rev))
 	})
 }

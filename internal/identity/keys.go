@@ -114,6 +114,13 @@ func hasKey(keys []jose.JSONWebKey, kid string) bool {
 	return false
 }
 
+// reachable reports whether the last fetch of the keys, if any, succeeded.
+func (k *keySet) reachable() bool {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return k.lastErr == nil
+}
+
 // cached returns the keys, fetching them the first time (and, while the
 // issuer could never be reached, again once refetchEvery passed).
 func (k *keySet) cached() ([]jose.JSONWebKey, error) {
