@@ -122,12 +122,17 @@ func newMetrics() *tokengateMetrics {
 // are registered again for every config; Caddy gives each config a new
 // registry, and a registry that already has them is fine.
 func (m *tokengateMetrics) register(reg *prometheus.Registry) error {
-	for _, c := range append(append([]prometheus.Collector{m.decisions, m.cache, m.policyEval, m.storeTime, m.invalidations, m.invalidationLag}, m.census.collectors()...), m.control.collectors()...) {
+	for _, c := range m.collectors() {
 		if err := reg.Register(c); err != nil && !errors.As(err, new(prometheus.AlreadyRegisteredError)) {
 			return err
 		}
 	}
 	return nil
+}
+
+func (m *tokengateMetrics) collectors() []prometheus.Collector {
+	cs := []prometheus.Collector{m.decisions, m.cache, m.policyEval, m.storeTime, m.invalidations, m.invalidationLag}
+	return append(append(cs, m.census.collectors()...), m.control.collectors()...)
 }
 
 // decision counts one gateway call on a route of service, with the

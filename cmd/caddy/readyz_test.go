@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -17,7 +19,6 @@ import (
 )
 
 const readyzCaddyfile = `{
-	admin unix/{DIR}/admin.sock|0600
 	tokengate {
 		store postgres "{DSN}"
 	}
@@ -43,8 +44,9 @@ http://127.0.0.1:{METRICS} {
 `
 
 // TestReadyzFollowsPostgres runs the real binary on PostgreSQL, with the
-// admin endpoint on a unix socket and metrics on a site of their own, as
-// the README and the Helm chart set it up: ready while the database
+// admin endpoint on a unix socket (set by CADDY_ADMIN, as the systemd
+// unit sets it, and open to the owner alone) and metrics on a site of
+// their own: ready while the database
 // answers and the node listens for changes; when the database goes away,
 // /readyz names the store and the change feed, tokengate_store_up drops
 // to 0 and tokengate_change_lag_seconds grows; when it comes back, ready
@@ -59,7 +61,24 @@ func TestReadyzFollowsPostgres(t *testing.T) {
 		"{MGMT}", strings.TrimPrefix(mgmt, "http://127.0.0.1:"),
 		"{METRICS}", strings.TrimSuffix(strings.TrimPrefix(metricsURL, "http://127.0.0.1:"), "/metrics"),
 	).Replace(readyzCaddyfile)
-	caddyproc.Start(t, dir, "unix/"+dir+"/admin.sock", caddyfile)
+	unit, err := os.ReadFile(filepath.Join(caddyproc.RepoRoot(t), "dist", "systemd", "tokengate.service"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	const unitAdmin = "Environment=CADDY_ADMIN=unix//run/caddy/admin.sock|0600\n"
+	if !strings.Contains(string(unit), unitAdmin) {
+		t.Fatalf("dist/systemd/tokengate.service lacks %q; update this test", unitAdmin)
+	}
+	admin := "unix/" + dir + "/admin.sock|0600"
+	t.Setenv("CADDY_ADMIN", admin)
+	caddyproc.Start(t, dir, admin, caddyfile)
+	fi, err := os.Stat(filepath.Join(dir, "admin.sock"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fi.Mode().Perm() != 0o600 || fi.Mode().Type() != os.ModeSocket {
+		t.Fatalf("admin socket mode %v, want a socket with mode 0600", fi.Mode())
+	}
 
 	readyz := func() (int, []string) {
 		resp, err := http.Get(mgmt + "/readyz")
