@@ -63,9 +63,9 @@ func metricNames(expr string) []string {
 func TestPromQLMetricNames(t *testing.T) {
 	for expr, want := range map[string][]string{
 		`sum by (le, op) (rate(tokengate_store_seconds_bucket{instance=~"$instance"}[$__rate_interval]))`: {"tokengate_store_seconds_bucket"},
-		`time() - max by (instance) (tokengate_census_last_success_timestamp_seconds)`:                     {"tokengate_census_last_success_timestamp_seconds"},
-		`sum(rate(a{x="}"}[5m])) / sum(rate(b[1h] offset 5m)) and c > 1`:                                    {"a", "b", "c"},
-		`label_values(tokengate_build_info, instance)`:                                                       {"tokengate_build_info", "instance"},
+		`time() - max by (instance) (tokengate_census_last_success_timestamp_seconds)`:                    {"tokengate_census_last_success_timestamp_seconds"},
+		`sum(rate(a{x="}"}[5m])) / sum(rate(b[1h] offset 5m)) and c > 1`:                                  {"a", "b", "c"},
+		`label_values(tokengate_build_info, instance)`:                                                    {"tokengate_build_info", "instance"},
 	} {
 		if got := metricNames(expr); !slices.Equal(got, want) {
 			t.Errorf("metricNames(%q) = %q, want %q", expr, got, want)
