@@ -307,6 +307,7 @@ func (a *App) Start() error {
 		a.goRun(func() { a.pollBundle(ctx) })
 	} else if a.PolicyDir != "" {
 		err := a.engine.Watch(ctx, a.PolicyDir, func(rev string, err error) {
+			metrics.control.policyReloaded(err == nil)
 			if err != nil {
 				a.logger.Error("policy change refused; previous policy stays in force",
 					zap.String("policy", a.PolicyDir), zap.String("policy_rev", a.engine.Revision()), zap.Error(err))
@@ -381,14 +382,7 @@ func (a *App) separateIssuers() error {
 // refuse tokens with issuer_unavailable meanwhile (fail closed), and a
 // provider that comes back is used without a reload.
 func (a *App) discoverIssuers(ctx context.Context) {
-	var vs []*identity.Verifier
-	if a.people != nil {
-		vs = append(vs, a.people)
-	}
-	if a.workloads != nil {
-		vs = append(vs, a.workloads.Verifiers()...)
-	}
-	for _, v := range vs {
+	for _, v := range a.issuers() {
 		dctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 		err := v.Discover(dctx)
 		cancel()

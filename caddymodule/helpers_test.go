@@ -189,6 +189,9 @@ type envOptions struct {
 	// gracePeriod lets requests on the old config finish during a
 	// reload; the default cuts them at once, for fast test turnover.
 	gracePeriod string
+	// loadTimeout bounds loading the config (caddytest's default 5s),
+	// for a reload that waits on the old config's stop.
+	loadTimeout time.Duration
 }
 
 // newEnv loads a config with the gateway on gatePort (trusting
@@ -280,7 +283,7 @@ func (e *env) load(o envOptions) {
 		cfg = strings.Replace(cfg, "\tlog default {\n", "\tlog default {\n\t\texclude tokengate.audit\n", 1)
 		e.auditOff = true
 	}
-	e.tester = caddytest.NewTester(t)
+	e.tester = caddytest.NewTester(t).WithDefaultOverrides(caddytest.Config{LoadRequestTimeout: o.loadTimeout})
 	e.tester.InitServer(cfg, "caddyfile")
 	if t.Failed() {
 		t.FailNow()

@@ -22,7 +22,9 @@ import (
 //	tokengate_invalidation_lag_seconds{source}     for revocations: from the revoked_at the revoking node recorded to this node dropping the token
 //
 // and the gauges of metrics_census.go (tokens by state, expiring soon,
-// pending requests, decisions by service, build info).
+// pending requests, decisions by service, build info) and of
+// metrics_control.go (audit, policy reloads, bundle downloads, webhooks,
+// identity providers, store, change feed).
 //
 // Label values come from fixed sets: reason is one of the known codes or
 // "other" (a custom policy may invent any code), so no token id, path or
@@ -53,6 +55,8 @@ type tokengateMetrics struct {
 
 	// The gauges from the store, decisions by service, build info.
 	census *censusMetrics
+	// The health of the parts around the request path.
+	control *controlMetrics
 }
 
 func newMetrics() *tokengateMetrics {
@@ -89,6 +93,7 @@ func newMetrics() *tokengateMetrics {
 		failed:   map[string]prometheus.Counter{},
 		storeOps: map[string]prometheus.Observer{},
 		census:   newCensusMetrics(),
+		control:  newControlMetrics(),
 	}
 	m.allowed = m.decisions.WithLabelValues(gateway.Allow, "none")
 	// Every built-in code is its own label value: refusals under deny,
@@ -117,12 +122,17 @@ func newMetrics() *tokengateMetrics {
 // are registered again for every config; Caddy gives each config a new
 // registry, and a registry that already has them is fine.
 func (m *tokengateMetrics) register(reg *prometheus.Registry) error {
-	for _, c := range append([]prometheus.Collector{m.decisions, m.cache, m.policyEval, m.storeTime, m.invalidations, m.invalidationLag}, m.census.collectors()...) {
+	for _, c := range m.collectors() {
 		if err := reg.Register(c); err != nil && !errors.As(err, new(prometheus.AlreadyRegisteredError)) {
 			return err
 		}
 	}
 	return nil
+}
+
+func (m *tokengateMetrics) collectors() []prometheus.Collector {
+	cs := []prometheus.Collector{m.decisions, m.cache, m.policyEval, m.storeTime, m.invalidations, m.invalidationLag}
+	return append(append(cs, m.census.collectors()...), m.control.collectors()...)
 }
 
 // decision counts one gateway call on a route of service, with the

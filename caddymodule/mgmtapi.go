@@ -38,6 +38,7 @@ const tokenVar = "tokengate.token"
 //	POST /v1/check                      dry-run a gateway decision
 //	POST /v1/token                      token exchange for workloads (RFC 8693, exchange.go)
 //	GET  /v1/auth/oidc                  how people sign in: issuer, client id, scopes (no credential; signin.go)
+//	GET  /healthz, GET /readyz          liveness and readiness probes (no credential; health.go)
 //
 // Callers authenticate with management tokens: tokens bound to service
 // tokengate-admin, checked on the gateway's own request path (format,
@@ -120,6 +121,9 @@ func (h *AdminHandler) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddy
 	// token, and answers as OAuth clients expect.
 	if r.URL.Path == exchangePath {
 		h.serveExchange(w, r)
+		return nil
+	}
+	if h.serveProbe(w, r) {
 		return nil
 	}
 	if r.URL.Path == signInPath {

@@ -232,6 +232,16 @@ type Notifier interface {
 	Watch(ctx context.Context, changed func(tokenID string), reset func())
 }
 
+// FeedReporter is implemented by a Notifier that knows whether its change
+// feed is up, so that a node can say it is not ready, and how long it has
+// been blind, while changes made on other nodes may be passing it by.
+type FeedReporter interface {
+	// FeedLive reports whether Watch is listening now, and since when it
+	// has been in that state (listening, or not: lost, or never yet
+	// connected).
+	FeedLive() (live bool, since time.Time)
+}
+
 // Request is a management request for a token: someone asks, someone else
 // approves, the asker claims the secret. The secret exists only from the
 // claim on, and only in the claim's response.

@@ -298,31 +298,29 @@ func between(s, start, end string) string {
 // TestExampleCaddyfileRunsAsIs runs Caddyfile.example from a fresh folder
 // with a fresh HOME, like the README's first command does, and walks the
 // quickstart: issue, call /demo/, read the audit line, revoke, see the
-// deny. Only its fixed ports are swapped for free ones: Caddy listens
-// with SO_REUSEPORT, so on a port another process holds the test would
-// not fail but share that process's traffic.
+// deny. Only its ports are moved to free ones, through the environment
+// variables the file reads them from: Caddy listens with SO_REUSEPORT, so
+// on a port another process holds the test would not fail but share that
+// process's traffic.
 func TestExampleCaddyfileRunsAsIs(t *testing.T) {
 	src, err := os.ReadFile(filepath.Join(caddyproc.RepoRoot(t), "Caddyfile.example"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	admin := fmt.Sprintf("localhost:%d", caddyproc.FreePort(t))
-	gateway := fmt.Sprintf("127.0.0.1:%d", caddyproc.FreePort(t))
-	var swaps []string
-	for _, addr := range []string{"localhost:2019", "127.0.0.1:8080", "127.0.0.1:8081", "127.0.0.1:9001"} {
-		if !strings.Contains(string(src), addr) {
-			t.Fatalf("Caddyfile.example no longer has %s; update this test's port swaps", addr)
-		}
-		swapped := fmt.Sprintf("127.0.0.1:%d", caddyproc.FreePort(t))
-		switch addr {
-		case "localhost:2019":
-			swapped = admin
-		case "127.0.0.1:8080":
-			swapped = gateway
-		}
-		swaps = append(swaps, addr, swapped)
+	free := func() string { return fmt.Sprint(caddyproc.FreePort(t)) }
+	ports := map[string]string{
+		"TOKENGATE_ADMIN_PORT": free(), "TOKENGATE_GATEWAY_PORT": free(),
+		"TOKENGATE_MANAGEMENT_PORT": free(), "TOKENGATE_UPSTREAM_PORT": free(),
 	}
-	cfg := strings.NewReplacer(swaps...).Replace(string(src))
+	for name, port := range ports {
+		if !strings.Contains(string(src), "{$"+name+":") {
+			t.Fatalf("Caddyfile.example no longer reads {$%s:...}; update this test", name)
+		}
+		t.Setenv(name, port)
+	}
+	admin := "localhost:" + ports["TOKENGATE_ADMIN_PORT"]
+	gateway := "127.0.0.1:" + ports["TOKENGATE_GATEWAY_PORT"]
+	cfg := string(src)
 	dir := t.TempDir()
 	p := caddyproc.Start(t, dir, admin, cfg)
 

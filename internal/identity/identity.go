@@ -189,6 +189,7 @@ type Verifier struct {
 
 	mu       sync.Mutex
 	verifier *oidc.IDTokenVerifier
+	keys     *keySet // set with verifier
 	lastTry  time.Time
 	lastErr  error
 }
@@ -295,6 +296,17 @@ func (v *Verifier) Discover(ctx context.Context) error {
 	return err
 }
 
+// Up reports whether the issuer answered the last time it was asked:
+// its discovery document was read, and the last fetch of its keys, if
+// any, succeeded. It asks nothing itself, so it is as fresh as the last
+// sign-in or Discover.
+func (v *Verifier) Up() bool {
+	v.mu.Lock()
+	keys := v.keys
+	v.mu.Unlock()
+	return keys != nil && keys.reachable()
+}
+
 func (v *Verifier) discovered(ctx context.Context, force bool) (*oidc.IDTokenVerifier, error) {
 	v.mu.Lock()
 	defer v.mu.Unlock()
@@ -320,6 +332,7 @@ func (v *Verifier) discovered(ctx context.Context, force bool) (*oidc.IDTokenVer
 		return nil, v.lastErr
 	}
 	keys := newKeySet(v.keyCtx, meta.JWKS, v.algorithms, v.client, v.now)
+	v.keys = keys
 	v.verifier = oidc.NewVerifier(v.issuer, keys, &oidc.Config{
 		ClientID:             v.audience,
 		SupportedSigningAlgs: v.algorithms,

@@ -131,6 +131,13 @@ func hasKey(keys []jose.JSONWebKey, kid string) bool {
 	return false
 }
 
+// reachable reports whether the last fetch of the keys, if any, succeeded.
+func (k *keySet) reachable() bool {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return k.lastErr == nil
+}
+
 // cached returns the keys, fetching them the first time, once they are
 // stale, and (while the issuer could never be reached) again once
 // refetchEvery passed. Stale keys are answered without a fetch while

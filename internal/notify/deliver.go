@@ -54,7 +54,18 @@ type Options struct {
 	DrainTimeout time.Duration
 	// Logger gets one line per delivery outcome.
 	Logger *zap.Logger
+	// Outcome, when set, hears each event's end for one hook, for the
+	// metrics: Delivered, Failed (refused, redirected, or out of
+	// attempts) or Dropped (never sent: a full queue, or stopping).
+	Outcome func(result string)
 }
+
+// The results Options.Outcome hears.
+const (
+	Delivered = "delivered"
+	Failed    = "failed"
+	Dropped   = "dropped"
+)
 
 // Dispatcher delivers events to hooks in the background: each hook has
 // its own bounded queue and worker, so a slow or failing receiver delays
@@ -237,21 +248,26 @@ func (d *Dispatcher) deliver(h *hook, e Event) {
 		switch {
 		case err == nil && status >= 200 && status < 300:
 			d.log.Info("webhook delivered", fields...)
+			d.outcome(Delivered)
 			return
 		case err == nil && status >= 300 && status < 400:
 			d.log.Error("webhook answered with a redirect, which is not followed: configure its final URL; event dropped", fields...)
+			d.outcome(Failed)
 			return
 		case !retryable(status, err):
 			d.log.Error("webhook refused the event; not retrying", fields...)
+			d.outcome(Failed)
 			return
 		case attempt >= d.opts.MaxAttempts:
 			d.log.Error("webhook delivery failed; giving up", fields...)
+			d.outcome(Failed)
 			return
 		}
 		wait := d.backoff(attempt, retryAfter)
 		select {
 		case <-d.stopping:
 			d.log.Error("webhook delivery failed; not retrying while stopping", fields...)
+			d.outcome(Failed)
 			return
 		default:
 		}
@@ -262,6 +278,7 @@ func (d *Dispatcher) deliver(h *hook, e Event) {
 		case <-d.stopping:
 			timer.Stop()
 			d.log.Error("webhook delivery abandoned: stopping", fields...)
+			d.outcome(Failed)
 			return
 		}
 	}
@@ -336,6 +353,13 @@ func parseRetryAfter(v string) time.Duration {
 
 func (d *Dispatcher) dropped(h *hook, e Event, why string) {
 	d.log.Error("webhook event dropped", append(eventFields(h, e), zap.String("error", why))...)
+	d.outcome(Dropped)
+}
+
+func (d *Dispatcher) outcome(result string) {
+	if d.opts.Outcome != nil {
+		d.opts.Outcome(result)
+	}
 }
 
 func eventFields(h *hook, e Event) []zap.Field {

@@ -58,7 +58,30 @@ type BundleOptions struct {
 	// DefaultMaxBundleBytes and DefaultMaxBundleUncompressedBytes when
 	// zero.
 	MaxBytes, MaxUncompressedBytes int64
+	// Fetched, when set, hears the outcome of every fetch of the bundle,
+	// for the metrics: FetchOK (new bytes read), FetchUnchanged (a 304, or
+	// the same bytes again) or FetchFailed (nothing read: the file or
+	// service could not be read, or OPA's downloader refused the answer).
+	Fetched func(result string)
 }
+
+// The outcomes BundleOptions.Fetched hears.
+const (
+	FetchOK        = "ok"
+	FetchUnchanged = "unchanged"
+	FetchFailed    = "failed"
+)
+
+// fetchError is a bundle that could not be fetched at all, as opposed to
+// one that was fetched and then refused.
+type fetchError struct{ error }
+
+func (e fetchError) Unwrap() error { return e.error }
+
+// IsFetchFailure reports whether err, from PollBundle's report, means the
+// bundle could not be fetched (the policy in force was not challenged),
+// rather than that a fetched bundle was refused.
+func IsFetchFailure(err error) bool { return errors.As(err, new(fetchError)) }
 
 // Bundle is an OPA bundle, as `opa build` writes it: a .tar.gz file, or
 // the URL of a bundle service serving one. Remote bundles are downloaded
@@ -70,6 +93,7 @@ type Bundle struct {
 	verify   *bundle.VerificationConfig
 	timeout  time.Duration
 	limits   sizeLimits
+	fetched  func(result string)
 	// downloader is nil for a file.
 	downloader *download.Downloader
 	updates    chan download.Update
@@ -87,7 +111,7 @@ func IsBundleURL(location string) bool {
 // NewBundle checks the options and prepares location (a file path or an
 // http(s) URL) for fetching. It fetches nothing yet.
 func NewBundle(location string, o BundleOptions) (*Bundle, error) {
-	b := &Bundle{location: location, timeout: o.Timeout,
+	b := &Bundle{location: location, timeout: o.Timeout, fetched: o.Fetched,
 		limits: sizeLimits{compressed: o.MaxBytes, uncompressed: o.MaxUncompressedBytes}}
 	if b.timeout <= 0 {
 		b.timeout = DefaultBundleTimeout
@@ -212,6 +236,21 @@ func (b *Bundle) remote() error {
 // fetch reads the bundle. It returns nil and no error when the bundle is
 // unchanged: the server answered 304, or sent the same bytes again.
 func (b *Bundle) fetch(ctx context.Context) (*loaded, error) {
+	l, err := b.fetchOnce(ctx)
+	if b.fetched != nil {
+		switch {
+		case errors.As(err, new(fetchError)):
+			b.fetched(FetchFailed)
+		case err == nil && l == nil:
+			b.fetched(FetchUnchanged)
+		default:
+			b.fetched(FetchOK)
+		}
+	}
+	return l, err
+}
+
+func (b *Bundle) fetchOnce(ctx context.Context) (*loaded, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	ctx, cancel := context.WithTimeout(ctx, b.timeout)
@@ -219,7 +258,7 @@ func (b *Bundle) fetch(ctx context.Context) (*loaded, error) {
 	if b.downloader == nil {
 		raw, err := b.readFile()
 		if err != nil {
-			return nil, fmt.Errorf("reading bundle: %v", err)
+			return nil, fetchError{fmt.Errorf("reading bundle: %v", err)}
 		}
 		return b.read(raw, func() (bundle.Bundle, error) {
 			return bundle.NewReader(bytes.NewReader(raw)).
@@ -237,16 +276,16 @@ func (b *Bundle) fetch(ctx context.Context) (*loaded, error) {
 	u := <-b.updates
 	if u.Error != nil {
 		if ctx.Err() != nil {
-			return nil, fmt.Errorf("downloading bundle: no complete answer within %v", b.timeout)
+			return nil, fetchError{fmt.Errorf("downloading bundle: no complete answer within %v", b.timeout)}
 		}
-		return nil, fmt.Errorf("downloading bundle: %v", u.Error)
+		return nil, fetchError{fmt.Errorf("downloading bundle: %v", u.Error)}
 	}
 	if u.Bundle == nil {
 		return nil, nil
 	}
 	raw, err := io.ReadAll(u.Raw)
 	if err != nil {
-		return nil, fmt.Errorf("downloading bundle: %v", err)
+		return nil, fetchError{fmt.Errorf("downloading bundle: %v", err)}
 	}
 	return b.read(raw, func() (bundle.Bundle, error) { return *u.Bundle, nil })
 }

@@ -100,6 +100,7 @@ var (
 // Store is a store.Store and store.Notifier backed by PostgreSQL.
 type Store struct {
 	pool *pgxpool.Pool
+	feed feedState
 }
 
 // Open connects to the database at dsn (a postgres:// URL or key=value
@@ -120,7 +121,9 @@ func Open(ctx context.Context, dsn string) (*Store, error) {
 		pool.Close()
 		return nil, fmt.Errorf("migrating schema: %w", err)
 	}
-	return &Store{pool: pool}, nil
+	st := &Store{pool: pool}
+	st.feed.set(false)
+	return st, nil
 }
 
 func (s *Store) Create(ctx context.Context, t *store.Token) error {

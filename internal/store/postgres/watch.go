@@ -2,7 +2,10 @@ package postgres
 
 import (
 	"context"
+	"sync"
 	"time"
+
+	"github.com/tokengate/caddy-tokengate/store"
 )
 
 // Reconnect delays after the listening connection fails: doubling from
@@ -55,6 +58,8 @@ func (s *Store) listen(ctx context.Context, changed func(string), reset func()) 
 	if _, err := conn.Exec(ctx, "LISTEN "+channel); err != nil {
 		return false
 	}
+	s.feed.set(true)
+	defer s.feed.set(false)
 	reset()
 	for {
 		n, err := conn.WaitForNotification(ctx)
@@ -64,3 +69,28 @@ func (s *Store) listen(ctx context.Context, changed func(string), reset func()) 
 		changed(n.Payload)
 	}
 }
+
+// FeedLive implements store.FeedReporter: live while the connection of
+// Watch is in LISTEN.
+func (s *Store) FeedLive() (live bool, since time.Time) { return s.feed.get() }
+
+// feedState is whether the listening connection is up, and since when.
+type feedState struct {
+	mu    sync.Mutex
+	live  bool
+	since time.Time
+}
+
+func (f *feedState) set(live bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.live, f.since = live, time.Now()
+}
+
+func (f *feedState) get() (bool, time.Time) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.live, f.since
+}
+
+var _ store.FeedReporter = (*Store)(nil)

@@ -5,6 +5,7 @@ package caddyproc
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"net"
 	"net/http"
@@ -166,9 +167,10 @@ func start(t testing.TB, dir, adminAddr, caddyfile string) (*Process, error) {
 		close(p.exited)
 	}()
 	t.Cleanup(p.Kill)
+	client, base := AdminClient(adminAddr)
 	deadline := time.Now().Add(30 * time.Second)
 	for {
-		resp, err := http.Get("http://" + adminAddr + "/config/")
+		resp, err := client.Get(base + "/config/")
 		if err == nil {
 			resp.Body.Close()
 			return p, nil
@@ -179,6 +181,22 @@ func start(t testing.TB, dir, adminAddr, caddyfile string) (*Process, error) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+}
+
+// AdminClient returns a client for Caddy's admin endpoint at adminAddr,
+// written as in a Caddyfile (host:port, or unix/<path> for a socket), and
+// the base URL to put paths on.
+func AdminClient(adminAddr string) (*http.Client, string) {
+	socket, ok := strings.CutPrefix(adminAddr, "unix/")
+	if !ok {
+		return http.DefaultClient, "http://" + adminAddr
+	}
+	socket, _, _ = strings.Cut(socket, "|") // the file mode, if any
+	return &http.Client{Transport: &http.Transport{
+		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			return new(net.Dialer).DialContext(ctx, "unix", socket)
+		},
+	}}, "http://127.0.0.1"
 }
 
 // Env is the environment the process (and CLI calls against it) run with.

@@ -1,0 +1,28 @@
+{{- define "tokengate.fullname" -}}
+{{- if contains .Chart.Name .Release.Name -}}
+{{- .Release.Name | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- printf "%s-%s" .Release.Name .Chart.Name | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "tokengate.labels" -}}
+app.kubernetes.io/name: {{ .Chart.Name }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
+{{- end -}}
+
+{{- define "tokengate.selectorLabels" -}}
+app.kubernetes.io/name: {{ .Chart.Name }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end -}}
+
+{{- define "tokengate.policiesConfigMap" -}}
+{{- .Values.existingPoliciesConfigMap | default (printf "%s-policies" (include "tokengate.fullname" .)) -}}
+{{- end -}}
+
+{{- define "tokengate.hasPolicies" -}}
+{{- if or .Values.existingPoliciesConfigMap .Values.policies }}true{{ end -}}
+{{- end -}}
