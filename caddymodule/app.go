@@ -90,7 +90,8 @@ type App struct {
 	// Key for HMAC-SHA256 token hashes. Placeholders such as
 	// {env.TOKENGATE_PEPPER} are expanded; one that expands to nothing
 	// refuses to start rather than fall back to plain SHA-256. Changing it
-	// makes every existing token unknown.
+	// makes every existing token unknown unless the old value is kept as
+	// previous_pepper for a while.
 	Pepper string `json:"pepper,omitempty"`
 	// The pepper being rotated out, with the same placeholder rules. A
 	// secret unknown under pepper is looked up under this one and, when
