@@ -61,6 +61,7 @@ const (
 //		decision_cache <entries>     # default 100000; 0 disables
 //		census_interval <duration>   # how often the store is counted for the token gauges; default 30s, at least 1s
 //		pepper <secret>              # HMAC key for token hashes, e.g. {env.TOKENGATE_PEPPER}
+//		previous_pepper <secret>     # the pepper being rotated out: its tokens are re-keyed on use
 //		audit_fail_open              # let allowed calls through when their audit line cannot be written
 //		webhook <url> {              # repeatable: signed events about requests and revocations
 //			secret <secret>          # HMAC-SHA256 key, 32+ characters, e.g. {env.TOKENGATE_WEBHOOK_SECRET}
@@ -89,8 +90,15 @@ type App struct {
 	// Key for HMAC-SHA256 token hashes. Placeholders such as
 	// {env.TOKENGATE_PEPPER} are expanded; one that expands to nothing
 	// refuses to start rather than fall back to plain SHA-256. Changing it
-	// makes every existing token unknown.
+	// makes every existing token unknown unless the old value is kept as
+	// previous_pepper for a while.
 	Pepper string `json:"pepper,omitempty"`
+	// The pepper being rotated out, with the same placeholder rules. A
+	// secret unknown under pepper is looked up under this one and, when
+	// found, re-keyed to pepper's hash, so it keeps working once this is
+	// removed. Tokens not used while it is set become unknown when it is.
+	// Refused when equal to pepper.
+	PreviousPepper string `json:"previous_pepper,omitempty"`
 	// Let allowed calls through while their audit lines cannot be
 	// written (a full disk, a deleted audit file). Default false: such
 	// calls get 503 audit_unavailable until lines are written again.
@@ -180,7 +188,7 @@ func (a *App) Provision(ctx caddy.Context) error {
 	if a.CensusInterval < 0 || (a.CensusInterval > 0 && time.Duration(a.CensusInterval) < minCensusInterval) {
 		return fmt.Errorf("census_interval must be %s or more, got %s", minCensusInterval, time.Duration(a.CensusInterval))
 	}
-	pepper, err := resolvePepper(a.Pepper)
+	pepper, previousPepper, err := resolvePeppers(a.Pepper, a.PreviousPepper)
 	if err != nil {
 		return err
 	}
@@ -232,6 +240,10 @@ func (a *App) Provision(ctx caddy.Context) error {
 	}
 
 	hasher := token.NewHasher(pepper)
+	var previousHasher *token.Hasher
+	if previousPepper != "" {
+		previousHasher = token.NewHasher(previousPepper)
+	}
 	if err := metrics.register(ctx.GetMetricsRegistry()); err != nil {
 		return fmt.Errorf("registering metrics: %v", err)
 	}
@@ -239,6 +251,8 @@ func (a *App) Provision(ctx caddy.Context) error {
 		Store:             a.store,
 		Policy:            a.engine,
 		Hasher:            hasher,
+		PreviousHasher:    previousHasher,
+		OnRekey:           a.tokenRekeyed,
 		DecisionCacheSize: cacheSize,
 		Now:               a.now,
 		Hold:              a.auditHold,
@@ -275,7 +289,8 @@ func (a *App) Provision(ctx caddy.Context) error {
 		zap.String("policy_rev", a.engine.Revision()),
 		zap.Int("decision_cache", cacheSize),
 		zap.Duration("max_ttl", time.Duration(a.MaxTTL)),
-		zap.Bool("pepper", pepper != ""))
+		zap.Bool("pepper", pepper != ""),
+		zap.Bool("previous_pepper", previousPepper != ""))
 	return nil
 }
 

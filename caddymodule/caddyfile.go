@@ -38,6 +38,7 @@ func init() {
 //		decision_cache <entries>
 //		census_interval <duration>
 //		pepper <secret>
+//		previous_pepper <secret>
 //		audit_fail_open
 //		oidc <issuer> {
 //			audience <client id>        # required
@@ -123,6 +124,10 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			a.ExchangeLimit = &AttemptLimit{Attempts: n, Window: caddy.Duration(dur)}
 		case "pepper":
 			if !d.AllArgs(&a.Pepper) {
+				return d.ArgErr()
+			}
+		case "previous_pepper":
+			if !d.AllArgs(&a.PreviousPepper) {
 				return d.ArgErr()
 			}
 		case "audit_fail_open":

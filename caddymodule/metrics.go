@@ -20,6 +20,7 @@ import (
 //	tokengate_store_seconds{op}                    time per store call of the gateway: get_by_hash, consume_use, record_usage
 //	tokengate_invalidations_total{source}          cache drops: local (a change made through this node), notify (a change notification from the shared store), reset (the whole cache)
 //	tokengate_invalidation_lag_seconds{source}     for revocations: from the revoked_at the revoking node recorded to this node dropping the token
+//	tokengate_tokens_rekeyed_total                 tokens found under previous_pepper and moved to the current pepper's hash
 //
 // and the gauges of metrics_census.go (tokens by state, expiring soon,
 // pending requests, decisions by service, build info) and of
@@ -44,6 +45,7 @@ type tokengateMetrics struct {
 	storeTime       *prometheus.HistogramVec
 	invalidations   *prometheus.CounterVec
 	invalidationLag *prometheus.HistogramVec
+	rekeyed         prometheus.Counter
 
 	// Resolved children, so the request path does no label hashing and
 	// allocates nothing.
@@ -89,6 +91,10 @@ func newMetrics() *tokengateMetrics {
 			Help:    "For revocations: time from the revocation being recorded (revoked_at, by the clock of the node that revoked) to this node dropping the token from its caches, by source (local, notify).",
 			Buckets: prometheus.ExponentialBuckets(1e-4, 4, 9), // 100µs .. 6.6s
 		}, []string{"source"}),
+		rekeyed: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: ns, Name: "tokens_rekeyed_total",
+			Help: "Tokens found under previous_pepper and re-keyed to the current pepper's hash.",
+		}),
 		denied:   map[string]prometheus.Counter{},
 		failed:   map[string]prometheus.Counter{},
 		storeOps: map[string]prometheus.Observer{},
@@ -131,7 +137,7 @@ func (m *tokengateMetrics) register(reg *prometheus.Registry) error {
 }
 
 func (m *tokengateMetrics) collectors() []prometheus.Collector {
-	cs := []prometheus.Collector{m.decisions, m.cache, m.policyEval, m.storeTime, m.invalidations, m.invalidationLag}
+	cs := []prometheus.Collector{m.decisions, m.cache, m.policyEval, m.storeTime, m.invalidations, m.invalidationLag, m.rekeyed}
 	return append(append(cs, m.census.collectors()...), m.control.collectors()...)
 }
 

@@ -139,3 +139,32 @@ func TestPepperThatResolvesToNothingRefusesToStart(t *testing.T) {
 }
 
 func ptr[T any](v T) *T { return &v }
+
+// TestPreviousPepperIsCheckedLikePepper: previous_pepper equal to pepper,
+// or resolving to nothing, refuses the config with an error naming the
+// option and never the value; the running config stays.
+func TestPreviousPepperIsCheckedLikePepper(t *testing.T) {
+	dir := t.TempDir()
+	const variable = "TOKENGATE_TEST_PREVIOUS_PEPPER"
+	const pepper = "pepper-41aa-the-operator-keeps-secret"
+	caddytest.NewTester(t).InitServer(pepperConfig(dir, "pepper "+pepper), "caddyfile")
+	if t.Failed() {
+		t.FailNow()
+	}
+	e := &env{t: t, dir: dir}
+	secret, _ := e.issue(billingReader(nil))
+
+	t.Setenv(variable, pepper)
+	status, body := loadConfig(t, pepperConfig(dir, "pepper "+pepper+"\nprevious_pepper {env."+variable+"}"))
+	if status < 400 || !strings.Contains(body, "tokengate: previous_pepper is the same as pepper") || strings.Contains(body, pepper) {
+		t.Errorf("previous_pepper equal to pepper: %d %s, want a start-up error without the pepper", status, body)
+	}
+	os.Unsetenv(variable)
+	status, body = loadConfig(t, pepperConfig(dir, "pepper "+pepper+"\nprevious_pepper {env."+variable+"}"))
+	if status < 400 || !strings.Contains(body, "tokengate: previous_pepper is configured but resolves to an empty value") {
+		t.Errorf("previous_pepper resolving to nothing: %d %s, want a start-up error naming previous_pepper", status, body)
+	}
+	if r := call(t, "GET", gateURL+"/billing/still", bearer(secret)...); r.status != 200 {
+		t.Fatalf("after refused reloads the running config no longer serves: %d %s", r.status, r.body)
+	}
+}

@@ -144,6 +144,14 @@ type Store interface {
 	// GetByHash returns the token whose secret hashes to hash, or
 	// ErrNotFound. This is the only way the data plane finds a token.
 	GetByHash(ctx context.Context, hash []byte) (*Token, error)
+	// Rekey moves the token whose secret hashes to oldHash to newHash, in
+	// one transaction, and returns the stored record (its Version grows,
+	// so cached decisions of the old record are not reused). The gateway
+	// calls it when a secret is found only under the previous pepper, so
+	// the token keeps working once that pepper is gone. ErrNotFound when
+	// no token has oldHash (another node may have moved it first);
+	// ErrConflict, changing nothing, when a token has newHash already.
+	Rekey(ctx context.Context, oldHash, newHash []byte) (*Token, error)
 	// List returns the tokens matching f, ordered by creation time.
 	List(ctx context.Context, f Filter) ([]*Token, error)
 	// Update applies change to the token atomically (no other update can

@@ -14,6 +14,7 @@
 package memstore
 
 import (
+	"bytes"
 	"cmp"
 	"context"
 	"fmt"
@@ -124,6 +125,30 @@ func (s *Store) GetByHash(ctx context.Context, hash []byte) (*store.Token, error
 		return nil, store.ErrNotFound
 	}
 	return s.Get(ctx, id)
+}
+
+// Rekey moves the token stored under oldHash to newHash, under one lock.
+func (s *Store) Rekey(_ context.Context, oldHash, newHash []byte) (*store.Token, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	id, ok := s.byHash[string(oldHash)]
+	if !ok {
+		return nil, store.ErrNotFound
+	}
+	if _, ok := s.byHash[string(newHash)]; ok {
+		return nil, store.ErrConflict
+	}
+	t, err := s.changed(id, func(t *store.Token) error {
+		t.Hash = bytes.Clone(newHash)
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	s.tokens[id] = t.Clone()
+	delete(s.byHash, string(oldHash))
+	s.byHash[string(newHash)] = id
+	return t, nil
 }
 
 // List returns the tokens matching f, oldest first.

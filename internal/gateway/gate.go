@@ -128,6 +128,14 @@ type Options struct {
 	Store  store.Store
 	Policy *policy.Engine
 	Hasher *token.Hasher
+	// PreviousHasher, when set, hashes with the pepper being rotated
+	// out: a secret the store does not know under Hasher is looked up
+	// under it and, when found, re-keyed to Hasher's hash.
+	PreviousHasher *token.Hasher
+	// OnRekey, when set, is told the id of each token re-keyed from the
+	// previous pepper to the current one (for the operator's log and
+	// metrics).
+	OnRekey func(tokenID string)
 	// DecisionCacheSize is the number of decisions kept; 0 disables the
 	// decision cache.
 	DecisionCacheSize int
@@ -159,8 +167,12 @@ type Gate struct {
 	store  store.Store
 	policy *policy.Engine
 	hasher *token.Hasher
-	now    func() time.Time
-	tokens *lru.Cache[[32]byte, *cachedToken]
+	// previous is Options.PreviousHasher: nil unless a pepper rotation
+	// is under way.
+	previous *token.Hasher
+	onRekey  func(tokenID string)
+	now      func() time.Time
+	tokens   *lru.Cache[[32]byte, *cachedToken]
 	// unknown maps a secret hash the store did not have to when it
 	// stopped answering so (by the gate's clock).
 	unknown   *lru.Cache[[32]byte, time.Time]
@@ -220,7 +232,11 @@ func New(o Options) (*Gate, error) {
 	if o.Hold == nil {
 		o.Hold = func() string { return "" }
 	}
-	g := &Gate{store: st, policy: o.Policy, hasher: o.Hasher, now: o.Now, hold: o.Hold, observePolicy: o.ObservePolicy}
+	if o.OnRekey == nil {
+		o.OnRekey = func(string) {}
+	}
+	g := &Gate{store: st, policy: o.Policy, hasher: o.Hasher, previous: o.PreviousHasher, onRekey: o.OnRekey,
+		now: o.Now, hold: o.Hold, observePolicy: o.ObservePolicy}
 	var err error
 	g.tokens, err = lru.NewWithEvict(o.TokenCacheSize, func(hash [32]byte, t *cachedToken) {
 		g.byID.CompareAndDelete(t.record.ID, hash)
@@ -260,7 +276,7 @@ func (g *Gate) Authorize(ctx context.Context, c *Call) Result {
 
 	hash := g.hasher.Hash(c.Secret)
 	now := g.now()
-	tok, err := g.lookup(ctx, hash, now)
+	tok, err := g.lookup(ctx, c.Secret, hash, now)
 	if errors.Is(err, store.ErrNotFound) {
 		return deny(nil, CacheNone, reason.TokenUnknown)
 	}
@@ -351,8 +367,10 @@ func deny(tok *store.Token, cache, why string) Result {
 
 // lookup finds the token for a secret hash, from the token cache when it
 // can. Use-limited tokens always come from the store: their use count must
-// be current for the policy to see it.
-func (g *Gate) lookup(ctx context.Context, hash [32]byte, now time.Time) (*cachedToken, error) {
+// be current for the policy to see it. hash is secret's hash under the
+// current pepper; secret is hashed again only during a pepper rotation,
+// when the store does not know hash.
+func (g *Gate) lookup(ctx context.Context, secret string, hash [32]byte, now time.Time) (*cachedToken, error) {
 	if t, ok := g.tokens.Get(hash); ok && now.Sub(t.loadedAt) < CacheBound {
 		return t, nil
 	}
@@ -365,6 +383,10 @@ func (g *Gate) lookup(ctx context.Context, hash [32]byte, now time.Time) (*cache
 	// A copy, so that only a miss moves the hash to the heap.
 	key := hash
 	rec, err := g.store.GetByHash(ctx, key[:])
+	if errors.Is(err, store.ErrNotFound) && g.previous != nil {
+		rec, err = g.fromPreviousPepper(ctx, secret, key[:])
+	}
+	// Only now is the secret unknown under every pepper this node has.
 	if errors.Is(err, store.ErrNotFound) {
 		g.unknown.Add(hash, now)
 	}
@@ -377,6 +399,26 @@ func (g *Gate) lookup(ctx context.Context, hash [32]byte, now time.Time) (*cache
 		g.byID.Store(rec.ID, hash)
 	}
 	return t, nil
+}
+
+// fromPreviousPepper looks secret up under the previous pepper and moves
+// the record it finds to hash, the current pepper's, so the token keeps
+// working once the previous pepper is removed. The lookup and the move are
+// one store call (Rekey), which either moves the record or finds nothing.
+func (g *Gate) fromPreviousPepper(ctx context.Context, secret string, hash []byte) (*store.Token, error) {
+	old := g.previous.Hash(secret)
+	rec, err := g.store.Rekey(ctx, old[:], hash)
+	if errors.Is(err, store.ErrNotFound) || errors.Is(err, store.ErrConflict) {
+		// Unknown under the previous pepper too, or another node (or a
+		// concurrent call) has just moved it to hash: ask for hash again
+		// so the loser of that race still finds the token.
+		return g.store.GetByHash(ctx, hash)
+	}
+	if err != nil {
+		return nil, err
+	}
+	g.onRekey(rec.ID)
+	return rec, nil
 }
 
 // decide returns the policy's decision, from the decision cache when it can.

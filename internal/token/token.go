@@ -93,7 +93,8 @@ type Hasher struct {
 
 // NewHasher returns a Hasher. With an empty pepper it uses plain SHA-256;
 // otherwise HMAC-SHA256 keyed with the pepper. Changing the pepper makes every
-// existing token unknown, so it is set once per deployment.
+// existing token unknown, unless the gateway is given the old one as its
+// previous pepper until the tokens were used (and so re-keyed).
 func NewHasher(pepper string) *Hasher {
 	if pepper == "" {
 		return &Hasher{}

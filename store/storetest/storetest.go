@@ -55,6 +55,8 @@ func Run(t *testing.T, b Backend) {
 		"ChainRevokeRacesRotate":    testChainRevokeRacesRotate,
 		"MarkUsedOnce":              testMarkUsed,
 		"MarkUsedIsAtomic":          testMarkUsedAtomic,
+		"Rekey":                     testRekey,
+		"RekeyIsAtomic":             testRekeyIsAtomic,
 	}
 	for name, fn := range tests {
 		t.Run(name, func(t *testing.T) {

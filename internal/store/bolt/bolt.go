@@ -4,6 +4,7 @@
 package bolt
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -180,6 +181,35 @@ func (s *Store) GetByHash(_ context.Context, hash []byte) (*store.Token, error) 
 		var err error
 		t, err = get(tx.Bucket(tokensBucket), string(id))
 		return err
+	})
+	return t, err
+}
+
+func (s *Store) Rekey(_ context.Context, oldHash, newHash []byte) (*store.Token, error) {
+	var t *store.Token
+	err := s.update(func(tx *bbolt.Tx) error {
+		hashes := tx.Bucket(hashesBucket)
+		id := hashes.Get(oldHash)
+		if id == nil {
+			return store.ErrNotFound
+		}
+		if hashes.Get(newHash) != nil {
+			return store.ErrConflict
+		}
+		// Copied: id points into a page the delete below may reuse.
+		tokenID := string(id)
+		var err error
+		t, err = update(tx.Bucket(tokensBucket), tokenID, func(t *store.Token) error {
+			t.Hash = bytes.Clone(newHash)
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		if err := hashes.Delete(oldHash); err != nil {
+			return err
+		}
+		return hashes.Put(newHash, []byte(tokenID))
 	})
 	return t, err
 }

@@ -141,6 +141,17 @@ func (s *Store) GetByHash(ctx context.Context, hash []byte) (*store.Token, error
 	return t, storeErr(err, "looking up token by hash")
 }
 
+func (s *Store) Rekey(ctx context.Context, oldHash, newHash []byte) (*store.Token, error) {
+	// One statement: the row lock taken by UPDATE makes a concurrent Rekey
+	// of the same hash find no row once this one commits, and the unique
+	// index on hash refuses a newHash another token holds.
+	t, err := scanToken(s.pool.QueryRow(ctx, `WITH changed AS (
+		UPDATE tokengate_tokens SET hash = $2, version = version + 1
+		WHERE hash = $1 RETURNING `+columns+`
+	) `+announced, oldHash, newHash))
+	return t, storeErr(err, "re-keying token")
+}
+
 func (s *Store) List(ctx context.Context, f store.Filter) ([]*store.Token, error) {
 	rows, _ := s.pool.Query(ctx, `SELECT `+columns+` FROM tokengate_tokens
 		WHERE ($1::text = '' OR owner = $1) AND ($2::text = '' OR $2 = ANY (services))
