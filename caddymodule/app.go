@@ -116,8 +116,6 @@ type App struct {
 	workloads *identity.Workloads // nil without workloads
 	webhooks  *notify.Dispatcher  // nil without webhooks
 
-	auditFiles []string // files of the logs that take tokengate.audit
-
 	stop    context.CancelFunc
 	running *sync.WaitGroup
 }
@@ -150,10 +148,6 @@ type StoreModule interface {
 func (a *App) Provision(ctx caddy.Context) error {
 	a.logger = ctx.Logger()
 	a.audit = audit.New(a.logger.Named("audit"))
-	var found bool
-	if a.auditFiles, found = auditFiles(ctx); !found {
-		a.logger.Warn("cannot tell which files the audit log writes to: a deleted or moved-away audit file will not be noticed (write failures still are)")
-	}
 	a.now = func() time.Time { return clock() }
 	if a.MaxTTL <= 0 {
 		a.MaxTTL = caddy.Duration(DefaultMaxTTL)
@@ -307,11 +301,7 @@ func (a *App) Start() error {
 			return err
 		}
 	}
-	var watches []*audit.FileWatch
-	for _, path := range a.auditFiles {
-		watches = append(watches, audit.NewFileWatch(path, a.audit.Health()))
-	}
-	a.goRun(func() { a.watchAudit(ctx, watches) })
+	a.goRun(func() { a.watchAudit(ctx) })
 	a.goRun(func() { metrics.census.runCensus(ctx, a.store, a.now, a.logger, a.censusInterval()) })
 	if a.webhooks != nil {
 		a.webhooks.Start()

@@ -53,10 +53,15 @@ func ParseKey(s string) (*Key, error) {
 	return keyFrom(skey, signer)
 }
 
-// keyFrom derives the verifier key from a private key string, whose last
-// field holds the algorithm byte and the seed.
+// keyFrom derives the verifier key from a private key string,
+// PRIVATE+KEY+<name>+<hash>+<base64 of the algorithm byte and the seed>;
+// the base64 may itself hold a "+".
 func keyFrom(skey string, signer note.Signer) (*Key, error) {
-	data, err := base64.StdEncoding.DecodeString(skey[strings.LastIndex(skey, "+")+1:])
+	fields := strings.SplitN(skey, "+", 5)
+	if len(fields) != 5 {
+		return nil, errors.New("signing key is not a signed-note private key")
+	}
+	data, err := base64.StdEncoding.DecodeString(fields[4])
 	if err != nil || len(data) != 1+ed25519.SeedSize {
 		return nil, errors.New("signing key is not an Ed25519 key")
 	}
@@ -119,16 +124,16 @@ func createKey(path string) (*Key, error) {
 // ReadVerifier reads a verifier key given as the string itself or as a
 // file holding it.
 func ReadVerifier(s string) (note.Verifier, error) {
-	if !strings.HasPrefix(s, KeyName+"+") && !strings.Contains(s, "+") {
-		b, err := os.ReadFile(s)
-		if err != nil {
-			return nil, fmt.Errorf("reading verifier key: %v", err)
-		}
-		s = string(b)
+	if v, err := note.NewVerifier(strings.TrimSpace(s)); err == nil {
+		return v, nil
 	}
-	v, err := note.NewVerifier(strings.TrimSpace(s))
+	b, err := os.ReadFile(s)
 	if err != nil {
-		return nil, fmt.Errorf("verifier key: %v", err)
+		return nil, fmt.Errorf("--key is neither a verifier key (%s+<hash>+<base64>) nor a file holding one: %v", KeyName, err)
+	}
+	v, err := note.NewVerifier(strings.TrimSpace(string(b)))
+	if err != nil {
+		return nil, fmt.Errorf("verifier key in %s: %v", s, err)
 	}
 	return v, nil
 }

@@ -40,18 +40,19 @@ func (w *Writer) roll() {
 		// Reported after the write, with the lock released.
 		w.rolledCheckpoints = append(w.rolledCheckpoints, signed...)
 	}
-	now := w.opts.Now()
+	now := w.opts.Now().Truncate(time.Millisecond) // as the name has it
 	if !w.opts.Roll.LocalTime {
 		now = now.UTC()
 	}
-	// Never onto an earlier rolled file: two rolls in one millisecond
-	// take the next free name.
-	name := w.backupName(now)
-	for _, err := os.Lstat(name); err == nil; _, err = os.Lstat(name) {
-		now = now.Add(time.Millisecond)
-		name = w.backupName(now)
+	// Names sort in the order of the files, which verify takes: a roll
+	// in the same millisecond as the last (or after the clock went back)
+	// takes the next millisecond after it.
+	if rolled := RolledFiles(w.opts.Path); len(rolled) > 0 {
+		if last, ok := w.rolledAt(rolled[len(rolled)-1], now.Location()); ok && !now.After(last) {
+			now = last.Add(time.Millisecond)
+		}
 	}
-	if err := os.Rename(w.opts.Path, name); err != nil {
+	if err := os.Rename(w.opts.Path, w.backupName(now)); err != nil {
 		return
 	}
 	w.f.Close()
@@ -93,15 +94,20 @@ func RolledFiles(path string) []string {
 	return out
 }
 
-// prune removes rolled files beyond Keep and older than KeepFor.
-func (w *Writer) prune(now time.Time) {
-	files := RolledFiles(w.opts.Path)
+// rolledAt is the time in a rolled file's name.
+func (w *Writer) rolledAt(file string, loc *time.Location) (time.Time, bool) {
 	dir, name := filepath.Split(w.opts.Path)
 	ext := filepath.Ext(name)
 	prefix := filepath.Join(dir, strings.TrimSuffix(name, ext)+"-")
+	t, err := time.ParseInLocation(backupTime, strings.TrimSuffix(strings.TrimPrefix(file, prefix), ext), loc)
+	return t, err == nil
+}
+
+// prune removes rolled files beyond Keep and older than KeepFor.
+func (w *Writer) prune(now time.Time) {
+	files := RolledFiles(w.opts.Path)
 	for i, f := range files {
-		stamp := strings.TrimSuffix(strings.TrimPrefix(f, prefix), ext)
-		t, _ := time.ParseInLocation(backupTime, stamp, now.Location())
+		t, _ := w.rolledAt(f, now.Location())
 		tooMany := w.opts.Roll.Keep > 0 && len(files)-i > w.opts.Roll.Keep
 		tooOld := w.opts.Roll.KeepFor > 0 && now.Sub(t) > w.opts.Roll.KeepFor
 		if tooMany || tooOld {

@@ -22,6 +22,11 @@ const (
 	DefaultMaxLines        = 1000
 )
 
+// maxBacklog bounds the lines kept in memory while the file takes none.
+// While the file fails the gateway refuses allowed calls, so what piles up
+// is mostly the lines of those refusals; past the bound they are dropped.
+const maxBacklog = 4 << 20
+
 // Options configure a Writer.
 type Options struct {
 	Path string
@@ -68,6 +73,9 @@ type Writer struct {
 	lastCP     int64  // tree size of the last checkpoint appended
 	pending    []byte // leaf hash prefixes of lines lastCP+1 .. t.size
 	closed     bool
+	// backlog holds lines whose write failed, to be written first when
+	// the file takes lines again. It is bounded by maxBacklog.
+	backlog []byte
 	// rolledCheckpoints were signed while rolling, to be reported once
 	// the lock is released.
 	rolledCheckpoints []Checkpoint
@@ -185,7 +193,7 @@ func (w *Writer) Write(p []byte) (int, error) {
 	w.mu.Lock()
 	err := os.ErrClosed
 	if !w.closed {
-		err = w.write(p)
+		err = w.writeAfterBacklog(p)
 	}
 	var cpErr error
 	if err == nil && w.t.size-w.lastCP >= int64(w.opts.MaxLines) {
@@ -201,6 +209,23 @@ func (w *Writer) Write(p []byte) (int, error) {
 		return 0, err
 	}
 	return len(p), nil
+}
+
+// writeAfterBacklog writes the lines that failed before, then p; when
+// that fails, p joins them, so a line is written late rather than never.
+func (w *Writer) writeAfterBacklog(p []byte) error {
+	data := p
+	if len(w.backlog) > 0 {
+		data = append(w.backlog, p...)
+	}
+	err := w.write(data)
+	switch {
+	case err == nil:
+		w.backlog = nil
+	case len(data) <= maxBacklog:
+		w.backlog = append(w.backlog[:len(w.backlog):len(w.backlog)], p...)
+	}
+	return err
 }
 
 func (w *Writer) write(p []byte) error {

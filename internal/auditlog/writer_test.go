@@ -305,3 +305,73 @@ func TestWriterFailedWrite(t *testing.T) {
 		t.Fatalf("write to /dev/full: %v, want ENOSPC", err)
 	}
 }
+
+// TestWriterKeepsLinesItCannotWrite puts a directory where the file was:
+// writes fail, and their lines are written once a file can be made again.
+func TestWriterKeepsLinesItCannotWrite(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "audit.log")
+	key := testKey(t, 1)
+	w, _ := openTest(t, path, Options{Key: key})
+	writeLines(t, w, "before", 3)
+	if err := os.Remove(path); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Mkdir(path, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 2 {
+		if _, err := w.Write([]byte(fmt.Sprintf(`{"held":%d}`+"\n", i))); err == nil {
+			t.Fatal("a write succeeded with a directory at the path")
+		}
+	}
+	if err := os.Remove(path); err != nil {
+		t.Fatal(err)
+	}
+	writeLines(t, w, "after", 1)
+	w.Checkpoint()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSuffix(string(b), "\n"), "\n")
+	if len(lines) != 4 || lines[1] != `{"held":0}` || lines[2] != `{"held":1}` {
+		t.Fatalf("file after the directory went: %q, want a continues line, both held lines and the next", lines)
+	}
+	mustVerify(t, key, []string{path})
+}
+
+// TestKeys reads both spellings of a signing key, many times over, since
+// the base64 in a private key may hold the "+" that separates its fields.
+func TestKeys(t *testing.T) {
+	for i := range 200 {
+		path := filepath.Join(t.TempDir(), "audit.key")
+		k, err := LoadOrCreateKey(path)
+		if err != nil {
+			t.Fatalf("key %d: %v", i, err)
+		}
+		again, err := LoadOrCreateKey(path)
+		if err != nil || again.Vkey != k.Vkey {
+			t.Fatalf("key %d read back: %v, %v", i, again, err)
+		}
+		if fi, err := os.Stat(path); err != nil || fi.Mode().Perm() != 0o600 {
+			t.Fatalf("key file: %v %v, want mode 0600", fi.Mode(), err)
+		}
+		if _, err := ReadVerifier(k.Vkey); err != nil {
+			t.Fatal(err)
+		}
+	}
+	seed := testKey(t, 7)
+	if !strings.HasPrefix(seed.Vkey, KeyName+"+") || testKey(t, 7).Vkey != seed.Vkey {
+		t.Fatalf("a seed gives %q, not the same tokengate-audit key each time", seed.Vkey)
+	}
+	if _, err := ParseKey("c2VjcmV0"); err == nil || strings.Contains(err.Error(), "c2VjcmV0") {
+		t.Fatalf("a short seed: %v (must fail without quoting the key)", err)
+	}
+	path := filepath.Join(t.TempDir(), "open.key")
+	if err := os.WriteFile(path, []byte(base64.StdEncoding.EncodeToString(bytes.Repeat([]byte{1}, 32))), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := LoadOrCreateKey(path); err == nil {
+		t.Fatal("a key file others can read was used")
+	}
+}
