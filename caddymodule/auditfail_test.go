@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
 	"go.uber.org/zap"
@@ -313,7 +314,7 @@ func TestAuditFileFollowed(t *testing.T) {
 
 	// Everything since the rm, in the order written, verifies as one log
 	// once the next checkpoint is signed.
-	key, err := auditlog.LoadOrCreateKey(AuditKeyPath())
+	key, err := auditlog.LoadOrCreateKey(auditlog.KeyPath(caddy.AppDataDir()))
 	if err != nil {
 		t.Fatal(err)
 	}

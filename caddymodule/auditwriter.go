@@ -3,7 +3,6 @@ package caddymodule
 import (
 	"fmt"
 	"io"
-	"path/filepath"
 	"strconv"
 	"time"
 
@@ -42,9 +41,10 @@ type AuditWriter struct {
 	CheckpointEvery caddy.Duration `json:"checkpoint_every,omitempty"`
 	// Rolling, as Caddy's file writer: on by default, at 100 MiB,
 	// keeping 10 files for 90 days. Rolled files stay uncompressed so
-	// that verify reads them.
+	// that verify reads them. The size is in bytes (Caddy's writer
+	// rounds it up to whole MiB).
 	Roll          *bool `json:"roll,omitempty"`
-	RollSizeMB    int   `json:"roll_size_mb,omitempty"`
+	RollSize      int64 `json:"roll_size,omitempty"`
 	RollKeep      int   `json:"roll_keep,omitempty"`
 	RollKeepDays  int   `json:"roll_keep_days,omitempty"`
 	RollLocalTime bool  `json:"roll_local_time,omitempty"`
@@ -60,11 +60,6 @@ func (AuditWriter) CaddyModule() caddy.ModuleInfo {
 	}
 }
 
-// AuditKeyPath is where the writer keeps the signing key it generates.
-func AuditKeyPath() string {
-	return filepath.Join(caddy.AppDataDir(), "tokengate", "audit.key")
-}
-
 // Provision resolves the filename and loads the signing key, so that a
 // bad key fails the config rather than the first checkpoint.
 func (w *AuditWriter) Provision(caddy.Context) error {
@@ -77,7 +72,7 @@ func (w *AuditWriter) Provision(caddy.Context) error {
 		return err
 	}
 	if w.SigningKey == "" {
-		w.key, err = auditlog.LoadOrCreateKey(AuditKeyPath())
+		w.key, err = auditlog.LoadOrCreateKey(auditlog.KeyPath(caddy.AppDataDir()))
 		return err
 	}
 	seed, err := repl.ReplaceOrErr(w.SigningKey, true, true)
@@ -101,8 +96,8 @@ func (w *AuditWriter) WriterKey() string { return "tokengate_audit:" + w.Filenam
 func (w *AuditWriter) OpenWriter() (io.WriteCloser, error) {
 	roll := auditlog.Roll{LocalTime: w.RollLocalTime}
 	if w.Roll == nil || *w.Roll {
-		roll.Size = int64(max(w.RollSizeMB, 0)) << 20
-		if roll.Size == 0 {
+		roll.Size = w.RollSize
+		if roll.Size <= 0 {
 			roll.Size = 100 << 20
 		}
 		roll.Keep = w.RollKeep
@@ -201,7 +196,10 @@ func (w *AuditWriter) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			if err != nil {
 				return d.Errf("parsing roll_size: %v", err)
 			}
-			w.RollSizeMB = int((size + humanize.MiByte - 1) / humanize.MiByte)
+			if size == 0 || size > 1<<62 {
+				return d.Errf("roll_size must be more than 0, got %q", s)
+			}
+			w.RollSize = int64(size)
 		case "roll_keep":
 			var s string
 			if !d.AllArgs(&s) {

@@ -50,7 +50,7 @@ check exits with status 3 when the decision is a deny.`,
 				decideCommand("approve"), decideCommand("deny"), claimCommand(),
 				listCommand(), showCommand(), rotateCommand(), revokeCommand(),
 				reportCommand(), checkCommand(), policyTestCommand(),
-				loginCommand(), logoutCommand(),
+				loginCommand(), logoutCommand(), auditCommand(),
 			)
 		},
 	})

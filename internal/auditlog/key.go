@@ -18,6 +18,10 @@ import (
 // origin line: a verifier key reads "tokengate-audit+<hash>+<base64>".
 const KeyName = "tokengate-audit"
 
+// KeyPath is where the writer keeps the key it generates, under Caddy's
+// data dir; `caddy tokengate audit key` and verify read it there.
+func KeyPath(dataDir string) string { return filepath.Join(dataDir, "tokengate", "audit.key") }
+
 // Key signs checkpoints. Vkey is its verifier key, safe to publish.
 type Key struct {
 	Signer note.Signer
