@@ -7,6 +7,9 @@
 package auditlog
 
 import (
+	"crypto/sha256"
+	"hash"
+
 	"golang.org/x/mod/sumdb/tlog"
 )
 
@@ -59,4 +62,19 @@ func validFrontier(size int64, hashes []tlog.Hash) bool {
 		bits++
 	}
 	return size >= 0 && bits == len(hashes)
+}
+
+// leafHasher computes tlog.RecordHash (RFC 6962: SHA-256 of 0x00 and the
+// line) with one reused hash state, since RecordHash allocates one per
+// line. TestTreeMatchesTlog holds it to RecordHash.
+type leafHasher struct{ h hash.Hash }
+
+func newLeafHasher() leafHasher { return leafHasher{sha256.New()} }
+
+func (l leafHasher) hash(line []byte) (out tlog.Hash) {
+	l.h.Reset()
+	l.h.Write([]byte{0})
+	l.h.Write(line)
+	l.h.Sum(out[:0])
+	return out
 }

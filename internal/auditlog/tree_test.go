@@ -19,6 +19,7 @@ func TestTreeMatchesTlog(t *testing.T) {
 		return out, nil
 	})
 	var tr tree
+	leaf := newLeafHasher()
 	for n := int64(0); n < 300; n++ {
 		data := []byte(fmt.Sprintf(`{"line":%d}`, n))
 		hashes, err := tlog.StoredHashes(n, data, reader)
@@ -26,7 +27,10 @@ func TestTreeMatchesTlog(t *testing.T) {
 			t.Fatal(err)
 		}
 		stored = append(stored, hashes...)
-		tr.add(tlog.RecordHash(data))
+		if leaf.hash(data) != tlog.RecordHash(data) {
+			t.Fatalf("leaf %d: leafHasher and tlog.RecordHash differ", n)
+		}
+		tr.add(leaf.hash(data))
 		want, err := tlog.TreeHash(n+1, reader)
 		if err != nil {
 			t.Fatal(err)

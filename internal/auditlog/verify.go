@@ -70,6 +70,7 @@ func Verify(files, checkpointFiles []string, v note.Verifier) (*Result, error) {
 		leaves  []leafAt
 		started bool
 		next    int // first point not yet reached
+		leaf    = newLeafHasher()
 	)
 	for fi, name := range files {
 		f, err := os.Open(name)
@@ -108,7 +109,7 @@ func Verify(files, checkpointFiles []string, v note.Verifier) (*Result, error) {
 				continue
 			}
 			started = true
-			h := tlog.RecordHash(line)
+			h := leaf.hash(line)
 			t.add(h)
 			at := leafAt{file: int32(fi), line: lineNo}
 			copy(at.prefix[:], h[:])

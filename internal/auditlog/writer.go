@@ -12,8 +12,6 @@ import (
 	"path/filepath"
 	"sync"
 	"time"
-
-	"golang.org/x/mod/sumdb/tlog"
 )
 
 // Defaults of Options.
@@ -64,15 +62,17 @@ type Writer struct {
 	opts       Options
 	checkpoint string // path of the .checkpoints file
 
-	mu         sync.Mutex
-	f          *os.File // nil after a failed reopen
-	fi         os.FileInfo
-	offset     int64 // where f's whole lines end
-	needHeader bool  // f is new and the tree is not empty: a continues line goes first
-	t          tree
-	lastCP     int64  // tree size of the last checkpoint appended
-	pending    []byte // leaf hash prefixes of lines lastCP+1 .. t.size
-	closed     bool
+	mu            sync.Mutex
+	f             *os.File // nil after a failed reopen
+	fi            os.FileInfo
+	offset        int64 // where f's whole lines end
+	needHeader    bool  // f is new and the tree is not empty: a continues line goes first
+	pathCheckedAt time.Time
+	t             tree
+	leaf          leafHasher
+	lastCP        int64  // tree size of the last checkpoint appended
+	pending       []byte // leaf hash prefixes of lines lastCP+1 .. t.size
+	closed        bool
 	// backlog holds lines whose write failed, to be written first when
 	// the file takes lines again. It is bounded by maxBacklog.
 	backlog []byte
@@ -103,7 +103,7 @@ func Open(opts Options) (*Writer, error) {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
-	w := &Writer{opts: opts, checkpoint: opts.Path + ".checkpoints", stop: make(chan struct{}), done: make(chan struct{})}
+	w := &Writer{opts: opts, checkpoint: opts.Path + ".checkpoints", leaf: newLeafHasher(), stop: make(chan struct{}), done: make(chan struct{})}
 	if err := os.MkdirAll(filepath.Dir(opts.Path), 0o700); err != nil {
 		return nil, err
 	}
@@ -150,7 +150,7 @@ func (w *Writer) resume() error {
 			w.t, w.pending = t, w.pending[:0]
 			continue
 		}
-		h := tlog.RecordHash(body)
+		h := w.leaf.hash(body)
 		w.t.add(h)
 		if w.t.size > last {
 			w.pending = append(w.pending, h[:prefixLen]...)
@@ -229,7 +229,7 @@ func (w *Writer) writeAfterBacklog(p []byte) error {
 }
 
 func (w *Writer) write(p []byte) error {
-	if w.f == nil {
+	if w.f == nil || w.pathMoved() {
 		if err := w.reopen(); err != nil {
 			return err
 		}
@@ -249,10 +249,9 @@ func (w *Writer) write(p []byte) error {
 	case inPlace:
 		w.addLeaves(p)
 		return nil
-	case elsewhere:
-		// The lines reached the file that was at the path (moved
-		// away, or deleted): they are leaves there, and are written
-		// again where readers look.
+	case deleted:
+		// The lines reached a file nobody can read any more: they are
+		// leaves there, and are written again where readers look.
 		w.addLeaves(p)
 	case cutShort:
 		// The lines went into the file being emptied, or were cut
@@ -273,9 +272,9 @@ func (w *Writer) write(p []byte) error {
 type placement int
 
 const (
-	inPlace   placement = iota
-	elsewhere           // the path is gone or leads to another file
-	cutShort            // the path leads to the same file, now shorter (copytruncate)
+	inPlace  placement = iota
+	deleted            // the file has no name left (rm, or another file renamed over it)
+	cutShort           // the file is shorter than what was written (copytruncate)
 )
 
 // append writes p after a continues line when one is due. A failed or
@@ -305,20 +304,39 @@ func (w *Writer) appendRaw(p []byte) error {
 func (w *Writer) addLeaves(p []byte) {
 	for len(p) > 0 {
 		i := bytes.IndexByte(p, '\n')
-		h := tlog.RecordHash(p[:i])
+		h := w.leaf.hash(p[:i])
 		w.t.add(h)
 		w.pending = append(w.pending, h[:prefixLen]...)
 		p = p[i+1:]
 	}
 }
 
-// moved tells whether the path still leads to the whole file written to.
-func (w *Writer) moved() placement {
+// pathCheckEvery is how often the path is looked up before a write. The
+// file's own state (deleted, cut short) is looked at after every write,
+// which costs no path lookup; a file moved away under another name keeps
+// taking lines until the next lookup, and so loses none.
+const pathCheckEvery = 100 * time.Millisecond
+
+// pathMoved tells, at most every pathCheckEvery, whether the path leads
+// elsewhere than the file written to.
+func (w *Writer) pathMoved() bool {
+	now := time.Now()
+	if now.Sub(w.pathCheckedAt) < pathCheckEvery {
+		return false
+	}
+	w.pathCheckedAt = now
 	fi, err := os.Stat(w.opts.Path)
+	return err != nil || !os.SameFile(fi, w.fi)
+}
+
+// moved tells whether the lines just written are still in the file at the
+// path, as far as the open file itself tells.
+func (w *Writer) moved() placement {
+	links, size, err := fileState(w.f)
 	switch {
-	case err != nil || !os.SameFile(fi, w.fi):
-		return elsewhere
-	case fi.Mode().IsRegular() && fi.Size() < w.offset:
+	case err != nil || links == 0:
+		return deleted
+	case w.fi.Mode().IsRegular() && size < w.offset:
 		return cutShort
 	}
 	return inPlace
