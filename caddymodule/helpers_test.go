@@ -303,11 +303,14 @@ func (e *env) checkNothingLeaked() {
 	if len(lines) == 0 && !e.auditOff {
 		e.t.Error("the test wrote no audit line at all")
 	}
-	// The checkpoints signed so far, as a witness receives them.
+	// The checkpoints signed so far, as a witness receives them and as
+	// the writer keeps them beside the file.
 	lines = append(lines, readJSONLines(e.t, filepath.Join(e.dir, "checkpoint.log"))...)
+	lines = append(lines, readJSONLines(e.t, filepath.Join(e.dir, "audit.log.checkpoints"))...)
 	validateAgainstSchema(e.t, lines)
-	keepAuditSample(e.t, filepath.Join(e.dir, "audit.log"))
-	keepAuditSample(e.t, filepath.Join(e.dir, "checkpoint.log"))
+	for _, name := range []string{"audit.log", "checkpoint.log", "audit.log.checkpoints"} {
+		keepAuditSample(e.t, filepath.Join(e.dir, name))
+	}
 	var haystack strings.Builder
 	for _, name := range []string{"audit.log", "checkpoint.log", "caddy.log", "access.log"} {
 		b, err := os.ReadFile(filepath.Join(e.dir, name))
