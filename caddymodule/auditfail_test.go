@@ -448,3 +448,48 @@ func TestAuditFailOpenOption(t *testing.T) {
 type failWriter struct{}
 
 func (failWriter) Write([]byte) (int, error) { return 0, syscall.EROFS }
+
+// TestAuditTreeSurvivesReload reloads the config twice, with a changed
+// option in between: the writer of the same file is kept, so its lines
+// before and after verify as one log.
+func TestAuditTreeSurvivesReload(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	secret, _ := e.issue(billingReader(nil))
+	var paths []string
+	for i, o := range []envOptions{{}, {decisionCache: 5}, {}} {
+		if i > 0 {
+			newEnvReusing(e, o)
+		}
+		p := fmt.Sprintf("/billing/reload-%d", i)
+		if r := call(t, http.MethodGet, gateURL+p, bearer(secret)...); r.status != http.StatusOK {
+			t.Fatalf("%s: %d %s", p, r.status, r.body)
+		}
+		paths = append(paths, p)
+	}
+	for _, p := range paths {
+		e.auditFor(p)
+	}
+	key, err := auditlog.LoadOrCreateKey(auditlog.KeyPath(caddy.AppDataDir()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, err := note.NewVerifier(key.Vkey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(e.dir, "audit.log")
+	deadline := time.Now().Add(3 * time.Second)
+	for {
+		res, err := auditlog.Verify([]string{path}, []string{path + ".checkpoints"}, v)
+		if err == nil {
+			if res.StartSize != 0 || res.Lines != int64(len(e.auditLines())) {
+				t.Fatalf("verified %+v, want every one of the %d lines from the first", res, len(e.auditLines()))
+			}
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("verify after two reloads: %v", err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
