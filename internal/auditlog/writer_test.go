@@ -379,3 +379,33 @@ func TestKeys(t *testing.T) {
 		t.Fatal("a key file others can read was used")
 	}
 }
+
+// TestWriterConcurrent writes from several goroutines while the timer
+// signs checkpoints, as Caddy's loggers do: every line is a whole line,
+// and the file verifies.
+func TestWriterConcurrent(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "audit.log")
+	key := testKey(t, 1)
+	w, err := Open(Options{Path: path, Key: key, CheckpointEvery: 5 * time.Millisecond, MaxLines: 300})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	for g := range 4 {
+		wg.Go(func() {
+			for i := range 500 {
+				if _, err := fmt.Fprintf(w, `{"g":%d,"i":%d}`+"\n", g, i); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if res := mustVerify(t, key, []string{path}); res.Lines != 2000 {
+		t.Fatalf("verified %d lines, want 2000", res.Lines)
+	}
+}
