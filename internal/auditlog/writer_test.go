@@ -409,3 +409,34 @@ func TestWriterConcurrent(t *testing.T) {
 		t.Fatalf("verified %d lines, want 2000", res.Lines)
 	}
 }
+
+// TestWriterResumesAfterCrash opens a file whose last line was cut short
+// (a crash in the middle of a write): the fragment goes, the tree goes on
+// from the whole lines, and the lines written before the crash but after
+// the last checkpoint are covered by the next one.
+func TestWriterResumesAfterCrash(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "audit.log")
+	key := testKey(t, 1)
+	w, err := Open(Options{Path: path, Key: key, CheckpointEvery: 1 << 62, MaxLines: 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	writeLines(t, w, "a", 15) // a checkpoint at 10; 5 lines uncovered
+	// A crash: no Close, no last checkpoint, half a line.
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.WriteString(`{"level":"info","msg":"deci`); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+
+	w2, _ := openTest(t, path, Options{Key: key})
+	writeLines(t, w2, "b", 3)
+	w2.Checkpoint()
+	if res := mustVerify(t, key, []string{path}); res.Lines != 18 {
+		t.Fatalf("verified %d lines, want 18", res.Lines)
+	}
+	w.Close() // the first writer's goroutine; its file is the same
+}
