@@ -46,16 +46,18 @@ type Options struct {
 // Writer appends audit lines to a file, one Write per line as zap does,
 // and keeps each one recoverable and checkable:
 //
-//   - After each write it looks at the path. When the file there is no
-//     longer the one written to (deleted, moved away, replaced) or was cut
-//     short (copytruncate), it opens the path again, starts the new file
-//     with a continues line, and writes the line there too. So no line is
-//     lost to rm, a move or a replacement; a line written in the instant of
-//     a move can end up in both files.
+//   - After each write it looks at the open file (one fstat). When the
+//     file has no name left (rm, or another file renamed over it) or was
+//     cut short (copytruncate), it opens the path again, starts the new
+//     file with a continues line, and writes the line there too. Before a
+//     write, at most every pathCheckEvery, it looks the path up: a file
+//     moved away keeps the lines until then and the next go to the path.
+//     So no line is lost to rm, a move or a replacement.
 //   - A write that fails is undone (the file is cut back to the last whole
 //     line) and returned as an error, which zap reports to the logger's
 //     ErrorOutput: the gateway's audit hold hears of it with that very
-//     line. The next write tries the path again, so it recovers by itself.
+//     line. The line is kept (up to maxBacklog) and written first by the
+//     next write that reaches the path, so it recovers by itself.
 //   - Every line is a leaf of a Merkle tree; checkpoints are signed on a
 //     timer and every MaxLines lines.
 type Writer struct {
