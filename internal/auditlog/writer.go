@@ -71,7 +71,7 @@ type Writer struct {
 	needHeader    bool  // f is new and the tree is not empty: a continues line goes first
 	pathCheckedAt time.Time
 	t             tree
-	leaf          leafHasher
+	leaf          *leafHasher
 	lastCP        int64  // tree size of the last checkpoint appended
 	pending       []byte // leaf hash prefixes of lines lastCP+1 .. t.size
 	closed        bool
