@@ -41,6 +41,7 @@ type signedPoint struct {
 	root       tlog.Hash
 	leaves     []byte
 	source     string // file:line of the checkpoint, for messages
+	note       string // the signed note itself, for proofs
 }
 
 // leafAt is where one leaf was read.
@@ -282,7 +283,7 @@ func readCheckpoints(files []string, v note.Verifier) ([]signedPoint, error) {
 				return nil, failf("checkpoint %s does not verify with key %s: %v", source, v.Name(), err)
 			}
 			leaves, _ := base64.StdEncoding.DecodeString(c.Leaves)
-			p := signedPoint{size: size, from: c.From, root: root, leaves: leaves, source: source}
+			p := signedPoint{size: size, from: c.From, root: root, leaves: leaves, source: source, note: c.Note}
 			if old, ok := bySize[size]; ok {
 				if old.root != root {
 					f.Close()
