@@ -69,8 +69,31 @@ func TestAuditVerifyCLI(t *testing.T) {
 		t.Fatalf("audit verify with the local key: %v\n%s", err, stderr)
 	}
 
-	// One flipped byte in the middle file.
+	// A proof of the middle file's second line (its first is the
+	// continues line) against the checkpoints beside the current file
+	// checks offline; the same proof with the line changed does not.
 	middle := files[len(files)/2]
+	proof, stderr, err := cli("audit", "prove", "--key", vkey, "--checkpoint", path+".checkpoints", middle, "2")
+	if err != nil {
+		t.Fatalf("audit prove: %v\n%s", err, stderr)
+	}
+	proofFile := filepath.Join(dir, "proof.json")
+	if err := os.WriteFile(proofFile, []byte(proof), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	record, stderr, err := cli("audit", "check-proof", "--key", vkey, proofFile)
+	if err != nil || !strings.Contains(stderr, "ok: ") || !strings.Contains(record, `"status":200`) {
+		t.Fatalf("audit check-proof of a good proof: %v\n%s%s", err, record, stderr)
+	}
+	if err := os.WriteFile(proofFile, []byte(strings.Replace(proof, `\"status\":200`, `\"status\":201`, 1)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, stderr, err = cli("audit", "check-proof", "--key", vkey, proofFile)
+	if code := exitCode(err); code != 1 || !strings.Contains(stderr, "is not the line the checkpoint signed") {
+		t.Fatalf("audit check-proof of a changed line exited %d: %s", code, stderr)
+	}
+
+	// One flipped byte in the middle file.
 	b, err := os.ReadFile(middle)
 	if err != nil {
 		t.Fatal(err)
