@@ -15,17 +15,23 @@ addFormats(ajv);
 const validate = ajv.compile(schema);
 
 let lines = 0, bad = 0, sample = null;
+// The tokengate_audit writer's own kinds must be among the real lines too.
+const kinds = { checkpoint: 0, continues: 0 };
 for (const file of process.argv.slice(2)) {
 	for (const text of fs.readFileSync(file, "utf8").split("\n")) {
 		if (text.trim() === "") continue;
 		const line = JSON.parse(text);
 		lines++;
 		if (!sample && line.msg === "decision") sample = line;
+		if (line.msg in kinds) kinds[line.msg]++;
 		if (!validate(line)) {
 			bad++;
 			if (bad <= 10) console.error("invalid:", ajv.errorsText(validate.errors), "\n  ", text);
 		}
 	}
+}
+for (const [kind, n] of Object.entries(kinds)) {
+	if (n === 0) { console.error(`no ${kind} line among the audit lines: the e2e tests must write them`); bad++; }
 }
 if (lines === 0 || !sample) {
 	console.error("no audit lines (or no decision line) to validate");
@@ -40,5 +46,5 @@ for (const [name, change] of [
 	change(l);
 	if (validate(l)) { console.error("the schema accepts a line with " + name); bad++; }
 }
-console.log(`ajv (strict): ${lines} audit lines checked, ${bad} problems`);
+console.log(`ajv (strict): ${lines} audit lines checked (${kinds.checkpoint} checkpoint, ${kinds.continues} continues), ${bad} problems`);
 process.exit(bad === 0 ? 0 : 1);

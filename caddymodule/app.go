@@ -132,8 +132,6 @@ type App struct {
 	exchangeBrake *addrlimit.Limiter
 	groupsSeen    *groupsSeen
 
-	auditFiles []string // files of the logs that take tokengate.audit
-
 	stop    context.CancelFunc
 	running *sync.WaitGroup
 }
@@ -166,10 +164,6 @@ type StoreModule interface {
 func (a *App) Provision(ctx caddy.Context) error {
 	a.logger = ctx.Logger()
 	a.audit = audit.New(a.logger.Named("audit"))
-	var found bool
-	if a.auditFiles, found = auditFiles(ctx); !found {
-		a.logger.Warn("cannot tell which files the audit log writes to: a deleted or moved-away audit file will not be noticed (write failures still are)")
-	}
 	a.now = func() time.Time { return clock() }
 	a.groupsSeen = new(groupsSeen)
 	limit := cmp.Or(a.ExchangeLimit, &AttemptLimit{})
@@ -335,11 +329,7 @@ func (a *App) Start() error {
 			return err
 		}
 	}
-	var watches []*audit.FileWatch
-	for _, path := range a.auditFiles {
-		watches = append(watches, audit.NewFileWatch(path, a.audit.Health()))
-	}
-	a.goRun(func() { a.watchAudit(ctx, watches) })
+	a.goRun(func() { a.watchAudit(ctx) })
 	a.goRun(func() { metrics.census.runCensus(ctx, a.store, a.now, a.logger, a.censusInterval()) })
 	if a.webhooks != nil {
 		a.webhooks.Start()

@@ -14,12 +14,15 @@ import (
 	"testing"
 	"time"
 
+	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
+	"golang.org/x/mod/sumdb/note"
 
 	"github.com/tokengate/caddy-tokengate/internal/audit"
+	"github.com/tokengate/caddy-tokengate/internal/auditlog"
 	"github.com/tokengate/caddy-tokengate/internal/gateway"
 	"github.com/tokengate/caddy-tokengate/internal/reason"
 )
@@ -105,6 +108,30 @@ func (e *env) auditFile() (good []map[string]any, bad []string) {
 		good = append(good, m)
 	}
 	return good, bad
+}
+
+// auditIn waits for the one decision line of the call to path in any of
+// files.
+func (e *env) auditIn(path string, files []string) {
+	e.t.Helper()
+	deadline := time.Now().Add(3 * time.Second)
+	for {
+		n := 0
+		for _, f := range files {
+			for _, l := range readJSONLines(e.t, f) {
+				if l["msg"] == "decision" && l["path"] == path {
+					n++
+				}
+			}
+		}
+		if n == 1 {
+			return
+		}
+		if n > 1 || time.Now().After(deadline) {
+			e.t.Fatalf("%d audit lines for %s in %v, want one", n, path, files)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }
 
 func (e *env) decisionLine(path string) map[string]any {
@@ -230,6 +257,13 @@ func TestAuditFullDisk(t *testing.T) {
 		}
 	}
 	e.expectCaddyLog("audit lines are written again")
+	// The writer kept the line it could not write and wrote it once
+	// there was space: every call that passed is recorded.
+	for _, p := range passed {
+		if e.decisionLine(p) == nil {
+			t.Fatalf("%s passed before the disk was full and has no audit line after it had space again", p)
+		}
+	}
 
 	// What the full disk left: at most one line cut short, and the line
 	// written after it intact behind it. The leak check after the test
@@ -255,73 +289,109 @@ func TestAuditFullDisk(t *testing.T) {
 	}
 }
 
-func TestAuditFileMovedAwayAndDeleted(t *testing.T) {
+// TestAuditFileFollowed takes the audit file away as an operator and
+// logrotate do, under the tokengate_audit writer: rm, a move with a new
+// file made in its place (logrotate's create), copytruncate. Every call
+// passes, its line is in the file at the path, and the files verify as one
+// log against the signed checkpoints. A directory put in the file's place
+// holds allowed calls until it goes, without a restart.
+func TestAuditFileFollowed(t *testing.T) {
 	e := newEnv(t, envOptions{})
 	secret, _ := e.issue(billingReader(nil))
-	if r := call(t, http.MethodGet, gateURL+"/billing/before", bearer(secret)...); r.status != http.StatusOK {
-		t.Fatalf("before: %d %s", r.status, r.body)
-	}
 	path := filepath.Join(e.dir, "audit.log")
-
-	// Moved away (a rotation whose writer is not told): Caddy's writer
-	// keeps the moved file, so calls are held until it is back.
-	if err := os.Rename(path, path+".1"); err != nil {
-		t.Fatal(err)
-	}
-	_, passed := eventually(t, secret, "moved", http.StatusServiceUnavailable, 3*time.Second)
-	e.expectHeld(secret, "moved-held", 3)
-	e.expectCaddyLog("refusing allowed calls with 503 audit_unavailable")
-	if err := os.Rename(path+".1", path); err != nil {
-		t.Fatal(err)
-	}
-	_, back := eventually(t, secret, "back", http.StatusOK, 3*time.Second)
-	// The lines of the window before the move was noticed went to the
-	// moved file, which is the same file: nothing was lost.
-	for _, p := range append(passed, back[len(back)-1]) {
-		deadline := time.Now().Add(3 * time.Second)
-		for e.decisionLine(p) == nil {
-			if time.Now().After(deadline) {
-				t.Fatalf("no audit line for %s", p)
+	// pass makes calls that must pass, each with its line in one of files
+	// (audit.log when none is named).
+	pass := func(prefix string, files ...string) {
+		t.Helper()
+		for i := range 5 {
+			p := fmt.Sprintf("/billing/%s-%d", prefix, i)
+			if r := call(t, http.MethodGet, gateURL+p, bearer(secret)...); r.status != http.StatusOK {
+				t.Fatalf("%s: %d %s", p, r.status, r.body)
 			}
-			time.Sleep(20 * time.Millisecond)
+			if len(files) == 0 {
+				e.auditFor(p)
+				continue
+			}
+			e.auditIn(p, files)
 		}
 	}
+	pass("before")
 
-	// Deleted: the writer holds a file nobody can read. Calls are held,
-	// and stay held when a copy of the old lines is put back in its place,
-	// because lines do not reach the copy.
-	saved, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
 	if err := os.Remove(path); err != nil {
 		t.Fatal(err)
 	}
-	_, passed = eventually(t, secret, "deleted", http.StatusServiceUnavailable, 3*time.Second)
-	t.Logf("%d calls passed in the detection window after rm; their lines went to the deleted file", len(passed)-1)
-	e.expectHeld(secret, "deleted-held", 3)
-	if err := os.WriteFile(path, saved, 0o600); err != nil {
+	pass("after-rm")
+
+	if err := os.Rename(path, path+".1"); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(2500 * time.Millisecond) // two looks at the file
-	e.expectHeld(secret, "copy-held", 3)
+	if err := os.WriteFile(path, nil, 0o640); err != nil {
+		t.Fatal(err)
+	}
+	// Until the writer next looks the path up (100ms), lines go on into
+	// the moved file: they are recorded there.
+	pass("after-create", path+".1", path)
+	time.Sleep(150 * time.Millisecond)
+	pass("after-create-later")
 
-	// A directory in its place is no better.
-	if err := os.Rename(path, path+".saved"); err != nil {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path+".2", data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Truncate(path, 0); err != nil {
+		t.Fatal(err)
+	}
+	pass("after-copytruncate")
+
+	// Everything since the rm, in the order written, verifies as one log
+	// once the next checkpoint is signed.
+	key, err := auditlog.LoadOrCreateKey(auditlog.KeyPath(caddy.AppDataDir()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, err := note.NewVerifier(key.Vkey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	files := []string{path + ".1", path + ".2", path}
+	deadline := time.Now().Add(3 * time.Second)
+	for {
+		res, err := auditlog.Verify(files, []string{path + ".checkpoints"}, v)
+		if err == nil {
+			if res.StartSize == 0 || res.Lines < 15 {
+				t.Fatalf("verified %+v: want the lines since the rm, continuing the tree of the deleted file", res)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("verify %v: %v", files, err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+
+	// A directory in the file's place: the writer cannot make a file, so
+	// calls are held; the lines it could not write are written once the
+	// directory goes, and calls pass again.
+	if err := os.Remove(path); err != nil {
 		t.Fatal(err)
 	}
 	if err := os.Mkdir(path, 0o700); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(1500 * time.Millisecond)
-	e.expectHeld(secret, "dir-held", 2)
-	// The leak check reads what was saved.
+	_, passed := eventually(t, secret, "dir", http.StatusServiceUnavailable, 3*time.Second)
+	e.expectHeld(secret, "dir-held", 3)
+	e.expectCaddyLog("refusing allowed calls with 503 audit_unavailable")
 	if err := os.Remove(path); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.Rename(path+".saved", path); err != nil {
-		t.Fatal(err)
+	_, back := eventually(t, secret, "back", http.StatusOK, 3*time.Second)
+	for _, p := range append(passed, back[len(back)-1]) {
+		e.auditFor(p)
 	}
+	e.expectCaddyLog("audit lines are written again")
 }
 
 // TestAuditUnwritable starts with an audit log that takes no line at all
@@ -344,43 +414,6 @@ func TestAuditUnwritable(t *testing.T) {
 	}
 	if err := os.WriteFile(path, []byte(`{"level":"info","ts":1,"logger":"tokengate.audit","msg":"token.issued","schema":2,"actor":"t","token_id":"tok_x","reason":"","outcome":"success"}`+"\n"), 0o600); err != nil {
 		t.Fatal(err)
-	}
-}
-
-// TestAuditFilesFound pins what auditFiles reads out of Caddy's logging
-// config: a Caddy upgrade that moves it fails here, not silently in
-// production.
-func TestAuditFilesFound(t *testing.T) {
-	e := newEnv(t, envOptions{})
-	e.issue(billingReader(nil))
-	app := currentApp()
-	want := filepath.Join(e.dir, "audit.log")
-	if len(app.auditFiles) != 1 || app.auditFiles[0] != want {
-		t.Fatalf("audit files %q, want [%s] (and not caddy.log or access.log)", app.auditFiles, want)
-	}
-}
-
-func TestReceivesAudit(t *testing.T) {
-	for _, c := range []struct {
-		include, exclude []string
-		level            string
-		want             bool
-	}{
-		{nil, nil, "", true},
-		{[]string{"tokengate.audit"}, nil, "", true},
-		{[]string{"tokengate"}, nil, "INFO", true},
-		{[]string{"tokengate.auditx"}, nil, "", false},
-		{[]string{"http.log.access"}, nil, "", false},
-		{nil, []string{"tokengate.audit"}, "", false},
-		{nil, []string{"*"}, "", false},
-		{[]string{"tokengate.audit"}, []string{"tokengate"}, "", true},
-		{[]string{"tokengate"}, []string{"tokengate.audit"}, "", false},
-		{[]string{"tokengate.audit"}, nil, "ERROR", false},
-		{nil, nil, "debug", true},
-	} {
-		if got := receivesAudit(c.include, c.exclude, c.level); got != c.want {
-			t.Errorf("include %v exclude %v level %q: %v, want %v", c.include, c.exclude, c.level, got, c.want)
-		}
 	}
 }
 
@@ -415,3 +448,48 @@ func TestAuditFailOpenOption(t *testing.T) {
 type failWriter struct{}
 
 func (failWriter) Write([]byte) (int, error) { return 0, syscall.EROFS }
+
+// TestAuditTreeSurvivesReload reloads the config twice, with a changed
+// option in between: the writer of the same file is kept, so its lines
+// before and after verify as one log.
+func TestAuditTreeSurvivesReload(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	secret, _ := e.issue(billingReader(nil))
+	var paths []string
+	for i, o := range []envOptions{{}, {decisionCache: 5}, {}} {
+		if i > 0 {
+			newEnvReusing(e, o)
+		}
+		p := fmt.Sprintf("/billing/reload-%d", i)
+		if r := call(t, http.MethodGet, gateURL+p, bearer(secret)...); r.status != http.StatusOK {
+			t.Fatalf("%s: %d %s", p, r.status, r.body)
+		}
+		paths = append(paths, p)
+	}
+	for _, p := range paths {
+		e.auditFor(p)
+	}
+	key, err := auditlog.LoadOrCreateKey(auditlog.KeyPath(caddy.AppDataDir()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, err := note.NewVerifier(key.Vkey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(e.dir, "audit.log")
+	deadline := time.Now().Add(3 * time.Second)
+	for {
+		res, err := auditlog.Verify([]string{path}, []string{path + ".checkpoints"}, v)
+		if err == nil {
+			if res.StartSize != 0 || res.Lines != int64(len(e.auditLines())) {
+				t.Fatalf("verified %+v, want every one of the %d lines from the first", res, len(e.auditLines()))
+			}
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("verify after two reloads: %v", err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}

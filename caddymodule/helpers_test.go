@@ -240,7 +240,14 @@ func (e *env) load(o envOptions) {
 	}
 	log audit {
 		include tokengate.audit
-		output file %[1]s/audit.log
+		output tokengate_audit %[1]s/audit.log {
+			checkpoint_every 200ms
+		}
+		format json
+	}
+	log checkpoints {
+		include tokengate.checkpoint
+		output file %[1]s/checkpoint.log
 		format json
 	}
 }
@@ -274,7 +281,7 @@ func (e *env) load(o envOptions) {
 `, e.dir, e.upstream.Listener.Addr().String(), o.decisionCache, policy, o.extraRoutes, cmp.Or(o.gracePeriod, "1ns"),
 		adminPort, gatePort, plainPort, mgmtPort, httpsPort, o.appOptions)
 	if o.auditOff {
-		auditLog := fmt.Sprintf("\tlog audit {\n\t\tinclude tokengate.audit\n\t\toutput file %s/audit.log\n\t\tformat json\n\t}\n", e.dir)
+		auditLog := fmt.Sprintf("\tlog audit {\n\t\tinclude tokengate.audit\n\t\toutput tokengate_audit %s/audit.log {\n\t\t\tcheckpoint_every 200ms\n\t\t}\n\t\tformat json\n\t}\n", e.dir)
 		if !strings.Contains(cfg, auditLog) {
 			t.Fatal("the env's audit log block moved; update auditOff")
 		}
@@ -299,10 +306,16 @@ func (e *env) checkNothingLeaked() {
 	if len(lines) == 0 && !e.auditOff {
 		e.t.Error("the test wrote no audit line at all")
 	}
+	// The checkpoints signed so far, as a witness receives them and as
+	// the writer keeps them beside the file.
+	lines = append(lines, readJSONLines(e.t, filepath.Join(e.dir, "checkpoint.log"))...)
+	lines = append(lines, readJSONLines(e.t, filepath.Join(e.dir, "audit.log.checkpoints"))...)
 	validateAgainstSchema(e.t, lines)
-	keepAuditSample(e.t, filepath.Join(e.dir, "audit.log"))
+	for _, name := range []string{"audit.log", "checkpoint.log", "audit.log.checkpoints"} {
+		keepAuditSample(e.t, filepath.Join(e.dir, name))
+	}
 	var haystack strings.Builder
-	for _, name := range []string{"audit.log", "caddy.log", "access.log"} {
+	for _, name := range []string{"audit.log", "checkpoint.log", "caddy.log", "access.log"} {
 		b, err := os.ReadFile(filepath.Join(e.dir, name))
 		if err != nil && !os.IsNotExist(err) {
 			e.t.Fatal(err)

@@ -10,6 +10,7 @@
 #   ROUNDS=0 RATE_ROUNDS=5 examples/bench/run.sh   # only the fixed-rate stage
 #   WORKLOAD=single examples/bench/run.sh          # one token, one path (a cache benchmark)
 #   REV=39726e4 examples/bench/run.sh               # tokengate as built from another commit
+#   AUDIT_OUTPUT=tokengate_audit examples/bench/run.sh   # audit setups through the tamper-evident writer
 #
 # Needs: go, curl. Everything listens on 127.0.0.1, on ports free when the
 # run starts.
@@ -24,6 +25,9 @@ WORKLOAD=${WORKLOAD:-mix}
 METHODS=${METHODS:-GET=80,POST=15,DELETE=5}
 UNKNOWN_PCT=${UNKNOWN_PCT:-1}
 ZIPF_S=${ZIPF_S:-1.1}
+# The log writer of the *audit setups: file (Caddy's) or tokengate_audit
+# (the tamper-evident one: a leaf hash and an fstat a line, checkpoints).
+AUDIT_OUTPUT=${AUDIT_OUTPUT:-file}
 WORK=${WORK:-$(mktemp -d /tmp/tokengate-bench.XXXXXX)}
 
 cd "$(dirname "$0")/../.."
@@ -143,7 +147,7 @@ for setup in "${SETUPS[@]}"; do
 			global="$global
 	log audit {
 		include tokengate.audit
-		output file $dir/audit.log {
+		output $AUDIT_OUTPUT $dir/audit.log {
 			roll_disabled
 		}
 		format json

@@ -1,0 +1,239 @@
+package caddymodule
+
+import (
+	"fmt"
+	"io"
+	"strconv"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+	"github.com/dustin/go-humanize"
+	"go.uber.org/zap"
+
+	"github.com/tokengate/caddy-tokengate/internal/auditlog"
+)
+
+func init() {
+	caddy.RegisterModule(AuditWriter{})
+}
+
+// AuditWriter is the log writer caddy.logging.writers.tokengate_audit: it
+// writes the audit file so that it can be verified (each line a Merkle
+// leaf, signed checkpoints in <filename>.checkpoints and on logger
+// tokengate.checkpoint) and so that no line is lost to rm or a rotation
+// (it follows the path). A write it cannot make fails, which zap reports
+// to the audit logger's health: the gateway then holds allowed calls.
+//
+// Options are read when the file is first opened: a reload that keeps the
+// filename keeps the open writer, its tree and its key, as Caddy's own
+// file writer does.
+type AuditWriter struct {
+	// The audit file. Placeholders such as {env.*} are replaced.
+	Filename string `json:"filename"`
+	// The Ed25519 key signing checkpoints: the base64 of a 32-byte seed,
+	// or a signed-note private key, usually {env.TOKENGATE_AUDIT_KEY}.
+	// Default: a key generated once in Caddy's data dir
+	// (tokengate/audit.key, mode 0600).
+	SigningKey string `json:"signing_key,omitempty"`
+	// How often a checkpoint is signed while lines are added; default
+	// 1s. One is also signed every 1000 lines.
+	CheckpointEvery caddy.Duration `json:"checkpoint_every,omitempty"`
+	// Rolling, as Caddy's file writer: on by default, at 100 MiB,
+	// keeping 10 files for 90 days. Rolled files stay uncompressed so
+	// that verify reads them. The size is in bytes (Caddy's writer
+	// rounds it up to whole MiB).
+	Roll          *bool `json:"roll,omitempty"`
+	RollSize      int64 `json:"roll_size,omitempty"`
+	RollKeep      int   `json:"roll_keep,omitempty"`
+	RollKeepDays  int   `json:"roll_keep_days,omitempty"`
+	RollLocalTime bool  `json:"roll_local_time,omitempty"`
+
+	key *auditlog.Key
+}
+
+// CaddyModule returns the Caddy module information.
+func (AuditWriter) CaddyModule() caddy.ModuleInfo {
+	return caddy.ModuleInfo{
+		ID:  "caddy.logging.writers.tokengate_audit",
+		New: func() caddy.Module { return new(AuditWriter) },
+	}
+}
+
+// Provision resolves the filename and loads the signing key, so that a
+// bad key fails the config rather than the first checkpoint.
+func (w *AuditWriter) Provision(caddy.Context) error {
+	repl := caddy.NewReplacer()
+	name, err := repl.ReplaceOrErr(w.Filename, true, true)
+	if err != nil {
+		return fmt.Errorf("tokengate_audit filename: %v", err)
+	}
+	if w.Filename, err = caddy.FastAbs(name); err != nil {
+		return err
+	}
+	if w.SigningKey == "" {
+		w.key, err = auditlog.LoadOrCreateKey(auditlog.KeyPath(caddy.AppDataDir()))
+		return err
+	}
+	seed, err := repl.ReplaceOrErr(w.SigningKey, true, true)
+	if err != nil {
+		return fmt.Errorf("tokengate_audit signing_key: %v", err)
+	}
+	// The parse error never quotes the key.
+	if w.key, err = auditlog.ParseKey(seed); err != nil {
+		return fmt.Errorf("tokengate_audit signing_key: %v", err)
+	}
+	return nil
+}
+
+func (w *AuditWriter) String() string { return w.Filename }
+
+// WriterKey is the file alone: two configs writing one file share one
+// writer, so one tree.
+func (w *AuditWriter) WriterKey() string { return "tokengate_audit:" + w.Filename }
+
+// OpenWriter opens the audit file.
+func (w *AuditWriter) OpenWriter() (io.WriteCloser, error) {
+	roll := auditlog.Roll{LocalTime: w.RollLocalTime}
+	if w.Roll == nil || *w.Roll {
+		roll.Size = w.RollSize
+		if roll.Size <= 0 {
+			roll.Size = 100 << 20
+		}
+		roll.Keep = w.RollKeep
+		if roll.Keep == 0 {
+			roll.Keep = 10
+		}
+		days := w.RollKeepDays
+		if days == 0 {
+			days = 90
+		}
+		roll.KeepFor = time.Duration(days) * 24 * time.Hour
+	}
+	return auditlog.Open(auditlog.Options{
+		Path:            w.Filename,
+		Key:             w.key,
+		CheckpointEvery: time.Duration(w.CheckpointEvery),
+		Roll:            roll,
+		OnCheckpoint:    logCheckpoint,
+	})
+}
+
+// checkpointLog names the logger of checkpoint lines; it is no module of
+// its own, only the name Caddy routes by (`include tokengate.checkpoint`).
+type checkpointLog struct{}
+
+func (checkpointLog) CaddyModule() caddy.ModuleInfo {
+	return caddy.ModuleInfo{ID: auditlog.CheckpointLogger}
+}
+
+// logCheckpoint sends a signed checkpoint to logger tokengate.checkpoint
+// of the running config, for witnesses. The writer outlives configs, so
+// the logger is looked up each time; between configs there is none, and
+// the checkpoint is in the .checkpoints file anyway.
+func logCheckpoint(c auditlog.Checkpoint, err error) {
+	ctx := caddy.ActiveContext()
+	if ctx.Context == nil {
+		return
+	}
+	if err != nil {
+		caddy.Log().Error("audit checkpoint not written; the next one covers its lines", zap.Error(err))
+		return
+	}
+	ctx.Logger(checkpointLog{}).Info(auditlog.CheckpointMsg,
+		zap.Int("schema", c.Schema),
+		zap.String("file", c.File),
+		zap.Int64("tree_size", c.TreeSize),
+		zap.Int64("from", c.From),
+		zap.String("checkpoint", c.Note),
+	)
+}
+
+// UnmarshalCaddyfile sets up the writer from Caddyfile tokens:
+//
+//	output tokengate_audit <filename> {
+//		signing_key      <base64 seed or signed-note private key>
+//		checkpoint_every <duration>
+//		roll_disabled
+//		roll_size        <size>
+//		roll_keep        <count>
+//		roll_keep_for    <duration>
+//		roll_local_time
+//	}
+func (w *AuditWriter) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
+	d.Next() // the writer's name
+	if !d.AllArgs(&w.Filename) {
+		return d.ArgErr()
+	}
+	for d.NextBlock(0) {
+		switch d.Val() {
+		case "signing_key":
+			if !d.AllArgs(&w.SigningKey) {
+				return d.ArgErr()
+			}
+		case "checkpoint_every":
+			var s string
+			if !d.AllArgs(&s) {
+				return d.ArgErr()
+			}
+			dur, err := caddy.ParseDuration(s)
+			if err != nil || dur <= 0 {
+				return d.Errf("checkpoint_every must be a positive duration, got %q", s)
+			}
+			w.CheckpointEvery = caddy.Duration(dur)
+		case "roll_disabled":
+			if d.NextArg() {
+				return d.ArgErr()
+			}
+			off := false
+			w.Roll = &off
+		case "roll_size":
+			var s string
+			if !d.AllArgs(&s) {
+				return d.ArgErr()
+			}
+			size, err := humanize.ParseBytes(s)
+			if err != nil {
+				return d.Errf("parsing roll_size: %v", err)
+			}
+			if size == 0 || size > 1<<62 {
+				return d.Errf("roll_size must be more than 0, got %q", s)
+			}
+			w.RollSize = int64(size)
+		case "roll_keep":
+			var s string
+			if !d.AllArgs(&s) {
+				return d.ArgErr()
+			}
+			n, err := strconv.Atoi(s)
+			if err != nil || n < 0 {
+				return d.Errf("roll_keep must be a count, got %q", s)
+			}
+			w.RollKeep = n
+		case "roll_keep_for":
+			var s string
+			if !d.AllArgs(&s) {
+				return d.ArgErr()
+			}
+			dur, err := caddy.ParseDuration(s)
+			if err != nil || dur < 0 {
+				return d.Errf("roll_keep_for must be a duration, got %q", s)
+			}
+			w.RollKeepDays = int((dur + 24*time.Hour - 1) / (24 * time.Hour))
+		case "roll_local_time":
+			if d.NextArg() {
+				return d.ArgErr()
+			}
+			w.RollLocalTime = true
+		default:
+			return d.Errf("unrecognized subdirective %q", d.Val())
+		}
+	}
+	return nil
+}
+
+var (
+	_ caddy.Provisioner     = (*AuditWriter)(nil)
+	_ caddy.WriterOpener    = (*AuditWriter)(nil)
+	_ caddyfile.Unmarshaler = (*AuditWriter)(nil)
+)
