@@ -131,6 +131,7 @@ type App struct {
 	webhooks      *notify.Dispatcher  // nil without webhooks
 	exchangeBrake *addrlimit.Limiter
 	groupsSeen    *groupsSeen
+	storeProbe    *storeProbe
 
 	stop    context.CancelFunc
 	running *sync.WaitGroup
@@ -165,6 +166,7 @@ func (a *App) Provision(ctx caddy.Context) error {
 	a.logger = ctx.Logger()
 	a.audit = audit.New(a.logger.Named("audit"))
 	a.now = func() time.Time { return clock() }
+	a.storeProbe = new(storeProbe)
 	a.groupsSeen = new(groupsSeen)
 	limit := cmp.Or(a.ExchangeLimit, &AttemptLimit{})
 	a.exchangeBrake = addrlimit.New(cmp.Or(limit.Attempts, DefaultExchangeAttempts),

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
+	"sync"
 	"time"
 
 	"github.com/tokengate/caddy-tokengate/store"
@@ -100,13 +101,36 @@ func (a *App) notReady(ctx context.Context) []string {
 	return parts
 }
 
+// storeProbeReuse is how long one answer of the store is reused: /readyz
+// takes no credential, so a flood of probes (or of scrapes) must not
+// become a flood of store reads that starves the calls.
+const storeProbeReuse = time.Second
+
+// storeProbe remembers the last answer of the store to storeUp. Its mutex
+// is held during a read, so probes arriving meanwhile wait for that read
+// instead of sending their own: at most one read per storeProbeReuse.
+type storeProbe struct {
+	mu sync.Mutex
+	at time.Time
+	up bool
+}
+
 // storeUp reads a token no one has: a store that answers "not found"
-// within storePingTimeout is up.
+// within storePingTimeout is up. The answer is reused for
+// storeProbeReuse.
 func (a *App) storeUp(ctx context.Context) bool {
+	p := a.storeProbe
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	now := a.now()
+	if since := now.Sub(p.at); !p.at.IsZero() && since >= 0 && since < storeProbeReuse {
+		return p.up
+	}
 	ctx, cancel := context.WithTimeout(ctx, storePingTimeout)
 	defer cancel()
 	_, err := a.store.Get(ctx, storeProbeID)
-	return errors.Is(err, store.ErrNotFound)
+	p.at, p.up = now, errors.Is(err, store.ErrNotFound)
+	return p.up
 }
 
 // changeFeed reports whether token changes made on other nodes reach this
