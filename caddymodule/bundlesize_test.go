@@ -1,13 +1,6 @@
 package caddymodule
 
 import (
-	"archive/tar"
-	"bytes"
-	"compress/gzip"
-	"crypto/rand"
-	"crypto/rsa"
-	"crypto/x509"
-	"encoding/pem"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -18,6 +11,8 @@ import (
 	"testing"
 
 	"github.com/caddyserver/caddy/v2/caddytest"
+
+	"github.com/tokengate/caddy-tokengate/internal/testutil/opabundle"
 )
 
 // A gzip bomb served as the policy bundle of a gateway with verify_key
@@ -26,7 +21,7 @@ import (
 // inflates to; a lower max_bundle_bytes refuses it before inflating at all.
 func TestGzipBombBundleThroughCaddy(t *testing.T) {
 	const inflated = 16 * 32 << 20
-	bomb := buildGzipBomb(t, 16, 32<<20)
+	bomb := opabundle.GzipBomb(t, 16, 32<<20)
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "application/gzip")
 		w.Write(bomb)
@@ -34,7 +29,7 @@ func TestGzipBombBundleThroughCaddy(t *testing.T) {
 	defer srv.Close()
 	dir := t.TempDir()
 	pub := filepath.Join(dir, "bundle-signing.pem")
-	if err := os.WriteFile(pub, rsaPublicKeyPEM(t), 0o644); err != nil {
+	if err := os.WriteFile(pub, opabundle.PublicKeyPEM(t), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	caddytest.NewTester(t).InitServer(pepperConfig(dir, ""), "caddyfile")
@@ -60,44 +55,4 @@ func TestGzipBombBundleThroughCaddy(t *testing.T) {
 			t.Errorf("%q: loading allocated %d MiB for a bomb of %d MiB, want well under it", c.extra, allocated>>20, inflated>>20)
 		}
 	}
-}
-
-// buildGzipBomb writes a bundle-shaped tar.gz of files data.json of size
-// zero bytes each.
-func buildGzipBomb(t *testing.T, files, size int) []byte {
-	t.Helper()
-	var buf bytes.Buffer
-	gz, _ := gzip.NewWriterLevel(&buf, gzip.BestCompression)
-	tw := tar.NewWriter(gz)
-	zeros := make([]byte, 1<<20)
-	for i := range files {
-		if err := tw.WriteHeader(&tar.Header{Name: fmt.Sprintf("/blob%02d/data.json", i), Mode: 0o644, Size: int64(size)}); err != nil {
-			t.Fatal(err)
-		}
-		for written := 0; written < size; written += len(zeros) {
-			if _, err := tw.Write(zeros[:min(len(zeros), size-written)]); err != nil {
-				t.Fatal(err)
-			}
-		}
-	}
-	if err := tw.Close(); err != nil {
-		t.Fatal(err)
-	}
-	if err := gz.Close(); err != nil {
-		t.Fatal(err)
-	}
-	return buf.Bytes()
-}
-
-func rsaPublicKeyPEM(t *testing.T) []byte {
-	t.Helper()
-	k, err := rsa.GenerateKey(rand.Reader, 2048)
-	if err != nil {
-		t.Fatal(err)
-	}
-	der, err := x509.MarshalPKIXPublicKey(&k.PublicKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der})
 }

@@ -1,23 +1,17 @@
 package policy
 
 import (
-	"archive/tar"
-	"bytes"
-	"compress/gzip"
 	"context"
 	"crypto/rand"
-	"crypto/rsa"
-	"crypto/x509"
-	"encoding/pem"
-	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"runtime"
 	"strings"
-	"sync"
 	"testing"
+
+	"github.com/tokengate/caddy-tokengate/internal/testutil/opabundle"
 )
 
 // bombInflated is what gzipBomb inflates to: 16 files of 32 MiB of
@@ -25,45 +19,8 @@ import (
 const bombInflated = 16 * 32 << 20
 
 // gzipBomb is a bundle-shaped tar.gz of about half a megabyte that
-// inflates to bombInflated bytes, built once per test binary.
-var gzipBomb = sync.OnceValue(func() []byte {
-	var buf bytes.Buffer
-	gz, _ := gzip.NewWriterLevel(&buf, gzip.BestCompression)
-	tw := tar.NewWriter(gz)
-	zeros := make([]byte, 1<<20)
-	for i := range 16 {
-		if err := tw.WriteHeader(&tar.Header{Name: fmt.Sprintf("/blob%02d/data.json", i), Mode: 0o644, Size: 32 << 20}); err != nil {
-			panic(err)
-		}
-		for range 32 {
-			if _, err := tw.Write(zeros); err != nil {
-				panic(err)
-			}
-		}
-	}
-	if err := tw.Close(); err != nil {
-		panic(err)
-	}
-	if err := gz.Close(); err != nil {
-		panic(err)
-	}
-	return buf.Bytes()
-})
-
-// verifyKeyPEM is a fresh RSA public key: the bomb must be refused for
-// its size before anyone looks for a signature.
-func verifyKeyPEM(t *testing.T) []byte {
-	t.Helper()
-	k, err := rsa.GenerateKey(rand.Reader, 2048)
-	if err != nil {
-		t.Fatal(err)
-	}
-	der, err := x509.MarshalPKIXPublicKey(&k.PublicKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der})
-}
+// inflates to bombInflated bytes.
+func gzipBomb(t testing.TB) []byte { return opabundle.GzipBomb(t, 16, 32<<20) }
 
 // allocatedDuring is how many bytes f allocated on the heap (TotalAlloc
 // grows with every allocation, freed or not, so a bundle inflated and
@@ -81,7 +38,7 @@ func allocatedDuring(f func()) uint64 {
 // set, is refused for what it inflates to while the heap grows by a small
 // part of that: it is never inflated into memory.
 func TestGzipBombBundleIsRefusedBeforeItInflates(t *testing.T) {
-	bomb := gzipBomb()
+	bomb := gzipBomb(t)
 	dir := t.TempDir()
 	file := filepath.Join(dir, "bundle.tar.gz")
 	if err := os.WriteFile(file, bomb, 0o644); err != nil {
@@ -92,7 +49,7 @@ func TestGzipBombBundleIsRefusedBeforeItInflates(t *testing.T) {
 		w.Write(bomb)
 	}))
 	defer srv.Close()
-	key := verifyKeyPEM(t)
+	key := opabundle.PublicKeyPEM(t)
 	for _, location := range []string{file, srv.URL + "/bundles/tokengate.tar.gz"} {
 		b, err := NewBundle(location, BundleOptions{VerifyKey: key})
 		if err != nil {

@@ -4,12 +4,14 @@
 package opabundle
 
 import (
+	"archive/tar"
 	"bytes"
 	"compress/gzip"
 	"crypto/rand"
 	"crypto/rsa"
 	"crypto/x509"
 	"encoding/pem"
+	"fmt"
 	"io"
 	"io/fs"
 	"os"
@@ -171,4 +173,46 @@ func FlipByte(t testing.TB, path string) {
 	if err := os.WriteFile(path, b, 0o644); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// GzipBomb is a bundle-shaped tar.gz of files data.json files of size
+// zero bytes each: a few hundred KiB that inflate to files*size bytes.
+func GzipBomb(t testing.TB, files, size int) []byte {
+	t.Helper()
+	var buf bytes.Buffer
+	gz, _ := gzip.NewWriterLevel(&buf, gzip.BestCompression)
+	tw := tar.NewWriter(gz)
+	zeros := make([]byte, 1<<20)
+	for i := range files {
+		if err := tw.WriteHeader(&tar.Header{Name: fmt.Sprintf("/blob%02d/data.json", i), Mode: 0o644, Size: int64(size)}); err != nil {
+			t.Fatal(err)
+		}
+		for written := 0; written < size; written += len(zeros) {
+			if _, err := tw.Write(zeros[:min(len(zeros), size-written)]); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if err := tw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := gz.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return buf.Bytes()
+}
+
+// PublicKeyPEM is a fresh RSA public key in PEM, for a verify_key that
+// nothing was signed with.
+func PublicKeyPEM(t testing.TB) []byte {
+	t.Helper()
+	k, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	der, err := x509.MarshalPKIXPublicKey(&k.PublicKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der})
 }
