@@ -58,9 +58,9 @@ func waitFor(t *testing.T, within time.Duration, what string, cond func() bool) 
 }
 
 // TestProbesAndAuditThroughCaddy: /healthz and /readyz answer without a
-// credential; moving the audit file away makes the node not ready (naming
-// audit and nothing else) and tokengate_audit_writable 0, and putting it
-// back makes it ready again. Other methods on the probe paths are
+// credential; an audit file that cannot be written (a directory in its
+// place) makes the node not ready (naming audit and nothing else) and
+// tokengate_audit_writable 0, and a writable path makes it ready again. Other methods on the probe paths are
 // management calls like any other: refused without a credential.
 func TestProbesAndAuditThroughCaddy(t *testing.T) {
 	e := newEnv(t, envOptions{extraRoutes: siteMetrics})
@@ -92,12 +92,18 @@ func TestProbesAndAuditThroughCaddy(t *testing.T) {
 		}
 	}
 
+	// A directory in the audit file's place: the writer cannot make a
+	// file there, and learns so at its next line (a call's), which is held.
 	path := filepath.Join(e.dir, "audit.log")
-	if err := os.Rename(path, path+".1"); err != nil {
+	if err := os.Remove(path); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Mkdir(path, 0o700); err != nil {
 		t.Fatal(err)
 	}
 	var body healthBody
 	waitFor(t, 5*time.Second, "readyz turns 503", func() bool {
+		call(t, http.MethodGet, gateURL+"/billing/while-held", bearer(secret)...)
 		var status int
 		status, body = probe(t, http.MethodGet, "/readyz")
 		return status == http.StatusServiceUnavailable
@@ -106,16 +112,17 @@ func TestProbesAndAuditThroughCaddy(t *testing.T) {
 		t.Errorf("not ready body %+v, want audit alone", body)
 	}
 	if got := siteScrape(t)["tokengate_audit_writable"]; got != 0 {
-		t.Errorf("tokengate_audit_writable = %v with the audit file gone, want 0", got)
+		t.Errorf("tokengate_audit_writable = %v with no audit file to write, want 0", got)
 	}
 	if status, _ := probe(t, http.MethodGet, "/healthz"); status != http.StatusOK {
 		t.Errorf("healthz while not ready: %d, want 200 (the process lives)", status)
 	}
 
-	if err := os.Rename(path+".1", path); err != nil {
+	if err := os.Remove(path); err != nil {
 		t.Fatal(err)
 	}
 	waitFor(t, 5*time.Second, "readyz back to 200", func() bool {
+		call(t, http.MethodGet, gateURL+"/billing/after-held", bearer(secret)...)
 		status, _ := probe(t, http.MethodGet, "/readyz")
 		return status == http.StatusOK
 	})

@@ -24,6 +24,11 @@ func auditCommand() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "audit verify|prove|check-proof|key",
 		Short: "Verifies audit files against their signed checkpoints",
+		Example: `  caddy tokengate audit key > audit.pub
+  caddy tokengate audit verify --key audit.pub audit-2026-12-01T00-00-00.000.log audit.log
+  caddy tokengate audit verify --key audit.pub --checkpoint witness.checkpoints audit.log
+  caddy tokengate audit prove audit.log 1500 > line1500.proof
+  caddy tokengate audit check-proof --key audit.pub line1500.proof`,
 	}
 	cmd.AddCommand(auditVerifyCommand(), auditProveCommand(), auditCheckProofCommand(), auditKeyCommand())
 	return cmd
