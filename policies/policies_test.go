@@ -12,7 +12,7 @@ import (
 )
 
 // TestRegoPolicies runs every test_ rule in this folder through OPA's own
-// test runner, so `go test ./...` and `opa test policies/` check the same
+// test runner, so `go test ./...` and `opa test` on policies/ check the same
 // thing.
 func TestRegoPolicies(t *testing.T) {
 	results, err := policy.RunTests(context.Background(), policies.FS)
