@@ -5,7 +5,6 @@ import (
 	"context"
 	"crypto/sha256"
 	"errors"
-	"sync"
 	"testing"
 
 	"github.com/tokengate/caddy-tokengate/internal/token"
@@ -71,24 +70,10 @@ func testRekeyIsAtomic(t *testing.T, s store.Backend) {
 	mustCreate(t, s, tok)
 	sum := sha256.Sum256([]byte(token.NewSecret()))
 	newHash := sum[:]
-	const racers = 8
-	var wg sync.WaitGroup
-	errs := make([]error, racers)
-	for i := range racers {
-		wg.Go(func() {
-			_, errs[i] = s.Rekey(ctx, tok.Hash, newHash)
-		})
-	}
-	wg.Wait()
-	won := 0
-	for _, err := range errs {
-		switch {
-		case err == nil:
-			won++
-		case !errors.Is(err, store.ErrNotFound):
-			t.Fatalf("a losing rekey: %v, want ErrNotFound", err)
-		}
-	}
+	won := race(t, 8, store.ErrNotFound, func() error {
+		_, err := s.Rekey(ctx, tok.Hash, newHash)
+		return err
+	})
 	if won != 1 {
 		t.Fatalf("%d rekeys won, want 1", won)
 	}

@@ -678,26 +678,13 @@ func testCreateFirst(t *testing.T, s store.Backend) {
 	ctx := context.Background()
 	other := NewToken("carol") // bound to billing, not the management service
 	mustCreate(t, s, other)
-	var wg sync.WaitGroup
-	var won atomic.Int64
-	for i := 0; i < 10; i++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			a, b := NewToken("alice"), NewToken("bob")
-			a.Services, b.Services = []string{"tokengate-admin"}, []string{"tokengate-admin"}
-			err := s.CreateFirst(ctx, "tokengate-admin", []*store.Token{a, b})
-			switch {
-			case err == nil:
-				won.Add(1)
-			case !errors.Is(err, store.ErrConflict):
-				t.Errorf("CreateFirst: %v", err)
-			}
-		}()
-	}
-	wg.Wait()
-	if won.Load() != 1 {
-		t.Fatalf("%d concurrent CreateFirst calls succeeded, want 1", won.Load())
+	won := race(t, 10, store.ErrConflict, func() error {
+		a, b := NewToken("alice"), NewToken("bob")
+		a.Services, b.Services = []string{"tokengate-admin"}, []string{"tokengate-admin"}
+		return s.CreateFirst(ctx, "tokengate-admin", []*store.Token{a, b})
+	})
+	if won != 1 {
+		t.Fatalf("%d concurrent CreateFirst calls succeeded, want 1", won)
 	}
 	mgmt, _ := s.List(ctx, store.Filter{Service: "tokengate-admin"})
 	if len(mgmt) != 2 {
