@@ -292,6 +292,10 @@ func (e *env) load(o envOptions) {
 	}
 	e.tester = caddytest.NewTester(t).WithDefaultOverrides(caddytest.Config{LoadRequestTimeout: o.loadTimeout})
 	e.tester.InitServer(cfg, "caddyfile")
+	// The servers of the config this one replaced close their idle
+	// keep-alive connections as they stop: a request sent on one of them
+	// reads EOF. The tests' requests go through http.DefaultClient.
+	http.DefaultClient.CloseIdleConnections()
 	if t.Failed() {
 		t.FailNow()
 	}
