@@ -292,10 +292,7 @@ func (e *env) load(o envOptions) {
 	}
 	e.tester = caddytest.NewTester(t).WithDefaultOverrides(caddytest.Config{LoadRequestTimeout: o.loadTimeout})
 	e.tester.InitServer(cfg, "caddyfile")
-	// The servers of the config this one replaced close their idle
-	// keep-alive connections as they stop: a request sent on one of them
-	// reads EOF. The tests' requests go through http.DefaultClient.
-	http.DefaultClient.CloseIdleConnections()
+	settleServers()
 	if t.Failed() {
 		t.FailNow()
 	}
@@ -615,4 +612,29 @@ func (e *env) approvedToken(spec map[string]any) (string, string) {
 	_ = json.Unmarshal(body, &claimed)
 	remember(claimed.Secret)
 	return claimed.Secret, claimed.Token.ID
+}
+
+// settleServers returns once the servers of the config just loaded answer
+// on new connections. The servers of the config it replaced stop
+// meanwhile: a connection one of them accepted, or a keep-alive one of
+// http.DefaultClient (which the tests' requests go through), ends in EOF.
+func settleServers() {
+	http.DefaultClient.CloseIdleConnections()
+	fresh := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}, Timeout: time.Second}
+	answers := func(u string) bool {
+		resp, err := fresh.Get(u + "/")
+		if err == nil {
+			resp.Body.Close()
+		}
+		return err == nil
+	}
+	// Three rounds in a row in which both sites answer.
+	for streak, deadline := 0, time.Now().Add(3*time.Second); streak < 3 && time.Now().Before(deadline); {
+		if answers(gateURL) && answers(mgmtURL) {
+			streak++
+		} else {
+			streak = 0
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
 }
