@@ -44,9 +44,9 @@ func TestCaddyfileReferenceAdapts(t *testing.T) {
 
 // TestCaddyfileReferenceIsComplete fails when a parser accepts something
 // the reference does not show. What the parsers accept is read from the
-// module's source: every function that takes a *caddyfile.Dispenser
-// contributes the string constants of its switch cases (its
-// subdirectives), and the reference must have one block whose
+// module's source: every function that takes a *caddyfile.Dispenser (or an
+// httpcaddyfile.Helper) contributes the string constants of its switch
+// cases (its subdirectives), and the reference must have one block whose
 // subdirectives are exactly those; every name registered with
 // httpcaddyfile (directives, global options) and every module ID under
 // caddy.logging.writers and tokengate.stores must appear in a block.
@@ -210,14 +210,21 @@ func caddyfileParsers(t *testing.T) ([]unmarshaler, []registered) {
 	return parsers, names
 }
 
+// takesDispenser reports whether fn reads Caddyfile tokens: it takes a
+// *caddyfile.Dispenser or an httpcaddyfile.Helper (which embeds one).
 func takesDispenser(fn *ast.FuncDecl) bool {
 	for _, p := range fn.Type.Params.List {
-		if star, ok := p.Type.(*ast.StarExpr); ok {
-			if sel, ok := star.X.(*ast.SelectorExpr); ok && sel.Sel.Name == "Dispenser" {
-				if pkg, ok := sel.X.(*ast.Ident); ok && pkg.Name == "caddyfile" {
-					return true
-				}
-			}
+		typ := p.Type
+		if star, ok := typ.(*ast.StarExpr); ok {
+			typ = star.X
+		}
+		sel, ok := typ.(*ast.SelectorExpr)
+		if !ok {
+			continue
+		}
+		pkg, ok := sel.X.(*ast.Ident)
+		if ok && (pkg.Name == "caddyfile" && sel.Sel.Name == "Dispenser" || pkg.Name == "httpcaddyfile" && sel.Sel.Name == "Helper") {
+			return true
 		}
 	}
 	return false
