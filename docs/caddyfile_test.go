@@ -1,5 +1,3 @@
-// Package docs holds the guides; its tests keep the Caddyfile reference
-// (caddyfile.md) in step with the Caddyfile parsers.
 package docs
 
 import (
