@@ -199,12 +199,12 @@ func TestWriterFollowsThePath(t *testing.T) {
 	writeLines(t, w, "before", 10)
 
 	// Moved away (logrotate create): lines go on into the moved file
-	// until the writer next looks the path up, then into a new file.
+	// until the writer next looks at it, then into a new file.
 	if err := os.Rename(path, path+".1"); err != nil {
 		t.Fatal(err)
 	}
 	writeLines(t, w, "moved", 5)
-	time.Sleep(pathCheckEvery)
+	time.Sleep(10 * DefaultCheckEvery)
 	writeLines(t, w, "moved-later", 5)
 	moved, now := countLines(t, path+".1"), countLines(t, path)
 	if moved+now != 21 || moved < 11 || now < 2 {
@@ -317,12 +317,16 @@ func TestWriterKeepsLinesItCannotWrite(t *testing.T) {
 	key := testKey(t, 1)
 	w, _ := openTest(t, path, Options{Key: key})
 	writeLines(t, w, "before", 3)
+	w.Checkpoint() // the lines are in the file: a look found them there
 	if err := os.Remove(path); err != nil {
 		t.Fatal(err)
 	}
 	if err := os.Mkdir(path, 0o700); err != nil {
 		t.Fatal(err)
 	}
+	// The first write after a look is due reaches the deleted file, and
+	// the look finds the path taken: it fails, keeping its line.
+	time.Sleep(2 * DefaultCheckEvery)
 	for i := range 2 {
 		if _, err := w.Write([]byte(fmt.Sprintf(`{"held":%d}`+"\n", i))); err == nil {
 			t.Fatal("a write succeeded with a directory at the path")
