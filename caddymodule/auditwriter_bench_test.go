@@ -20,7 +20,7 @@ import (
 // BenchmarkAuditFile writes gateway call lines through zap's JSON encoder
 // (what Caddy's `format json` wraps) into a file in the test's temporary
 // folder: with Caddy's file writer (`output file`, rolling on and rolled
-// files gzipped, as by default; and with `roll_uncompressed`, since the
+// files gzipped, as by default; and with `roll_compression none`, since the
 // gzip of the file rolled at 100 MiB runs within a run of 200,000 lines or
 // more) and with tokengate_audit (a look at the file and the path every
 // millisecond, a leaf hash per line, a signed checkpoint every 1000
@@ -40,8 +40,7 @@ func BenchmarkAuditFile(b *testing.B) {
 			return logging.FileWriter{Filename: path}.OpenWriter()
 		},
 		"writer=caddy-file-uncompressed": func(path string) (io.WriteCloser, error) {
-			uncompressed := false
-			return logging.FileWriter{Filename: path, RollCompress: &uncompressed}.OpenWriter()
+			return logging.FileWriter{Filename: path, RollCompression: "none"}.OpenWriter()
 		},
 		"writer=tokengate_audit": func(path string) (io.WriteCloser, error) {
 			key, err := auditlog.ParseKey(base64.StdEncoding.EncodeToString([]byte(strings.Repeat("k", 32))))
