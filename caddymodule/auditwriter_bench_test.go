@@ -21,8 +21,8 @@ import (
 // (what Caddy's `format json` wraps) into a file in the test's temporary
 // folder: with Caddy's file writer (`output file`, rolling on and rolled
 // files gzipped, as by default; and with `roll_compression none`, since the
-// gzip of the file rolled at 100 MiB runs within a run of 200,000 lines or
-// more) and with tokengate_audit (a look at the file and the path every
+// gzip of the file rolled at 100 MiB, some 200,000 lines in, runs within
+// a longer run) and with tokengate_audit (a look at the file and the path every
 // millisecond, a leaf hash per line, a signed checkpoint every 1000
 // lines). Target: tokengate_audit at least 0.9 x Caddy's lines/s. One
 // goroutine writes, as zap serialises writes to one file anyway.
