@@ -80,6 +80,9 @@ const maxUnchecked = 256 << 10
 //     from any writer.
 //   - Every line is a leaf of a Merkle tree once a look found it in
 //     place; checkpoints are signed on a timer and every MaxLines leaves.
+//     The hashing is done by a goroutine of its own, off the path of
+//     Write, except when the tree is needed at once (a continues line, a
+//     checkpoint on the timer, a roll, Close).
 type Writer struct {
 	opts       Options
 	checkpoint string // path of the .checkpoints file
@@ -89,11 +92,23 @@ type Writer struct {
 	fi         os.FileInfo
 	offset     int64 // where f's whole lines end
 	needHeader bool  // f is new and the tree is not empty: a continues line goes first
-	t          tree
-	leaf       *leafHasher
-	lastCP     int64  // tree size of the last checkpoint appended
-	pending    []byte // leaf hash prefixes of lines lastCP+1 .. t.size
 	closed     bool
+	// confirmed holds lines a look found in place, in order, until they
+	// are hashed into the tree.
+	confirmed []byte
+	wake      chan struct{} // tells the hasher there are confirmed lines
+	hashing   bool          // the hasher runs; false once Close stopped it
+	hashDone  chan struct{}
+
+	// The tree and what a checkpoint needs, guarded by treeMu. It is
+	// taken with mu held, or by the hasher alone after it took a batch
+	// of confirmed lines with mu held, so leaves are added in order.
+	treeMu  sync.Mutex
+	t       tree
+	leaf    *leafHasher
+	lastCP  int64  // tree size of the last checkpoint appended
+	pending []byte // leaf hash prefixes of lines lastCP+1 .. t.size
+	hashBuf []byte // the hasher's batch
 	// unchecked holds the lines written to f since the last look, which
 	// are leaves only once a look found them in the file at the path.
 	unchecked  []byte
@@ -105,8 +120,8 @@ type Writer struct {
 	// be written first when the file takes lines again. It is bounded by
 	// maxBacklog.
 	backlog []byte
-	// signed and signErr are the checkpoints signed under the lock, to
-	// be reported once it is released.
+	// signed and signErr are the checkpoints signed with mu held, to be
+	// reported once it is released.
 	signed  []Checkpoint
 	signErr error
 
@@ -136,7 +151,11 @@ func Open(opts Options) (*Writer, error) {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
-	w := &Writer{opts: opts, checkpoint: opts.Path + ".checkpoints", leaf: newLeafHasher(), stop: make(chan struct{}), done: make(chan struct{})}
+	w := &Writer{
+		opts: opts, checkpoint: opts.Path + ".checkpoints", leaf: newLeafHasher(),
+		wake: make(chan struct{}, 1), hashing: true, hashDone: make(chan struct{}),
+		stop: make(chan struct{}), done: make(chan struct{}),
+	}
 	if err := os.MkdirAll(filepath.Dir(opts.Path), 0o700); err != nil {
 		return nil, err
 	}
@@ -159,6 +178,7 @@ func Open(opts Options) (*Writer, error) {
 	w.checkTimer = time.AfterFunc(time.Hour, w.checkLater)
 	w.checkTimer.Stop()
 	go w.tick()
+	go w.hash()
 	return w, nil
 }
 
@@ -353,13 +373,13 @@ func (w *Writer) check() error {
 		}
 		switch w.look() {
 		case inPlace:
-			w.addLeaves(w.unchecked)
+			w.confirm(w.unchecked)
 			w.unchecked = w.unchecked[:0]
 			return nil
 		case movedAway:
 			// Readable under its new name, with the lines: they are
 			// leaves there, and the next line goes to the path.
-			w.addLeaves(w.unchecked)
+			w.confirm(w.unchecked)
 			w.unchecked = w.unchecked[:0]
 			w.f.Close()
 			w.f = nil
@@ -397,7 +417,7 @@ func (w *Writer) settleCut() {
 	if before > 0 && w.unchecked[before-1] != '\n' {
 		return
 	}
-	w.addLeaves(w.unchecked[:before])
+	w.confirm(w.unchecked[:before])
 	w.unchecked = append(w.unchecked[:0], w.unchecked[before:]...)
 }
 
@@ -411,7 +431,11 @@ func (w *Writer) unplaced() {
 // short write is cut back, so the file never holds half a line.
 func (w *Writer) append(p []byte) error {
 	if w.needHeader {
-		if err := w.appendRaw(marshalContinues(&w.t, w.opts.Now())); err != nil {
+		w.treeMu.Lock()
+		w.settleLocked()
+		header := marshalContinues(&w.t, w.opts.Now())
+		w.treeMu.Unlock()
+		if err := w.appendRaw(header); err != nil {
 			return err
 		}
 		w.needHeader = false
@@ -431,9 +455,62 @@ func (w *Writer) appendRaw(p []byte) error {
 	return nil
 }
 
+// maxUnhashed bounds the confirmed lines waiting for the hasher: past it
+// (the hasher's goroutine is not getting the CPU) they are hashed at once.
+const maxUnhashed = 1 << 20
+
+// confirm queues lines a look found in place for the hasher (mu held).
+func (w *Writer) confirm(p []byte) {
+	if len(p) == 0 {
+		return
+	}
+	w.confirmed = append(w.confirmed, p...)
+	if len(w.confirmed) >= maxUnhashed {
+		w.treeMu.Lock()
+		w.settleLocked()
+		w.treeMu.Unlock()
+		return
+	}
+	if w.hashing {
+		select {
+		case w.wake <- struct{}{}:
+		default: // already told
+		}
+	}
+}
+
+// hash makes the confirmed lines leaves, a batch at a time, while Write
+// goes on writing.
+func (w *Writer) hash() {
+	defer close(w.hashDone)
+	for range w.wake {
+		w.mu.Lock()
+		if len(w.confirmed) == 0 {
+			w.mu.Unlock()
+			continue
+		}
+		w.treeMu.Lock()
+		w.hashBuf, w.confirmed = w.confirmed, w.hashBuf[:0]
+		w.mu.Unlock()
+		var signed []Checkpoint
+		var err error
+		w.addLeaves(w.hashBuf, &signed, &err)
+		w.treeMu.Unlock()
+		w.report(signed, err)
+	}
+}
+
+// settleLocked hashes the confirmed lines the hasher has not taken, so
+// that the tree holds every one (mu and treeMu held).
+func (w *Writer) settleLocked() {
+	w.addLeaves(w.confirmed, &w.signed, &w.signErr)
+	w.confirmed = w.confirmed[:0]
+}
+
 // addLeaves makes each line of p a leaf, signing a checkpoint whenever
-// MaxLines leaves are not covered by one.
-func (w *Writer) addLeaves(p []byte) {
+// MaxLines leaves are not covered by one (treeMu held). Checkpoints
+// signed, or the error, go to signed and errp.
+func (w *Writer) addLeaves(p []byte, signed *[]Checkpoint, errp *error) {
 	for len(p) > 0 {
 		i := bytes.IndexByte(p, '\n')
 		h := w.leaf.hash(p[:i])
@@ -441,7 +518,20 @@ func (w *Writer) addLeaves(p []byte) {
 		w.pending = append(w.pending, h[:prefixLen]...)
 		p = p[i+1:]
 		if w.t.size-w.lastCP >= int64(w.opts.MaxLines) {
-			w.sign()
+			keep(signed, errp)(w.checkpointLocked())
+		}
+	}
+}
+
+// keep returns a function storing a checkpoint, or an error, in signed
+// and errp.
+func keep(signed *[]Checkpoint, errp *error) func(*Checkpoint, error) {
+	return func(c *Checkpoint, err error) {
+		switch {
+		case err != nil:
+			*errp = err
+		case c != nil:
+			*signed = append(*signed, *c)
 		}
 	}
 }
@@ -450,6 +540,9 @@ func (w *Writer) addLeaves(p []byte) {
 // cut short in place is emptied: what it held was copied away before the
 // cut, or lost to it.
 func (w *Writer) reopen() error {
+	w.treeMu.Lock()
+	w.settleLocked() // the tree's size tells whether a continues line is due
+	w.treeMu.Unlock()
 	if w.f != nil {
 		if fi, err := os.Stat(w.opts.Path); err == nil && os.SameFile(fi, w.fi) {
 			if err := w.f.Truncate(0); err != nil {
@@ -490,17 +583,14 @@ func (w *Writer) Checkpoint() {
 	w.report(signed, err)
 }
 
-// sign signs a checkpoint of the tree when it grew since the last one and
-// keeps it (or the error) for takeSigned.
+// sign makes every confirmed line a leaf and signs a checkpoint of the
+// tree when it grew since the last one, keeping it (or the error) for
+// takeSigned (mu held).
 func (w *Writer) sign() {
-	c, err := w.checkpointLocked()
-	if err != nil {
-		w.signErr = err
-		return
-	}
-	if c != nil {
-		w.signed = append(w.signed, *c)
-	}
+	w.treeMu.Lock()
+	defer w.treeMu.Unlock()
+	w.settleLocked()
+	keep(&w.signed, &w.signErr)(w.checkpointLocked())
 }
 
 // takeSigned returns what sign kept, to be reported with no lock held.
@@ -586,6 +676,11 @@ func (w *Writer) Close() error {
 	<-w.done
 	w.checkTimer.Stop()
 	w.Checkpoint()
+	w.mu.Lock()
+	w.hashing = false
+	close(w.wake)
+	w.mu.Unlock()
+	<-w.hashDone
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if w.f == nil {
