@@ -75,9 +75,8 @@ const maxUnchecked = 256 << 10
 //     (copytruncate), it does the same with the lines written after the
 //     cut. A file moved away keeps the lines written to it, and the next
 //     go to the path. So no line is lost to rm, a move or a replacement:
-//     a line written to a deleted file is in memory until it is written
-//     again, and what a crash in that millisecond takes, a crash takes
-//     from any writer.
+//     a line written to a deleted file is in memory until the next look
+//     writes it again (a crash before that look loses it).
 //   - Every line is a leaf of a Merkle tree once a look found it in
 //     place; checkpoints are signed on a timer and every MaxLines leaves.
 //     The hashing is done by a goroutine of its own, off the path of
@@ -100,15 +99,6 @@ type Writer struct {
 	hashing   bool          // the hasher runs; false once Close stopped it
 	hashDone  chan struct{}
 
-	// The tree and what a checkpoint needs, guarded by treeMu. It is
-	// taken with mu held, or by the hasher alone after it took a batch
-	// of confirmed lines with mu held, so leaves are added in order.
-	treeMu  sync.Mutex
-	t       tree
-	leaf    *leafHasher
-	lastCP  int64  // tree size of the last checkpoint appended
-	pending []byte // leaf hash prefixes of lines lastCP+1 .. t.size
-	hashBuf []byte // the hasher's batch
 	// unchecked holds the lines written to f since the last look, which
 	// are leaves only once a look found them in the file at the path.
 	unchecked  []byte
@@ -127,6 +117,16 @@ type Writer struct {
 
 	stop chan struct{}
 	done chan struct{}
+
+	// The tree and what a checkpoint needs, guarded by treeMu. It is
+	// taken with mu held, or by the hasher alone after it took a batch
+	// of confirmed lines with mu held, so leaves are added in order.
+	treeMu  sync.Mutex
+	t       tree
+	leaf    *leafHasher
+	lastCP  int64  // tree size of the last checkpoint appended
+	pending []byte // leaf hash prefixes of lines lastCP+1 .. t.size
+	hashBuf []byte // the hasher's batch
 }
 
 // Open opens or creates the file at opts.Path. An existing file's lines
