@@ -328,7 +328,7 @@ func TestAuditFileFollowed(t *testing.T) {
 	if err := os.WriteFile(path, nil, 0o640); err != nil {
 		t.Fatal(err)
 	}
-	// Until the writer next looks the path up (100ms), lines go on into
+	// Until the writer next looks at the file (every millisecond), lines go on into
 	// the moved file: they are recorded there.
 	pass("after-create", path+".1", path)
 	time.Sleep(150 * time.Millisecond)

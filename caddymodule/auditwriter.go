@@ -1,9 +1,12 @@
 package caddymodule
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"strconv"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
@@ -27,7 +30,8 @@ func init() {
 //
 // Options are read when the file is first opened: a reload that keeps the
 // filename keeps the open writer, its tree and its key, as Caddy's own
-// file writer does.
+// file writer does. The file is closed (a last checkpoint signed) when no
+// loaded config writes it any more.
 type AuditWriter struct {
 	// The audit file. Placeholders such as {env.*} are replaced.
 	Filename string `json:"filename"`
@@ -49,7 +53,8 @@ type AuditWriter struct {
 	RollKeepDays  int   `json:"roll_keep_days,omitempty"`
 	RollLocalTime bool  `json:"roll_local_time,omitempty"`
 
-	key *auditlog.Key
+	key  *auditlog.Key
+	file *auditFile // held from Provision to Cleanup
 }
 
 // CaddyModule returns the Caddy module information.
@@ -71,19 +76,42 @@ func (w *AuditWriter) Provision(caddy.Context) error {
 	if w.Filename, err = caddy.FastAbs(name); err != nil {
 		return err
 	}
-	if w.SigningKey == "" {
-		w.key, err = auditlog.LoadOrCreateKey(auditlog.KeyPath(caddy.AppDataDir()))
+	if w.key, err = w.signingKey(repl); err != nil {
 		return err
+	}
+	file := auditFileFor(w.Filename)
+	if err := file.acquire(w.open); err != nil {
+		return err
+	}
+	w.file = file
+	return nil
+}
+
+func (w *AuditWriter) signingKey(repl *caddy.Replacer) (*auditlog.Key, error) {
+	if w.SigningKey == "" {
+		return auditlog.LoadOrCreateKey(auditlog.KeyPath(caddy.AppDataDir()))
 	}
 	seed, err := repl.ReplaceOrErr(w.SigningKey, true, true)
 	if err != nil {
-		return fmt.Errorf("tokengate_audit signing_key: %v", err)
+		return nil, fmt.Errorf("tokengate_audit signing_key: %v", err)
 	}
 	// The parse error never quotes the key.
-	if w.key, err = auditlog.ParseKey(seed); err != nil {
-		return fmt.Errorf("tokengate_audit signing_key: %v", err)
+	key, err := auditlog.ParseKey(seed)
+	if err != nil {
+		return nil, fmt.Errorf("tokengate_audit signing_key: %v", err)
 	}
-	return nil
+	return key, nil
+}
+
+// Cleanup gives back this config's hold on the file; the last config
+// writing it closes it.
+func (w *AuditWriter) Cleanup() error {
+	if w.file == nil {
+		return nil // Provision failed before taking it
+	}
+	err := w.file.release()
+	w.file = nil
+	return err
 }
 
 func (w *AuditWriter) String() string { return w.Filename }
@@ -92,8 +120,18 @@ func (w *AuditWriter) String() string { return w.Filename }
 // writer, so one tree.
 func (w *AuditWriter) WriterKey() string { return "tokengate_audit:" + w.Filename }
 
-// OpenWriter opens the audit file.
+// OpenWriter returns the file Provision opened. Caddy asks once per
+// WriterKey and keeps the answer for later configs, so what it gets is the
+// file's lasting handle, which writes to whichever writer is open for it.
 func (w *AuditWriter) OpenWriter() (io.WriteCloser, error) {
+	if w.file == nil {
+		return nil, errors.New("tokengate_audit writer was not provisioned")
+	}
+	return w.file, nil
+}
+
+// open opens the audit file with this config's options.
+func (w *AuditWriter) open() (*auditlog.Writer, error) {
 	roll := auditlog.Roll{LocalTime: w.RollLocalTime}
 	if w.Roll == nil || *w.Roll {
 		roll.Size = w.RollSize
@@ -232,8 +270,84 @@ func (w *AuditWriter) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	return nil
 }
 
+// auditFile is one audit file as every loaded config writing it shares
+// it: the writer is opened when the first such config is provisioned and
+// closed when the last is cleaned up.
+//
+// The count is kept here because Caddy's own pool of log writers does not
+// end: the closing it registers for a config's unload is never run (it is
+// added to a copy of the config's context), so a writer it opened stays
+// open, and a tokengate_audit writer kept signing checkpoints, for the
+// life of the process. Caddy also keeps the handle OpenWriter returned for
+// the file's WriterKey and hands it to later configs, so one auditFile
+// stays per filename, whatever writer is open behind it.
+type auditFile struct {
+	mu   sync.Mutex // taken to open or close, not to write
+	refs int
+	w    atomic.Pointer[auditlog.Writer]
+}
+
+var (
+	auditFilesMu sync.Mutex
+	auditFiles   = map[string]*auditFile{}
+)
+
+func auditFileFor(name string) *auditFile {
+	auditFilesMu.Lock()
+	defer auditFilesMu.Unlock()
+	f := auditFiles[name]
+	if f == nil {
+		f = new(auditFile)
+		auditFiles[name] = f
+	}
+	return f
+}
+
+// acquire takes a hold on the file, opening it with open when nobody
+// holds it.
+func (f *auditFile) acquire(open func() (*auditlog.Writer, error)) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.refs == 0 {
+		w, err := open()
+		if err != nil {
+			return err
+		}
+		f.w.Store(w)
+	}
+	f.refs++
+	return nil
+}
+
+// release gives back a hold; the last one closes the writer.
+func (f *auditFile) release() error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.refs--; f.refs > 0 {
+		return nil
+	}
+	return f.w.Swap(nil).Close()
+}
+
+// errAuditFileClosed fails a line logged through a config already cleaned
+// up, so that it counts as unrecorded.
+var errAuditFileClosed = errors.New("tokengate_audit: the audit file was closed with the last config writing it")
+
+func (f *auditFile) Write(p []byte) (int, error) {
+	w := f.w.Load()
+	if w == nil {
+		return 0, errAuditFileClosed
+	}
+	return w.Write(p)
+}
+
+// Close does nothing: the file is closed by the Cleanup of the last
+// config writing it.
+func (f *auditFile) Close() error { return nil }
+
 var (
 	_ caddy.Provisioner     = (*AuditWriter)(nil)
+	_ caddy.CleanerUpper    = (*AuditWriter)(nil)
 	_ caddy.WriterOpener    = (*AuditWriter)(nil)
 	_ caddyfile.Unmarshaler = (*AuditWriter)(nil)
 )

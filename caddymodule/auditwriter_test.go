@@ -1,10 +1,18 @@
 package caddymodule
 
 import (
+	"net/http"
+	"os"
+	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
+	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig"
+	"golang.org/x/mod/sumdb/note"
+
+	"github.com/tokengate/caddy-tokengate/internal/auditlog"
 )
 
 func TestAuditWriterCaddyfile(t *testing.T) {
@@ -40,5 +48,59 @@ func TestAuditWriterCaddyfile(t *testing.T) {
 		if _, err := adapt(bad); err == nil {
 			t.Errorf("%q was accepted", bad)
 		}
+	}
+}
+
+// openFilesUnder lists the files under dir this process holds open (a
+// deleted one with " (deleted)" after its name).
+func openFilesUnder(t *testing.T, dir string) []string {
+	t.Helper()
+	fds, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Skipf("no /proc/self/fd to list open files: %v", err)
+	}
+	var out []string
+	for _, fd := range fds {
+		target, err := os.Readlink(filepath.Join("/proc/self/fd", fd.Name()))
+		if err == nil && strings.HasPrefix(target, dir+string(filepath.Separator)) {
+			out = append(out, target)
+		}
+	}
+	return out
+}
+
+// TestAuditWriterClosedWithItsConfig loads a config writing one audit
+// file, then one writing another: the first file is closed as soon as its
+// config is unloaded, its lines covered by a checkpoint (a writer left
+// open kept signing checkpoints into the folders of finished tests).
+func TestAuditWriterClosedWithItsConfig(t *testing.T) {
+	first := newEnv(t, envOptions{})
+	secret, _ := first.issue(billingReader(nil))
+	if r := call(t, http.MethodGet, gateURL+"/billing/first", bearer(secret)...); r.status != http.StatusOK {
+		t.Fatalf("call under the first config: %d %s", r.status, r.body)
+	}
+	first.auditFor("/billing/first")
+	path := filepath.Join(first.dir, "audit.log")
+	isOpen := func() bool { return slices.Contains(openFilesUnder(t, first.dir), path) }
+	if !isOpen() {
+		t.Fatalf("the audit file is not open under its config: %v", openFilesUnder(t, first.dir))
+	}
+
+	second := &env{t: t, dir: t.TempDir(), upstream: first.upstream}
+	second.load(envOptions{})
+	if isOpen() {
+		t.Fatalf("the first config's audit file is still open after it was unloaded: %v", openFilesUnder(t, first.dir))
+	}
+	key, err := auditlog.LoadOrCreateKey(auditlog.KeyPath(caddy.AppDataDir()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, err := note.NewVerifier(key.Vkey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Every line of the closed file is covered by a checkpoint.
+	if _, err := auditlog.Verify([]string{path}, []string{path + ".checkpoints"}, v); err != nil {
+		t.Fatalf("the closed file does not verify: %v", err)
 	}
 }

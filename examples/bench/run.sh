@@ -26,7 +26,7 @@ METHODS=${METHODS:-GET=80,POST=15,DELETE=5}
 UNKNOWN_PCT=${UNKNOWN_PCT:-1}
 ZIPF_S=${ZIPF_S:-1.1}
 # The log writer of the *audit setups: file (Caddy's) or tokengate_audit
-# (the tamper-evident one: a leaf hash and an fstat a line, checkpoints).
+# (the tamper-evident one: a leaf hash a line, a look at the file every ms, checkpoints).
 AUDIT_OUTPUT=${AUDIT_OUTPUT:-file}
 WORK=${WORK:-$(mktemp -d /tmp/tokengate-bench.XXXXXX)}
 

@@ -9,8 +9,7 @@ import (
 
 // fileState returns the number of names f has (0 once it was deleted, or
 // another file renamed over its name, while the writer holds it open) and
-// its size. One fstat, without the allocation of os.File.Stat: it runs
-// after every line.
+// its size. One fstat, without the allocation of os.File.Stat.
 func fileState(f *os.File) (links uint64, size int64, err error) {
 	conn, err := f.SyscallConn()
 	if err != nil {

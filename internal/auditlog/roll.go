@@ -35,11 +35,7 @@ func (w *Writer) rollDue(n int) bool {
 // line. A failed rename keeps the file: rolling saves space, it does not
 // decide whether a line is recorded.
 func (w *Writer) roll() {
-	signed, err := w.checkpointLocked()
-	if err == nil && len(signed) > 0 {
-		// Reported after the write, with the lock released.
-		w.rolledCheckpoints = append(w.rolledCheckpoints, signed...)
-	}
+	w.sign()                                       // reported after the write, with the lock released
 	now := w.opts.Now().Truncate(time.Millisecond) // as the name has it
 	if !w.opts.Roll.LocalTime {
 		now = now.UTC()

@@ -35,7 +35,12 @@ type Options struct {
 	// and as soon as MaxLines lines are not covered by one.
 	CheckpointEvery time.Duration
 	MaxLines        int
-	Roll            Roll
+	// CheckEvery is how often the writer looks at its file (is it still
+	// at the path, whole?) while lines are written; default
+	// DefaultCheckEvery. Lines written in between are kept in memory
+	// until the look finds them in place.
+	CheckEvery time.Duration
+	Roll       Roll
 	// OnCheckpoint hears of every checkpoint signed (err nil) or that
 	// could not be appended to the .checkpoints file. It is called with no
 	// lock held, so it may log through this very writer.
@@ -43,47 +48,85 @@ type Options struct {
 	Now          func() time.Time
 }
 
-// Writer appends audit lines to a file, one Write per line as zap does,
-// and keeps each one recoverable and checkable:
+// DefaultCheckEvery is how often the file is looked at by default: often
+// enough that the lines kept for a replay stay few (a millisecond of
+// lines), rarely enough that the look costs nothing per line.
+const DefaultCheckEvery = time.Millisecond
+
+// maxUnchecked bounds the bytes written between two looks at the file,
+// whatever the time: a look is made at once past it.
+const maxUnchecked = 256 << 10
+
+// Writer appends audit lines to a file, one write system call per Write,
+// as Caddy's file writer does, and keeps each line recoverable and
+// checkable:
 //
-//   - After each write it looks at the open file (one fstat). When the
-//     file has no name left (rm, or another file renamed over it) or was
-//     cut short (copytruncate), it opens the path again, starts the new
-//     file with a continues line, and writes the line there too. Before a
-//     write, at most every pathCheckEvery, it looks the path up: a file
-//     moved away keeps the lines until then and the next go to the path.
-//     So no line is lost to rm, a move or a replacement.
 //   - A write that fails is undone (the file is cut back to the last whole
 //     line) and returned as an error, which zap reports to the logger's
 //     ErrorOutput: the gateway's audit hold hears of it with that very
 //     line. The line is kept (up to maxBacklog) and written first by the
 //     next write that reaches the path, so it recovers by itself.
-//   - Every line is a leaf of a Merkle tree; checkpoints are signed on a
-//     timer and every MaxLines lines.
+//   - Every CheckEvery (and before a roll, a checkpoint or Close) it
+//     looks at the open file and the path, once for all the lines written
+//     since the last look, which it keeps until then. When the file has
+//     no name left (rm, or another file renamed over it), it opens the
+//     path again, starts the new file with a continues line and writes
+//     the kept lines there too; when the file was cut short
+//     (copytruncate), it does the same with the lines written after the
+//     cut. A file moved away keeps the lines written to it, and the next
+//     go to the path. So no line is lost to rm, a move or a replacement:
+//     a line written to a deleted file is in memory until the next look
+//     writes it again (a crash before that look loses it).
+//   - Every line is a leaf of a Merkle tree once a look found it in
+//     place; checkpoints are signed on a timer and every MaxLines leaves.
+//     The hashing is done by a goroutine of its own, off the path of
+//     Write, except when the tree is needed at once (a continues line, a
+//     checkpoint on the timer, a roll, Close).
 type Writer struct {
 	opts       Options
 	checkpoint string // path of the .checkpoints file
 
-	mu            sync.Mutex
-	f             *os.File // nil after a failed reopen
-	fi            os.FileInfo
-	offset        int64 // where f's whole lines end
-	needHeader    bool  // f is new and the tree is not empty: a continues line goes first
-	pathCheckedAt time.Time
-	t             tree
-	leaf          *leafHasher
-	lastCP        int64  // tree size of the last checkpoint appended
-	pending       []byte // leaf hash prefixes of lines lastCP+1 .. t.size
-	closed        bool
-	// backlog holds lines whose write failed, to be written first when
-	// the file takes lines again. It is bounded by maxBacklog.
+	mu         sync.Mutex
+	f          *os.File // nil after a failed reopen or a move
+	fi         os.FileInfo
+	offset     int64 // where f's whole lines end
+	needHeader bool  // f is new and the tree is not empty: a continues line goes first
+	closed     bool
+	// confirmed holds lines a look found in place, in order, until they
+	// are hashed into the tree.
+	confirmed []byte
+	wake      chan struct{} // tells the hasher there are confirmed lines
+	hashing   bool          // the hasher runs; false once Close stopped it
+	hashDone  chan struct{}
+
+	// unchecked holds the lines written to f since the last look, which
+	// are leaves only once a look found them in the file at the path.
+	unchecked  []byte
+	checkedAt  time.Time
+	checkTimer *time.Timer // looks once writes stop, so no line waits long
+	checkArmed bool
+	// backlog holds lines not in any file the path leads to (their write
+	// failed, or the file was deleted and could not be made again), to
+	// be written first when the file takes lines again. It is bounded by
+	// maxBacklog.
 	backlog []byte
-	// rolledCheckpoints were signed while rolling, to be reported once
-	// the lock is released.
-	rolledCheckpoints []Checkpoint
+	// signed and signErr are the checkpoints signed with mu held, to be
+	// reported once it is released.
+	signed  []Checkpoint
+	signErr error
 
 	stop chan struct{}
 	done chan struct{}
+
+	// The tree and what a checkpoint needs, guarded by treeMu. It is
+	// taken with mu held, or by the hasher alone after it took a batch
+	// of confirmed lines with mu held, so leaves are added in order.
+	treeMu  sync.Mutex
+	t       tree
+	leaf    *leafHasher
+	lastCP  int64  // tree size of the last checkpoint appended
+	pending []byte // leaf hash prefixes of lines lastCP+1 .. t.size
+	hashBuf []byte // the hasher's batch
 }
 
 // Open opens or creates the file at opts.Path. An existing file's lines
@@ -102,10 +145,17 @@ func Open(opts Options) (*Writer, error) {
 	if opts.MaxLines <= 0 {
 		opts.MaxLines = DefaultMaxLines
 	}
+	if opts.CheckEvery <= 0 {
+		opts.CheckEvery = DefaultCheckEvery
+	}
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
-	w := &Writer{opts: opts, checkpoint: opts.Path + ".checkpoints", leaf: newLeafHasher(), stop: make(chan struct{}), done: make(chan struct{})}
+	w := &Writer{
+		opts: opts, checkpoint: opts.Path + ".checkpoints", leaf: newLeafHasher(),
+		wake: make(chan struct{}, 1), hashing: true, hashDone: make(chan struct{}),
+		stop: make(chan struct{}), done: make(chan struct{}),
+	}
 	if err := os.MkdirAll(filepath.Dir(opts.Path), 0o700); err != nil {
 		return nil, err
 	}
@@ -124,7 +174,11 @@ func Open(opts Options) (*Writer, error) {
 			return nil, fmt.Errorf("reading %s to continue its tree: %v", opts.Path, err)
 		}
 	}
+	w.checkedAt = time.Now()
+	w.checkTimer = time.AfterFunc(time.Hour, w.checkLater)
+	w.checkTimer.Stop()
 	go w.tick()
+	go w.hash()
 	return w, nil
 }
 
@@ -184,7 +238,7 @@ func lastCheckpointSize(path string) int64 {
 }
 
 // Write appends p, one or more whole lines, and returns an error when
-// they could not all be recorded at the path.
+// they could not all be written to the file at the path.
 func (w *Writer) Write(p []byte) (int, error) {
 	if len(p) == 0 {
 		return 0, nil
@@ -195,16 +249,9 @@ func (w *Writer) Write(p []byte) (int, error) {
 	w.mu.Lock()
 	err := os.ErrClosed
 	if !w.closed {
-		err = w.writeAfterBacklog(p)
+		err = w.writeLocked(p)
 	}
-	var cpErr error
-	if err == nil && w.t.size-w.lastCP >= int64(w.opts.MaxLines) {
-		var signed []Checkpoint
-		signed, cpErr = w.checkpointLocked()
-		w.rolledCheckpoints = append(w.rolledCheckpoints, signed...)
-	}
-	signed := w.rolledCheckpoints
-	w.rolledCheckpoints = nil
+	signed, cpErr := w.takeSigned()
 	w.mu.Unlock()
 	w.report(signed, cpErr)
 	if err != nil {
@@ -213,77 +260,182 @@ func (w *Writer) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-// writeAfterBacklog writes the lines that failed before, then p; when
-// that fails, p joins them, so a line is written late rather than never.
-func (w *Writer) writeAfterBacklog(p []byte) error {
-	data := p
-	if len(w.backlog) > 0 {
-		data = append(w.backlog, p...)
+// writeLocked writes p behind the lines waiting in the backlog. Past
+// maxBacklog those are tried alone first, and p is dropped when they
+// still cannot be written: while the file fails the gateway refuses
+// allowed calls, so what piles up is mostly the lines of those refusals.
+func (w *Writer) writeLocked(p []byte) error {
+	if len(w.backlog)+len(p) > maxBacklog {
+		if err := w.flush(); err != nil {
+			return err
+		}
 	}
-	err := w.write(data)
-	switch {
-	case err == nil:
-		w.backlog = nil
-	case len(data) <= maxBacklog:
-		w.backlog = append(w.backlog[:len(w.backlog):len(w.backlog)], p...)
-	}
-	return err
+	w.backlog = append(w.backlog, p...)
+	return w.flush()
 }
 
-func (w *Writer) write(p []byte) error {
-	if w.f == nil || w.pathMoved() {
+// flush writes the backlog to the file at the path, in one write, and
+// looks at the file when a look is due. Lines stay in the backlog until
+// written, so that a line is written late rather than never.
+func (w *Writer) flush() error {
+	if len(w.backlog) == 0 {
+		return nil
+	}
+	if w.f == nil {
 		if err := w.reopen(); err != nil {
 			return err
 		}
 	}
-	if w.rollDue(len(p)) {
-		w.roll()
+	if w.rollDue(len(w.backlog)) {
+		// The rolled file must end with lines known to be in it, all
+		// covered by the checkpoint the roll signs.
+		if err := w.check(); err != nil {
+			return err
+		}
+		if w.f != nil && w.rollDue(len(w.backlog)) {
+			w.roll()
+		}
 		if w.f == nil {
 			if err := w.reopen(); err != nil {
 				return err
 			}
 		}
 	}
-	if err := w.append(p); err != nil {
+	if err := w.append(w.backlog); err != nil {
 		return err
 	}
-	switch w.moved() {
-	case inPlace:
-		w.addLeaves(p)
-		return nil
-	case deleted:
-		// The lines reached a file nobody can read any more: they are
-		// leaves there, and are written again where readers look.
-		w.addLeaves(p)
-	case cutShort:
-		// The lines went into the file being emptied, or were cut
-		// away with what the copy holds before them: they count
-		// once, in the emptied file.
+	w.unchecked = append(w.unchecked, w.backlog...)
+	w.backlog = w.backlog[:0]
+	if len(w.unchecked) >= maxUnchecked || time.Since(w.checkedAt) >= w.opts.CheckEvery {
+		return w.check()
 	}
-	if err := w.reopen(); err != nil {
-		return err
+	if !w.checkArmed {
+		w.checkArmed = true
+		w.checkTimer.Reset(w.opts.CheckEvery)
 	}
-	if err := w.append(p); err != nil {
-		return err
-	}
-	w.addLeaves(p)
 	return nil
 }
 
-// Where the lines just written are, as seen from the path.
+// checkLater is the look made when no write made it: the lines of the
+// last millisecond before writes stopped are not left unchecked. A
+// failure it finds is returned by the next Write, whose line waits in the
+// backlog behind the ones the look could not place.
+func (w *Writer) checkLater() {
+	w.mu.Lock()
+	w.checkArmed = false
+	if len(w.unchecked) > 0 {
+		_ = w.check()
+	}
+	signed, cpErr := w.takeSigned()
+	w.mu.Unlock()
+	w.report(signed, cpErr)
+}
+
+// Where the unchecked lines are, as seen from the path.
 type placement int
 
 const (
-	inPlace  placement = iota
-	deleted            // the file has no name left (rm, or another file renamed over it)
-	cutShort           // the file is shorter than what was written (copytruncate)
+	inPlace   placement = iota
+	movedAway           // the file has another name now; the path leads elsewhere or nowhere
+	deleted             // the file has no name left (rm, or another file renamed over it)
+	cutShort            // the file is shorter than what was written (copytruncate)
 )
+
+// look tells where the lines written to f are: one fstat of the open file
+// and one lookup of the path.
+func (w *Writer) look() placement {
+	links, size, err := fileState(w.f)
+	switch {
+	case err != nil || links == 0:
+		return deleted
+	case w.fi.Mode().IsRegular() && size < w.offset:
+		return cutShort
+	}
+	if fi, err := os.Stat(w.opts.Path); err != nil || !os.SameFile(fi, w.fi) {
+		return movedAway
+	}
+	return inPlace
+}
+
+// check looks at the file and settles the unchecked lines: those found in
+// a readable file become leaves; those in a deleted file, or cut away
+// after they were written, are written again at the path (after a
+// continues line) and looked at once more. When the path takes no file,
+// they join the backlog, and the error is returned.
+func (w *Writer) check() error {
+	w.checkedAt = time.Now()
+	// Files keep changing under the writer only while someone keeps
+	// changing them: lines still unplaced after a few rounds wait for
+	// the next look, written but not yet leaves.
+	for range 3 {
+		if w.f == nil || len(w.unchecked) == 0 {
+			return nil
+		}
+		switch w.look() {
+		case inPlace:
+			w.confirm(w.unchecked)
+			w.unchecked = w.unchecked[:0]
+			return nil
+		case movedAway:
+			// Readable under its new name, with the lines: they are
+			// leaves there, and the next line goes to the path.
+			w.confirm(w.unchecked)
+			w.unchecked = w.unchecked[:0]
+			w.f.Close()
+			w.f = nil
+			return nil
+		case cutShort:
+			w.settleCut()
+		case deleted:
+			// Nobody can read the lines where they are.
+		}
+		if err := w.reopen(); err != nil {
+			w.unplaced()
+			return err
+		}
+		if err := w.append(w.unchecked); err != nil {
+			w.unplaced()
+			return err
+		}
+	}
+	return nil
+}
+
+// settleCut leaves in the unchecked lines only those written after the
+// file was cut short, which are what the file now holds: the ones before
+// the cut were in the file when it was copied (copytruncate), or were
+// lost between the copy and the cut, which verify then reports. They
+// count once, where they were first written. When the file's size does
+// not end the unchecked lines at a line boundary (it was cut to a size
+// other than 0), all of them are written again.
+func (w *Writer) settleCut() {
+	_, size, err := fileState(w.f)
+	if err != nil || size > int64(len(w.unchecked)) {
+		return
+	}
+	before := len(w.unchecked) - int(size)
+	if before > 0 && w.unchecked[before-1] != '\n' {
+		return
+	}
+	w.confirm(w.unchecked[:before])
+	w.unchecked = append(w.unchecked[:0], w.unchecked[before:]...)
+}
+
+// unplaced moves the unchecked lines, which no file at the path holds, to
+// the front of the backlog: they were written before any line in it.
+func (w *Writer) unplaced() {
+	w.backlog, w.unchecked = append(w.unchecked, w.backlog...), w.backlog[:0]
+}
 
 // append writes p after a continues line when one is due. A failed or
 // short write is cut back, so the file never holds half a line.
 func (w *Writer) append(p []byte) error {
 	if w.needHeader {
-		if err := w.appendRaw(marshalContinues(&w.t, w.opts.Now())); err != nil {
+		w.treeMu.Lock()
+		w.settleLocked()
+		header := marshalContinues(&w.t, w.opts.Now())
+		w.treeMu.Unlock()
+		if err := w.appendRaw(header); err != nil {
 			return err
 		}
 		w.needHeader = false
@@ -303,51 +455,94 @@ func (w *Writer) appendRaw(p []byte) error {
 	return nil
 }
 
-func (w *Writer) addLeaves(p []byte) {
+// maxUnhashed bounds the confirmed lines waiting for the hasher: past it
+// (the hasher's goroutine is not getting the CPU) they are hashed at once.
+const maxUnhashed = 1 << 20
+
+// confirm queues lines a look found in place for the hasher (mu held).
+func (w *Writer) confirm(p []byte) {
+	if len(p) == 0 {
+		return
+	}
+	w.confirmed = append(w.confirmed, p...)
+	if len(w.confirmed) >= maxUnhashed {
+		w.treeMu.Lock()
+		w.settleLocked()
+		w.treeMu.Unlock()
+		return
+	}
+	if w.hashing {
+		select {
+		case w.wake <- struct{}{}:
+		default: // already told
+		}
+	}
+}
+
+// hash makes the confirmed lines leaves, a batch at a time, while Write
+// goes on writing.
+func (w *Writer) hash() {
+	defer close(w.hashDone)
+	for range w.wake {
+		w.mu.Lock()
+		if len(w.confirmed) == 0 {
+			w.mu.Unlock()
+			continue
+		}
+		w.treeMu.Lock()
+		w.hashBuf, w.confirmed = w.confirmed, w.hashBuf[:0]
+		w.mu.Unlock()
+		var signed []Checkpoint
+		var err error
+		w.addLeaves(w.hashBuf, &signed, &err)
+		w.treeMu.Unlock()
+		w.report(signed, err)
+	}
+}
+
+// settleLocked hashes the confirmed lines the hasher has not taken, so
+// that the tree holds every one (mu and treeMu held).
+func (w *Writer) settleLocked() {
+	w.addLeaves(w.confirmed, &w.signed, &w.signErr)
+	w.confirmed = w.confirmed[:0]
+}
+
+// addLeaves makes each line of p a leaf, signing a checkpoint whenever
+// MaxLines leaves are not covered by one (treeMu held). Checkpoints
+// signed, or the error, go to signed and errp.
+func (w *Writer) addLeaves(p []byte, signed *[]Checkpoint, errp *error) {
 	for len(p) > 0 {
 		i := bytes.IndexByte(p, '\n')
 		h := w.leaf.hash(p[:i])
 		w.t.add(h)
 		w.pending = append(w.pending, h[:prefixLen]...)
 		p = p[i+1:]
+		if w.t.size-w.lastCP >= int64(w.opts.MaxLines) {
+			keep(signed, errp)(w.checkpointLocked())
+		}
 	}
 }
 
-// pathCheckEvery is how often the path is looked up before a write. The
-// file's own state (deleted, cut short) is looked at after every write,
-// which costs no path lookup; a file moved away under another name keeps
-// taking lines until the next lookup, and so loses none.
-const pathCheckEvery = 100 * time.Millisecond
-
-// pathMoved tells, at most every pathCheckEvery, whether the path leads
-// elsewhere than the file written to.
-func (w *Writer) pathMoved() bool {
-	now := time.Now()
-	if now.Sub(w.pathCheckedAt) < pathCheckEvery {
-		return false
+// keep returns a function storing a checkpoint, or an error, in signed
+// and errp.
+func keep(signed *[]Checkpoint, errp *error) func(*Checkpoint, error) {
+	return func(c *Checkpoint, err error) {
+		switch {
+		case err != nil:
+			*errp = err
+		case c != nil:
+			*signed = append(*signed, *c)
+		}
 	}
-	w.pathCheckedAt = now
-	fi, err := os.Stat(w.opts.Path)
-	return err != nil || !os.SameFile(fi, w.fi)
-}
-
-// moved tells whether the lines just written are still in the file at the
-// path, as far as the open file itself tells.
-func (w *Writer) moved() placement {
-	links, size, err := fileState(w.f)
-	switch {
-	case err != nil || links == 0:
-		return deleted
-	case w.fi.Mode().IsRegular() && size < w.offset:
-		return cutShort
-	}
-	return inPlace
 }
 
 // reopen opens the path again, creating the file when it is gone. A file
 // cut short in place is emptied: what it held was copied away before the
 // cut, or lost to it.
 func (w *Writer) reopen() error {
+	w.treeMu.Lock()
+	w.settleLocked() // the tree's size tells whether a continues line is due
+	w.treeMu.Unlock()
 	if w.f != nil {
 		if fi, err := os.Stat(w.opts.Path); err == nil && os.SameFile(fi, w.fi) {
 			if err := w.f.Truncate(0); err != nil {
@@ -372,15 +567,40 @@ func (w *Writer) reopen() error {
 	return nil
 }
 
-// Checkpoint signs a checkpoint now when lines were added since the last.
+// Checkpoint looks at the file and signs a checkpoint when lines were
+// added since the last. Lines still waiting in the backlog are tried
+// first, so they do not wait for the next Write.
 func (w *Writer) Checkpoint() {
 	w.mu.Lock()
-	signed, err := w.checkpointLocked()
+	if w.f != nil || !w.closed {
+		if err := w.flush(); err == nil {
+			_ = w.check()
+		}
+	}
+	w.sign()
+	signed, err := w.takeSigned()
 	w.mu.Unlock()
 	w.report(signed, err)
 }
 
-func (w *Writer) checkpointLocked() ([]Checkpoint, error) {
+// sign makes every confirmed line a leaf and signs a checkpoint of the
+// tree when it grew since the last one, keeping it (or the error) for
+// takeSigned (mu held).
+func (w *Writer) sign() {
+	w.treeMu.Lock()
+	defer w.treeMu.Unlock()
+	w.settleLocked()
+	keep(&w.signed, &w.signErr)(w.checkpointLocked())
+}
+
+// takeSigned returns what sign kept, to be reported with no lock held.
+func (w *Writer) takeSigned() ([]Checkpoint, error) {
+	signed, err := w.signed, w.signErr
+	w.signed, w.signErr = nil, nil
+	return signed, err
+}
+
+func (w *Writer) checkpointLocked() (*Checkpoint, error) {
 	if w.t.size == w.lastCP {
 		return nil, nil
 	}
@@ -401,7 +621,7 @@ func (w *Writer) checkpointLocked() ([]Checkpoint, error) {
 	}
 	w.lastCP, w.pending = w.t.size, w.pending[:0]
 	c.Leaves = ""
-	return []Checkpoint{c}, nil
+	return &c, nil
 }
 
 func appendFile(path string, b []byte, mode os.FileMode) error {
@@ -442,7 +662,8 @@ func (w *Writer) tick() {
 	}
 }
 
-// Close signs a last checkpoint and closes the file. Later writes fail.
+// Close looks at the file a last time, signs a last checkpoint and closes
+// the file. Later writes fail.
 func (w *Writer) Close() error {
 	w.mu.Lock()
 	if w.closed {
@@ -453,7 +674,13 @@ func (w *Writer) Close() error {
 	w.mu.Unlock()
 	close(w.stop)
 	<-w.done
+	w.checkTimer.Stop()
 	w.Checkpoint()
+	w.mu.Lock()
+	w.hashing = false
+	close(w.wake)
+	w.mu.Unlock()
+	<-w.hashDone
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if w.f == nil {

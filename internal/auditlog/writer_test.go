@@ -199,12 +199,12 @@ func TestWriterFollowsThePath(t *testing.T) {
 	writeLines(t, w, "before", 10)
 
 	// Moved away (logrotate create): lines go on into the moved file
-	// until the writer next looks the path up, then into a new file.
+	// until the writer next looks at it, then into a new file.
 	if err := os.Rename(path, path+".1"); err != nil {
 		t.Fatal(err)
 	}
 	writeLines(t, w, "moved", 5)
-	time.Sleep(pathCheckEvery)
+	time.Sleep(10 * DefaultCheckEvery)
 	writeLines(t, w, "moved-later", 5)
 	moved, now := countLines(t, path+".1"), countLines(t, path)
 	if moved+now != 21 || moved < 11 || now < 2 {
@@ -317,12 +317,16 @@ func TestWriterKeepsLinesItCannotWrite(t *testing.T) {
 	key := testKey(t, 1)
 	w, _ := openTest(t, path, Options{Key: key})
 	writeLines(t, w, "before", 3)
+	w.Checkpoint() // the lines are in the file: a look found them there
 	if err := os.Remove(path); err != nil {
 		t.Fatal(err)
 	}
 	if err := os.Mkdir(path, 0o700); err != nil {
 		t.Fatal(err)
 	}
+	// The first write after a look is due reaches the deleted file, and
+	// the look finds the path taken: it fails, keeping its line.
+	time.Sleep(2 * DefaultCheckEvery)
 	for i := range 2 {
 		if _, err := w.Write([]byte(fmt.Sprintf(`{"held":%d}`+"\n", i))); err == nil {
 			t.Fatal("a write succeeded with a directory at the path")
@@ -439,4 +443,157 @@ func TestWriterResumesAfterCrash(t *testing.T) {
 		t.Fatalf("verified %d lines, want 18", res.Lines)
 	}
 	w.Close() // the first writer's goroutine; its file is the same
+}
+
+// linesOf returns the lines of path.
+func linesOf(t *testing.T, path string) []string {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return strings.Split(strings.TrimSuffix(string(b), "\n"), "\n")
+}
+
+// expectLines fails unless got holds, after a continues line, exactly
+// the lines of these tags in this order, each once.
+func expectLines(t *testing.T, got []string, tags map[string]int, order ...string) {
+	t.Helper()
+	var want []string
+	for _, tag := range order {
+		for i := range tags[tag] {
+			want = append(want, fmt.Sprintf(`{"level":"info","logger":"tokengate.audit","msg":"decision","path":"/%s/%d"}`, tag, i))
+		}
+	}
+	if len(got) == 0 || !strings.Contains(got[0], `"msg":"continues"`) {
+		t.Fatalf("file does not start with a continues line: %q", got)
+	}
+	if strings.Join(got[1:], "\n") != strings.Join(want, "\n") {
+		t.Fatalf("file after its continues line:\n%s\nwant:\n%s", strings.Join(got[1:], "\n"), strings.Join(want, "\n"))
+	}
+}
+
+// TestWriterReplaysLinesBetweenLooks takes the file away between two
+// looks at it, with lines written before and after: the lines a look has
+// not yet found in place are written again where the path leads, each
+// once, and the files verify as one log.
+func TestWriterReplaysLinesBetweenLooks(t *testing.T) {
+	key := testKey(t, 1)
+	// Looks only when Checkpoint (or Close) asks for one.
+	start := func(t *testing.T) (*Writer, string) {
+		path := filepath.Join(t.TempDir(), "audit.log")
+		w, _ := openTest(t, path, Options{Key: key, CheckEvery: 1 << 62})
+		writeLines(t, w, "a", 5)
+		w.Checkpoint() // a look: the a lines are leaves of this file
+		writeLines(t, w, "b", 3)
+		return w, path
+	}
+	tags := map[string]int{"b": 3, "c": 4, "d": 2}
+
+	t.Run("rm", func(t *testing.T) {
+		w, path := start(t)
+		if err := os.Remove(path); err != nil {
+			t.Fatal(err)
+		}
+		writeLines(t, w, "c", 4) // into the deleted file
+		w.Checkpoint()
+		// The b lines were in the deleted file too, but no look had
+		// found them there: they are written again, with the c lines.
+		expectLines(t, linesOf(t, path), tags, "b", "c")
+		res := mustVerify(t, key, []string{path})
+		if res.StartSize != 5 || res.Lines != 7 {
+			t.Fatalf("verified %+v, want 7 lines continuing the 5 of the deleted file", res)
+		}
+	})
+
+	t.Run("moved", func(t *testing.T) {
+		w, path := start(t)
+		if err := os.Rename(path, path+".1"); err != nil {
+			t.Fatal(err)
+		}
+		writeLines(t, w, "c", 4) // into the moved file, which keeps them
+		w.Checkpoint()
+		if n := countLines(t, path+".1"); n != 12 {
+			t.Fatalf("moved file has %d lines, want 12", n)
+		}
+		writeLines(t, w, "d", 2)
+		w.Checkpoint()
+		expectLines(t, linesOf(t, path), tags, "d")
+		if res := mustVerify(t, key, []string{path + ".1", path}); res.Lines != 14 {
+			t.Fatalf("verified %d lines, want 14", res.Lines)
+		}
+	})
+
+	t.Run("copytruncate", func(t *testing.T) {
+		w, path := start(t)
+		data, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(path+".1", data, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Truncate(path, 0); err != nil {
+			t.Fatal(err)
+		}
+		writeLines(t, w, "c", 4) // into the emptied file
+		w.Checkpoint()
+		// The b lines went with the copy; the c lines stay, after a
+		// continues line.
+		expectLines(t, linesOf(t, path), tags, "c")
+		if res := mustVerify(t, key, []string{path + ".1", path}); res.Lines != 12 {
+			t.Fatalf("verified %d lines, want 12", res.Lines)
+		}
+	})
+
+	// A look that finds the file deleted and cannot make a new one (a
+	// directory took the path): the next Write fails, so the audit hold
+	// hears of it, and every line is written once the path takes a file.
+	t.Run("no file at the path", func(t *testing.T) {
+		w, path := start(t)
+		if err := os.Remove(path); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Mkdir(path, 0o700); err != nil {
+			t.Fatal(err)
+		}
+		writeLines(t, w, "c", 4)
+		w.Checkpoint()
+		if _, err := w.Write([]byte(`{"level":"info","logger":"tokengate.audit","msg":"decision","path":"/held/0"}` + "\n")); err == nil {
+			t.Fatal("a write succeeded after a look found no file could be made at the path")
+		}
+		if err := os.Remove(path); err != nil {
+			t.Fatal(err)
+		}
+		writeLines(t, w, "d", 2)
+		w.Checkpoint()
+		expectLines(t, linesOf(t, path), map[string]int{"b": 3, "c": 4, "held": 1, "d": 2}, "b", "c", "held", "d")
+		mustVerify(t, key, []string{path})
+	})
+}
+
+// TestWriterLooksWhenWritesStop deletes the file and writes two lines
+// into it, then nothing more: the writer's own timer looks, and the lines
+// reach a new file at the path without waiting for another write.
+func TestWriterLooksWhenWritesStop(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "audit.log")
+	key := testKey(t, 1)
+	w, _ := openTest(t, path, Options{Key: key, CheckEvery: 5 * time.Millisecond})
+	writeLines(t, w, "a", 3)
+	w.Checkpoint()
+	if err := os.Remove(path); err != nil {
+		t.Fatal(err)
+	}
+	writeLines(t, w, "b", 2)
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		if b, err := os.ReadFile(path); err == nil && bytes.Count(b, []byte("\n")) == 3 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the lines written into the deleted file never reached a new one")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	expectLines(t, linesOf(t, path), map[string]int{"b": 2}, "b")
 }
