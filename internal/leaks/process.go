@@ -1,0 +1,121 @@
+// Package leaks receives secrets found in the wild and revokes them:
+// GitHub's secret scanning partner alerts (signed with GitHub's keys),
+// reports from any other scanner (a plain list or a gitleaks report, from
+// a caller the admin policy lets report), and GitHub's
+// secret_scanning_alert webhook (HMAC-signed) for private repositories.
+//
+// Every reported string is checked offline first (the secret format's
+// CRC32): garbage never costs a store lookup. A well-formed secret is
+// looked up by hash; when it opens a live token, that token and its
+// rotation chain are revoked with reason "leaked" and the exposure kept
+// on the record. The secrets themselves never leave this package: answers,
+// audit lines and records name token ids.
+package leaks
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/tokengate/caddy-tokengate/internal/lifecycle"
+	"github.com/tokengate/caddy-tokengate/internal/token"
+	"github.com/tokengate/caddy-tokengate/store"
+)
+
+// Ledger is what the intake needs from the store and the lifecycle.
+type Ledger interface {
+	// Find returns the token whose secret is secret (a well-formed one),
+	// or an error wrapping store.ErrNotFound.
+	Find(ctx context.Context, secret string) (*store.Token, error)
+	// Expose revokes token id as leaked (lifecycle.Service.Expose): it
+	// returns lifecycle.ErrAlreadyExposed or lifecycle.ErrNotLive, having
+	// changed nothing, when there is nothing to do.
+	Expose(ctx context.Context, actor, id string, e lifecycle.Exposure) (*store.Token, error)
+}
+
+// Outcome is what happened to one reported secret.
+type Outcome string
+
+const (
+	// Exposed: a live token of ours; it is revoked now.
+	Exposed Outcome = "exposed"
+	// AlreadyExposed: reported before; nothing changed this time.
+	AlreadyExposed Outcome = "already_exposed"
+	// Inactive: ours, but revoked, expired, rotated or used up already.
+	Inactive Outcome = "inactive"
+	// Unknown: well-formed, but no token of this gateway.
+	Unknown Outcome = "unknown"
+	// Malformed: not a tokengate secret (prefix, length or checksum).
+	Malformed Outcome = "malformed"
+)
+
+// Label is GitHub's verdict on an alert: a live token of ours is a true
+// positive, anything else a false positive.
+func (o Outcome) Label() string {
+	if o == Exposed || o == AlreadyExposed {
+		return "true_positive"
+	}
+	return "false_positive"
+}
+
+// Result is the outcome for one finding. TokenID and State are empty
+// unless the secret was ours.
+type Result struct {
+	Outcome Outcome
+	TokenID string
+	State   string
+}
+
+// Tally counts outcomes, for the audit line of a report.
+type Tally map[Outcome]int
+
+// Process handles findings in order: checksum, lookup, exposure. A
+// secret reported twice in one batch is looked up once. It stops at the
+// first store error (the caller answers 503; what was exposed before it
+// stays exposed, and a retry finds it so).
+func Process(ctx context.Context, l Ledger, actor, source string, findings []Finding, now time.Time) ([]Result, Tally, error) {
+	results := make([]Result, len(findings))
+	tally := Tally{}
+	seen := make(map[string]int, len(findings))
+	for i, f := range findings {
+		if j, ok := seen[f.Secret]; ok {
+			results[i] = results[j]
+			tally[results[i].Outcome]++
+			continue
+		}
+		r, err := processOne(ctx, l, actor, source, f, now)
+		if err != nil {
+			return nil, nil, err
+		}
+		seen[f.Secret] = i
+		results[i] = r
+		tally[r.Outcome]++
+	}
+	return results, tally, nil
+}
+
+func processOne(ctx context.Context, l Ledger, actor, source string, f Finding, now time.Time) (Result, error) {
+	if token.Check(f.Secret) != nil {
+		return Result{Outcome: Malformed}, nil
+	}
+	t, err := l.Find(ctx, f.Secret)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return Result{Outcome: Unknown}, nil
+	case err != nil:
+		return Result{}, err
+	}
+	if !t.ExposedAt.IsZero() {
+		return Result{Outcome: AlreadyExposed, TokenID: t.ID, State: store.StateExposed}, nil
+	}
+	exposed, err := l.Expose(ctx, actor, t.ID, lifecycle.Exposure{Source: source, URL: f.URL})
+	switch {
+	case errors.Is(err, lifecycle.ErrAlreadyExposed):
+		return Result{Outcome: AlreadyExposed, TokenID: t.ID, State: store.StateExposed}, nil
+	case errors.Is(err, lifecycle.ErrNotLive):
+		return Result{Outcome: Inactive, TokenID: t.ID, State: store.StateOf(t, now)}, nil
+	case err != nil:
+		return Result{}, err
+	}
+	return Result{Outcome: Exposed, TokenID: exposed.ID, State: store.StateExposed}, nil
+}
