@@ -33,6 +33,11 @@ type TokenView struct {
 	RevokedAt    *time.Time `json:"revoked_at,omitempty"`
 	RevokedBy    string     `json:"revoked_by,omitempty"`
 	RevokeReason string     `json:"revoke_reason,omitempty"`
+	// ExposedAt, ExposureSource and ExposureURL say when the secret was
+	// reported found in the wild, by whom and where (state exposed).
+	ExposedAt      *time.Time `json:"exposed_at,omitempty"`
+	ExposureSource string     `json:"exposure_source,omitempty"`
+	ExposureURL    string     `json:"exposure_url,omitempty"`
 	// LastUsedAt is written in batches about once a second; a token in
 	// steady use from one address may show a time up to a minute old.
 	LastUsedAt *time.Time `json:"last_used_at,omitempty"`

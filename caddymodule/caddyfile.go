@@ -59,6 +59,11 @@ func init() {
 //			events <type...>            # default all
 //		}
 //		exchange_limit <attempts> <window>  # token exchange attempts per client address; default 30 1m
+//		leaks {                         # secrets found in the wild (leaks.go)
+//			github_keys <file|url>
+//			webhook_secret <secret>
+//			limit <attempts> <window>
+//		}
 //	}
 func parseGlobalOption(d *caddyfile.Dispenser, _ any) (any, error) {
 	app := new(App)
@@ -145,6 +150,10 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			}
 		case "webhook":
 			if err := a.unmarshalWebhook(d); err != nil {
+				return err
+			}
+		case "leaks":
+			if err := a.unmarshalLeaks(d); err != nil {
 				return err
 			}
 		default:
