@@ -240,3 +240,34 @@ type ReportItem struct {
 	Detail  string   `json:"detail,omitempty"`
 	Scopes  []string `json:"scopes,omitempty"`
 }
+
+// LeakReport is the body of POST /v1/leaks in its plain shape: secrets
+// found in the wild, who found them and where. The endpoint also takes a
+// gitleaks JSON report as it is. With DryRun, nothing is revoked: the
+// answer only says which tokens the secrets open and in what state.
+type LeakReport struct {
+	Source  string   `json:"source,omitempty"`
+	URL     string   `json:"url,omitempty"`
+	Secrets []string `json:"secrets"`
+	DryRun  bool     `json:"dry_run,omitempty"`
+}
+
+// LeakResult answers POST /v1/leaks: one outcome per secret, in order,
+// and how many of each.
+type LeakResult struct {
+	Results []LeakOutcome  `json:"results"`
+	Counts  map[string]int `json:"counts"`
+}
+
+// LeakOutcome is what became of one reported secret: exposed (revoked
+// now), already_exposed, inactive (revoked, expired, rotated or used up
+// before), unknown (not a token of this gateway), malformed (fails the
+// checksum), or, in a dry run, live. Label is GitHub's verdict on it:
+// true_positive for a token of ours that was live when first reported.
+// TokenID and State are present when the secret is ours.
+type LeakOutcome struct {
+	Outcome string `json:"outcome"`
+	Label   string `json:"label"`
+	TokenID string `json:"token_id,omitempty"`
+	State   string `json:"state,omitempty"`
+}

@@ -164,8 +164,8 @@ func (h *AdminHandler) serveSignedLeaks(w http.ResponseWriter, r *http.Request) 
 
 // reportLeaks is the route POST /v1/leaks for a caller with a credential.
 func reportLeaks(c caller, w http.ResponseWriter, r *http.Request) error {
-	c.app.leaks.ServeReport(w, r, c.principal.Name, func(ctx context.Context) error {
-		return c.app.manage.ReportLeak(ctx, c.principal)
+	c.app.leaks.ServeReport(w, r, c.principal.Name, func(ctx context.Context, dryRun bool) error {
+		return c.app.manage.ReportLeak(ctx, c.principal, dryRun)
 	})
 	return nil
 }

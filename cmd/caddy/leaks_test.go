@@ -247,6 +247,7 @@ func TestGitHubAlertRevokesOnEveryNode(t *testing.T) {
 	// The signed batch.
 	sent := time.Now()
 	status, out := a.alert(t, body, ghKey.id, sig)
+	answered := time.Now()
 	if status != http.StatusOK {
 		t.Fatalf("signed batch: %d %s", status, out)
 	}
@@ -271,7 +272,7 @@ func TestGitHubAlertRevokesOnEveryNode(t *testing.T) {
 	// Every live secret refused on both nodes; how long after the report
 	// was sent.
 	var mu sync.Mutex
-	var waits []time.Duration
+	var waits, afterAnswer []time.Duration
 	var wg sync.WaitGroup
 	for _, n := range []*leakNode{a, b} {
 		for _, s := range live {
@@ -285,6 +286,7 @@ func TestGitHubAlertRevokesOnEveryNode(t *testing.T) {
 				}
 				mu.Lock()
 				waits = append(waits, at.Sub(sent))
+				afterAnswer = append(afterAnswer, max(0, at.Sub(answered)))
 				mu.Unlock()
 			}()
 		}
@@ -293,11 +295,13 @@ func TestGitHubAlertRevokesOnEveryNode(t *testing.T) {
 	if t.Failed() {
 		t.FailNow()
 	}
-	slices.Sort(waits)
-	p50, p99, worst := waits[len(waits)/2], waits[(len(waits)*99+99)/100-1], waits[len(waits)-1]
-	t.Logf("refused on both nodes after the report was sent: p50 %s, p99 %s, max %s (%d secret-node pairs)", p50, p99, worst, len(waits))
-	if worst > maxPropagation {
-		t.Errorf("a leaked secret still worked %s after the report (bound %s)", worst, maxPropagation)
+	// The report is answered once every live token is revoked in the
+	// store; from then on, each node has a second to refuse them.
+	p99 := func(d []time.Duration) time.Duration { slices.Sort(d); return d[(len(d)*99+99)/100-1] }
+	t.Logf("refused on both nodes (%d secret-node pairs): p99 %s after the report was sent (answered after %s), p99 %s and max %s after its answer",
+		len(waits), p99(waits), answered.Sub(sent), p99(afterAnswer), afterAnswer[len(afterAnswer)-1])
+	if worst := afterAnswer[len(afterAnswer)-1]; worst > maxPropagation {
+		t.Errorf("a leaked secret still worked %s after the report was answered (bound %s)", worst, maxPropagation)
 	}
 	view := b.show(t, ids[live[0]])
 	if view.State != store.StateExposed {

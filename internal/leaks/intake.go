@@ -128,10 +128,16 @@ func refusedCount(code string) int {
 	return 0
 }
 
-// process runs the findings and writes the success line; false after it
-// answered a store failure.
-func (a *attempt) process(source string, findings []Finding) ([]Result, Tally, bool) {
-	results, tally, err := Process(a.r.Context(), a.in.Ledger, a.actor, source, findings, a.in.Now())
+// process runs the findings (a dry run only resolves them) and writes
+// the success line; false after it answered a store failure.
+func (a *attempt) process(source string, findings []Finding, dryRun bool) ([]Result, Tally, bool) {
+	run := Process
+	if dryRun {
+		run = func(ctx context.Context, l Ledger, _, _ string, findings []Finding, now time.Time) ([]Result, Tally, error) {
+			return Resolve(ctx, l, findings, now)
+		}
+	}
+	results, tally, err := run(a.r.Context(), a.in.Ledger, a.actor, source, findings, a.in.Now())
 	if err != nil {
 		if a.in.OnError != nil {
 			a.in.OnError(a.r.URL.Path, err)
@@ -139,16 +145,24 @@ func (a *attempt) process(source string, findings []Finding) ([]Result, Tally, b
 		writeProblem(a.w, http.StatusServiceUnavailable, "store_unavailable", "the token store could not be read; retry later")
 		return nil, nil, false
 	}
+	reason := summary(source, len(findings), tally)
+	if dryRun {
+		reason = "dry run, nothing revoked: " + reason
+	}
 	a.in.Audit.ActionContext(a.r.Context(), &audit.Action{Msg: "leak.reported", Actor: a.actor, Outcome: "success",
-		Reason: summary(source, len(findings), tally), ClientIP: a.addr})
+		Reason: reason, ClientIP: a.addr})
 	return results, tally, true
 }
 
 // summary is the audit reason of a processed report: counts only, never
 // a secret.
 func summary(source string, n int, t Tally) string {
-	return fmt.Sprintf("%d findings from %s: %d exposed, %d already exposed, %d inactive, %d unknown, %d malformed",
+	text := fmt.Sprintf("%d findings from %s: %d exposed, %d already exposed, %d inactive, %d unknown, %d malformed",
 		n, cmpOr(source, "unnamed source"), t[Exposed], t[AlreadyExposed], t[Inactive], t[Unknown], t[Malformed])
+	if t[Live] > 0 {
+		text += fmt.Sprintf(", %d live", t[Live])
+	}
+	return text
 }
 
 func cmpOr(s, def string) string {
@@ -210,7 +224,7 @@ func (in *Intake) ServeGitHub(w http.ResponseWriter, r *http.Request) {
 		a.refuse(http.StatusBadRequest, "report_invalid", err.Error())
 		return
 	}
-	results, _, ok := a.process(GitHubActor, findings)
+	results, _, ok := a.process(GitHubActor, findings, false)
 	if !ok {
 		return
 	}
@@ -222,41 +236,13 @@ func (in *Intake) ServeGitHub(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, labels)
 }
 
-// ReportResult is the answer to POST /v1/leaks from an authorized
-// caller: the outcome of each finding, in order, and their counts.
-type ReportResult struct {
-	Results []ReportEntry   `json:"results"`
-	Counts  map[Outcome]int `json:"counts"`
-}
-
-// ReportEntry is one finding's outcome. The token id and state are
-// present when the secret was ours.
-type ReportEntry struct {
-	Outcome Outcome `json:"outcome"`
-	Label   string  `json:"label"`
-	TokenID string  `json:"token_id,omitempty"`
-	State   string  `json:"state,omitempty"`
-}
-
 // ServeReport serves POST /v1/leaks from a caller with a credential,
-// named actor; authorize asks the admin policy (report_leak) and returns
-// an error to refuse. It answers 403 when refused, and each finding's
-// outcome otherwise.
-func (in *Intake) ServeReport(w http.ResponseWriter, r *http.Request, actor string, authorize func(context.Context) error) {
+// named actor. authorize asks the admin policy (report_leak, or read for
+// a dry run, which revokes nothing) and returns an error to refuse: 403.
+// The answer is each finding's outcome.
+func (in *Intake) ServeReport(w http.ResponseWriter, r *http.Request, actor string, authorize func(ctx context.Context, dryRun bool) error) {
 	a, ok := in.start(w, r, actor)
 	if !ok {
-		return
-	}
-	if err := authorize(r.Context()); err != nil {
-		var pe interface{ AllReasons() []string }
-		if errors.As(err, &pe) {
-			a.refuse(http.StatusForbidden, pe.AllReasons()[0], "refused by the admin policy: report_leak")
-			return
-		}
-		if in.OnError != nil {
-			in.OnError(r.URL.Path, err)
-		}
-		writeProblem(w, http.StatusServiceUnavailable, "policy_unavailable", "the admin policy could not decide; retry later")
 		return
 	}
 	body, ok := a.body()
@@ -268,14 +254,29 @@ func (in *Intake) ServeReport(w http.ResponseWriter, r *http.Request, actor stri
 		a.refuse(http.StatusBadRequest, "report_invalid", err.Error())
 		return
 	}
+	if err := authorize(r.Context(), report.DryRun); err != nil {
+		var pe interface{ AllReasons() []string }
+		if errors.As(err, &pe) {
+			a.refuse(http.StatusForbidden, pe.AllReasons()[0], "refused by the admin policy")
+			return
+		}
+		if in.OnError != nil {
+			in.OnError(r.URL.Path, err)
+		}
+		writeProblem(w, http.StatusServiceUnavailable, "policy_unavailable", "the admin policy could not decide; retry later")
+		return
+	}
 	source := cmpOr(strings.TrimSpace(report.Source), "report")
-	results, tally, ok := a.process(source, report.Findings)
+	results, tally, ok := a.process(source, report.Findings, report.DryRun)
 	if !ok {
 		return
 	}
-	out := ReportResult{Results: make([]ReportEntry, len(results)), Counts: tally}
+	out := api.LeakResult{Results: make([]api.LeakOutcome, len(results)), Counts: map[string]int{}}
 	for i, res := range results {
-		out.Results[i] = ReportEntry{Outcome: res.Outcome, Label: res.Outcome.Label(), TokenID: res.TokenID, State: res.State}
+		out.Results[i] = api.LeakOutcome{Outcome: string(res.Outcome), Label: res.Outcome.Label(), TokenID: res.TokenID, State: res.State}
+	}
+	for o, n := range tally {
+		out.Counts[string(o)] = n
 	}
 	writeJSON(w, http.StatusOK, out)
 }
@@ -311,7 +312,7 @@ func (in *Intake) ServeWebhook(w http.ResponseWriter, r *http.Request) {
 		a.refuse(http.StatusBadRequest, "report_invalid", err.Error())
 		return
 	}
-	_, tally, ok := a.process(WebhookActor, findings)
+	_, tally, ok := a.process(WebhookActor, findings, false)
 	if !ok {
 		return
 	}

@@ -47,12 +47,14 @@ const (
 	Unknown Outcome = "unknown"
 	// Malformed: not a tokengate secret (prefix, length or checksum).
 	Malformed Outcome = "malformed"
+	// Live: a live token of ours, left as it is (a dry run).
+	Live Outcome = "live"
 )
 
 // Label is GitHub's verdict on an alert: a live token of ours is a true
 // positive, anything else a false positive.
 func (o Outcome) Label() string {
-	if o == Exposed || o == AlreadyExposed {
+	if o == Exposed || o == AlreadyExposed || o == Live {
 		return "true_positive"
 	}
 	return "false_positive"
@@ -74,6 +76,16 @@ type Tally map[Outcome]int
 // first store error (the caller answers 503; what was exposed before it
 // stays exposed, and a retry finds it so).
 func Process(ctx context.Context, l Ledger, actor, source string, findings []Finding, now time.Time) ([]Result, Tally, error) {
+	return process(ctx, l, actor, source, findings, now, false)
+}
+
+// Resolve is Process without the exposure: it says what each finding is
+// (Live for a live token of ours) and changes nothing.
+func Resolve(ctx context.Context, l Ledger, findings []Finding, now time.Time) ([]Result, Tally, error) {
+	return process(ctx, l, "", "", findings, now, true)
+}
+
+func process(ctx context.Context, l Ledger, actor, source string, findings []Finding, now time.Time, dryRun bool) ([]Result, Tally, error) {
 	results := make([]Result, len(findings))
 	tally := Tally{}
 	seen := make(map[string]int, len(findings))
@@ -83,7 +95,7 @@ func Process(ctx context.Context, l Ledger, actor, source string, findings []Fin
 			tally[results[i].Outcome]++
 			continue
 		}
-		r, err := processOne(ctx, l, actor, source, f, now)
+		r, err := processOne(ctx, l, actor, source, f, now, dryRun)
 		if err != nil {
 			return nil, nil, err
 		}
@@ -94,7 +106,7 @@ func Process(ctx context.Context, l Ledger, actor, source string, findings []Fin
 	return results, tally, nil
 }
 
-func processOne(ctx context.Context, l Ledger, actor, source string, f Finding, now time.Time) (Result, error) {
+func processOne(ctx context.Context, l Ledger, actor, source string, f Finding, now time.Time, dryRun bool) (Result, error) {
 	if token.Check(f.Secret) != nil {
 		return Result{Outcome: Malformed}, nil
 	}
@@ -105,8 +117,13 @@ func processOne(ctx context.Context, l Ledger, actor, source string, f Finding, 
 	case err != nil:
 		return Result{}, err
 	}
-	if !t.ExposedAt.IsZero() {
+	switch {
+	case !t.ExposedAt.IsZero():
 		return Result{Outcome: AlreadyExposed, TokenID: t.ID, State: store.StateExposed}, nil
+	case !lifecycle.Live(t, now):
+		return Result{Outcome: Inactive, TokenID: t.ID, State: store.StateOf(t, now)}, nil
+	case dryRun:
+		return Result{Outcome: Live, TokenID: t.ID, State: store.StateOf(t, now)}, nil
 	}
 	exposed, err := l.Expose(ctx, actor, t.ID, lifecycle.Exposure{Source: source, URL: f.URL})
 	switch {

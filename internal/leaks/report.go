@@ -61,11 +61,13 @@ func GitHubAlert(body []byte) ([]Finding, error) {
 type Report struct {
 	Source   string
 	Findings []Finding
+	// DryRun asks what the secrets are without revoking anything.
+	DryRun bool
 }
 
 // ParseReport reads the body of POST /v1/leaks, either shape:
 //
-//	{"source": "...", "url": "...", "secrets": ["tg_...", ...]}
+//	{"source": "...", "url": "...", "secrets": ["tg_...", ...], "dry_run": false}
 //	[{"RuleID": "...", "Secret": "...", "File": "...", "StartLine": 3, "Commit": "..."}, ...]
 //
 // The second is gitleaks' JSON report (--report-format json), whose
@@ -89,6 +91,7 @@ func parsePlain(body []byte) (Report, error) {
 		Source  string   `json:"source"`
 		URL     string   `json:"url"`
 		Secrets []string `json:"secrets"`
+		DryRun  bool     `json:"dry_run"`
 	}
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()
@@ -101,7 +104,7 @@ func parsePlain(body []byte) (Report, error) {
 	if err := checkCount(len(r.Secrets)); err != nil {
 		return Report{}, err
 	}
-	out := Report{Source: r.Source, Findings: make([]Finding, len(r.Secrets))}
+	out := Report{Source: r.Source, Findings: make([]Finding, len(r.Secrets)), DryRun: r.DryRun}
 	for i, s := range r.Secrets {
 		out.Findings[i] = Finding{Secret: s, URL: r.URL}
 	}

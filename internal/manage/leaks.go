@@ -10,9 +10,14 @@ import (
 
 // ReportLeak asks the admin policy whether p may report leaked secrets
 // (action report_leak): reporting revokes what it names, so who may
-// revoke any token may report.
-func (s *Service) ReportLeak(ctx context.Context, p Principal) error {
-	_, err := s.authorize(ctx, "report_leak", p, nil)
+// revoke any token may report. A dry run, which only says which tokens
+// the secrets open and in what state, asks for read.
+func (s *Service) ReportLeak(ctx context.Context, p Principal, dryRun bool) error {
+	action := "report_leak"
+	if dryRun {
+		action = "read"
+	}
+	_, err := s.authorize(ctx, action, p, nil)
 	return err
 }
 
