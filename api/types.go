@@ -230,6 +230,9 @@ type Report struct {
 	WriteWithoutCIDR []ReportItem `json:"write_without_cidr"`
 	LongLived        []ReportItem `json:"long_lived"`
 	UnusedScopes     []ReportItem `json:"unused_scopes"`
+	// Exposed are tokens whose secrets were found in the wild in the last
+	// 30 days: revoked, with a secret to replace wherever it was used.
+	Exposed []ReportItem `json:"exposed"`
 }
 
 // ReportItem names one token in a finding.
