@@ -19,8 +19,8 @@ const (
 	// ExposedWithin is how long a token whose secret leaked stays in the
 	// report: long enough for its owner to replace it everywhere.
 	ExposedWithin = 30 * 24 * time.Hour
-	LongLived      = 30 * 24 * time.Hour
-	DefaultUnused  = 30 * 24 * time.Hour
+	LongLived     = 30 * 24 * time.Hour
+	DefaultUnused = 30 * 24 * time.Hour
 )
 
 // Item names one token in a finding.
