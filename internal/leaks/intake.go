@@ -1,6 +1,7 @@
 package leaks
 
 import (
+	"cmp"
 	"context"
 	"crypto/hmac"
 	"crypto/sha256"
@@ -131,13 +132,14 @@ func refusedCount(code string) int {
 // process runs the findings (a dry run only resolves them) and writes
 // the success line; false after it answered a store failure.
 func (a *attempt) process(source string, findings []Finding, dryRun bool) ([]Result, Tally, bool) {
-	run := Process
+	var results []Result
+	var tally Tally
+	var err error
 	if dryRun {
-		run = func(ctx context.Context, l Ledger, _, _ string, findings []Finding, now time.Time) ([]Result, Tally, error) {
-			return Resolve(ctx, l, findings, now)
-		}
+		results, tally, err = Resolve(a.r.Context(), a.in.Ledger, findings, a.in.Now())
+	} else {
+		results, tally, err = Process(a.r.Context(), a.in.Ledger, a.actor, source, findings, a.in.Now())
 	}
-	results, tally, err := run(a.r.Context(), a.in.Ledger, a.actor, source, findings, a.in.Now())
 	if err != nil {
 		if a.in.OnError != nil {
 			a.in.OnError(a.r.URL.Path, err)
@@ -158,18 +160,11 @@ func (a *attempt) process(source string, findings []Finding, dryRun bool) ([]Res
 // a secret.
 func summary(source string, n int, t Tally) string {
 	text := fmt.Sprintf("%d findings from %s: %d exposed, %d already exposed, %d inactive, %d unknown, %d malformed",
-		n, cmpOr(source, "unnamed source"), t[Exposed], t[AlreadyExposed], t[Inactive], t[Unknown], t[Malformed])
+		n, cmp.Or(source, "unnamed source"), t[Exposed], t[AlreadyExposed], t[Inactive], t[Unknown], t[Malformed])
 	if t[Live] > 0 {
 		text += fmt.Sprintf(", %d live", t[Live])
 	}
 	return text
-}
-
-func cmpOr(s, def string) string {
-	if s == "" {
-		return def
-	}
-	return s
 }
 
 // gitHubLabel is one entry of the answer to a partner alert, in the shape
@@ -266,7 +261,7 @@ func (in *Intake) ServeReport(w http.ResponseWriter, r *http.Request, actor stri
 		writeProblem(w, http.StatusServiceUnavailable, "policy_unavailable", "the admin policy could not decide; retry later")
 		return
 	}
-	source := cmpOr(strings.TrimSpace(report.Source), "report")
+	source := cmp.Or(strings.TrimSpace(report.Source), "report")
 	results, tally, ok := a.process(source, report.Findings, report.DryRun)
 	if !ok {
 		return
@@ -304,7 +299,7 @@ func (in *Intake) ServeWebhook(w http.ResponseWriter, r *http.Request) {
 	}
 	event := r.Header.Get("X-GitHub-Event")
 	if event != "secret_scanning_alert" {
-		writeJSON(w, http.StatusAccepted, map[string]string{"ignored": "event " + cmpOr(safeWord(event), "unnamed")})
+		writeJSON(w, http.StatusAccepted, map[string]string{"ignored": "event " + cmp.Or(safeWord(event), "unnamed")})
 		return
 	}
 	_, findings, err := AlertWebhook(body)
