@@ -51,7 +51,7 @@ func exitStatus(err error) int {
 // dist/gitleaks/tokengate.toml; its JSON report, POSTed as it is, revokes
 // the token. `caddy tokengate leaks scan` finds a second secret that is
 // only in the history, prints where and never what, and with --api says
-// which token it is; --revoke needs a caller who may report.
+// which token it is; --revoke needs a caller who may report, and revokes.
 func TestGitleaksAndScanEndToEnd(t *testing.T) {
 	if _, err := exec.LookPath("git"); err != nil {
 		t.Skip("git is not installed")
@@ -112,6 +112,30 @@ func TestGitleaksAndScanEndToEnd(t *testing.T) {
 	}
 	n.mustCall(t, inHistory.Secret, http.StatusOK)
 
+	// A management token with tokens:revoke, through the two-person flow:
+	// --revoke reports both; the one only in history is revoked here.
+	asBob := []string{"TOKENGATE_TOKEN=" + strings.Fields(out)[1]}
+	_, stderr, err = n.CLI(t, asAlice, "tokengate", "request", "--api", n.mgmt, "--owner", "alice", "--purpose", "report leaks",
+		"--scope", "tokens:revoke", "--service", "tokengate-admin", "--ttl", "1h")
+	reqID := between(stderr, "request ", " is pending")
+	if err != nil || reqID == "" {
+		t.Fatalf("request: %v %s", err, stderr)
+	}
+	if _, stderr, err := n.CLI(t, asBob, "tokengate", "approve", "--api", n.mgmt, reqID, "--reason", "leak reporting"); err != nil {
+		t.Fatalf("approve: %v %s", err, stderr)
+	}
+	reporter, stderr, err := n.CLI(t, asAlice, "tokengate", "claim", "--api", n.mgmt, reqID)
+	if err != nil {
+		t.Fatalf("claim: %v %s", err, stderr)
+	}
+	asReporter := []string{"TOKENGATE_TOKEN=" + strings.TrimSpace(reporter)}
+	stdout, stderr, err = n.CLI(t, asReporter, "tokengate", "leaks", "scan", repo, "--no-history", "--api", n.mgmt, "--revoke")
+	if exitStatus(err) != 3 || !strings.Contains(stdout, onDisk.Token.ID+" exposed") {
+		t.Fatalf("leaks scan --revoke of the files: exit %d\n%s%s", exitStatus(err), stdout, stderr)
+	}
+	n.mustCall(t, onDisk.Secret, http.StatusUnauthorized)
+	n.mustCall(t, inHistory.Secret, http.StatusOK)
+
 	// The real gitleaks with our rule.
 	report := filepath.Join(t.TempDir(), "gitleaks.json")
 	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
@@ -157,7 +181,7 @@ func TestGitleaksAndScanEndToEnd(t *testing.T) {
 	}
 	answer, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
-	if resp.StatusCode != http.StatusOK || !bytes.Contains(answer, []byte(`"exposed":2`)) {
+	if resp.StatusCode != http.StatusOK || !bytes.Contains(answer, []byte(`"exposed":1`)) || !bytes.Contains(answer, []byte(`"already_exposed":1`)) {
 		t.Fatalf("gitleaks report: %d %s", resp.StatusCode, answer)
 	}
 	for _, tok := range []issued{onDisk, inHistory} {

@@ -17,6 +17,8 @@ import (
 	"errors"
 	"time"
 
+	"golang.org/x/sync/errgroup"
+
 	"github.com/tokengate/caddy-tokengate/internal/lifecycle"
 	"github.com/tokengate/caddy-tokengate/internal/token"
 	"github.com/tokengate/caddy-tokengate/store"
@@ -71,13 +73,19 @@ type Result struct {
 // Tally counts outcomes, for the audit line of a report.
 type Tally map[Outcome]int
 
-// Process handles findings in order: checksum, lookup, exposure. A
-// secret reported twice in one batch is looked up once. It stops at the
-// first store error (the caller answers 503; what was exposed before it
-// stays exposed, and a retry finds it so).
+// Process handles each finding: checksum, lookup, exposure. A secret
+// reported twice in one batch is looked up once. Up to Parallel secrets
+// are handled at once, so a batch of a hundred is not a hundred store
+// round trips end to end. On a store error it returns that error (the
+// caller answers 503); what was exposed before it stays exposed, and a
+// retry finds it so.
 func Process(ctx context.Context, l Ledger, actor, source string, findings []Finding, now time.Time) ([]Result, Tally, error) {
 	return process(ctx, l, actor, source, findings, now, false)
 }
+
+// Parallel bounds the secrets of one report handled at once: each holds
+// a store connection while its lookup or exposure runs.
+const Parallel = 8
 
 // Resolve is Process without the exposure: it says what each finding is
 // (Live for a live token of ours) and changes nothing.
@@ -86,22 +94,37 @@ func Resolve(ctx context.Context, l Ledger, findings []Finding, now time.Time) (
 }
 
 func process(ctx context.Context, l Ledger, actor, source string, findings []Finding, now time.Time, dryRun bool) ([]Result, Tally, error) {
-	results := make([]Result, len(findings))
-	tally := Tally{}
+	// first[i] is the index of the first finding with findings[i]'s
+	// secret; only those are handled.
+	first := make([]int, len(findings))
 	seen := make(map[string]int, len(findings))
 	for i, f := range findings {
-		if j, ok := seen[f.Secret]; ok {
-			results[i] = results[j]
-			tally[results[i].Outcome]++
+		j, ok := seen[f.Secret]
+		if !ok {
+			j, seen[f.Secret] = i, i
+		}
+		first[i] = j
+	}
+	results := make([]Result, len(findings))
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(Parallel)
+	for i, f := range findings {
+		if first[i] != i {
 			continue
 		}
-		r, err := processOne(ctx, l, actor, source, f, now, dryRun)
-		if err != nil {
-			return nil, nil, err
-		}
-		seen[f.Secret] = i
-		results[i] = r
-		tally[r.Outcome]++
+		g.Go(func() error {
+			r, err := processOne(gctx, l, actor, source, f, now, dryRun)
+			results[i] = r
+			return err
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return nil, nil, err
+	}
+	tally := Tally{}
+	for i := range findings {
+		results[i] = results[first[i]]
+		tally[results[i].Outcome]++
 	}
 	return results, tally, nil
 }
