@@ -11,6 +11,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+
 	"github.com/tokengate/caddy-tokengate/internal/notify"
 )
 
@@ -124,5 +126,34 @@ func TestLeakWebhookRevokesAndAnnouncesOnce(t *testing.T) {
 	}
 	if want := "refused refused success success refused"; strings.Join(reported, " ") != want {
 		t.Fatalf("leak.reported outcomes %v, want %s", reported, want)
+	}
+}
+
+func TestLeaksCaddyfile(t *testing.T) {
+	cases := []struct{ input, want, wantErr string }{
+		{input: "tokengate {\n leaks {\n  github_keys https://api.github.com/meta/public_keys/secret_scanning\n  webhook_secret {env.S}\n  limit 10 30s\n }\n}",
+			want: `{"leaks":{"github_keys":"https://api.github.com/meta/public_keys/secret_scanning","webhook_secret":"{env.S}","limit":{"attempts":10,"window":30000000000}}}`},
+		{input: "tokengate {\n leaks\n}", want: `{"leaks":{}}`},
+		{input: "tokengate {\n leaks x\n}", wantErr: "wrong argument count"},
+		{input: "tokengate {\n leaks {\n  github_keys\n }\n}", wantErr: "wrong argument count"},
+		{input: "tokengate {\n leaks {\n  limit 0 1m\n }\n}", wantErr: "limit takes a number of attempts and a window"},
+		{input: "tokengate {\n leaks {\n  keys x\n }\n}", wantErr: `unrecognized leaks subdirective "keys"`},
+	}
+	for _, c := range cases {
+		var a App
+		err := a.UnmarshalCaddyfile(caddyfile.NewTestDispenser(c.input))
+		if c.wantErr != "" {
+			if err == nil || !strings.Contains(err.Error(), c.wantErr) {
+				t.Errorf("%q: err = %v, want %q", c.input, err, c.wantErr)
+			}
+			continue
+		}
+		if err != nil {
+			t.Errorf("%q: %v", c.input, err)
+			continue
+		}
+		if got, _ := json.Marshal(&a); string(got) != c.want {
+			t.Errorf("%q:\n got %s\nwant %s", c.input, got, c.want)
+		}
 	}
 }
