@@ -299,7 +299,9 @@ func (in *Intake) ServeWebhook(w http.ResponseWriter, r *http.Request) {
 	}
 	event := r.Header.Get("X-GitHub-Event")
 	if event != "secret_scanning_alert" {
-		writeJSON(w, http.StatusAccepted, map[string]string{"ignored": "event " + cmp.Or(safeWord(event), "unnamed")})
+		what := "event " + cmp.Or(safeWord(event), "unnamed") + " ignored"
+		in.Audit.ActionContext(r.Context(), &audit.Action{Msg: "leak.reported", Actor: WebhookActor, Outcome: "success", Reason: what, ClientIP: a.addr})
+		writeJSON(w, http.StatusAccepted, map[string]string{"ignored": what})
 		return
 	}
 	_, findings, err := AlertWebhook(body)

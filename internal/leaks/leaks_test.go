@@ -5,10 +5,12 @@ import (
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
+	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
 	"crypto/x509"
 	"encoding/base64"
+	"encoding/hex"
 	"encoding/json"
 	"encoding/pem"
 	"errors"
@@ -406,5 +408,48 @@ func TestIntakeFloodNeverReachesTheStore(t *testing.T) {
 	tok, _ := f.store.GetByHash(context.Background(), func() []byte { h := f.hasher.Hash(secret); return h[:] }())
 	if !tok.RevokedAt.IsZero() {
 		t.Fatal("an unsigned report revoked the token")
+	}
+}
+
+// GitHub's own secret_scanning_alert webhook carries no secret: it is
+// acknowledged and audited, and changes nothing; a forwarder's copy with
+// alert.secret revokes. Other events (ping) are acknowledged and ignored.
+func TestAlertWebhookShapes(t *testing.T) {
+	secret := token.NewSecret()
+	action, findings, err := AlertWebhook([]byte(`{"action":"created","alert":{"number":1,"secret_type":"tokengate","html_url":"https://github.com/o/r/security/secret-scanning/1"}}`))
+	if err != nil || action != "created" || len(findings) != 0 {
+		t.Fatalf("GitHub's payload: %q %v %v", action, findings, err)
+	}
+	_, findings, err = AlertWebhook([]byte(`{"action":"created","alert":{"secret":"` + secret + `","secret_type":"tokengate","html_url":"https://x/1"}}`))
+	if err != nil || len(findings) != 1 || findings[0].Secret != secret || findings[0].URL != "https://x/1" {
+		t.Fatalf("a forwarded alert: %v %v", findings, err)
+	}
+	_, findings, _ = AlertWebhook([]byte(`{"action":"resolved","alert":{"secret":"` + secret + `"}}`))
+	if len(findings) != 0 {
+		t.Fatal("a resolved alert carries findings")
+	}
+
+	f := newFixture(t)
+	const hookSecret = "org-secret"
+	in := &Intake{Ledger: f, Audit: f.life.Audit, Brake: addrlimit.New(100, time.Minute, func() time.Time { return f.now }),
+		Now: func() time.Time { return f.now }, ClientAddr: func(*http.Request) string { return "192.0.2.8" }, WebhookSecret: []byte(hookSecret)}
+	send := func(event string, body []byte) *httptest.ResponseRecorder {
+		mac := hmac.New(sha256.New, []byte(hookSecret))
+		mac.Write(body)
+		req := httptest.NewRequest(http.MethodPost, "/v1/leaks", bytes.NewReader(body))
+		req.Header.Set("X-GitHub-Event", event)
+		req.Header.Set("X-Hub-Signature-256", "sha256="+hex.EncodeToString(mac.Sum(nil)))
+		rec := httptest.NewRecorder()
+		in.ServeWebhook(rec, req)
+		return rec
+	}
+	if rec := send("ping", []byte(`{"zen":"hi"}`)); rec.Code != http.StatusAccepted {
+		t.Fatalf("ping: %d %s", rec.Code, rec.Body)
+	}
+	if rec := send("secret_scanning_alert", []byte(`{"action":"created","alert":{"number":1}}`)); rec.Code != http.StatusOK || f.lookups.Load() != 0 {
+		t.Fatalf("an alert without its secret: %d %s, %d lookups", rec.Code, rec.Body, f.lookups.Load())
+	}
+	if n := len(f.lines("leak.reported")); n != 2 {
+		t.Fatalf("%d leak.reported lines for a ping and an alert without a secret, want 2", n)
 	}
 }
