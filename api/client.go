@@ -326,3 +326,10 @@ func (c *Client) Check(ctx context.Context, r CheckRequest) (CheckResult, error)
 	var out CheckResult
 	return out, c.do(ctx, http.MethodPost, "/check", r, &out)
 }
+
+// ReportLeaks sends secrets found in the wild to POST /v1/leaks: each one
+// that opens a live token revokes it (unless r.DryRun).
+func (c *Client) ReportLeaks(ctx context.Context, r LeakReport) (LeakResult, error) {
+	var out LeakResult
+	return out, c.do(ctx, http.MethodPost, "/leaks", r, &out)
+}

@@ -33,6 +33,11 @@ type TokenView struct {
 	RevokedAt    *time.Time `json:"revoked_at,omitempty"`
 	RevokedBy    string     `json:"revoked_by,omitempty"`
 	RevokeReason string     `json:"revoke_reason,omitempty"`
+	// ExposedAt, ExposureSource and ExposureURL say when the secret was
+	// reported found in the wild, by whom and where (state exposed).
+	ExposedAt      *time.Time `json:"exposed_at,omitempty"`
+	ExposureSource string     `json:"exposure_source,omitempty"`
+	ExposureURL    string     `json:"exposure_url,omitempty"`
 	// LastUsedAt is written in batches about once a second; a token in
 	// steady use from one address may show a time up to a minute old.
 	LastUsedAt *time.Time `json:"last_used_at,omitempty"`
@@ -225,6 +230,9 @@ type Report struct {
 	WriteWithoutCIDR []ReportItem `json:"write_without_cidr"`
 	LongLived        []ReportItem `json:"long_lived"`
 	UnusedScopes     []ReportItem `json:"unused_scopes"`
+	// Exposed are tokens whose secrets were found in the wild in the last
+	// 30 days: revoked, with a secret to replace wherever it was used.
+	Exposed []ReportItem `json:"exposed"`
 }
 
 // ReportItem names one token in a finding.
@@ -234,4 +242,35 @@ type ReportItem struct {
 	Purpose string   `json:"purpose"`
 	Detail  string   `json:"detail,omitempty"`
 	Scopes  []string `json:"scopes,omitempty"`
+}
+
+// LeakReport is the body of POST /v1/leaks in its plain shape: secrets
+// found in the wild, who found them and where. The endpoint also takes a
+// gitleaks JSON report as it is. With DryRun, nothing is revoked: the
+// answer only says which tokens the secrets open and in what state.
+type LeakReport struct {
+	Source  string   `json:"source,omitempty"`
+	URL     string   `json:"url,omitempty"`
+	Secrets []string `json:"secrets"`
+	DryRun  bool     `json:"dry_run,omitempty"`
+}
+
+// LeakResult answers POST /v1/leaks: one outcome per secret, in order,
+// and how many of each.
+type LeakResult struct {
+	Results []LeakOutcome  `json:"results"`
+	Counts  map[string]int `json:"counts"`
+}
+
+// LeakOutcome is what became of one reported secret: exposed (revoked
+// now), already_exposed, inactive (revoked, expired, rotated or used up
+// before), unknown (not a token of this gateway), malformed (fails the
+// checksum), or, in a dry run, live. Label is GitHub's verdict on it:
+// true_positive for a token of ours that was live when first reported.
+// TokenID and State are present when the secret is ours.
+type LeakOutcome struct {
+	Outcome string `json:"outcome"`
+	Label   string `json:"label"`
+	TokenID string `json:"token_id,omitempty"`
+	State   string `json:"state,omitempty"`
 }

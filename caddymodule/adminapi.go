@@ -64,6 +64,7 @@ func (a *adminAPI) Provision(ctx caddy.Context) error {
 	rt.handle(a.mux, "GET /tokengate/backup", backupStore)
 	rt.handle(a.mux, "POST /tokengate/break-glass", startBreakGlass)
 	rt.handle(a.mux, "POST /tokengate/break-glass/{id}/confirm", confirmBreakGlass)
+	rt.handle(a.mux, "POST /tokengate/leaks", reportLeaks)
 	rt.tokenRoutes(a.mux, "/tokengate")
 	return nil
 }

@@ -26,6 +26,7 @@ func viewOf(t *store.Token, now time.Time) api.TokenView {
 		CreatedAt: t.CreatedAt, CreatedBy: t.CreatedBy, HeldBy: t.HeldBy, ApprovedBy: t.ApprovedBy,
 		RotatedFrom: t.RotatedFrom, RotatedTo: t.RotatedTo, GraceUntil: timePtr(t.GraceUntil),
 		RevokedAt: timePtr(t.RevokedAt), RevokedBy: t.RevokedBy, RevokeReason: t.RevokeReason,
+		ExposedAt: timePtr(t.ExposedAt), ExposureSource: t.ExposureSource, ExposureURL: t.ExposureURL,
 		LastUsedAt: timePtr(t.LastUsedAt), LastUsedIP: t.LastUsedIP, UsedScopes: nonNil(t.UsedScopes),
 	}
 }

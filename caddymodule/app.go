@@ -22,6 +22,7 @@ import (
 	"github.com/tokengate/caddy-tokengate/internal/audit"
 	"github.com/tokengate/caddy-tokengate/internal/gateway"
 	"github.com/tokengate/caddy-tokengate/internal/identity"
+	"github.com/tokengate/caddy-tokengate/internal/leaks"
 	"github.com/tokengate/caddy-tokengate/internal/lifecycle"
 	"github.com/tokengate/caddy-tokengate/internal/manage"
 	"github.com/tokengate/caddy-tokengate/internal/notify"
@@ -92,6 +93,9 @@ type App struct {
 	// ExchangeLimit brakes the token exchange, which takes no credential:
 	// attempts per client address and window. Default 30 a minute.
 	ExchangeLimit *AttemptLimit `json:"exchange_limit,omitempty"`
+	// Leaks configures the intake of secrets found in the wild: GitHub's
+	// partner alerts and webhook, and the brake on reports.
+	Leaks *Leaks `json:"leaks,omitempty"`
 
 	rt            *runtime // shared with the other configs on the same store
 	rtKey         string
@@ -108,6 +112,7 @@ type App struct {
 	workloads     *identity.Workloads // nil without workloads
 	webhooks      *notify.Dispatcher  // nil without webhooks
 	exchangeBrake *addrlimit.Limiter
+	leaks         *leaks.Intake
 	groupsSeen    *groupsSeen
 	storeProbe    *storeProbe
 
@@ -257,6 +262,9 @@ func (a *App) Provision(ctx caddy.Context) error {
 	a.manage = &manage.Service{Tokens: a.lifecycle, Requests: a.store, Policy: a.engine, Audit: a.audit, Now: a.now}
 	if a.webhooks != nil {
 		a.manage.Events = a.webhooks
+	}
+	if a.leaks, err = a.provisionLeaks(hasher, previousHasher); err != nil {
+		return err
 	}
 	a.logger.Info("tokengate ready",
 		zap.String("policy", a.policySource()),

@@ -113,6 +113,10 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			if err := a.unmarshalWebhook(d); err != nil {
 				return err
 			}
+		case "leaks":
+			if err := a.unmarshalLeaks(d); err != nil {
+				return err
+			}
 		default:
 			return d.Errf("unrecognized subdirective %q", d.Val())
 		}

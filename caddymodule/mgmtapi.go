@@ -37,6 +37,8 @@ const tokenVar = "tokengate.token"
 //	GET  /v1/report[?unused_days=]
 //	POST /v1/check                      dry-run a gateway decision
 //	POST /v1/token                      token exchange for workloads (RFC 8693, exchange.go)
+//	POST /v1/leaks                      secrets found in the wild, revoked (leaks.go; action report_leak)
+//	POST /v1/leaks/github               GitHub's secret scanning partner alerts (signed; no credential)
 //	GET  /v1/auth/oidc                  how people sign in: issuer, client id, scopes (no credential; signin.go)
 //	GET  /healthz, GET /readyz          liveness and readiness probes (no credential; health.go)
 //
@@ -79,6 +81,7 @@ func (h *AdminHandler) Provision(ctx caddy.Context) error {
 	rt := routes{logger: ctx.Logger(), resolve: h.caller}
 	h.mux = http.NewServeMux()
 	rt.requestRoutes(h.mux, "/v1")
+	rt.handle(h.mux, "POST "+leaksPath, reportLeaks)
 	rt.tokenRoutes(h.mux, "/v1")
 	h.mux.HandleFunc("/", unknownRoute(h.mux, "/"))
 	var err error
@@ -124,6 +127,9 @@ func (h *AdminHandler) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddy
 		return nil
 	}
 	if h.serveProbe(w, r) {
+		return nil
+	}
+	if h.serveSignedLeaks(w, r) {
 		return nil
 	}
 	if r.URL.Path == signInPath {

@@ -356,7 +356,7 @@ func reportView(r report.Report) api.Report {
 	}
 	return api.Report{GeneratedAt: r.GeneratedAt, LiveTokens: r.LiveTokens, ExpiringSoon: items(r.ExpiringSoon),
 		NeverUsed: items(r.NeverUsed), Unused: items(r.Unused), WriteWithoutCIDR: items(r.WriteWithoutCIDR),
-		LongLived: items(r.LongLived), UnusedScopes: items(r.UnusedScopes)}
+		LongLived: items(r.LongLived), UnusedScopes: items(r.UnusedScopes), Exposed: items(r.Exposed)}
 }
 
 func cmpOr(v, fallback string) string {

@@ -159,6 +159,7 @@ func reportCommand() *cobra.Command {
 			{"write scope without CIDR binding", rep.WriteWithoutCIDR},
 			{"lifetime over 30 days", rep.LongLived},
 			{"scopes granted but never exercised", rep.UnusedScopes},
+			{"secret found in the wild (exposed) in the last 30 days", rep.Exposed},
 		} {
 			fmt.Fprintf(os.Stdout, "\n%s: %d\n", section.title, len(section.items))
 			for _, it := range section.items {

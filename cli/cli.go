@@ -61,7 +61,7 @@ check exits with status 3 when the decision is a deny.`,
 				decideCommand("approve", "Approves"), decideCommand("deny", "Denies"), claimCommand(),
 				listCommand(), showCommand(), rotateCommand(), revokeCommand(),
 				reportCommand(), checkCommand(), policyTestCommand(), backupCommand(), breakGlassCommand(),
-				loginCommand(), logoutCommand(), auditCommand(),
+				loginCommand(), logoutCommand(), auditCommand(), leaksCommand(),
 			)
 		},
 	})

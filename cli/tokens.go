@@ -132,7 +132,7 @@ used is in 'caddy tokengate show' (last_used_at) and in the hygiene report.`,
 	c.register(cmd, localOrRemote)
 	cmd.Flags().StringVar(&filter.Owner, "owner", "", "only tokens of this owner")
 	cmd.Flags().StringVar(&filter.Service, "service", "", "only tokens bound to this service")
-	cmd.Flags().StringVar(&filter.State, "state", "", "only this state: active, pending, rotating, rotated, revoked, expired, exhausted (requests: pending, approved, lapsed, denied, claimed)")
+	cmd.Flags().StringVar(&filter.State, "state", "", "only this state: active, pending, rotating, rotated, revoked, exposed, expired, exhausted (requests: pending, approved, lapsed, denied, claimed)")
 	cmd.Flags().BoolVar(&requests, "requests", false, "list token requests instead of tokens (management API)")
 	return cmd
 }

@@ -5,7 +5,9 @@
 # Input:
 #   input.action   request | approve | deny | claim | issue | rotate |
 #                  revoke | read | bootstrap | exchange (a workload's
-#                  token exchange; input.request is the token it gets)
+#                  token exchange; input.request is the token it gets) |
+#                  report_leak (POST /v1/leaks: secrets found in the wild,
+#                  each revoked when it is ours and live)
 #   input.actor    {principal, kind, token_id, scopes, local, ...}
 #                  principal is verified, never typed: who holds the
 #                  caller's management token (its held_by), a person's or
@@ -71,12 +73,15 @@ required_scope := {
 	"approve": "tokens:approve",
 	"deny": "tokens:approve",
 	"read": "tokens:read",
+	# Who may revoke any token may report leaked secrets, which revokes
+	# them.
+	"report_leak": "tokens:revoke",
 }
 
 has(scope) if scope in input.actor.scopes
 
 # Fail closed on anything unexpected: an unknown action or no caller.
-actions := {"request", "approve", "deny", "claim", "issue", "rotate", "revoke", "read", "bootstrap", "exchange"}
+actions := {"request", "approve", "deny", "claim", "issue", "rotate", "revoke", "read", "bootstrap", "exchange", "report_leak"}
 
 denials contains "action_unknown" if not known_action
 

@@ -70,10 +70,10 @@ directory_workloads := directory_part("workloads", [])
 directory_limits := directory_part("limits", {})
 
 # A directory of the wrong shape fails closed for every action but revoke
-# (stopping harm is never blocked), rather than being read as "no
-# approvers" and handing approval to scope holders.
+# and report_leak (stopping harm is never blocked), rather than being read
+# as "no approvers" and handing approval to scope holders.
 denials contains "directory_invalid" if {
-	input.action != "revoke"
+	not input.action in {"revoke", "report_leak"}
 	not directory_well_formed
 }
 
@@ -115,7 +115,9 @@ person if actor_kind == "person"
 
 # What each kind may do; a kind not listed here may do nothing.
 kind_actions := {
-	"person": {"request", "claim", "read", "approve", "deny", "rotate", "revoke"},
+	# A person who holds a leaked secret could use it: reporting it
+	# (which revokes it) gives them nothing more.
+	"person": {"request", "claim", "read", "approve", "deny", "rotate", "revoke", "report_leak"},
 	"workload": {"exchange"},
 	"management_token": actions - {"exchange"},
 	"local": actions - {"exchange"},

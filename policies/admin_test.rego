@@ -356,3 +356,20 @@ test_blank_principal_is_no_one if {
 }
 
 test_unknown_action_refused if refused(ask("delete_everything", local_operator, read_request), "action_unknown")
+
+# Reporting leaked secrets revokes them: who may revoke any token may
+# report; a token that may only read or request may not.
+report_leak(actor) := d if {
+	d := admin.decision with input as {"action": "report_leak", "actor": actor, "config": config}
+}
+
+test_report_leak_needs_revoke_scope if {
+	refused(report_leak(requester), "scope_missing")
+	report_leak(object.union(requester, {"scopes": ["tokens:revoke"]})).allow
+}
+
+test_local_operator_reports_leaks if report_leak(local_operator).allow
+
+test_workload_cannot_report_leaks if {
+	refused(report_leak({"principal": "workload:ci", "kind": "workload", "token_id": "", "scopes": ["tokens:revoke"], "local": false}), "actor_kind_not_allowed")
+}

@@ -7,24 +7,30 @@ import (
 
 // Token states, as the inventory lists them and the metrics count them.
 const (
-	StateActive    = "active"
-	StatePending   = "pending" // not yet valid (before not_before)
-	StateRotating  = "rotating"
-	StateRotated   = "rotated"
-	StateExpired   = "expired"
-	StateRevoked   = "revoked"
+	StateActive   = "active"
+	StatePending  = "pending" // not yet valid (before not_before)
+	StateRotating = "rotating"
+	StateRotated  = "rotated"
+	StateExpired  = "expired"
+	StateRevoked  = "revoked"
+	// StateExposed is a token revoked because its secret was found in
+	// the wild (ExposedAt is set).
+	StateExposed   = "exposed"
 	StateExhausted = "exhausted"
 )
 
 // States lists every state StateOf returns.
-var States = []string{StateActive, StatePending, StateRotating, StateRotated, StateExpired, StateRevoked, StateExhausted}
+var States = []string{StateActive, StatePending, StateRotating, StateRotated, StateExpired, StateRevoked, StateExposed, StateExhausted}
 
-// StateOf names t's state at now. The first that applies wins: revoked,
+// StateOf names t's state at now. The first that applies wins: exposed
+// (revoked because the secret leaked), revoked,
 // rotating (the old secret of a rotation, within its grace window),
 // rotated, expired, exhausted (a use limit reached), pending (before
 // not_before), active.
 func StateOf(t *Token, now time.Time) string {
 	switch {
+	case !t.ExposedAt.IsZero():
+		return StateExposed
 	case !t.RevokedAt.IsZero():
 		return StateRevoked
 	case t.RotatedTo != "" && now.Before(t.GraceUntil):

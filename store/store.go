@@ -85,8 +85,17 @@ type Token struct {
 	RevokedAt    time.Time `json:"revoked_at,omitzero"`
 	RevokedBy    string    `json:"revoked_by,omitempty"`
 	RevokeReason string    `json:"revoke_reason,omitempty"`
-	LastUsedAt   time.Time `json:"last_used_at,omitzero"`
-	LastUsedIP   string    `json:"last_used_ip,omitempty"`
+	// ExposedAt is when a scanner reported the secret found in the wild
+	// (a public repository, a paste, a CI log). An exposed token is
+	// revoked in the same change, and its state reads exposed rather
+	// than revoked, so the inventory tells a leak from a routine revoke.
+	ExposedAt time.Time `json:"exposed_at,omitzero"`
+	// ExposureSource names who reported the leak (github, gitleaks, or
+	// the source a reporter gave); ExposureURL is where it was found.
+	ExposureSource string    `json:"exposure_source,omitempty"`
+	ExposureURL    string    `json:"exposure_url,omitempty"`
+	LastUsedAt     time.Time `json:"last_used_at,omitzero"`
+	LastUsedIP     string    `json:"last_used_ip,omitempty"`
 	// UsedScopes lists the scopes that calls have actually exercised, for
 	// the privilege-creep report.
 	UsedScopes []string `json:"used_scopes,omitempty"`

@@ -21,10 +21,13 @@ const (
 	RequestDenied   = "request.denied"
 	RequestLapsed   = "request.lapsed" // approved, but not claimed in time
 	TokenRevoked    = "token.revoked"
+	// TokenExposed: a scanner found the token's secret in the wild, and
+	// the token was revoked.
+	TokenExposed = "token.exposed"
 )
 
 // Types lists every event type, for validating a webhook's filter.
-var Types = []string{RequestPending, RequestApproved, RequestDenied, RequestLapsed, TokenRevoked}
+var Types = []string{RequestPending, RequestApproved, RequestDenied, RequestLapsed, TokenRevoked, TokenExposed}
 
 // Event is the JSON body sent to a webhook. It names records by their
 // public ids and describes them by their metadata; it has no field that
@@ -48,6 +51,10 @@ type Event struct {
 	// DecidedBy is who approved, denied or revoked.
 	DecidedBy string     `json:"decided_by,omitempty"`
 	ClaimBy   *time.Time `json:"claim_by,omitempty"`
+	// Source and URL say who found a leaked secret and where
+	// (token.exposed).
+	Source string `json:"source,omitempty"`
+	URL    string `json:"url,omitempty"`
 	// Text is a one-line summary, so that a Slack (or compatible)
 	// incoming webhook shows the event without a translating relay.
 	Text string `json:"text"`
@@ -104,6 +111,11 @@ func ForToken(typ string, t *store.Token, at time.Time) Event {
 	}
 	e.Text = slackEscape(fmt.Sprintf("%s revoked token %s (%s on %s for %s): %q.",
 		t.RevokedBy, t.ID, list(t.Scopes), list(t.Services), t.Owner, t.RevokeReason))
+	if typ == TokenExposed {
+		e.Source, e.URL = t.ExposureSource, t.ExposureURL
+		e.Text = slackEscape(fmt.Sprintf("The secret of token %s (%s on %s for %s, held by %s) was found in the wild (%s, %s) and the token was revoked.",
+			t.ID, list(t.Scopes), list(t.Services), t.Owner, t.HeldBy, t.ExposureSource, t.ExposureURL))
+	}
 	return e
 }
 

@@ -16,8 +16,11 @@ import (
 // Thresholds of the report; the API lets callers change UnusedFor.
 const (
 	ExpiringWithin = 7 * 24 * time.Hour
-	LongLived      = 30 * 24 * time.Hour
-	DefaultUnused  = 30 * 24 * time.Hour
+	// ExposedWithin is how long a token whose secret leaked stays in the
+	// report: long enough for its owner to replace it everywhere.
+	ExposedWithin = 30 * 24 * time.Hour
+	LongLived     = 30 * 24 * time.Hour
+	DefaultUnused = 30 * 24 * time.Hour
 )
 
 // Item names one token in a finding.
@@ -30,7 +33,9 @@ type Item struct {
 }
 
 // Report is the hygiene report over live tokens (not revoked, rotated
-// away, expired or used up).
+// away, expired or used up), and the tokens whose secrets were found in
+// the wild in the last ExposedWithin (revoked, but their owners have a
+// secret to replace).
 type Report struct {
 	GeneratedAt      time.Time `json:"generated_at"`
 	LiveTokens       int       `json:"live_tokens"`
@@ -40,13 +45,18 @@ type Report struct {
 	WriteWithoutCIDR []Item    `json:"write_without_cidr"`
 	LongLived        []Item    `json:"long_lived"`
 	UnusedScopes     []Item    `json:"unused_scopes"`
+	Exposed          []Item    `json:"exposed"`
 }
 
 // Build computes the report. live reports whether a token still counts.
 func Build(tokens []*store.Token, now time.Time, unusedFor time.Duration, live func(*store.Token) bool) Report {
 	r := Report{GeneratedAt: now, ExpiringSoon: []Item{}, NeverUsed: []Item{}, Unused: []Item{},
-		WriteWithoutCIDR: []Item{}, LongLived: []Item{}, UnusedScopes: []Item{}}
+		WriteWithoutCIDR: []Item{}, LongLived: []Item{}, UnusedScopes: []Item{}, Exposed: []Item{}}
 	for _, t := range tokens {
+		if !t.ExposedAt.IsZero() && now.Sub(t.ExposedAt) <= ExposedWithin {
+			r.Exposed = append(r.Exposed, Item{TokenID: t.ID, Owner: t.Owner, Purpose: t.Purpose,
+				Detail: fmt.Sprintf("found by %s at %s, %s", t.ExposureSource, t.ExposureURL, t.ExposedAt.Format(time.RFC3339))})
+		}
 		if !live(t) {
 			continue
 		}

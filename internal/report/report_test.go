@@ -80,3 +80,19 @@ func TestBuild(t *testing.T) {
 		t.Errorf("unused scopes of the writer: %v", s)
 	}
 }
+
+// A token whose secret leaked is revoked, so it is no live token, but the
+// report lists it for 30 days with where it was found.
+func TestExposedTokensAreReported(t *testing.T) {
+	now := time.Date(2026, 12, 7, 12, 0, 0, 0, time.UTC)
+	exposed := func(id string, ago time.Duration) *store.Token {
+		return &store.Token{ID: id, Owner: "o", Purpose: "p", NotBefore: now.Add(-48 * time.Hour), ExpiresAt: now.Add(time.Hour),
+			RevokedAt: now.Add(-ago), ExposedAt: now.Add(-ago), ExposureSource: "github", ExposureURL: "https://github.com/o/r/blob/x/.env"}
+	}
+	r := Build([]*store.Token{exposed("recent", time.Hour), exposed("old", ExposedWithin+time.Hour)}, now, DefaultUnused,
+		func(t *store.Token) bool { return t.RevokedAt.IsZero() })
+	if r.LiveTokens != 0 || len(r.Exposed) != 1 || r.Exposed[0].TokenID != "recent" ||
+		r.Exposed[0].Detail != "found by github at https://github.com/o/r/blob/x/.env, 2026-12-07T11:00:00Z" {
+		t.Fatalf("report %+v", r)
+	}
+}

@@ -46,6 +46,12 @@ func testCount(t *testing.T, s store.Backend) {
 		{store.StateRevoked, false, func(t *store.Token) {
 			t.RevokedAt, t.RotatedTo, t.GraceUntil = now.Add(-time.Minute), "tok_next5", now.Add(time.Hour)
 		}},
+		{store.StateExposed, false, func(t *store.Token) {
+			t.RevokedAt, t.ExposedAt, t.ExposureSource = now.Add(-time.Minute), now.Add(-time.Minute), "github"
+		}},
+		{store.StateExposed, false, func(t *store.Token) {
+			t.RevokedAt, t.ExposedAt, t.RotatedTo, t.GraceUntil = now, now, "tok_next6", now.Add(time.Hour)
+		}},
 	}
 	want := store.NewCensus()
 	for i, c := range cases {

@@ -22,6 +22,7 @@ type censusFields struct {
 	RotatedTo  string    `json:"rotated_to"`
 	GraceUntil time.Time `json:"grace_until"`
 	RevokedAt  time.Time `json:"revoked_at"`
+	ExposedAt  time.Time `json:"exposed_at"`
 }
 
 // Count counts tokens by state and pending requests in one read
@@ -35,7 +36,7 @@ func (s *Store) Count(_ context.Context, now time.Time, expiringWithin time.Dura
 				return fmt.Errorf("decoding token record: %v", err)
 			}
 			c.Add(&store.Token{NotBefore: f.NotBefore, ExpiresAt: f.ExpiresAt, MaxUses: f.MaxUses, Uses: f.Uses,
-				RotatedTo: f.RotatedTo, GraceUntil: f.GraceUntil, RevokedAt: f.RevokedAt}, now, expiringWithin)
+				RotatedTo: f.RotatedTo, GraceUntil: f.GraceUntil, RevokedAt: f.RevokedAt, ExposedAt: f.ExposedAt}, now, expiringWithin)
 			return nil
 		})
 		if err != nil {

@@ -18,6 +18,7 @@ const censusQuery = `
 SELECT state, count(*), count(*) FILTER (WHERE expires_at <= $2)
 FROM (
 	SELECT expires_at, CASE
+		WHEN exposed_at IS NOT NULL THEN 'exposed'
 		WHEN revoked_at IS NOT NULL THEN 'revoked'
 		WHEN rotated_to <> '' AND grace_until > $1 THEN 'rotating'
 		WHEN rotated_to <> '' THEN 'rotated'
