@@ -57,6 +57,7 @@ func Run(t *testing.T, b Backend) {
 		"MarkUsedIsAtomic":          testMarkUsedAtomic,
 		"Rekey":                     testRekey,
 		"RekeyIsAtomic":             testRekeyIsAtomic,
+		"FeedReportsChanges":        testFeedReportsChanges,
 	}
 	for name, fn := range tests {
 		t.Run(name, func(t *testing.T) {

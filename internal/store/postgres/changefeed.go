@@ -1,0 +1,273 @@
+package postgres
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/tokengate/caddy-tokengate/store"
+)
+
+// Reconnect delays after the feed's connection fails: doubling from
+// minBackoff up to maxBackoff, so a database restart is picked up quickly
+// but a long outage does not become a connection storm.
+const (
+	minBackoff = 100 * time.Millisecond
+	maxBackoff = 2 * time.Second
+)
+
+// Feed retention: rows of tokengate_changes older than feedRetention are
+// deleted (by whichever node gets there first, at most once per
+// pruneEvery per node). A node whose last confirmation is older than half
+// of it may have missed rows that are gone, and drops its caches instead
+// of catching up.
+const (
+	feedRetention = time.Hour
+	pruneEvery    = time.Minute
+)
+
+// readChanges reads, in one statement and so in one snapshot, the
+// snapshot itself and every change after the cursor: rows numbered past
+// the highest seq read so far, and rows of the transactions that were
+// still running when the previous read was taken. A transaction takes its
+// seq before it commits, so it can commit after a later seq was read; it
+// is then one of those running transactions, and found by its xid. Any
+// transaction that starts after a snapshot takes a seq greater than every
+// seq that snapshot sees.
+const readChanges = `SELECT pg_current_snapshot()::text, c.seq, c.token_id
+	FROM (SELECT 1) AS one
+	LEFT JOIN tokengate_changes c ON c.seq > $1 OR c.xid = ANY ($2::text[]::xid8[])
+	ORDER BY c.seq`
+
+// FeedOptions tune how the change feed confirms that it is current.
+type FeedOptions struct {
+	// Heartbeat is how often the feed reads the table when nothing woke
+	// it; each read that returns confirms the node is current as of the
+	// moment it was sent. Default 500ms.
+	Heartbeat time.Duration
+	// Deadline bounds each read and each connection attempt: a read that
+	// does not answer in time (a relay that went silent without closing
+	// the connection) ends the connection, and the feed connects again.
+	// Default 1s.
+	Deadline time.Duration
+}
+
+// FeedFor returns the options that keep a node within bound: a heartbeat
+// four times per bound and a deadline of half of it, so a healthy feed
+// confirms several times per bound and a dead connection is replaced
+// before the bound runs out.
+func FeedFor(bound time.Duration) FeedOptions {
+	return FeedOptions{Heartbeat: bound / 4, Deadline: bound / 2}
+}
+
+// cursor is how far a follower has read the feed.
+type cursor struct {
+	started bool
+	seq     int64
+	// running are the transactions in progress at the last read's
+	// snapshot; their rows may yet appear below seq.
+	running []string
+	// confirmed is the local time of the last read that returned.
+	confirmed time.Time
+	// pruned is when this follower last pruned the feed.
+	pruned time.Time
+}
+
+// Follow implements store.ChangeFeed. It keeps a connection of its own
+// (not one of the pool: LISTEN is session state, and a pooler in
+// transaction mode would not keep it) in LISTEN, which only wakes it: what
+// changed is read from tokengate_changes, after the cursor, on every
+// wake-up and every Heartbeat. Each read that returns tells f that the
+// node is current as of when it was sent. After a lost connection the
+// cursor carries over, so the node reads what it missed and keeps its
+// caches; only the first read (the node has no cursor yet) and a gap
+// longer than the feed keeps rows call Reset.
+func (s *Store) Follow(ctx context.Context, f store.Follower) {
+	var c cursor
+	delay := minBackoff
+	for {
+		if s.follow(ctx, &c, f) {
+			delay = minBackoff
+		}
+		if ctx.Err() != nil {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(delay):
+		}
+		delay = min(2*delay, maxBackoff)
+	}
+}
+
+// follow holds one feed connection until it fails or ctx is done, and
+// reports whether it read the feed at least once.
+func (s *Store) follow(ctx context.Context, c *cursor, f store.Follower) bool {
+	o := s.feedOptions
+	connectCtx, cancel := context.WithTimeout(ctx, o.Deadline)
+	conn, err := pgx.ConnectConfig(connectCtx, s.feedConfig.Copy())
+	cancel()
+	if err != nil {
+		return false
+	}
+	defer conn.Close(context.Background())
+	if err := withDeadline(ctx, o.Deadline, func(ctx context.Context) error {
+		_, err := conn.Exec(ctx, "LISTEN "+channel)
+		return err
+	}); err != nil {
+		return false
+	}
+	s.feed.set(true)
+	defer s.feed.set(false)
+	read := false
+	for {
+		if err := s.catchUp(ctx, conn, c, f); err != nil {
+			return read
+		}
+		read = true
+		// Wait for a wake-up or the next heartbeat. A timeout here is
+		// the heartbeat, not a failure (pgx keeps the connection); any
+		// other error ends it.
+		waitCtx, cancel := context.WithTimeout(ctx, o.Heartbeat)
+		_, err := conn.WaitForNotification(waitCtx)
+		cancel()
+		if err != nil && (ctx.Err() != nil || !errors.Is(err, context.DeadlineExceeded)) {
+			return read
+		}
+	}
+}
+
+// catchUp reads the changes after c, hands them to f and confirms.
+func (s *Store) catchUp(ctx context.Context, conn *pgx.Conn, c *cursor, f store.Follower) error {
+	asOf := time.Now()
+	var (
+		snapshot string
+		ids      []string
+		maxSeq   = c.seq
+	)
+	err := withDeadline(ctx, s.feedOptions.Deadline, func(ctx context.Context) error {
+		rows, err := conn.Query(ctx, readChanges, c.seq, c.running)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			var (
+				seq *int64
+				id  *string
+			)
+			if err := rows.Scan(&snapshot, &seq, &id); err != nil {
+				return err
+			}
+			if seq != nil {
+				maxSeq = max(maxSeq, *seq)
+				ids = append(ids, *id)
+			}
+		}
+		return rows.Err()
+	})
+	if err != nil {
+		return err
+	}
+	running, err := runningTransactions(snapshot)
+	if err != nil {
+		return err
+	}
+	lost := !c.started || asOf.Sub(c.confirmed) > feedRetention/2
+	c.started, c.seq, c.running, c.confirmed = true, maxSeq, running, asOf
+	if lost {
+		// Nothing to catch up from: the caches may hold anything.
+		f.Reset()
+	} else {
+		for _, id := range slices.Compact(slices.Sorted(slices.Values(ids))) {
+			f.Changed(id)
+		}
+	}
+	f.CaughtUp(asOf)
+	s.maybePrune(ctx, conn, c)
+	return nil
+}
+
+// runningTransactions reads the in-progress transaction ids of a
+// pg_snapshot in its text form, xmin:xmax:xip,xip,...
+func runningTransactions(snapshot string) ([]string, error) {
+	parts := strings.Split(snapshot, ":")
+	if len(parts) != 3 {
+		return nil, fmt.Errorf("reading the change feed: unexpected snapshot %q", snapshot)
+	}
+	if parts[2] == "" {
+		return []string{}, nil
+	}
+	return strings.Split(parts[2], ","), nil
+}
+
+// maybePrune deletes feed rows past feedRetention, at most once per
+// pruneEvery on this node. A failure is left for the next time.
+func (s *Store) maybePrune(ctx context.Context, conn *pgx.Conn, c *cursor) {
+	now := time.Now()
+	if now.Sub(c.pruned) < pruneEvery {
+		return
+	}
+	c.pruned = now
+	_ = withDeadline(ctx, s.feedOptions.Deadline, func(ctx context.Context) error {
+		_, err := conn.Exec(ctx, `DELETE FROM tokengate_changes WHERE changed_at < now() - $1::interval`,
+			feedRetention.String())
+		return err
+	})
+}
+
+func withDeadline(ctx context.Context, d time.Duration, fn func(context.Context) error) error {
+	ctx, cancel := context.WithTimeout(ctx, d)
+	defer cancel()
+	return fn(ctx)
+}
+
+// Watch implements store.Notifier on top of Follow, for callers that need
+// no confirmations.
+func (s *Store) Watch(ctx context.Context, changed func(tokenID string), reset func()) {
+	s.Follow(ctx, watchFollower{changed: changed, reset: reset})
+}
+
+type watchFollower struct {
+	changed func(string)
+	reset   func()
+}
+
+func (w watchFollower) Changed(id string)  { w.changed(id) }
+func (w watchFollower) Reset()             { w.reset() }
+func (w watchFollower) CaughtUp(time.Time) {}
+
+// FeedLive implements store.FeedReporter: live while the feed's
+// connection is up.
+func (s *Store) FeedLive() (live bool, since time.Time) { return s.feed.get() }
+
+// feedState is whether the feed's connection is up, and since when.
+type feedState struct {
+	mu    sync.Mutex
+	live  bool
+	since time.Time
+}
+
+func (f *feedState) set(live bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.live, f.since = live, time.Now()
+}
+
+func (f *feedState) get() (bool, time.Time) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.live, f.since
+}
+
+var (
+	_ store.FeedReporter = (*Store)(nil)
+	_ store.ChangeFeed   = (*Store)(nil)
+)
