@@ -40,6 +40,8 @@ func init() {
 //		pepper <secret>
 //		previous_pepper <secret>
 //		audit_fail_open
+//		max_staleness <duration>        # default 2s
+//		stale_reads allow|deny          # default deny
 //		oidc <issuer> {
 //			audience <client id>        # required
 //			principal_claim <claim>     # default sub; email only when email_verified
@@ -129,6 +131,19 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		case "previous_pepper":
 			if !d.AllArgs(&a.PreviousPepper) {
 				return d.ArgErr()
+			}
+		case "max_staleness":
+			dur, err := durationArg(d, 0)
+			if err != nil {
+				return err
+			}
+			a.MaxStaleness = dur
+		case "stale_reads":
+			if !d.AllArgs(&a.StaleReads) {
+				return d.ArgErr()
+			}
+			if a.StaleReads != "allow" && a.StaleReads != "deny" {
+				return d.Errf("stale_reads must be allow or deny, not %q", a.StaleReads)
 			}
 		case "audit_fail_open":
 			if d.NextArg() {

@@ -14,6 +14,7 @@
 package freshness
 
 import (
+	"math"
 	"sync/atomic"
 	"time"
 )
@@ -52,7 +53,10 @@ func (t *Tracker) Bound() time.Duration { return t.bound }
 // applied. Confirmations only move forward: one that arrives late (an
 // older read answered after a newer one) changes nothing.
 func (t *Tracker) Confirm(asOf time.Time) {
-	n := asOf.UnixNano()
+	n := int64(math.MaxInt64) // past 2262, where UnixNano overflows
+	if asOf.Before(time.Unix(0, n)) {
+		n = asOf.UnixNano()
+	}
 	for {
 		old := t.confirmed.Load()
 		if n <= old || t.confirmed.CompareAndSwap(old, n) {
