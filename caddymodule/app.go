@@ -268,6 +268,7 @@ func (a *App) Provision(ctx caddy.Context) error {
 		ObserveStore:  metrics.storeCalled,
 		Fresh:         a.fresh,
 		StaleReads:    a.StaleReads == "allow",
+		StoreTimeout:  a.maxStaleness(),
 	})
 	if err != nil {
 		return fmt.Errorf("building caches: %v", err)

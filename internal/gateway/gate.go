@@ -175,6 +175,10 @@ type Options struct {
 	// StaleReads lets a stale node answer read-only calls from its
 	// caches (tokengate's `stale_reads allow`).
 	StaleReads bool
+	// StoreTimeout, when set, bounds each store call of the request path
+	// (lookup, re-key, use consumption); one that runs out fails the
+	// call closed with store_unavailable.
+	StoreTimeout time.Duration
 }
 
 // Gate authorizes calls. It is safe for concurrent use.
@@ -240,6 +244,9 @@ func New(o Options) (*Gate, error) {
 		o.UnknownCacheSize = DefaultUnknownCacheSize
 	}
 	st := o.Store
+	if o.StoreTimeout > 0 {
+		st = boundedStore{Store: st, timeout: o.StoreTimeout}
+	}
 	if o.ObserveStore != nil {
 		st = observedStore{Store: st, observe: o.ObserveStore}
 	}
