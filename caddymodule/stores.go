@@ -127,6 +127,11 @@ type PostgresStore struct {
 	// current when no change woke it; keep it at most a quarter of
 	// max_staleness. Default 500ms.
 	Heartbeat caddy.Duration `json:"heartbeat,omitempty"`
+	// Feed is how the change feed learns of changes: "listen" (default:
+	// a connection of its own in LISTEN wakes it at once) or "poll" (it
+	// reads through the pool every heartbeat, and the node needs no
+	// connection beyond max_conns, through PgBouncer if need be).
+	Feed string `json:"feed,omitempty"`
 
 	dsn, feedDSN string // expanded
 	execMode     pgx.QueryExecMode
@@ -173,15 +178,15 @@ func (p *PostgresStore) Provision(caddy.Context) error {
 // StoreKey is a digest of the DSN, so the DSN (which may hold a password)
 // is kept out of any debug output of the pool.
 func (p *PostgresStore) StoreKey() string {
-	sum := sha256.Sum256(fmt.Appendf(nil, "%s\x00%s\x00%d\x00%s\x00%d", p.dsn, p.feedDSN, p.MaxConns, p.QueryExecMode, p.Heartbeat))
+	sum := sha256.Sum256(fmt.Appendf(nil, "%s\x00%s\x00%d\x00%s\x00%d\x00%s", p.dsn, p.feedDSN, p.MaxConns, p.QueryExecMode, p.Heartbeat, p.Feed))
 	return "postgres:" + hex.EncodeToString(sum[:])
 }
 
 // OpenStore connects and migrates the schema.
 func (p *PostgresStore) OpenStore(ctx caddy.Context) (store.Backend, error) {
-	feed := postgres.FeedOptions{}
+	feed := postgres.FeedOptions{Poll: p.Feed == "poll"}
 	if p.Heartbeat > 0 {
-		feed = postgres.FeedOptions{Heartbeat: time.Duration(p.Heartbeat), Deadline: 2 * time.Duration(p.Heartbeat)}
+		feed.Heartbeat, feed.Deadline = time.Duration(p.Heartbeat), 2*time.Duration(p.Heartbeat)
 	}
 	return postgres.OpenWith(ctx, postgres.Options{
 		DSN: p.dsn, FeedDSN: p.feedDSN, MaxConns: p.MaxConns, QueryExecMode: p.execMode, Feed: feed,
@@ -196,6 +201,7 @@ func (p *PostgresStore) OpenStore(ctx caddy.Context) (store.Backend, error) {
 //		max_conns <n>               # pool size, default 4; the feed's connection comes on top
 //		query_exec_mode <mode>      # exec or simple_protocol behind PgBouncer in transaction mode
 //		heartbeat <duration>        # default 500ms; at most max_staleness/4
+//		feed listen|poll            # default listen; poll needs no connection beyond max_conns
 //	}
 func (p *PostgresStore) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	d.Next() // module name
@@ -231,6 +237,13 @@ func (p *PostgresStore) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			}
 			if _, ok := queryExecModes[p.QueryExecMode]; !ok {
 				return d.Errf("query_exec_mode %q: must be one of cache_statement, cache_describe, describe_exec, exec, simple_protocol", p.QueryExecMode)
+			}
+		case "feed":
+			if !d.AllArgs(&p.Feed) {
+				return d.ArgErr()
+			}
+			if p.Feed != "listen" && p.Feed != "poll" {
+				return d.Errf("feed must be listen or poll, not %q", p.Feed)
 			}
 		case "heartbeat":
 			dur, err := durationArg(d, 0)

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/tokengate/caddy-tokengate/store"
 )
@@ -56,6 +57,13 @@ type FeedOptions struct {
 	// the connection) ends the connection, and the feed connects again.
 	// Default 1s.
 	Deadline time.Duration
+	// Poll reads the feed through the pool every Heartbeat instead of
+	// holding a connection of its own in LISTEN: a node then needs no
+	// connection beyond its pool, and the pool may go through PgBouncer
+	// in transaction mode (the cursor lives in the node, not in a
+	// session). The price: a change reaches the node up to Heartbeat
+	// later.
+	Poll bool
 }
 
 // FeedFor returns the options that keep a node within bound: a heartbeat
@@ -90,6 +98,10 @@ type cursor struct {
 // longer than the feed keeps rows call Reset.
 func (s *Store) Follow(ctx context.Context, f store.Follower) {
 	var c cursor
+	if s.feedOptions.Poll {
+		s.poll(ctx, &c, f)
+		return
+	}
 	delay := minBackoff
 	for {
 		if s.follow(ctx, &c, f) {
@@ -144,8 +156,30 @@ func (s *Store) follow(ctx context.Context, c *cursor, f store.Follower) bool {
 	}
 }
 
+// poll reads the feed through the pool every Heartbeat until ctx is done.
+// A failed read is retried at the next tick; confirmations stop meanwhile.
+func (s *Store) poll(ctx context.Context, c *cursor, f store.Follower) {
+	tick := time.NewTicker(s.feedOptions.Heartbeat)
+	defer tick.Stop()
+	for {
+		live := s.catchUp(ctx, s.pool, c, f) == nil
+		s.feed.set(live)
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+	}
+}
+
+// querier is what the feed reads through: its own connection, or the pool.
+type querier interface {
+	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
+	Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)
+}
+
 // catchUp reads the changes after c, hands them to f and confirms.
-func (s *Store) catchUp(ctx context.Context, conn *pgx.Conn, c *cursor, f store.Follower) error {
+func (s *Store) catchUp(ctx context.Context, conn querier, c *cursor, f store.Follower) error {
 	asOf := time.Now()
 	var (
 		snapshot string
@@ -210,7 +244,7 @@ func runningTransactions(snapshot string) ([]string, error) {
 
 // maybePrune deletes feed rows past feedRetention, at most once per
 // pruneEvery on this node. A failure is left for the next time.
-func (s *Store) maybePrune(ctx context.Context, conn *pgx.Conn, c *cursor) {
+func (s *Store) maybePrune(ctx context.Context, conn querier, c *cursor) {
 	now := time.Now()
 	if now.Sub(c.pruned) < pruneEvery {
 		return

@@ -99,16 +99,19 @@ func revoke(t *testing.T, s *Store, id string) {
 // it is behind within the 2s bound; after the relay heals it names the
 // token revoked meanwhile and is current again, without dropping its
 // caches. Done for a silent and for a loud (connections reset, new ones
-// refused) partition.
+// refused) partition, and for a silent one of a feed that polls.
 func TestFeedBoundsStalenessAcrossPartitions(t *testing.T) {
-	for _, loud := range []bool{false, true} {
-		name := map[bool]string{false: "silent", true: "loud"}[loud]
+	for _, c := range []struct {
+		name       string
+		loud, poll bool
+	}{{"silent", false, false}, {"loud", true, false}, {"silent, polling", false, true}} {
+		name, loud := c.name, c.loud
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
 			dsn := testDSN(t)
 			writer := open(t, dsn)
 			relayed, relay := viaRelay(t, dsn)
-			node, err := OpenWith(context.Background(), Options{DSN: relayed})
+			node, err := OpenWith(context.Background(), Options{DSN: relayed, Feed: FeedOptions{Poll: c.poll}})
 			if err != nil {
 				t.Fatal(err)
 			}

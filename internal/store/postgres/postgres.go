@@ -159,6 +159,9 @@ func OpenWith(ctx context.Context, o Options) (*Store, error) {
 	}
 	defaults := FeedFor(2 * time.Second)
 	o.Feed.Heartbeat = cmp.Or(o.Feed.Heartbeat, defaults.Heartbeat)
+	if o.Feed.Poll && o.FeedDSN != "" {
+		return nil, fmt.Errorf("a polling change feed reads through the pool: feed_dsn has no use")
+	}
 	o.Feed.Deadline = cmp.Or(o.Feed.Deadline, defaults.Deadline)
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
