@@ -46,7 +46,7 @@ func (f *follower) state(id string) (changed, resets int) {
 // confirmed that it is current.
 func follow(t *testing.T, s *Store) *follower {
 	t.Helper()
-	f := &follower{tracker: freshness.New(2*time.Second, time.Now), changed: map[string]int{}}
+	f := &follower{tracker: newTracker(), changed: map[string]int{}}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() {
@@ -60,6 +60,8 @@ func follow(t *testing.T, s *Store) *follower {
 	waitFor(t, 10*time.Second, "the feed confirms", f.tracker.Fresh)
 	return f
 }
+
+func newTracker() *freshness.Tracker { return freshness.New(2*time.Second, time.Now) }
 
 func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) time.Duration {
 	t.Helper()
