@@ -35,16 +35,24 @@ const (
 
 // readChanges reads, in one statement and so in one snapshot, the
 // snapshot itself and every change after the cursor: rows numbered past
-// the highest seq read so far, and rows of the transactions that were
-// still running when the previous read was taken. A transaction takes its
-// seq before it commits, so it can commit after a later seq was read; it
-// is then one of those running transactions, and found by its xid. Any
-// transaction that starts after a snapshot takes a seq greater than every
-// seq that snapshot sees.
+// the highest seq read so far ($1), and rows of every transaction the
+// previous read's snapshot counted as running: those it listed ($2, its
+// xip) and those with an xid at or past its xmax ($3), which a snapshot
+// counts as running without listing them. A transaction takes its seq
+// before it commits, so it can commit after a later seq was read; it was
+// then running at the previous read, and is found by its xid. A row the
+// previous snapshot did not count as running was visible to it, and read
+// then.
 const readChanges = `SELECT pg_current_snapshot()::text, c.seq, c.token_id
 	FROM (SELECT 1) AS one
-	LEFT JOIN tokengate_changes c ON c.seq > $1 OR c.xid = ANY ($2::text[]::xid8[])
+	LEFT JOIN tokengate_changes c
+		ON c.seq > $1 OR c.xid = ANY ($2::text[]::xid8[]) OR c.xid >= $3::text::xid8
 	ORDER BY c.seq`
+
+// startChanges places a new cursor at the end of the feed, in one
+// snapshot: the node starts with empty caches (Reset), and rows of the
+// transactions still running are read by the next readChanges.
+const startChanges = `SELECT pg_current_snapshot()::text, max(seq), NULL::text FROM tokengate_changes`
 
 // FeedOptions tune how the change feed confirms that it is current.
 type FeedOptions struct {
@@ -78,9 +86,11 @@ func FeedFor(bound time.Duration) FeedOptions {
 type cursor struct {
 	started bool
 	seq     int64
-	// running are the transactions in progress at the last read's
-	// snapshot; their rows may yet appear below seq.
+	// running and xmax are the transactions in progress at the last
+	// read's snapshot, listed and from xmax on; their rows may yet appear
+	// below seq.
 	running []string
+	xmax    string
 	// confirmed is the local time of the last read that returned.
 	confirmed time.Time
 	// pruned is when this follower last pruned the feed.
@@ -186,8 +196,12 @@ func (s *Store) catchUp(ctx context.Context, conn querier, c *cursor, f store.Fo
 		ids      []string
 		maxSeq   = c.seq
 	)
+	query, args := readChanges, []any{c.seq, c.running, c.xmax}
+	if !c.started {
+		query, args = startChanges, nil
+	}
 	err := withDeadline(ctx, s.feedOptions.Deadline, func(ctx context.Context) error {
-		rows, err := conn.Query(ctx, readChanges, c.seq, c.running)
+		rows, err := conn.Query(ctx, query, args...)
 		if err != nil {
 			return err
 		}
@@ -202,6 +216,8 @@ func (s *Store) catchUp(ctx context.Context, conn querier, c *cursor, f store.Fo
 			}
 			if seq != nil {
 				maxSeq = max(maxSeq, *seq)
+			}
+			if id != nil {
 				ids = append(ids, *id)
 			}
 		}
@@ -210,12 +226,12 @@ func (s *Store) catchUp(ctx context.Context, conn querier, c *cursor, f store.Fo
 	if err != nil {
 		return err
 	}
-	running, err := runningTransactions(snapshot)
+	running, xmax, err := runningTransactions(snapshot)
 	if err != nil {
 		return err
 	}
 	lost := !c.started || asOf.Sub(c.confirmed) > feedRetention/2
-	c.started, c.seq, c.running, c.confirmed = true, maxSeq, running, asOf
+	c.started, c.seq, c.running, c.xmax, c.confirmed = true, maxSeq, running, xmax, asOf
 	if lost {
 		// Nothing to catch up from: the caches may hold anything.
 		f.Reset()
@@ -229,17 +245,18 @@ func (s *Store) catchUp(ctx context.Context, conn querier, c *cursor, f store.Fo
 	return nil
 }
 
-// runningTransactions reads the in-progress transaction ids of a
-// pg_snapshot in its text form, xmin:xmax:xip,xip,...
-func runningTransactions(snapshot string) ([]string, error) {
+// runningTransactions reads the transactions a pg_snapshot in its text
+// form, xmin:xmax:xip,xip,..., counts as running: those it lists, and
+// every one from xmax on.
+func runningTransactions(snapshot string) (listed []string, xmax string, err error) {
 	parts := strings.Split(snapshot, ":")
 	if len(parts) != 3 {
-		return nil, fmt.Errorf("reading the change feed: unexpected snapshot %q", snapshot)
+		return nil, "", fmt.Errorf("reading the change feed: unexpected snapshot %q", snapshot)
 	}
 	if parts[2] == "" {
-		return []string{}, nil
+		return []string{}, parts[1], nil
 	}
-	return strings.Split(parts[2], ","), nil
+	return strings.Split(parts[2], ","), parts[1], nil
 }
 
 // maybePrune deletes feed rows past feedRetention, at most once per
