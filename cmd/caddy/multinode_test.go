@@ -190,6 +190,13 @@ http://127.0.0.1:{PORT} {
 
 func startNode(t *testing.T, name, dsn, upstream string) *node {
 	t.Helper()
+	return startNodeFrom(t, nodeCaddyfile, name, dsn, upstream)
+}
+
+// startNodeFrom starts a node from a Caddyfile template with nodeCaddyfile's
+// placeholders.
+func startNodeFrom(t *testing.T, template, name, dsn, upstream string) *node {
+	t.Helper()
 	dir := filepath.Join(t.TempDir(), name)
 	admin := fmt.Sprintf("127.0.0.1:%d", caddyproc.FreePort(t))
 	port := fmt.Sprint(caddyproc.FreePort(t))
@@ -199,7 +206,7 @@ func startNode(t *testing.T, name, dsn, upstream string) *node {
 		"{DIR}", dir,
 		"{PORT}", port,
 		"{UPSTREAM}", upstream,
-	).Replace(nodeCaddyfile)
+	).Replace(template)
 	p := caddyproc.Start(t, dir, admin, caddyfile)
 	n := &node{Process: p, name: name, url: "http://127.0.0.1:" + port, audit: filepath.Join(dir, "audit.log")}
 	eventually(t, 10*time.Second, name+" serves HTTP", func() (bool, string) {
