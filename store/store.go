@@ -35,8 +35,10 @@
 //     any other error means the store could not answer, and tokengate
 //     fails closed on it (503), never treating it as "no such token".
 //   - Writes are durable once a method returns nil.
-//   - A backend that several nodes share implements Notifier, or a revoke
-//     on one node is not seen by the others until their caches expire.
+//   - A backend that several nodes share implements ChangeFeed (and
+//     Notifier, for older callers): without confirmations from a feed a
+//     node can never know it is current, and answers every call from the
+//     store.
 package store
 
 import (
