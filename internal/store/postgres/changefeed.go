@@ -163,6 +163,21 @@ func (s *Store) follow(ctx context.Context, c *cursor, f store.Follower) bool {
 		if err != nil && (ctx.Err() != nil || !errors.Is(err, context.DeadlineExceeded)) {
 			return read
 		}
+		drainNotifications(conn)
+	}
+}
+
+// drainNotifications takes the wake-ups pgx has already received (during
+// the last read, say) without waiting for more: the read about to be sent
+// covers every change they announce, so one read answers them all instead
+// of one read each.
+func drainNotifications(conn *pgx.Conn) {
+	done, cancel := context.WithCancel(context.Background())
+	cancel()
+	for {
+		if _, err := conn.WaitForNotification(done); err != nil {
+			return
+		}
 	}
 }
 
