@@ -96,6 +96,15 @@ type App struct {
 	// Leaks configures the intake of secrets found in the wild: GitHub's
 	// partner alerts and webhook, and the brake on reports.
 	Leaks *Leaks `json:"leaks,omitempty"`
+	// MaxStaleness bounds how far behind the token changes of other nodes
+	// this node may answer from its caches: once the store's change feed
+	// has not confirmed within it that every change was seen, calls read
+	// the store (503 store_unavailable while it cannot be read). Default 2s.
+	MaxStaleness caddy.Duration `json:"max_staleness,omitempty"`
+	// StaleReads "allow" keeps answering read-only calls (GET, HEAD,
+	// OPTIONS under a <service>:read decision) from the caches while
+	// stale. Default: not allowed.
+	StaleReads string `json:"stale_reads,omitempty"`
 
 	rt            *runtime // shared with the other configs on the same store
 	rtKey         string
@@ -240,6 +249,9 @@ func (a *App) Provision(ctx caddy.Context) error {
 		},
 		ObservePolicy: metrics.policyEvaluated,
 		ObserveStore:  metrics.storeCalled,
+		Fresh:         a.fresh,
+		StaleReads:    a.StaleReads == "allow",
+		StoreTimeout:  a.maxStaleness(),
 	})
 	if err != nil {
 		return fmt.Errorf("building caches: %v", err)

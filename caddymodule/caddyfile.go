@@ -96,6 +96,19 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			if !d.AllArgs(&a.PreviousPepper) {
 				return d.ArgErr()
 			}
+		case "max_staleness":
+			dur, err := durationArg(d, 0)
+			if err != nil {
+				return err
+			}
+			a.MaxStaleness = dur
+		case "stale_reads":
+			if !d.AllArgs(&a.StaleReads) {
+				return d.ArgErr()
+			}
+			if a.StaleReads != "allow" && a.StaleReads != "deny" {
+				return d.Errf("stale_reads must be allow or deny, not %q", a.StaleReads)
+			}
 		case "audit_fail_open":
 			if d.NextArg() {
 				return d.ArgErr()

@@ -133,17 +133,9 @@ func (a *App) storeUp(ctx context.Context) bool {
 	return p.up
 }
 
-// changeFeed reports whether token changes made on other nodes reach this
-// one, and for how long they have not. A store that tells of no feed
-// (bolt: one node) has nothing to miss.
-func (a *App) changeFeed() (live bool, blind time.Duration) {
-	f, ok := a.store.(store.FeedReporter)
-	if !ok {
-		return true, 0
-	}
-	live, since := f.FeedLive()
-	if live {
-		return true, 0
-	}
-	return false, time.Since(since)
+// changeFeed reports whether this node is current with the token changes
+// made on other nodes (within max_staleness), and how far behind it may
+// be. A store no other node writes (bolt) is never behind.
+func (a *App) changeFeed() (live bool, lag time.Duration) {
+	return a.fresh(), a.rt.freshness.Lag()
 }

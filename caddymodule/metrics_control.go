@@ -19,7 +19,7 @@ import (
 //	tokengate_webhook_deliveries_total{result}    webhook events delivered, failed (refused or out of attempts), dropped (never sent)
 //	tokengate_idp_up{issuer}                      1 when the identity provider answered the last time it was asked
 //	tokengate_store_up                            1 when the token store answers a read within 2s
-//	tokengate_change_lag_seconds                  seconds the change feed has been down (0 while it is up, and for bolt)
+//	tokengate_change_lag_seconds                  seconds since the change feed last confirmed this node had seen every token change (0 for bolt)
 //
 // The gauges are read when Prometheus scrapes, from the config Caddy is
 // running: a scrape costs one store read. A policy bundle refused with the
@@ -54,7 +54,7 @@ func newControlMetrics() *controlMetrics {
 			storeUp: prometheus.NewDesc("tokengate_store_up",
 				"1 when the token store answers a read within 2s.", nil, nil),
 			changeLag: prometheus.NewDesc("tokengate_change_lag_seconds",
-				"Seconds since the change feed from the shared store was last known live (0 while it is, and for a store no other node shares).", nil, nil),
+				"Seconds since the change feed last confirmed that this node had seen every token change made on any node; past max_staleness the node stops using its caches (0 for a store no other node shares).", nil, nil),
 		},
 	}
 	for _, r := range []string{"ok", "refused"} {

@@ -8,6 +8,7 @@ import (
 	"github.com/caddyserver/caddy/v2"
 
 	"github.com/tokengate/caddy-tokengate/internal/breakglass"
+	"github.com/tokengate/caddy-tokengate/internal/freshness"
 	"github.com/tokengate/caddy-tokengate/store"
 )
 
@@ -31,19 +32,25 @@ type runtime struct {
 	mu   sync.Mutex
 	apps []*App // provisioned and not cleaned up, oldest first
 
+	// freshness is how far behind the token changes of other nodes this
+	// node may be (see staleness.go).
+	freshness *freshness.Tracker
+
 	stopWatch context.CancelFunc
 	watching  sync.WaitGroup
 }
 
-// newRuntime takes over s and, when s is shared with other nodes, starts
-// listening for their token changes.
+// newRuntime takes over s and follows its change feed.
 func newRuntime(s store.Backend) *runtime {
-	rt := &runtime{store: s}
-	if n, ok := s.(store.Notifier); ok {
-		ctx, cancel := context.WithCancel(context.Background())
-		rt.stopWatch = cancel
-		rt.watching.Go(func() { n.Watch(ctx, rt.forgetByID, rt.forgetAll) })
+	rt := &runtime{store: s, freshness: freshness.New(freshness.DefaultBound, clock)}
+	if _, shared := s.(store.Notifier); !shared {
+		// Current from the first call on, not from when the feed's
+		// goroutine first runs.
+		rt.CaughtUp(store.Forever)
 	}
+	ctx, cancel := context.WithCancel(context.Background())
+	rt.stopWatch = cancel
+	rt.watching.Go(func() { followChanges(ctx, s, rt) })
 	return rt
 }
 

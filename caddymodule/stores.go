@@ -5,10 +5,12 @@ import (
 	"encoding/hex"
 	"fmt"
 	"path/filepath"
+	"strconv"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+	"github.com/jackc/pgx/v5"
 
 	"github.com/tokengate/caddy-tokengate/internal/store/bolt"
 	"github.com/tokengate/caddy-tokengate/internal/store/postgres"
@@ -110,8 +112,38 @@ type PostgresStore struct {
 	// DSN of the database, e.g. postgres://user@host:5432/db. Placeholders
 	// such as {env.DATABASE_URL} are expanded.
 	DSN string `json:"dsn,omitempty"`
+	// FeedDSN is where the change feed keeps its own session (LISTEN),
+	// when DSN points at a pooler in transaction mode. Default DSN.
+	FeedDSN string `json:"feed_dsn,omitempty"`
+	// MaxConns bounds the connection pool for lookups and writes; the
+	// feed's connection comes on top. Default 4.
+	MaxConns int32 `json:"max_conns,omitempty"`
+	// QueryExecMode is how statements are sent: cache_statement (pgx's
+	// default, prepared statements), cache_describe, describe_exec, exec
+	// or simple_protocol. exec and simple_protocol prepare nothing that
+	// outlives a transaction, as PgBouncer in transaction mode needs.
+	QueryExecMode string `json:"query_exec_mode,omitempty"`
+	// Heartbeat is how often the change feed confirms that the node is
+	// current when no change woke it; keep it at most a quarter of
+	// max_staleness. Default 500ms.
+	Heartbeat caddy.Duration `json:"heartbeat,omitempty"`
+	// Feed is how the change feed learns of changes: "listen" (default:
+	// a connection of its own in LISTEN wakes it at once) or "poll" (it
+	// reads through the pool every heartbeat, and the node needs no
+	// connection beyond max_conns, through PgBouncer if need be).
+	Feed string `json:"feed,omitempty"`
 
-	dsn string // expanded
+	dsn, feedDSN string // expanded
+	execMode     pgx.QueryExecMode
+}
+
+// queryExecModes are the values of query_exec_mode.
+var queryExecModes = map[string]pgx.QueryExecMode{
+	"cache_statement": pgx.QueryExecModeCacheStatement,
+	"cache_describe":  pgx.QueryExecModeCacheDescribe,
+	"describe_exec":   pgx.QueryExecModeDescribeExec,
+	"exec":            pgx.QueryExecModeExec,
+	"simple_protocol": pgx.QueryExecModeSimpleProtocol,
 }
 
 // CaddyModule returns the Caddy module information.
@@ -124,9 +156,21 @@ func (PostgresStore) CaddyModule() caddy.ModuleInfo {
 
 // Provision expands the DSN's placeholders.
 func (p *PostgresStore) Provision(caddy.Context) error {
-	p.dsn = caddy.NewReplacer().ReplaceKnown(p.DSN, "")
+	repl := caddy.NewReplacer()
+	p.dsn = repl.ReplaceKnown(p.DSN, "")
 	if p.dsn == "" {
 		return fmt.Errorf("postgres store needs a dsn")
+	}
+	p.feedDSN = repl.ReplaceKnown(p.FeedDSN, "")
+	if p.MaxConns < 0 {
+		return fmt.Errorf("postgres store max_conns %d: must be 1 or more", p.MaxConns)
+	}
+	if p.QueryExecMode != "" {
+		mode, ok := queryExecModes[p.QueryExecMode]
+		if !ok {
+			return fmt.Errorf("postgres store query_exec_mode %q: must be one of cache_statement, cache_describe, describe_exec, exec, simple_protocol", p.QueryExecMode)
+		}
+		p.execMode = mode
 	}
 	return nil
 }
@@ -134,19 +178,30 @@ func (p *PostgresStore) Provision(caddy.Context) error {
 // StoreKey is a digest of the DSN, so the DSN (which may hold a password)
 // is kept out of any debug output of the pool.
 func (p *PostgresStore) StoreKey() string {
-	sum := sha256.Sum256([]byte(p.dsn))
+	sum := sha256.Sum256(fmt.Appendf(nil, "%s\x00%s\x00%d\x00%s\x00%d\x00%s", p.dsn, p.feedDSN, p.MaxConns, p.QueryExecMode, p.Heartbeat, p.Feed))
 	return "postgres:" + hex.EncodeToString(sum[:])
 }
 
 // OpenStore connects and migrates the schema.
 func (p *PostgresStore) OpenStore(ctx caddy.Context) (store.Backend, error) {
-	return postgres.Open(ctx, p.dsn)
+	feed := postgres.FeedOptions{Poll: p.Feed == "poll"}
+	if p.Heartbeat > 0 {
+		feed.Heartbeat, feed.Deadline = time.Duration(p.Heartbeat), 2*time.Duration(p.Heartbeat)
+	}
+	return postgres.OpenWith(ctx, postgres.Options{
+		DSN: p.dsn, FeedDSN: p.feedDSN, MaxConns: p.MaxConns, QueryExecMode: p.execMode, Feed: feed,
+	})
 }
 
 // UnmarshalCaddyfile reads `postgres <dsn>`, or the DSN in a block:
 //
-//	postgres {
+//	postgres [<dsn>] {
 //		dsn <dsn>
+//		feed_dsn <dsn>              # default dsn; a session of its own (LISTEN)
+//		max_conns <n>               # pool size, default 4; the feed's connection comes on top
+//		query_exec_mode <mode>      # exec or simple_protocol behind PgBouncer in transaction mode
+//		heartbeat <duration>        # default 500ms; at most max_staleness/4
+//		feed listen|poll            # default listen; poll needs no connection beyond max_conns
 //	}
 func (p *PostgresStore) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	d.Next() // module name
@@ -162,6 +217,40 @@ func (p *PostgresStore) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			if !d.AllArgs(&p.DSN) {
 				return d.ArgErr()
 			}
+		case "feed_dsn":
+			if !d.AllArgs(&p.FeedDSN) {
+				return d.ArgErr()
+			}
+		case "max_conns":
+			var v string
+			if !d.AllArgs(&v) {
+				return d.ArgErr()
+			}
+			n, err := strconv.ParseInt(v, 10, 32)
+			if err != nil || n < 1 {
+				return d.Errf("max_conns %q is not a number of 1 or more", v)
+			}
+			p.MaxConns = int32(n)
+		case "query_exec_mode":
+			if !d.AllArgs(&p.QueryExecMode) {
+				return d.ArgErr()
+			}
+			if _, ok := queryExecModes[p.QueryExecMode]; !ok {
+				return d.Errf("query_exec_mode %q: must be one of cache_statement, cache_describe, describe_exec, exec, simple_protocol", p.QueryExecMode)
+			}
+		case "feed":
+			if !d.AllArgs(&p.Feed) {
+				return d.ArgErr()
+			}
+			if p.Feed != "listen" && p.Feed != "poll" {
+				return d.Errf("feed must be listen or poll, not %q", p.Feed)
+			}
+		case "heartbeat":
+			dur, err := durationArg(d, 0)
+			if err != nil {
+				return err
+			}
+			p.Heartbeat = dur
 		default:
 			return d.Errf("unrecognized postgres store subdirective %q", d.Val())
 		}

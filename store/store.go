@@ -35,8 +35,10 @@
 //     any other error means the store could not answer, and tokengate
 //     fails closed on it (503), never treating it as "no such token".
 //   - Writes are durable once a method returns nil.
-//   - A backend that several nodes share implements Notifier, or a revoke
-//     on one node is not seen by the others until their caches expire.
+//   - A backend that several nodes share implements ChangeFeed (and
+//     Notifier, for older callers): without confirmations from a feed a
+//     node can never know it is current, and answers every call from the
+//     store.
 package store
 
 import (
@@ -248,6 +250,35 @@ type Notifier interface {
 	// everything it cached.
 	Watch(ctx context.Context, changed func(tokenID string), reset func())
 }
+
+// ChangeFeed is implemented by every backend: it tells a node which tokens
+// changed, and up to when it is sure it has been told of every change, so
+// that a node that cannot confirm it is current stops answering from its
+// caches (tokengate's max_staleness). A backend no other process writes
+// (bbolt: one node holds the file) confirms with Forever once.
+type ChangeFeed interface {
+	// Follow blocks until ctx is done, reporting to f. It never calls f
+	// concurrently with itself.
+	Follow(ctx context.Context, f Follower)
+}
+
+// Follower receives a change feed.
+type Follower interface {
+	// Changed names a token that changed on any node since the last
+	// report; the node drops what it cached about it.
+	Changed(tokenID string)
+	// Reset says changes may have been missed that cannot be named (the
+	// feed just started, or lost more than it keeps); the node drops
+	// everything it cached.
+	Reset()
+	// CaughtUp says every change committed before asOf (on the node's
+	// clock) has been reported. Reports only move forward.
+	CaughtUp(asOf time.Time)
+}
+
+// Forever is the CaughtUp of a store whose every change is made by this
+// process, as it is made: the node can never be behind.
+var Forever = time.Date(9999, 1, 1, 0, 0, 0, 0, time.UTC)
 
 // FeedReporter is implemented by a Notifier that knows whether its change
 // feed is up, so that a node can say it is not ready, and how long it has

@@ -310,6 +310,13 @@ func (s *Store) RecordUsage(_ context.Context, batch []store.Usage) error {
 	return nil
 }
 
+// Follow implements store.ChangeFeed: one process holds the data and
+// makes every change, so nothing can pass this node by.
+func (s *Store) Follow(ctx context.Context, f store.Follower) {
+	f.CaughtUp(store.Forever)
+	<-ctx.Done()
+}
+
 // Close does nothing: the data lives as long as the process.
 func (s *Store) Close() error { return nil }
 
@@ -434,6 +441,7 @@ func cloneRequest(r *store.Request) *store.Request {
 // Interface guards
 var (
 	_ store.Backend           = (*Store)(nil)
+	_ store.ChangeFeed        = (*Store)(nil)
 	_ caddymodule.StoreModule = (*Module)(nil)
 	_ caddyfile.Unmarshaler   = (*Module)(nil)
 )

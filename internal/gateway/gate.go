@@ -29,6 +29,13 @@
 //
 // A revoke or rotate calls Forget, which drops the token from the token
 // cache; its version has changed, so no cached decision can match it again.
+//
+// The caches are trusted only while the node is fresh (Options.Fresh): while
+// it cannot confirm that it has seen every token change made on other
+// nodes, every call reads its token from the store and asks the policy
+// afresh, and fails closed when the store does not answer. With
+// Options.StaleReads, a read-only call (see readOnly) whose token and
+// decision are both cached is still answered from the caches.
 package gateway
 
 import (
@@ -160,6 +167,18 @@ type Options struct {
 	// gateway took, by operation: "get_by_hash", "consume_use",
 	// "record_usage" (for metrics).
 	ObserveStore func(op string, d time.Duration)
+	// Fresh, when set, says whether the node has confirmed recently
+	// enough that it has seen every token change; while it says no, the
+	// caches are not used (see the package doc). Nil: always fresh (one
+	// node, nothing can change behind its back).
+	Fresh func() bool
+	// StaleReads lets a stale node answer read-only calls from its
+	// caches (tokengate's `stale_reads allow`).
+	StaleReads bool
+	// StoreTimeout, when set, bounds each store call of the request path
+	// (lookup, re-key, use consumption); one that runs out fails the
+	// call closed with store_unavailable.
+	StoreTimeout time.Duration
 }
 
 // Gate authorizes calls. It is safe for concurrent use.
@@ -185,6 +204,8 @@ type Gate struct {
 	hold  func() string
 	// observePolicy is Options.ObservePolicy or a no-op.
 	observePolicy func(time.Duration)
+	fresh         func() bool
+	staleReads    bool
 }
 
 type cachedToken struct {
@@ -223,6 +244,9 @@ func New(o Options) (*Gate, error) {
 		o.UnknownCacheSize = DefaultUnknownCacheSize
 	}
 	st := o.Store
+	if o.StoreTimeout > 0 {
+		st = boundedStore{Store: st, timeout: o.StoreTimeout}
+	}
 	if o.ObserveStore != nil {
 		st = observedStore{Store: st, observe: o.ObserveStore}
 	}
@@ -235,8 +259,11 @@ func New(o Options) (*Gate, error) {
 	if o.OnRekey == nil {
 		o.OnRekey = func(string) {}
 	}
+	if o.Fresh == nil {
+		o.Fresh = func() bool { return true }
+	}
 	g := &Gate{store: st, policy: o.Policy, hasher: o.Hasher, previous: o.PreviousHasher, onRekey: o.OnRekey,
-		now: o.Now, hold: o.Hold, observePolicy: o.ObservePolicy}
+		now: o.Now, hold: o.Hold, observePolicy: o.ObservePolicy, fresh: o.Fresh, staleReads: o.StaleReads}
 	var err error
 	g.tokens, err = lru.NewWithEvict(o.TokenCacheSize, func(hash [32]byte, t *cachedToken) {
 		g.byID.CompareAndDelete(t.record.ID, hash)
@@ -276,7 +303,13 @@ func (g *Gate) Authorize(ctx context.Context, c *Call) Result {
 
 	hash := g.hasher.Hash(c.Secret)
 	now := g.now()
-	tok, err := g.lookup(ctx, c.Secret, hash, now)
+	cached := g.fresh()
+	if !cached && g.staleReads && readOnlyMethod(c.Request.Method) {
+		if res, ok := g.staleRead(ctx, c, hash, now); ok {
+			return res
+		}
+	}
+	tok, err := g.lookup(ctx, c.Secret, hash, now, cached)
 	if errors.Is(err, store.ErrNotFound) {
 		return deny(nil, CacheNone, reason.TokenUnknown)
 	}
@@ -287,10 +320,18 @@ func (g *Gate) Authorize(ctx context.Context, c *Call) Result {
 		return Result{Outcome: Deny, Reasons: dead, Token: tok.record, Cache: CacheNone}
 	}
 
-	d, cacheResult, err := g.decide(ctx, tok, c, now)
+	d, cacheResult, err := g.decide(ctx, tok, c, now, cached)
 	if err != nil {
 		return Result{Outcome: Error, Reasons: []string{reason.PolicyUnavailable}, Token: tok.record, Cache: cacheResult, PolicyRev: d.rev, Err: err}
 	}
+	return g.conclude(ctx, c, tok, d, cacheResult, now)
+}
+
+// conclude turns a decision into the call's result: a deny as it is; an
+// allow held back when the audit log cannot record it, else passed after
+// spending a use (use-limited tokens, atomically in the store) or noting
+// the use for the next usage batch.
+func (g *Gate) conclude(ctx context.Context, c *Call, tok *cachedToken, d *cachedDecision, cacheResult string, now time.Time) Result {
 	res := Result{Token: tok.record, Reasons: d.reasons, DecisionID: d.id, Cache: cacheResult, PolicyRev: d.rev}
 	if len(d.reasons) > 0 {
 		res.Outcome = Deny
@@ -322,6 +363,38 @@ func (g *Gate) Authorize(ctx context.Context, c *Call) Result {
 	res.Handoff.DecisionID = d.idValue
 	res.Outcome = Allow
 	return res
+}
+
+// staleRead answers a call of a stale node from its caches alone, when it
+// is read-only: its token and decision are both cached and the decision's
+// scope is a read scope. ok is false when the call must go the stale way
+// (to the store).
+func (g *Gate) staleRead(ctx context.Context, c *Call, hash [32]byte, now time.Time) (res Result, ok bool) {
+	tok, hit := g.tokens.Get(hash)
+	if !hit || now.Sub(tok.loadedAt) >= CacheBound {
+		return Result{}, false
+	}
+	if dead := Liveness(tok.record, now); dead != nil {
+		return Result{Outcome: Deny, Reasons: dead, Token: tok.record, Cache: CacheHit}, true
+	}
+	d, ok := g.cachedDecision(tok, c, now)
+	if !ok || !readOnlyScope(d.scope) {
+		return Result{}, false
+	}
+	return g.conclude(ctx, c, tok, d, CacheHit, now), true
+}
+
+// readOnlyMethod: the methods HTTP defines as safe (RFC 9110 9.2.1), as
+// sent, so a lower-case "get" an upstream might treat as GET is not one.
+func readOnlyMethod(m string) bool {
+	return m == "GET" || m == "HEAD" || m == "OPTIONS"
+}
+
+// readOnlyScope: a scope named <service>:read, which the default policy
+// requires of safe methods only. A decision without a scope (a policy
+// that names none) is not read-only.
+func readOnlyScope(scope string) bool {
+	return strings.HasSuffix(scope, ":read") && len(scope) > len(":read")
 }
 
 // Liveness returns why a token cannot be used at all at now, most telling
@@ -370,8 +443,8 @@ func deny(tok *store.Token, cache, why string) Result {
 // be current for the policy to see it. hash is secret's hash under the
 // current pepper; secret is hashed again only during a pepper rotation,
 // when the store does not know hash.
-func (g *Gate) lookup(ctx context.Context, secret string, hash [32]byte, now time.Time) (*cachedToken, error) {
-	if t, ok := g.tokens.Get(hash); ok && now.Sub(t.loadedAt) < CacheBound {
+func (g *Gate) lookup(ctx context.Context, secret string, hash [32]byte, now time.Time, cached bool) (*cachedToken, error) {
+	if t, ok := g.tokens.Get(hash); cached && ok && now.Sub(t.loadedAt) < CacheBound {
 		return t, nil
 	}
 	if since, ok := g.unknown.Get(hash); ok {
@@ -421,8 +494,11 @@ func (g *Gate) fromPreviousPepper(ctx context.Context, secret string, hash []byt
 	return rec, nil
 }
 
-// decide returns the policy's decision, from the decision cache when it can.
-func (g *Gate) decide(ctx context.Context, tok *cachedToken, c *Call, now time.Time) (*cachedDecision, string, error) {
+// decide returns the policy's decision, from the decision cache when it
+// can and cached allows it. A decision made afresh is cached either way:
+// made now, from a record just read, it is as current as the feed's next
+// catch-up, which names every token changed since the node fell behind.
+func (g *Gate) decide(ctx context.Context, tok *cachedToken, c *Call, now time.Time, cached bool) (*cachedDecision, string, error) {
 	rev, reads := g.policy.GatewayReads()
 	if g.decisions == nil {
 		d, err := g.evaluate(ctx, tok, c, now, rev)
@@ -435,7 +511,7 @@ func (g *Gate) decide(ctx context.Context, tok *cachedToken, c *Call, now time.T
 	// ristretto matches keys by two 64-bit hashes; comparing the stored
 	// key as well means no crafted path or host can ever borrow another
 	// call's decision, whatever the odds of a collision.
-	if d, ok := g.decisions.Get(key); ok && now.Before(d.validUntil) && bytes.Equal(d.key, key) {
+	if d, ok := g.decisions.Get(key); cached && ok && now.Before(d.validUntil) && bytes.Equal(d.key, key) {
 		return d, CacheHit, nil
 	}
 	d, err := g.evaluate(ctx, tok, c, now, rev)
@@ -467,6 +543,23 @@ func (g *Gate) evaluate(ctx context.Context, tok *cachedToken, c *Call, now time
 		rev:     pd.Revision,
 		ttl:     pd.TTL,
 	}, nil
+}
+
+// cachedDecision returns the cached decision for the call, if any.
+func (g *Gate) cachedDecision(tok *cachedToken, c *Call, now time.Time) (*cachedDecision, bool) {
+	if g.decisions == nil {
+		return nil, false
+	}
+	rev, reads := g.policy.GatewayReads()
+	buf := keyBuffers.Get().(*[]byte)
+	defer keyBuffers.Put(buf)
+	key := appendDecisionKey((*buf)[:0], tok.record, rev, reads, c)
+	*buf = key
+	d, ok := g.decisions.Get(key)
+	if !ok || !now.Before(d.validUntil) || !bytes.Equal(d.key, key) {
+		return nil, false
+	}
+	return d, true
 }
 
 // cacheTTL is how long a decision may be reused: until the next moment the

@@ -58,6 +58,7 @@ func Run(t *testing.T, b Backend) {
 		"Rekey":                     testRekey,
 		"RekeyIsAtomic":             testRekeyIsAtomic,
 		"ExposureRoundTrips":        testExposure,
+		"FeedReportsChanges":        testFeedReportsChanges,
 	}
 	for name, fn := range tests {
 		t.Run(name, func(t *testing.T) {

@@ -431,6 +431,13 @@ func (s *Store) RecordUsage(_ context.Context, batch []store.Usage) error {
 	})
 }
 
+// Follow implements store.ChangeFeed: the process that holds the file
+// makes every change, so nothing can pass this node by.
+func (s *Store) Follow(ctx context.Context, f store.Follower) {
+	f.CaughtUp(store.Forever)
+	<-ctx.Done()
+}
+
 func (s *Store) Close() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -585,4 +592,5 @@ func putJSON(b *bbolt.Bucket, key string, v any) error {
 var (
 	_ store.Store        = (*Store)(nil)
 	_ store.RequestStore = (*Store)(nil)
+	_ store.ChangeFeed   = (*Store)(nil)
 )

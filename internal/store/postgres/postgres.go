@@ -6,6 +6,7 @@
 package postgres
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -21,7 +22,9 @@ import (
 	"github.com/tokengate/caddy-tokengate/store"
 )
 
-// channel is the NOTIFY channel that carries the ids of changed tokens.
+// channel is the NOTIFY channel that wakes the nodes when a token changed
+// (the change feed trigger of migration 0006 sends it; the payload is
+// empty: what changed is read from tokengate_changes).
 const channel = "tokengate_tokens"
 
 // columns lists the token columns in the order of tokenArgs and scanToken.
@@ -35,10 +38,9 @@ const values = `$1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15
 	$17, $18, $19, $20, $21, $22, $23, $24, $25, $26, $27, $28, $29`
 
 // announced finishes a statement that starts `WITH changed AS (UPDATE ...
-// RETURNING columns)`: it returns the changed rows and queues a notification
-// for each in the same statement, which PostgreSQL delivers only if the
-// transaction commits.
-const announced = `SELECT ` + columns + ` FROM changed, pg_notify('` + channel + `', changed.id)`
+// RETURNING columns)`: it returns the changed rows. The change feed
+// trigger records and announces the change, if it is one (a use is not).
+const announced = `SELECT ` + columns + ` FROM changed`
 
 // applyUsage is store.ApplyUsage in SQL, for a usage whose time, address
 // and scope are $2, $3 and $4: the last use only moves forward, and
@@ -97,17 +99,71 @@ var (
 	recordOnConsumed = recordUsage + ` RETURNING ` + columns
 )
 
-// Store is a store.Store and store.Notifier backed by PostgreSQL.
+// Store is a store.Store and store.ChangeFeed backed by PostgreSQL.
 type Store struct {
-	pool *pgxpool.Pool
-	feed feedState
+	pool        *pgxpool.Pool
+	feedConfig  *pgx.ConnConfig
+	feedOptions FeedOptions
+	feed        feedState
 }
 
-// Open connects to the database at dsn (a postgres:// URL or key=value
-// string, as libpq takes) and brings its tokengate tables up to date.
-// Tables go into the first schema of the connection's search_path.
+// DefaultMaxConns is the pool's size when Options.MaxConns is 0. With the
+// feed's own connection a node holds at most DefaultMaxConns+1.
+const DefaultMaxConns = 4
+
+// Options open a Store.
+type Options struct {
+	// DSN is the database for lookups and writes: a postgres:// URL or
+	// key=value string, as libpq takes. It may point at a pooler such as
+	// PgBouncer in transaction mode (then set QueryExecMode to
+	// pgx.QueryExecModeExec or SimpleProtocol).
+	DSN string
+	// FeedDSN is where the change feed connects; it needs a session of its
+	// own (LISTEN), so not through a pooler in transaction mode. Default
+	// DSN.
+	FeedDSN string
+	// MaxConns bounds the pool (the feed's connection comes on top).
+	// Default DefaultMaxConns.
+	MaxConns int32
+	// QueryExecMode is how the pool sends statements; the zero value keeps
+	// pgx's default (prepared statements, cached per connection).
+	QueryExecMode pgx.QueryExecMode
+	// Feed tunes the change feed; zero values mean FeedFor(2s).
+	Feed FeedOptions
+}
+
+// Open connects to the database at dsn with default options; see OpenWith.
 func Open(ctx context.Context, dsn string) (*Store, error) {
-	pool, err := pgxpool.New(ctx, dsn)
+	return OpenWith(ctx, Options{DSN: dsn})
+}
+
+// OpenWith connects and brings the tokengate tables up to date. Tables go
+// into the first schema of the connection's search_path. The pool opens
+// connections as calls need them, up to MaxConns, and closes idle ones.
+func OpenWith(ctx context.Context, o Options) (*Store, error) {
+	cfg, err := pgxpool.ParseConfig(o.DSN)
+	if err != nil {
+		return nil, fmt.Errorf("connecting to postgres: %w", err)
+	}
+	cfg.MaxConns = cmp.Or(o.MaxConns, DefaultMaxConns)
+	cfg.MinConns = 0
+	cfg.MaxConnIdleTime = time.Minute
+	if o.QueryExecMode != 0 {
+		cfg.ConnConfig.DefaultQueryExecMode = o.QueryExecMode
+	}
+	feedConfig := cfg.ConnConfig.Copy()
+	if o.FeedDSN != "" {
+		if feedConfig, err = pgx.ParseConfig(o.FeedDSN); err != nil {
+			return nil, fmt.Errorf("connecting the change feed to postgres: %w", err)
+		}
+	}
+	defaults := FeedFor(2 * time.Second)
+	o.Feed.Heartbeat = cmp.Or(o.Feed.Heartbeat, defaults.Heartbeat)
+	if o.Feed.Poll && o.FeedDSN != "" {
+		return nil, fmt.Errorf("a polling change feed reads through the pool: feed_dsn has no use")
+	}
+	o.Feed.Deadline = cmp.Or(o.Feed.Deadline, defaults.Deadline)
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("connecting to postgres: %w", err)
 	}
@@ -121,7 +177,7 @@ func Open(ctx context.Context, dsn string) (*Store, error) {
 		pool.Close()
 		return nil, fmt.Errorf("migrating schema: %w", err)
 	}
-	st := &Store{pool: pool}
+	st := &Store{pool: pool, feedConfig: feedConfig, feedOptions: o.Feed}
 	st.feed.set(false)
 	return st, nil
 }
