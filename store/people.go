@@ -16,8 +16,8 @@ type Session struct {
 	IDHash []byte `json:"-"`
 	// Principal and Groups are the verified identity at sign-in: the ID
 	// token's subject mapped as for the API, and its groups.
-	Principal string   `json:"principal"`
-	Groups    []string `json:"groups,omitempty"`
+	Principal string    `json:"principal"`
+	Groups    []string  `json:"groups,omitempty"`
 	CreatedAt time.Time `json:"created_at"`
 	// LastSeenAt moves with use (TouchSession); the idle timeout counts
 	// from it.
