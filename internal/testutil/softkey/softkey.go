@@ -25,7 +25,7 @@ type Key struct {
 	// unless NoCounter (as many passkeys, which always say zero).
 	Count     uint32
 	NoCounter bool
-	ID    []byte
+	ID        []byte
 
 	priv       *ecdsa.PrivateKey
 	userHandle []byte
