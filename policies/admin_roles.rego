@@ -171,6 +171,44 @@ auto_approve if {
 
 auto_approvable(svc) if service_auto_approves(svc)
 
+# Why a request waits for a second person: one code for each rule of
+# just-in-time approval it misses. The console shows them to the
+# approver; they decide nothing (auto_approve does).
+person_needed contains "write_scope" if {
+	input.action == "request"
+	not read_only(input.request.scopes)
+}
+
+person_needed contains "ttl_over_jit" if {
+	input.action == "request"
+	input.request.ttl_seconds > jit_max_seconds
+}
+
+person_needed contains "unbound" if {
+	input.action == "request"
+	not bound(input.request)
+}
+
+person_needed contains "management_token" if {
+	input.action == "request"
+	management_service in input.request.services
+}
+
+person_needed contains "production_service" if {
+	input.action == "request"
+	some svc in input.request.services
+	production(svc)
+	not service_auto_approves(svc)
+}
+
+person_needed contains "requester_unknown" if {
+	input.action == "request"
+	some svc in input.request.services
+	not production(svc)
+	not service_auto_approves(svc)
+	not directory_knows_actor
+}
+
 auto_approvable(svc) if {
 	not production(svc)
 	directory_knows_actor
