@@ -39,6 +39,7 @@ type Store interface {
 	AddSecurityKey(ctx context.Context, k *store.SecurityKey) error
 	ListSecurityKeys(ctx context.Context, principal string) ([]*store.SecurityKey, error)
 	UseSecurityKey(ctx context.Context, principal string, credentialID []byte, signCount uint32, at time.Time) (*store.SecurityKey, error)
+	DeleteSecurityKey(ctx context.Context, principal string, credentialID []byte) error
 	MarkUsed(ctx context.Context, key []byte, expires, now time.Time) error
 }
 
@@ -399,4 +400,22 @@ func describe(err error) string {
 		return pe.Details
 	}
 	return "verification failed"
+}
+
+// Keys lists principal's registered keys, oldest first.
+func (s *Service) Keys(ctx context.Context, principal string) ([]*store.SecurityKey, error) {
+	return s.store.ListSecurityKeys(ctx, principal)
+}
+
+// KeyID is how a page names a key: its credential id in base64url.
+func KeyID(k *store.SecurityKey) string { return base64.RawURLEncoding.EncodeToString(k.CredentialID) }
+
+// RemoveKey deletes principal's key named by KeyID; store.ErrNotFound when
+// they have no such key.
+func (s *Service) RemoveKey(ctx context.Context, principal, keyID string) error {
+	id, err := base64.RawURLEncoding.DecodeString(keyID)
+	if err != nil {
+		return store.ErrNotFound
+	}
+	return s.store.DeleteSecurityKey(ctx, principal, id)
 }
