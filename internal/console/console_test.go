@@ -9,6 +9,8 @@ import (
 	"net/http/cookiejar"
 	"net/http/httptest"
 	"net/url"
+	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -474,4 +476,41 @@ func BenchmarkInboxOf10000(b *testing.B) {
 			b.Fatalf("inbox: %d %.300s", status, body)
 		}
 	}
+}
+
+// TestScreenshots renders every page in Chromium, for a person to look
+// at, when TOKENGATE_CONSOLE_SCREENSHOTS names a folder (and NODE_PATH
+// finds playwright-core). Console errors in the browser (a CSP violation,
+// say) fail it.
+func TestScreenshots(t *testing.T) {
+	out := os.Getenv("TOKENGATE_CONSOLE_SCREENSHOTS")
+	if out == "" {
+		t.Skip("set TOKENGATE_CONSOLE_SCREENSHOTS to a folder to take screenshots")
+	}
+	f := newFixture(t)
+	bobs := f.ask(t, "bob@example.com", []string{"developers"}, writeSpec("search"))
+	carols := f.ask(t, "carol@example.com", nil, writeSpec("billing"))
+	f.ask(t, "alice@example.com", nil, writeSpec("search"))
+	older := f.ask(t, "carol@example.com", nil, lifecycle.Spec{Owner: "reports", Purpose: "weekly report", Scopes: []string{"search:read"}, Services: []string{"search"}, CIDRs: []string{"10.2.0.0/16"}, TTL: "1h", MaxUses: 100})
+	approver := manage.Principal{Name: "alice@example.com", Kind: manage.PersonKind}
+	if _, err := f.manage.Approve(context.Background(), approver, older.ID, "weekly report, as every week"); err != nil {
+		t.Fatal(err)
+	}
+	_, _, held, err := f.manage.Claim(context.Background(), manage.Principal{Name: "carol@example.com", Kind: manage.PersonKind}, older.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	alice := f.signIn(t, "alice@example.com", "approvers")
+	registerKey(t, alice, softkey.New("localhost", f.origin))
+	u, _ := url.Parse(f.origin)
+	cookie := alice.client.Jar.Cookies(u)[0]
+	cmd := exec.Command("node", "testdata/shots.js", f.origin, cookie.Name, cookie.Value, out,
+		"/console/", "/console/requests/"+carols.ID, "/console/requests/"+bobs.ID, "/console/mine",
+		"/console/tokens", "/console/tokens/"+held.ID, "/console/report", "/console/keys", "/console/requests/nope")
+	cmd.Stderr = os.Stderr
+	shots, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("screenshots: %v", err)
+	}
+	t.Logf("screenshots:\n%s", shots)
 }
