@@ -54,7 +54,7 @@ type fixture struct {
 	origin   string
 }
 
-func newFixture(t testing.TB) *fixture {
+func newFixture(t testing.TB, options ...func(*console.Config)) *fixture {
 	t.Helper()
 	db, err := bolt.Open(filepath.Join(t.TempDir(), "tokens.db"), time.Second)
 	if err != nil {
@@ -97,14 +97,18 @@ func newFixture(t testing.TB) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c, err := console.New(console.Config{
+	cfg := console.Config{
 		Actions:  svc,
 		Sessions: f.sessions,
 		StepUp:   steps,
 		NeedsStepUp: func(r *store.Request) bool {
 			return slices.Contains(r.Services, "billing") && slices.ContainsFunc(r.Scopes, func(s string) bool { return !strings.HasSuffix(s, ":read") })
 		},
-	})
+	}
+	for _, o := range options {
+		o(&cfg)
+	}
+	c, err := console.New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -72,9 +72,10 @@ func BeginSignIn(w http.ResponseWriter, r *http.Request) SignIn {
 var ErrSignInState = errors.New("this sign-in was not started in this browser, or it took longer than 10 minutes; start again")
 
 // FinishSignIn checks the callback's state against the browser's attempt
-// and returns the attempt's values, clearing its cookie either way.
+// and returns the attempt's values, clearing its cookie. A callback that
+// does not match leaves the attempt alone: a forged link someone else
+// sends the browser to cannot cancel a sign-in under way.
 func FinishSignIn(w http.ResponseWriter, r *http.Request) (SignIn, error) {
-	http.SetCookie(w, &http.Cookie{Name: signinCookie, Value: "", Path: CallbackPath, MaxAge: -1, HttpOnly: true, Secure: Secure(r), SameSite: http.SameSiteLaxMode})
 	c, err := r.Cookie(signinCookie)
 	if err != nil || len(c.Value) != 43 {
 		return SignIn{}, ErrSignInState
@@ -83,5 +84,6 @@ func FinishSignIn(w http.ResponseWriter, r *http.Request) (SignIn, error) {
 	if subtle.ConstantTimeCompare([]byte(s.State), []byte(r.URL.Query().Get("state"))) != 1 {
 		return SignIn{}, ErrSignInState
 	}
+	http.SetCookie(w, &http.Cookie{Name: signinCookie, Value: "", Path: CallbackPath, MaxAge: -1, HttpOnly: true, Secure: Secure(r), SameSite: http.SameSiteLaxMode})
 	return s, nil
 }
