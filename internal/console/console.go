@@ -44,6 +44,9 @@ type Actions interface {
 	ListTokens(ctx context.Context, p manage.Principal, f store.Filter, state string) ([]*store.Token, error)
 	GetToken(ctx context.Context, p manage.Principal, id string) (*store.Token, error)
 	Report(ctx context.Context, p manage.Principal, unusedFor time.Duration) (report.Report, error)
+	// StepUpNeeded asks the admin policy whether approving r needs a
+	// security key (step_up_required).
+	StepUpNeeded(ctx context.Context, p manage.Principal, r *store.Request) (bool, error)
 }
 
 // Person is who the identity provider says signed in.
@@ -74,9 +77,7 @@ type Config struct {
 	// StepUp runs WebAuthn; nil turns security keys off (and with them
 	// approvals that need a step-up).
 	StepUp *stepup.Service
-	// NeedsStepUp says whether approving r needs a security key.
-	NeedsStepUp func(r *store.Request) bool
-	Now         func() time.Time
+	Now    func() time.Time
 }
 
 // Console serves /console/.
@@ -96,9 +97,6 @@ var staticFiles embed.FS
 func New(cfg Config) (*Console, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
-	}
-	if cfg.NeedsStepUp == nil {
-		cfg.NeedsStepUp = func(*store.Request) bool { return false }
 	}
 	c := &Console{cfg: cfg, mux: http.NewServeMux(), pages: map[string]*template.Template{}}
 	names, err := fs.Glob(templateFiles, "templates/*.html")

@@ -13,7 +13,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
-	"slices"
 	"strings"
 	"testing"
 	"testing/fstest"
@@ -97,14 +96,7 @@ func newFixture(t testing.TB, options ...func(*console.Config)) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg := console.Config{
-		Actions:  svc,
-		Sessions: f.sessions,
-		StepUp:   steps,
-		NeedsStepUp: func(r *store.Request) bool {
-			return slices.Contains(r.Services, "billing") && slices.ContainsFunc(r.Scopes, func(s string) bool { return !strings.HasSuffix(s, ":read") })
-		},
-	}
+	cfg := console.Config{Actions: svc, Sessions: f.sessions, StepUp: steps}
 	for _, o := range options {
 		o(&cfg)
 	}

@@ -121,7 +121,7 @@ func (c *Console) requestPage(v *visit, w http.ResponseWriter, r *http.Request) 
 		"Own":         req.RequestedBy == v.actor.Name,
 		"Decidable":   req.Status == store.RequestPending && req.RequestedBy != v.actor.Name,
 		"Claimable":   req.Status == store.RequestApproved && req.RequestedBy == v.actor.Name,
-		"NeedsStepUp": req.Status == store.RequestPending && c.cfg.NeedsStepUp(req),
+		"NeedsStepUp": req.Status == store.RequestPending && c.stepUpNeeded(v, r, req),
 		"Change":      AccessChange(req, held, now),
 		"History":     RecentHistory(req.RequestedBy, req.ID, all, held, now),
 		"Now":         now,
@@ -150,10 +150,13 @@ func (c *Console) decide(v *visit, w http.ResponseWriter, r *http.Request) {
 	var err error
 	switch r.PostFormValue("decision") {
 	case "approve":
-		if !c.stepUpForApproval(v, w, r, id) {
+		stepped, ok := c.stepUpForApproval(v, w, r, id)
+		if !ok {
 			return
 		}
-		_, err = c.cfg.Actions.Approve(r.Context(), v.actor, id, reason)
+		actor := v.actor
+		actor.StepUp = stepped
+		_, err = c.cfg.Actions.Approve(r.Context(), actor, id, reason)
 	case "deny":
 		_, err = c.cfg.Actions.Deny(r.Context(), v.actor, id, reason)
 	default:
@@ -168,36 +171,45 @@ func (c *Console) decide(v *visit, w http.ResponseWriter, r *http.Request) {
 }
 
 // stepUpForApproval checks, when approving id needs a step-up, the
-// assertion the form carries. It answers the request itself and returns
-// false when the approval may not go on.
-func (c *Console) stepUpForApproval(v *visit, w http.ResponseWriter, r *http.Request, id string) bool {
+// assertion the form carries, and reports whether one verified (the admin
+// policy then sees input.actor.step_up). It answers the request itself and
+// returns ok false when the approval may not go on.
+func (c *Console) stepUpForApproval(v *visit, w http.ResponseWriter, r *http.Request, id string) (stepped, ok bool) {
 	req, err := c.cfg.Actions.GetRequest(r.Context(), v.actor, id)
 	if err != nil {
 		c.refused(w, r, v, err)
-		return false
+		return false, false
 	}
-	if !c.cfg.NeedsStepUp(req) {
-		return true
+	if !c.stepUpNeeded(v, r, req) {
+		return false, true
 	}
 	if c.cfg.StepUp == nil {
 		c.fail(w, r, v, http.StatusForbidden, "step_up_required", "Approving this request needs a security key, and security keys are not set up on this gateway.")
-		return false
+		return false, false
 	}
 	assertion := r.PostFormValue("assertion")
 	if assertion == "" {
 		c.fail(w, r, v, http.StatusForbidden, "step_up_required", "Approving a write to a production service needs your security key. Use the Approve button on the request's page with JavaScript on.")
-		return false
+		return false, false
 	}
 	if err := c.cfg.StepUp.FinishAssertion(r.Context(), v.actor.Name, stepup.Approval(v.session.IDHash, req), []byte(assertion)); err != nil {
 		var rf *stepup.Refusal
 		if errors.As(err, &rf) {
 			c.fail(w, r, v, http.StatusForbidden, rf.Reason, rf.Detail+". Nothing was approved.")
-			return false
+			return false, false
 		}
 		c.fail(w, r, v, http.StatusServiceUnavailable, "store_unavailable", "The security key could not be checked right now; nothing was approved.")
-		return false
+		return false, false
 	}
-	return true
+	return true, true
+}
+
+// stepUpNeeded asks the policy whether v's approval of req needs a
+// security key; when it cannot tell, it asks for one (the approval itself
+// is judged again, so asking too often costs a touch, never a hole).
+func (c *Console) stepUpNeeded(v *visit, r *http.Request, req *store.Request) bool {
+	need, err := c.cfg.Actions.StepUpNeeded(r.Context(), v.actor, req)
+	return need || err != nil
 }
 
 // beginApprovalStepUp answers the page's script with the WebAuthn options

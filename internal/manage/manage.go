@@ -58,6 +58,11 @@ type Principal struct {
 	Scopes  []string
 	// Local marks the operator behind Caddy's admin endpoint.
 	Local bool
+	// StepUp is set, for one action, when the caller proved presence with
+	// a security key whose assertion was bound to the request acted on
+	// (the web console's step-up). The admin policy sees it as
+	// input.actor.step_up.
+	StepUp bool
 }
 
 // Principal kinds, as the admin policy sees them in input.actor.kind.
@@ -115,6 +120,7 @@ func (s *Service) authorize(ctx context.Context, action string, p Principal, ext
 		"actor": map[string]any{
 			"principal": p.Name, "token_id": p.TokenID, "scopes": nonNil(p.Scopes), "local": p.Local,
 			"kind": p.kind(), "groups": nonNil(p.Groups), "claims": nonNilMap(p.Claims), "issuer": p.Issuer,
+			"step_up": p.StepUp,
 		},
 		"config": map[string]any{"max_ttl_seconds": int64(s.Tokens.MaxTTL / time.Second)},
 		"now":    s.Now().UnixNano(),
@@ -236,6 +242,7 @@ func (s *Service) decide(ctx context.Context, p Principal, id, reason, action st
 		return nil, err
 	}
 	if _, err := s.authorize(ctx, action, p, map[string]any{"request": requestInput(req)}); err != nil {
+		err = withStepUpHint(err, id)
 		s.refused(ctx, msg, p, id, "", err)
 		return nil, err
 	}
@@ -260,6 +267,32 @@ func (s *Service) decide(ctx context.Context, p Principal, id, reason, action st
 	s.Audit.ActionContext(ctx, withRequest(&audit.Action{Msg: msg, Actor: p.Name, TokenRequestID: id, Reason: reason, Outcome: "success"}, req))
 	s.publishRequest(map[string]string{"approve": notify.RequestApproved, "deny": notify.RequestDenied}[action], req)
 	return req, nil
+}
+
+// StepUpNeeded reports whether the admin policy would refuse p's approval
+// of r for want of a step-up (reason step_up_required), so a page can ask
+// for the security key before the approval rather than after. It is a
+// question, not an action: no action line is written.
+func (s *Service) StepUpNeeded(ctx context.Context, p Principal, r *store.Request) (bool, error) {
+	p.StepUp = false
+	_, err := s.authorize(ctx, "approve", p, map[string]any{"request": requestInput(r)})
+	var le *lifecycle.Error
+	if errors.As(err, &le) {
+		return slices.Contains(le.AllReasons(), "step_up_required"), nil
+	}
+	return false, err
+}
+
+// withStepUpHint says where to go when the policy asked for a step-up:
+// only the console can take a security key's assertion.
+func withStepUpHint(err error, id string) error {
+	var le *lifecycle.Error
+	if !errors.As(err, &le) || !slices.Contains(le.AllReasons(), "step_up_required") {
+		return err
+	}
+	hinted := *le
+	hinted.Msg += "; approving a write to a production service needs a security key: approve it in the web console, at /console/requests/" + id
+	return &hinted
 }
 
 // Claim hands the requester the secret of an approved request, once.
