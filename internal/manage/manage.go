@@ -95,6 +95,10 @@ type Service struct {
 	// Events hears about requests and revocations (the webhooks); nil
 	// tells nobody.
 	Events Publisher
+	// ConsoleURL, when set (checked by notify.ConsoleBase), is where the
+	// web console is served; events then link to the page of what they
+	// are about.
+	ConsoleURL string
 }
 
 func (s *Service) now() time.Time { return s.Now().UTC().Truncate(time.Microsecond) }
