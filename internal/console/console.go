@@ -17,8 +17,10 @@ import (
 	"errors"
 	"html/template"
 	"io/fs"
+	"net"
 	"net/http"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/tokengate/caddy-tokengate/internal/lifecycle"
@@ -74,10 +76,14 @@ type Config struct {
 	Actions  Actions
 	Sessions *websession.Manager
 	Identity Identity
-	// StepUp runs WebAuthn; nil turns security keys off (and with them
-	// approvals that need a step-up).
-	StepUp *stepup.Service
-	Now    func() time.Time
+	// StepUp runs WebAuthn for the console's one address. When nil,
+	// StepUpStore (if set) makes one per host the console is reached at:
+	// a security key belongs to the host name it was registered on. With
+	// neither, security keys are off (and with them approvals that need a
+	// step-up).
+	StepUp      *stepup.Service
+	StepUpStore stepup.Store
+	Now         func() time.Time
 }
 
 // Console serves /console/.
@@ -85,6 +91,51 @@ type Console struct {
 	cfg   Config
 	mux   *http.ServeMux
 	pages map[string]*template.Template
+
+	mu     sync.Mutex
+	byHost map[string]*stepup.Service
+}
+
+// maxRelyingParties bounds the per-host step-up services, so that made-up
+// Host headers cannot grow the map without end.
+const maxRelyingParties = 16
+
+// stepUp is the WebAuthn relying party for r: the configured one, or one
+// for the host r came to (its name the relying party id, its origin the
+// only one accepted).
+func (c *Console) stepUp(r *http.Request) *stepup.Service {
+	if c.cfg.StepUp != nil || c.cfg.StepUpStore == nil {
+		return c.cfg.StepUp
+	}
+	host, _, err := net.SplitHostPort(r.Host)
+	if err != nil {
+		host = r.Host
+	}
+	if host == "" || net.ParseIP(host) != nil {
+		return nil // WebAuthn refuses IP addresses as relying parties
+	}
+	scheme := "https"
+	if !websession.Secure(r) {
+		scheme = "http"
+	}
+	origin := scheme + "://" + r.Host
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if s, ok := c.byHost[origin]; ok {
+		return s
+	}
+	if len(c.byHost) >= maxRelyingParties {
+		return nil
+	}
+	s, err := stepup.New(stepup.Config{RPID: host, Origins: []string{origin}, Now: c.cfg.Now}, c.cfg.StepUpStore)
+	if err != nil {
+		return nil
+	}
+	if c.byHost == nil {
+		c.byHost = map[string]*stepup.Service{}
+	}
+	c.byHost[origin] = s
+	return s
 }
 
 //go:embed templates/*.html
@@ -268,7 +319,7 @@ func (c *Console) renderBody(w http.ResponseWriter, r *http.Request, v *visit, p
 	} else {
 		data["csrf"] = func(string) string { return "" }
 	}
-	data["StepUpEnabled"] = c.cfg.StepUp != nil
+	data["StepUpEnabled"] = c.stepUp(r) != nil
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
 	_ = t.Execute(w, data)
 }

@@ -27,7 +27,6 @@ import (
 	"github.com/tokengate/caddy-tokengate/internal/lifecycle"
 	"github.com/tokengate/caddy-tokengate/internal/manage"
 	"github.com/tokengate/caddy-tokengate/internal/policy"
-	"github.com/tokengate/caddy-tokengate/internal/stepup"
 	"github.com/tokengate/caddy-tokengate/internal/store/bolt"
 	"github.com/tokengate/caddy-tokengate/internal/testutil/softkey"
 	"github.com/tokengate/caddy-tokengate/internal/token"
@@ -92,11 +91,8 @@ func newFixture(t testing.TB, options ...func(*console.Config)) *fixture {
 	// WebAuthn wants a host name, not an address.
 	_, port, _ := strings.Cut(f.srv.Listener.Addr().String(), ":")
 	f.origin = "http://localhost:" + port
-	steps, err := stepup.New(stepup.Config{RPID: "localhost", Origins: []string{f.origin}}, db)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg := console.Config{Actions: svc, Sessions: f.sessions, StepUp: steps}
+	// The relying party is the host the browser reached: localhost.
+	cfg := console.Config{Actions: svc, Sessions: f.sessions, StepUpStore: db}
 	for _, o := range options {
 		o(&cfg)
 	}
@@ -509,4 +505,18 @@ func TestScreenshots(t *testing.T) {
 		t.Fatalf("screenshots: %v", err)
 	}
 	t.Logf("screenshots:\n%s", shots)
+}
+
+func TestAssemble(t *testing.T) {
+	f := newFixture(t)
+	if _, err := console.Assemble(console.Parts{Store: f.store, Actions: f.manage, URL: "https://127.0.0.1:8443"}); err == nil {
+		t.Fatal("an IP address as the console's address is accepted; browsers refuse WebAuthn there")
+	}
+	if _, err := console.Assemble(console.Parts{Store: f.store, Actions: f.manage, URL: "ftp://gateway.example.com"}); err == nil {
+		t.Fatal("an ftp address is accepted")
+	}
+	c, err := console.Assemble(console.Parts{Store: f.store, Actions: f.manage})
+	if err != nil || c == nil {
+		t.Fatalf("assembling on a bolt store: %v", err)
+	}
 }

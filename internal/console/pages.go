@@ -183,7 +183,8 @@ func (c *Console) stepUpForApproval(v *visit, w http.ResponseWriter, r *http.Req
 	if !c.stepUpNeeded(v, r, req) {
 		return false, true
 	}
-	if c.cfg.StepUp == nil {
+	steps := c.stepUp(r)
+	if steps == nil {
 		c.fail(w, r, v, http.StatusForbidden, "step_up_required", "Approving this request needs a security key, and security keys are not set up on this gateway.")
 		return false, false
 	}
@@ -192,7 +193,7 @@ func (c *Console) stepUpForApproval(v *visit, w http.ResponseWriter, r *http.Req
 		c.fail(w, r, v, http.StatusForbidden, "step_up_required", "Approving a write to a production service needs your security key. Use the Approve button on the request's page with JavaScript on.")
 		return false, false
 	}
-	if err := c.cfg.StepUp.FinishAssertion(r.Context(), v.actor.Name, stepup.Approval(v.session.IDHash, req), []byte(assertion)); err != nil {
+	if err := steps.FinishAssertion(r.Context(), v.actor.Name, stepup.Approval(v.session.IDHash, req), []byte(assertion)); err != nil {
 		var rf *stepup.Refusal
 		if errors.As(err, &rf) {
 			c.fail(w, r, v, http.StatusForbidden, rf.Reason, rf.Detail+". Nothing was approved.")
@@ -215,7 +216,8 @@ func (c *Console) stepUpNeeded(v *visit, r *http.Request, req *store.Request) bo
 // beginApprovalStepUp answers the page's script with the WebAuthn options
 // for approving this request (JSON).
 func (c *Console) beginApprovalStepUp(v *visit, w http.ResponseWriter, r *http.Request) {
-	if c.cfg.StepUp == nil {
+	steps := c.stepUp(r)
+	if steps == nil {
 		jsonError(w, http.StatusNotFound, "step_up_unavailable", "security keys are not set up on this gateway")
 		return
 	}
@@ -224,7 +226,7 @@ func (c *Console) beginApprovalStepUp(v *visit, w http.ResponseWriter, r *http.R
 		jsonError(w, http.StatusNotFound, "request_not_found", "no such request")
 		return
 	}
-	opts, err := c.cfg.StepUp.BeginAssertion(r.Context(), v.actor.Name, stepup.Approval(v.session.IDHash, req))
+	opts, err := steps.BeginAssertion(r.Context(), v.actor.Name, stepup.Approval(v.session.IDHash, req))
 	if errors.Is(err, stepup.ErrNoKeys) {
 		jsonError(w, http.StatusConflict, "no_security_key", "register a security key first (Security keys, in the menu)")
 		return
@@ -364,11 +366,12 @@ func (c *Console) reportPage(v *visit, w http.ResponseWriter, r *http.Request) {
 }
 
 func (c *Console) keys(v *visit, w http.ResponseWriter, r *http.Request) {
-	if c.cfg.StepUp == nil {
+	steps := c.stepUp(r)
+	if steps == nil {
 		c.fail(w, r, v, http.StatusNotFound, "step_up_unavailable", "Security keys are not set up on this gateway.")
 		return
 	}
-	keys, err := c.cfg.StepUp.Keys(r.Context(), v.actor.Name)
+	keys, err := steps.Keys(r.Context(), v.actor.Name)
 	if err != nil {
 		c.fail(w, r, v, http.StatusServiceUnavailable, "store_unavailable", "Your keys could not be read right now.")
 		return
@@ -377,11 +380,12 @@ func (c *Console) keys(v *visit, w http.ResponseWriter, r *http.Request) {
 }
 
 func (c *Console) beginKey(v *visit, w http.ResponseWriter, r *http.Request) {
-	if c.cfg.StepUp == nil {
+	steps := c.stepUp(r)
+	if steps == nil {
 		jsonError(w, http.StatusNotFound, "step_up_unavailable", "security keys are not set up on this gateway")
 		return
 	}
-	opts, err := c.cfg.StepUp.BeginRegistration(r.Context(), v.actor.Name, v.actor.Name, v.session.IDHash)
+	opts, err := steps.BeginRegistration(r.Context(), v.actor.Name, v.actor.Name, v.session.IDHash)
 	if err != nil {
 		jsonError(w, http.StatusServiceUnavailable, "store_unavailable", "try again in a moment")
 		return
@@ -393,7 +397,8 @@ func (c *Console) beginKey(v *visit, w http.ResponseWriter, r *http.Request) {
 const maxCeremony = 64 << 10
 
 func (c *Console) finishKey(v *visit, w http.ResponseWriter, r *http.Request) {
-	if c.cfg.StepUp == nil {
+	steps := c.stepUp(r)
+	if steps == nil {
 		jsonError(w, http.StatusNotFound, "step_up_unavailable", "security keys are not set up on this gateway")
 		return
 	}
@@ -406,7 +411,7 @@ func (c *Console) finishKey(v *visit, w http.ResponseWriter, r *http.Request) {
 	if name == "" {
 		name = "security key"
 	}
-	k, err := c.cfg.StepUp.FinishRegistration(r.Context(), v.actor.Name, v.actor.Name, name, v.session.IDHash, body)
+	k, err := steps.FinishRegistration(r.Context(), v.actor.Name, v.actor.Name, name, v.session.IDHash, body)
 	var rf *stepup.Refusal
 	switch {
 	case errors.As(err, &rf):
@@ -419,11 +424,12 @@ func (c *Console) finishKey(v *visit, w http.ResponseWriter, r *http.Request) {
 }
 
 func (c *Console) deleteKey(v *visit, w http.ResponseWriter, r *http.Request) {
-	if c.cfg.StepUp == nil {
+	steps := c.stepUp(r)
+	if steps == nil {
 		c.fail(w, r, v, http.StatusNotFound, "step_up_unavailable", "Security keys are not set up on this gateway.")
 		return
 	}
-	if err := c.cfg.StepUp.RemoveKey(r.Context(), v.actor.Name, r.PostFormValue("credential")); err != nil {
+	if err := steps.RemoveKey(r.Context(), v.actor.Name, r.PostFormValue("credential")); err != nil {
 		c.fail(w, r, v, http.StatusNotFound, "key_not_found", "You have no such key.")
 		return
 	}
