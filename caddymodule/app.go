@@ -114,6 +114,8 @@ type App struct {
 	// ExchangeLimit brakes the token exchange, which takes no credential:
 	// attempts per client address and window. Default 30 a minute.
 	ExchangeLimit *AttemptLimit `json:"exchange_limit,omitempty"`
+	// Console sets up the web console (served with oidc).
+	Console *ConsoleConfig `json:"console,omitempty"`
 
 	rt            *runtime // shared with the other configs on the same store
 	rtKey         string
@@ -277,6 +279,9 @@ func (a *App) Provision(ctx caddy.Context) error {
 	}
 	a.rt.attach(a)
 	a.manage = &manage.Service{Tokens: a.lifecycle, Requests: a.store, Policy: a.engine, Audit: a.audit, Now: a.now}
+	if a.manage.ConsoleURL, err = a.consoleURL(); err != nil {
+		return err
+	}
 	if a.webhooks != nil {
 		a.manage.Events = a.webhooks
 	}

@@ -147,6 +147,10 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			if err := a.unmarshalWebhook(d); err != nil {
 				return err
 			}
+		case "console":
+			if err := a.unmarshalConsole(d); err != nil {
+				return err
+			}
 		default:
 			return d.Errf("unrecognized subdirective %q", d.Val())
 		}

@@ -61,7 +61,11 @@ func (c *Console) callback(w http.ResponseWriter, r *http.Request) {
 		c.fail(w, r, nil, http.StatusServiceUnavailable, "store_unavailable", "Your session could not be saved; try again in a moment.")
 		return
 	}
-	http.Redirect(w, r, "/console/", http.StatusSeeOther)
+	// Not a redirect: this response ends a navigation the provider's
+	// site started, and a browser still counts a redirect from here as
+	// cross-site, so the SameSite=Strict session cookie just set would not
+	// go with it. The page's own refresh is a navigation from this site.
+	c.render(w, r, nil, "signedin", nil)
 }
 
 // oneLine keeps a provider's error code short and printable.
