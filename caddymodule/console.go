@@ -128,4 +128,3 @@ func (h *AdminHandler) serveConsole(w http.ResponseWriter, r *http.Request) {
 	}
 	h.console.ServeHTTP(w, r)
 }
-

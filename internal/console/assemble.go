@@ -5,8 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"net/url"
 	"net/http"
+	"net/url"
 	"time"
 
 	"github.com/tokengate/caddy-tokengate/internal/stepup"
