@@ -1,37 +1,14 @@
 package caddymodule
 
 import (
-	"encoding/json"
 	"net/http"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
 
+	"github.com/tokengate/caddy-tokengate/internal/testutil/browser"
 	"github.com/tokengate/caddy-tokengate/internal/testutil/oidcop"
 )
-
-// browserTools finds node with playwright-core (NODE_PATH) and Debian's
-// Chromium; without them the test is skipped, except under CI=true, where
-// .ci/run installs them and their absence is a failure.
-func browserTools(t *testing.T) {
-	t.Helper()
-	missing := ""
-	if _, err := os.Stat("/usr/bin/chromium"); err != nil {
-		missing = "Debian's chromium (apt-get install chromium)"
-	} else if err := exec.Command("node", "-e", "require('playwright-core')").Run(); err != nil {
-		missing = "node with playwright-core on NODE_PATH (npm install playwright-core)"
-	}
-	if missing == "" {
-		return
-	}
-	if os.Getenv("CI") == "true" {
-		t.Fatalf("the browser tests need %s", missing)
-	}
-	t.Skipf("the browser tests need %s", missing)
-}
 
 // TestConsoleInABrowser drives the console in Chromium against this Caddy
 // and the real provider: sign-in on the provider's own login page, a
@@ -40,7 +17,7 @@ func browserTools(t *testing.T) {
 // bound to the request, a cross-site form post refused, and the
 // requester offered no decision on her own request.
 func TestConsoleInABrowser(t *testing.T) {
-	browserTools(t)
+	browser.Require(t)
 	realTime(t)
 	users := append(oidcop.DefaultUsers(), oidcop.User{Username: "carol", Email: "carol@example.com", EmailVerified: true})
 	op := oidcop.Start(t, oidcop.Options{Users: users})
@@ -53,25 +30,10 @@ func TestConsoleInABrowser(t *testing.T) {
 	toApprove := e.askPending(carol, billingWrite("carol"))
 	other := e.askPending(carol, billingWrite("carol"))
 
-	shots := os.Getenv("TOKENGATE_CONSOLE_SCREENSHOTS")
-	if shots == "" {
-		shots = t.TempDir()
-	}
-	cfg, _ := json.Marshal(map[string]string{
+	cfg := map[string]string{
 		"console":  "http://localhost:" + strconv.Itoa(mgmtPort),
 		"password": oidcop.Password, "approver": "bob", "requester": "carol",
-		"request": toApprove, "other": other, "shots": shots,
-	})
-	cfgFile := filepath.Join(t.TempDir(), "e2e.json")
-	if err := os.WriteFile(cfgFile, cfg, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command("node", "testdata/console_e2e.js", cfgFile)
-	cmd.Env = append(os.Environ(), "HOME="+t.TempDir())
-	cmd.Stderr = os.Stderr
-	out, err := cmd.Output()
-	if err != nil {
-		t.Fatalf("the browser run failed: %v\n%s", err, out)
+		"request": toApprove, "other": other, "shots": browser.Shots(t),
 	}
 	var seen struct {
 		BobLoginPage string `json:"bob_login_page"`
@@ -81,16 +43,24 @@ func TestConsoleInABrowser(t *testing.T) {
 			HTTPOnly             bool `json:"httpOnly"`
 			Secure               bool
 		}
-		Credentials         int
-		DenyWithoutReason   string `json:"deny_without_reason"`
-		AfterApproval       string `json:"after_approval"`
-		CrossSiteStatus     int    `json:"cross_site_status"`
-		OwnRequestHasDecide bool   `json:"own_request_has_decide"`
-		Errors              []string
+		Credentials          int
+		DenyWithoutReason    string `json:"deny_without_reason"`
+		AfterApproval        string `json:"after_approval"`
+		CrossSiteStatus      int    `json:"cross_site_status"`
+		OwnRequestHasDecide  bool   `json:"own_request_has_decide"`
+		AssertionSent        bool   `json:"assertion_sent"`
+		ReplaySame           string `json:"replay_same"`
+		ReplayOther          string `json:"replay_other"`
+		AskedStatus          string `json:"asked_status"`
+		ClaimCacheControl    string `json:"claim_cache_control"`
+		ClaimedPrefix        string `json:"claimed_prefix"`
+		ClaimAgain           string `json:"claim_again"`
+		TokenPageShowsSecret bool   `json:"token_page_shows_secret"`
+		AfterRevoke          string `json:"after_revoke"`
+		RevokedToken         string `json:"revoked_token"`
+		Errors               []string
 	}
-	if err := json.Unmarshal(out, &seen); err != nil {
-		t.Fatalf("the browser run printed %q: %v", out, err)
-	}
+	browser.Run(t, "testdata/console_e2e.js", cfg, &seen)
 	if seen.BobLoginPage != op.Issuer() {
 		t.Errorf("sign-in happened at %q, want the provider %s", seen.BobLoginPage, op.Issuer())
 	}
@@ -117,6 +87,30 @@ func TestConsoleInABrowser(t *testing.T) {
 	}
 	if seen.OwnRequestHasDecide {
 		t.Error("carol is offered a decision on her own request")
+	}
+	if !seen.AssertionSent {
+		t.Error("the step-up approval carried no assertion")
+	}
+	if !strings.HasPrefix(seen.ReplaySame, "403") || !strings.Contains(seen.ReplaySame, "step_up_replayed") {
+		t.Errorf("the assertion replayed on its request: %.200s", seen.ReplaySame)
+	}
+	if !strings.HasPrefix(seen.ReplayOther, "403") || !strings.Contains(seen.ReplayOther, "step_up_mismatch") {
+		t.Errorf("the assertion replayed on another request: %.200s", seen.ReplayOther)
+	}
+	if strings.TrimSpace(seen.AskedStatus) != "pending" {
+		t.Errorf("carol's request asked in the console is %q, want pending", seen.AskedStatus)
+	}
+	if seen.ClaimCacheControl != "no-store" || seen.ClaimedPrefix != "tg_" {
+		t.Errorf("claim: Cache-Control %q, secret starting %q", seen.ClaimCacheControl, seen.ClaimedPrefix)
+	}
+	if strings.HasPrefix(seen.ClaimAgain, "2") || strings.Contains(seen.ClaimAgain, "SHOWS") {
+		t.Errorf("a second claim: %s", seen.ClaimAgain)
+	}
+	if seen.TokenPageShowsSecret {
+		t.Error("the token's page shows the secret")
+	}
+	if strings.TrimSpace(seen.AfterRevoke) != "revoked" {
+		t.Errorf("after revoking in the console the token is %q", seen.AfterRevoke)
 	}
 	if len(seen.Errors) > 0 {
 		t.Errorf("errors in the browser: %v", seen.Errors)

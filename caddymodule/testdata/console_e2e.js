@@ -75,12 +75,27 @@ async function signIn(page, user) {
     await page.click("button.deny");
     seen.deny_without_reason = await page.textContent("main");
     // Approve with a reason: the page asks the key, bound to this request.
+    // The form's post (with the assertion) is kept, to replay it.
+    let captured = null;
+    await page.route("**/decide", async (route) => { captured = route.request().postData(); await route.continue(); });
     await page.goto(cfg.console + "/console/requests/" + cfg.request);
     await page.fill("#reason", "CHG-2024 reviewed");
     await Promise.all([page.waitForURL(cfg.console + "/console/requests/" + cfg.request), page.click("button.approve")]);
     await page.waitForSelector(".status-approved");
+    await page.unroute("**/decide");
     seen.after_approval = await page.textContent("main");
+    seen.assertion_sent = new URLSearchParams(captured).get("assertion").length > 0;
     await snap(page, "approved");
+
+    // The same assertion again: on the same request, and on another one
+    // (with that form's own CSRF token): refused both times.
+    const replayed = Object.fromEntries(new URLSearchParams(captured));
+    let r = await page.request.post(cfg.console + "/console/requests/" + cfg.request + "/decide", { form: replayed, maxRedirects: 0 });
+    seen.replay_same = r.status() + " " + (await r.text());
+    await page.goto(cfg.console + "/console/requests/" + cfg.other);
+    replayed.csrf = await page.getAttribute("form.decide input[name=csrf]", "value");
+    r = await page.request.post(cfg.console + "/console/requests/" + cfg.other + "/decide", { form: replayed, maxRedirects: 0 });
+    seen.replay_other = r.status() + " " + (await r.text());
 
     // A form posted from another site: SameSite=Strict keeps the session
     // cookie home, and the CSRF token is missing anyway.
@@ -98,6 +113,44 @@ async function signIn(page, user) {
     await carolPage.goto(cfg.console + "/console/requests/" + cfg.other);
     seen.own_request_has_decide = (await carolPage.$("form.decide")) !== null;
     await snap(carolPage, "own-request");
+
+    // carol asks in the console; bob approves (staging: no key needed);
+    // carol claims the secret once, then revokes the token.
+    await carolPage.goto(cfg.console + "/console/mine");
+    await carolPage.fill("#owner", "search-team");
+    await carolPage.fill("#purpose", "reindex");
+    await carolPage.fill("#scopes", "search:write");
+    await carolPage.fill("#services", "search");
+    await carolPage.fill("#cidrs", "10.9.0.0/16");
+    await carolPage.fill("#ticket", "CHG-99");
+    await snap(carolPage, "ask");
+    await Promise.all([carolPage.waitForURL(/\/console\/requests\/req_/), carolPage.click("form.ask button[type=submit]")]);
+    const asked = carolPage.url().split("/").pop();
+    seen.asked_status = await carolPage.textContent(".status");
+    await page.goto(cfg.console + "/console/requests/" + asked);
+    await page.fill("#reason", "reindex is fine");
+    await Promise.all([page.waitForURL(cfg.console + "/console/requests/" + asked), page.click("button.approve")]);
+    await page.waitForSelector(".status-approved");
+    await carolPage.goto(cfg.console + "/console/requests/" + asked);
+    const claimCSRF = await carolPage.getAttribute("form[action$='/claim'] input[name=csrf]", "value");
+    const [claimResp] = await Promise.all([
+      carolPage.waitForResponse((x) => x.url().endsWith("/claim")),
+      carolPage.click("form[action$='/claim'] button[type=submit]"),
+    ]);
+    seen.claim_cache_control = claimResp.headers()["cache-control"];
+    const secret = await carolPage.inputValue("#secret");
+    seen.claimed_prefix = secret.slice(0, 3);
+    await snap(carolPage, "secret");
+    r = await carolPage.request.post(cfg.console + "/console/requests/" + asked + "/claim", { form: { csrf: claimCSRF }, maxRedirects: 0 });
+    const again = await r.text();
+    seen.claim_again = r.status() + (again.includes(secret) ? " SHOWS THE SECRET" : "");
+    await Promise.all([carolPage.waitForURL(/\/console\/tokens\/tok_/), carolPage.click("text=The token's page")]);
+    seen.token_page_shows_secret = (await carolPage.content()).includes(secret);
+    await carolPage.fill("#revoke-reason", "reindex done");
+    await Promise.all([carolPage.waitForLoadState("load"), carolPage.click("form[action$='/revoke'] button[type=submit]")]);
+    seen.after_revoke = await carolPage.textContent(".status");
+    seen.revoked_token = carolPage.url().split("/").pop();
+    await snap(carolPage, "revoked");
   } finally {
     await browser.close();
   }
