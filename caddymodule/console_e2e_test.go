@@ -54,6 +54,7 @@ func TestConsoleInABrowser(t *testing.T) {
 		AskedStatus          string `json:"asked_status"`
 		ClaimCacheControl    string `json:"claim_cache_control"`
 		ClaimedPrefix        string `json:"claimed_prefix"`
+		Secret               string
 		ClaimAgain           string `json:"claim_again"`
 		TokenPageShowsSecret bool   `json:"token_page_shows_secret"`
 		AfterRevoke          string `json:"after_revoke"`
@@ -87,6 +88,9 @@ func TestConsoleInABrowser(t *testing.T) {
 	}
 	if seen.OwnRequestHasDecide {
 		t.Error("carol is offered a decision on her own request")
+	}
+	if seen.Secret != "" {
+		remember(seen.Secret) // checked against every log when the test ends
 	}
 	if !seen.AssertionSent {
 		t.Error("the step-up approval carried no assertion")
