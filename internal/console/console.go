@@ -49,6 +49,8 @@ type Actions interface {
 	// StepUpNeeded asks the admin policy whether approving r needs a
 	// security key (step_up_required).
 	StepUpNeeded(ctx context.Context, p manage.Principal, r *store.Request) (bool, error)
+	// MayDecide asks the admin policy whether p may approve r.
+	MayDecide(ctx context.Context, p manage.Principal, r *store.Request) (bool, error)
 }
 
 // Person is who the identity provider says signed in.

@@ -520,3 +520,19 @@ func TestAssemble(t *testing.T) {
 		t.Fatalf("assembling on a bolt store: %v", err)
 	}
 }
+
+// TestInboxShowsOnlyWhatThePolicyLetsTheViewerDecide: bob is no approver,
+// so carol's write request waits for someone else and is not in his
+// inbox; alice, an approver, sees it.
+func TestInboxShowsOnlyWhatThePolicyLetsTheViewerDecide(t *testing.T) {
+	f := newFixture(t)
+	carols := f.ask(t, "carol@example.com", nil, writeSpec("search"))
+	_, body, _ := f.signIn(t, "bob@example.com").get("/console/")
+	if strings.Contains(body, carols.ID) {
+		t.Fatalf("bob, no approver, is offered carol's write request:\n%s", body)
+	}
+	_, body, _ = f.signIn(t, "alice@example.com").get("/console/")
+	if !strings.Contains(body, carols.ID) {
+		t.Fatalf("alice, an approver, is not offered carol's request:\n%s", body)
+	}
+}

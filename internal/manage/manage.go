@@ -287,6 +287,19 @@ func (s *Service) StepUpNeeded(ctx context.Context, p Principal, r *store.Reques
 	return false, err
 }
 
+// MayDecide reports whether the admin policy would let p approve r, a
+// step-up taken for granted (the console asks for the key at the
+// approval itself). It is a question, not an action: no action line.
+func (s *Service) MayDecide(ctx context.Context, p Principal, r *store.Request) (bool, error) {
+	p.StepUp = true
+	_, err := s.authorize(ctx, "approve", p, map[string]any{"request": requestInput(r)})
+	var le *lifecycle.Error
+	if errors.As(err, &le) {
+		return false, nil
+	}
+	return err == nil, err
+}
+
 // withStepUpHint says where to go when the policy asked for a step-up:
 // only the console can take a security key's assertion.
 func withStepUpHint(err error, id string) error {
