@@ -28,10 +28,12 @@
 # and who asked for it (requested_by, created_by).
 #
 # Decision: {"allow", "reasons", "auto_approve", "person_needed",
-# "ttl_seconds"}. auto_approve (request only) issues the token at once,
+# "approvers", "ttl_seconds"}. auto_approve (request only) issues the token at once,
 # without a second person; person_needed (request only) says which rules
 # of that just-in-time approval the request misses, so the approver sees
-# why they were asked (empty when auto_approve holds); ttl_seconds (exchange only; 0 otherwise) bounds the exchanged
+# why they were asked (empty when auto_approve holds); approvers (when a
+# request is in the input) names the directory's approvers other than its
+# requester, for the console's "who else may approve"; ttl_seconds (exchange only; 0 otherwise) bounds the exchanged
 # token's life.
 #
 # Roles by kind and groups, the directory (data.tokengate.directory) and
@@ -55,6 +57,7 @@ decision := {
 	"reasons": sort(denials),
 	"auto_approve": auto_approve,
 	"person_needed": person_needed_unless_auto,
+	"approvers": sort(eligible_approvers),
 	"ttl_seconds": exchange_ttl_seconds,
 }
 

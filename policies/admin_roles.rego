@@ -236,6 +236,20 @@ service_auto_approves(svc) if {
 	object.get(info, "auto_approve", false) == true
 }
 
+# The directory's approvers who could decide the request in the input:
+# its approvers group, the requester left out. People whose identity
+# provider names them approvers may decide too; the directory cannot list
+# them.
+eligible_approvers contains lower(p) if {
+	input.request
+	some key, members in directory_groups
+	lower(key) == "approvers"
+	is_array(members)
+	some p in members
+	is_string(p)
+	not same_principal(p, input.request.requested_by)
+}
+
 approvers_defined if {
 	some key, _ in directory_groups
 	lower(key) == "approvers"

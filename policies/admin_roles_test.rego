@@ -270,3 +270,11 @@ test_person_needed_only_for_requests if {
 test_opted_in_production_service_needs_nobody if {
 	decide("request", person("carol", []), production_read, opted_in).person_needed == []
 }
+
+test_approvers_are_the_directorys_less_the_requester if {
+	decide("approve", person("Alice", ["approvers"]), read_request, directory).approvers == ["alice"]
+	two := object.union(directory, {"groups": {"approvers": ["Alice", "carol"]}})
+	decide("approve", person("Alice", []), read_request, two).approvers == ["alice"]
+	decide("read", person("Alice", []), object.union(read_request, {"requested_by": "dave"}), two).approvers == ["alice", "carol"]
+	decide_bare("approve", person("Alice", []), read_request).approvers == []
+}

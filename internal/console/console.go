@@ -51,6 +51,8 @@ type Actions interface {
 	StepUpNeeded(ctx context.Context, p manage.Principal, r *store.Request) (bool, error)
 	// MayDecide asks the admin policy whether p may approve r.
 	MayDecide(ctx context.Context, p manage.Principal, r *store.Request) (bool, error)
+	// ExplainApproval asks why r needs a person and who may decide it.
+	ExplainApproval(ctx context.Context, p manage.Principal, r *store.Request) (manage.Approval, error)
 }
 
 // Person is who the identity provider says signed in.
@@ -298,6 +300,17 @@ func refusalText(e *lifecycle.Error) string {
 	return e.Msg
 }
 
+// personNeededText says in words why a rule of just-in-time approval did
+// not cover a request (the admin policy's person_needed codes).
+var personNeededText = map[string]string{
+	"write_scope":        "it asks to change data (a scope other than :read)",
+	"ttl_over_jit":       "it lives longer than just-in-time access may (1 hour)",
+	"unbound":            "it is bound to no address range and no use limit",
+	"management_token":   "it is a management token",
+	"production_service": "it reaches a production service",
+	"requester_unknown":  "the directory does not know who asked",
+}
+
 // render writes page with the layout, or a plain 500 when a template
 // fails (a programming error, never the data's text).
 func (c *Console) render(w http.ResponseWriter, r *http.Request, v *visit, page string, data map[string]any) {
@@ -337,6 +350,12 @@ var funcs = template.FuncMap{
 	"duration": func(d time.Duration) string { return d.String() },
 	"state":    func(t *store.Token, now time.Time) string { return store.StateOf(t, now) },
 	"keyID":    stepup.KeyID,
+	"whyPerson": func(code string) string {
+		if text, ok := personNeededText[code]; ok {
+			return text
+		}
+		return "the policy's rule " + code
+	},
 	"dict": func(kv ...any) map[string]any {
 		m := map[string]any{}
 		for i := 0; i+1 < len(kv); i += 2 {

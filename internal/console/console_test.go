@@ -536,3 +536,18 @@ func TestInboxShowsOnlyWhatThePolicyLetsTheViewerDecide(t *testing.T) {
 		t.Fatalf("alice, an approver, is not offered carol's request:\n%s", body)
 	}
 }
+
+// TestRequestPageSaysWhyAPersonIsAskedAndWhoMayDecide.
+func TestRequestPageSaysWhyAPersonIsAskedAndWhoMayDecide(t *testing.T) {
+	f := newFixture(t)
+	carols := f.ask(t, "carol@example.com", nil, writeSpec("billing"))
+	_, body, _ := f.signIn(t, "alice@example.com").get("/console/requests/" + carols.ID)
+	for _, want := range []string{"it asks to change data", "it reaches a production service", "it lives longer than just-in-time access may", "Who may decide: alice@example.com"} {
+		if !strings.Contains(body, want) {
+			t.Errorf("the request page lacks %q", want)
+		}
+	}
+	if t.Failed() {
+		t.Log(body)
+	}
+}

@@ -162,8 +162,14 @@ func (c *Console) requestPage(v *visit, w http.ResponseWriter, r *http.Request) 
 		c.refused(w, r, v, err)
 		return
 	}
+	why, err := c.cfg.Actions.ExplainApproval(r.Context(), v.actor, req)
+	if err != nil {
+		c.refused(w, r, v, err)
+		return
+	}
 	c.render(w, r, v, "request", map[string]any{
 		"Request":     req,
+		"Why":         why,
 		"Own":         req.RequestedBy == v.actor.Name,
 		"Decidable":   req.Status == store.RequestPending && req.RequestedBy != v.actor.Name,
 		"Claimable":   req.Status == store.RequestApproved && req.RequestedBy == v.actor.Name,

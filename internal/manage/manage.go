@@ -300,6 +300,39 @@ func (s *Service) MayDecide(ctx context.Context, p Principal, r *store.Request) 
 	return err == nil, err
 }
 
+// Approval is what an approver's page explains about a pending request.
+type Approval struct {
+	// PersonNeeded names the rules of just-in-time approval the request
+	// misses, asked again of the policy now, as its requester.
+	PersonNeeded []string
+	// Approvers are the directory's approvers other than the requester.
+	Approvers []string
+}
+
+// ExplainApproval asks the admin policy why r waits for a person and who
+// else may decide it. A question, not an action: no action line.
+func (s *Service) ExplainApproval(ctx context.Context, p Principal, r *store.Request) (Approval, error) {
+	requester := Principal{Name: r.RequestedBy, Kind: PersonKind, Groups: r.RequesterGroups}
+	if r.RequestedWith != "" {
+		requester.Kind, requester.TokenID = ManagementTokenKind, r.RequestedWith
+	}
+	asked, err := s.authorize(ctx, "request", requester, map[string]any{"request": requestInput(r)})
+	var le *lifecycle.Error
+	switch {
+	case errors.As(err, &le):
+		// The policy would refuse the request now (the directory
+		// changed): its reasons are why a person must look.
+		asked.PersonNeeded = le.AllReasons()
+	case err != nil:
+		return Approval{}, err
+	}
+	decided, err := s.authorize(ctx, "read", p, map[string]any{"request": requestInput(r)})
+	if err != nil && !errors.As(err, &le) {
+		return Approval{}, err
+	}
+	return Approval{PersonNeeded: asked.PersonNeeded, Approvers: decided.Approvers}, nil
+}
+
 // withStepUpHint says where to go when the policy asked for a step-up:
 // only the console can take a security key's assertion.
 func withStepUpHint(err error, id string) error {
