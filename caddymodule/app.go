@@ -43,31 +43,9 @@ const (
 
 // App is the `tokengate` Caddy app. It owns what every tokengate handler
 // and the management endpoints share: the token store, the policy engine,
-// the caches and the audit logger.
-//
-// Global Caddyfile option:
-//
-//	tokengate {
-//		store bolt [<path>]          # default: tokengate/tokengate.db in Caddy's data dir
-//		store postgres <dsn>
-//		policy <folder>              # .rego files, reloaded on change; default: built-in policies
-//		policy <bundle.tar.gz|url> { # an OPA bundle file or bundle service
-//			poll <duration>          # default 60s for a URL, 10s for a file
-//			verify_key <pem file>    # signed bundles: the public key
-//			verify_alg <alg>         # default RS256
-//			timeout <duration>       # one download; default 30s
-//		}
-//		max_ttl <duration>           # default 720h
-//		decision_cache <entries>     # default 100000; 0 disables
-//		census_interval <duration>   # how often the store is counted for the token gauges; default 30s, at least 1s
-//		pepper <secret>              # HMAC key for token hashes, e.g. {env.TOKENGATE_PEPPER}
-//		previous_pepper <secret>     # the pepper being rotated out: its tokens are re-keyed on use
-//		audit_fail_open              # let allowed calls through when their audit line cannot be written
-//		webhook <url> {              # repeatable: signed events about requests and revocations
-//			secret <secret>          # HMAC-SHA256 key, 32+ characters, e.g. {env.TOKENGATE_WEBHOOK_SECRET}
-//			events <type...>         # default all: request.pending request.approved request.denied request.lapsed token.revoked
-//		}
-//	}
+// the caches and the audit logger. It is the global Caddyfile option
+// `tokengate { ... }`; docs/caddyfile.md lists every option with its
+// default, and a test keeps that page in step with the parsers.
 type App struct {
 	// The token store module; default tokengate.stores.bolt.
 	StoreRaw json.RawMessage `json:"store,omitempty" caddy:"namespace=tokengate.stores inline_key=backend"`

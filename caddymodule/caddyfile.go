@@ -23,43 +23,9 @@ func init() {
 	httpcaddyfile.RegisterDirectiveOrder("tokengate", httpcaddyfile.After, "basic_auth")
 }
 
-// parseGlobalOption parses the global tokengate option:
-//
-//	tokengate {
-//		store bolt [<path>]
-//		store postgres <dsn>
-//		policy <folder|bundle.tar.gz|url> {
-//			poll <duration>
-//			verify_key <pem file>
-//			verify_alg <algorithm>
-//			timeout <duration>
-//		}
-//		max_ttl <duration>
-//		decision_cache <entries>
-//		census_interval <duration>
-//		pepper <secret>
-//		previous_pepper <secret>
-//		audit_fail_open
-//		oidc <issuer> {
-//			audience <client id>        # required
-//			principal_claim <claim>     # default sub; email only when email_verified
-//			groups_claim <claim>        # default groups
-//			allow_domains <domain>...   # who may sign in: a verified email's domain...
-//			allow_groups <group>...     # ...or a groups_claim group (neither: anyone)
-//			max_age <duration>          # default 12h, bounds iat
-//			algorithms <alg...>         # default RS256 ES256 EdDSA and the other asymmetric ones
-//		}
-//		workload <name> <issuer> {      # repeatable
-//			audience <aud>              # required
-//			principal_claim <claim>     # default sub
-//			algorithms <alg...>
-//		}
-//		webhook <url> {                 # repeatable
-//			secret <secret>             # required, 32+ characters
-//			events <type...>            # default all
-//		}
-//		exchange_limit <attempts> <window>  # token exchange attempts per client address; default 30 1m
-//	}
+// parseGlobalOption parses the global tokengate option, `tokengate { ... }`.
+// Its syntax, and that of every block it holds, is in docs/caddyfile.md,
+// which a test keeps in step with this file.
 func parseGlobalOption(d *caddyfile.Dispenser, _ any) (any, error) {
 	app := new(App)
 	if err := app.UnmarshalCaddyfile(d); err != nil {

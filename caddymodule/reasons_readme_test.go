@@ -11,9 +11,10 @@ import (
 	"github.com/tokengate/caddy-tokengate/internal/reason"
 )
 
-// TestReadmeReasonTable keeps the README's table of reason codes equal to
-// what the handler answers for each code in reason.Builtin. Run with
-// TOKENGATE_UPDATE_README=1 to rewrite the table.
+// TestReadmeReasonTable keeps the table of reason codes in
+// docs/security-engineers.md equal to what the handler answers for each
+// code in reason.Builtin. Run with TOKENGATE_UPDATE_README=1 to rewrite the
+// table.
 func TestReadmeReasonTable(t *testing.T) {
 	var rows strings.Builder
 	rows.WriteString("| reason | status | `WWW-Authenticate` | means |\n|---|---|---|---|\n")
@@ -34,22 +35,23 @@ func TestReadmeReasonTable(t *testing.T) {
 		fmt.Fprintf(&rows, "| `%s` | %d | %s | %s |\n", c.Name, status, challenge, c.Means)
 	}
 	const begin, end = "<!-- reasons:begin -->\n", "<!-- reasons:end -->"
-	readme, err := os.ReadFile("../README.md")
+	const doc = "../docs/security-engineers.md"
+	readme, err := os.ReadFile(doc)
 	if err != nil {
 		t.Fatal(err)
 	}
 	a, b := strings.Index(string(readme), begin), strings.Index(string(readme), end)
 	if a < 0 || b < a {
-		t.Fatal("README.md has no reasons table markers")
+		t.Fatal(doc + " has no reasons table markers")
 	}
 	if got := string(readme[a+len(begin) : b]); got != rows.String() {
 		if os.Getenv("TOKENGATE_UPDATE_README") == "1" {
 			updated := string(readme[:a+len(begin)]) + rows.String() + string(readme[b:])
-			if err := os.WriteFile("../README.md", []byte(updated), 0o644); err != nil {
+			if err := os.WriteFile(doc, []byte(updated), 0o644); err != nil {
 				t.Fatal(err)
 			}
 			return
 		}
-		t.Errorf("README's reason table differs from the handler; want:\n%s", rows.String())
+		t.Errorf("%s: the reason table differs from the handler; want:\n%s", doc, rows.String())
 	}
 }

@@ -15,7 +15,7 @@ import (
 	"github.com/tokengate/caddy-tokengate/internal/auditlog"
 )
 
-// signingKeyEnv is the variable the README's Caddyfile reads signing_key
+// signingKeyEnv is the variable docs/caddyfile.md's Caddyfile reads signing_key
 // from; `audit key` reads it too, so that it prints the key the writer
 // signs with.
 const signingKeyEnv = "TOKENGATE_AUDIT_KEY"
