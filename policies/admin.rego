@@ -57,13 +57,20 @@ decision := {
 	"reasons": sort(denials),
 	"auto_approve": auto_approve,
 	"person_needed": person_needed_unless_auto,
-	"approvers": sort(eligible_approvers),
+	"approvers": approvers_listed,
 	"ttl_seconds": exchange_ttl_seconds,
 }
 
+# person_needed and eligible_approvers are rules of admin_roles.rego; read
+# through data, so that an admin.rego used without that file (an
+# operator's own roles) still compiles, and says nothing.
 default person_needed_unless_auto := []
 
-person_needed_unless_auto := sort(person_needed) if not auto_approve
+person_needed_unless_auto := sort(data.tokengate.admin.person_needed) if not auto_approve
+
+default approvers_listed := []
+
+approvers_listed := sort(data.tokengate.admin.eligible_approvers)
 
 # Exchange only: the longest life granted to a workload's token, set by
 # admin_rules.rego from the directory entry; 0 adds no bound to the
