@@ -42,7 +42,7 @@ type Actions interface {
 	ListRequests(ctx context.Context, p manage.Principal, state string) ([]*store.Request, error)
 	GetRequest(ctx context.Context, p manage.Principal, id string) (*store.Request, error)
 	Revoke(ctx context.Context, p manage.Principal, id, reason string) (*store.Token, error)
-	Rotate(ctx context.Context, p manage.Principal, id string, grace time.Duration) (string, *store.Token, error)
+	RotateBecause(ctx context.Context, p manage.Principal, id string, grace time.Duration, reason string) (string, *store.Token, error)
 	ListTokens(ctx context.Context, p manage.Principal, f store.Filter, state string) ([]*store.Token, error)
 	GetToken(ctx context.Context, p manage.Principal, id string) (*store.Token, error)
 	Report(ctx context.Context, p manage.Principal, unusedFor time.Duration) (report.Report, error)

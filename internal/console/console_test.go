@@ -551,3 +551,34 @@ func TestRequestPageSaysWhyAPersonIsAskedAndWhoMayDecide(t *testing.T) {
 		t.Log(body)
 	}
 }
+
+func TestRotateNeedsAReasonAndRecordsIt(t *testing.T) {
+	f := newFixture(t)
+	bobs := f.ask(t, "bob@example.com", nil, writeSpec("search"))
+	if _, err := f.manage.Approve(context.Background(), manage.Principal{Name: "alice@example.com", Kind: manage.PersonKind}, bobs.ID, "ok"); err != nil {
+		t.Fatal(err)
+	}
+	_, _, tok, err := f.manage.Claim(context.Background(), manage.Principal{Name: "bob@example.com", Kind: manage.PersonKind}, bobs.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bob := f.signIn(t, "bob@example.com")
+	action := "/console/tokens/" + tok.ID + "/rotate"
+	form := bob.form("/console/tokens/"+tok.ID, action)
+	form.Set("grace", "1m")
+	if status, _, _ := bob.post(action, form); status != http.StatusBadRequest {
+		t.Fatalf("rotate without a reason: %d", status)
+	}
+	f.logs.TakeAll()
+	form.Set("reason", "laptop lost")
+	status, body, h := bob.post(action, form)
+	if status != http.StatusOK || !strings.Contains(body, `value="tg_`) || h.Get("Cache-Control") != "no-store" {
+		t.Fatalf("rotate: %d %s", status, h.Get("Cache-Control"))
+	}
+	for _, e := range f.logs.TakeAll() {
+		if e.Message == "token.rotated" && strings.HasPrefix(fmt.Sprint(e.ContextMap()["reason"]), "laptop lost (successor ") {
+			return
+		}
+	}
+	t.Fatal("no token.rotated line with the stated reason")
+}

@@ -395,12 +395,17 @@ func (c *Console) revoke(v *visit, w http.ResponseWriter, r *http.Request) {
 }
 
 func (c *Console) rotate(v *visit, w http.ResponseWriter, r *http.Request) {
+	reason := strings.TrimSpace(r.PostFormValue("reason"))
+	if reason == "" {
+		c.fail(w, r, v, http.StatusBadRequest, "reason_required", "Say why the token is rotated; nothing was rotated.")
+		return
+	}
 	grace, err := time.ParseDuration(strings.TrimSpace(r.PostFormValue("grace")))
 	if err != nil || grace < 0 {
 		c.fail(w, r, v, http.StatusBadRequest, "grace_invalid", "Grace: how long the old secret keeps working, as 0s, 10m or 1h.")
 		return
 	}
-	secret, tok, err := c.cfg.Actions.Rotate(r.Context(), v.actor, r.PathValue("id"), grace)
+	secret, tok, err := c.cfg.Actions.RotateBecause(r.Context(), v.actor, r.PathValue("id"), grace, reason)
 	if err != nil {
 		c.refused(w, r, v, err)
 		return

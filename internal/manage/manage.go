@@ -502,6 +502,16 @@ func (s *Service) Rotate(ctx context.Context, p Principal, id string, grace time
 	return s.Tokens.Rotate(ctx, p.Name, p.Groups, id, grace)
 }
 
+// RotateBecause is Rotate with the reason p gave, written on the action
+// line (the console asks for one).
+func (s *Service) RotateBecause(ctx context.Context, p Principal, id string, grace time.Duration, reason string) (string, *store.Token, error) {
+	if err := lifecycle.CheckReason(reason); err != nil {
+		s.refused(ctx, "token.rotated", p, "", id, err)
+		return "", nil, err
+	}
+	return s.Rotate(lifecycle.WithStatedReason(ctx, reason), p, id, grace)
+}
+
 // ListTokens returns the inventory, if the policy lets p read it.
 func (s *Service) ListTokens(ctx context.Context, p Principal, f store.Filter, state string) ([]*store.Token, error) {
 	if _, err := s.authorize(ctx, "read", p, nil); err != nil {
