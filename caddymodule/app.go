@@ -105,6 +105,8 @@ type App struct {
 	// OPTIONS under a <service>:read decision) from the caches while
 	// stale. Default: not allowed.
 	StaleReads string `json:"stale_reads,omitempty"`
+	// Console sets up the web console (served with oidc).
+	Console *ConsoleConfig `json:"console,omitempty"`
 
 	rt            *runtime // shared with the other configs on the same store
 	rtKey         string
@@ -272,6 +274,9 @@ func (a *App) Provision(ctx caddy.Context) error {
 	}
 	a.rt.attach(a)
 	a.manage = &manage.Service{Tokens: a.lifecycle, Requests: a.store, Policy: a.engine, Audit: a.audit, Now: a.now}
+	if a.manage.ConsoleURL, err = a.consoleURL(); err != nil {
+		return err
+	}
 	if a.webhooks != nil {
 		a.manage.Events = a.webhooks
 	}

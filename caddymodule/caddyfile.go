@@ -130,6 +130,10 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			if err := a.unmarshalLeaks(d); err != nil {
 				return err
 			}
+		case "console":
+			if err := a.unmarshalConsole(d); err != nil {
+				return err
+			}
 		default:
 			return d.Errf("unrecognized subdirective %q", d.Val())
 		}

@@ -1,6 +1,7 @@
 package caddymodule
 
 import (
+	"github.com/tokengate/caddy-tokengate/internal/console"
 	"net/http"
 
 	"github.com/caddyserver/caddy/v2"
@@ -62,6 +63,7 @@ type AdminHandler struct {
 	auth    Handler
 	mux     *http.ServeMux
 	openAPI *openAPIDocument
+	console *console.Console // nil without oidc
 }
 
 // CaddyModule returns the Caddy module information.
@@ -85,7 +87,10 @@ func (h *AdminHandler) Provision(ctx caddy.Context) error {
 	rt.tokenRoutes(h.mux, "/v1")
 	h.mux.HandleFunc("/", unknownRoute(h.mux, "/"))
 	var err error
-	h.openAPI, err = newOpenAPIDocument()
+	if h.openAPI, err = newOpenAPIDocument(); err != nil {
+		return err
+	}
+	h.console, err = h.auth.app.newConsole()
 	return err
 }
 
@@ -124,6 +129,12 @@ func (h *AdminHandler) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddy
 	// token, and answers as OAuth clients expect.
 	if r.URL.Path == exchangePath {
 		h.serveExchange(w, r)
+		return nil
+	}
+	// The console signs people in with its own session cookie and
+	// carries out their actions through the same management service.
+	if consolePath(r) {
+		h.serveConsole(w, r)
 		return nil
 	}
 	if h.serveProbe(w, r) {

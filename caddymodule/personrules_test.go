@@ -16,8 +16,10 @@ func personRulesEnv(t *testing.T) (*env, *oidcop.OP) {
 	realTime(t)
 	users := append(oidcop.DefaultUsers(), oidcop.User{Username: "carol", Email: "carol@example.com", EmailVerified: true})
 	op := oidcop.Start(t, oidcop.Options{Users: users})
+	// billing opts out of step-up: these tests approve through the API,
+	// which cannot take a security key (the console tests cover step-up).
 	dir := copyPolicies(t, map[string]string{"tokengate/directory/data.json": `{
-		"services": {"billing": {"environment": "production"}, "search": {"environment": "staging"}}
+		"services": {"billing": {"environment": "production", "step_up": false}, "search": {"environment": "staging"}}
 	}`})
 	return newEnv(t, envOptions{policyDir: dir, appOptions: withOIDC(op)}), op
 }

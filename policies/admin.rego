@@ -29,9 +29,13 @@
 # Rules compare the verified principal with who holds a secret (held_by)
 # and who asked for it (requested_by, created_by).
 #
-# Decision: {"allow", "reasons", "auto_approve", "ttl_seconds"}.
-# auto_approve (request only) issues the token at once, without a second
-# person; ttl_seconds (exchange only; 0 otherwise) bounds the exchanged
+# Decision: {"allow", "reasons", "auto_approve", "person_needed",
+# "approvers", "ttl_seconds"}. auto_approve (request only) issues the token at once,
+# without a second person; person_needed (request only) says which rules
+# of that just-in-time approval the request misses, so the approver sees
+# why they were asked (empty when auto_approve holds); approvers (when a
+# request is in the input) names the directory's approvers other than its
+# requester, for the console's "who else may approve"; ttl_seconds (exchange only; 0 otherwise) bounds the exchanged
 # token's life.
 #
 # Roles by kind and groups, the directory (data.tokengate.directory) and
@@ -54,8 +58,21 @@ decision := {
 	"allow": count(denials) == 0,
 	"reasons": sort(denials),
 	"auto_approve": auto_approve,
+	"person_needed": person_needed_unless_auto,
+	"approvers": approvers_listed,
 	"ttl_seconds": exchange_ttl_seconds,
 }
+
+# person_needed and eligible_approvers are rules of admin_roles.rego; read
+# through data, so that an admin.rego used without that file (an
+# operator's own roles) still compiles, and says nothing.
+default person_needed_unless_auto := []
+
+person_needed_unless_auto := sort(data.tokengate.admin.person_needed) if not auto_approve
+
+default approvers_listed := []
+
+approvers_listed := sort(data.tokengate.admin.eligible_approvers)
 
 # Exchange only: the longest life granted to a workload's token, set by
 # admin_rules.rego from the directory entry; 0 adds no bound to the

@@ -173,6 +173,44 @@ auto_approve if {
 
 auto_approvable(svc) if service_auto_approves(svc)
 
+# Why a request waits for a second person: one code for each rule of
+# just-in-time approval it misses. The console shows them to the
+# approver; they decide nothing (auto_approve does).
+person_needed contains "write_scope" if {
+	input.action == "request"
+	not read_only(input.request.scopes)
+}
+
+person_needed contains "ttl_over_jit" if {
+	input.action == "request"
+	input.request.ttl_seconds > jit_max_seconds
+}
+
+person_needed contains "unbound" if {
+	input.action == "request"
+	not bound(input.request)
+}
+
+person_needed contains "management_token" if {
+	input.action == "request"
+	management_service in input.request.services
+}
+
+person_needed contains "production_service" if {
+	input.action == "request"
+	some svc in input.request.services
+	production(svc)
+	not service_auto_approves(svc)
+}
+
+person_needed contains "requester_unknown" if {
+	input.action == "request"
+	some svc in input.request.services
+	not production(svc)
+	not service_auto_approves(svc)
+	not directory_knows_actor
+}
+
 auto_approvable(svc) if {
 	not production(svc)
 	directory_knows_actor
@@ -198,6 +236,20 @@ service_auto_approves(svc) if {
 	lower(name) == lower(svc)
 	is_object(info)
 	object.get(info, "auto_approve", false) == true
+}
+
+# The directory's approvers who could decide the request in the input:
+# its approvers group, the requester left out. People whose identity
+# provider names them approvers may decide too; the directory cannot list
+# them.
+eligible_approvers contains lower(p) if {
+	input.request
+	some key, members in directory_groups
+	lower(key) == "approvers"
+	is_array(members)
+	some p in members
+	is_string(p)
+	not same_principal(p, input.request.requested_by)
 }
 
 approvers_defined if {

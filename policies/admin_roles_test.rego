@@ -244,3 +244,37 @@ test_missing_scope_is_not_also_reported_as_approver_required if {
 	d := decide("approve", mgmt("bob", ["tokens:request"]), write_request, directory)
 	d.reasons == ["scope_missing"]
 }
+
+# person_needed tells the approver which rule of just-in-time approval a
+# request missed.
+
+test_auto_approved_request_needs_nobody if {
+	d := decide("request", person("carol", ["developers"]), read_request, directory)
+	d.auto_approve
+	d.person_needed == []
+}
+
+test_person_needed_names_each_missed_rule if {
+	decide("request", person("carol", []), read_request, directory).person_needed == ["requester_unknown"]
+	decide("request", person("carol", ["developers"]), production_read, directory).person_needed == ["production_service"]
+	decide("request", person("carol", ["developers"]), write_request, directory).person_needed == ["write_scope"]
+	long_unbound := object.union(read_request, {"ttl_seconds": 7200, "cidrs": [], "max_uses": 0})
+	decide("request", person("carol", ["developers"]), long_unbound, directory).person_needed == ["ttl_over_jit", "unbound"]
+	"management_token" in decide("request", person("carol", ["developers"]), management_request, directory).person_needed
+}
+
+test_person_needed_only_for_requests if {
+	decide("approve", person("Alice", ["approvers"]), write_request, directory).person_needed == []
+}
+
+test_opted_in_production_service_needs_nobody if {
+	decide("request", person("carol", []), production_read, opted_in).person_needed == []
+}
+
+test_approvers_are_the_directorys_less_the_requester if {
+	decide("approve", person("Alice", ["approvers"]), read_request, directory).approvers == ["alice"]
+	two := object.union(directory, {"groups": {"approvers": ["Alice", "carol"]}})
+	decide("approve", person("Alice", []), read_request, two).approvers == ["alice"]
+	decide("read", person("Alice", []), object.union(read_request, {"requested_by": "dave"}), two).approvers == ["alice", "carol"]
+	decide_bare("approve", person("Alice", []), read_request).approvers == []
+}

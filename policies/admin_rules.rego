@@ -16,6 +16,12 @@
 #       (input.request.requester_groups) and on each token they claim or
 #       rotate (input.token.holder_groups, and input.actor.groups when they
 #       call with that token), so approve and claim ask again with them.
+#   step_up_required            Approving a write or delete scope on a
+#       production service needs the approver's security key: a fresh
+#       WebAuthn assertion bound to that very request, which the web
+#       console asks for (input.actor.step_up). The API and the CLI cannot
+#       give one, so such approvals are made in the console. A service's
+#       directory entry with "step_up": false opts it out.
 #   workload_scope_destructive  A workload never gets a :delete scope (nor
 #       a <service>:* one).
 #   workload_management_scope   A workload never gets a management token
@@ -81,6 +87,26 @@ production_write(r) if {
 	some s in r.scopes
 	changes_data(s)
 	production(scope_service(s))
+}
+
+# Step-up: a production write is approved only with a security key.
+denials contains "step_up_required" if {
+	input.action == "approve"
+	some s in input.request.scopes
+	changes_data(s)
+	svc := scope_service(s)
+	production(svc)
+	not service_step_up_off(svc)
+	not input.actor.step_up == true
+}
+
+# service_step_up_off(svc): the directory's entry for svc says
+# "step_up": false (exactly false: "no" or 0 opts nothing out).
+service_step_up_off(svc) if {
+	some name, info in directory_services
+	lower(name) == lower(svc)
+	is_object(info)
+	object.get(info, "step_up", true) == false
 }
 
 # Developers and production.

@@ -323,7 +323,7 @@ test_production_write_needs_a_ticket if {
 	refused(decide("request", carol, object.union(r, {"scopes": ["billing:delete"]})), "ticket_required")
 	refused(decide("approve", approver, r), "ticket_required")
 	decide("request", carol, object.union(r, {"ticket": "CHG-1042"})).allow
-	decide("approve", approver, object.union(r, {"ticket": "CHG-1042"})).allow
+	decide("approve", stepped_up, object.union(r, {"ticket": "CHG-1042"})).allow
 }
 
 test_no_ticket_needed_for_reads_or_staging if {
@@ -334,4 +334,31 @@ test_no_ticket_needed_for_reads_or_staging if {
 test_production_is_case_insensitive if {
 	dir := {"services": {"Billing": {"environment": "Production"}}}
 	refused(decide_with("request", carol, request({"scopes": ["billing:write"], "services": ["billing"]}), dir), "ticket_required")
+}
+
+# Step-up: approving a production write needs a security key's assertion
+# bound to the request (the console's), unless the service opts out.
+
+stepped_up := object.union(approver, {"step_up": true})
+
+test_production_write_approval_needs_a_step_up if {
+	r := request({"scopes": ["billing:write"], "services": ["billing"], "ticket": "CHG-1042"})
+	refused(decide("approve", approver, r), "step_up_required")
+	refused(decide("approve", approver, object.union(r, {"scopes": ["billing:delete"]})), "step_up_required")
+	refused(decide("approve", object.union(approver, {"step_up": "true"}), r), "step_up_required")
+	decide("approve", stepped_up, r).allow
+}
+
+test_step_up_not_needed_for_reads_staging_or_other_actions if {
+	not_refused_for(decide("approve", approver, request({"scopes": ["billing:read"], "services": ["billing"]})), "step_up_required")
+	not_refused_for(decide("approve", approver, request({"scopes": ["search:write"], "services": ["search"]})), "step_up_required")
+	not_refused_for(decide("deny", approver, request({"scopes": ["billing:write"], "services": ["billing"], "ticket": "CHG-1"})), "step_up_required")
+}
+
+test_service_entry_opts_out_of_step_up if {
+	off := object.union(directory, {"services": {"billing": {"environment": "production", "step_up": false}}})
+	r := request({"scopes": ["billing:write"], "services": ["billing"], "ticket": "CHG-1042"})
+	decide_with("approve", approver, r, off).allow
+	not_off := object.union(directory, {"services": {"billing": {"environment": "production", "step_up": "no"}}})
+	refused(decide_with("approve", approver, r, not_off), "step_up_required")
 }

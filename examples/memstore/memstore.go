@@ -79,11 +79,12 @@ type Store struct {
 	byHash   map[string]string       // secret hash -> id
 	requests map[string]*store.Request
 	used     map[string]time.Time // one-time credential hash -> record expiry
+	people                        // console sessions and security keys (people.go)
 }
 
 // New returns an empty store.
 func New() *Store {
-	return &Store{tokens: map[string]*store.Token{}, byHash: map[string]string{}, requests: map[string]*store.Request{}, used: map[string]time.Time{}}
+	return &Store{tokens: map[string]*store.Token{}, byHash: map[string]string{}, requests: map[string]*store.Request{}, used: map[string]time.Time{}, people: newPeople()}
 }
 
 // Create adds a token; ErrConflict when its id or hash exists.

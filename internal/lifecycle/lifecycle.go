@@ -398,6 +398,20 @@ func CheckReason(reason string) error {
 	return nil
 }
 
+type statedReasonKey struct{}
+
+// WithStatedReason carries the reason a person gave for an action whose
+// call has no reason of its own (a rotation from the console), for its
+// action line. Checked with CheckReason first.
+func WithStatedReason(ctx context.Context, reason string) context.Context {
+	return context.WithValue(ctx, statedReasonKey{}, reason)
+}
+
+func statedReason(ctx context.Context) string {
+	s, _ := ctx.Value(statedReasonKey{}).(string)
+	return s
+}
+
 // Rotate issues a successor with a new secret and the same grants; the old
 // secret keeps working for grace, then answers token_rotated. The successor
 // keeps the old expiry and takes over the uses that were left: during the
@@ -452,7 +466,11 @@ func (s *Service) Rotate(ctx context.Context, actor string, actorGroups []string
 		return "", nil, err
 	}
 	s.forget(updated)
-	a := WithToken(&audit.Action{Msg: "token.rotated", Actor: actor, TokenID: id, Reason: "successor " + next.ID + ", grace until " + graceUntil.Format(time.RFC3339), Outcome: "success"}, next)
+	why := "successor " + next.ID + ", grace until " + graceUntil.Format(time.RFC3339)
+	if stated := statedReason(ctx); stated != "" {
+		why = stated + " (" + why + ")"
+	}
+	a := WithToken(&audit.Action{Msg: "token.rotated", Actor: actor, TokenID: id, Reason: why, Outcome: "success"}, next)
 	a.SuccessorID = next.ID
 	s.Audit.ActionContext(ctx, a)
 	return secret, next, nil

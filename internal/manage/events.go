@@ -24,13 +24,17 @@ const LapseHorizon = 24 * time.Hour
 
 func (s *Service) publishRequest(typ string, r *store.Request) {
 	if s.Events != nil {
-		s.Events.Publish(notify.ForRequest(typ, r, s.now()))
+		e := notify.ForRequest(typ, r, s.now())
+		e.LinkTo(s.ConsoleURL)
+		s.Events.Publish(e)
 	}
 }
 
 func (s *Service) publishToken(typ string, t *store.Token) {
 	if s.Events != nil {
-		s.Events.Publish(notify.ForToken(typ, t, s.now()))
+		e := notify.ForToken(typ, t, s.now())
+		e.LinkTo(s.ConsoleURL)
+		s.Events.Publish(e)
 	}
 }
 

@@ -253,3 +253,44 @@ func fixtureAt(t *testing.T, path string) *fixture {
 	f.store, f.svc.Requests, f.svc.Tokens.Store = b, b, b
 	return f
 }
+
+// TestEventsLinkToTheConsole: with a console address, each event names
+// the page of its request or token, in Link and in the Slack text.
+func TestEventsLinkToTheConsole(t *testing.T) {
+	f := newFixture(t)
+	f.svc.ConsoleURL = "https://gateway.example.com/"
+	h := startHookReceiver(t)
+	flush := f.withHooks(t, h)
+	ctx := context.Background()
+	req, _, _, err := f.svc.Request(ctx, alice, lifecycle.Spec{Owner: "billing", Purpose: "export", Scopes: []string{"billing:write"}, Services: []string{"billing"}, TTL: "1h"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.svc.Approve(ctx, bob, req.ID, "ok"); err != nil {
+		t.Fatal(err)
+	}
+	_, _, tok, err := f.svc.Claim(ctx, alice, req.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.svc.Revoke(ctx, local, tok.ID, "done"); err != nil {
+		t.Fatal(err)
+	}
+	events := flush()
+	want := map[string]string{
+		notify.RequestPending:  "https://gateway.example.com/console/requests/" + req.ID,
+		notify.RequestApproved: "https://gateway.example.com/console/requests/" + req.ID,
+		notify.TokenRevoked:    "https://gateway.example.com/console/tokens/" + tok.ID,
+	}
+	for _, e := range events {
+		if link, ok := want[e.Type]; ok {
+			if e.Link != link || !strings.HasSuffix(e.Text, "<"+link+"|Open in the console>") {
+				t.Errorf("%s: link %q, text %q; want %s", e.Type, e.Link, e.Text, link)
+			}
+			delete(want, e.Type)
+		}
+	}
+	if len(want) > 0 {
+		t.Fatalf("events missing: %v (got %v)", want, types(events))
+	}
+}

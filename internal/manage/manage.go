@@ -58,6 +58,11 @@ type Principal struct {
 	Scopes  []string
 	// Local marks the operator behind Caddy's admin endpoint.
 	Local bool
+	// StepUp is set, for one action, when the caller proved presence with
+	// a security key whose assertion was bound to the request acted on
+	// (the web console's step-up). The admin policy sees it as
+	// input.actor.step_up.
+	StepUp bool
 }
 
 // Principal kinds, as the admin policy sees them in input.actor.kind.
@@ -90,6 +95,10 @@ type Service struct {
 	// Events hears about requests and revocations (the webhooks); nil
 	// tells nobody.
 	Events Publisher
+	// ConsoleURL, when set (checked by notify.ConsoleBase), is where the
+	// web console is served; events then link to the page of what they
+	// are about.
+	ConsoleURL string
 }
 
 func (s *Service) now() time.Time { return s.Now().UTC().Truncate(time.Microsecond) }
@@ -115,6 +124,7 @@ func (s *Service) authorize(ctx context.Context, action string, p Principal, ext
 		"actor": map[string]any{
 			"principal": p.Name, "token_id": p.TokenID, "scopes": nonNil(p.Scopes), "local": p.Local,
 			"kind": p.kind(), "groups": nonNil(p.Groups), "claims": nonNilMap(p.Claims), "issuer": p.Issuer,
+			"step_up": p.StepUp,
 		},
 		"config": map[string]any{"max_ttl_seconds": int64(s.Tokens.MaxTTL / time.Second)},
 		"now":    s.Now().UnixNano(),
@@ -236,6 +246,7 @@ func (s *Service) decide(ctx context.Context, p Principal, id, reason, action st
 		return nil, err
 	}
 	if _, err := s.authorize(ctx, action, p, map[string]any{"request": requestInput(req)}); err != nil {
+		err = withStepUpHint(err, id)
 		s.refused(ctx, msg, p, id, "", err)
 		return nil, err
 	}
@@ -260,6 +271,78 @@ func (s *Service) decide(ctx context.Context, p Principal, id, reason, action st
 	s.Audit.ActionContext(ctx, withRequest(&audit.Action{Msg: msg, Actor: p.Name, TokenRequestID: id, Reason: reason, Outcome: "success"}, req))
 	s.publishRequest(map[string]string{"approve": notify.RequestApproved, "deny": notify.RequestDenied}[action], req)
 	return req, nil
+}
+
+// StepUpNeeded reports whether the admin policy would refuse p's approval
+// of r for want of a step-up (reason step_up_required), so a page can ask
+// for the security key before the approval rather than after. It is a
+// question, not an action: no action line is written.
+func (s *Service) StepUpNeeded(ctx context.Context, p Principal, r *store.Request) (bool, error) {
+	p.StepUp = false
+	_, err := s.authorize(ctx, "approve", p, map[string]any{"request": requestInput(r)})
+	var le *lifecycle.Error
+	if errors.As(err, &le) {
+		return slices.Contains(le.AllReasons(), "step_up_required"), nil
+	}
+	return false, err
+}
+
+// MayDecide reports whether the admin policy would let p approve r, a
+// step-up taken for granted (the console asks for the key at the
+// approval itself). It is a question, not an action: no action line.
+func (s *Service) MayDecide(ctx context.Context, p Principal, r *store.Request) (bool, error) {
+	p.StepUp = true
+	_, err := s.authorize(ctx, "approve", p, map[string]any{"request": requestInput(r)})
+	var le *lifecycle.Error
+	if errors.As(err, &le) {
+		return false, nil
+	}
+	return err == nil, err
+}
+
+// Approval is what an approver's page explains about a pending request.
+type Approval struct {
+	// PersonNeeded names the rules of just-in-time approval the request
+	// misses, asked again of the policy now, as its requester.
+	PersonNeeded []string
+	// Approvers are the directory's approvers other than the requester.
+	Approvers []string
+}
+
+// ExplainApproval asks the admin policy why r waits for a person and who
+// else may decide it. A question, not an action: no action line.
+func (s *Service) ExplainApproval(ctx context.Context, p Principal, r *store.Request) (Approval, error) {
+	requester := Principal{Name: r.RequestedBy, Kind: PersonKind, Groups: r.RequesterGroups}
+	if r.RequestedWith != "" {
+		requester.Kind, requester.TokenID = ManagementTokenKind, r.RequestedWith
+	}
+	asked, err := s.authorize(ctx, "request", requester, map[string]any{"request": requestInput(r)})
+	var le *lifecycle.Error
+	switch {
+	case errors.As(err, &le):
+		// The policy would refuse the request now (the directory
+		// changed): its reasons are why a person must look.
+		asked.PersonNeeded = le.AllReasons()
+	case err != nil:
+		return Approval{}, err
+	}
+	decided, err := s.authorize(ctx, "read", p, map[string]any{"request": requestInput(r)})
+	if err != nil && !errors.As(err, &le) {
+		return Approval{}, err
+	}
+	return Approval{PersonNeeded: asked.PersonNeeded, Approvers: decided.Approvers}, nil
+}
+
+// withStepUpHint says where to go when the policy asked for a step-up:
+// only the console can take a security key's assertion.
+func withStepUpHint(err error, id string) error {
+	var le *lifecycle.Error
+	if !errors.As(err, &le) || !slices.Contains(le.AllReasons(), "step_up_required") {
+		return err
+	}
+	hinted := *le
+	hinted.Msg += "; approving a write to a production service needs a security key: approve it in the web console, at /console/requests/" + id
+	return &hinted
 }
 
 // Claim hands the requester the secret of an approved request, once.
@@ -417,6 +500,16 @@ func (s *Service) Rotate(ctx context.Context, p Principal, id string, grace time
 		return "", nil, err
 	}
 	return s.Tokens.Rotate(ctx, p.Name, p.Groups, id, grace)
+}
+
+// RotateBecause is Rotate with the reason p gave, written on the action
+// line (the console asks for one).
+func (s *Service) RotateBecause(ctx context.Context, p Principal, id string, grace time.Duration, reason string) (string, *store.Token, error) {
+	if err := lifecycle.CheckReason(reason); err != nil {
+		s.refused(ctx, "token.rotated", p, "", id, err)
+		return "", nil, err
+	}
+	return s.Rotate(lifecycle.WithStatedReason(ctx, reason), p, id, grace)
 }
 
 // ListTokens returns the inventory, if the policy lets p read it.

@@ -7,6 +7,7 @@ package notify
 
 import (
 	"fmt"
+	"net/url"
 	"strings"
 	"time"
 
@@ -58,6 +59,39 @@ type Event struct {
 	// Text is a one-line summary, so that a Slack (or compatible)
 	// incoming webhook shows the event without a translating relay.
 	Text string `json:"text"`
+	// Link is the web console's page of the request or token, where a
+	// person can act on it; empty when no console address is configured.
+	Link string `json:"link,omitempty"`
+}
+
+// LinkTo points e at its page in the console served at base, an http or
+// https address such as https://gateway.example.com: receivers get Link,
+// and the one-line text ends with a Slack link a person can follow.
+func (e *Event) LinkTo(base string) {
+	base = strings.TrimRight(base, "/")
+	switch {
+	case base == "":
+		return
+	case e.RequestID != "" && strings.HasPrefix(e.Type, "request."):
+		e.Link = base + "/console/requests/" + url.PathEscape(e.RequestID)
+	case e.TokenID != "":
+		e.Link = base + "/console/tokens/" + url.PathEscape(e.TokenID)
+	default:
+		return
+	}
+	e.Text += " <" + slackEscape(e.Link) + "|Open in the console>"
+}
+
+// ConsoleBase checks a console address for LinkTo: http or https, a host,
+// nothing after the path, and none of the characters that would break
+// out of a Slack link.
+func ConsoleBase(raw string) (string, error) {
+	u, err := url.Parse(raw)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.RawQuery != "" || u.Fragment != "" || u.User != nil ||
+		strings.ContainsAny(raw, "|<> \t\n") {
+		return "", fmt.Errorf("console address %q: want an http or https address such as https://gateway.example.com", raw)
+	}
+	return strings.TrimRight(raw, "/"), nil
 }
 
 // ForRequest describes what just happened to r: one of the request.*

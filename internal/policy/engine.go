@@ -63,6 +63,11 @@ type Decision struct {
 	// AutoApprove is the admin policy's verdict that a token request
 	// needs no second person.
 	AutoApprove bool
+	// PersonNeeded (admin, request) names the rules of just-in-time
+	// approval a request misses; Approvers (admin, with a request) the
+	// directory's approvers other than its requester. Both are for the
+	// approver's page; neither decides anything.
+	PersonNeeded, Approvers []string
 	// Revision identifies the policy files that made the decision.
 	Revision string
 }
@@ -496,6 +501,8 @@ var (
 	keyReasons     = ast.InternedTerm("reasons")
 	keyAutoApprove = ast.InternedTerm("auto_approve")
 	keyTTL         = ast.InternedTerm("ttl_seconds")
+	keyPersonNeed  = ast.InternedTerm("person_needed")
+	keyApprovers   = ast.InternedTerm("approvers")
 )
 
 func parseAdmin(r map[ast.Var]*ast.Term, _ *knownValues) (Decision, error) {
@@ -523,6 +530,14 @@ func parseAdmin(r map[ast.Var]*ast.Term, _ *knownValues) (Decision, error) {
 			return Decision{}, errors.New("decision auto_approve is not a boolean")
 		}
 		d.AutoApprove = bool(b) && d.Allow
+	}
+	// Explanations for people: a malformed one is left out, never a
+	// reason to refuse (it decides nothing).
+	if raw := valueOf(obj, keyPersonNeed); raw != nil {
+		d.PersonNeeded, _ = parseReasons(raw)
+	}
+	if raw := valueOf(obj, keyApprovers); raw != nil {
+		d.Approvers, _ = parseReasons(raw)
 	}
 	if raw := valueOf(obj, keyTTL); raw != nil {
 		ttl, err := parseTTL(raw)

@@ -67,6 +67,7 @@ func Run(t *testing.T, b Backend) {
 			fn(t, s)
 		})
 	}
+	runPeople(t, b)
 	if b.Reopen != nil {
 		t.Run("Durable", func(t *testing.T) {
 			s := b.New(t)

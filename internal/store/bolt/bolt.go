@@ -32,6 +32,10 @@ var (
 	// usedBucket: hash of a one-time credential -> when its record
 	// expires (RFC 3339).
 	usedBucket = []byte("used_credentials")
+	// console sessions: SHA-256 of the cookie -> JSON record
+	sessionsBucket = []byte("console_sessions")
+	// WebAuthn credentials: credential id -> JSON record
+	securityKeysBucket = []byte("security_keys")
 )
 
 // Store is a store.Store backed by a bbolt file.
@@ -114,7 +118,7 @@ func Open(path string, lockTimeout time.Duration) (*Store, error) {
 		return nil, fmt.Errorf("opening bolt store %s: %v", path, err)
 	}
 	err = db.Update(func(tx *bbolt.Tx) error {
-		for _, b := range [][]byte{tokensBucket, hashesBucket, requestsBucket, usedBucket} {
+		for _, b := range [][]byte{tokensBucket, hashesBucket, requestsBucket, usedBucket, sessionsBucket, securityKeysBucket} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return err
 			}

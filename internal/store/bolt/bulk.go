@@ -43,3 +43,23 @@ func (s *Store) CreateMany(_ context.Context, ts []*store.Token) error {
 		return nil
 	})
 }
+
+// CreateRequestsMany adds many requests in one transaction, as CreateMany
+// does tokens: for imports and for building large inboxes to measure.
+// ErrConflict, storing nothing, when an id exists or repeats.
+func (s *Store) CreateRequestsMany(_ context.Context, rs []*store.Request) error {
+	sorted := slices.Clone(rs)
+	slices.SortFunc(sorted, func(a, b *store.Request) int { return strings.Compare(a.ID, b.ID) })
+	return s.update(func(tx *bbolt.Tx) error {
+		b := tx.Bucket(requestsBucket)
+		for _, r := range sorted {
+			if b.Get([]byte(r.ID)) != nil {
+				return store.ErrConflict
+			}
+			if err := putJSON(b, r.ID, r); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}

@@ -64,7 +64,7 @@ type User struct {
 type Client struct {
 	ID           string
 	Secret       string
-	RedirectURIs []string // default http://127.0.0.1/callback and http://localhost/callback
+	RedirectURIs []string // default http://127.0.0.1/callback, http://localhost/callback and http://localhost/console/callback (the web console)
 	// IDTokenLifetime defaults to one hour. A negative lifetime gives
 	// tokens that are already expired when issued.
 	IDTokenLifetime time.Duration
@@ -161,7 +161,7 @@ func Start(t testing.TB, o Options) *OP {
 	wrapped := map[string]op.Client{}
 	for _, c := range clients {
 		if len(c.RedirectURIs) == 0 {
-			c.RedirectURIs = []string{"http://127.0.0.1/callback", "http://localhost/callback"}
+			c.RedirectURIs = []string{"http://127.0.0.1/callback", "http://localhost/callback", "http://localhost/console/callback"}
 		}
 		if c.IDTokenLifetime == 0 {
 			c.IDTokenLifetime = time.Hour
