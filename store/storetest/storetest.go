@@ -57,6 +57,9 @@ func Run(t *testing.T, b Backend) {
 		"MarkUsedIsAtomic":          testMarkUsedAtomic,
 		"Rekey":                     testRekey,
 		"RekeyIsAtomic":             testRekeyIsAtomic,
+		"TakeBudget":                testTakeBudget,
+		"TakeBudgetIsAtomic":        testTakeBudgetIsAtomic,
+		"RateLimitRoundTrips":       testRateLimitRoundTrips,
 	}
 	for name, fn := range tests {
 		t.Run(name, func(t *testing.T) {
@@ -66,6 +69,7 @@ func Run(t *testing.T, b Backend) {
 		})
 	}
 	if b.Reopen != nil {
+		t.Run("BudgetDurable", func(t *testing.T) { testBudgetDurable(t, b) })
 		t.Run("Durable", func(t *testing.T) {
 			s := b.New(t)
 			tok := NewToken("alice")
