@@ -232,8 +232,8 @@ type Store interface {
 	// calls, on one node or several, never take more than limit together.
 	// limit may differ between calls (a policy reloaded); a call takes
 	// nothing once the total reaches its own limit. A counter unknown for
-	// its window starts at zero; records whose window ended before
-	// keepUntil of a later call may be dropped.
+	// its window starts at zero. A record may be dropped once a take for
+	// a window that starts at or after its KeepUntil has been made.
 	TakeBudget(ctx context.Context, b BudgetTake) (taken, total int64, err error)
 	// Close releases the backend's resources.
 	Close() error
