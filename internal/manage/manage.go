@@ -25,6 +25,7 @@ import (
 	"github.com/tokengate/caddy-tokengate/internal/lifecycle"
 	"github.com/tokengate/caddy-tokengate/internal/notify"
 	"github.com/tokengate/caddy-tokengate/internal/policy"
+	"github.com/tokengate/caddy-tokengate/internal/ratelimit"
 	"github.com/tokengate/caddy-tokengate/internal/report"
 	"github.com/tokengate/caddy-tokengate/internal/token"
 	"github.com/tokengate/caddy-tokengate/store"
@@ -140,12 +141,16 @@ func (s *Service) authorize(ctx context.Context, action string, p Principal, ext
 // will hold the secret: the requester, the only one who may claim it (or,
 // for issue, the caller who receives it at once).
 func requestInput(r *store.Request) map[string]any {
-	return map[string]any{
+	in := map[string]any{
 		"id": r.ID, "owner": r.Owner, "purpose": r.Purpose, "scopes": nonNil(r.Scopes),
 		"services": nonNil(r.Services), "cidrs": nonNil(r.CIDRs), "ttl_seconds": int64(r.TTL / time.Second),
 		"max_uses": r.MaxUses, "requested_by": r.RequestedBy, "held_by": r.RequestedBy, "ticket": r.Ticket,
 		"requester_groups": nonNil(r.RequesterGroups),
 	}
+	if !r.RateLimit.IsZero() {
+		in["rate_limit"] = map[string]any{"requests": r.RateLimit.Requests, "window": ratelimit.WindowName(r.RateLimit.Window)}
+	}
+	return in
 }
 
 // tokenInput is a stored token as the admin policy sees it. held_by is

@@ -22,6 +22,7 @@ var outputTypes = []struct {
 	{ast.MustParseRef("data.tokengate.gateway.reasons"), "a set of strings", stringCollection},
 	{ast.MustParseRef("data.tokengate.gateway.scope"), "a string", isType[types.String]},
 	{ast.MustParseRef("data.tokengate.gateway.ttl_seconds"), "a number", isType[types.Number]},
+	{ast.MustParseRef("data.tokengate.gateway.rate_limit"), `an object {"requests": number, "window": string}`, rateLimitObject},
 	{ast.MustParseRef(AdminQuery), `an object {"allow": boolean, "reasons": set of strings, "auto_approve": boolean, "ttl_seconds": number}`, adminDecision},
 }
 
@@ -133,6 +134,32 @@ func adminDecision(t types.Type) bool {
 		v := obj.Select(f.name)
 		if v == nil {
 			if f.required && obj.DynamicProperties() == nil {
+				return false
+			}
+			continue
+		}
+		if !conforms(v, f.fits) {
+			return false
+		}
+	}
+	return true
+}
+
+// rateLimitObject is what parseRateLimit reads: an object whose requests
+// is a number and whose window is a string. Which numbers and strings is
+// checked on every decision.
+func rateLimitObject(t types.Type) bool {
+	obj, ok := t.(*types.Object)
+	if !ok {
+		return false
+	}
+	for _, f := range []struct {
+		name string
+		fits func(types.Type) bool
+	}{{"requests", isType[types.Number]}, {"window", isType[types.String]}} {
+		v := obj.Select(f.name)
+		if v == nil {
+			if obj.DynamicProperties() == nil {
 				return false
 			}
 			continue
