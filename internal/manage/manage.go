@@ -183,7 +183,7 @@ func (s *Service) Request(ctx context.Context, p Principal, spec lifecycle.Spec)
 	req := &store.Request{
 		ID: token.NewPrefixedID("req_"), Owner: rec.Owner, Purpose: rec.Purpose,
 		Scopes: rec.Scopes, Services: rec.Services, CIDRs: rec.CIDRs, TTL: rec.ExpiresAt.Sub(rec.NotBefore),
-		MaxUses: rec.MaxUses, Status: store.RequestPending, RequestedBy: p.Name, RequestedWith: p.TokenID,
+		MaxUses: rec.MaxUses, RateLimit: rec.RateLimit, Status: store.RequestPending, RequestedBy: p.Name, RequestedWith: p.TokenID,
 		RequesterGroups: slices.Clone(p.Groups), Ticket: spec.Ticket, CreatedAt: s.now(),
 	}
 	if spec.NotBefore != nil {
@@ -302,7 +302,7 @@ func (s *Service) claim(ctx context.Context, p Principal, id string) (*store.Req
 	tok := &store.Token{
 		Owner: req.Owner, Purpose: req.Purpose,
 		Scopes: req.Scopes, Services: req.Services, CIDRs: req.CIDRs,
-		NotBefore: notBefore, ExpiresAt: notBefore.Add(req.TTL), MaxUses: req.MaxUses,
+		NotBefore: notBefore, ExpiresAt: notBefore.Add(req.TTL), MaxUses: req.MaxUses, RateLimit: req.RateLimit,
 		CreatedAt: now, CreatedBy: req.RequestedBy, ApprovedBy: req.DecidedBy,
 		// The secret goes to the verified claimer, whom the admin policy
 		// has just matched to the requester: the owner is only a name.
@@ -384,7 +384,7 @@ func (s *Service) Issue(ctx context.Context, p Principal, spec lifecycle.Spec) (
 		return "", nil, err
 	}
 	req := &store.Request{Owner: rec.Owner, Purpose: rec.Purpose, Scopes: rec.Scopes, Services: rec.Services,
-		CIDRs: rec.CIDRs, TTL: rec.ExpiresAt.Sub(rec.NotBefore), MaxUses: rec.MaxUses, RequestedBy: p.Name, Ticket: spec.Ticket}
+		CIDRs: rec.CIDRs, TTL: rec.ExpiresAt.Sub(rec.NotBefore), MaxUses: rec.MaxUses, RateLimit: rec.RateLimit, RequestedBy: p.Name, Ticket: spec.Ticket}
 	if _, err := s.authorize(ctx, "issue", p, map[string]any{"request": requestInput(req)}); err != nil {
 		s.refused(ctx, "token.issued", p, "", "", err)
 		return "", nil, err
