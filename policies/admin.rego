@@ -15,7 +15,8 @@
 #                  same person is the same person.
 #   input.request  the token asked for (request, approve, deny, claim,
 #                  issue): {id, owner, purpose, scopes, services, cidrs,
-#                  ttl_seconds, max_uses, requested_by, held_by, ticket};
+#                  ttl_seconds, max_uses, rate_limit (when one is asked:
+#                  {requests, window}), requested_by, held_by, ticket};
 #                  held_by is who will hold the secret (the requester)
 #   input.token    the existing token acted on (rotate, revoke, read):
 #                  {id, owner, created_by, held_by, scopes, services,
@@ -27,10 +28,11 @@
 # Rules compare the verified principal with who holds a secret (held_by)
 # and who asked for it (requested_by, created_by).
 #
-# Decision: {"allow", "reasons", "auto_approve", "ttl_seconds"}.
-# auto_approve (request only) issues the token at once, without a second
-# person; ttl_seconds (exchange only; 0 otherwise) bounds the exchanged
-# token's life.
+# Decision: {"allow", "reasons", "auto_approve", "ttl_seconds",
+# "rate_limit"}. auto_approve (request only) issues the token at once,
+# without a second person; ttl_seconds (exchange only; 0 otherwise) bounds
+# the exchanged token's life; rate_limit (exchange only; {} otherwise) is
+# the exchanged token's rate limit.
 #
 # Roles by kind and groups, the directory (data.tokengate.directory) and
 # the shipped limits on what a token may grant are in admin_roles.rego and
@@ -53,12 +55,17 @@ decision := {
 	"reasons": sort(denials),
 	"auto_approve": auto_approve,
 	"ttl_seconds": exchange_ttl_seconds,
+	"rate_limit": exchange_rate_limit,
 }
 
 # Exchange only: the longest life granted to a workload's token, set by
 # admin_rules.rego from the directory entry; 0 adds no bound to the
 # 15 minutes the exchange never exceeds.
 default exchange_ttl_seconds := 0
+
+# Exchange only: the rate limit of a workload's token, set by
+# admin_rules.rego; {} gives it none.
+default exchange_rate_limit := {}
 
 management_service := "tokengate-admin"
 

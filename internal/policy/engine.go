@@ -439,8 +439,9 @@ func parseGateway(r map[ast.Var]*ast.Term, known *knownValues) (Decision, error)
 }
 
 var (
-	keyRequests = ast.InternedTerm("requests")
-	keyWindow   = ast.InternedTerm("window")
+	keyRateLimitOut = ast.InternedTerm("rate_limit")
+	keyRequests     = ast.InternedTerm("requests")
+	keyWindow       = ast.InternedTerm("window")
 )
 
 // parseRateLimit reads {"requests": N, "window": "1m"}: N a positive
@@ -573,6 +574,17 @@ func parseAdmin(r map[ast.Var]*ast.Term, _ *knownValues) (Decision, error) {
 			return Decision{}, fmt.Errorf("decision %v", err)
 		}
 		d.TTL = ttl
+	}
+	// rate_limit (exchange): the limit the exchanged token gets; an
+	// empty object is none.
+	if raw := valueOf(obj, keyRateLimitOut); raw != nil {
+		if o, ok := raw.(ast.Object); !ok || o.Len() > 0 {
+			l, err := parseRateLimit(raw)
+			if err != nil {
+				return Decision{}, fmt.Errorf("decision %v", err)
+			}
+			d.RateLimit = l
+		}
 	}
 	if !d.Allow && len(d.Reasons) == 0 {
 		// A refusal must say why: the audit line and the caller need a code.

@@ -49,6 +49,7 @@ func TestOutputTypesAreCheckedAtLoad(t *testing.T) {
 		{"admin reasons a number", admin(`decision := {"allow": false, "reasons": 1}`), "admin.rego:3"},
 		{"admin reasons a set of numbers", admin(`decision := {"allow": false, "reasons": {1}}`), "admin.rego:3"},
 		{"admin auto_approve a string", admin(`decision := {"allow": true, "reasons": [], "auto_approve": "true"}`), "admin.rego:3"},
+		{"admin rate_limit a string", admin(`decision := {"allow": true, "reasons": [], "rate_limit": "100/1m"}`), "admin.rego:3"},
 		{"admin ttl_seconds a string", admin(`decision := {"allow": true, "reasons": [], "ttl_seconds": "60"}`), "admin.rego:3"},
 		{"admin one of two definitions wrong", admin(`default decision := {"allow": false, "reasons": ["x"]}` + "\n\ndecision := {\"allow\": true, \"reasons\": [1]} if input.action == \"read\""), "admin.rego:5"},
 	} {
