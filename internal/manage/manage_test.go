@@ -389,3 +389,25 @@ func TestPolicyFailureFailsClosed(t *testing.T) {
 		t.Fatalf("%d requests stored", len(all))
 	}
 }
+
+// A token's own rate limit asked for in a request is the claimed token's.
+func TestRequestedRateLimitReachesTheToken(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	spec := writeSpec()
+	spec.RateLimit = "100/1m"
+	req, _, _, err := f.svc.Request(ctx, alice, spec)
+	if err != nil || req.RateLimit != (store.RateLimit{Requests: 100, Window: time.Minute}) {
+		t.Fatalf("request: %v, rate limit %+v", err, req.RateLimit)
+	}
+	if _, err := f.svc.Approve(ctx, bob, req.ID, "ok"); err != nil {
+		t.Fatal(err)
+	}
+	_, secret, _, err := f.svc.Claim(ctx, alice, req.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := f.lookup(t, secret).RateLimit; got != req.RateLimit {
+		t.Fatalf("claimed token's rate limit %+v, want %+v", got, req.RateLimit)
+	}
+}
