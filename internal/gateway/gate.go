@@ -615,7 +615,7 @@ func (g *Gate) SettleDecisions() {
 }
 
 // Run records usage of unlimited tokens in batches and takes rate-limit
-// leases until ctx is done; then it gives back the leases not spent.
+// leases until ctx is done; then it settles the leases with the store.
 func (g *Gate) Run(ctx context.Context) {
 	var wg sync.WaitGroup
 	wg.Go(func() { g.limiter.Run(ctx) })

@@ -16,6 +16,11 @@ import (
 func TestRateLimitsAreEnforced(t *testing.T) {
 	for _, cache := range []int{0, 1000} {
 		f := newGateFixture(t, withRule(t, `rate_limit := {"requests": 2, "window": "1m"} if input.request.path == "/billing/strict"`), cache)
+		// Leases are refilled in the background, as in production.
+		ctx, cancel := context.WithCancel(context.Background())
+		running := make(chan struct{})
+		go func() { f.gate.Run(ctx); close(running) }()
+		t.Cleanup(func() { cancel(); <-running })
 		perMinute := func(n int64) func(*store.Token) {
 			return func(r *store.Token) { r.RateLimit = store.RateLimit{Requests: n, Window: time.Minute} }
 		}

