@@ -23,9 +23,11 @@
 //   - Under: by what nodes hold but do not spend before the window ends,
 //     at most two leases a node: 10% of the limit. When calls spread over
 //     the nodes each drains what it holds.
-//   - A node cut off from the store keeps enforcing its local share: the
-//     fraction of the window's budget it had been taking (all of it when
-//     it never saw another node take any), counted in memory. Once the
+//   - A node cut off from the store, or whose store does not answer
+//     within WaitForLease, keeps enforcing its local share: the fraction
+//     of the window's takes that were its own (of the last window's
+//     before it has seen any in this one; 1/nodes before it has seen any
+//     at all), counted in memory. Once the
 //     store answers again its next take includes the calls it allowed
 //     meanwhile, so the store's count catches up.
 //
@@ -218,7 +220,7 @@ type counter struct {
 	// offline: the last take failed; calls are counted against share.
 	offline bool
 	// share is the fraction of a window's budget this node took, by the
-	// last window it saw a take in; 1 until it has seen one.
+	// last window it saw a take in; 1/nodes until it has seen one.
 	share float64
 }
 
@@ -307,7 +309,7 @@ func (l *Limiter) counter(id string, limit Limit) *counter {
 			key:   id + "/" + Format(limit),
 			limit: limit,
 			lease: max(1, limit.Requests/(20*l.nodes)),
-			share: 1,
+			share: 1 / float64(l.nodes),
 		}
 		l.counters[k] = c
 	}
@@ -325,6 +327,16 @@ func (c *counter) roll(start time.Time, alone bool) {
 	c.exhausted, c.offline = false, false
 	if alone {
 		c.granted, c.total, c.exhausted = c.limit.Requests, c.limit.Requests, true
+	}
+}
+
+// cutOff starts counting the local share (c.mu held). The share is the
+// fraction of this window's takes that were this node's, when it has
+// seen any, else the last window's.
+func (c *counter) cutOff() {
+	c.offline = true
+	if c.granted > 0 && c.total > 0 {
+		c.share = min(1, float64(c.granted)/float64(c.total))
 	}
 }
 
@@ -352,7 +364,7 @@ func (l *Limiter) waitForLease(ctx context.Context, c *counter) {
 		}
 		c.mu.Lock()
 		if c.inflight == ch && errors.Is(ctx.Err(), context.DeadlineExceeded) {
-			c.offline = true
+			c.cutOff()
 			l.onStoreError(fmt.Errorf("rate limit %s of %s: no lease within %s", Format(c.limit), c.key, l.leaseWait))
 		}
 		return
@@ -379,7 +391,7 @@ func (l *Limiter) apply(c *counter, b store.BudgetTake, taken, total int64, err 
 		return
 	}
 	if err != nil {
-		c.offline = true
+		c.cutOff()
 		l.onStoreError(fmt.Errorf("rate limit %s of %s: taking a lease: %w", Format(c.limit), c.key, err))
 		return
 	}
