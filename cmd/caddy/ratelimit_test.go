@@ -247,3 +247,32 @@ func TestPolicyLimitAndDailyQuotaAcrossRestart(t *testing.T) {
 		t.Errorf("after a restart a 10/24h quota with 4 calls spent passed %d of 10 more, want exactly 6", got)
 	}
 }
+
+// A node cut off from PostgreSQL keeps enforcing its local share of a
+// token's limit (about half here: the two nodes took the budget evenly),
+// not the whole limit.
+func TestMultiNodeRateLimitWhileCutOff(t *testing.T) {
+	t.Parallel()
+	c := startCluster(t)
+	tok := c.a.issue(t, "rate-cut-off", "--rate", "40/1m")
+	// Listening started with dropping the caches; the calls below must
+	// leave the token in them.
+	eventually(t, 5*time.Second, "both nodes listening", func() (bool, string) {
+		n := c.db.listeners(t)
+		return n == 2, fmt.Sprintf("%d listening sessions", n)
+	})
+	waitForFreshWindow()
+	for i := range 20 {
+		if a := []*node{c.a, c.b}[i%2].rateCall(t, tok.Secret); a.status != http.StatusOK {
+			t.Fatalf("call %d before the outage: %d %s", i+1, a.status, a.reason)
+		}
+	}
+	c.db.cutOff(t)
+	// Node A allowed 10 and holds or owes a few; its share of 40 is
+	// about 20. With the whole limit it would allow 30 more.
+	more := c.a.passes(t, tok.Secret, 40)
+	if more < 5 || more > 15 {
+		t.Fatalf("node A cut off from the store allowed %d more calls of a 40/1m token after 10, want about 10 (its half)", more)
+	}
+	t.Logf("node A cut off from the store allowed %d more calls after 10 under 40/1m", more)
+}
