@@ -93,6 +93,10 @@ type Token struct {
 	// RateLimit caps the token's calls per window; the zero value is no
 	// limit of its own (the gateway policy may still set one).
 	RateLimit RateLimit `json:"rate_limit,omitzero"`
+	// RateKey is the id the token's calls are counted under: the first
+	// token of its rotation chain (empty for that one, which uses its own
+	// id), so rotating a token never starts its rate limit afresh.
+	RateKey string `json:"rate_key,omitempty"`
 	// Version grows with every change to the record. Decision caches key
 	// on it, so a changed token can never hit a decision made before.
 	Version uint64 `json:"version"`

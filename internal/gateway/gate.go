@@ -35,6 +35,7 @@ package gateway
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"errors"
 	"slices"
@@ -313,7 +314,8 @@ func (g *Gate) Authorize(ctx context.Context, c *Call) Result {
 		return res
 	}
 	if limit := ratelimit.Stricter(tok.record.RateLimit, d.rateLimit); !limit.IsZero() {
-		res.RateLimit = g.limiter.Allow(ctx, tok.record.ID, limit)
+		// A rotated token counts with the tokens it was rotated from.
+		res.RateLimit = g.limiter.Allow(ctx, cmp.Or(tok.record.RateKey, tok.record.ID), limit)
 		if !res.RateLimit.Allowed {
 			res.Outcome, res.Reasons = Deny, []string{reason.RateLimited}
 			return res

@@ -71,6 +71,14 @@ func TestRateLimitsAreEnforced(t *testing.T) {
 			t.Fatalf("cache %d: a token without a limit passed %d of 50 (%+v)", cache, allowed, last.RateLimit)
 		}
 
+		// A successor of own, as Rotate makes it, counts with own: its
+		// window is spent already.
+		ownID := idOf(t, f, own)
+		successor := f.add(t, func(r *store.Token) { perMinute(3)(r); r.RateKey = ownID })
+		if res := f.call(successor, "GET", "/billing/x"); res.Outcome != Deny || res.Reasons[0] != reason.RateLimited {
+			t.Fatalf("cache %d: a rotated token's first call after its predecessor's 3 of 3/1m: %+v", cache, res)
+		}
+
 		// The next window starts afresh.
 		f.now = f.now.Add(time.Minute)
 		if res := f.call(own, "GET", "/billing/x"); res.Outcome != Allow {
@@ -82,4 +90,13 @@ func TestRateLimitsAreEnforced(t *testing.T) {
 func hashOf(f *gateFixture, secret string) []byte {
 	h := f.gate.hasher.Hash(secret)
 	return h[:]
+}
+
+func idOf(t *testing.T, f *gateFixture, secret string) string {
+	t.Helper()
+	rec, err := f.store.GetByHash(context.Background(), hashOf(f, secret))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return rec.ID
 }

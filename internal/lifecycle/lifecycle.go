@@ -436,6 +436,9 @@ func (s *Service) Rotate(ctx context.Context, actor string, actorGroups []string
 	// The new secret goes to actor, who holds it from now on, whoever
 	// held the old one, with the groups actor has now.
 	next.CreatedAt, next.CreatedBy, next.HeldBy, next.RotatedFrom = now, actor, actor, id
+	// Calls of the new secret count with those of the old, in the same
+	// window: rotating does not renew a rate limit or a daily quota.
+	next.RateKey = cmp.Or(old.RateKey, old.ID)
 	next.HolderGroups = slices.Clone(actorGroups)
 	next.Uses, next.Version, next.UsedScopes = 0, 0, nil
 	next.LastUsedAt, next.LastUsedIP = time.Time{}, ""

@@ -411,3 +411,35 @@ func TestRequestedRateLimitReachesTheToken(t *testing.T) {
 		t.Fatalf("claimed token's rate limit %+v, want %+v", got, req.RateLimit)
 	}
 }
+
+// A rotated token's calls count with those of the token it replaced:
+// every successor carries the first token's id as its rate key.
+func TestRotationKeepsTheRateKey(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	spec := writeSpec()
+	spec.RateLimit = "10/24h"
+	req, _, _, err := f.svc.Request(ctx, alice, spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.svc.Approve(ctx, bob, req.ID, "ok"); err != nil {
+		t.Fatal(err)
+	}
+	_, _, first, err := f.svc.Claim(ctx, alice, req.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := first.ID
+	for range 2 {
+		secret, _, err := f.svc.Rotate(ctx, alice, id, time.Minute)
+		if err != nil {
+			t.Fatal(err)
+		}
+		next := f.lookup(t, secret)
+		if next.RateKey != first.ID || next.RateLimit != first.RateLimit {
+			t.Fatalf("successor %s has rate key %q and limit %+v, want %q and %+v", next.ID, next.RateKey, next.RateLimit, first.ID, first.RateLimit)
+		}
+		id = next.ID
+	}
+}

@@ -76,7 +76,7 @@ func testRateLimitRoundTrips(t *testing.T, s store.Backend) {
 	ctx := context.Background()
 	limit := store.RateLimit{Requests: 100, Window: time.Minute}
 	tok := NewToken("alice")
-	tok.RateLimit = limit
+	tok.RateLimit, tok.RateKey = limit, "tok_first_of_chain"
 	mustCreate(t, s, tok)
 	unlimited := NewToken("bob")
 	mustCreate(t, s, unlimited)
@@ -88,8 +88,8 @@ func testRateLimitRoundTrips(t *testing.T, s store.Backend) {
 		},
 	} {
 		got, err := get()
-		if err != nil || got.RateLimit != limit {
-			t.Fatalf("rate limit read back as %+v, %v; want %+v", got.RateLimit, err, limit)
+		if err != nil || got.RateLimit != limit || got.RateKey != tok.RateKey {
+			t.Fatalf("rate limit read back as %+v key %q, %v; want %+v key %q", got.RateLimit, got.RateKey, err, limit, tok.RateKey)
 		}
 	}
 	if got, err := s.Get(ctx, unlimited.ID); err != nil || !got.RateLimit.IsZero() {

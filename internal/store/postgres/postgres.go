@@ -28,11 +28,11 @@ const channel = "tokengate_tokens"
 const columns = `id, hash, owner, purpose, scopes, services, cidrs, not_before, expires_at,
 	max_uses, uses, created_at, created_by, approved_by, rotated_from, rotated_to,
 	grace_until, revoked_at, revoked_by, revoke_reason, last_used_at, last_used_ip,
-	used_scopes, version, held_by, holder_groups, rate_limit_requests, rate_limit_window_ms`
+	used_scopes, version, held_by, holder_groups, rate_limit_requests, rate_limit_window_ms, rate_key`
 
 // values holds one placeholder per column; $1 is always the id.
 const values = `$1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16,
-	$17, $18, $19, $20, $21, $22, $23, $24, $25, $26, $27, $28`
+	$17, $18, $19, $20, $21, $22, $23, $24, $25, $26, $27, $28, $29`
 
 // announced finishes a statement that starts `WITH changed AS (UPDATE ...
 // RETURNING columns)`: it returns the changed rows and queues a notification
@@ -384,7 +384,7 @@ func tokenArgs(t *store.Token) []any {
 		t.CreatedBy, t.ApprovedBy, t.RotatedFrom, t.RotatedTo, nullable(t.GraceUntil),
 		nullable(t.RevokedAt), t.RevokedBy, t.RevokeReason, nullable(t.LastUsedAt), t.LastUsedIP,
 		notNull(t.UsedScopes), int64(t.Version), t.HeldBy, notNull(t.HolderGroups),
-		t.RateLimit.Requests, t.RateLimit.Window.Milliseconds(),
+		t.RateLimit.Requests, t.RateLimit.Window.Milliseconds(), t.RateKey,
 	}
 }
 
@@ -402,7 +402,7 @@ func scanToken(row pgx.Row) (*store.Token, error) {
 		&t.CreatedBy, &t.ApprovedBy, &t.RotatedFrom, &t.RotatedTo, &graceUntil,
 		&revokedAt, &t.RevokedBy, &t.RevokeReason, &lastUsedAt, &t.LastUsedIP,
 		&t.UsedScopes, &version, &t.HeldBy, &t.HolderGroups,
-		&t.RateLimit.Requests, &rateWindowMS,
+		&t.RateLimit.Requests, &rateWindowMS, &t.RateKey,
 	)
 	if err != nil {
 		return nil, err
