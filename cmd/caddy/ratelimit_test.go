@@ -268,11 +268,12 @@ func TestMultiNodeRateLimitWhileCutOff(t *testing.T) {
 		}
 	}
 	c.db.cutOff(t)
-	// Node A allowed 10 and holds or owes a few; its share of 40 is
-	// about 20. With the whole limit it would allow 30 more.
+	// Node A allowed 10; its share of 40 is about 20, a little more when
+	// its last take (leases run ahead of the calls) came after B's. With
+	// the whole limit it would allow 30 more.
 	more := c.a.passes(t, tok.Secret, 40)
-	if more < 5 || more > 15 {
-		t.Fatalf("node A cut off from the store allowed %d more calls of a 40/1m token after 10, want about 10 (its half)", more)
+	if more < 5 || more > 20 {
+		t.Fatalf("node A cut off from the store allowed %d more calls of a 40/1m token after 10, want about 10 (its half), at most 20", more)
 	}
 	t.Logf("node A cut off from the store allowed %d more calls after 10 under 40/1m", more)
 }
