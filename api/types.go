@@ -12,17 +12,21 @@ import (
 
 // TokenView is a token as the API shows it: everything but the hash.
 type TokenView struct {
-	ID           string     `json:"id"`
-	State        string     `json:"state"`
-	Owner        string     `json:"owner"`
-	Purpose      string     `json:"purpose"`
-	Scopes       []string   `json:"scopes"`
-	Services     []string   `json:"services"`
-	CIDRs        []string   `json:"cidrs"`
-	NotBefore    time.Time  `json:"not_before"`
-	ExpiresAt    time.Time  `json:"expires_at"`
-	MaxUses      int64      `json:"max_uses"`
-	Uses         int64      `json:"uses"`
+	ID        string    `json:"id"`
+	State     string    `json:"state"`
+	Owner     string    `json:"owner"`
+	Purpose   string    `json:"purpose"`
+	Scopes    []string  `json:"scopes"`
+	Services  []string  `json:"services"`
+	CIDRs     []string  `json:"cidrs"`
+	NotBefore time.Time `json:"not_before"`
+	ExpiresAt time.Time `json:"expires_at"`
+	MaxUses   int64     `json:"max_uses"`
+	Uses      int64     `json:"uses"`
+	// RateLimit is the token's own rate limit as requests/window
+	// ("100/1m"); empty when it has none (the gateway policy may still
+	// set one).
+	RateLimit    string     `json:"rate_limit,omitempty"`
 	CreatedAt    time.Time  `json:"created_at"`
 	CreatedBy    string     `json:"created_by"`
 	HeldBy       string     `json:"held_by,omitempty"` // who holds the secret (claimed or received it); empty for tokens stored before holders were recorded
@@ -62,6 +66,9 @@ type TokenSpec struct {
 	TTL       string     `json:"ttl"`
 	NotBefore *time.Time `json:"not_before,omitempty"`
 	MaxUses   int64      `json:"max_uses,omitempty"`
+	// RateLimit caps the token's calls as requests/window, the window one
+	// of 1s, 1m, 1h, 24h ("100/1m"); empty for none of its own.
+	RateLimit string `json:"rate_limit,omitempty"`
 	// Ticket is the change ticket or justification the approver reads,
 	// such as "CHG-1234"; it is kept on the request.
 	Ticket string `json:"ticket,omitempty"`
@@ -174,6 +181,7 @@ type RequestView struct {
 	CIDRs       []string   `json:"cidrs"`
 	TTL         string     `json:"ttl"`
 	MaxUses     int64      `json:"max_uses"`
+	RateLimit   string     `json:"rate_limit,omitempty"` // as requests/window, "100/1m"
 	RequestedBy string     `json:"requested_by"`
 	HeldBy      string     `json:"held_by"` // who will hold the secret once claimed: the requester, the only one who may claim it
 	Ticket      string     `json:"ticket,omitempty"`

@@ -13,6 +13,7 @@ import (
 
 	"github.com/tokengate/caddy-tokengate/api"
 	"github.com/tokengate/caddy-tokengate/internal/lifecycle"
+	"github.com/tokengate/caddy-tokengate/internal/ratelimit"
 	"github.com/tokengate/caddy-tokengate/internal/token"
 	"github.com/tokengate/caddy-tokengate/store"
 )
@@ -22,7 +23,7 @@ func viewOf(t *store.Token, now time.Time) api.TokenView {
 	return api.TokenView{
 		ID: t.ID, State: lifecycle.State(t, now), Owner: t.Owner, Purpose: t.Purpose,
 		Scopes: nonNil(t.Scopes), Services: nonNil(t.Services), CIDRs: nonNil(t.CIDRs),
-		NotBefore: t.NotBefore, ExpiresAt: t.ExpiresAt, MaxUses: t.MaxUses, Uses: t.Uses,
+		NotBefore: t.NotBefore, ExpiresAt: t.ExpiresAt, MaxUses: t.MaxUses, Uses: t.Uses, RateLimit: ratelimit.Format(t.RateLimit),
 		CreatedAt: t.CreatedAt, CreatedBy: t.CreatedBy, HeldBy: t.HeldBy, ApprovedBy: t.ApprovedBy,
 		RotatedFrom: t.RotatedFrom, RotatedTo: t.RotatedTo, GraceUntil: timePtr(t.GraceUntil),
 		RevokedAt: timePtr(t.RevokedAt), RevokedBy: t.RevokedBy, RevokeReason: t.RevokeReason,

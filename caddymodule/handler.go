@@ -224,6 +224,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	repl.Set("tokengate.scopes", res.Handoff.ScopesValue)
 	repl.Set("tokengate.decision_id", res.Handoff.DecisionID)
 	caddyhttp.SetVar(r.Context(), tokenVar, res.Token)
+	setRateLimitFields(w.Header(), res)
 
 	if !h.app.audit.Enabled() {
 		// No line will be written, so its status is not needed: the

@@ -21,6 +21,7 @@ import (
 //	tokengate_invalidations_total{source}          cache drops: local (a change made through this node), notify (a change notification from the shared store), reset (the whole cache)
 //	tokengate_invalidation_lag_seconds{source}     for revocations: from the revoked_at the revoking node recorded to this node dropping the token
 //	tokengate_tokens_rekeyed_total                 tokens found under previous_pepper and moved to the current pepper's hash
+//	tokengate_rate_limited_total{service}          calls refused over a rate limit, by the route's service
 //
 // and the gauges of metrics_census.go (tokens by state, expiring soon,
 // pending requests, decisions by service, build info) and of
@@ -46,6 +47,7 @@ type tokengateMetrics struct {
 	invalidations   *prometheus.CounterVec
 	invalidationLag *prometheus.HistogramVec
 	rekeyed         prometheus.Counter
+	rateLimited     *prometheus.CounterVec
 
 	// Resolved children, so the request path does no label hashing and
 	// allocates nothing.
@@ -95,6 +97,10 @@ func newMetrics() *tokengateMetrics {
 			Namespace: ns, Name: "tokens_rekeyed_total",
 			Help: "Tokens found under previous_pepper and re-keyed to the current pepper's hash.",
 		}),
+		rateLimited: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: ns, Name: "rate_limited_total",
+			Help: "Gateway calls refused over a rate limit (the token's own or the policy's), by the route's service.",
+		}, []string{"service"}),
 		denied:   map[string]prometheus.Counter{},
 		failed:   map[string]prometheus.Counter{},
 		storeOps: map[string]prometheus.Observer{},
@@ -137,7 +143,7 @@ func (m *tokengateMetrics) register(reg *prometheus.Registry) error {
 }
 
 func (m *tokengateMetrics) collectors() []prometheus.Collector {
-	cs := []prometheus.Collector{m.decisions, m.cache, m.policyEval, m.storeTime, m.invalidations, m.invalidationLag, m.rekeyed}
+	cs := []prometheus.Collector{m.decisions, m.cache, m.policyEval, m.storeTime, m.invalidations, m.invalidationLag, m.rekeyed, m.rateLimited}
 	return append(append(cs, m.census.collectors()...), m.control.collectors()...)
 }
 
@@ -168,6 +174,10 @@ func (m *tokengateMetrics) decision(service, outcome string, reasons []string, c
 		c = byReason[reasonOther]
 	}
 	c.Inc()
+	if told == reason.RateLimited {
+		// Services are the routes' names from the config: a bounded set.
+		m.rateLimited.WithLabelValues(service).Inc()
+	}
 }
 
 func (m *tokengateMetrics) policyEvaluated(d time.Duration) { m.policyEval.Observe(d.Seconds()) }

@@ -9,6 +9,7 @@ import (
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 
 	"github.com/tokengate/caddy-tokengate/internal/gateway"
+	"github.com/tokengate/caddy-tokengate/internal/ratelimit"
 	"github.com/tokengate/caddy-tokengate/internal/reason"
 )
 
@@ -35,6 +36,13 @@ func refuse(w http.ResponseWriter, r *http.Request, res gateway.Result, requestI
 	case class == reason.Invalid:
 		status, errCode = http.StatusUnauthorized, "invalid_token"
 		challenge = `Bearer realm="tokengate", error="invalid_token"`
+	case class == reason.TooMany:
+		// The token is good; it has only to wait.
+		status, errCode = http.StatusTooManyRequests, "too_many_requests"
+		challenge = ""
+		if !res.RateLimit.Limit.IsZero() {
+			w.Header().Set("Retry-After", res.RateLimit.RetryAfter())
+		}
 	case class == reason.BadRequest:
 		// The request itself is the problem, not its credential: no
 		// challenge.
@@ -44,6 +52,7 @@ func refuse(w http.ResponseWriter, r *http.Request, res gateway.Result, requestI
 	if challenge != "" {
 		w.Header().Set("WWW-Authenticate", challenge)
 	}
+	setRateLimitFields(w.Header(), res)
 	// A refusal is about this caller at this moment: no cache may keep it,
 	// whoever writes the body.
 	w.Header().Set("Cache-Control", "no-store")
@@ -73,6 +82,22 @@ func refuse(w http.ResponseWriter, r *http.Request, res gateway.Result, requestI
 	w.WriteHeader(status)
 	_, _ = w.Write(append(body, '\n'))
 	return status, nil
+}
+
+// The rate-limit fields' names as Go's header maps key them, made once.
+var (
+	rateLimitPolicyKey = http.CanonicalHeaderKey(ratelimit.PolicyField)
+	rateLimitStateKey  = http.CanonicalHeaderKey(ratelimit.StateField)
+)
+
+// setRateLimitFields tells the client its rate limit, on every answer to
+// a call that had one: RateLimit-Policy and RateLimit.
+func setRateLimitFields(h http.Header, res gateway.Result) {
+	if res.RateLimit.Limit.IsZero() {
+		return
+	}
+	h[rateLimitPolicyKey] = []string{res.RateLimit.PolicyValue()}
+	h[rateLimitStateKey] = []string{res.RateLimit.StateValue()}
 }
 
 // errorRoutesAnswer says whether the server's error routes would answer

@@ -19,6 +19,7 @@ import (
 	"github.com/tokengate/caddy-tokengate/internal/lifecycle"
 	"github.com/tokengate/caddy-tokengate/internal/manage"
 	"github.com/tokengate/caddy-tokengate/internal/policy"
+	"github.com/tokengate/caddy-tokengate/internal/ratelimit"
 	"github.com/tokengate/caddy-tokengate/internal/reason"
 	"github.com/tokengate/caddy-tokengate/internal/report"
 	"github.com/tokengate/caddy-tokengate/store"
@@ -255,7 +256,7 @@ func requestView(q *store.Request, now time.Time) api.RequestView {
 	return api.RequestView{
 		ID: q.ID, Status: manage.Status(q, now), Owner: q.Owner, Purpose: q.Purpose,
 		Scopes: nonNil(q.Scopes), Services: nonNil(q.Services), CIDRs: nonNil(q.CIDRs), TTL: q.TTL.String(),
-		MaxUses: q.MaxUses, RequestedBy: q.RequestedBy, HeldBy: q.RequestedBy, Ticket: q.Ticket,
+		MaxUses: q.MaxUses, RateLimit: ratelimit.Format(q.RateLimit), RequestedBy: q.RequestedBy, HeldBy: q.RequestedBy, Ticket: q.Ticket,
 		CreatedAt: q.CreatedAt, DecidedBy: q.DecidedBy,
 		DecidedAt: timePtr(q.DecidedAt), Reason: q.Reason, ClaimBy: timePtr(q.ClaimBy), TokenID: q.TokenID,
 	}

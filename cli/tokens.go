@@ -16,6 +16,7 @@ import (
 // specFlags describe a token, for issue and request.
 type specFlags struct {
 	owner, purpose, ttl, notBefore, ticket string
+	rate                                   string
 	scopes, services, cidrs                []string
 	maxUses                                int64
 }
@@ -29,12 +30,13 @@ func (s *specFlags) register(cmd *cobra.Command) {
 	cmd.Flags().StringVar(&s.ttl, "ttl", "1h", "lifetime, such as 30m or 24h")
 	cmd.Flags().StringVar(&s.notBefore, "not-before", "", "start of validity, RFC 3339 (default now)")
 	cmd.Flags().Int64Var(&s.maxUses, "max-uses", 0, "number of calls allowed, 0 for unlimited")
+	cmd.Flags().StringVar(&s.rate, "rate", "", "rate limit as requests/window, the window 1s, 1m, 1h or 24h, such as 100/1m (default none of its own)")
 	cmd.Flags().StringVar(&s.ticket, "ticket", "", "change ticket or justification the approver reads")
 }
 
 func (s *specFlags) spec() (api.TokenSpec, error) {
 	spec := api.TokenSpec{Owner: s.owner, Purpose: s.purpose, Scopes: s.scopes, Services: s.services,
-		CIDRs: s.cidrs, TTL: s.ttl, MaxUses: s.maxUses, Ticket: s.ticket}
+		CIDRs: s.cidrs, TTL: s.ttl, MaxUses: s.maxUses, RateLimit: s.rate, Ticket: s.ticket}
 	if s.notBefore != "" {
 		nb, err := time.Parse(time.RFC3339, s.notBefore)
 		if err != nil {
@@ -140,14 +142,18 @@ used is in 'caddy tokengate show' (last_used_at) and in the hygiene report.`,
 // printTokens writes the inventory as a table, every cell escaped.
 func printTokens(w io.Writer, toks []api.TokenView) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "ID\tSTATE\tOWNER\tHELD BY\tSCOPES\tSERVICES\tEXPIRES\tUSES\tPURPOSE")
+	fmt.Fprintln(tw, "ID\tSTATE\tOWNER\tHELD BY\tSCOPES\tSERVICES\tEXPIRES\tUSES\tRATE\tPURPOSE")
 	for _, t := range toks {
 		uses := "-"
 		if t.MaxUses > 0 {
 			uses = fmt.Sprintf("%d/%d", t.Uses, t.MaxUses)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", show(t.ID), show(t.State), show(t.Owner), show(t.HeldBy), showList(t.Scopes),
-			showList(t.Services), t.ExpiresAt.Format(time.RFC3339), uses, show(t.Purpose))
+		rate := "-"
+		if t.RateLimit != "" {
+			rate = show(t.RateLimit)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", show(t.ID), show(t.State), show(t.Owner), show(t.HeldBy), showList(t.Scopes),
+			showList(t.Services), t.ExpiresAt.Format(time.RFC3339), uses, rate, show(t.Purpose))
 	}
 	return tw.Flush()
 }

@@ -17,7 +17,8 @@
 #                  same person is the same person.
 #   input.request  the token asked for (request, approve, deny, claim,
 #                  issue): {id, owner, purpose, scopes, services, cidrs,
-#                  ttl_seconds, max_uses, requested_by, held_by, ticket};
+#                  ttl_seconds, max_uses, rate_limit (when one is asked:
+#                  {requests, window}), requested_by, held_by, ticket};
 #                  held_by is who will hold the secret (the requester)
 #   input.token    the existing token acted on (rotate, revoke, read):
 #                  {id, owner, created_by, held_by, scopes, services,
@@ -30,13 +31,15 @@
 # and who asked for it (requested_by, created_by).
 #
 # Decision: {"allow", "reasons", "auto_approve", "person_needed",
-# "approvers", "ttl_seconds"}. auto_approve (request only) issues the token at once,
-# without a second person; person_needed (request only) says which rules
-# of that just-in-time approval the request misses, so the approver sees
-# why they were asked (empty when auto_approve holds); approvers (when a
-# request is in the input) names the directory's approvers other than its
-# requester, for the console's "who else may approve"; ttl_seconds (exchange only; 0 otherwise) bounds the exchanged
-# token's life.
+# "approvers", "ttl_seconds", "rate_limit"}. auto_approve (request only)
+# issues the token at once, without a second person; person_needed
+# (request only) says which rules of that just-in-time approval the
+# request misses, so the approver sees why they were asked (empty when
+# auto_approve holds); approvers (when a request is in the input) names
+# the directory's approvers other than its requester, for the console's
+# "who else may approve"; ttl_seconds (exchange only; 0 otherwise) bounds
+# the exchanged token's life; rate_limit (exchange only; {} otherwise) is
+# the exchanged token's rate limit.
 #
 # Roles by kind and groups, the directory (data.tokengate.directory) and
 # the shipped limits on what a token may grant are in admin_roles.rego and
@@ -61,6 +64,7 @@ decision := {
 	"person_needed": person_needed_unless_auto,
 	"approvers": approvers_listed,
 	"ttl_seconds": exchange_ttl_seconds,
+	"rate_limit": exchange_rate_limit,
 }
 
 # person_needed and eligible_approvers are rules of admin_roles.rego; read
@@ -78,6 +82,10 @@ approvers_listed := sort(data.tokengate.admin.eligible_approvers)
 # admin_rules.rego from the directory entry; 0 adds no bound to the
 # 15 minutes the exchange never exceeds.
 default exchange_ttl_seconds := 0
+
+# Exchange only: the rate limit of a workload's token, set by
+# admin_rules.rego; {} gives it none.
+default exchange_rate_limit := {}
 
 management_service := "tokengate-admin"
 

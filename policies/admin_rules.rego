@@ -256,6 +256,34 @@ entry_max_ttl(entry) := min([entry.max_ttl_seconds, workload_max_ttl_seconds]) i
 
 else := workload_max_ttl_seconds
 
+# Rate limits.
+#
+# A workload's token always carries a rate limit: an exchanged one gets
+# the matching directory entry's "rate_limit" ({"requests": N, "window":
+# "1s"|"1m"|"1h"|"24h"}) or else workload_rate_limit, and a token asked
+# for a workload by name must ask for one (rate_limit_required).
+
+workload_rate_limit := {"requests": 600, "window": "1m"}
+
+exchange_rate_limit := entry_rate_limits[_] if {
+	exchange
+	count(entry_rate_limits) == 1
+} else := workload_rate_limit if exchange
+
+# The limits the granting entries set; when several do, none of them is
+# picked over the others and the shipped default applies.
+entry_rate_limits contains entry.rate_limit if {
+	some entry in matching_workloads
+	entry_grants(entry, input.request)
+	is_object(entry.rate_limit)
+}
+
+denials contains "rate_limit_required" if {
+	input.action in {"request", "issue", "approve"}
+	startswith(lower(input.request.owner), "workload:")
+	not input.request.rate_limit
+}
+
 # External integrations.
 
 integration(owner) if {

@@ -362,3 +362,32 @@ test_service_entry_opts_out_of_step_up if {
 	not_off := object.union(directory, {"services": {"billing": {"environment": "production", "step_up": "no"}}})
 	refused(decide_with("approve", approver, r, not_off), "step_up_required")
 }
+
+# Rate limits.
+
+test_exchanged_token_gets_the_shipped_rate_limit if {
+	d := decide("exchange", deployer, exchange_request({}))
+	d.allow
+	d.rate_limit == {"requests": 600, "window": "1m"}
+}
+
+test_exchanged_token_gets_its_entrys_rate_limit if {
+	entry := object.union(directory.workloads[0], {"rate_limit": {"requests": 30, "window": "1m"}})
+	d := decide_with("exchange", deployer, exchange_request({}), object.union(directory, {"workloads": [entry]}))
+	d.allow
+	d.rate_limit == {"requests": 30, "window": "1m"}
+}
+
+test_other_actions_set_no_rate_limit if {
+	d := decide("issue", approver, request({}))
+	d.rate_limit == {}
+}
+
+test_token_for_a_workload_must_ask_for_a_rate_limit if {
+	for_workload := request({"owner": "workload:repo:acme/billing"})
+	refused(decide("request", person("carol", []), for_workload), "rate_limit_required")
+	refused(decide("issue", approver, for_workload), "rate_limit_required")
+	limited := object.union(for_workload, {"rate_limit": {"requests": 100, "window": "1m"}})
+	not "rate_limit_required" in decide("request", person("carol", []), limited).reasons
+	not "rate_limit_required" in decide("request", person("carol", []), request({})).reasons
+}

@@ -5,7 +5,7 @@
 # in Go before this policy runs, so no edit here can let such a token
 # through. This policy decides permissions, and may only refuse more.
 #
-# The gateway reads three rules of this package:
+# The gateway reads four rules of this package:
 #
 #   reasons      set of reason codes. The call is allowed exactly when it
 #                is empty: the engine derives allow, no rule can write it.
@@ -14,12 +14,17 @@
 #   scope        (optional) the scope this call exercised; the hygiene
 #                report uses it to find scopes granted but never needed.
 #   ttl_seconds  (optional) how long the decision may be cached.
+#   rate_limit   (optional) {"requests": N, "window": "1s"|"1m"|"1h"|"24h"}:
+#                at most N such calls of the token per window; the
+#                stricter of it and the token's own limit applies
+#                (docs/rate-limits.md).
 #
 # Input (times are Unix nanoseconds; the compiler type-checks every
 # reference against the input schema, so a misspelt field is an error):
 #
 #   input.token    {id, owner, purpose, scopes, services, cidrs, not_before,
-#                   expires_at, max_uses, uses}
+#                   expires_at, max_uses, uses, rate_limit (only when the
+#                   token has a limit of its own: {requests, window})}
 #   input.request  {method, host, path, raw_path, remote_ip, headers}
 #                  path is cleaned as Caddy's path matchers clean it (dot
 #                  segments resolved, slashes merged); raw_path is what the

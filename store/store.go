@@ -101,6 +101,13 @@ type Token struct {
 	// UsedScopes lists the scopes that calls have actually exercised, for
 	// the privilege-creep report.
 	UsedScopes []string `json:"used_scopes,omitempty"`
+	// RateLimit caps the token's calls per window; the zero value is no
+	// limit of its own (the gateway policy may still set one).
+	RateLimit RateLimit `json:"rate_limit,omitzero"`
+	// RateKey is the id the token's calls are counted under: the first
+	// token of its rotation chain (empty for that one, which uses its own
+	// id), so rotating a token never starts its rate limit afresh.
+	RateKey string `json:"rate_key,omitempty"`
 	// Version grows with every change to the record. Decision caches key
 	// on it, so a changed token can never hit a decision made before.
 	Version uint64 `json:"version"`
@@ -118,6 +125,16 @@ func (t *Token) Clone() *Token {
 	c.HolderGroups = slices.Clone(t.HolderGroups)
 	return &c
 }
+
+// RateLimit is at most Requests calls per Window. The zero value means
+// no limit.
+type RateLimit struct {
+	Requests int64         `json:"requests"`
+	Window   time.Duration `json:"window"`
+}
+
+// IsZero reports whether l sets no limit.
+func (l RateLimit) IsZero() bool { return l.Requests == 0 }
 
 // Usage is one observed use of a token, recorded off the request path.
 type Usage struct {
@@ -221,8 +238,44 @@ type Store interface {
 	// or several, never both succeed. Records past their expiry may be
 	// dropped at any time.
 	MarkUsed(ctx context.Context, key []byte, expires, now time.Time) error
+	// TakeBudget takes up to want calls from the budget of the rate-limit
+	// counter key for the window that starts at window, of which at most
+	// limit may be taken altogether, and returns how many it took and how
+	// many the window has had taken in total, these included. A negative
+	// want gives back calls taken but not spent (the total never drops
+	// below zero). The check and the take are one transaction: concurrent
+	// calls, on one node or several, never take more than limit together.
+	// limit may differ between calls (a policy reloaded); a call takes
+	// nothing once the total reaches its own limit. A counter unknown for
+	// its window starts at zero. A record may be dropped once a take for
+	// a window that starts at or after its KeepUntil has been made.
+	TakeBudget(ctx context.Context, b BudgetTake) (taken, total int64, err error)
 	// Close releases the backend's resources.
 	Close() error
+}
+
+// BudgetTake is one TakeBudget call.
+type BudgetTake struct {
+	// Key names the counter (a token's id and its limit).
+	Key string
+	// Window is when the counter's window starts.
+	Window time.Time
+	// Want is how many calls to take; negative to give back.
+	Want int64
+	// Limit is the most the window may have taken in total.
+	Limit int64
+	// KeepUntil is when the record may be dropped: the window's end.
+	KeepUntil time.Time
+}
+
+// Grant returns how many of want a window that has taken total calls of
+// limit can give, for backends that compute it outside their query
+// language; a give-back (want < 0) returns at most total.
+func (b BudgetTake) Grant(total int64) int64 {
+	if b.Want < 0 {
+		return max(b.Want, -total)
+	}
+	return max(0, min(b.Want, b.Limit-total))
 }
 
 // ApplyUsage folds a usage observation into t. Backends share it so they
@@ -294,17 +347,19 @@ type FeedReporter interface {
 // approves, the asker claims the secret. The secret exists only from the
 // claim on, and only in the claim's response.
 type Request struct {
-	ID          string        `json:"id"`
-	Owner       string        `json:"owner"`
-	Purpose     string        `json:"purpose"`
-	Scopes      []string      `json:"scopes"`
-	Services    []string      `json:"services"`
-	CIDRs       []string      `json:"cidrs,omitempty"`
-	TTL         time.Duration `json:"ttl"`
-	NotBefore   time.Time     `json:"not_before,omitzero"`
-	MaxUses     int64         `json:"max_uses"`
-	Status      string        `json:"status"` // pending, approved, denied, claimed
-	RequestedBy string        `json:"requested_by"`
+	ID        string        `json:"id"`
+	Owner     string        `json:"owner"`
+	Purpose   string        `json:"purpose"`
+	Scopes    []string      `json:"scopes"`
+	Services  []string      `json:"services"`
+	CIDRs     []string      `json:"cidrs,omitempty"`
+	TTL       time.Duration `json:"ttl"`
+	NotBefore time.Time     `json:"not_before,omitzero"`
+	MaxUses   int64         `json:"max_uses"`
+	// RateLimit is the limit the token will carry once claimed.
+	RateLimit   RateLimit `json:"rate_limit,omitzero"`
+	Status      string    `json:"status"` // pending, approved, denied, claimed
+	RequestedBy string    `json:"requested_by"`
 	// RequesterGroups are the groups the identity provider gave the
 	// requester when they asked (through their ID token, or recorded on
 	// the management token they used), so approval and claim judge the

@@ -11,6 +11,7 @@
 #   WORKLOAD=single examples/bench/run.sh          # one token, one path (a cache benchmark)
 #   REV=39726e4 examples/bench/run.sh               # tokengate as built from another commit
 #   AUDIT_OUTPUT=tokengate_audit examples/bench/run.sh   # audit setups through the tamper-evident writer
+#   ONLY="tg tg-rate" examples/bench/run.sh        # only these setups (tg-rate: a rate limit on every token)
 #
 # Needs: go, curl. Everything listens on 127.0.0.1, on ports free when the
 # run starts.
@@ -28,6 +29,9 @@ ZIPF_S=${ZIPF_S:-1.1}
 # The log writer of the *audit setups: file (Caddy's) or tokengate_audit
 # (the tamper-evident one: a leaf hash a line, a look at the file every ms, checkpoints).
 AUDIT_OUTPUT=${AUDIT_OUTPUT:-file}
+# The limit every token of the tg-rate setup carries: high enough that the
+# mix never reaches it, so the setup measures what counting costs.
+RATE_LIMIT=${RATE_LIMIT:-1000000/1m}
 WORK=${WORK:-$(mktemp -d /tmp/tokengate-bench.XXXXXX)}
 
 cd "$(dirname "$0")/../.."
@@ -60,7 +64,8 @@ OPA_VERSION=$(go list -m -f '{{.Version}}' github.com/open-policy-agent/opa)
 # One set of tokens, written for tokengate (bbolt) and for OPA (data.json),
 # and the secrets loadgen draws from.
 SECRET=$("$WORK/bin/seed" -tokens "$TOKENS" -unknown "$UNKNOWN" -service demo \
-	-bolt "$WORK/tokens.db" -opa-data "$WORK/data.json" -secrets "$WORK/secrets.txt")
+	-bolt "$WORK/tokens.db" -opa-data "$WORK/data.json" -secrets "$WORK/secrets.txt" \
+	-rate-bolt "$WORK/tokens-rate.db" -rate "$RATE_LIMIT")
 RO_SECRET=$(awk '$2 == "ro" {print $1; exit}' "$WORK/secrets.txt")
 CIDR_SECRET=$(awk '$2 == "cidr" {print $1; exit}' "$WORK/secrets.txt")
 UNKNOWN_SECRET=$(awk '$2 == "unknown" {print $1; exit}' "$WORK/secrets.txt")
@@ -97,7 +102,15 @@ SETUPS=(
 	"tg-uncached|tokengate decision_cache 0, audit off"
 	"tg-uncached-audit|tokengate decision_cache 0, audit JSON to a file"
 	"fa-opa|forward_auth to an OPA server (same tokens, same rules)"
+	"tg-rate|tokengate cached, audit off, every token limited to $RATE_LIMIT"
 )
+if [ -n "${ONLY:-}" ]; then
+	kept=()
+	for setup in "${SETUPS[@]}"; do
+		[[ " $ONLY " == *" ${setup%%|*} "* ]] && kept+=("$setup")
+	done
+	SETUPS=("${kept[@]}")
+fi
 read -r -a P <<<"$(free_ports $((2 + 2 * ${#SETUPS[@]})))"
 UPSTREAM=127.0.0.1:${P[0]}
 OPA_ADDR=127.0.0.1:${P[1]}
@@ -120,6 +133,7 @@ for setup in "${SETUPS[@]}"; do
 	dir="$WORK/$name"
 	mkdir -p "$dir"
 	cp "$WORK/tokens.db" "$dir/tokens.db"
+	[ "$name" = tg-rate ] && cp "$WORK/tokens-rate.db" "$dir/tokens.db"
 	global="admin 127.0.0.1:${ADMIN[$name]}"
 	site_log=""
 	handler=""
@@ -200,6 +214,7 @@ for setup in "${SETUPS[@]}"; do ready "${setup%%|*}"; done
 # a CIDR-bound token from loopback and a read-only token reading pass, a
 # read-only token writing and a never-issued one do not.
 for name in tg fa-opa; do
+	[ -n "${PORT[$name]:-}" ] || continue
 	for check in "GET $CIDR_SECRET 200" "DELETE $CIDR_SECRET 200" "GET $RO_SECRET 200" \
 		"POST $RO_SECRET 4" "DELETE $RO_SECRET 4" "GET $UNKNOWN_SECRET 401" "GET ${SECRET%?}x 401"; do
 		read -r method secret want <<<"$check"

@@ -80,11 +80,23 @@ type Store struct {
 	requests map[string]*store.Request
 	used     map[string]time.Time // one-time credential hash -> record expiry
 	people                        // console sessions and security keys (people.go)
+	budgets  map[budgetKey]*budget
+}
+
+// budgetKey names one window of one rate-limit counter.
+type budgetKey struct {
+	key    string
+	window time.Time
+}
+
+type budget struct {
+	total     int64
+	keepUntil time.Time
 }
 
 // New returns an empty store.
 func New() *Store {
-	return &Store{tokens: map[string]*store.Token{}, byHash: map[string]string{}, requests: map[string]*store.Request{}, used: map[string]time.Time{}, people: newPeople()}
+	return &Store{tokens: map[string]*store.Token{}, byHash: map[string]string{}, requests: map[string]*store.Request{}, used: map[string]time.Time{}, people: newPeople(), budgets: map[budgetKey]*budget{}}
 }
 
 // Create adds a token; ErrConflict when its id or hash exists.
@@ -227,6 +239,28 @@ func (s *Store) MarkUsed(_ context.Context, key []byte, expires, now time.Time) 
 	}
 	s.used[string(key)] = expires
 	return nil
+}
+
+// TakeBudget takes from a window's budget under the store's lock, and
+// drops the windows that have ended.
+func (s *Store) TakeBudget(_ context.Context, b store.BudgetTake) (taken, total int64, err error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for k, v := range s.budgets {
+		if !v.keepUntil.After(b.Window) {
+			delete(s.budgets, k)
+		}
+	}
+	k := budgetKey{b.Key, b.Window.UTC()}
+	v, ok := s.budgets[k]
+	if !ok {
+		v = &budget{}
+		s.budgets[k] = v
+	}
+	taken = b.Grant(v.total)
+	v.total += taken
+	v.keepUntil = b.KeepUntil
+	return taken, v.total, nil
 }
 
 // maxChain bounds the walk to the newest token of a rotation chain.

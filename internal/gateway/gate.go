@@ -3,6 +3,8 @@
 //
 //	offline format check -> lookup by hash (unknown hashes remembered)
 //	-> liveness, in Go -> policy decision (cached)
+//	-> rate limit (the stricter of the token's and the policy's; counted
+//	   in memory, shared through the store: internal/ratelimit)
 //	-> consume a use when the token is use-limited (atomic, in the store)
 //
 // Liveness (revoked, rotated after its grace, expired, not yet valid, used
@@ -40,6 +42,7 @@ package gateway
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"errors"
 	"slices"
@@ -53,6 +56,7 @@ import (
 	"github.com/open-policy-agent/opa/v1/ast"
 
 	"github.com/tokengate/caddy-tokengate/internal/policy"
+	"github.com/tokengate/caddy-tokengate/internal/ratelimit"
 	"github.com/tokengate/caddy-tokengate/internal/reason"
 	"github.com/tokengate/caddy-tokengate/internal/token"
 	"github.com/tokengate/caddy-tokengate/store"
@@ -112,6 +116,9 @@ type Result struct {
 	// Err is the technical failure behind an Error outcome, for the
 	// operator's log; it never goes to the client.
 	Err error
+	// RateLimit is the rate limiter's answer when a limit applied to the
+	// call (its Limit is zero otherwise), for the response's headers.
+	RateLimit ratelimit.Decision
 }
 
 // Handoff is what an allowed call hands on about its token and decision:
@@ -179,6 +186,9 @@ type Options struct {
 	// (lookup, re-key, use consumption); one that runs out fails the
 	// call closed with store_unavailable.
 	StoreTimeout time.Duration
+	// RateLimitNodes is how many nodes share the store, to size the
+	// rate limiter's leases (ratelimit.Options.Nodes); 0 means 2.
+	RateLimitNodes int
 }
 
 // Gate authorizes calls. It is safe for concurrent use.
@@ -199,9 +209,10 @@ type Gate struct {
 	// byID maps the id of each cached token to its secret hash, so a
 	// change notification, which carries only the id, is applied without
 	// reading the store (which may be what just went away).
-	byID  sync.Map // string -> [32]byte
-	usage *usageRecorder
-	hold  func() string
+	byID    sync.Map // string -> [32]byte
+	usage   *usageRecorder
+	limiter *ratelimit.Limiter
+	hold    func() string
 	// observePolicy is Options.ObservePolicy or a no-op.
 	observePolicy func(time.Duration)
 	fresh         func() bool
@@ -218,12 +229,13 @@ type cachedToken struct {
 
 type cachedDecision struct {
 	// reasons is empty exactly when the call is allowed.
-	reasons []string
-	scope   string
-	id      string
-	idValue any // id as an interface value, for Handoff
-	rev     string
-	ttl     time.Duration
+	reasons   []string
+	scope     string
+	rateLimit store.RateLimit
+	id        string
+	idValue   any // id as an interface value, for Handoff
+	rev       string
+	ttl       time.Duration
 	// validUntil is checked on every hit against the gate's clock, so an
 	// entry is never used past the token's next boundary even if the
 	// cache's own expiry (which runs on the wall clock) lags.
@@ -289,6 +301,7 @@ func New(o Options) (*Gate, error) {
 		}
 	}
 	g.usage = newUsageRecorder(st, o.OnStoreError)
+	g.limiter = ratelimit.New(ratelimit.Options{Budgets: st, Nodes: o.RateLimitNodes, Now: o.Now, OnStoreError: o.OnStoreError})
 	return g, nil
 }
 
@@ -340,6 +353,14 @@ func (g *Gate) conclude(ctx context.Context, c *Call, tok *cachedToken, d *cache
 	if why := g.hold(); why != "" {
 		res.Outcome, res.Reasons = Error, []string{why}
 		return res
+	}
+	if limit := ratelimit.Stricter(tok.record.RateLimit, d.rateLimit); !limit.IsZero() {
+		// A rotated token counts with the tokens it was rotated from.
+		res.RateLimit = g.limiter.Allow(ctx, cmp.Or(tok.record.RateKey, tok.record.ID), limit)
+		if !res.RateLimit.Allowed {
+			res.Outcome, res.Reasons = Deny, []string{reason.RateLimited}
+			return res
+		}
 	}
 
 	usage := store.Usage{TokenID: tok.record.ID, At: now, IP: c.Request.RemoteIP, Scope: d.scope}
@@ -536,12 +557,13 @@ func (g *Gate) evaluate(ctx context.Context, tok *cachedToken, c *Call, now time
 	}
 	id := token.NewPrefixedID("dec_")
 	return &cachedDecision{
-		reasons: pd.Reasons,
-		scope:   pd.Scope,
-		id:      id,
-		idValue: id,
-		rev:     pd.Revision,
-		ttl:     pd.TTL,
+		reasons:   pd.Reasons,
+		scope:     pd.Scope,
+		rateLimit: pd.RateLimit,
+		id:        id,
+		idValue:   id,
+		rev:       pd.Revision,
+		ttl:       pd.TTL,
 	}, nil
 }
 
@@ -687,8 +709,19 @@ func (g *Gate) SettleDecisions() {
 	}
 }
 
-// Run records usage of unlimited tokens in batches until ctx is done.
-func (g *Gate) Run(ctx context.Context) { g.usage.run(ctx) }
+// Run records usage of unlimited tokens in batches and takes rate-limit
+// leases until ctx is done; then it settles the leases with the store.
+func (g *Gate) Run(ctx context.Context) {
+	var wg sync.WaitGroup
+	wg.Go(func() { g.limiter.Run(ctx) })
+	g.usage.run(ctx)
+	wg.Wait()
+	giveBack, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	if err := g.limiter.Close(giveBack); err != nil {
+		g.usage.onError(err)
+	}
+}
 
 // Close releases the caches.
 func (g *Gate) Close() {

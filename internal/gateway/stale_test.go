@@ -126,8 +126,3 @@ func TestStaleReadsNeedAReadScope(t *testing.T) {
 		t.Errorf("stale GET without a scope, store down: %s %v (cache %s), want error [store_unavailable]", res.Outcome, res.Reasons, res.Cache)
 	}
 }
-
-func hashOf(f *gateFixture, secret string) []byte {
-	h := f.gate.hasher.Hash(secret)
-	return h[:]
-}

@@ -18,6 +18,7 @@ import (
 
 	"github.com/tokengate/caddy-tokengate/internal/audit"
 	"github.com/tokengate/caddy-tokengate/internal/binding"
+	"github.com/tokengate/caddy-tokengate/internal/ratelimit"
 	"github.com/tokengate/caddy-tokengate/internal/textcheck"
 	"github.com/tokengate/caddy-tokengate/internal/token"
 	"github.com/tokengate/caddy-tokengate/store"
@@ -92,6 +93,9 @@ type Spec struct {
 	TTL       string     `json:"ttl"`
 	NotBefore *time.Time `json:"not_before,omitempty"`
 	MaxUses   int64      `json:"max_uses,omitempty"`
+	// RateLimit is the token's own rate limit as requests/window
+	// ("100/1m"); empty for none.
+	RateLimit string `json:"rate_limit,omitempty"`
 	// Ticket is the change ticket or justification an approver reads; it
 	// is kept on the request, not on the token.
 	Ticket string `json:"ticket,omitempty"`
@@ -207,6 +211,10 @@ func (s *Service) validate(spec Spec) (*store.Token, error) {
 	if spec.MaxUses < 0 {
 		return nil, invalid("max_uses_invalid", "max_uses must be 0 (unlimited) or more")
 	}
+	rate, err := ratelimit.Parse(spec.RateLimit)
+	if err != nil {
+		return nil, invalid("rate_limit_invalid", "rate_limit must be requests/window with requests above 0 and the window one of 1s, 1m, 1h, 24h, such as 100/1m")
+	}
 	now := s.now().UTC().Truncate(time.Microsecond)
 	notBefore := now
 	if spec.NotBefore != nil {
@@ -227,6 +235,7 @@ func (s *Service) validate(spec Spec) (*store.Token, error) {
 		NotBefore: notBefore,
 		ExpiresAt: notBefore.Add(ttl),
 		MaxUses:   spec.MaxUses,
+		RateLimit: rate,
 		CreatedAt: now,
 	}, nil
 }
@@ -441,6 +450,9 @@ func (s *Service) Rotate(ctx context.Context, actor string, actorGroups []string
 	// The new secret goes to actor, who holds it from now on, whoever
 	// held the old one, with the groups actor has now.
 	next.CreatedAt, next.CreatedBy, next.HeldBy, next.RotatedFrom = now, actor, actor, id
+	// Calls of the new secret count with those of the old, in the same
+	// window: rotating does not renew a rate limit or a daily quota.
+	next.RateKey = cmp.Or(old.RateKey, old.ID)
 	next.HolderGroups = slices.Clone(actorGroups)
 	next.Uses, next.Version, next.UsedScopes = 0, 0, nil
 	next.LastUsedAt, next.LastUsedIP = time.Time{}, ""

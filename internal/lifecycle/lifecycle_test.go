@@ -45,6 +45,10 @@ func TestValidate(t *testing.T) {
 		"negative ttl":      {func(sp *Spec) { sp.TTL = "-5m" }, "ttl_invalid"},
 		"ttl over max":      {func(sp *Spec) { sp.TTL = "49h" }, "ttl_exceeds_max"},
 		"negative uses":     {func(sp *Spec) { sp.MaxUses = -1 }, "max_uses_invalid"},
+		"rate window 2m":    {func(sp *Spec) { sp.RateLimit = "100/2m" }, "rate_limit_invalid"},
+		"rate of 0":         {func(sp *Spec) { sp.RateLimit = "0/1m" }, "rate_limit_invalid"},
+		"rate not a rate":   {func(sp *Spec) { sp.RateLimit = "fast" }, "rate_limit_invalid"},
+		"secret as rate":    {func(sp *Spec) { sp.RateLimit = live }, "rate_limit_invalid"},
 		"start in the past": {func(sp *Spec) { sp.NotBefore = &past }, "not_before_invalid"},
 		"start too far":     {func(sp *Spec) { sp.NotBefore = &future }, "not_before_invalid"},
 

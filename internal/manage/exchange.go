@@ -90,6 +90,8 @@ func (s *Service) Exchange(ctx context.Context, p Principal, subject Subject, sc
 		}
 	}
 	rec.ExpiresAt = rec.NotBefore.Add(ttl)
+	// The shipped rules give every exchanged token a rate limit.
+	rec.RateLimit = d.RateLimit
 	rec.CreatedBy, rec.HeldBy, rec.ApprovedBy = p.Name, p.Name, "policy:exchange"
 	// Spent only once everything else allowed the exchange, so a refused
 	// attempt leaves the job free to ask again for what it may have.

@@ -28,9 +28,13 @@ const exchangePolicy = `package tokengate.admin
 
 default decision := {"allow": false, "reasons": ["policy_undefined"]}
 
-decision := {"allow": count(denials) == 0, "reasons": denials, "ttl_seconds": ttl}
+decision := {"allow": count(denials) == 0, "reasons": denials, "ttl_seconds": ttl, "rate_limit": rate}
 
 default ttl := 900
+
+default rate := {}
+
+rate := {"requests": 30, "window": "1m"} if input.actor.claims.ref == "refs/heads/limited"
 
 ttl := 300 if input.actor.claims.ref == "refs/heads/short"
 
@@ -124,6 +128,24 @@ func TestExchangeIssuesAWorkloadHeldToken(t *testing.T) {
 	}
 	if strings.Contains(fmt.Sprint(lines), secret[3:33]) {
 		t.Error("the secret is in the audit line")
+	}
+}
+
+// The exchanged token carries the rate limit the admin policy gives it,
+// and none when the policy gives none.
+func TestExchangeTakesThePolicysRateLimit(t *testing.T) {
+	f := exchangeFixture(t)
+	for ref, want := range map[string]store.RateLimit{
+		"refs/heads/limited": {Requests: 30, Window: time.Minute},
+		"refs/heads/main":    {},
+	} {
+		secret, _, err := f.svc.Exchange(context.Background(), ciJob(ref), newSubject(), []string{"billing:read"}, "billing")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := f.lookup(t, secret).RateLimit; got != want {
+			t.Errorf("%s: stored rate limit %+v, want %+v", ref, got, want)
+		}
 	}
 }
 

@@ -25,6 +25,7 @@ import (
 	"github.com/tokengate/caddy-tokengate/internal/lifecycle"
 	"github.com/tokengate/caddy-tokengate/internal/notify"
 	"github.com/tokengate/caddy-tokengate/internal/policy"
+	"github.com/tokengate/caddy-tokengate/internal/ratelimit"
 	"github.com/tokengate/caddy-tokengate/internal/report"
 	"github.com/tokengate/caddy-tokengate/internal/token"
 	"github.com/tokengate/caddy-tokengate/store"
@@ -150,12 +151,16 @@ func (s *Service) authorize(ctx context.Context, action string, p Principal, ext
 // will hold the secret: the requester, the only one who may claim it (or,
 // for issue, the caller who receives it at once).
 func requestInput(r *store.Request) map[string]any {
-	return map[string]any{
+	in := map[string]any{
 		"id": r.ID, "owner": r.Owner, "purpose": r.Purpose, "scopes": nonNil(r.Scopes),
 		"services": nonNil(r.Services), "cidrs": nonNil(r.CIDRs), "ttl_seconds": int64(r.TTL / time.Second),
 		"max_uses": r.MaxUses, "requested_by": r.RequestedBy, "held_by": r.RequestedBy, "ticket": r.Ticket,
 		"requester_groups": nonNil(r.RequesterGroups),
 	}
+	if !r.RateLimit.IsZero() {
+		in["rate_limit"] = map[string]any{"requests": r.RateLimit.Requests, "window": ratelimit.WindowName(r.RateLimit.Window)}
+	}
+	return in
 }
 
 // tokenInput is a stored token as the admin policy sees it. held_by is
@@ -188,7 +193,7 @@ func (s *Service) Request(ctx context.Context, p Principal, spec lifecycle.Spec)
 	req := &store.Request{
 		ID: token.NewPrefixedID("req_"), Owner: rec.Owner, Purpose: rec.Purpose,
 		Scopes: rec.Scopes, Services: rec.Services, CIDRs: rec.CIDRs, TTL: rec.ExpiresAt.Sub(rec.NotBefore),
-		MaxUses: rec.MaxUses, Status: store.RequestPending, RequestedBy: p.Name, RequestedWith: p.TokenID,
+		MaxUses: rec.MaxUses, RateLimit: rec.RateLimit, Status: store.RequestPending, RequestedBy: p.Name, RequestedWith: p.TokenID,
 		RequesterGroups: slices.Clone(p.Groups), Ticket: spec.Ticket, CreatedAt: s.now(),
 	}
 	if spec.NotBefore != nil {
@@ -380,7 +385,7 @@ func (s *Service) claim(ctx context.Context, p Principal, id string) (*store.Req
 	tok := &store.Token{
 		Owner: req.Owner, Purpose: req.Purpose,
 		Scopes: req.Scopes, Services: req.Services, CIDRs: req.CIDRs,
-		NotBefore: notBefore, ExpiresAt: notBefore.Add(req.TTL), MaxUses: req.MaxUses,
+		NotBefore: notBefore, ExpiresAt: notBefore.Add(req.TTL), MaxUses: req.MaxUses, RateLimit: req.RateLimit,
 		CreatedAt: now, CreatedBy: req.RequestedBy, ApprovedBy: req.DecidedBy,
 		// The secret goes to the verified claimer, whom the admin policy
 		// has just matched to the requester: the owner is only a name.
@@ -462,7 +467,7 @@ func (s *Service) Issue(ctx context.Context, p Principal, spec lifecycle.Spec) (
 		return "", nil, err
 	}
 	req := &store.Request{Owner: rec.Owner, Purpose: rec.Purpose, Scopes: rec.Scopes, Services: rec.Services,
-		CIDRs: rec.CIDRs, TTL: rec.ExpiresAt.Sub(rec.NotBefore), MaxUses: rec.MaxUses, RequestedBy: p.Name, Ticket: spec.Ticket}
+		CIDRs: rec.CIDRs, TTL: rec.ExpiresAt.Sub(rec.NotBefore), MaxUses: rec.MaxUses, RateLimit: rec.RateLimit, RequestedBy: p.Name, Ticket: spec.Ticket}
 	if _, err := s.authorize(ctx, "issue", p, map[string]any{"request": requestInput(req)}); err != nil {
 		s.refused(ctx, "token.issued", p, "", "", err)
 		return "", nil, err

@@ -389,3 +389,57 @@ func TestPolicyFailureFailsClosed(t *testing.T) {
 		t.Fatalf("%d requests stored", len(all))
 	}
 }
+
+// A token's own rate limit asked for in a request is the claimed token's.
+func TestRequestedRateLimitReachesTheToken(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	spec := writeSpec()
+	spec.RateLimit = "100/1m"
+	req, _, _, err := f.svc.Request(ctx, alice, spec)
+	if err != nil || req.RateLimit != (store.RateLimit{Requests: 100, Window: time.Minute}) {
+		t.Fatalf("request: %v, rate limit %+v", err, req.RateLimit)
+	}
+	if _, err := f.svc.Approve(ctx, bob, req.ID, "ok"); err != nil {
+		t.Fatal(err)
+	}
+	_, secret, _, err := f.svc.Claim(ctx, alice, req.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := f.lookup(t, secret).RateLimit; got != req.RateLimit {
+		t.Fatalf("claimed token's rate limit %+v, want %+v", got, req.RateLimit)
+	}
+}
+
+// A rotated token's calls count with those of the token it replaced:
+// every successor carries the first token's id as its rate key.
+func TestRotationKeepsTheRateKey(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	spec := writeSpec()
+	spec.RateLimit = "10/24h"
+	req, _, _, err := f.svc.Request(ctx, alice, spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.svc.Approve(ctx, bob, req.ID, "ok"); err != nil {
+		t.Fatal(err)
+	}
+	_, _, first, err := f.svc.Claim(ctx, alice, req.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := first.ID
+	for range 2 {
+		secret, _, err := f.svc.Rotate(ctx, alice, id, time.Minute)
+		if err != nil {
+			t.Fatal(err)
+		}
+		next := f.lookup(t, secret)
+		if next.RateKey != first.ID || next.RateLimit != first.RateLimit {
+			t.Fatalf("successor %s has rate key %q and limit %+v, want %q and %+v", next.ID, next.RateKey, next.RateLimit, first.ID, first.RateLimit)
+		}
+		id = next.ID
+	}
+}

@@ -30,14 +30,17 @@ import (
 	"github.com/open-policy-agent/opa/v1/util"
 	"go.uber.org/zap"
 
+	"github.com/tokengate/caddy-tokengate/internal/ratelimit"
 	"github.com/tokengate/caddy-tokengate/policies"
+	"github.com/tokengate/caddy-tokengate/store"
 )
 
 // The questions the gateway and the management API ask.
 //
-// GatewayQuery stands for three rules of package tokengate.gateway: the
+// GatewayQuery stands for four rules of package tokengate.gateway: the
 // set `reasons` (required; the call is allowed exactly when it is empty),
-// and the optional `scope` (a string) and `ttl_seconds` (a number). The
+// and the optional `scope` (a string), `ttl_seconds` (a number) and
+// `rate_limit` (an object {"requests": N, "window": "1s"|"1m"|"1h"|"24h"}). The
 // engine derives allow from reasons, so no rule a policy writes, however
 // shaped, can allow while a reason holds. AdminQuery is the decision
 // object of package tokengate.admin: {allow, reasons, auto_approve} and
@@ -60,6 +63,9 @@ type Decision struct {
 	// Scope is the scope the call exercised, when the policy says so;
 	// the hygiene report uses it to find scopes granted but never used.
 	Scope string
+	// RateLimit is the gateway policy's limit on calls like this one;
+	// zero when it set none.
+	RateLimit store.RateLimit
 	// AutoApprove is the admin policy's verdict that a token request
 	// needs no second person.
 	AutoApprove bool
@@ -369,12 +375,14 @@ var optionalRules = [...]struct {
 }{
 	optScope: {"scope", ast.MustParseRef("data.tokengate.gateway.scope")},
 	optTTL:   {"ttl_seconds", ast.MustParseRef("data.tokengate.gateway.ttl_seconds")},
+	optRate:  {"rate_limit", ast.MustParseRef("data.tokengate.gateway.rate_limit")},
 }
 
 // Positions in optionalRules.
 const (
 	optScope = iota
 	optTTL
+	optRate
 )
 
 // knownValues holds, per optional rule, the value the rule memo held for
@@ -427,7 +435,43 @@ func parseGateway(r map[ast.Var]*ast.Term, known *knownValues) (Decision, error)
 			return Decision{}, err
 		}
 	}
+	if v, ok := optional(r[optionalRules[optRate].name], known[optRate]); ok {
+		if d.RateLimit, err = parseRateLimit(v); err != nil {
+			return Decision{}, err
+		}
+	}
 	return d, nil
+}
+
+var (
+	keyRateLimitOut = ast.InternedTerm("rate_limit")
+	keyRequests     = ast.InternedTerm("requests")
+	keyWindow       = ast.InternedTerm("window")
+)
+
+// parseRateLimit reads {"requests": N, "window": "1m"}: N a positive
+// whole number, the window one of ratelimit.Windows. Anything else is an
+// error, which fails the call closed: a limit the gateway cannot read is
+// not treated as no limit.
+func parseRateLimit(v ast.Value) (store.RateLimit, error) {
+	obj, ok := v.(ast.Object)
+	if !ok {
+		return store.RateLimit{}, fmt.Errorf("rate_limit is %s, want an object {requests, window}", ast.ValueName(v))
+	}
+	n, ok := valueOf(obj, keyRequests).(ast.Number)
+	requests, isInt := n.Int64()
+	if !ok || !isInt {
+		return store.RateLimit{}, fmt.Errorf("rate_limit.requests is %v, want a whole number", valueOf(obj, keyRequests))
+	}
+	w, ok := valueOf(obj, keyWindow).(ast.String)
+	if !ok || obj.Len() != 2 {
+		return store.RateLimit{}, fmt.Errorf(`rate_limit is %v, want exactly {"requests": N, "window": "1s"|"1m"|"1h"|"24h"}`, obj)
+	}
+	l := store.RateLimit{Requests: requests, Window: ratelimit.Windows[string(w)]}
+	if err := ratelimit.Check(l); err != nil {
+		return store.RateLimit{}, err
+	}
+	return l, nil
 }
 
 // optional returns an optional rule's value: known's when the query did
@@ -545,6 +589,17 @@ func parseAdmin(r map[ast.Var]*ast.Term, _ *knownValues) (Decision, error) {
 			return Decision{}, fmt.Errorf("decision %v", err)
 		}
 		d.TTL = ttl
+	}
+	// rate_limit (exchange): the limit the exchanged token gets; an
+	// empty object is none.
+	if raw := valueOf(obj, keyRateLimitOut); raw != nil {
+		if o, ok := raw.(ast.Object); !ok || o.Len() > 0 {
+			l, err := parseRateLimit(raw)
+			if err != nil {
+				return Decision{}, fmt.Errorf("decision %v", err)
+			}
+			d.RateLimit = l
+		}
 	}
 	if !d.Allow && len(d.Reasons) == 0 {
 		// A refusal must say why: the audit line and the caller need a code.

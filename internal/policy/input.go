@@ -8,6 +8,7 @@ import (
 
 	"github.com/open-policy-agent/opa/v1/ast"
 
+	"github.com/tokengate/caddy-tokengate/internal/ratelimit"
 	"github.com/tokengate/caddy-tokengate/store"
 )
 
@@ -31,18 +32,33 @@ type Request struct {
 // revocation or rotation time either: liveness is decided in Go before
 // the policy runs, so no policy can bring a dead token back.
 func TokenTerm(t *store.Token) *ast.Term {
+	fields := [][2]*ast.Term{
+		{keyID, ast.StringTerm(t.ID)},
+		{keyOwner, ast.StringTerm(t.Owner)},
+		{keyHeldBy, ast.StringTerm(t.HeldBy)},
+		{keyPurpose, ast.StringTerm(t.Purpose)},
+		{keyScopes, stringsTerm(t.Scopes)},
+		{keyServices, stringsTerm(t.Services)},
+		{keyCIDRs, stringsTerm(t.CIDRs)},
+		{keyNotBefore, nanosTerm(t.NotBefore)},
+		{keyExpiresAt, nanosTerm(t.ExpiresAt)},
+		{keyMaxUses, ast.InternedTerm(int(t.MaxUses))},
+		{keyUses, ast.InternedTerm(int(t.Uses))},
+	}
+	// A token without a limit of its own has no rate_limit, so a rule
+	// can test for one with `input.token.rate_limit`.
+	if !t.RateLimit.IsZero() {
+		fields = append(fields, [2]*ast.Term{keyRateLimit, RateLimitTerm(t.RateLimit)})
+	}
+	return ast.ObjectTerm(fields...)
+}
+
+// RateLimitTerm is a limit as policies see it: {"requests": N,
+// "window": "1m"}.
+func RateLimitTerm(l store.RateLimit) *ast.Term {
 	return ast.ObjectTerm(
-		[2]*ast.Term{keyID, ast.StringTerm(t.ID)},
-		[2]*ast.Term{keyOwner, ast.StringTerm(t.Owner)},
-		[2]*ast.Term{keyHeldBy, ast.StringTerm(t.HeldBy)},
-		[2]*ast.Term{keyPurpose, ast.StringTerm(t.Purpose)},
-		[2]*ast.Term{keyScopes, stringsTerm(t.Scopes)},
-		[2]*ast.Term{keyServices, stringsTerm(t.Services)},
-		[2]*ast.Term{keyCIDRs, stringsTerm(t.CIDRs)},
-		[2]*ast.Term{keyNotBefore, nanosTerm(t.NotBefore)},
-		[2]*ast.Term{keyExpiresAt, nanosTerm(t.ExpiresAt)},
-		[2]*ast.Term{keyMaxUses, ast.InternedTerm(int(t.MaxUses))},
-		[2]*ast.Term{keyUses, ast.InternedTerm(int(t.Uses))},
+		[2]*ast.Term{keyRequests, ast.InternedTerm(int(l.Requests))},
+		[2]*ast.Term{keyWindow, ast.StringTerm(ratelimit.WindowName(l.Window))},
 	)
 }
 
@@ -61,6 +77,7 @@ var (
 	keyExpiresAt = ast.StringTerm("expires_at")
 	keyMaxUses   = ast.StringTerm("max_uses")
 	keyUses      = ast.StringTerm("uses")
+	keyRateLimit = ast.StringTerm("rate_limit")
 )
 
 // The keys of the gateway input. Terms are never modified once built (the

@@ -22,7 +22,8 @@ var outputTypes = []struct {
 	{ast.MustParseRef("data.tokengate.gateway.reasons"), "a set of strings", stringCollection},
 	{ast.MustParseRef("data.tokengate.gateway.scope"), "a string", isType[types.String]},
 	{ast.MustParseRef("data.tokengate.gateway.ttl_seconds"), "a number", isType[types.Number]},
-	{ast.MustParseRef(AdminQuery), `an object {"allow": boolean, "reasons": set of strings, "auto_approve": boolean, "ttl_seconds": number}`, adminDecision},
+	{ast.MustParseRef("data.tokengate.gateway.rate_limit"), `an object {"requests": number, "window": string}`, rateLimitObject},
+	{ast.MustParseRef(AdminQuery), `an object {"allow": boolean, "reasons": set of strings, "auto_approve": boolean, "ttl_seconds": number, "rate_limit": {"requests": number, "window": string} or {}}`, adminDecision},
 }
 
 // checkOutputTypes refuses a policy whose gateway or admin outputs cannot
@@ -128,11 +129,47 @@ func adminDecision(t types.Type) bool {
 		{"reasons", stringCollection, false},
 		{"auto_approve", isType[types.Boolean], false},
 		{"ttl_seconds", isType[types.Number], false},
+		{"rate_limit", rateLimitOrEmpty, false},
 	}
 	for _, f := range fields {
 		v := obj.Select(f.name)
 		if v == nil {
 			if f.required && obj.DynamicProperties() == nil {
+				return false
+			}
+			continue
+		}
+		if !conforms(v, f.fits) {
+			return false
+		}
+	}
+	return true
+}
+
+// rateLimitOrEmpty is the admin decision's rate_limit: a limit, or an
+// empty object for none.
+func rateLimitOrEmpty(t types.Type) bool {
+	if obj, ok := t.(*types.Object); ok && len(obj.Keys()) == 0 && obj.DynamicProperties() == nil {
+		return true
+	}
+	return rateLimitObject(t)
+}
+
+// rateLimitObject is what parseRateLimit reads: an object whose requests
+// is a number and whose window is a string. Which numbers and strings is
+// checked on every decision.
+func rateLimitObject(t types.Type) bool {
+	obj, ok := t.(*types.Object)
+	if !ok {
+		return false
+	}
+	for _, f := range []struct {
+		name string
+		fits func(types.Type) bool
+	}{{"requests", isType[types.Number]}, {"window", isType[types.String]}} {
+		v := obj.Select(f.name)
+		if v == nil {
+			if obj.DynamicProperties() == nil {
 				return false
 			}
 			continue

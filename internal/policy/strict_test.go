@@ -104,7 +104,8 @@ func TestBuiltinErrorIsAnErrorNotAnAllow(t *testing.T) {
 // schema's fields.
 func TestGatewayInputMatchesItsSchema(t *testing.T) {
 	now := time.Now()
-	in := GatewayInput(TokenTerm(&store.Token{ID: "tok_x"}), Request{Headers: map[string]string{"x-team": "a"}}, "billing", now)
+	// A token with a limit of its own, so rate_limit is there.
+	in := GatewayInput(TokenTerm(&store.Token{ID: "tok_x", RateLimit: store.RateLimit{Requests: 5, Window: time.Minute}}), Request{Headers: map[string]string{"x-team": "a"}}, "billing", now)
 	schema := inputSchemaObject(t, "gateway_input")
 	var walk func(path string, v any, s map[string]any)
 	walk = func(path string, v any, s map[string]any) {

@@ -25,6 +25,9 @@ const (
 	// Unavailable: the gateway could not decide or record the call, and
 	// failed closed (503).
 	Unavailable
+	// TooMany: a good token called more often than its rate limit allows
+	// (429, with Retry-After).
+	TooMany
 )
 
 // The built-in codes.
@@ -46,10 +49,9 @@ const (
 	AuditUnavailable  = "audit_unavailable"
 )
 
-// RateLimited refuses an attempt at an endpoint that takes no credential
-// (the token exchange) that came too often from one client address: 429
-// with Retry-After. The gateway's own calls never get it, so it is not
-// among Builtin.
+// RateLimited refuses a call over its token's rate limit, and an attempt
+// at an endpoint that takes no credential (the token exchange) that came
+// too often from one client address: 429 with Retry-After.
 const RateLimited = "rate_limited"
 
 // Code is one built-in reason code.
@@ -76,6 +78,7 @@ var Builtin = []Code{
 	{ServiceNotBound, Forbidden, "the token is not bound to this route's service"},
 	{IPNotAllowed, Forbidden, "the client address is outside the token's CIDRs"},
 	{ScopeMissing, Forbidden, "the token lacks the scope this method needs"},
+	{RateLimited, TooMany, "over the token's rate limit (its own or the policy's); `Retry-After` is the seconds until its window resets"},
 	{StoreUnavailable, Unavailable, "the token store failed"},
 	{PolicyUnavailable, Unavailable, "the policy could not be evaluated (an error, never an allow)"},
 	{AuditUnavailable, Unavailable, "the audit line of an allowed call could not be written"},

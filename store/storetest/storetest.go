@@ -59,6 +59,9 @@ func Run(t *testing.T, b Backend) {
 		"RekeyIsAtomic":             testRekeyIsAtomic,
 		"ExposureRoundTrips":        testExposure,
 		"FeedReportsChanges":        testFeedReportsChanges,
+		"TakeBudget":                testTakeBudget,
+		"TakeBudgetIsAtomic":        testTakeBudgetIsAtomic,
+		"RateLimitRoundTrips":       testRateLimitRoundTrips,
 	}
 	for name, fn := range tests {
 		t.Run(name, func(t *testing.T) {
@@ -69,6 +72,7 @@ func Run(t *testing.T, b Backend) {
 	}
 	runPeople(t, b)
 	if b.Reopen != nil {
+		t.Run("BudgetDurable", func(t *testing.T) { testBudgetDurable(t, b) })
 		t.Run("Durable", func(t *testing.T) {
 			s := b.New(t)
 			tok := NewToken("alice")

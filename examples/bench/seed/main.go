@@ -12,6 +12,10 @@
 // -unknown well-formed secrets that were never issued stand for the calls
 // with a wrong token.
 //
+// With -rate-bolt, the same tokens are written to a second bbolt store,
+// each with the rate limit -rate of its own: the setup that measures what
+// a limit on every token costs.
+//
 // Lines of the -secrets file, in popularity order (line 1 the most popular):
 //
 //	<secret> rw|ro|cidr|unknown
@@ -28,6 +32,7 @@ import (
 	"os"
 	"time"
 
+	"github.com/tokengate/caddy-tokengate/internal/ratelimit"
 	"github.com/tokengate/caddy-tokengate/internal/store/bolt"
 	"github.com/tokengate/caddy-tokengate/internal/token"
 	"github.com/tokengate/caddy-tokengate/store"
@@ -49,7 +54,13 @@ func main() {
 	boltPath := flag.String("bolt", "tokens.db", "bbolt file to create")
 	opaPath := flag.String("opa-data", "data.json", "OPA data file to create")
 	secretsPath := flag.String("secrets", "secrets.txt", "file to write every secret to, with its kind")
+	rateBoltPath := flag.String("rate-bolt", "", "second bbolt file, of the same tokens each with the rate limit -rate (none when empty)")
+	rate := flag.String("rate", "1000000/1m", "the rate limit of every token in -rate-bolt, requests/window")
 	flag.Parse()
+	limit, err := ratelimit.Parse(*rate)
+	if err != nil {
+		log.Fatal(err)
+	}
 
 	now := time.Now()
 	hasher := token.NewHasher("")
@@ -84,15 +95,14 @@ func main() {
 		}
 	}
 
-	s, err := bolt.Open(*boltPath, time.Second)
-	if err != nil {
-		log.Fatal(err)
-	}
-	if err := s.CreateMany(context.Background(), records); err != nil {
-		log.Fatal(err)
-	}
-	if err := s.Close(); err != nil {
-		log.Fatal(err)
+	writeBolt(*boltPath, records)
+	if *rateBoltPath != "" {
+		limited := make([]*store.Token, len(records))
+		for i, r := range records {
+			limited[i] = r.Clone()
+			limited[i].RateLimit = limit
+		}
+		writeBolt(*rateBoltPath, limited)
 	}
 
 	type opaToken struct {
@@ -138,4 +148,17 @@ func main() {
 		log.Fatal(err)
 	}
 	fmt.Println(secrets[0])
+}
+
+func writeBolt(path string, records []*store.Token) {
+	s, err := bolt.Open(path, time.Second)
+	if err != nil {
+		log.Fatal(err)
+	}
+	if err := s.CreateMany(context.Background(), records); err != nil {
+		log.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		log.Fatal(err)
+	}
 }

@@ -118,7 +118,7 @@ func Open(path string, lockTimeout time.Duration) (*Store, error) {
 		return nil, fmt.Errorf("opening bolt store %s: %v", path, err)
 	}
 	err = db.Update(func(tx *bbolt.Tx) error {
-		for _, b := range [][]byte{tokensBucket, hashesBucket, requestsBucket, usedBucket, sessionsBucket, securityKeysBucket} {
+		for _, b := range [][]byte{tokensBucket, hashesBucket, requestsBucket, usedBucket, sessionsBucket, securityKeysBucket, budgetsBucket} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return err
 			}

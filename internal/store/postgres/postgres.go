@@ -31,11 +31,12 @@ const channel = "tokengate_tokens"
 const columns = `id, hash, owner, purpose, scopes, services, cidrs, not_before, expires_at,
 	max_uses, uses, created_at, created_by, approved_by, rotated_from, rotated_to,
 	grace_until, revoked_at, revoked_by, revoke_reason, last_used_at, last_used_ip,
-	used_scopes, version, held_by, holder_groups, exposed_at, exposure_source, exposure_url`
+	used_scopes, version, held_by, holder_groups, exposed_at, exposure_source, exposure_url,
+	rate_limit_requests, rate_limit_window_ms, rate_key`
 
 // values holds one placeholder per column; $1 is always the id.
 const values = `$1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16,
-	$17, $18, $19, $20, $21, $22, $23, $24, $25, $26, $27, $28, $29`
+	$17, $18, $19, $20, $21, $22, $23, $24, $25, $26, $27, $28, $29, $30, $31, $32`
 
 // announced finishes a statement that starts `WITH changed AS (UPDATE ...
 // RETURNING columns)`: it returns the changed rows. The change feed
@@ -441,6 +442,7 @@ func tokenArgs(t *store.Token) []any {
 		nullable(t.RevokedAt), t.RevokedBy, t.RevokeReason, nullable(t.LastUsedAt), t.LastUsedIP,
 		notNull(t.UsedScopes), int64(t.Version), t.HeldBy, notNull(t.HolderGroups),
 		nullable(t.ExposedAt), t.ExposureSource, t.ExposureURL,
+		t.RateLimit.Requests, t.RateLimit.Window.Milliseconds(), t.RateKey,
 	}
 }
 
@@ -451,7 +453,7 @@ func scanToken(row pgx.Row) (*store.Token, error) {
 		notBefore, expiresAt, createdAt   pgtype.Timestamptz
 		graceUntil, revokedAt, lastUsedAt pgtype.Timestamptz
 		exposedAt                         pgtype.Timestamptz
-		version                           int64
+		version, rateWindowMS             int64
 	)
 	err := row.Scan(
 		&t.ID, &t.Hash, &t.Owner, &t.Purpose, &t.Scopes, &t.Services, &t.CIDRs,
@@ -460,6 +462,7 @@ func scanToken(row pgx.Row) (*store.Token, error) {
 		&revokedAt, &t.RevokedBy, &t.RevokeReason, &lastUsedAt, &t.LastUsedIP,
 		&t.UsedScopes, &version, &t.HeldBy, &t.HolderGroups,
 		&exposedAt, &t.ExposureSource, &t.ExposureURL,
+		&t.RateLimit.Requests, &rateWindowMS, &t.RateKey,
 	)
 	if err != nil {
 		return nil, err
@@ -468,6 +471,7 @@ func scanToken(row pgx.Row) (*store.Token, error) {
 	t.GraceUntil, t.RevokedAt, t.LastUsedAt = utc(graceUntil), utc(revokedAt), utc(lastUsedAt)
 	t.ExposedAt = utc(exposedAt)
 	t.Version = uint64(version)
+	t.RateLimit.Window = time.Duration(rateWindowMS) * time.Millisecond
 	return &t, nil
 }
 
