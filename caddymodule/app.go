@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"time"
@@ -18,12 +19,14 @@ import (
 	"github.com/caddyserver/caddy/v2"
 	"go.uber.org/zap"
 
+	"github.com/tokengate/caddy-tokengate/api"
 	"github.com/tokengate/caddy-tokengate/internal/addrlimit"
 	"github.com/tokengate/caddy-tokengate/internal/audit"
 	"github.com/tokengate/caddy-tokengate/internal/gateway"
 	"github.com/tokengate/caddy-tokengate/internal/identity"
 	"github.com/tokengate/caddy-tokengate/internal/lifecycle"
 	"github.com/tokengate/caddy-tokengate/internal/manage"
+	"github.com/tokengate/caddy-tokengate/internal/mgmtapi"
 	"github.com/tokengate/caddy-tokengate/internal/notify"
 	"github.com/tokengate/caddy-tokengate/internal/policy"
 	"github.com/tokengate/caddy-tokengate/internal/token"
@@ -115,23 +118,22 @@ type App struct {
 	// attempts per client address and window. Default 30 a minute.
 	ExchangeLimit *AttemptLimit `json:"exchange_limit,omitempty"`
 
-	rt            *runtime // shared with the other configs on the same store
-	rtKey         string
-	store         store.Backend
-	engine        *policy.Engine
-	bundle        *policy.Bundle // nil unless the policy is an OPA bundle
-	gate          *gateway.Gate
-	lifecycle     *lifecycle.Service
-	manage        *manage.Service
-	audit         *audit.Logger
-	logger        *zap.Logger
-	now           func() time.Time
-	people        *identity.Verifier  // nil without oidc
-	workloads     *identity.Workloads // nil without workloads
-	webhooks      *notify.Dispatcher  // nil without webhooks
-	exchangeBrake *addrlimit.Limiter
-	groupsSeen    *groupsSeen
-	storeProbe    *storeProbe
+	rt         *runtime // shared with the other configs on the same store
+	rtKey      string
+	store      store.Backend
+	engine     *policy.Engine
+	bundle     *policy.Bundle // nil unless the policy is an OPA bundle
+	gate       *gateway.Gate
+	lifecycle  *lifecycle.Service
+	manage     *manage.Service
+	audit      *audit.Logger
+	logger     *zap.Logger
+	now        func() time.Time
+	people     *identity.Verifier  // nil without oidc
+	workloads  *identity.Workloads // nil without workloads
+	webhooks   *notify.Dispatcher  // nil without webhooks
+	storeProbe *storeProbe
+	node       *mgmtapi.Node // what the management API acts on
 
 	stop    context.CancelFunc
 	running *sync.WaitGroup
@@ -167,10 +169,6 @@ func (a *App) Provision(ctx caddy.Context) error {
 	a.audit = audit.New(a.logger.Named("audit"))
 	a.now = func() time.Time { return clock() }
 	a.storeProbe = new(storeProbe)
-	a.groupsSeen = new(groupsSeen)
-	limit := cmp.Or(a.ExchangeLimit, &AttemptLimit{})
-	a.exchangeBrake = addrlimit.New(cmp.Or(limit.Attempts, DefaultExchangeAttempts),
-		cmp.Or(time.Duration(limit.Window), DefaultExchangeWindow), a.now)
 	if a.MaxTTL <= 0 {
 		a.MaxTTL = caddy.Duration(DefaultMaxTTL)
 	}
@@ -280,6 +278,7 @@ func (a *App) Provision(ctx caddy.Context) error {
 	if a.webhooks != nil {
 		a.manage.Events = a.webhooks
 	}
+	a.node = a.managementNode()
 	a.logger.Info("tokengate ready",
 		zap.String("policy", a.policySource()),
 		zap.String("policy_rev", a.engine.Revision()),
@@ -289,6 +288,29 @@ func (a *App) Provision(ctx caddy.Context) error {
 		zap.Bool("previous_pepper", previousPepper != ""))
 	return nil
 }
+
+// managementNode is what the management API acts on in this app.
+func (a *App) managementNode() *mgmtapi.Node {
+	limit := cmp.Or(a.ExchangeLimit, &AttemptLimit{})
+	n := &mgmtapi.Node{
+		Manage: a.manage, Audit: a.audit, Store: a.store, Logger: a.logger, Now: a.now,
+		MaxTTL: time.Duration(a.MaxTTL), ParseDuration: caddy.ParseDuration,
+		AuditFailOpen: a.AuditFailOpen, AuditHold: a.auditHold,
+		BreakGlass:    &a.rt.breakGlass,
+		BreakGlassDir: breakGlassDir(),
+		People:        a.people, Workloads: a.workloads,
+		ExchangeBrake: addrlimit.New(cmp.Or(limit.Attempts, DefaultExchangeAttempts),
+			cmp.Or(time.Duration(limit.Window), DefaultExchangeWindow), a.now),
+	}
+	if a.OIDC != nil {
+		n.SignIn = &api.SignInConfig{Issuer: a.OIDC.Issuer, ClientID: a.OIDC.Audience}
+	}
+	return n
+}
+
+// breakGlassDir is where the break-glass confirmation codes are written:
+// Caddy's data folder, readable by the Caddy service's user only.
+func breakGlassDir() string { return filepath.Join(caddy.AppDataDir(), "tokengate", "break-glass") }
 
 func (a *App) policySource() string {
 	if a.bundle != nil {
@@ -424,8 +446,8 @@ func (a *App) Stop() error {
 
 // Cleanup releases the caches and this config's hold on the runtime.
 func (a *App) Cleanup() error {
-	if a.exchangeBrake != nil {
-		a.writeBrakeSummaries(a.exchangeBrake.Flush())
+	if a.node != nil {
+		a.node.FlushBrake()
 	}
 	if a.rt != nil {
 		a.rt.detach(a)

@@ -9,6 +9,7 @@ import (
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 
 	"github.com/tokengate/caddy-tokengate/internal/gateway"
+	"github.com/tokengate/caddy-tokengate/internal/mgmtapi"
 	"github.com/tokengate/caddy-tokengate/internal/reason"
 )
 
@@ -65,7 +66,7 @@ func refuse(w http.ResponseWriter, r *http.Request, res gateway.Result, requestI
 		}
 	}
 	if problem {
-		writeProblem(w, status, main, "")
+		mgmtapi.WriteProblem(w, status, main, "")
 		return status, nil
 	}
 	body, _ := json.Marshal(map[string]string{"error": errCode, "reason": main, "request_id": requestID})

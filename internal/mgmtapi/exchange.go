@@ -1,12 +1,15 @@
-package caddymodule
+package mgmtapi
 
 import (
+	"context"
 	"crypto/sha256"
 	"errors"
+	"fmt"
 	"io"
 	"mime"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -14,10 +17,12 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/tokengate/caddy-tokengate/api"
+	"github.com/tokengate/caddy-tokengate/internal/addrlimit"
 	"github.com/tokengate/caddy-tokengate/internal/audit"
 	"github.com/tokengate/caddy-tokengate/internal/identity"
 	"github.com/tokengate/caddy-tokengate/internal/lifecycle"
 	"github.com/tokengate/caddy-tokengate/internal/manage"
+	"github.com/tokengate/caddy-tokengate/internal/reason"
 	"github.com/tokengate/caddy-tokengate/internal/textcheck"
 )
 
@@ -53,7 +58,7 @@ const (
 	tokenTypeJWT        = "urn:ietf:params:oauth:token-type:jwt"
 	tokenTypeIDToken    = "urn:ietf:params:oauth:token-type:id_token"
 	tokenTypeAccess     = "urn:ietf:params:oauth:token-type:access_token"
-	exchangePath        = "/v1/token"
+	ExchangePath        = "/v1/token"
 	formMediaType       = "application/x-www-form-urlencoded"
 	maxExchangeBodySize = maxBodyBytes
 )
@@ -181,26 +186,27 @@ func safeName(name string) string {
 	return name
 }
 
-// serveExchange answers POST /v1/token.
-func (h *AdminHandler) serveExchange(w http.ResponseWriter, r *http.Request) {
-	a := h.auth.app
-	ctx := audit.WithTrace(r.Context(), requestTrace(r))
+// serveExchange answers POST /v1/token. The workload's subject token is
+// its credential: verified here, it yields the actor (kind workload) on
+// whose behalf manage.Exchange asks the admin policy.
+func serveExchange(node *Node, host Host, w http.ResponseWriter, r *http.Request) {
+	ctx := audit.WithTrace(r.Context(), host.Trace(r))
 	refuse := func(e *oauthError) {
-		a.manage.ExchangeRefused(ctx, e.reason, e.desc)
+		node.Manage.ExchangeRefused(ctx, e.reason, e.desc)
 		writeOAuthError(w, e)
 	}
 	// Every anonymous attempt counts, whatever it asks, before anything
 	// is verified or written.
-	if !h.brakeExchange(ctx, w, r) {
+	if !brakeExchange(ctx, node, host.ClientIP(r), w) {
 		return
 	}
 	if r.Method != http.MethodPost {
-		a.manage.ExchangeRefused(ctx, "method_not_allowed", r.Method+" is not served at "+exchangePath)
+		node.Manage.ExchangeRefused(ctx, "method_not_allowed", r.Method+" is not served at "+ExchangePath)
 		w.Header().Set("Allow", http.MethodPost)
-		writeProblem(w, http.StatusMethodNotAllowed, "method_not_allowed", r.Method+" is not served here; Allow lists the methods that are")
+		WriteMethodNotAllowed(w, r)
 		return
 	}
-	if a.workloads == nil {
+	if node.Workloads == nil {
 		refuse(badExchange("unsupported_grant_type", "exchange_not_configured", "token exchange is not configured: no workload issuer is set up"))
 		return
 	}
@@ -210,28 +216,28 @@ func (h *AdminHandler) serveExchange(w http.ResponseWriter, r *http.Request) {
 		refuse(bad)
 		return
 	}
-	id, err := a.workloads.Verify(ctx, ask.subjectToken)
+	id, err := node.Workloads.Verify(ctx, ask.subjectToken)
 	if err != nil {
 		e := subjectRefusal(err)
 		if e.status >= 500 {
-			h.auth.logger.Warn("token exchange: the workload issuer could not be reached", zap.Error(err))
+			node.Logger.Warn("token exchange: the workload issuer could not be reached", zap.Error(err))
 		}
 		refuse(e)
 		return
 	}
 	p := manage.Principal{Name: manage.WorkloadPrincipal(id.Issuer, id.Principal), Kind: manage.WorkloadKind, Issuer: id.Issuer, Claims: id.Claims}
 	subject := sha256.Sum256([]byte(ask.subjectToken))
-	secret, tok, err := a.manage.Exchange(ctx, p, manage.Subject{Hash: subject[:], Expires: id.Expiry}, ask.scopes, ask.service)
+	secret, tok, err := node.Manage.Exchange(ctx, p, manage.Subject{Hash: subject[:], Expires: id.Expiry}, ask.scopes, ask.service)
 	if err != nil {
 		e := exchangeRefusal(err)
 		if e.status >= 500 {
-			h.auth.logger.Error("token exchange failed", zap.Error(err))
+			node.Logger.Error("token exchange failed", zap.Error(err))
 		}
 		writeOAuthError(w, e)
 		return
 	}
 	w.Header().Set("Pragma", "no-cache") // RFC 6749 section 5.1, with Cache-Control: no-store
-	writeJSON(w, http.StatusOK, api.TokenExchangeResult{
+	WriteJSON(w, http.StatusOK, api.TokenExchangeResult{
 		AccessToken: secret, IssuedTokenType: tokenTypeAccess, TokenType: "Bearer",
 		ExpiresIn: int64(tok.ExpiresAt.Sub(tok.NotBefore) / time.Second),
 		Scope:     strings.Join(tok.Scopes, " "), TokenID: tok.ID,
@@ -293,7 +299,7 @@ func writeOAuthError(w http.ResponseWriter, e *oauthError) {
 		w.Header().Set("Retry-After", "1")
 	}
 	w.Header().Set("Pragma", "no-cache")
-	writeJSON(w, e.status, api.OAuthError{Error: e.code, Description: oauthText(e.desc), Reason: e.reason})
+	WriteJSON(w, e.status, api.OAuthError{Error: e.code, Description: oauthText(e.desc), Reason: e.reason})
 }
 
 // oauthText keeps to the characters RFC 6749 section 5.2 allows in
@@ -310,4 +316,39 @@ func oauthText(s string) string {
 		}
 		return r
 	}, s)
+}
+
+// brakeExchange counts r's attempt against its client address. Over the
+// limit it answers 429 rate_limited with Retry-After (OAuth's shape, as
+// the exchange answers) and returns false; only the first refusal of an
+// address in a window writes its own audit line, the others are counted
+// into one summary line when the window ends.
+func brakeExchange(ctx context.Context, node *Node, clientIP string, w http.ResponseWriter) bool {
+	addr := addrlimit.Key(clientIP)
+	v, ended := node.ExchangeBrake.Attempt(addr)
+	node.writeBrakeSummaries(ended)
+	if v.Allowed {
+		return true
+	}
+	const desc = "too many exchange attempts from this address; retry after the time Retry-After says"
+	if v.Audit {
+		node.Manage.ExchangeThrottled(ctx, addr, desc, 1)
+	}
+	w.Header().Set("Retry-After", strconv.Itoa(int(v.RetryAfter/time.Second)))
+	writeOAuthError(w, &oauthError{status: http.StatusTooManyRequests, code: "invalid_request", reason: reason.RateLimited, desc: desc})
+	return false
+}
+
+// FlushBrake writes the summaries of the brake's open windows; the app
+// calls it when its config is cleaned up.
+func (n *Node) FlushBrake() { n.writeBrakeSummaries(n.ExchangeBrake.Flush()) }
+
+// writeBrakeSummaries writes one line per address for the refusals the
+// brake counted without a line of their own.
+func (n *Node) writeBrakeSummaries(done []addrlimit.Summary) {
+	for _, s := range done {
+		n.Manage.ExchangeThrottled(context.Background(), s.Addr,
+			fmt.Sprintf("%d more exchange attempts refused between %s and %s", s.Refused,
+				s.From.UTC().Format(time.RFC3339), s.To.UTC().Format(time.RFC3339)), s.Refused)
+	}
 }
