@@ -3,6 +3,7 @@ package caddymodule
 import (
 	"encoding/json"
 	"fmt"
+	"github.com/tokengate/caddy-tokengate/internal/reason"
 	"net/http"
 	"strings"
 
@@ -40,7 +41,7 @@ func (d *openAPIDocument) serve(w http.ResponseWriter, r *http.Request) {
 	body, err := json.MarshalIndent(fields, "", "  ")
 	if err != nil {
 		// Unreachable: every field is JSON the document was read from.
-		mgmtapi.WriteProblem(w, http.StatusInternalServerError, "openapi_unavailable", "")
+		mgmtapi.WriteProblem(w, http.StatusServiceUnavailable, reason.OpenAPIUnavailable, "")
 		return
 	}
 	w.Header().Set("Content-Type", "application/json")

@@ -15,6 +15,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/tokengate/caddy-tokengate/internal/reason"
 	"slices"
 	"time"
 
@@ -103,7 +104,7 @@ func (e *PolicyError) Unwrap() error { return e.Err }
 
 // refusal is a forbidden action carrying the policy's reasons.
 func refusal(reasons []string) *lifecycle.Error {
-	return &lifecycle.Error{Kind: lifecycle.KindForbidden, Code: reasons[0], Reasons: reasons, Msg: "refused by the admin policy: " + fmt.Sprint(reasons)}
+	return &lifecycle.Error{Class: lifecycle.KindForbidden, Code: reasons[0], Reasons: reasons, Detail: "refused by the admin policy: " + fmt.Sprint(reasons)}
 }
 
 // authorize asks the admin policy whether p may do action. It returns the
@@ -223,9 +224,9 @@ func (s *Service) Deny(ctx context.Context, p Principal, id, reason string) (*st
 	return s.decide(ctx, p, id, reason, "deny")
 }
 
-func (s *Service) decide(ctx context.Context, p Principal, id, reason, action string) (*store.Request, error) {
+func (s *Service) decide(ctx context.Context, p Principal, id, why, action string) (*store.Request, error) {
 	msg := map[string]string{"approve": "token.approved", "deny": "token.denied"}[action]
-	if err := lifecycle.CheckReason(reason); err != nil {
+	if err := lifecycle.CheckReason(why); err != nil {
 		s.refused(ctx, msg, p, id, "", err)
 		return nil, err
 	}
@@ -242,9 +243,9 @@ func (s *Service) decide(ctx context.Context, p Principal, id, reason, action st
 	now := s.now()
 	req, err = s.Requests.UpdateRequest(ctx, id, func(r *store.Request) error {
 		if r.Status != store.RequestPending {
-			return &lifecycle.Error{Kind: lifecycle.KindConflict, Code: "request_not_pending", Msg: "request " + id + " is " + Status(r, now)}
+			return &lifecycle.Error{Class: lifecycle.KindConflict, Code: reason.RequestNotPending, Detail: "request " + id + " is " + Status(r, now)}
 		}
-		r.DecidedBy, r.DecidedAt, r.Reason = p.Name, now, reason
+		r.DecidedBy, r.DecidedAt, r.Reason = p.Name, now, why
 		if action == "approve" {
 			r.Status, r.ClaimBy = store.RequestApproved, now.Add(ClaimWindow)
 		} else {
@@ -257,7 +258,7 @@ func (s *Service) decide(ctx context.Context, p Principal, id, reason, action st
 		s.refused(ctx, msg, p, id, "", err)
 		return nil, err
 	}
-	s.Audit.ActionContext(ctx, withRequest(&audit.Action{Msg: msg, Actor: p.Name, TokenRequestID: id, Reason: reason, Outcome: "success"}, req))
+	s.Audit.ActionContext(ctx, withRequest(&audit.Action{Msg: msg, Actor: p.Name, TokenRequestID: id, Reason: why, Outcome: "success"}, req))
 	s.publishRequest(map[string]string{"approve": notify.RequestApproved, "deny": notify.RequestDenied}[action], req)
 	return req, nil
 }
@@ -328,9 +329,13 @@ func claimable(r *store.Request, now time.Time) error {
 	case store.RequestApproved:
 		return nil
 	case store.RequestClaimed, "lapsed":
-		return &lifecycle.Error{Kind: lifecycle.KindGone, Code: "request_" + st, Msg: "request " + r.ID + " is " + st + " and can no longer be claimed"}
+		code := reason.RequestClaimed
+		if st != store.RequestClaimed {
+			code = reason.RequestLapsed
+		}
+		return &lifecycle.Error{Class: lifecycle.KindGone, Code: code, Detail: "request " + r.ID + " is " + st + " and can no longer be claimed"}
 	default:
-		return &lifecycle.Error{Kind: lifecycle.KindConflict, Code: "request_not_approved", Msg: "request " + r.ID + " is " + st}
+		return &lifecycle.Error{Class: lifecycle.KindConflict, Code: reason.RequestNotApproved, Detail: "request " + r.ID + " is " + st}
 	}
 }
 
@@ -446,8 +451,8 @@ func (s *Service) Bootstrap(ctx context.Context, p Principal, requester, approve
 	return s.bootstrap(ctx, p, requester, approver, ttl, "", func(toks []*store.Token) error {
 		err := s.Requests.CreateFirst(ctx, ManagementService, toks)
 		if errors.Is(err, store.ErrConflict) {
-			err = &lifecycle.Error{Kind: lifecycle.KindConflict, Code: "already_bootstrapped",
-				Msg: "management tokens exist already; new ones go through request and approval"}
+			err = &lifecycle.Error{Class: lifecycle.KindConflict, Code: reason.AlreadyBootstrapped,
+				Detail: "management tokens exist already; new ones go through request and approval"}
 			s.refused(ctx, "token.bootstrap", p, "", "", err)
 		}
 		return err
@@ -521,7 +526,7 @@ func (s *Service) refused(ctx context.Context, msg string, p Principal, requestI
 
 func requestError(id string, err error) error {
 	if errors.Is(err, store.ErrNotFound) {
-		return &lifecycle.Error{Kind: lifecycle.KindNotFound, Code: "request_not_found", Msg: "no request " + cmp.Or(lifecycle.SafeID(id), "with that id")}
+		return &lifecycle.Error{Class: lifecycle.KindNotFound, Code: reason.RequestNotFound, Detail: "no request " + cmp.Or(lifecycle.SafeID(id), "with that id")}
 	}
 	return err
 }

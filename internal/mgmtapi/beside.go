@@ -1,6 +1,7 @@
 package mgmtapi
 
 import (
+	"github.com/tokengate/caddy-tokengate/internal/reason"
 	"net/http"
 
 	"github.com/tokengate/caddy-tokengate/internal/signin"
@@ -39,7 +40,7 @@ func serveSignInConfig(node *Node, _ Host, w http.ResponseWriter, r *http.Reques
 		return
 	}
 	if node.SignIn == nil {
-		WriteProblem(w, http.StatusNotFound, "signin_not_configured", "this gateway names no oidc issuer in its tokengate options: people cannot sign in, use a management token")
+		WriteProblem(w, http.StatusNotFound, reason.SigninNotConfigured, "this gateway names no oidc issuer in its tokengate options: people cannot sign in, use a management token")
 		return
 	}
 	out := *node.SignIn

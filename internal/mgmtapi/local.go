@@ -76,7 +76,7 @@ func bootstrapTTL(c *call, asked string) (time.Duration, error) {
 	}
 	d, err := c.node.ParseDuration(asked)
 	if err != nil || d <= 0 {
-		return 0, &lifecycle.Error{Kind: lifecycle.KindInvalid, Code: "ttl_invalid", Msg: "ttl is not a positive duration such as 24h or 30d"}
+		return 0, &lifecycle.Error{Class: lifecycle.KindInvalid, Code: reason.TTLInvalid, Detail: "ttl is not a positive duration such as 24h or 30d"}
 	}
 	return d, nil
 }
@@ -96,12 +96,10 @@ type backuper interface {
 func backupStore(c *call, w http.ResponseWriter, r *http.Request) error {
 	b, ok := c.node.Store.(backuper)
 	if !ok {
-		return &requestRefusal{status: http.StatusBadRequest, code: "backup_unsupported",
-			msg: "only a bolt store is backed up here; back up a PostgreSQL store with pg_dump"}
+		return reason.New(reason.BackupUnsupported, "only a bolt store is backed up here; back up a PostgreSQL store with pg_dump")
 	}
 	if err := c.node.Audit.Health().Err(); err != nil && !c.node.AuditFailOpen {
-		return &requestRefusal{status: http.StatusServiceUnavailable, code: reason.AuditUnavailable,
-			msg: "audit lines cannot be written, so the store is not exported"}
+		return reason.New(reason.AuditUnavailable, "audit lines cannot be written, so the store is not exported")
 	}
 	c.node.Audit.ActionContext(r.Context(), &audit.Action{Msg: "store.backup", Actor: c.actor.Name, Outcome: "success"})
 	err := b.Backup(w, func(size int64) {
@@ -137,7 +135,7 @@ func startBreakGlass(c *call, w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	if body.Reason == "" {
-		return refuse(&lifecycle.Error{Kind: lifecycle.KindInvalid, Code: "reason_required", Msg: "say why the bootstrap secrets must be replaced"})
+		return refuse(&lifecycle.Error{Class: lifecycle.KindInvalid, Code: reason.ReasonRequired, Detail: "say why the bootstrap secrets must be replaced"})
 	}
 	for _, f := range [][2]string{{"requester", body.Requester}, {"approver", body.Approver}} {
 		if err := lifecycle.CheckText(f[0], f[1]); err != nil {
@@ -150,11 +148,11 @@ func startBreakGlass(c *call, w http.ResponseWriter, r *http.Request) error {
 	// The admin policy decides at confirmation, as for bootstrap; the
 	// plainest refusal is given now rather than after the delay.
 	if strings.EqualFold(strings.TrimSpace(body.Requester), strings.TrimSpace(body.Approver)) {
-		return refuse(&lifecycle.Error{Kind: lifecycle.KindForbidden, Code: "self_approval", Msg: "the requester and the approver must be two different people"})
+		return refuse(&lifecycle.Error{Class: lifecycle.KindForbidden, Code: reason.SelfApproval, Detail: "the requester and the approver must be two different people"})
 	}
 	rec, code, err := c.node.BreakGlass.Start(c.node.Now(), body.Requester, body.Approver, body.Reason)
 	if errors.Is(err, breakglass.ErrPending) {
-		return refuse(&lifecycle.Error{Kind: lifecycle.KindConflict, Code: "break_glass_pending", Msg: "a recovery is pending on this node already: confirm it, or let it expire"})
+		return refuse(&lifecycle.Error{Class: lifecycle.KindConflict, Code: reason.BreakGlassPending, Detail: "a recovery is pending on this node already: confirm it, or let it expire"})
 	}
 	file := filepath.Join(c.node.BreakGlassDir, rec.ID)
 	if err := writeCode(file, code); err != nil {
@@ -220,13 +218,13 @@ func confirmBreakGlass(c *call, w http.ResponseWriter, r *http.Request) error {
 func breakGlassRefusal(err error, rec breakglass.Recovery) error {
 	switch {
 	case errors.Is(err, breakglass.ErrUnknown):
-		return &lifecycle.Error{Kind: lifecycle.KindNotFound, Code: "break_glass_unknown", Msg: "no pending recovery with that id on this node"}
+		return &lifecycle.Error{Class: lifecycle.KindNotFound, Code: reason.BreakGlassUnknown, Detail: "no pending recovery with that id on this node"}
 	case errors.Is(err, breakglass.ErrExpired):
-		return &lifecycle.Error{Kind: lifecycle.KindGone, Code: "break_glass_expired", Msg: "the recovery expired; start again"}
+		return &lifecycle.Error{Class: lifecycle.KindGone, Code: reason.BreakGlassExpired, Detail: "the recovery expired; start again"}
 	case errors.Is(err, breakglass.ErrTooEarly):
-		return &lifecycle.Error{Kind: lifecycle.KindConflict, Code: "break_glass_too_early", Msg: "confirm from " + rec.NotBefore.UTC().Format(time.RFC3339)}
+		return &lifecycle.Error{Class: lifecycle.KindConflict, Code: reason.BreakGlassTooEarly, Detail: "confirm from " + rec.NotBefore.UTC().Format(time.RFC3339)}
 	case errors.Is(err, breakglass.ErrCode):
-		return &lifecycle.Error{Kind: lifecycle.KindForbidden, Code: "break_glass_code_invalid", Msg: "the code is not the one in the recovery's code file; three wrong codes cancel the recovery"}
+		return &lifecycle.Error{Class: lifecycle.KindForbidden, Code: reason.BreakGlassCodeInvalid, Detail: "the code is not the one in the recovery's code file; three wrong codes cancel the recovery"}
 	}
 	return err
 }

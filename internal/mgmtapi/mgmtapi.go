@@ -174,7 +174,7 @@ type callKey struct{}
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) error {
 	node := s.opts.Node()
 	if node == nil {
-		WriteProblem(w, http.StatusServiceUnavailable, "tokengate_not_running", "the running config has no tokengate app")
+		WriteProblem(w, http.StatusServiceUnavailable, reason.TokengateNotRunning, "the running config has no tokengate app")
 		return nil
 	}
 	if h, ok := s.beside[r.URL.Path]; ok {

@@ -111,7 +111,7 @@ func (Person) Authenticate(w http.ResponseWriter, r *http.Request, a *Attempt) (
 		if refusal.Forbidden() {
 			status = http.StatusForbidden
 		}
-		return deny(status, refusal.Reason, refusal.Detail)
+		return deny(status, refusal.Code, refusal.Detail)
 	}
 	// Audit fails closed for people as for tokens.
 	if hold := node.AuditHold(); hold != "" {

@@ -12,7 +12,6 @@ import (
 
 	"github.com/tokengate/caddy-tokengate/api"
 	"github.com/tokengate/caddy-tokengate/internal/gateway"
-	"github.com/tokengate/caddy-tokengate/internal/lifecycle"
 	"github.com/tokengate/caddy-tokengate/internal/manage"
 	"github.com/tokengate/caddy-tokengate/internal/reason"
 	"github.com/tokengate/caddy-tokengate/internal/token"
@@ -21,47 +20,17 @@ import (
 // This file is where refusals from the packages below become HTTP
 // answers: they carry a kind, and only this layer knows status codes.
 
-// kindStatus maps each kind of refusal to its status code. A kind missing
-// here would be a programming error; it answers 500 rather than guess.
-var kindStatus = map[lifecycle.Kind]int{
-	lifecycle.KindInvalid:   http.StatusBadRequest,
-	lifecycle.KindForbidden: http.StatusForbidden,
-	lifecycle.KindNotFound:  http.StatusNotFound,
-	lifecycle.KindConflict:  http.StatusConflict,
-	lifecycle.KindGone:      http.StatusGone,
-}
-
-// statusOf is the status code a refusal of kind k is answered with.
-func statusOf(k lifecycle.Kind) int {
-	if status, ok := kindStatus[k]; ok {
-		return status
-	}
-	return http.StatusInternalServerError
-}
-
-// requestRefusal refuses the HTTP request itself (its media type, its
-// size, its JSON) before any management action sees it.
-type requestRefusal struct {
-	status int
-	code   string
-	msg    string
-}
-
-func (e *requestRefusal) Error() string { return e.code + ": " + e.msg }
-
 // writeError answers a refusal with its status and code, or a technical
 // failure with 503 and no internals.
 func writeError(w http.ResponseWriter, err error) (status int, technical bool) {
-	var le *lifecycle.Error
-	var re *requestRefusal
-	switch {
-	case errors.As(err, &le):
-		status = statusOf(le.Kind)
-		WriteProblem(w, status, le.Code, le.Msg)
+	var rf *reason.Refusal
+	if errors.As(err, &rf) {
+		status = rf.Class.Status()
+		if rf.Class == reason.Unavailable {
+			w.Header().Set("Retry-After", "1")
+		}
+		WriteProblem(w, status, rf.Code, rf.Detail)
 		return status, false
-	case errors.As(err, &re):
-		WriteProblem(w, re.status, re.code, re.msg)
-		return re.status, false
 	}
 	code := reason.StoreUnavailable
 	var pe *manage.PolicyError
@@ -77,14 +46,11 @@ func writeError(w http.ResponseWriter, err error) (status int, technical bool) {
 // with err: deny with its reason codes (the action line's), so that "all
 // denies" finds it, or error for a technical failure.
 func outcomeOf(err error, technical bool) (decision string, reasons []string) {
-	var le *lifecycle.Error
-	var re *requestRefusal
+	var rf *reason.Refusal
 	var pe *manage.PolicyError
 	switch {
-	case errors.As(err, &le):
-		return gateway.Deny, le.AllReasons()
-	case errors.As(err, &re):
-		return gateway.Deny, []string{re.code}
+	case errors.As(err, &rf):
+		return gateway.Deny, rf.AllReasons()
 	case errors.As(err, &pe):
 		return gateway.Error, []string{reason.PolicyUnavailable}
 	case technical:
@@ -113,28 +79,28 @@ const maxBodyBytes = 64 << 10
 // bounded size.
 func decodeBody(r *http.Request, v any) error {
 	if ct := r.Header.Get("Content-Type"); ct != "" && !strings.HasPrefix(ct, "application/json") {
-		return &requestRefusal{status: http.StatusUnsupportedMediaType, code: "content_type_invalid", msg: "send application/json"}
+		return reason.New(reason.ContentTypeInvalid, "send application/json")
 	}
 	raw, err := io.ReadAll(http.MaxBytesReader(nil, r.Body, maxBodyBytes))
 	var tooBig *http.MaxBytesError
 	if errors.As(err, &tooBig) {
-		return &requestRefusal{status: http.StatusRequestEntityTooLarge, code: "body_too_large", msg: fmt.Sprintf("body exceeds %d bytes", maxBodyBytes)}
+		return reason.New(reason.BodyTooLarge, fmt.Sprintf("body exceeds %d bytes", maxBodyBytes))
 	}
 	if err != nil {
-		return &requestRefusal{status: http.StatusBadRequest, code: "body_invalid", msg: "body could not be read"}
+		return reason.New(reason.BodyInvalid, "body could not be read")
 	}
 	// encoding/json would turn invalid bytes into U+FFFD and store text
 	// other than what was sent; refuse it instead.
 	if !utf8.Valid(raw) {
-		return &requestRefusal{status: http.StatusBadRequest, code: "body_invalid", msg: "body is not valid UTF-8"}
+		return reason.New(reason.BodyInvalid, "body is not valid UTF-8")
 	}
 	dec := json.NewDecoder(bytes.NewReader(raw))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
-		return &requestRefusal{status: http.StatusBadRequest, code: "body_invalid", msg: "body is not the expected JSON object: " + jsonProblem(err)}
+		return reason.New(reason.BodyInvalid, "body is not the expected JSON object: "+jsonProblem(err))
 	}
 	if _, err := dec.Token(); err != io.EOF {
-		return &requestRefusal{status: http.StatusBadRequest, code: "body_invalid", msg: "body holds more than one JSON value"}
+		return reason.New(reason.BodyInvalid, "body holds more than one JSON value")
 	}
 	return nil
 }
@@ -193,7 +159,7 @@ func unknownRoute(mux *http.ServeMux, catchAll string) http.HandlerFunc {
 			}
 		}
 		if len(allow) == 0 {
-			WriteProblem(w, http.StatusNotFound, "route_unknown", "")
+			WriteProblem(w, http.StatusNotFound, reason.RouteUnknown, "")
 			return
 		}
 		w.Header().Set("Allow", strings.Join(allow, ", "))
@@ -203,7 +169,7 @@ func unknownRoute(mux *http.ServeMux, catchAll string) http.HandlerFunc {
 
 // WriteMethodNotAllowed refuses r's method; the caller sets Allow.
 func WriteMethodNotAllowed(w http.ResponseWriter, r *http.Request) {
-	WriteProblem(w, http.StatusMethodNotAllowed, "method_not_allowed", r.Method+" is not served here; Allow lists the methods that are")
+	WriteProblem(w, http.StatusMethodNotAllowed, reason.MethodNotAllowedCode, r.Method+" is not served here; Allow lists the methods that are")
 }
 
 // statusRecorder remembers the status a route answered with, for the

@@ -30,7 +30,7 @@ func listTokens(c *call, w http.ResponseWriter, r *http.Request) error {
 	q := r.URL.Query()
 	state := q.Get("state")
 	if state != "" && !slices.Contains(store.States, state) {
-		return &lifecycle.Error{Kind: lifecycle.KindInvalid, Code: "state_invalid", Msg: "state is one of " + strings.Join(store.States, ", ")}
+		return &lifecycle.Error{Class: lifecycle.KindInvalid, Code: reason.StateInvalid, Detail: "state is one of " + strings.Join(store.States, ", ")}
 	}
 	toks, err := c.node.Manage.ListTokens(r.Context(), c.actor, store.Filter{Owner: q.Get("owner"), Service: q.Get("service")}, state)
 	if err != nil {
@@ -62,7 +62,7 @@ func page[T any](w http.ResponseWriter, r *http.Request, items []T, id func(T) s
 	if v := q.Get("limit"); v != "" {
 		n, err := strconv.Atoi(v)
 		if err != nil || n < 1 || n > MaxListLimit {
-			return nil, &lifecycle.Error{Kind: lifecycle.KindInvalid, Code: "limit_invalid", Msg: "limit is a whole number from 1 to " + strconv.Itoa(MaxListLimit)}
+			return nil, &lifecycle.Error{Class: lifecycle.KindInvalid, Code: reason.LimitInvalid, Detail: "limit is a whole number from 1 to " + strconv.Itoa(MaxListLimit)}
 		}
 		limit = n
 	}
@@ -70,7 +70,7 @@ func page[T any](w http.ResponseWriter, r *http.Request, items []T, id func(T) s
 	if v := q.Get("cursor"); v != "" {
 		after, err := base64.RawURLEncoding.DecodeString(v)
 		if err != nil || len(after) == 0 {
-			return nil, &lifecycle.Error{Kind: lifecycle.KindInvalid, Code: "cursor_invalid", Msg: "cursor is not one this API gave out"}
+			return nil, &lifecycle.Error{Class: lifecycle.KindInvalid, Code: reason.CursorInvalid, Detail: "cursor is not one this API gave out"}
 		}
 		start, _ := slices.BinarySearchFunc(items, string(after), func(it T, key string) int { return strings.Compare(id(it), key) })
 		if start < len(items) && id(items[start]) == string(after) {
@@ -118,7 +118,7 @@ func rotateToken(c *call, w http.ResponseWriter, r *http.Request) error {
 	if body.Grace != "" {
 		var err error
 		if grace, err = c.node.ParseDuration(body.Grace); err != nil {
-			return &lifecycle.Error{Kind: lifecycle.KindInvalid, Code: "grace_invalid", Msg: "grace is not a duration such as 10m or 1d"}
+			return &lifecycle.Error{Class: lifecycle.KindInvalid, Code: reason.GraceInvalid, Detail: "grace is not a duration such as 10m or 1d"}
 		}
 	}
 	secret, tok, err := c.node.Manage.Rotate(r.Context(), c.actor, r.PathValue("id"), grace)
@@ -134,7 +134,7 @@ func hygieneReport(c *call, w http.ResponseWriter, r *http.Request) error {
 	if v := r.URL.Query().Get("unused_days"); v != "" {
 		days, err := strconv.Atoi(v)
 		if err != nil || days < 1 || days > 3650 {
-			return &lifecycle.Error{Kind: lifecycle.KindInvalid, Code: "unused_days_invalid", Msg: "unused_days is a whole number of days from 1 to 3650"}
+			return &lifecycle.Error{Class: lifecycle.KindInvalid, Code: reason.UnusedDaysInvalid, Detail: "unused_days is a whole number of days from 1 to 3650"}
 		}
 		unused = time.Duration(days) * 24 * time.Hour
 	}
@@ -152,19 +152,19 @@ func checkDecision(c *call, w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	if body.TokenID == "" || body.Service == "" {
-		return &lifecycle.Error{Kind: lifecycle.KindInvalid, Code: "check_invalid", Msg: "token_id and service are required"}
+		return &lifecycle.Error{Class: lifecycle.KindInvalid, Code: reason.CheckInvalid, Detail: "token_id and service are required"}
 	}
 	// The path is read as the gateway reads a request's: cleaned as
 	// Caddy's matchers clean it, refused where the readings could differ,
 	// so a dry run never answers otherwise than the data plane.
 	u, err := url.ParseRequestURI(cmp.Or(body.Path, "/"))
 	if err != nil || u.RawQuery != "" || u.Fragment != "" {
-		return &lifecycle.Error{Kind: lifecycle.KindInvalid, Code: reason.PathInvalid, Msg: "path must be an absolute path without query"}
+		return &lifecycle.Error{Class: lifecycle.KindInvalid, Code: reason.PathInvalid, Detail: "path must be an absolute path without query"}
 	}
 	rawPath := u.EscapedPath()
 	path, _, ok := c.host.CleanPath(u.Path, rawPath)
 	if !ok {
-		return &lifecycle.Error{Kind: lifecycle.KindInvalid, Code: reason.PathInvalid, Msg: "the gateway refuses this path (400 path_invalid)"}
+		return &lifecycle.Error{Class: lifecycle.KindInvalid, Code: reason.PathInvalid, Detail: "the gateway refuses this path (400 path_invalid)"}
 	}
 	req := policy.Request{Method: cmp.Or(body.Method, http.MethodGet), Host: body.Host, Path: path, RawPath: rawPath, RemoteIP: body.IP}
 	d, input, err := c.node.Manage.CheckInput(r.Context(), c.actor, body.TokenID, req, body.Service)
@@ -229,7 +229,7 @@ func listRequests(c *call, w http.ResponseWriter, r *http.Request) error {
 	q := r.URL.Query()
 	state := cmp.Or(q.Get("state"), q.Get("status"))
 	if state != "" && !slices.Contains(requestStates, state) {
-		return &lifecycle.Error{Kind: lifecycle.KindInvalid, Code: "state_invalid", Msg: "state is one of " + strings.Join(requestStates, ", ")}
+		return &lifecycle.Error{Class: lifecycle.KindInvalid, Code: reason.StateInvalid, Detail: "state is one of " + strings.Join(requestStates, ", ")}
 	}
 	reqs, err := c.node.Manage.ListRequests(r.Context(), c.actor, state)
 	if err != nil {
