@@ -63,6 +63,7 @@ const (
 //		max_ttl <duration>           # default 720h
 //		decision_cache <entries>     # default 100000; 0 disables
 //		census_interval <duration>   # how often the store is counted for the token gauges; default 30s, at least 1s
+//		clock <source>               # a tokengate.clocks module instead of the system clock (tests, simulations)
 //		pepper <secret>              # HMAC key for token hashes, e.g. {env.TOKENGATE_PEPPER}
 //		previous_pepper <secret>     # the pepper being rotated out: its tokens are re-keyed on use
 //		audit_fail_open              # let allowed calls through when their audit line cannot be written
@@ -117,6 +118,10 @@ type App struct {
 	// ExchangeLimit brakes the token exchange, which takes no credential:
 	// attempts per client address and window. Default 30 a minute.
 	ExchangeLimit *AttemptLimit `json:"exchange_limit,omitempty"`
+	// ClockRaw is the time source, a module in the tokengate.clocks
+	// namespace; default the system clock. Tests and simulations plug in
+	// a clock they move instead of sleeping.
+	ClockRaw json.RawMessage `json:"clock,omitempty" caddy:"namespace=tokengate.clocks inline_key=source"`
 
 	rt         *runtime // shared with the other configs on the same store
 	rtKey      string
@@ -167,7 +172,14 @@ type StoreModule interface {
 func (a *App) Provision(ctx caddy.Context) error {
 	a.logger = ctx.Logger()
 	a.audit = audit.New(a.logger.Named("audit"))
-	a.now = func() time.Time { return clock() }
+	a.now = time.Now
+	if a.ClockRaw != nil {
+		mod, err := ctx.LoadModule(a, "ClockRaw")
+		if err != nil {
+			return fmt.Errorf("loading clock: %v", err)
+		}
+		a.now = mod.(Clock).Now
+	}
 	a.storeProbe = new(storeProbe)
 	if a.MaxTTL <= 0 {
 		a.MaxTTL = caddy.Duration(DefaultMaxTTL)
@@ -462,9 +474,11 @@ func (a *App) Cleanup() error {
 	return nil
 }
 
-// clock is the time source of every app. Tests replace it to move time
-// instead of sleeping.
-var clock = time.Now
+// Clock is implemented by the modules in the tokengate.clocks namespace:
+// a time source the app reads instead of the system clock.
+type Clock interface {
+	Now() time.Time
+}
 
 // Interface guards
 var (

@@ -107,8 +107,18 @@ func (c *testClock) Advance(d time.Duration) {
 
 var fakeClock = new(testClock)
 
+// testClockModule is tokengate.clocks.test: the app reads fakeClock, which
+// the tests move. Configs select it with "clock test".
+type testClockModule struct{}
+
+func (testClockModule) CaddyModule() caddy.ModuleInfo {
+	return caddy.ModuleInfo{ID: "tokengate.clocks.test", New: func() caddy.Module { return testClockModule{} }}
+}
+
+func (testClockModule) Now() time.Time { return fakeClock.Now() }
+
 func TestMain(m *testing.M) {
-	clock = fakeClock.Now
+	caddy.RegisterModule(testClockModule{})
 	choosePorts()
 	cleanup := isolateHome()
 	code := m.Run()
@@ -228,6 +238,7 @@ func (e *env) load(o envOptions) {
 	}
 	tokengate {
 		store bolt %[1]s/tokens.db
+		clock test
 		decision_cache %[3]d
 		max_ttl 48h
 		%[4]s

@@ -73,7 +73,7 @@ func (rt *runtime) forget(t *store.Token) {
 		a.gate.Forget(t)
 	}
 	rt.mu.Unlock()
-	metrics.invalidated("local", t, clock())
+	metrics.invalidated("local", t, rt.now())
 }
 
 // forgetByID drops a token another node changed. It needs no store: a
@@ -86,7 +86,7 @@ func (rt *runtime) forgetByID(id string) {
 		a.gate.ForgetID(id)
 	}
 	rt.mu.Unlock()
-	dropped := clock()
+	dropped := rt.now()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 	defer cancel()
 	t, err := rt.store.Get(ctx, id)
@@ -110,6 +110,17 @@ func (rt *runtime) forgetAll() {
 		rt.apps[n-1].logger.Warn("token change notifications may have been missed; dropping all cached tokens and decisions")
 	}
 	metrics.reset()
+}
+
+// now is the clock of the newest app (the apps of one process share one
+// clock), or the system's when none is attached.
+func (rt *runtime) now() time.Time {
+	rt.mu.Lock()
+	defer rt.mu.Unlock()
+	if n := len(rt.apps); n > 0 {
+		return rt.apps[n-1].now()
+	}
+	return time.Now()
 }
 
 // Destruct stops the listener and closes the store, once no config uses

@@ -131,8 +131,8 @@ func mac(key []byte, id, ts string, body []byte) string {
 // LegacySignatureHeader is tokengate's own signature header from before
 // Standard Webhooks: "t=<unix seconds>,v1=<hex HMAC-SHA256>".
 //
-// Deprecated: check webhook-signature with Verify; the gateway sends this
-// header for one more release, for receivers written before it.
+// The gateway sends it for one more release, for receivers written before
+// webhook-signature; new receivers check that one with Verify.
 const LegacySignatureHeader = "Tokengate-Signature"
 
 // Errors of VerifyLegacy.
@@ -154,7 +154,8 @@ var (
 //
 // In a shell: printf '%s.%s' "$t" "$body" | openssl dgst -sha256 -hmac "$secret".
 //
-// Deprecated: use Verify, which checks the Standard Webhooks headers.
+// It is for receivers written before Standard Webhooks, until they move
+// to Verify: the header goes away in a later release.
 func VerifyLegacy(secret []byte, header string, body []byte, now time.Time, tolerance time.Duration) error {
 	var ts string
 	var sigs []string

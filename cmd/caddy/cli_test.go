@@ -127,7 +127,7 @@ func TestIssuedTokenSurvivesKill9(t *testing.T) {
 	}
 
 	p.Kill() // acknowledged above, so it must be on disk now
-	p = caddyproc.Start(t, dir, p.Admin, cfg)
+	caddyproc.Start(t, dir, p.Admin, cfg)
 	if status, body := get(t, fmt.Sprintf("http://127.0.0.1:%d/api/x", port), secret); status != 200 || body != "hello alice" {
 		t.Fatalf("after kill -9 and restart: %d %s", status, body)
 	}

@@ -153,9 +153,6 @@ type settings struct {
 // WithClock makes the verifier read time from now (expiry, nbf, iat).
 func WithClock(now func() time.Time) Option { return func(s *settings) { s.now = now } }
 
-// WithHTTPClient sets the client used for discovery and keys.
-func WithHTTPClient(c *http.Client) Option { return func(s *settings) { s.client = c } }
-
 // Verifier verifies the tokens of one issuer.
 //
 // It does not need the issuer at construction: discovery happens on

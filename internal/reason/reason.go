@@ -202,12 +202,6 @@ var declared, all = func() (map[string]Code, []Code) {
 // All returns every declared code once: the metrics' label values.
 func All() []Code { return all }
 
-// Declared returns the declared code of that name, from any list.
-func Declared(name string) (Code, bool) {
-	c, ok := declared[name]
-	return c, ok
-}
-
 // DeclaredClass is the class of a declared code; an undeclared one is
 // Forbidden, as a policy's own codes are.
 func DeclaredClass(name string) Class { return declared[name].Class }

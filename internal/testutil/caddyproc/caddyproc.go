@@ -297,18 +297,6 @@ func (p *Process) Exited() bool {
 // Output returns everything the process printed so far.
 func (p *Process) Output() string { return p.output.String() }
 
-// WaitForOutput waits until the process has printed substr.
-func (p *Process) WaitForOutput(t testing.TB, substr string, timeout time.Duration) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !strings.Contains(p.Output(), substr) {
-		if time.Now().After(deadline) {
-			t.Fatalf("caddy never printed %q:\n%s", substr, p.Output())
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
 type lockedBuffer struct {
 	mu  sync.Mutex
 	buf bytes.Buffer
