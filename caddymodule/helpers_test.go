@@ -629,7 +629,10 @@ func (e *env) approvedToken(spec map[string]any) (string, string) {
 // on new connections. The servers of the config it replaced stop
 // meanwhile: a connection one of them accepted, or a keep-alive one of
 // http.DefaultClient (which the tests' requests go through), ends in EOF.
-func settleServers() {
+func settleServers(sites ...string) {
+	if len(sites) == 0 {
+		sites = []string{gateURL, mgmtURL}
+	}
 	http.DefaultClient.CloseIdleConnections()
 	fresh := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}, Timeout: time.Second}
 	answers := func(u string) bool {
@@ -639,9 +642,14 @@ func settleServers() {
 		}
 		return err == nil
 	}
-	// Three rounds in a row in which both sites answer.
+	// Three rounds in a row in which every site answers (by default the
+	// gateway and the management API).
 	for streak, deadline := 0, time.Now().Add(3*time.Second); streak < 3 && time.Now().Before(deadline); {
-		if answers(gateURL) && answers(mgmtURL) {
+		all := true
+		for _, site := range sites {
+			all = all && answers(site)
+		}
+		if all {
 			streak++
 		} else {
 			streak = 0

@@ -62,8 +62,9 @@ func loadConfig(t *testing.T, cfg string) (int, string) {
 	body, _ := io.ReadAll(resp.Body)
 	// The load replaced the servers: connections kept alive to the old
 	// ones are closing, and a call sent on one would read EOF; the new
-	// ones answer once settleServers returns.
-	settleServers()
+	// ones answer once settleServers returns. (The configs loaded here
+	// serve the gateway's site only.)
+	settleServers(gateURL)
 	return resp.StatusCode, string(body)
 }
 
