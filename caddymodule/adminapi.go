@@ -2,13 +2,11 @@ package caddymodule
 
 import (
 	"net/http"
-	"time"
 
 	"github.com/caddyserver/caddy/v2"
 
-	"github.com/tokengate/caddy-tokengate/api"
-	"github.com/tokengate/caddy-tokengate/internal/lifecycle"
 	"github.com/tokengate/caddy-tokengate/internal/manage"
+	"github.com/tokengate/caddy-tokengate/internal/mgmtapi"
 )
 
 func init() {
@@ -19,21 +17,10 @@ func init() {
 // endpoint: whoever can reach that endpoint operates this node.
 const LocalOperator = manage.LocalOperator
 
-// adminAPI serves the local operator's routes on Caddy's admin endpoint,
-// under /tokengate/. Whoever reaches that endpoint is the principal
-// "local-operator", whose powers admin.rego bounds (by default: issue and
-// rotate read-only tokens of at most an hour, revoke anything, read).
-//
-//	POST /tokengate/bootstrap            first two management tokens
-//	POST /tokengate/tokens               issue (body: api.TokenSpec)
-//	GET  /tokengate/tokens               list (?owner= &service= &state=)
-//	GET  /tokengate/tokens/{id}          show
-//	POST /tokengate/tokens/{id}/revoke   body {"reason"}
-//	POST /tokengate/tokens/{id}/rotate   body {"grace"}
-//	GET  /tokengate/report               hygiene report (?unused_days=)
-//	POST /tokengate/check                dry-run a gateway decision
+// adminAPI serves the local operator's routes (internal/mgmtapi's
+// local.go) on Caddy's admin endpoint, under /tokengate/.
 type adminAPI struct {
-	mux *http.ServeMux
+	api *mgmtapi.Server
 }
 
 // CaddyModule returns the Caddy module information.
@@ -44,28 +31,22 @@ func (adminAPI) CaddyModule() caddy.ModuleInfo {
 	}
 }
 
-// localOperator is the principal of every admin endpoint call.
-var localOperator = manage.Principal{Name: LocalOperator, Local: true}
-
 // Provision builds the routes. The app is looked up per call: the admin
 // endpoint is provisioned before the apps of a new config exist.
 func (a *adminAPI) Provision(ctx caddy.Context) error {
-	rt := routes{logger: ctx.Logger(a), resolve: func(w http.ResponseWriter, r *http.Request) (caller, bool) {
-		app := currentApp()
-		if app == nil {
-			writeProblem(w, http.StatusServiceUnavailable, "tokengate_not_running", "the running config has no tokengate app")
-			return caller{}, false
-		}
-		return caller{app: app, principal: localOperator}, true
-	}}
-	a.mux = http.NewServeMux()
-	rt.handle(a.mux, "POST /tokengate/tokens", issueToken)
-	rt.handle(a.mux, "POST /tokengate/bootstrap", bootstrap)
-	rt.handle(a.mux, "GET /tokengate/backup", backupStore)
-	rt.handle(a.mux, "POST /tokengate/break-glass", startBreakGlass)
-	rt.handle(a.mux, "POST /tokengate/break-glass/{id}/confirm", confirmBreakGlass)
-	rt.handle(a.mux, "POST /tokengate/leaks", reportLeaks)
-	rt.tokenRoutes(a.mux, "/tokengate")
+	a.api = mgmtapi.New(mgmtapi.Options{
+		Node: func() *mgmtapi.Node {
+			if app := currentApp(); app != nil {
+				return app.node
+			}
+			return nil
+		},
+		Auth:   mgmtapi.LocalOperator{},
+		Host:   caddyHost{},
+		Prefix: "/tokengate",
+		Local:  true,
+		Logger: ctx.Logger(a),
+	})
 	return nil
 }
 
@@ -74,57 +55,9 @@ func (a *adminAPI) Routes() []caddy.AdminRoute {
 	return []caddy.AdminRoute{{
 		Pattern: "/tokengate/",
 		Handler: caddy.AdminHandlerFunc(func(w http.ResponseWriter, r *http.Request) error {
-			a.mux.ServeHTTP(w, r)
-			return nil
+			return a.api.ServeHTTP(w, r)
 		}),
 	}}
-}
-
-func issueToken(c caller, w http.ResponseWriter, r *http.Request) error {
-	var spec api.TokenSpec
-	if err := decodeBody(r, &spec); err != nil {
-		return err
-	}
-	secret, tok, err := c.app.manage.Issue(r.Context(), c.principal, lifecycle.Spec(spec))
-	if err != nil {
-		return err
-	}
-	writeJSON(w, http.StatusCreated, api.IssuedToken{Secret: secret, Token: viewOf(tok, c.app.now())})
-	return nil
-}
-
-func bootstrap(c caller, w http.ResponseWriter, r *http.Request) error {
-	var body api.BootstrapRequest
-	if err := decodeBody(r, &body); err != nil {
-		return err
-	}
-	ttl, err := bootstrapTTL(c, body.TTL)
-	if err != nil {
-		return err
-	}
-	secrets, toks, err := c.app.manage.Bootstrap(r.Context(), c.principal, body.Requester, body.Approver, ttl)
-	if err != nil {
-		return err
-	}
-	var out api.BootstrapResult
-	for _, t := range toks {
-		out.Tokens = append(out.Tokens, api.IssuedToken{Secret: secrets[t.ID], Token: viewOf(t, c.app.now())})
-	}
-	writeJSON(w, http.StatusCreated, out)
-	return nil
-}
-
-// bootstrapTTL is the lifetime asked for bootstrap tokens: max_ttl when
-// none is given.
-func bootstrapTTL(c caller, asked string) (time.Duration, error) {
-	if asked == "" {
-		return time.Duration(c.app.MaxTTL), nil
-	}
-	d, err := caddy.ParseDuration(asked)
-	if err != nil || d <= 0 {
-		return 0, &lifecycle.Error{Kind: lifecycle.KindInvalid, Code: "ttl_invalid", Msg: "ttl is not a positive duration such as 24h or 30d"}
-	}
-	return d, nil
 }
 
 // Interface guards

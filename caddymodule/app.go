@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"time"
@@ -18,6 +19,7 @@ import (
 	"github.com/caddyserver/caddy/v2"
 	"go.uber.org/zap"
 
+	"github.com/tokengate/caddy-tokengate/api"
 	"github.com/tokengate/caddy-tokengate/internal/addrlimit"
 	"github.com/tokengate/caddy-tokengate/internal/audit"
 	"github.com/tokengate/caddy-tokengate/internal/gateway"
@@ -25,6 +27,7 @@ import (
 	"github.com/tokengate/caddy-tokengate/internal/leaks"
 	"github.com/tokengate/caddy-tokengate/internal/lifecycle"
 	"github.com/tokengate/caddy-tokengate/internal/manage"
+	"github.com/tokengate/caddy-tokengate/internal/mgmtapi"
 	"github.com/tokengate/caddy-tokengate/internal/notify"
 	"github.com/tokengate/caddy-tokengate/internal/policy"
 	"github.com/tokengate/caddy-tokengate/internal/token"
@@ -108,24 +111,28 @@ type App struct {
 	// Console sets up the web console (served with oidc).
 	Console *ConsoleConfig `json:"console,omitempty"`
 
-	rt            *runtime // shared with the other configs on the same store
-	rtKey         string
-	store         store.Backend
-	engine        *policy.Engine
-	bundle        *policy.Bundle // nil unless the policy is an OPA bundle
-	gate          *gateway.Gate
-	lifecycle     *lifecycle.Service
-	manage        *manage.Service
-	audit         *audit.Logger
-	logger        *zap.Logger
-	now           func() time.Time
-	people        *identity.Verifier  // nil without oidc
-	workloads     *identity.Workloads // nil without workloads
-	webhooks      *notify.Dispatcher  // nil without webhooks
-	exchangeBrake *addrlimit.Limiter
-	leaks         *leaks.Intake
-	groupsSeen    *groupsSeen
-	storeProbe    *storeProbe
+	// ClockRaw is the time source, a module in the tokengate.clocks
+	// namespace; default the system clock. Tests and simulations plug in
+	// a clock they move instead of sleeping.
+	ClockRaw json.RawMessage `json:"clock,omitempty" caddy:"namespace=tokengate.clocks inline_key=source"`
+
+	rt         *runtime // shared with the other configs on the same store
+	rtKey      string
+	store      store.Backend
+	engine     *policy.Engine
+	bundle     *policy.Bundle // nil unless the policy is an OPA bundle
+	gate       *gateway.Gate
+	lifecycle  *lifecycle.Service
+	manage     *manage.Service
+	audit      *audit.Logger
+	logger     *zap.Logger
+	now        func() time.Time
+	people     *identity.Verifier  // nil without oidc
+	workloads  *identity.Workloads // nil without workloads
+	webhooks   *notify.Dispatcher  // nil without webhooks
+	storeProbe *storeProbe
+	node       *mgmtapi.Node // what the management API acts on
+	leaks      *leaks.Intake // the intake of secrets found in the wild
 
 	stop    context.CancelFunc
 	running *sync.WaitGroup
@@ -159,12 +166,15 @@ type StoreModule interface {
 func (a *App) Provision(ctx caddy.Context) error {
 	a.logger = ctx.Logger()
 	a.audit = audit.New(a.logger.Named("audit"))
-	a.now = func() time.Time { return clock() }
+	a.now = time.Now
+	if a.ClockRaw != nil {
+		mod, err := ctx.LoadModule(a, "ClockRaw")
+		if err != nil {
+			return fmt.Errorf("loading clock: %v", err)
+		}
+		a.now = mod.(Clock).Now
+	}
 	a.storeProbe = new(storeProbe)
-	a.groupsSeen = new(groupsSeen)
-	limit := cmp.Or(a.ExchangeLimit, &AttemptLimit{})
-	a.exchangeBrake = addrlimit.New(cmp.Or(limit.Attempts, DefaultExchangeAttempts),
-		cmp.Or(time.Duration(limit.Window), DefaultExchangeWindow), a.now)
 	if a.MaxTTL <= 0 {
 		a.MaxTTL = caddy.Duration(DefaultMaxTTL)
 	}
@@ -283,6 +293,7 @@ func (a *App) Provision(ctx caddy.Context) error {
 	if a.leaks, err = a.provisionLeaks(hasher, previousHasher); err != nil {
 		return err
 	}
+	a.node = a.managementNode()
 	a.logger.Info("tokengate ready",
 		zap.String("policy", a.policySource()),
 		zap.String("policy_rev", a.engine.Revision()),
@@ -292,6 +303,30 @@ func (a *App) Provision(ctx caddy.Context) error {
 		zap.Bool("previous_pepper", previousPepper != ""))
 	return nil
 }
+
+// managementNode is what the management API acts on in this app.
+func (a *App) managementNode() *mgmtapi.Node {
+	limit := cmp.Or(a.ExchangeLimit, &AttemptLimit{})
+	n := &mgmtapi.Node{
+		Manage: a.manage, Audit: a.audit, Store: a.store, Logger: a.logger, Now: a.now,
+		MaxTTL: time.Duration(a.MaxTTL), ParseDuration: caddy.ParseDuration,
+		AuditFailOpen: a.AuditFailOpen, AuditHold: a.auditHold,
+		BreakGlass:    &a.rt.breakGlass,
+		BreakGlassDir: breakGlassDir(),
+		People:        a.people, Workloads: a.workloads,
+		ExchangeBrake: addrlimit.New(cmp.Or(limit.Attempts, DefaultExchangeAttempts),
+			cmp.Or(time.Duration(limit.Window), DefaultExchangeWindow), a.now),
+		Leaks: a.leaks,
+	}
+	if a.OIDC != nil {
+		n.SignIn = &api.SignInConfig{Issuer: a.OIDC.Issuer, ClientID: a.OIDC.Audience}
+	}
+	return n
+}
+
+// breakGlassDir is where the break-glass confirmation codes are written:
+// Caddy's data folder, readable by the Caddy service's user only.
+func breakGlassDir() string { return filepath.Join(caddy.AppDataDir(), "tokengate", "break-glass") }
 
 func (a *App) policySource() string {
 	if a.bundle != nil {
@@ -427,8 +462,8 @@ func (a *App) Stop() error {
 
 // Cleanup releases the caches and this config's hold on the runtime.
 func (a *App) Cleanup() error {
-	if a.exchangeBrake != nil {
-		a.writeBrakeSummaries(a.exchangeBrake.Flush())
+	if a.node != nil {
+		a.node.FlushBrake()
 	}
 	if a.rt != nil {
 		a.rt.detach(a)
@@ -443,9 +478,11 @@ func (a *App) Cleanup() error {
 	return nil
 }
 
-// clock is the time source of every app. Tests replace it to move time
-// instead of sleeping.
-var clock = time.Now
+// Clock is implemented by the modules in the tokengate.clocks namespace:
+// a time source the app reads instead of the system clock.
+type Clock interface {
+	Now() time.Time
+}
 
 // Interface guards
 var (

@@ -71,6 +71,12 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return d.Errf("decision_cache %q is not a number of entries (0 disables)", v)
 			}
 			a.DecisionCache = &n
+		case "clock":
+			var source string
+			if !d.AllArgs(&source) {
+				return d.ArgErr()
+			}
+			a.ClockRaw = caddyconfig.JSONModuleObject(struct{}{}, "source", source, nil)
 		case "census_interval":
 			dur, err := durationArg(d, minCensusInterval)
 			if err != nil {

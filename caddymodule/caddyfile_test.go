@@ -60,6 +60,8 @@ func TestGlobalOptionCaddyfile(t *testing.T) {
 		{input: "tokengate {\n pepper {file./run/tg/pepper}\n previous_pepper {file./run/tg/previous-pepper}\n}",
 			want: `{"pepper":"{file./run/tg/pepper}","previous_pepper":"{file./run/tg/previous-pepper}"}`},
 		{input: "tokengate {\n previous_pepper\n}", wantErr: "wrong argument count"},
+		{input: "tokengate {\n clock test\n}", want: `{"clock":{"source":"test"}}`},
+		{input: "tokengate {\n clock\n}", wantErr: "wrong argument count"},
 		{input: "tokengate {\n store bolt\n}", want: `{"store":{"backend":"bolt"}}`},
 		{input: "tokengate {\n store redis x\n}", wantErr: `unknown store "redis"`},
 		{input: "tokengate {\n store postgres\n}", wantErr: "wrong argument count"},

@@ -11,7 +11,9 @@ import (
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 
 	"github.com/tokengate/caddy-tokengate/internal/console"
+	"github.com/tokengate/caddy-tokengate/internal/mgmtapi"
 	"github.com/tokengate/caddy-tokengate/internal/notify"
+	"github.com/tokengate/caddy-tokengate/internal/reason"
 )
 
 // ConsoleConfig sets up the web console, which tokengate_admin serves at
@@ -119,7 +121,7 @@ func consolePath(r *http.Request) bool {
 // serveConsole serves the console, or 404 when the app has none.
 func (h *AdminHandler) serveConsole(w http.ResponseWriter, r *http.Request) {
 	if h.console == nil {
-		writeProblem(w, http.StatusNotFound, "console_unavailable", "the web console needs an oidc issuer in the tokengate app")
+		mgmtapi.WriteProblem(w, http.StatusNotFound, reason.ConsoleUnavailable, "the web console needs an oidc issuer in the tokengate app")
 		return
 	}
 	if r.URL.Path == "/console" {

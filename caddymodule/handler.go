@@ -1,7 +1,6 @@
 package caddymodule
 
 import (
-	"errors"
 	"fmt"
 	"net/http"
 	"slices"
@@ -14,8 +13,6 @@ import (
 
 	"github.com/tokengate/caddy-tokengate/internal/audit"
 	"github.com/tokengate/caddy-tokengate/internal/gateway"
-	"github.com/tokengate/caddy-tokengate/internal/lifecycle"
-	"github.com/tokengate/caddy-tokengate/internal/manage"
 	"github.com/tokengate/caddy-tokengate/internal/policy"
 	"github.com/tokengate/caddy-tokengate/internal/reason"
 )
@@ -76,9 +73,6 @@ type Handler struct {
 
 	app    *App
 	logger *zap.Logger
-	// problems makes refusals RFC 9457 problem details, as everything the
-	// management API answers; the management API's own Handler sets it.
-	problems bool
 }
 
 // CaddyModule returns the Caddy module information.
@@ -148,21 +142,14 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 			Headers:  h.policyHeaders(r),
 		},
 	}
-	call.Secret, call.Problem = h.extract(r)
+	call.Secret, call.Problem = extractCredential(r, h.Header)
 	var res gateway.Result
 	if pathOK {
 		res = h.app.gate.Authorize(r.Context(), &call)
 	} else {
 		res = gateway.Result{Outcome: gateway.Deny, Reasons: []string{reason.PathInvalid}, Cache: gateway.CacheNone}
 	}
-	// A management call the gateway allows may still be refused by the
-	// management API (its admin policy): it is counted once that answer
-	// is known, below, as the call line records it. Others now, before
-	// the answer is sent.
-	management := h.Service == manage.ManagementService && res.Outcome == gateway.Allow
-	if !management {
-		metrics.decision(h.Service, res.Outcome, res.Reasons, res.Cache)
-	}
+	metrics.decision(h.Service, res.Outcome, res.Reasons, res.Cache)
 
 	line := audit.Call{
 		Decision:   res.Outcome,
@@ -195,7 +182,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 			h.logger.Error("tokengate failed closed", zap.String("request_id", line.RequestID), zap.Error(res.Err))
 		}
 		var err error
-		line.Status, err = refuse(w, r, res, line.RequestID, h.problems)
+		line.Status, err = refuse(w, r, res, line.RequestID, false)
 		return err
 	}
 
@@ -223,17 +210,12 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	repl.Set("tokengate.token_id", res.Handoff.TokenID)
 	repl.Set("tokengate.scopes", res.Handoff.ScopesValue)
 	repl.Set("tokengate.decision_id", res.Handoff.DecisionID)
-	caddyhttp.SetVar(r.Context(), tokenVar, res.Token)
 	setRateLimitFields(w.Header(), res)
 
 	if !h.app.audit.Enabled() {
 		// No line will be written, so its status is not needed: the
 		// answer goes straight to the client, with no recorder.
-		err := next.ServeHTTP(w, r)
-		if management {
-			h.countManagement(r, &line)
-		}
-		return err
+		return next.ServeHTTP(w, r)
 	}
 	// The request id is made now, not when the line is written after the
 	// upstream answered: making it writes the request's variables, which
@@ -248,35 +230,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	} else if err != nil {
 		line.Status = http.StatusInternalServerError
 	}
-	if management {
-		h.countManagement(r, &line)
-	}
 	return err
-}
-
-// countManagement counts an allowed management call once the management
-// API has answered it. When the API refused the action (its admin policy
-// or the token's lifecycle), the call line says deny with the
-// management reason, as the action line does, so that "all denies" finds
-// it, and the metrics count it so.
-func (h *Handler) countManagement(r *http.Request, line *audit.Call) {
-	if m, ok := caddyhttp.GetVar(r.Context(), managementVar).(managementOutcome); ok {
-		line.Decision, line.Reasons = m.decision, m.reasons
-	}
-	metrics.decision(h.Service, line.Decision, line.Reasons, line.Cache)
-}
-
-// requestTrace names r for the action lines its management call writes:
-// Caddy's request UUID, the call line's request_id, and the ids Caddy's
-// tracing handler put in the request variables when tracing is on. A call
-// to Caddy's admin endpoint has none of them.
-func requestTrace(r *http.Request) audit.Trace {
-	var t audit.Trace
-	if repl, ok := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer); ok {
-		t.RequestID = requestID(repl)
-	}
-	t.TraceID, t.SpanID = traceIDs(r)
-	return t
 }
 
 // traceIDs returns the trace and span ids Caddy's tracing handler put in
@@ -288,37 +242,6 @@ func traceIDs(r *http.Request) (traceID, spanID string) {
 	return traceID, spanID
 }
 
-// managementVar is the request variable through which the management API
-// tells the gateway handler in front of it that it refused an action.
-const managementVar = "tokengate.management_outcome"
-
-type managementOutcome struct {
-	decision string
-	reasons  []string
-}
-
-// noteRefusal records, for the call line, that the management API refused
-// err: deny with its reason code, or error for a technical failure.
-func noteRefusal(r *http.Request, err error, technical bool) {
-	m := managementOutcome{decision: gateway.Deny}
-	var le *lifecycle.Error
-	var re *requestRefusal
-	var pe *manage.PolicyError
-	switch {
-	case errors.As(err, &le):
-		m.reasons = le.AllReasons()
-	case errors.As(err, &re):
-		m.reasons = []string{re.code}
-	case errors.As(err, &pe):
-		m.decision, m.reasons = gateway.Error, []string{reason.PolicyUnavailable}
-	case technical:
-		m.decision, m.reasons = gateway.Error, []string{reason.StoreUnavailable}
-	default:
-		return
-	}
-	caddyhttp.SetVar(r.Context(), managementVar, m)
-}
-
 // requestID is Caddy's id of the request, {http.request.uuid}. Caddy makes
 // it on first use (a random UUID, also added to the access log line), so
 // the handler asks for it only when an answer or an audit line carries it.
@@ -327,10 +250,11 @@ func requestID(repl *caddy.Replacer) string {
 	return id
 }
 
-// extract returns the presented token, or the reason there is none. It
-// only checks the envelope; the token's own format is checked by the gate.
-func (h *Handler) extract(r *http.Request) (secret, problem string) {
-	values := r.Header.Values(h.Header)
+// extractCredential returns the token presented in header, or the reason
+// there is none. It only checks the envelope; the token's own format is
+// checked by the gate.
+func extractCredential(r *http.Request, header string) (secret, problem string) {
+	values := r.Header.Values(header)
 	switch {
 	case len(values) == 0:
 		return "", reason.TokenMissing
@@ -342,7 +266,7 @@ func (h *Handler) extract(r *http.Request) (secret, problem string) {
 	if len(v) > maxCredentialLen+len("Bearer ") {
 		return "", reason.TokenMalformed
 	}
-	if h.Header != "Authorization" {
+	if header != "Authorization" {
 		if v == "" {
 			return "", reason.TokenMalformed
 		}

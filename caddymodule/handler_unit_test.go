@@ -87,6 +87,8 @@ func (f *handlerFixture) issue(t *testing.T, spec lifecycle.Spec) string {
 
 // serve runs one call and returns the answer, whether next ran, the error
 // ServeHTTP returned and the call's audit line.
+//
+//lint:ignore ST1008 the audit line comes last: it is read after the error
 func (f *handlerFixture) serve(t *testing.T, r *http.Request) (*httptest.ResponseRecorder, bool, error, map[string]any) {
 	t.Helper()
 	f.audit.TakeAll()

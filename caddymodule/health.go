@@ -59,7 +59,7 @@ func (h *AdminHandler) serveProbe(w http.ResponseWriter, r *http.Request) bool {
 	case livenessPath:
 		writeHealth(w, http.StatusOK, healthBody{Status: "live"})
 	case readinessPath:
-		if notReady := h.auth.app.notReady(r.Context()); len(notReady) > 0 {
+		if notReady := h.app.notReady(r.Context()); len(notReady) > 0 {
 			writeHealth(w, http.StatusServiceUnavailable, healthBody{Status: "not_ready", NotReady: notReady})
 		} else {
 			writeHealth(w, http.StatusOK, healthBody{Status: "ready"})

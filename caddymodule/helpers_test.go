@@ -107,8 +107,18 @@ func (c *testClock) Advance(d time.Duration) {
 
 var fakeClock = new(testClock)
 
+// testClockModule is tokengate.clocks.test: the app reads fakeClock, which
+// the tests move. Configs select it with "clock test".
+type testClockModule struct{}
+
+func (testClockModule) CaddyModule() caddy.ModuleInfo {
+	return caddy.ModuleInfo{ID: "tokengate.clocks.test", New: func() caddy.Module { return testClockModule{} }}
+}
+
+func (testClockModule) Now() time.Time { return fakeClock.Now() }
+
 func TestMain(m *testing.M) {
-	clock = fakeClock.Now
+	caddy.RegisterModule(testClockModule{})
 	choosePorts()
 	cleanup := isolateHome()
 	code := m.Run()
@@ -228,6 +238,7 @@ func (e *env) load(o envOptions) {
 	}
 	tokengate {
 		store bolt %[1]s/tokens.db
+		clock test
 		decision_cache %[3]d
 		max_ttl 48h
 		%[4]s
@@ -618,7 +629,10 @@ func (e *env) approvedToken(spec map[string]any) (string, string) {
 // on new connections. The servers of the config it replaced stop
 // meanwhile: a connection one of them accepted, or a keep-alive one of
 // http.DefaultClient (which the tests' requests go through), ends in EOF.
-func settleServers() {
+func settleServers(sites ...string) {
+	if len(sites) == 0 {
+		sites = []string{gateURL, mgmtURL}
+	}
 	http.DefaultClient.CloseIdleConnections()
 	fresh := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}, Timeout: time.Second}
 	answers := func(u string) bool {
@@ -628,9 +642,14 @@ func settleServers() {
 		}
 		return err == nil
 	}
-	// Three rounds in a row in which both sites answer.
+	// Three rounds in a row in which every site answers (by default the
+	// gateway and the management API).
 	for streak, deadline := 0, time.Now().Add(3*time.Second); streak < 3 && time.Now().Before(deadline); {
-		if answers(gateURL) && answers(mgmtURL) {
+		all := true
+		for _, site := range sites {
+			all = all && answers(site)
+		}
+		if all {
 			streak++
 		} else {
 			streak = 0

@@ -75,7 +75,7 @@ func TestPersonSignsInToTheManagementAPI(t *testing.T) {
 	alice := op.SignIn(t, oidcop.CLIClientID, "alice")
 	const (
 		personAllowed = `tokengate_service_decisions_total{result="allow",service="tokengate-admin"}`
-		personRefused = `tokengate_decisions_total{reason="other",result="deny"}`
+		personRefused = `tokengate_decisions_total{reason="id_token_malformed",result="deny"}`
 	)
 	before := scrape(t)
 	if r := call(t, "GET", tokens, bearer(alice)...); r.status != http.StatusOK {

@@ -140,32 +140,3 @@ func (l ledger) Find(ctx context.Context, secret string) (*store.Token, error) {
 func (l ledger) Expose(ctx context.Context, actor, id string, e lifecycle.Exposure) (*store.Token, error) {
 	return l.manage.Expose(ctx, actor, id, e)
 }
-
-// Paths of the intake on the management API.
-const (
-	leaksPath       = "/v1/leaks"
-	leaksGitHubPath = "/v1/leaks/github"
-)
-
-// serveSignedLeaks serves what carries its own signature instead of a
-// credential: GitHub's partner alerts and its webhook. It reports whether
-// r was one of them.
-func (h *AdminHandler) serveSignedLeaks(w http.ResponseWriter, r *http.Request) bool {
-	switch {
-	case r.URL.Path == leaksGitHubPath:
-		h.auth.app.leaks.ServeGitHub(w, r)
-	case r.URL.Path == leaksPath && leaks.IsWebhook(r):
-		h.auth.app.leaks.ServeWebhook(w, r)
-	default:
-		return false
-	}
-	return true
-}
-
-// reportLeaks is the route POST /v1/leaks for a caller with a credential.
-func reportLeaks(c caller, w http.ResponseWriter, r *http.Request) error {
-	c.app.leaks.ServeReport(w, r, c.principal.Name, func(ctx context.Context, dryRun bool) error {
-		return c.app.manage.ReportLeak(ctx, c.principal, dryRun)
-	})
-	return nil
-}

@@ -28,8 +28,8 @@ import (
 // metrics_control.go (audit, policy reloads, bundle downloads, webhooks,
 // identity providers, store, change feed).
 //
-// Label values come from fixed sets: reason is one of the known codes or
-// "other" (a custom policy may invent any code), so no token id, path or
+// Label values come from fixed sets: reason is one of the declared codes
+// (internal/reason) or "other" (a custom policy may invent any code), so no token id, path or
 // other request data ever becomes a label. The collectors are built once
 // per process and registered into every config's registry, so counters
 // survive config reloads.
@@ -108,9 +108,10 @@ func newMetrics() *tokengateMetrics {
 		control:  newControlMetrics(),
 	}
 	m.allowed = m.decisions.WithLabelValues(gateway.Allow, "none")
-	// Every built-in code is its own label value: refusals under deny,
+	// Every declared code (the gateway's, the management API's, the
+	// identity checks') is its own label value: refusals under deny,
 	// failures to decide under error.
-	for _, c := range reason.Builtin {
+	for _, c := range reason.All() {
 		if c.Class == reason.Unavailable {
 			m.failed[c.Name] = m.decisions.WithLabelValues(gateway.Error, c.Name)
 		} else {

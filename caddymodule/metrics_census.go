@@ -5,7 +5,6 @@ import (
 	"context"
 	"runtime/debug"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -32,15 +31,12 @@ import (
 // transaction in bolt. A scrape only reads the last values, so scraping
 // often costs the store nothing.
 
-// censusInterval is how often the store is counted when the config does
-// not say (census_interval), in nanoseconds; atomic, as tests change it
-// while earlier configs still run.
-var censusInterval atomic.Int64
+// DefaultCensusInterval is how often the store is counted when the config
+// does not say (census_interval).
+const DefaultCensusInterval = 30 * time.Second
 
 // minCensusInterval keeps a config from counting a large store in a loop.
 const minCensusInterval = time.Second
-
-func init() { censusInterval.Store(int64(30 * time.Second)) }
 
 // censusTimeout bounds one count, so a hung store cannot pile them up.
 const censusTimeout = 20 * time.Second
@@ -168,7 +164,7 @@ func (a *App) censusInterval() time.Duration {
 	if a.CensusInterval > 0 {
 		return time.Duration(a.CensusInterval)
 	}
-	return time.Duration(censusInterval.Load())
+	return DefaultCensusInterval
 }
 
 // runCensus counts b at once and then every interval until ctx is done.

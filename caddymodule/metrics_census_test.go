@@ -23,10 +23,7 @@ import (
 // requests waiting), decisions are counted by service, and promtool finds
 // nothing wrong with them.
 func TestCensusGauges(t *testing.T) {
-	old := censusInterval.Load()
-	censusInterval.Store(int64(20 * time.Millisecond))
-	t.Cleanup(func() { censusInterval.Store(old) })
-	e := newEnv(t, envOptions{})
+	e := newEnv(t, envOptions{appOptions: "census_interval 1s"})
 	before := scrape(t)
 
 	e.bootstrap() // two management tokens, active
@@ -230,9 +227,6 @@ func TestVersionIn(t *testing.T) {
 // made an hour, a token issued after start still shows in the gauges
 // within seconds when the config asks for 1s.
 func TestCensusIntervalOption(t *testing.T) {
-	old := censusInterval.Load()
-	censusInterval.Store(int64(time.Hour))
-	t.Cleanup(func() { censusInterval.Store(old) })
 	e := newEnv(t, envOptions{appOptions: "census_interval 1s"})
 	e.bootstrap()
 	e.issue(billingReader(nil))

@@ -214,8 +214,8 @@ func TestDecisionMetricReasons(t *testing.T) {
 	}
 	series := make(chan prometheus.Metric, 100)
 	m.decisions.Collect(series)
-	// allow, one per built-in code, other under deny and under error.
-	if got := len(series); got != 1+len(reason.Builtin)+2 {
+	// allow, one per declared code, other under deny and under error.
+	if got := len(series); got != 1+len(reason.All())+2 {
 		t.Errorf("%d decision series, want only the pre-created ones", got)
 	}
 	if hit, miss := counterValue(t, m.cacheHit), counterValue(t, m.cacheMiss); hit != 2 || miss != 1 {
@@ -244,7 +244,7 @@ func TestManagementRefusalIsCountedAsDeny(t *testing.T) {
 		"services": []string{"tokengate-admin"}, "ttl": "1h"})
 	const (
 		allowed   = `tokengate_decisions_total{reason="none",result="allow"}`
-		refused   = `tokengate_decisions_total{reason="other",result="deny"}`
+		refused   = `tokengate_decisions_total{reason="self_approval",result="deny"}`
 		svcAllow  = `tokengate_service_decisions_total{result="allow",service="tokengate-admin"}`
 		svcDenied = `tokengate_service_decisions_total{result="deny",service="tokengate-admin"}`
 	)

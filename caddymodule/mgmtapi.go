@@ -9,8 +9,8 @@ import (
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 
-	"github.com/tokengate/caddy-tokengate/internal/manage"
-	"github.com/tokengate/caddy-tokengate/store"
+	"github.com/tokengate/caddy-tokengate/internal/audit"
+	"github.com/tokengate/caddy-tokengate/internal/mgmtapi"
 )
 
 func init() {
@@ -18,11 +18,6 @@ func init() {
 	httpcaddyfile.RegisterHandlerDirective("tokengate_admin", parseAdminHandler)
 	httpcaddyfile.RegisterDirectiveOrder("tokengate_admin", httpcaddyfile.Before, "respond")
 }
-
-// tokenVar is the request variable through which the tokengate handler
-// hands the authenticated token to what follows it. Clients cannot set
-// request variables.
-const tokenVar = "tokengate.token"
 
 // AdminHandler is the management API, `http.handlers.tokengate_admin`. It
 // is a terminal handler serving /v1/ with JSON:
@@ -37,19 +32,22 @@ const tokenVar = "tokengate.token"
 //	POST /v1/tokens/{id}/rotate, POST /v1/tokens/{id}/revoke
 //	GET  /v1/report[?unused_days=]
 //	POST /v1/check                      dry-run a gateway decision
-//	POST /v1/token                      token exchange for workloads (RFC 8693, exchange.go)
-//	POST /v1/leaks                      secrets found in the wild, revoked (leaks.go; action report_leak)
+//	POST /v1/token                      token exchange for workloads (RFC 8693, no management credential)
+//	GET  /v1/auth/oidc                  how people sign in: issuer, client id, scopes (no credential)
+//	GET  /v1/openapi.json               the API's description (no credential; openapidoc.go)
+//	POST /v1/leaks                      secrets found in the wild, revoked (internal/mgmtapi/leaks.go; action report_leak)
 //	POST /v1/leaks/github               GitHub's secret scanning partner alerts (signed; no credential)
-//	GET  /v1/auth/oidc                  how people sign in: issuer, client id, scopes (no credential; signin.go)
+//	/console/                           the web console (console.go, internal/console)
 //	GET  /healthz, GET /readyz          liveness and readiness probes (no credential; health.go)
 //
 // Callers authenticate with management tokens: tokens bound to service
 // tokengate-admin, checked on the gateway's own request path (format,
 // expiry, revocation, CIDRs), with one gateway audit line per call. When
 // the app has an oidc issuer, people also authenticate with their ID
-// tokens as `Authorization: Bearer` (mgmtauth.go). What each caller may do
-// is decided by policies/admin.rego. Every refusal, a bad credential's 401
-// included, is RFC 9457 problem details with a reason code.
+// tokens as `Authorization: Bearer`. What each caller may do is decided
+// by policies/admin.rego. Every refusal, a bad credential's 401 included,
+// is RFC 9457 problem details with a reason code. The routes live in
+// internal/mgmtapi; this is the adapter that serves them in Caddy.
 //
 // Caddyfile:
 //
@@ -60,8 +58,8 @@ type AdminHandler struct {
 	// Header carrying the management token. Default Authorization.
 	Header string `json:"header,omitempty"`
 
-	auth    Handler
-	mux     *http.ServeMux
+	app     *App
+	api     *mgmtapi.Server
 	openAPI *openAPIDocument
 	console *console.Console // nil without oidc
 }
@@ -74,63 +72,44 @@ func (AdminHandler) CaddyModule() caddy.ModuleInfo {
 	}
 }
 
-// Provision sets up authentication and the routes.
+// Provision finds the app and builds the routes behind one authenticator:
+// a person's ID token or a management token, by the credential's kind.
 func (h *AdminHandler) Provision(ctx caddy.Context) error {
-	h.auth = Handler{Service: manage.ManagementService, Header: h.Header, problems: true}
-	if err := h.auth.Provision(ctx); err != nil {
+	if h.Header == "" {
+		h.Header = "Authorization"
+	}
+	h.Header = http.CanonicalHeaderKey(h.Header)
+	app, err := ctx.App("tokengate")
+	if err != nil {
 		return err
 	}
-	rt := routes{logger: ctx.Logger(), resolve: h.caller}
-	h.mux = http.NewServeMux()
-	rt.requestRoutes(h.mux, "/v1")
-	rt.handle(h.mux, "POST "+leaksPath, reportLeaks)
-	rt.tokenRoutes(h.mux, "/v1")
-	h.mux.HandleFunc("/", unknownRoute(h.mux, "/"))
-	var err error
-	if h.openAPI, err = newOpenAPIDocument(); err != nil {
+	h.app = app.(*App)
+	logger := ctx.Logger()
+	h.api = mgmtapi.New(mgmtapi.Options{
+		Node: func() *mgmtapi.Node { return h.app.node },
+		Auth: mgmtapi.ByCredential{
+			Header: h.Header,
+			Person: mgmtapi.Person{},
+			Token:  &managementToken{app: h.app, header: h.Header, logger: logger},
+		},
+		Host:    caddyHost{},
+		Prefix:  "/v1",
+		Observe: func(line *audit.Call) { metrics.decision(line.Service, line.Decision, line.Reasons, line.Cache) },
+		Logger:  logger,
+	})
+	h.openAPI, err = newOpenAPIDocument()
+	if err != nil {
 		return err
 	}
-	h.console, err = h.auth.app.newConsole()
+	h.console, err = h.app.newConsole()
 	return err
 }
 
-// caller turns the token the tokengate handler authenticated into the
-// principal: whoever holds it (held_by, the verified principal that
-// claimed or received its secret), compared across all of that person's
-// tokens. Never its owner, which is only a name typed into a request.
-func (h *AdminHandler) caller(w http.ResponseWriter, r *http.Request) (caller, bool) {
-	if p, ok := caddyhttp.GetVar(r.Context(), personVar).(*manage.Principal); ok {
-		return caller{app: h.auth.app, principal: *p}, true
-	}
-	tok, ok := caddyhttp.GetVar(r.Context(), tokenVar).(*store.Token)
-	if !ok {
-		// Unreachable: auth only calls the mux after an allow.
-		writeProblem(w, http.StatusUnauthorized, "token_missing", "")
-		return caller{}, false
-	}
-	return caller{app: h.auth.app, principal: managementTokenPrincipal(tok)}, true
-}
-
-// managementTokenPrincipal is who acts with a management token: its
-// holder (manage.HolderOf). For a token stored before holders were
-// recorded that is who created it, or for a bootstrap token its owner, the
-// person bootstrap named; an owner typed into a request never counts.
-func managementTokenPrincipal(tok *store.Token) manage.Principal {
-	// The holder's groups recorded at their claim: the rules about a
-	// person apply whichever of their credentials they call with.
-	return manage.Principal{Name: manage.HolderOf(tok), Kind: manage.ManagementTokenKind, TokenID: tok.ID, Scopes: tok.Scopes, Groups: tok.HolderGroups}
-}
-
-// ServeHTTP authenticates the management token, then serves the API. The
-// API's description is served without a credential: it holds no data, and
-// clients and linters read it before they have a token.
+// ServeHTTP serves the probes and the API's description without a
+// credential (they hold no data, and clients and linters read the
+// description before they have a token), and everything else through the
+// management API.
 func (h *AdminHandler) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.Handler) error {
-	// A workload's token exchange carries its own credential, the subject
-	// token, and answers as OAuth clients expect.
-	if r.URL.Path == exchangePath {
-		h.serveExchange(w, r)
-		return nil
-	}
 	// The console signs people in with its own session cookie and
 	// carries out their actions through the same management service.
 	if consolePath(r) {
@@ -140,25 +119,11 @@ func (h *AdminHandler) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddy
 	if h.serveProbe(w, r) {
 		return nil
 	}
-	if h.serveSignedLeaks(w, r) {
-		return nil
-	}
-	if r.URL.Path == signInPath {
-		h.serveSignInConfig(w, r)
-		return nil
-	}
 	if r.URL.Path == openAPIPath && (r.Method == http.MethodGet || r.Method == http.MethodHead) {
 		h.openAPI.serve(w, r)
 		return nil
 	}
-	if raw, ok := h.personCredential(r); ok {
-		h.servePerson(w, r, raw)
-		return nil
-	}
-	return h.auth.ServeHTTP(w, r, caddyhttp.HandlerFunc(func(w http.ResponseWriter, r *http.Request) error {
-		h.mux.ServeHTTP(w, r)
-		return nil
-	}))
+	return h.api.ServeHTTP(w, r)
 }
 
 // UnmarshalCaddyfile sets up the handler from Caddyfile tokens.

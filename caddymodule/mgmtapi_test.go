@@ -152,10 +152,10 @@ func TestJustInTimeRequestIsIssuedAtOnce(t *testing.T) {
 func TestSeparationOfDutiesViolations(t *testing.T) {
 	e := newEnv(t, envOptions{decisionCache: 1000})
 	e.bootstrap()
-	status, body := e.mgmt(e.requester, "POST", "/v1/requests", writeRequest(nil))
+	_, body := e.mgmt(e.requester, "POST", "/v1/requests", writeRequest(nil))
 	req := decode[RequestOutcome](t, body).Request
 
-	status, body = e.mgmt(e.requester, "POST", "/v1/requests/"+req.ID+"/approve", map[string]string{})
+	status, body := e.mgmt(e.requester, "POST", "/v1/requests/"+req.ID+"/approve", map[string]string{})
 	wantRefusal(t, "requester approving with a request token", status, body, http.StatusForbidden, "scope_missing")
 
 	status, body = e.mgmt(e.requester, "POST", "/v1/requests", map[string]any{
@@ -308,11 +308,11 @@ func TestInventoryReportAndCheck(t *testing.T) {
 	if list := decode[[]TokenView](t, body); status != 200 || len(list) != 1 || list[0].ID != idleID {
 		t.Fatalf("owner filter: %d %s", status, body)
 	}
-	status, body = e.mgmt(e.requester, "GET", "/v1/tokens?service=tokengate-admin", nil)
+	_, body = e.mgmt(e.requester, "GET", "/v1/tokens?service=tokengate-admin", nil)
 	if list := decode[[]TokenView](t, body); len(list) < 2 {
 		t.Fatalf("service filter: %s", body)
 	}
-	status, body = e.mgmt(e.requester, "GET", "/v1/tokens?state=active&service=billing", nil)
+	_, body = e.mgmt(e.requester, "GET", "/v1/tokens?state=active&service=billing", nil)
 	if list := decode[[]TokenView](t, body); len(list) != 3 {
 		t.Fatalf("state filter: %d tokens", len(list))
 	}

@@ -1,11 +1,7 @@
 package caddymodule
 
 import (
-	"errors"
 	"net/http"
-	"strings"
-	"sync/atomic"
-	"time"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
@@ -13,162 +9,87 @@ import (
 
 	"github.com/tokengate/caddy-tokengate/internal/audit"
 	"github.com/tokengate/caddy-tokengate/internal/gateway"
-	"github.com/tokengate/caddy-tokengate/internal/identity"
 	"github.com/tokengate/caddy-tokengate/internal/manage"
-	"github.com/tokengate/caddy-tokengate/internal/reason"
-	"github.com/tokengate/caddy-tokengate/internal/token"
+	"github.com/tokengate/caddy-tokengate/internal/mgmtapi"
+	"github.com/tokengate/caddy-tokengate/internal/policy"
+	"github.com/tokengate/caddy-tokengate/store"
 )
 
-// People on the management API: when the app has an oidc issuer, a bearer
-// credential that is not a tokengate secret is taken for a person's ID
-// token and verified against that issuer. The two kinds never overlap:
-// every tokengate secret starts with token.Prefix, which no JWT does.
-
-// personVar is the request variable through which the ID token check
-// hands the verified person to the routes. Clients cannot set request
-// variables.
-const personVar = "tokengate.person"
-
-// maxIDTokenLen bounds a bearer ID token; real ones are one to a few KiB.
-const maxIDTokenLen = 16 << 10
-
-// lastUnreachableWarn is when the log last said the identity provider is
-// unreachable: while it is down every ID token call fails, and one warning
-// a minute says so without drowning the log.
-var lastUnreachableWarn atomic.Int64
-
-func warnUnreachable() bool {
-	now, last := time.Now().UnixNano(), lastUnreachableWarn.Load()
-	return now-last >= int64(time.Minute) && lastUnreachableWarn.CompareAndSwap(last, now)
+// managementToken authenticates management calls by their management
+// token: a token bound to service tokengate-admin, checked on the
+// gateway's own request path (format, expiry, revocation, CIDRs, the
+// gateway policy, the audit hold), refused as the data plane refuses, in
+// problem details. It is Caddy glue because a refusal may be shaped by
+// the server's error routes, as the data plane's are.
+type managementToken struct {
+	app    *App
+	header string
+	logger *zap.Logger
 }
 
-// idTokenChallenge is the WWW-Authenticate of a refused ID token (RFC 6750).
-const idTokenChallenge = `Bearer realm="tokengate", error="invalid_token"`
-
-// personCredential returns r's bearer credential when it is to be verified
-// as an ID token: the app has an oidc issuer, Authorization carries exactly
-// one Bearer credential, and it is not a tokengate secret. Anything else
-// (no oidc, no credential, two of them, a tg_ secret) takes the management
-// token's path, which refuses what it cannot use.
-func (h *AdminHandler) personCredential(r *http.Request) (string, bool) {
-	if h.auth.app.people == nil || h.auth.Header != "Authorization" {
-		return "", false
+// Authenticate checks the token and returns its holder.
+func (m *managementToken) Authenticate(w http.ResponseWriter, r *http.Request, at *mgmtapi.Attempt) (manage.Principal, bool, error) {
+	line := at.Line
+	call := gateway.Call{
+		Service: manage.ManagementService,
+		Request: policy.Request{Method: r.Method, Host: r.Host, Path: r.URL.Path, RawPath: at.RawPath, RemoteIP: line.ClientIP},
 	}
-	values := r.Header.Values("Authorization")
-	if len(values) != 1 {
-		return "", false
+	call.Secret, call.Problem = extractCredential(r, m.header)
+	res := m.app.gate.Authorize(r.Context(), &call)
+	line.Decision, line.Reasons, line.DecisionID, line.Cache, line.PolicyRev = res.Outcome, res.Reasons, res.DecisionID, res.Cache, res.PolicyRev
+	if res.Token != nil {
+		line.TokenID, line.Owner, line.HeldBy, line.Purpose, line.Scopes = res.Token.ID, res.Token.Owner, res.Token.HeldBy, res.Token.Purpose, res.Token.Scopes
 	}
-	scheme, credential, _ := strings.Cut(values[0], " ")
-	credential = strings.TrimSpace(credential)
-	if !strings.EqualFold(scheme, "Bearer") || credential == "" || strings.HasPrefix(credential, token.Prefix) {
-		return "", false
+	if res.Outcome != gateway.Allow {
+		if res.Err != nil {
+			m.logger.Error("tokengate failed closed", zap.String("request_id", line.RequestID), zap.Error(res.Err))
+		}
+		var err error
+		line.Status, err = refuse(w, r, res, line.RequestID, true)
+		return manage.Principal{}, false, err
 	}
-	return credential, true
-}
-
-// servePerson verifies raw as a person's ID token and serves the API as
-// that person, writing the call's audit line as the gateway does for
-// management tokens (with the person as actor). A refused ID token gets
-// 401 problem details with the identity reason and a WWW-Authenticate
-// challenge; an unreachable issuer 503 (fail closed). The token is never
-// logged or echoed.
-func (h *AdminHandler) servePerson(w http.ResponseWriter, r *http.Request, raw string) {
-	start := time.Now()
-	app := h.auth.app
+	r.Header.Del(m.header)
 	repl := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
-	clientIP, _ := caddyhttp.GetVar(r.Context(), caddyhttp.ClientIPVarKey).(string)
-	path, escaped, pathOK := cleanPath(r.URL.Path, r.URL.EscapedPath())
-	line := audit.Call{
-		Service:   manage.ManagementService,
-		ClientIP:  clientIP,
-		Method:    r.Method,
-		Host:      r.Host,
-		Path:      path,
-		Cache:     gateway.CacheNone,
-		RequestID: requestID(repl),
-	}
-	line.TraceID, line.SpanID = traceIDs(r)
-	defer func() {
-		line.Duration = time.Since(start)
-		metrics.decision(line.Service, line.Decision, line.Reasons, line.Cache)
-		app.audit.Call(&line)
-	}()
-
-	deny := func(status int, code, detail string) {
-		line.Decision, line.Reasons, line.Status = gateway.Deny, []string{code}, status
-		if status == http.StatusUnauthorized {
-			w.Header().Set("WWW-Authenticate", idTokenChallenge)
-		}
-		writeProblem(w, status, code, detail)
-	}
-	switch {
-	case !pathOK:
-		line.Path = r.URL.EscapedPath()
-		deny(http.StatusBadRequest, reason.PathInvalid, "")
-		return
-	case len(raw) > maxIDTokenLen:
-		deny(http.StatusUnauthorized, identity.ReasonMalformed, "the bearer credential is too long for an ID token")
-		return
-	}
-	id, err := app.people.Verify(r.Context(), raw)
-	if err != nil {
-		var refusal *identity.Refusal
-		if !errors.As(err, &refusal) || refusal.Unavailable() {
-			// The issuer's discovery or keys could not be fetched: the
-			// token may be fine, so this is ours to retry, not a 401.
-			if warnUnreachable() {
-				h.auth.logger.Warn("ID tokens not verified: identity provider unreachable (warned once a minute; every refused call has its audit line)",
-					zap.String("issuer", app.people.Issuer()), zap.String("request_id", line.RequestID), zap.Error(err))
-			}
-			line.Decision, line.Reasons, line.Status = gateway.Error, []string{identity.ReasonIssuerUnavailable}, http.StatusServiceUnavailable
-			w.Header().Set("Retry-After", "1")
-			writeProblem(w, http.StatusServiceUnavailable, identity.ReasonIssuerUnavailable, "")
-			return
-		}
-		status := http.StatusUnauthorized
-		if refusal.Forbidden() {
-			status = http.StatusForbidden
-		}
-		deny(status, refusal.Reason, refusal.Detail)
-		return
-	}
-	// Audit fails closed for people as for tokens.
-	if hold := app.auditHold(); hold != "" {
-		line.Decision, line.Reasons, line.Status = gateway.Error, []string{hold}, http.StatusServiceUnavailable
-		w.Header().Set("Retry-After", "1")
-		writeProblem(w, http.StatusServiceUnavailable, hold, "")
-		return
-	}
-
-	person := &manage.Principal{
-		Name:   id.Principal,
-		Kind:   manage.PersonKind,
-		Groups: id.Groups,
-		Claims: id.Claims,
-		Issuer: id.Issuer,
-	}
-	// A sign-in with other groups than before refreshes the groups
-	// recorded on the management tokens the person holds; if that fails,
-	// nothing is served (a token would keep groups the IdP took away).
-	if app.groupsSeen.changed(person.Name, person.Groups) {
-		if _, err := app.manage.RefreshGroups(r.Context(), *person); err != nil {
-			app.groupsSeen.forget(person.Name)
-			h.auth.logger.Error("refreshing the groups on a person's management tokens", zap.String("request_id", line.RequestID), zap.Error(err))
-			line.Decision, line.Reasons, line.Status = gateway.Error, []string{reason.StoreUnavailable}, http.StatusServiceUnavailable
-			w.Header().Set("Retry-After", "1")
-			writeProblem(w, http.StatusServiceUnavailable, reason.StoreUnavailable, "")
-			return
-		}
-	}
-
-	line.Decision, line.Actor = gateway.Allow, id.Principal
-	r.URL.Path, r.URL.RawPath = path, escaped
-	r.Header.Del("Authorization")
-	caddyhttp.SetVar(r.Context(), personVar, person)
-	rec := caddyhttp.NewResponseRecorder(w, nil, nil)
-	h.mux.ServeHTTP(rec, r)
-	line.Status = rec.Status()
-	if m, ok := caddyhttp.GetVar(r.Context(), managementVar).(managementOutcome); ok {
-		line.Decision, line.Reasons = m.decision, m.reasons
-	}
+	repl.Set("http.auth.user.id", res.Handoff.Owner)
+	repl.Set("tokengate.token_id", res.Handoff.TokenID)
+	repl.Set("tokengate.scopes", res.Handoff.ScopesValue)
+	repl.Set("tokengate.decision_id", res.Handoff.DecisionID)
+	return managementTokenPrincipal(res.Token), true, nil
 }
+
+// managementTokenPrincipal is who acts with a management token: its
+// holder (manage.HolderOf), compared across all of that person's tokens.
+// For a token stored before holders were recorded that is who created it,
+// or for a bootstrap token its owner, the person bootstrap named; an owner
+// typed into a request never counts.
+func managementTokenPrincipal(tok *store.Token) manage.Principal {
+	// The holder's groups recorded at their claim: the rules about a
+	// person apply whichever of their credentials they call with.
+	return manage.Principal{Name: manage.HolderOf(tok), Kind: manage.ManagementTokenKind, TokenID: tok.ID, Scopes: tok.Scopes, Groups: tok.HolderGroups}
+}
+
+// caddyHost tells the management API what Caddy knows of a request.
+type caddyHost struct{}
+
+// Trace names r for its audit lines: Caddy's request UUID and the ids
+// Caddy's tracing handler put in the request variables when tracing is
+// on. A call to Caddy's admin endpoint has none of them.
+func (caddyHost) Trace(r *http.Request) audit.Trace {
+	var t audit.Trace
+	if repl, ok := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer); ok {
+		t.RequestID = requestID(repl)
+	}
+	t.TraceID, t.SpanID = traceIDs(r)
+	return t
+}
+
+// ClientIP is the client address as Caddy's trusted_proxies resolve it.
+func (caddyHost) ClientIP(r *http.Request) string {
+	ip, _ := caddyhttp.GetVar(r.Context(), caddyhttp.ClientIPVarKey).(string)
+	return ip
+}
+
+// CleanPath is cleanPath.
+func (caddyHost) CleanPath(p, raw string) (string, string, bool) { return cleanPath(p, raw) }
+
+var _ mgmtapi.Authenticator = (*managementToken)(nil)

@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/tokengate/caddy-tokengate/api"
+	"github.com/tokengate/caddy-tokengate/internal/mgmtapi"
 )
 
 // problem is an RFC 9457 problem details body as a client reads it.
@@ -84,7 +85,7 @@ func TestManagementErrorsAreProblemDetails(t *testing.T) {
 func TestListsArePaged(t *testing.T) {
 	e := newEnv(t, envOptions{})
 	want := map[string]bool{}
-	for range listLimit + 3 {
+	for range mgmtapi.ListLimit + 3 {
 		_, id := e.issue(billingReader(nil))
 		want[id] = true
 	}
@@ -116,7 +117,7 @@ func TestListsArePaged(t *testing.T) {
 	if pages != 3 || len(seen) != len(want) {
 		t.Fatalf("%d pages, %d of %d tokens", pages, len(seen), len(want))
 	}
-	if r := call(t, "GET", adminURL+"/tokengate/tokens"); len(decode[[]TokenView](t, r.body)) != listLimit || r.header.Get("Link") == "" {
+	if r := call(t, "GET", adminURL+"/tokengate/tokens"); len(decode[[]TokenView](t, r.body)) != mgmtapi.ListLimit || r.header.Get("Link") == "" {
 		t.Fatalf("default page: %d items, Link %q", len(decode[[]TokenView](t, r.body)), r.header.Get("Link"))
 	}
 

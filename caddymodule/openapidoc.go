@@ -3,12 +3,14 @@ package caddymodule
 import (
 	"encoding/json"
 	"fmt"
+	"github.com/tokengate/caddy-tokengate/internal/reason"
 	"net/http"
 	"strings"
 
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 
 	"github.com/tokengate/caddy-tokengate/api"
+	"github.com/tokengate/caddy-tokengate/internal/mgmtapi"
 )
 
 const openAPIPath = "/v1/openapi.json"
@@ -39,7 +41,7 @@ func (d *openAPIDocument) serve(w http.ResponseWriter, r *http.Request) {
 	body, err := json.MarshalIndent(fields, "", "  ")
 	if err != nil {
 		// Unreachable: every field is JSON the document was read from.
-		writeProblem(w, http.StatusInternalServerError, "openapi_unavailable", "")
+		mgmtapi.WriteProblem(w, http.StatusServiceUnavailable, reason.OpenAPIUnavailable, "")
 		return
 	}
 	w.Header().Set("Content-Type", "application/json")

@@ -61,8 +61,10 @@ func loadConfig(t *testing.T, cfg string) (int, string) {
 	defer resp.Body.Close()
 	body, _ := io.ReadAll(resp.Body)
 	// The load replaced the servers: connections kept alive to the old
-	// ones are closing, and a call sent on one would read EOF.
-	http.DefaultClient.CloseIdleConnections()
+	// ones are closing, and a call sent on one would read EOF; the new
+	// ones answer once settleServers returns. (The configs loaded here
+	// serve the gateway's site only.)
+	settleServers(gateURL)
 	return resp.StatusCode, string(body)
 }
 

@@ -9,6 +9,7 @@ import (
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 
 	"github.com/tokengate/caddy-tokengate/internal/gateway"
+	"github.com/tokengate/caddy-tokengate/internal/mgmtapi"
 	"github.com/tokengate/caddy-tokengate/internal/ratelimit"
 	"github.com/tokengate/caddy-tokengate/internal/reason"
 )
@@ -36,7 +37,7 @@ func refuse(w http.ResponseWriter, r *http.Request, res gateway.Result, requestI
 	case class == reason.Invalid:
 		status, errCode = http.StatusUnauthorized, "invalid_token"
 		challenge = `Bearer realm="tokengate", error="invalid_token"`
-	case class == reason.TooMany:
+	case class == reason.TooManyRequests:
 		// The token is good; it has only to wait.
 		status, errCode = http.StatusTooManyRequests, "too_many_requests"
 		challenge = ""
@@ -74,7 +75,7 @@ func refuse(w http.ResponseWriter, r *http.Request, res gateway.Result, requestI
 		}
 	}
 	if problem {
-		writeProblem(w, status, main, "")
+		mgmtapi.WriteProblem(w, status, main, "")
 		return status, nil
 	}
 	body, _ := json.Marshal(map[string]string{"error": errCode, "reason": main, "request_id": requestID})

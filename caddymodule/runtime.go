@@ -3,6 +3,7 @@ package caddymodule
 import (
 	"context"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
@@ -35,6 +36,9 @@ type runtime struct {
 	// freshness is how far behind the token changes of other nodes this
 	// node may be (see staleness.go).
 	freshness *freshness.Tracker
+	// clock is the newest attached app's clock, read without the lock:
+	// the freshness tracker asks it on every call.
+	clock atomic.Pointer[func() time.Time]
 
 	stopWatch context.CancelFunc
 	watching  sync.WaitGroup
@@ -42,7 +46,8 @@ type runtime struct {
 
 // newRuntime takes over s and follows its change feed.
 func newRuntime(s store.Backend) *runtime {
-	rt := &runtime{store: s, freshness: freshness.New(freshness.DefaultBound, clock)}
+	rt := &runtime{store: s}
+	rt.freshness = freshness.New(freshness.DefaultBound, rt.clockNow)
 	if _, shared := s.(store.Notifier); !shared {
 		// Current from the first call on, not from when the feed's
 		// goroutine first runs.
@@ -58,6 +63,7 @@ func newRuntime(s store.Backend) *runtime {
 func (rt *runtime) attach(a *App) {
 	rt.mu.Lock()
 	defer rt.mu.Unlock()
+	rt.clock.Store(&a.now)
 	rt.apps = append(rt.apps, a)
 }
 
@@ -80,7 +86,7 @@ func (rt *runtime) forget(t *store.Token) {
 		a.gate.Forget(t)
 	}
 	rt.mu.Unlock()
-	metrics.invalidated("local", t, clock())
+	metrics.invalidated("local", t, rt.now())
 }
 
 // forgetByID drops a token another node changed. It needs no store: a
@@ -93,7 +99,7 @@ func (rt *runtime) forgetByID(id string) {
 		a.gate.ForgetID(id)
 	}
 	rt.mu.Unlock()
-	dropped := clock()
+	dropped := rt.now()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 	defer cancel()
 	t, err := rt.store.Get(ctx, id)
@@ -117,6 +123,25 @@ func (rt *runtime) forgetAll() {
 		rt.apps[n-1].logger.Warn("token change notifications may have been missed; dropping all cached tokens and decisions")
 	}
 	metrics.reset()
+}
+
+// clockNow is the newest attached app's clock, or the system's.
+func (rt *runtime) clockNow() time.Time {
+	if now := rt.clock.Load(); now != nil {
+		return (*now)()
+	}
+	return time.Now()
+}
+
+// now is the clock of the newest app (the apps of one process share one
+// clock), or the system's when none is attached.
+func (rt *runtime) now() time.Time {
+	rt.mu.Lock()
+	defer rt.mu.Unlock()
+	if n := len(rt.apps); n > 0 {
+		return rt.apps[n-1].now()
+	}
+	return time.Now()
 }
 
 // Destruct stops the listener and closes the store, once no config uses

@@ -48,7 +48,7 @@ func startHookReceiver(t *testing.T, secret string) *hookReceiver {
 		h.mu.Lock()
 		defer h.mu.Unlock()
 		if webhook.Verify(h.key, r.Header, body, time.Now(), webhook.DefaultTolerance) != nil ||
-			notify.Verify(h.key, r.Header.Get(notify.SignatureHeader), body, time.Now(), notify.DefaultTolerance) != nil {
+			webhook.VerifyLegacy(h.key, r.Header.Get(notify.SignatureHeader), body, time.Now(), webhook.DefaultTolerance) != nil {
 			h.unsigned++
 			w.WriteHeader(http.StatusUnauthorized)
 			return

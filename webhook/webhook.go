@@ -28,6 +28,7 @@ import (
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/base64"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"net/http"
@@ -125,4 +126,64 @@ func mac(key []byte, id, ts string, body []byte) string {
 	m.Write([]byte("."))
 	m.Write(body)
 	return base64.StdEncoding.EncodeToString(m.Sum(nil))
+}
+
+// LegacySignatureHeader is tokengate's own signature header from before
+// Standard Webhooks: "t=<unix seconds>,v1=<hex HMAC-SHA256>".
+//
+// The gateway sends it for one more release, for receivers written before
+// webhook-signature; new receivers check that one with Verify.
+const LegacySignatureHeader = "Tokengate-Signature"
+
+// Errors of VerifyLegacy.
+var (
+	ErrNoLegacySignature = errors.New("no well-formed " + LegacySignatureHeader + " header")
+	ErrLegacyStale       = errors.New("signature timestamp outside the tolerance window")
+	ErrLegacySignature   = errors.New("signature does not match the body")
+)
+
+// VerifyLegacy checks a delivery's Tokengate-Signature header (its value
+// is header) with the webhook's secret as it is written:
+//
+//  1. Read the raw request body; do not parse and re-encode it first.
+//  2. From the header take t and every v1.
+//  3. Refuse when t is further than tolerance from now (DefaultTolerance):
+//     this bounds replays to that window.
+//  4. Compute hex(HMAC-SHA256(secret, t + "." + body)) and compare it
+//     with each v1 in constant time; accept when one matches.
+//
+// In a shell: printf '%s.%s' "$t" "$body" | openssl dgst -sha256 -hmac "$secret".
+//
+// It is for receivers written before Standard Webhooks, until they move
+// to Verify: the header goes away in a later release.
+func VerifyLegacy(secret []byte, header string, body []byte, now time.Time, tolerance time.Duration) error {
+	var ts string
+	var sigs []string
+	for part := range strings.SplitSeq(header, ",") {
+		k, v, ok := strings.Cut(strings.TrimSpace(part), "=")
+		switch {
+		case !ok:
+		case k == "t":
+			ts = v
+		case k == "v1":
+			sigs = append(sigs, v)
+		}
+	}
+	unix, err := strconv.ParseInt(ts, 10, 64)
+	if err != nil || len(sigs) == 0 {
+		return ErrNoLegacySignature
+	}
+	if age := now.Sub(time.Unix(unix, 0)); age > tolerance || age < -tolerance {
+		return ErrLegacyStale
+	}
+	m := hmac.New(sha256.New, secret)
+	m.Write([]byte(ts + "."))
+	m.Write(body)
+	want := []byte(hex.EncodeToString(m.Sum(nil)))
+	for _, s := range sigs {
+		if hmac.Equal([]byte(s), want) {
+			return nil
+		}
+	}
+	return ErrLegacySignature
 }

@@ -126,7 +126,7 @@ func TestReceiverVerifiesRealDeliveries(t *testing.T) {
 		body, _ := io.ReadAll(r.Body)
 		got <- delivery{
 			verified: webhook.Verify(key, r.Header, body, time.Now(), webhook.DefaultTolerance),
-			legacy:   notify.Verify(key, r.Header.Get(notify.SignatureHeader), body, time.Now(), notify.DefaultTolerance),
+			legacy:   webhook.VerifyLegacy(key, r.Header.Get(notify.SignatureHeader), body, time.Now(), webhook.DefaultTolerance),
 			id:       r.Header.Get(webhook.IDHeader),
 		}
 	}))

@@ -16,6 +16,7 @@ import (
 // one in order with `caddy tokengate audit verify`, with the key `audit
 // key` prints; then edits a line and sees verify name it and exit 1.
 func TestAuditVerifyCLI(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	up := startUpstream(t)
 	p, port := startGateway(t, dir, up.Listener.Addr().String(), func(c string) string {

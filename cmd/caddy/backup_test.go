@@ -15,6 +15,7 @@ import (
 // tokens as they were at the backup, revoked after it or not. A
 // PostgreSQL node refuses with a clear 4xx pointing at pg_dump.
 func TestBackupAndRestoreBolt(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	up := startUpstream(t)
 	p, port := startGateway(t, dir, up.Listener.Addr().String(), nil)
@@ -97,6 +98,7 @@ func TestBackupOfPostgresPointsAtPgDump(t *testing.T) {
 // file (0600, in the node's data folder) without printing the code, and
 // confirm reads it from --code-file; before the delay the node refuses.
 func TestBreakGlassCommands(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	up := startUpstream(t)
 	p, _ := startGateway(t, dir, up.Listener.Addr().String(), nil)

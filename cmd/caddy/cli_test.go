@@ -107,6 +107,7 @@ func startGateway(t *testing.T, dir, upstream string, edit func(string) string) 
 // with SIGKILL (no shutdown, no flush), starts it again on the same bolt
 // file and uses the token.
 func TestIssuedTokenSurvivesKill9(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	up := startUpstream(t)
 	var cfg string
@@ -126,7 +127,7 @@ func TestIssuedTokenSurvivesKill9(t *testing.T) {
 	}
 
 	p.Kill() // acknowledged above, so it must be on disk now
-	p = caddyproc.Start(t, dir, p.Admin, cfg)
+	caddyproc.Start(t, dir, p.Admin, cfg)
 	if status, body := get(t, fmt.Sprintf("http://127.0.0.1:%d/api/x", port), secret); status != 200 || body != "hello alice" {
 		t.Fatalf("after kill -9 and restart: %d %s", status, body)
 	}
@@ -135,6 +136,7 @@ func TestIssuedTokenSurvivesKill9(t *testing.T) {
 // TestCLILifecycle drives list, show, rotate, revoke, report, check and
 // the remote two-person flow through the binary.
 func TestCLILifecycle(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	up := startUpstream(t)
 	p, port := startGateway(t, dir, up.Listener.Addr().String(), nil)
@@ -376,6 +378,7 @@ func TestExampleCaddyfileRunsAsIs(t *testing.T) {
 // --ttl and --grace, `check --json` on a deny, token ids in the report's
 // text, and the error when no Caddy answers at --address.
 func TestOperatorPaperCuts(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	up := startUpstream(t)
 	p, _ := startGateway(t, dir, up.Listener.Addr().String(), nil)

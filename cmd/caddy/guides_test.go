@@ -59,7 +59,7 @@ func TestGuides(t *testing.T) {
 	t.Run("bolt", func(t *testing.T) {
 		dir := t.TempDir()
 		up := startUpstream(t)
-		p, port := startGateway(t, dir, up.Listener.Addr().String(), nil)
+		p, _ := startGateway(t, dir, up.Listener.Addr().String(), nil)
 		secret := issueWith(t, p, "api")
 		backup := filepath.Join(t.TempDir(), "tokens.db.bak")
 		db := filepath.Join(dir, "tokens.db")
@@ -70,7 +70,7 @@ func TestGuides(t *testing.T) {
 			t.Fatal(err)
 		}
 		runGuide(t, p, guideBlock(t, "backup-restore.md", "bolt-restore"), "BACKUP="+backup, "TOKENGATE_DB="+db)
-		_, port = startGateway(t, dir, up.Listener.Addr().String(), nil)
+		_, port := startGateway(t, dir, up.Listener.Addr().String(), nil)
 		if status, body := get(t, fmt.Sprintf("http://127.0.0.1:%d/api/x", port), secret); status != http.StatusOK {
 			t.Errorf("the backed-up token after the restore: %d %s", status, body)
 		}

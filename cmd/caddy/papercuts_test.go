@@ -54,6 +54,7 @@ func subcommands(help string) []string {
 // and which does not document tokengate), and shows examples of the
 // command it describes.
 func TestHelpPagesAreTokengates(t *testing.T) {
+	t.Parallel()
 	stdout, stderr, err := runCaddy(t, "tokengate", "--help")
 	if err != nil {
 		t.Fatalf("caddy tokengate --help: %v\n%s", err, stderr)
@@ -95,6 +96,7 @@ func TestHelpPagesAreTokengates(t *testing.T) {
 // the admin endpoint's "route_unknown"; a local issue beyond the local
 // operator's bounds says what the bounds are.
 func TestLocalCommandsExplainWhatTheyCannotDo(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	up := startUpstream(t)
 	p, _ := startGateway(t, dir, up.Listener.Addr().String(), nil)
@@ -125,6 +127,7 @@ func TestLocalCommandsExplainWhatTheyCannotDo(t *testing.T) {
 // tokens, as used/max; an unlimited token shows "-", not a 0 that reads
 // as "never used" while the token is in daily use.
 func TestListShowsUsesOnlyWhereCounted(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	up := startUpstream(t)
 	p, port := startGateway(t, dir, up.Listener.Addr().String(), nil)

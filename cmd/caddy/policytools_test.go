@@ -30,6 +30,7 @@ func withDirectory(t *testing.T, files map[string]string) map[string]string {
 // test names: policy-test fails on the folder and on the bundle built from
 // it, and says which code, in each format.
 func TestPolicyTestEnforcesATestPerReason(t *testing.T) {
+	t.Parallel()
 	const rule = "\nreasons contains \"weekend_call\" if input.now < 0\n"
 	dir := opabundle.Policies(t, withDirectory(t, map[string]string{"weekend.rego": "package tokengate.gateway\n" + rule}))
 	bundle := opabundle.Build(t, dir, filepath.Join(t.TempDir(), "bundle.tar.gz"), "r1")
@@ -85,6 +86,7 @@ func TestPolicyTestEnforcesATestPerReason(t *testing.T) {
 // check --policy takes a bundle as it takes a folder: the decision comes
 // from the bundle's rules, on the stored token of a running gateway.
 func TestCheckReadsABundle(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	up := startUpstream(t)
 	p, _ := startGateway(t, dir, up.Listener.Addr().String(), nil)

@@ -16,6 +16,7 @@ import (
 // login, which keeps no session for them, and by any later command made
 // with their ID token; people inside sign in as before.
 func TestCLISignInOutsideAllowDomainsAndGroups(t *testing.T) {
+	t.Parallel()
 	op := oidcop.Start(t, oidcop.Options{Users: []oidcop.User{
 		{Username: "alice", Email: "alice@example.com", EmailVerified: true},
 		{Username: "mallory", Email: "mallory@example.net", EmailVerified: true},

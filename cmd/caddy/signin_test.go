@@ -176,6 +176,7 @@ func tokengate(t *testing.T, p *caddyproc.Process, env []string, args ...string)
 }
 
 func TestCLISignInWithTheCodeFlow(t *testing.T) {
+	t.Parallel()
 	op := oidcop.Start(t, oidcop.Options{})
 	p, apiURL := signInGateway(t, op)
 
@@ -231,6 +232,7 @@ func TestCLISignInWithTheCodeFlow(t *testing.T) {
 }
 
 func TestCLISignInWithTheDeviceGrant(t *testing.T) {
+	t.Parallel()
 	op := oidcop.Start(t, oidcop.Options{})
 	p, apiURL := signInGateway(t, op)
 
@@ -260,6 +262,7 @@ func TestCLISignInWithTheDeviceGrant(t *testing.T) {
 // margin: every remote command refreshes first, saves the new tokens and
 // calls with the new ID token.
 func TestCLISignInRefreshesAnExpiringIDToken(t *testing.T) {
+	t.Parallel()
 	op := oidcop.Start(t, oidcop.Options{Clients: []oidcop.Client{{ID: oidcop.CLIClientID, IDTokenLifetime: 90 * time.Second}}})
 	p, apiURL := signInGateway(t, op)
 	loginCode(t, p, op, apiURL, "alice")
@@ -287,6 +290,7 @@ func TestCLISignInRefreshesAnExpiringIDToken(t *testing.T) {
 // --client-id sign in without asking the gateway, but the gateway, which
 // trusts no issuer, still refuses the ID token.
 func TestCLILoginAgainstAGatewayWithoutOIDC(t *testing.T) {
+	t.Parallel()
 	op := oidcop.Start(t, oidcop.Options{})
 	dir := t.TempDir()
 	up := startUpstream(t)

@@ -13,6 +13,7 @@ import (
 // of the built binary name tokengate's version, the one Go recorded in the
 // binary (and tokengate_build_info reports), then Caddy's own version.
 func TestCaddyVersionNamesTokengate(t *testing.T) {
+	t.Parallel()
 	bin := caddyproc.Binary(t)
 	bi, err := buildinfo.ReadFile(bin)
 	if err != nil {

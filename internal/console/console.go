@@ -25,6 +25,7 @@ import (
 
 	"github.com/tokengate/caddy-tokengate/internal/lifecycle"
 	"github.com/tokengate/caddy-tokengate/internal/manage"
+	"github.com/tokengate/caddy-tokengate/internal/reason"
 	"github.com/tokengate/caddy-tokengate/internal/report"
 	"github.com/tokengate/caddy-tokengate/internal/stepup"
 	"github.com/tokengate/caddy-tokengate/internal/websession"
@@ -142,6 +143,9 @@ func (c *Console) stepUp(r *http.Request) *stepup.Service {
 	return s
 }
 
+// layoutName is the template every page is rendered in.
+const layoutName = "layout.html"
+
 //go:embed templates/*.html
 var templateFiles embed.FS
 
@@ -163,7 +167,7 @@ func New(cfg Config) (*Console, error) {
 		if base == "layout" {
 			continue
 		}
-		t, err := template.New("layout.html").Funcs(funcs).ParseFS(templateFiles, "templates/layout.html", name)
+		t, err := template.New(layoutName).Funcs(funcs).ParseFS(templateFiles, "templates/"+layoutName, name)
 		if err != nil {
 			return nil, err
 		}
@@ -231,15 +235,15 @@ func (c *Console) signedIn(h func(v *visit, w http.ResponseWriter, r *http.Reque
 				http.Redirect(w, r, "/console/login", http.StatusSeeOther)
 				return
 			}
-			c.fail(w, r, nil, http.StatusUnauthorized, "signin_required", "Your session has ended. Sign in again; nothing was done.")
+			c.fail(w, r, nil, http.StatusUnauthorized, reason.SigninRequired, "Your session has ended. Sign in again; nothing was done.")
 			return
 		case err != nil:
-			c.fail(w, r, nil, http.StatusServiceUnavailable, "store_unavailable", "The console cannot reach its store right now; nothing was done.")
+			c.fail(w, r, nil, http.StatusServiceUnavailable, reason.StoreUnavailable, "The console cannot reach its store right now; nothing was done.")
 			return
 		}
 		v := &visit{session: s, actor: manage.Principal{Name: s.Principal, Kind: manage.PersonKind, Groups: s.Groups}}
 		if r.Method == http.MethodPost && !s.CheckCSRF(csrfPurpose(r), csrfToken(r)) {
-			c.fail(w, r, v, http.StatusForbidden, "csrf_invalid", "This form did not come from your console session (or the page is stale). Reload the page and try again; nothing was done.")
+			c.fail(w, r, v, http.StatusForbidden, reason.CSRFInvalid, "This form did not come from your console session (or the page is stale). Reload the page and try again; nothing was done.")
 			return
 		}
 		h(v, w, r)
@@ -270,34 +274,18 @@ func (c *Console) fail(w http.ResponseWriter, r *http.Request, v *visit, status 
 func (c *Console) refused(w http.ResponseWriter, r *http.Request, v *visit, err error) {
 	var le *lifecycle.Error
 	if errors.As(err, &le) {
-		c.fail(w, r, v, statusOf(le.Kind), le.Code, refusalText(le))
+		c.fail(w, r, v, le.Class.Status(), le.Code, refusalText(le))
 		return
 	}
-	c.fail(w, r, v, http.StatusServiceUnavailable, "store_unavailable", "The action could not be carried out right now; nothing was changed. Try again in a moment.")
-}
-
-func statusOf(k lifecycle.Kind) int {
-	switch k {
-	case lifecycle.KindInvalid:
-		return http.StatusBadRequest
-	case lifecycle.KindForbidden:
-		return http.StatusForbidden
-	case lifecycle.KindNotFound:
-		return http.StatusNotFound
-	case lifecycle.KindConflict:
-		return http.StatusConflict
-	case lifecycle.KindGone:
-		return http.StatusGone
-	}
-	return http.StatusInternalServerError
+	c.fail(w, r, v, http.StatusServiceUnavailable, reason.StoreUnavailable, "The action could not be carried out right now; nothing was changed. Try again in a moment.")
 }
 
 // refusalText is a refusal in words: its message, and every reason.
 func refusalText(e *lifecycle.Error) string {
 	if len(e.Reasons) > 1 {
-		return e.Msg + " (reasons: " + strings.Join(e.Reasons, ", ") + ")"
+		return e.Detail + " (reasons: " + strings.Join(e.Reasons, ", ") + ")"
 	}
-	return e.Msg
+	return e.Detail
 }
 
 // personNeededText says in words why a rule of just-in-time approval did

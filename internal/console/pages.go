@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/tokengate/caddy-tokengate/internal/lifecycle"
+	"github.com/tokengate/caddy-tokengate/internal/reason"
 	"github.com/tokengate/caddy-tokengate/internal/stepup"
 	"github.com/tokengate/caddy-tokengate/internal/websession"
 	"github.com/tokengate/caddy-tokengate/store"
@@ -36,29 +37,29 @@ func (c *Console) login(w http.ResponseWriter, r *http.Request) {
 func (c *Console) callback(w http.ResponseWriter, r *http.Request) {
 	attempt, err := websession.FinishSignIn(w, r)
 	if err != nil {
-		c.fail(w, r, nil, http.StatusBadRequest, "signin_state_invalid", err.Error())
+		c.fail(w, r, nil, http.StatusBadRequest, reason.SigninStateInvalid, err.Error())
 		return
 	}
 	if e := r.URL.Query().Get("error"); e != "" {
-		c.fail(w, r, nil, http.StatusUnauthorized, "signin_refused", "The identity provider did not sign you in ("+oneLine(e)+").")
+		c.fail(w, r, nil, http.StatusUnauthorized, reason.SigninRefused, "The identity provider did not sign you in ("+oneLine(e)+").")
 		return
 	}
 	person, err := c.cfg.Identity.Exchange(r.Context(), redirectURL(r), r.URL.Query().Get("code"), attempt.Verifier)
 	if err != nil {
 		var rf interface{ Forbidden() bool }
 		if errors.As(err, &rf) && rf.Forbidden() {
-			c.fail(w, r, nil, http.StatusForbidden, "signin_not_allowed", "Your identity provider account may not use this console.")
+			c.fail(w, r, nil, http.StatusForbidden, reason.SigninNotAllowed, "Your identity provider account may not use this console.")
 			return
 		}
-		c.fail(w, r, nil, http.StatusUnauthorized, "signin_failed", "Signing in did not complete; start again.")
+		c.fail(w, r, nil, http.StatusUnauthorized, reason.SigninFailed, "Signing in did not complete; start again.")
 		return
 	}
 	if person.Nonce != attempt.Nonce {
-		c.fail(w, r, nil, http.StatusUnauthorized, "signin_failed", "The identity provider's answer was not for this sign-in; start again.")
+		c.fail(w, r, nil, http.StatusUnauthorized, reason.SigninFailed, "The identity provider's answer was not for this sign-in; start again.")
 		return
 	}
 	if _, err := c.cfg.Sessions.Start(r.Context(), w, r, person.Principal, person.Groups); err != nil {
-		c.fail(w, r, nil, http.StatusServiceUnavailable, "store_unavailable", "Your session could not be saved; try again in a moment.")
+		c.fail(w, r, nil, http.StatusServiceUnavailable, reason.StoreUnavailable, "Your session could not be saved; try again in a moment.")
 		return
 	}
 	// Not a redirect: this response ends a navigation the provider's
@@ -84,7 +85,7 @@ func oneLine(s string) string {
 
 func (c *Console) logout(v *visit, w http.ResponseWriter, r *http.Request) {
 	if err := c.cfg.Sessions.End(r.Context(), w, r); err != nil {
-		c.fail(w, r, v, http.StatusServiceUnavailable, "store_unavailable", "Signing out did not reach the store; try again.")
+		c.fail(w, r, v, http.StatusServiceUnavailable, reason.StoreUnavailable, "Signing out did not reach the store; try again.")
 		return
 	}
 	c.render(w, r, nil, "signedout", nil)
@@ -194,9 +195,9 @@ func (c *Console) heldBy(v *visit, r *http.Request, principal string) ([]*store.
 // to this request.
 func (c *Console) decide(v *visit, w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
-	reason := strings.TrimSpace(r.PostFormValue("reason"))
-	if reason == "" {
-		c.fail(w, r, v, http.StatusBadRequest, "reason_required", "Say why: a decision needs a reason, which the requester and the audit trail will read. Nothing was decided.")
+	why := strings.TrimSpace(r.PostFormValue("reason"))
+	if why == "" {
+		c.fail(w, r, v, http.StatusBadRequest, reason.ReasonRequired, "Say why: a decision needs a reason, which the requester and the audit trail will read. Nothing was decided.")
 		return
 	}
 	var err error
@@ -208,11 +209,11 @@ func (c *Console) decide(v *visit, w http.ResponseWriter, r *http.Request) {
 		}
 		actor := v.actor
 		actor.StepUp = stepped
-		_, err = c.cfg.Actions.Approve(r.Context(), actor, id, reason)
+		_, err = c.cfg.Actions.Approve(r.Context(), actor, id, why)
 	case "deny":
-		_, err = c.cfg.Actions.Deny(r.Context(), v.actor, id, reason)
+		_, err = c.cfg.Actions.Deny(r.Context(), v.actor, id, why)
 	default:
-		c.fail(w, r, v, http.StatusBadRequest, "decision_invalid", "Choose approve or deny.")
+		c.fail(w, r, v, http.StatusBadRequest, reason.DecisionInvalid, "Choose approve or deny.")
 		return
 	}
 	if err != nil {
@@ -237,12 +238,12 @@ func (c *Console) stepUpForApproval(v *visit, w http.ResponseWriter, r *http.Req
 	}
 	steps := c.stepUp(r)
 	if steps == nil {
-		c.fail(w, r, v, http.StatusForbidden, "step_up_required", "Approving this request needs a security key, and security keys are not set up on this gateway.")
+		c.fail(w, r, v, http.StatusForbidden, reason.StepUpRequired, "Approving this request needs a security key, and security keys are not set up on this gateway.")
 		return false, false
 	}
 	assertion := r.PostFormValue("assertion")
 	if assertion == "" {
-		c.fail(w, r, v, http.StatusForbidden, "step_up_required", "Approving a write to a production service needs your security key. Use the Approve button on the request's page with JavaScript on.")
+		c.fail(w, r, v, http.StatusForbidden, reason.StepUpRequired, "Approving a write to a production service needs your security key. Use the Approve button on the request's page with JavaScript on.")
 		return false, false
 	}
 	if err := steps.FinishAssertion(r.Context(), v.actor.Name, stepup.Approval(v.session.IDHash, req), []byte(assertion)); err != nil {
@@ -251,7 +252,7 @@ func (c *Console) stepUpForApproval(v *visit, w http.ResponseWriter, r *http.Req
 			c.fail(w, r, v, http.StatusForbidden, rf.Reason, rf.Detail+". Nothing was approved.")
 			return false, false
 		}
-		c.fail(w, r, v, http.StatusServiceUnavailable, "store_unavailable", "The security key could not be checked right now; nothing was approved.")
+		c.fail(w, r, v, http.StatusServiceUnavailable, reason.StoreUnavailable, "The security key could not be checked right now; nothing was approved.")
 		return false, false
 	}
 	return true, true
@@ -270,21 +271,21 @@ func (c *Console) stepUpNeeded(v *visit, r *http.Request, req *store.Request) bo
 func (c *Console) beginApprovalStepUp(v *visit, w http.ResponseWriter, r *http.Request) {
 	steps := c.stepUp(r)
 	if steps == nil {
-		jsonError(w, http.StatusNotFound, "step_up_unavailable", "security keys are not set up on this gateway")
+		jsonError(w, http.StatusNotFound, reason.StepUpUnavailable, "security keys are not set up on this gateway")
 		return
 	}
 	req, err := c.cfg.Actions.GetRequest(r.Context(), v.actor, r.PathValue("id"))
 	if err != nil {
-		jsonError(w, http.StatusNotFound, "request_not_found", "no such request")
+		jsonError(w, http.StatusNotFound, reason.RequestNotFound, "no such request")
 		return
 	}
 	opts, err := steps.BeginAssertion(r.Context(), v.actor.Name, stepup.Approval(v.session.IDHash, req))
 	if errors.Is(err, stepup.ErrNoKeys) {
-		jsonError(w, http.StatusConflict, "no_security_key", "register a security key first (Security keys, in the menu)")
+		jsonError(w, http.StatusConflict, reason.NoSecurityKey, "register a security key first (Security keys, in the menu)")
 		return
 	}
 	if err != nil {
-		jsonError(w, http.StatusServiceUnavailable, "store_unavailable", "try again in a moment")
+		jsonError(w, http.StatusServiceUnavailable, reason.StoreUnavailable, "try again in a moment")
 		return
 	}
 	writeJSON(w, opts)
@@ -324,7 +325,7 @@ func (c *Console) ask(v *visit, w http.ResponseWriter, r *http.Request) {
 	if uses := strings.TrimSpace(r.PostFormValue("max_uses")); uses != "" {
 		n, err := strconv.ParseInt(uses, 10, 64)
 		if err != nil || n < 0 {
-			c.fail(w, r, v, http.StatusBadRequest, "max_uses_invalid", "Use limit: a whole number, 0 for none.")
+			c.fail(w, r, v, http.StatusBadRequest, reason.MaxUsesInvalid, "Use limit: a whole number, 0 for none.")
 			return
 		}
 		spec.MaxUses = n
@@ -352,7 +353,7 @@ func (c *Console) tokens(v *visit, w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	state := q.Get("state")
 	if state != "" && !slices.Contains(tokenStates, state) {
-		c.fail(w, r, v, http.StatusBadRequest, "state_invalid", "State must be one of: "+strings.Join(tokenStates, ", ")+".")
+		c.fail(w, r, v, http.StatusBadRequest, reason.StateInvalid, "State must be one of: "+strings.Join(tokenStates, ", ")+".")
 		return
 	}
 	all, err := c.cfg.Actions.ListTokens(r.Context(), v.actor, store.Filter{Owner: q.Get("owner"), Service: q.Get("service")}, state)
@@ -381,13 +382,13 @@ func (c *Console) tokenPage(v *visit, w http.ResponseWriter, r *http.Request) {
 }
 
 func (c *Console) revoke(v *visit, w http.ResponseWriter, r *http.Request) {
-	reason := strings.TrimSpace(r.PostFormValue("reason"))
-	if reason == "" {
-		c.fail(w, r, v, http.StatusBadRequest, "reason_required", "Say why the token is revoked; nothing was revoked.")
+	why := strings.TrimSpace(r.PostFormValue("reason"))
+	if why == "" {
+		c.fail(w, r, v, http.StatusBadRequest, reason.ReasonRequired, "Say why the token is revoked; nothing was revoked.")
 		return
 	}
 	id := r.PathValue("id")
-	if _, err := c.cfg.Actions.Revoke(r.Context(), v.actor, id, reason); err != nil {
+	if _, err := c.cfg.Actions.Revoke(r.Context(), v.actor, id, why); err != nil {
 		c.refused(w, r, v, err)
 		return
 	}
@@ -395,17 +396,17 @@ func (c *Console) revoke(v *visit, w http.ResponseWriter, r *http.Request) {
 }
 
 func (c *Console) rotate(v *visit, w http.ResponseWriter, r *http.Request) {
-	reason := strings.TrimSpace(r.PostFormValue("reason"))
-	if reason == "" {
-		c.fail(w, r, v, http.StatusBadRequest, "reason_required", "Say why the token is rotated; nothing was rotated.")
+	why := strings.TrimSpace(r.PostFormValue("reason"))
+	if why == "" {
+		c.fail(w, r, v, http.StatusBadRequest, reason.ReasonRequired, "Say why the token is rotated; nothing was rotated.")
 		return
 	}
 	grace, err := time.ParseDuration(strings.TrimSpace(r.PostFormValue("grace")))
 	if err != nil || grace < 0 {
-		c.fail(w, r, v, http.StatusBadRequest, "grace_invalid", "Grace: how long the old secret keeps working, as 0s, 10m or 1h.")
+		c.fail(w, r, v, http.StatusBadRequest, reason.GraceInvalid, "Grace: how long the old secret keeps working, as 0s, 10m or 1h.")
 		return
 	}
-	secret, tok, err := c.cfg.Actions.RotateBecause(r.Context(), v.actor, r.PathValue("id"), grace, reason)
+	secret, tok, err := c.cfg.Actions.RotateBecause(r.Context(), v.actor, r.PathValue("id"), grace, why)
 	if err != nil {
 		c.refused(w, r, v, err)
 		return
@@ -425,12 +426,12 @@ func (c *Console) reportPage(v *visit, w http.ResponseWriter, r *http.Request) {
 func (c *Console) keys(v *visit, w http.ResponseWriter, r *http.Request) {
 	steps := c.stepUp(r)
 	if steps == nil {
-		c.fail(w, r, v, http.StatusNotFound, "step_up_unavailable", "Security keys are not set up on this gateway.")
+		c.fail(w, r, v, http.StatusNotFound, reason.StepUpUnavailable, "Security keys are not set up on this gateway.")
 		return
 	}
 	keys, err := steps.Keys(r.Context(), v.actor.Name)
 	if err != nil {
-		c.fail(w, r, v, http.StatusServiceUnavailable, "store_unavailable", "Your keys could not be read right now.")
+		c.fail(w, r, v, http.StatusServiceUnavailable, reason.StoreUnavailable, "Your keys could not be read right now.")
 		return
 	}
 	c.render(w, r, v, "keys", map[string]any{"Keys": keys})
@@ -439,12 +440,12 @@ func (c *Console) keys(v *visit, w http.ResponseWriter, r *http.Request) {
 func (c *Console) beginKey(v *visit, w http.ResponseWriter, r *http.Request) {
 	steps := c.stepUp(r)
 	if steps == nil {
-		jsonError(w, http.StatusNotFound, "step_up_unavailable", "security keys are not set up on this gateway")
+		jsonError(w, http.StatusNotFound, reason.StepUpUnavailable, "security keys are not set up on this gateway")
 		return
 	}
 	opts, err := steps.BeginRegistration(r.Context(), v.actor.Name, v.actor.Name, v.session.IDHash)
 	if err != nil {
-		jsonError(w, http.StatusServiceUnavailable, "store_unavailable", "try again in a moment")
+		jsonError(w, http.StatusServiceUnavailable, reason.StoreUnavailable, "try again in a moment")
 		return
 	}
 	writeJSON(w, opts)
@@ -456,12 +457,12 @@ const maxCeremony = 64 << 10
 func (c *Console) finishKey(v *visit, w http.ResponseWriter, r *http.Request) {
 	steps := c.stepUp(r)
 	if steps == nil {
-		jsonError(w, http.StatusNotFound, "step_up_unavailable", "security keys are not set up on this gateway")
+		jsonError(w, http.StatusNotFound, reason.StepUpUnavailable, "security keys are not set up on this gateway")
 		return
 	}
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxCeremony))
 	if err != nil {
-		jsonError(w, http.StatusRequestEntityTooLarge, "body_too_large", "the key's answer is larger than any key gives")
+		jsonError(w, http.StatusRequestEntityTooLarge, reason.BodyTooLarge, "the key's answer is larger than any key gives")
 		return
 	}
 	name := strings.TrimSpace(r.URL.Query().Get("name"))
@@ -474,7 +475,7 @@ func (c *Console) finishKey(v *visit, w http.ResponseWriter, r *http.Request) {
 	case errors.As(err, &rf):
 		jsonError(w, http.StatusBadRequest, rf.Reason, rf.Detail)
 	case err != nil:
-		jsonError(w, http.StatusServiceUnavailable, "store_unavailable", "try again in a moment")
+		jsonError(w, http.StatusServiceUnavailable, reason.StoreUnavailable, "try again in a moment")
 	default:
 		writeJSON(w, []byte(`{"registered":`+strconv.Quote(k.Name)+`}`))
 	}
@@ -483,11 +484,11 @@ func (c *Console) finishKey(v *visit, w http.ResponseWriter, r *http.Request) {
 func (c *Console) deleteKey(v *visit, w http.ResponseWriter, r *http.Request) {
 	steps := c.stepUp(r)
 	if steps == nil {
-		c.fail(w, r, v, http.StatusNotFound, "step_up_unavailable", "Security keys are not set up on this gateway.")
+		c.fail(w, r, v, http.StatusNotFound, reason.StepUpUnavailable, "Security keys are not set up on this gateway.")
 		return
 	}
 	if err := steps.RemoveKey(r.Context(), v.actor.Name, r.PostFormValue("credential")); err != nil {
-		c.fail(w, r, v, http.StatusNotFound, "key_not_found", "You have no such key.")
+		c.fail(w, r, v, http.StatusNotFound, reason.KeyNotFound, "You have no such key.")
 		return
 	}
 	http.Redirect(w, r, "/console/keys", http.StatusSeeOther)

@@ -123,7 +123,7 @@ func TestAllowDomainsAndGroups(t *testing.T) {
 			continue
 		}
 		var r *identity.Refusal
-		if !errors.As(err, &r) || r.Reason != identity.ReasonSigninNotAllowed || !r.Forbidden() {
+		if !errors.As(err, &r) || r.Code != identity.ReasonSigninNotAllowed || !r.Forbidden() {
 			t.Errorf("%s: %v, want %s", c.name, err, identity.ReasonSigninNotAllowed)
 		}
 	}

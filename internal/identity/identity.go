@@ -16,6 +16,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"github.com/tokengate/caddy-tokengate/internal/reason"
 	"net"
 	"net/http"
 	"net/url"
@@ -35,29 +36,30 @@ const (
 
 // Refusal reasons.
 const (
-	ReasonMalformed         = "id_token_malformed"
-	ReasonAlgorithm         = "id_token_algorithm"
-	ReasonSignature         = "id_token_signature"
-	ReasonIssuer            = "id_token_issuer"
-	ReasonAudience          = "id_token_audience"
-	ReasonExpired           = "id_token_expired"
-	ReasonNotYetValid       = "id_token_not_yet_valid"
-	ReasonTooOld            = "id_token_too_old"
-	ReasonPrincipalMissing  = "principal_claim_missing"
-	ReasonEmailNotVerified  = "email_not_verified"
-	ReasonIssuerUnavailable = "issuer_unavailable"
-	ReasonAuthorizedParty   = "id_token_azp"
-	ReasonPrincipalInvalid  = "principal_invalid"
-	ReasonSigninNotAllowed  = "signin_not_allowed"
+	ReasonMalformed         = reason.IDTokenMalformed
+	ReasonAlgorithm         = reason.IDTokenAlgorithm
+	ReasonSignature         = reason.IDTokenSignature
+	ReasonIssuer            = reason.IDTokenIssuer
+	ReasonAudience          = reason.IDTokenAudience
+	ReasonExpired           = reason.IDTokenExpired
+	ReasonNotYetValid       = reason.IDTokenNotYetValid
+	ReasonTooOld            = reason.IDTokenTooOld
+	ReasonPrincipalMissing  = reason.PrincipalClaimMissing
+	ReasonEmailNotVerified  = reason.EmailNotVerified
+	ReasonIssuerUnavailable = reason.IssuerUnavailable
+	ReasonAuthorizedParty   = reason.IDTokenAZP
+	ReasonPrincipalInvalid  = reason.PrincipalInvalid
+	ReasonSigninNotAllowed  = reason.SigninNotAllowed
 )
 
-// Reasons lists every Refusal reason.
-var Reasons = []string{
-	ReasonMalformed, ReasonAlgorithm, ReasonSignature, ReasonIssuer, ReasonAudience,
-	ReasonExpired, ReasonNotYetValid, ReasonTooOld, ReasonPrincipalMissing,
-	ReasonEmailNotVerified, ReasonIssuerUnavailable, ReasonAuthorizedParty,
-	ReasonPrincipalInvalid, ReasonSigninNotAllowed,
-}
+// Reasons lists every Refusal reason, as package reason declares them.
+var Reasons = func() []string {
+	out := make([]string, len(reason.Identity))
+	for i, c := range reason.Identity {
+		out[i] = c.Name
+	}
+	return out
+}()
 
 // Identity is a caller whose token was verified.
 type Identity struct {
@@ -69,27 +71,16 @@ type Identity struct {
 	Expiry    time.Time
 }
 
-// Refusal is why a token was not accepted. Reason is one of Reasons;
-// Detail says more for logs and never holds the token.
-type Refusal struct{ Reason, Detail string }
+// Refusal is why a token was not accepted: the one refusal type, with
+// Code one of Reasons and a Detail for logs that never holds the token.
+// Unavailable() is the issuer's fault (discovery or keys could not be
+// fetched), not the token's; Forbidden() a good token naming someone who
+// may not sign in here (403, not 401: another token of theirs would not
+// help).
+type Refusal = reason.Refusal
 
-func (r *Refusal) Error() string {
-	if r.Detail == "" {
-		return r.Reason
-	}
-	return r.Reason + ": " + r.Detail
-}
-
-// Unavailable reports whether the refusal is the issuer's fault (discovery
-// or keys could not be fetched), not the token's.
-func (r *Refusal) Unavailable() bool { return r.Reason == ReasonIssuerUnavailable }
-
-// Forbidden reports whether the token is good but names someone who may
-// not sign in here (403, not 401: another token of theirs would not help).
-func (r *Refusal) Forbidden() bool { return r.Reason == ReasonSigninNotAllowed }
-
-func refuse(reason, format string, args ...any) *Refusal {
-	return &Refusal{Reason: reason, Detail: fmt.Sprintf(format, args...)}
+func refuse(code, format string, args ...any) *Refusal {
+	return reason.Newf(code, format, args...)
 }
 
 // PersonConfig is the oidc issuer people sign in with.
@@ -161,9 +152,6 @@ type settings struct {
 
 // WithClock makes the verifier read time from now (expiry, nbf, iat).
 func WithClock(now func() time.Time) Option { return func(s *settings) { s.now = now } }
-
-// WithHTTPClient sets the client used for discovery and keys.
-func WithHTTPClient(c *http.Client) Option { return func(s *settings) { s.client = c } }
 
 // Verifier verifies the tokens of one issuer.
 //

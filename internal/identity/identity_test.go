@@ -48,8 +48,8 @@ func wantRefusal(t *testing.T, err error, reason string) {
 	if !errors.As(err, &r) {
 		t.Fatalf("want refusal %s, got %v", reason, err)
 	}
-	if r.Reason != reason {
-		t.Fatalf("want reason %s, got %s (%s)", reason, r.Reason, r.Detail)
+	if r.Code != reason {
+		t.Fatalf("want reason %s, got %s (%s)", reason, r.Code, r.Detail)
 	}
 }
 

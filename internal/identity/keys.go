@@ -82,7 +82,7 @@ var errNoKey = errors.New("no key of the issuer verifies the signature")
 // fetches the set again when the last fetch is refetchEvery old; sooner,
 // the set just fetched is the issuer's answer.
 func (k *keySet) VerifySignature(ctx context.Context, raw string) ([]byte, error) {
-	jws, err := jose.ParseSigned(raw, k.algs)
+	jws, err := jose.ParseSignedCompact(raw, k.algs)
 	if err != nil {
 		return nil, fmt.Errorf("malformed jwt: %v", err)
 	}

@@ -19,53 +19,38 @@ import (
 	"github.com/tokengate/caddy-tokengate/internal/audit"
 	"github.com/tokengate/caddy-tokengate/internal/binding"
 	"github.com/tokengate/caddy-tokengate/internal/ratelimit"
+	"github.com/tokengate/caddy-tokengate/internal/reason"
 	"github.com/tokengate/caddy-tokengate/internal/textcheck"
 	"github.com/tokengate/caddy-tokengate/internal/token"
 	"github.com/tokengate/caddy-tokengate/store"
 )
 
-// Error is a refusal a caller can act on: its kind, a stable reason code
-// and a message that never contains a secret. Only the transport that
-// answers the caller turns a kind into a status code.
-type Error struct {
-	Kind Kind
-	Code string
-	Msg  string
-	// Reasons are every reason code behind a policy refusal, Code among
-	// them; empty for a refusal with Code alone. Audit lines list them all,
-	// so a refusal for two reasons never reads as one.
-	Reasons []string
-}
-
-// AllReasons is every reason code of the refusal: Reasons, or Code alone.
-func (e *Error) AllReasons() []string {
-	if len(e.Reasons) > 0 {
-		return e.Reasons
-	}
-	return []string{e.Code}
-}
-
-func (e *Error) Error() string { return e.Code + ": " + e.Msg }
+// Error is a refusal a caller can act on: the one refusal type of
+// package reason (a declared code, its class, a detail that never holds a
+// secret). Only the transport that answers the caller turns a class into
+// a status code.
+type Error = reason.Refusal
 
 // Kind is the class of a refusal, as a caller acts on it.
-type Kind int
+type Kind = reason.Class
 
+// The kinds of refusal the lifecycle and the management actions give.
 const (
 	// KindInvalid: what was asked is malformed or out of bounds.
-	KindInvalid Kind = iota + 1
+	KindInvalid = reason.BadRequest
 	// KindForbidden: the policy does not let this caller do it.
-	KindForbidden
+	KindForbidden = reason.Forbidden
 	// KindNotFound: no token or request with that id.
-	KindNotFound
+	KindNotFound = reason.NotFound
 	// KindConflict: the thing exists but is not in a state that allows it.
-	KindConflict
+	KindConflict = reason.Conflict
 	// KindGone: it was possible once and never will be again (a request
 	// already claimed or lapsed).
-	KindGone
+	KindGone = reason.Gone
 )
 
 func invalid(code, format string, args ...any) *Error {
-	return &Error{Kind: KindInvalid, Code: code, Msg: fmt.Sprintf(format, args...)}
+	return &Error{Class: KindInvalid, Code: code, Detail: fmt.Sprintf(format, args...)}
 }
 
 var (
@@ -131,7 +116,7 @@ func (s *Service) Validate(spec Spec) (*store.Token, error) {
 		return nil, err
 	}
 	if !namePattern.MatchString(spec.Owner) {
-		return nil, invalid("owner_invalid", "owner must be 1-128 letters, digits or _.@-")
+		return nil, invalid(reason.OwnerInvalid, "owner must be 1-128 letters, digits or _.@-")
 	}
 	return s.validate(spec)
 }
@@ -149,7 +134,7 @@ func (s *Service) ValidateVerified(spec Spec) (*store.Token, error) {
 		return nil, err
 	}
 	if spec.Owner == "" || len(spec.Owner) > maxPrincipalLen {
-		return nil, invalid("owner_invalid", "owner must be a principal of 1-%d bytes", maxPrincipalLen)
+		return nil, invalid(reason.OwnerInvalid, "owner must be a principal of 1-%d bytes", maxPrincipalLen)
 	}
 	return s.validate(spec)
 }
@@ -157,45 +142,45 @@ func (s *Service) ValidateVerified(spec Spec) (*store.Token, error) {
 // validate checks all of a spec but its owner.
 func (s *Service) validate(spec Spec) (*store.Token, error) {
 	if spec.Purpose == "" {
-		return nil, invalid("purpose_required", "every token needs a purpose")
+		return nil, invalid(reason.PurposeRequired, "every token needs a purpose")
 	}
 	if len(spec.Purpose) > maxPurposeLen {
-		return nil, invalid("purpose_invalid", "purpose is longer than %d bytes", maxPurposeLen)
+		return nil, invalid(reason.PurposeInvalid, "purpose is longer than %d bytes", maxPurposeLen)
 	}
 	if len(spec.Ticket) > maxPurposeLen {
-		return nil, invalid("ticket_invalid", "ticket is longer than %d bytes", maxPurposeLen)
+		return nil, invalid(reason.TicketInvalid, "ticket is longer than %d bytes", maxPurposeLen)
 	}
 	if len(spec.Scopes) == 0 || len(spec.Scopes) > maxListLen {
-		return nil, invalid("scope_invalid", "give between 1 and %d scopes", maxListLen)
+		return nil, invalid(reason.ScopeInvalid, "give between 1 and %d scopes", maxListLen)
 	}
 	for _, sc := range spec.Scopes {
 		if !scopePattern.MatchString(sc) {
-			return nil, invalid("scope_invalid", "scope %q is not of the form <service>:<access>", truncate(sc))
+			return nil, invalid(reason.ScopeInvalid, "scope %q is not of the form <service>:<access>", truncate(sc))
 		}
 	}
 	if len(spec.Services) == 0 || len(spec.Services) > maxListLen {
-		return nil, invalid("service_invalid", "give between 1 and %d services", maxListLen)
+		return nil, invalid(reason.ServiceInvalid, "give between 1 and %d services", maxListLen)
 	}
 	for _, sv := range spec.Services {
 		if !namePattern.MatchString(sv) {
-			return nil, invalid("service_invalid", "service %q must be letters, digits or _.@-", truncate(sv))
+			return nil, invalid(reason.ServiceInvalid, "service %q must be letters, digits or _.@-", truncate(sv))
 		}
 	}
 	if len(spec.CIDRs) > maxListLen {
-		return nil, invalid("cidr_invalid", "at most %d CIDRs", maxListLen)
+		return nil, invalid(reason.CIDRInvalid, "at most %d CIDRs", maxListLen)
 	}
 	cidrs := make([]string, 0, len(spec.CIDRs))
 	for _, c := range spec.CIDRs {
 		p, err := netip.ParsePrefix(c)
 		if err != nil {
-			return nil, invalid("cidr_invalid", "%q is not a CIDR such as 10.0.0.0/8 or 2001:db8::/32", truncate(c))
+			return nil, invalid(reason.CIDRInvalid, "%q is not a CIDR such as 10.0.0.0/8 or 2001:db8::/32", truncate(c))
 		}
 		// Stored canonical (an IPv4-mapped range as the IPv4 range it
 		// matches), so the admin policy reads its real width.
 		cidrs = append(cidrs, binding.Canonical(p).String())
 	}
 	if spec.TTL == "" {
-		return nil, invalid("ttl_required", "every token needs a ttl, such as 1h")
+		return nil, invalid(reason.TTLRequired, "every token needs a ttl, such as 1h")
 	}
 	parse := time.ParseDuration
 	if s.ParseDuration != nil {
@@ -203,27 +188,27 @@ func (s *Service) validate(spec Spec) (*store.Token, error) {
 	}
 	ttl, err := parse(spec.TTL)
 	if err != nil || ttl <= 0 {
-		return nil, invalid("ttl_invalid", "ttl %q is not a positive duration such as 30m, 1h or 30d", truncate(spec.TTL))
+		return nil, invalid(reason.TTLInvalid, "ttl %q is not a positive duration such as 30m, 1h or 30d", truncate(spec.TTL))
 	}
 	if s.MaxTTL > 0 && ttl > s.MaxTTL {
-		return nil, invalid("ttl_exceeds_max", "ttl %s is longer than max_ttl %s", ttl, s.MaxTTL)
+		return nil, invalid(reason.TTLExceedsMax, "ttl %s is longer than max_ttl %s", ttl, s.MaxTTL)
 	}
 	if spec.MaxUses < 0 {
-		return nil, invalid("max_uses_invalid", "max_uses must be 0 (unlimited) or more")
+		return nil, invalid(reason.MaxUsesInvalid, "max_uses must be 0 (unlimited) or more")
 	}
 	rate, err := ratelimit.Parse(spec.RateLimit)
 	if err != nil {
-		return nil, invalid("rate_limit_invalid", "rate_limit must be requests/window with requests above 0 and the window one of 1s, 1m, 1h, 24h, such as 100/1m")
+		return nil, invalid(reason.RateLimitInvalid, "rate_limit must be requests/window with requests above 0 and the window one of 1s, 1m, 1h, 24h, such as 100/1m")
 	}
 	now := s.now().UTC().Truncate(time.Microsecond)
 	notBefore := now
 	if spec.NotBefore != nil {
 		notBefore = spec.NotBefore.UTC().Truncate(time.Microsecond)
 		if notBefore.Before(now.Add(-time.Minute)) {
-			return nil, invalid("not_before_invalid", "not_before lies in the past")
+			return nil, invalid(reason.NotBeforeInvalid, "not_before lies in the past")
 		}
 		if s.MaxTTL > 0 && notBefore.Sub(now) > s.MaxTTL {
-			return nil, invalid("not_before_invalid", "not_before is further away than max_ttl")
+			return nil, invalid(reason.NotBeforeInvalid, "not_before is further away than max_ttl")
 		}
 	}
 	return &store.Token{
@@ -251,9 +236,17 @@ func CheckText(field, text string) *Error {
 	}
 	var p *textcheck.Problem
 	if errors.As(err, &p) && p.Secret {
-		return invalid("secret_in_field", "%s %s", field, err)
+		return invalid(reason.SecretInField, "%s %s", field, err)
 	}
-	return invalid(field+"_invalid", "%s %s", field, err)
+	return invalid(fieldCodes[field], "%s %s", field, err)
+}
+
+// fieldCodes name the refusal of each free-text field's text.
+var fieldCodes = map[string]string{
+	"owner": reason.OwnerInvalid, "purpose": reason.PurposeInvalid, "scope": reason.ScopeInvalid,
+	"service": reason.ServiceInvalid, "cidr": reason.CIDRInvalid, "ttl": reason.TTLInvalid,
+	"ticket": reason.TicketInvalid, "reason": reason.ReasonInvalid,
+	"requester": reason.RequesterInvalid, "approver": reason.ApproverInvalid,
 }
 
 // checkSpecText runs CheckText over every string of a spec, before the
@@ -333,13 +326,13 @@ func (s *Service) Mint(rec *store.Token) (secret string) {
 //
 // The line of the token named lists every token revoked (revoked_ids);
 // each other token revoked gets its own line too.
-func (s *Service) Revoke(ctx context.Context, actor, id, reason string) (*store.Token, error) {
-	if reason == "" {
-		err := invalid("reason_required", "say why the token is revoked")
+func (s *Service) Revoke(ctx context.Context, actor, id, why string) (*store.Token, error) {
+	if why == "" {
+		err := invalid(reason.ReasonRequired, "say why the token is revoked")
 		s.refused(ctx, "token.revoked", actor, id, err)
 		return nil, err
 	}
-	if err := CheckReason(reason); err != nil {
+	if err := CheckReason(why); err != nil {
 		s.refused(ctx, "token.revoked", actor, id, err)
 		return nil, err
 	}
@@ -349,7 +342,7 @@ func (s *Service) Revoke(ctx context.Context, actor, id, reason string) (*store.
 		case !t.RevokedAt.IsZero():
 			return false, nil
 		case t.ID == id:
-			t.RevokedAt, t.RevokedBy, t.RevokeReason = now, actor, reason
+			t.RevokedAt, t.RevokedBy, t.RevokeReason = now, actor, why
 		case t.RotatedTo != "" && !now.Before(t.GraceUntil):
 			// Rotated and past its grace: its secret is dead already.
 			return false, nil
@@ -366,7 +359,7 @@ func (s *Service) Revoke(ctx context.Context, actor, id, reason string) (*store.
 	}
 	switch {
 	case err == nil && len(changed) == 0:
-		err = &Error{Kind: KindConflict, Code: "already_revoked", Msg: "token " + id + " is already revoked"}
+		err = &Error{Class: KindConflict, Code: reason.AlreadyRevoked, Detail: "token " + id + " is already revoked"}
 	case err == nil && named == nil:
 		// id was revoked already, but secrets of its chain were live (a
 		// revoke from before chains were revoked whole): they are stopped
@@ -383,7 +376,7 @@ func (s *Service) Revoke(ctx context.Context, actor, id, reason string) (*store.
 		s.forget(t)
 		revokedIDs[i] = t.ID
 	}
-	line := WithToken(&audit.Action{Msg: "token.revoked", Actor: actor, TokenID: id, Reason: reason, Outcome: "success"}, named)
+	line := WithToken(&audit.Action{Msg: "token.revoked", Actor: actor, TokenID: id, Reason: why, Outcome: "success"}, named)
 	line.RevokedIDs = revokedIDs
 	s.Audit.ActionContext(ctx, line)
 	for _, t := range changed {
@@ -397,11 +390,11 @@ func (s *Service) Revoke(ctx context.Context, actor, id, reason string) (*store.
 // CheckReason refuses a reason (for a revoke, an approval, a denial) that
 // is too long or not acceptable free text. An empty reason passes: callers
 // that require one say so themselves.
-func CheckReason(reason string) error {
-	if len(reason) > maxPurposeLen {
-		return invalid("reason_invalid", "reason is longer than %d bytes", maxPurposeLen)
+func CheckReason(text string) error {
+	if len(text) > maxPurposeLen {
+		return invalid(reason.ReasonInvalid, "reason is longer than %d bytes", maxPurposeLen)
 	}
-	if err := CheckText("reason", reason); err != nil {
+	if err := CheckText("reason", text); err != nil {
 		return err
 	}
 	return nil
@@ -429,7 +422,7 @@ func statedReason(ctx context.Context) string {
 // extends what a token may do.
 func (s *Service) Rotate(ctx context.Context, actor string, actorGroups []string, id string, grace time.Duration) (string, *store.Token, error) {
 	if grace < 0 || grace > maxGrace {
-		err := invalid("grace_invalid", "grace must be between 0 and %s", maxGrace)
+		err := invalid(reason.GraceInvalid, "grace must be between 0 and %s", maxGrace)
 		s.refused(ctx, "token.rotated", actor, id, err)
 		return "", nil, err
 	}
@@ -440,8 +433,8 @@ func (s *Service) Rotate(ctx context.Context, actor string, actorGroups []string
 		return "", nil, err
 	}
 	now := s.now().UTC().Truncate(time.Microsecond)
-	if reason := Inactive(old, now); reason != "" {
-		err := &Error{Kind: KindConflict, Code: "token_" + reason, Msg: "only an active token can be rotated; " + id + " is " + reason}
+	if state := Inactive(old, now); state != "" {
+		err := &Error{Class: KindConflict, Code: inactiveCodes[state], Detail: "only an active token can be rotated; " + id + " is " + state}
 		s.refused(ctx, "token.rotated", actor, id, err)
 		return "", nil, err
 	}
@@ -461,8 +454,8 @@ func (s *Service) Rotate(ctx context.Context, actor string, actorGroups []string
 		graceUntil = old.ExpiresAt
 	}
 	updated, err := s.Store.Rotate(ctx, id, next, func(o *store.Token) error {
-		if reason := Inactive(o, now); reason != "" {
-			return &Error{Kind: KindConflict, Code: "token_" + reason, Msg: "token " + id + " changed while rotating: " + reason}
+		if state := Inactive(o, now); state != "" {
+			return &Error{Class: KindConflict, Code: inactiveCodes[state], Detail: "token " + id + " changed while rotating: " + state}
 		}
 		// The budget is read from the locked record, so no use spent
 		// between the Get above and now is counted twice.
@@ -502,6 +495,13 @@ func Inactive(t *store.Token, now time.Time) string {
 		return "exhausted"
 	}
 	return ""
+}
+
+// inactiveCodes are the codes of refusing to act on a token in each state
+// Inactive names.
+var inactiveCodes = map[string]string{
+	"revoked": reason.TokenRevoked, "rotated": reason.TokenRotated,
+	"expired": reason.TokenExpired, "exhausted": reason.TokenExhausted,
 }
 
 // State names a token's lifecycle state for the inventory, as the
@@ -579,7 +579,7 @@ func AuditRefused(ctx context.Context, log *audit.Logger, msg, actor, requestID,
 		return
 	}
 	log.ActionContext(ctx, &audit.Action{Msg: msg, Actor: actor, TokenRequestID: SafeID(requestID), TokenID: SafeID(tokenID),
-		Reason: e.Msg, Outcome: "refused", Reasons: e.AllReasons()})
+		Reason: e.Detail, Outcome: "refused", Reasons: e.AllReasons()})
 }
 
 // AuditRefusedOn is AuditRefused for an action on the stored token t: the
@@ -591,7 +591,7 @@ func AuditRefusedOn(ctx context.Context, log *audit.Logger, msg, actor string, t
 		return
 	}
 	log.ActionContext(ctx, WithToken(&audit.Action{Msg: msg, Actor: actor, TokenID: t.ID,
-		Reason: e.Msg, Outcome: "refused", Reasons: e.AllReasons()}, t))
+		Reason: e.Detail, Outcome: "refused", Reasons: e.AllReasons()}, t))
 }
 
 func (s *Service) storeError(id string, err error) error {
@@ -600,7 +600,7 @@ func (s *Service) storeError(id string, err error) error {
 	case errors.As(err, &e):
 		return e
 	case errors.Is(err, store.ErrNotFound):
-		return &Error{Kind: KindNotFound, Code: "token_not_found", Msg: "no token " + cmp.Or(SafeID(id), "with that id")}
+		return &Error{Class: KindNotFound, Code: reason.TokenNotFound, Detail: "no token " + cmp.Or(SafeID(id), "with that id")}
 	}
 	return err
 }

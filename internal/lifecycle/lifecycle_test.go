@@ -70,12 +70,12 @@ func TestValidate(t *testing.T) {
 		c.mutate(&sp)
 		_, err := s.Validate(sp)
 		var e *Error
-		if !errors.As(err, &e) || e.Code != c.code || e.Kind != KindInvalid {
+		if !errors.As(err, &e) || e.Code != c.code || e.Class != KindInvalid {
 			t.Errorf("%s: got %v, want %s", name, err, c.code)
 			continue
 		}
-		if strings.Contains(e.Msg, secret) || strings.Contains(e.Msg, live[3:]) || strings.ContainsAny(e.Msg, "\r\n\x1b\u202e") {
-			t.Errorf("%s: the message echoes a pasted secret: %s", name, e.Msg)
+		if strings.Contains(e.Detail, secret) || strings.Contains(e.Detail, live[3:]) || strings.ContainsAny(e.Detail, "\r\n\x1b\u202e") {
+			t.Errorf("%s: the message echoes a pasted secret: %s", name, e.Detail)
 		}
 	}
 }
@@ -98,7 +98,7 @@ func TestCheckReason(t *testing.T) {
 			}
 			continue
 		}
-		if !errors.As(err, &e) || e.Code != tc.code || e.Kind != KindInvalid || strings.Contains(e.Msg, live[3:]) {
+		if !errors.As(err, &e) || e.Code != tc.code || e.Class != KindInvalid || strings.Contains(e.Detail, live[3:]) {
 			t.Errorf("%s: got %v, want %s", tc.name, err, tc.code)
 		}
 	}
@@ -128,7 +128,7 @@ func TestSafeID(t *testing.T) {
 	}
 	secret := token.NewSecret()
 	var e *Error
-	if err := (&Service{}).storeError(secret, store.ErrNotFound); !errors.As(err, &e) || e.Code != "token_not_found" || strings.Contains(e.Msg, secret[3:]) {
+	if err := (&Service{}).storeError(secret, store.ErrNotFound); !errors.As(err, &e) || e.Code != "token_not_found" || strings.Contains(e.Detail, secret[3:]) {
 		t.Errorf("not found, for a secret pasted as an id: %v", e)
 	}
 }

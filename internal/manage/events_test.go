@@ -3,6 +3,7 @@ package manage
 import (
 	"context"
 	"encoding/json"
+	"github.com/tokengate/caddy-tokengate/webhook"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -36,7 +37,7 @@ func startHookReceiver(t *testing.T) *hookReceiver {
 		body, _ := io.ReadAll(r.Body)
 		h.mu.Lock()
 		defer h.mu.Unlock()
-		if err := notify.Verify(hookSecret, r.Header.Get(notify.SignatureHeader), body, time.Now(), notify.DefaultTolerance); err != nil {
+		if err := webhook.VerifyLegacy(hookSecret, r.Header.Get(notify.SignatureHeader), body, time.Now(), webhook.DefaultTolerance); err != nil {
 			h.bad = append(h.bad, err.Error())
 			w.WriteHeader(http.StatusUnauthorized)
 			return

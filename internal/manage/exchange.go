@@ -60,7 +60,7 @@ func (s *Service) Exchange(ctx context.Context, p Principal, subject Subject, sc
 		return err
 	}
 	if p.Kind != WorkloadKind || p.Name == "" {
-		return "", nil, refused(&lifecycle.Error{Kind: lifecycle.KindForbidden, Code: "not_a_workload", Msg: "only a verified workload may exchange its token"})
+		return "", nil, refused(&lifecycle.Error{Class: lifecycle.KindForbidden, Code: reason.NotAWorkload, Detail: "only a verified workload may exchange its token"})
 	}
 	ttl := ExchangeTTL
 	if s.Tokens.MaxTTL > 0 {
@@ -86,7 +86,7 @@ func (s *Service) Exchange(ctx context.Context, p Principal, subject Subject, sc
 	if d.TTL > 0 && d.TTL < ttl {
 		ttl = d.TTL.Truncate(time.Second)
 		if ttl <= 0 {
-			return "", nil, refused(&lifecycle.Error{Kind: lifecycle.KindForbidden, Code: "ttl_too_short", Msg: "the admin policy grants less than a second"})
+			return "", nil, refused(&lifecycle.Error{Class: lifecycle.KindForbidden, Code: reason.TTLTooShort, Detail: "the admin policy grants less than a second"})
 		}
 	}
 	rec.ExpiresAt = rec.NotBefore.Add(ttl)
@@ -127,8 +127,8 @@ func (s *Service) spend(ctx context.Context, subject Subject) error {
 	}
 	err := s.Tokens.Store.MarkUsed(ctx, subject.Hash, until, now)
 	if errors.Is(err, store.ErrConflict) {
-		return &lifecycle.Error{Kind: lifecycle.KindConflict, Code: "subject_token_used",
-			Msg: "this subject token was exchanged already: ask the platform for a new one"}
+		return &lifecycle.Error{Class: lifecycle.KindConflict, Code: reason.SubjectTokenUsed,
+			Detail: "this subject token was exchanged already: ask the platform for a new one"}
 	}
 	return err
 }
@@ -147,11 +147,11 @@ func (s *Service) exchangeRefused(ctx context.Context, p Principal, w *audit.Wor
 	var pe *PolicyError
 	code, msg := "exchange_failed", "the exchange failed"
 	if errors.As(err, &e) {
-		code, msg = e.Code, e.Msg
+		code, msg = e.Code, e.Detail
 	} else if errors.As(err, &pe) {
 		// A policy that cannot decide is the operator's problem, logged
 		// where they look; the audit trail records that nothing was issued.
-		code, msg = "policy_unavailable", "the admin policy could not decide"
+		code, msg = reason.PolicyUnavailable, "the admin policy could not decide"
 	}
 	if len(reasons) == 0 || errors.As(err, &pe) {
 		reasons = []string{code}

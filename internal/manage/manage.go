@@ -15,6 +15,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/tokengate/caddy-tokengate/internal/reason"
 	"slices"
 	"time"
 
@@ -113,7 +114,7 @@ func (e *PolicyError) Unwrap() error { return e.Err }
 
 // refusal is a forbidden action carrying the policy's reasons.
 func refusal(reasons []string) *lifecycle.Error {
-	return &lifecycle.Error{Kind: lifecycle.KindForbidden, Code: reasons[0], Reasons: reasons, Msg: "refused by the admin policy: " + fmt.Sprint(reasons)}
+	return &lifecycle.Error{Class: lifecycle.KindForbidden, Code: reasons[0], Reasons: reasons, Detail: "refused by the admin policy: " + fmt.Sprint(reasons)}
 }
 
 // authorize asks the admin policy whether p may do action. It returns the
@@ -238,9 +239,9 @@ func (s *Service) Deny(ctx context.Context, p Principal, id, reason string) (*st
 	return s.decide(ctx, p, id, reason, "deny")
 }
 
-func (s *Service) decide(ctx context.Context, p Principal, id, reason, action string) (*store.Request, error) {
+func (s *Service) decide(ctx context.Context, p Principal, id, why, action string) (*store.Request, error) {
 	msg := map[string]string{"approve": "token.approved", "deny": "token.denied"}[action]
-	if err := lifecycle.CheckReason(reason); err != nil {
+	if err := lifecycle.CheckReason(why); err != nil {
 		s.refused(ctx, msg, p, id, "", err)
 		return nil, err
 	}
@@ -258,9 +259,9 @@ func (s *Service) decide(ctx context.Context, p Principal, id, reason, action st
 	now := s.now()
 	req, err = s.Requests.UpdateRequest(ctx, id, func(r *store.Request) error {
 		if r.Status != store.RequestPending {
-			return &lifecycle.Error{Kind: lifecycle.KindConflict, Code: "request_not_pending", Msg: "request " + id + " is " + Status(r, now)}
+			return &lifecycle.Error{Class: lifecycle.KindConflict, Code: reason.RequestNotPending, Detail: "request " + id + " is " + Status(r, now)}
 		}
-		r.DecidedBy, r.DecidedAt, r.Reason = p.Name, now, reason
+		r.DecidedBy, r.DecidedAt, r.Reason = p.Name, now, why
 		if action == "approve" {
 			r.Status, r.ClaimBy = store.RequestApproved, now.Add(ClaimWindow)
 		} else {
@@ -273,7 +274,7 @@ func (s *Service) decide(ctx context.Context, p Principal, id, reason, action st
 		s.refused(ctx, msg, p, id, "", err)
 		return nil, err
 	}
-	s.Audit.ActionContext(ctx, withRequest(&audit.Action{Msg: msg, Actor: p.Name, TokenRequestID: id, Reason: reason, Outcome: "success"}, req))
+	s.Audit.ActionContext(ctx, withRequest(&audit.Action{Msg: msg, Actor: p.Name, TokenRequestID: id, Reason: why, Outcome: "success"}, req))
 	s.publishRequest(map[string]string{"approve": notify.RequestApproved, "deny": notify.RequestDenied}[action], req)
 	return req, nil
 }
@@ -287,7 +288,7 @@ func (s *Service) StepUpNeeded(ctx context.Context, p Principal, r *store.Reques
 	_, err := s.authorize(ctx, "approve", p, map[string]any{"request": requestInput(r)})
 	var le *lifecycle.Error
 	if errors.As(err, &le) {
-		return slices.Contains(le.AllReasons(), "step_up_required"), nil
+		return slices.Contains(le.AllReasons(), reason.StepUpRequired), nil
 	}
 	return false, err
 }
@@ -342,11 +343,11 @@ func (s *Service) ExplainApproval(ctx context.Context, p Principal, r *store.Req
 // only the console can take a security key's assertion.
 func withStepUpHint(err error, id string) error {
 	var le *lifecycle.Error
-	if !errors.As(err, &le) || !slices.Contains(le.AllReasons(), "step_up_required") {
+	if !errors.As(err, &le) || !slices.Contains(le.AllReasons(), reason.StepUpRequired) {
 		return err
 	}
 	hinted := *le
-	hinted.Msg += "; approving a write to a production service needs a security key: approve it in the web console, at /console/requests/" + id
+	hinted.Detail += "; approving a write to a production service needs a security key: approve it in the web console, at /console/requests/" + id
 	return &hinted
 }
 
@@ -416,9 +417,13 @@ func claimable(r *store.Request, now time.Time) error {
 	case store.RequestApproved:
 		return nil
 	case store.RequestClaimed, "lapsed":
-		return &lifecycle.Error{Kind: lifecycle.KindGone, Code: "request_" + st, Msg: "request " + r.ID + " is " + st + " and can no longer be claimed"}
+		code := reason.RequestClaimed
+		if st != store.RequestClaimed {
+			code = reason.RequestLapsed
+		}
+		return &lifecycle.Error{Class: lifecycle.KindGone, Code: code, Detail: "request " + r.ID + " is " + st + " and can no longer be claimed"}
 	default:
-		return &lifecycle.Error{Kind: lifecycle.KindConflict, Code: "request_not_approved", Msg: "request " + r.ID + " is " + st}
+		return &lifecycle.Error{Class: lifecycle.KindConflict, Code: reason.RequestNotApproved, Detail: "request " + r.ID + " is " + st}
 	}
 }
 
@@ -544,8 +549,8 @@ func (s *Service) Bootstrap(ctx context.Context, p Principal, requester, approve
 	return s.bootstrap(ctx, p, requester, approver, ttl, "", func(toks []*store.Token) error {
 		err := s.Requests.CreateFirst(ctx, ManagementService, toks)
 		if errors.Is(err, store.ErrConflict) {
-			err = &lifecycle.Error{Kind: lifecycle.KindConflict, Code: "already_bootstrapped",
-				Msg: "management tokens exist already; new ones go through request and approval"}
+			err = &lifecycle.Error{Class: lifecycle.KindConflict, Code: reason.AlreadyBootstrapped,
+				Detail: "management tokens exist already; new ones go through request and approval"}
 			s.refused(ctx, "token.bootstrap", p, "", "", err)
 		}
 		return err
@@ -619,7 +624,7 @@ func (s *Service) refused(ctx context.Context, msg string, p Principal, requestI
 
 func requestError(id string, err error) error {
 	if errors.Is(err, store.ErrNotFound) {
-		return &lifecycle.Error{Kind: lifecycle.KindNotFound, Code: "request_not_found", Msg: "no request " + cmp.Or(lifecycle.SafeID(id), "with that id")}
+		return &lifecycle.Error{Class: lifecycle.KindNotFound, Code: reason.RequestNotFound, Detail: "no request " + cmp.Or(lifecycle.SafeID(id), "with that id")}
 	}
 	return err
 }

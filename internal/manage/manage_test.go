@@ -127,7 +127,7 @@ func anyStrings(v any) []string {
 func wantKind(t *testing.T, err error, kind lifecycle.Kind, code string) {
 	t.Helper()
 	var e *lifecycle.Error
-	if !errors.As(err, &e) || e.Kind != kind || e.Code != code {
+	if !errors.As(err, &e) || e.Class != kind || e.Code != code {
 		t.Fatalf("got %v, want kind %d code %s", err, kind, code)
 	}
 }

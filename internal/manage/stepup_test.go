@@ -41,7 +41,7 @@ func TestProductionWriteApprovalNeedsAStepUp(t *testing.T) {
 	f.lines()
 	_, err = f.svc.Approve(ctx, bobPerson, billing.ID, "ok")
 	var le *lifecycle.Error
-	if !errors.As(err, &le) || le.Code != "step_up_required" || !strings.Contains(le.Msg, "/console/requests/"+billing.ID) {
+	if !errors.As(err, &le) || le.Code != "step_up_required" || !strings.Contains(le.Detail, "/console/requests/"+billing.ID) {
 		t.Fatalf("API approval of a production write: %v, want step_up_required naming the console page", err)
 	}
 	f.refusedLine(t, "token.approved", "step_up_required")

@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"github.com/tokengate/caddy-tokengate/webhook"
 	"io"
 	"net"
 	"net/http"
@@ -126,7 +127,7 @@ func TestDeliveryIsSignedAndVerifies(t *testing.T) {
 		t.Fatalf("%d deliveries", len(got))
 	}
 	h, body := got[0].header, got[0].body
-	if err := Verify(secret, h.Get(SignatureHeader), body, time.Now(), DefaultTolerance); err != nil {
+	if err := webhook.VerifyLegacy(secret, h.Get(SignatureHeader), body, time.Now(), webhook.DefaultTolerance); err != nil {
 		t.Fatalf("a receiver could not verify the delivery: %v (header %q)", err, h.Get(SignatureHeader))
 	}
 	if h.Get(EventHeader) != RequestPending || h.Get(DeliveryHeader) != e.ID || h.Get("Content-Type") != "application/json" {
@@ -140,17 +141,17 @@ func TestDeliveryIsSignedAndVerifies(t *testing.T) {
 	// What a receiver must refuse.
 	header := h.Get(SignatureHeader)
 	for name, check := range map[string]error{
-		"tampered body": Verify(secret, header, []byte(strings.Replace(string(body), "alice", "mallory", 1)), time.Now(), DefaultTolerance),
-		"other secret":  Verify([]byte("whsec-another-secret-of-enough-length!!"), header, body, time.Now(), DefaultTolerance),
-		"replayed late": Verify(secret, header, body, time.Now().Add(DefaultTolerance+time.Minute), DefaultTolerance),
-		"no header":     Verify(secret, "", body, time.Now(), DefaultTolerance),
-		"no v1":         Verify(secret, strings.Split(header, ",")[0], body, time.Now(), DefaultTolerance),
+		"tampered body": webhook.VerifyLegacy(secret, header, []byte(strings.Replace(string(body), "alice", "mallory", 1)), time.Now(), webhook.DefaultTolerance),
+		"other secret":  webhook.VerifyLegacy([]byte("whsec-another-secret-of-enough-length!!"), header, body, time.Now(), webhook.DefaultTolerance),
+		"replayed late": webhook.VerifyLegacy(secret, header, body, time.Now().Add(webhook.DefaultTolerance+time.Minute), webhook.DefaultTolerance),
+		"no header":     webhook.VerifyLegacy(secret, "", body, time.Now(), webhook.DefaultTolerance),
+		"no v1":         webhook.VerifyLegacy(secret, strings.Split(header, ",")[0], body, time.Now(), webhook.DefaultTolerance),
 	} {
 		if check == nil {
 			t.Errorf("%s: verified", name)
 		}
 	}
-	if err := Verify(secret, Sign(secret, time.Now().Add(-time.Hour), body), body, time.Now(), DefaultTolerance); !errors.Is(err, ErrStale) {
+	if err := webhook.VerifyLegacy(secret, Sign(secret, time.Now().Add(-time.Hour), body), body, time.Now(), webhook.DefaultTolerance); !errors.Is(err, webhook.ErrLegacyStale) {
 		t.Errorf("an hour-old signature: %v, want ErrStale", err)
 	}
 }
@@ -226,7 +227,7 @@ func TestRetriesAfterServerErrorsThenSucceeds(t *testing.T) {
 		t.Fatalf("%d attempts, want 3", len(deliveries))
 	}
 	for _, del := range deliveries {
-		if del.header.Get(DeliveryHeader) != e.ID || Verify(secret, del.header.Get(SignatureHeader), del.body, time.Now(), DefaultTolerance) != nil {
+		if del.header.Get(DeliveryHeader) != e.ID || webhook.VerifyLegacy(secret, del.header.Get(SignatureHeader), del.body, time.Now(), webhook.DefaultTolerance) != nil {
 			t.Errorf("attempt not the same signed event: %v", del.header)
 		}
 	}
@@ -415,7 +416,7 @@ func TestSignatureMatchesOpenSSL(t *testing.T) {
 	if got := Sign(secret, time.Unix(1700000000, 0), body); got != want {
 		t.Fatalf("Sign = %s, want %s", got, want)
 	}
-	if err := Verify(secret, "t=1700000000, v1=00, v1="+want[len("t=1700000000,v1="):], body, time.Unix(1700000100, 0), DefaultTolerance); err != nil {
+	if err := webhook.VerifyLegacy(secret, "t=1700000000, v1=00, v1="+want[len("t=1700000000,v1="):], body, time.Unix(1700000100, 0), webhook.DefaultTolerance); err != nil {
 		t.Errorf("a header with another v1 first (a rotated secret) does not verify: %v", err)
 	}
 }

@@ -262,8 +262,7 @@ type ruleFacts struct {
 // comment at the top of this file for which.
 func findCarriedRules(compiler *ast.Compiler, query ast.Body, constants []constantRule) *carriedRules {
 	facts := map[*ast.Rule]*ruleFacts{}
-	var factsOf func(*ast.Rule) *ruleFacts
-	factsOf = func(rule *ast.Rule) *ruleFacts {
+	factsOf := func(rule *ast.Rule) *ruleFacts {
 		if f, ok := facts[rule]; ok {
 			return f
 		}
@@ -292,7 +291,7 @@ func findCarriedRules(compiler *ast.Compiler, query ast.Body, constants []consta
 			continue
 		}
 		seen[rule] = true
-		if p := rule.Path(); !seenPath[p.String()] {
+		if p := rule.Ref().GroundPrefix(); !seenPath[p.String()] {
 			seenPath[p.String()] = true
 			paths = append(paths, p)
 		}

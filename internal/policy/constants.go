@@ -72,7 +72,7 @@ func constantValue(compiler *ast.Compiler, rule *ast.Rule) (constantRule, bool) 
 	if len(rule.Body) != 1 || !rule.Body[0].Equal(ast.NewExpr(ast.BooleanTerm(true))) {
 		return constantRule{}, false
 	}
-	path := rule.Path()
+	path := rule.Ref().GroundPrefix()
 	if !path.IsGround() || len(compiler.GetRulesExact(path)) != 1 {
 		return constantRule{}, false
 	}

@@ -23,6 +23,7 @@ import (
 
 	"github.com/open-policy-agent/opa/v1/ast"
 	"github.com/open-policy-agent/opa/v1/metrics"
+	"github.com/open-policy-agent/opa/v1/rego"
 	"github.com/open-policy-agent/opa/v1/storage"
 	"github.com/open-policy-agent/opa/v1/storage/inmem"
 	"github.com/open-policy-agent/opa/v1/topdown"
@@ -87,6 +88,9 @@ type Engine struct {
 	source  fs.FS
 	print   print.Hook
 	current atomic.Pointer[compiled]
+	// plain evaluates with OPA's prepared queries instead of the fast
+	// evaluator (WithPlainEvaluator).
+	plain bool
 }
 
 // Option configures an Engine.
@@ -141,6 +145,8 @@ type query struct {
 	// for the next with the same token, route and method (carried.go);
 	// nil for none.
 	carried *carriedRules
+	// prepared is OPA's prepared query, for the plain evaluator only.
+	prepared *rego.PreparedEvalQuery
 }
 
 // NewEngine compiles the .rego and data files in source (test files
@@ -217,6 +223,14 @@ func (e *Engine) Decide(ctx context.Context, query string, input ast.Value) (Dec
 	if !ok {
 		return Decision{Revision: c.revision}, fmt.Errorf("%s: %w", query, ErrNoDecision)
 	}
+	d, err := e.evaluator().decide(ctx, c, query, &q, input)
+	d.Revision = c.revision
+	return d, err
+}
+
+// decide is the fast evaluator's Decide: OPA's topdown driven directly,
+// with the rule memo primed with constants and carried values.
+func (fastEvaluator) decide(ctx context.Context, c *compiled, query string, q *query, input ast.Value) (Decision, error) {
 	ev := q.evaluations.Get().(*evaluation)
 	defer ev.release(q.evaluations)
 	ev.rules.Push()
@@ -245,16 +259,15 @@ func (e *Engine) Decide(ctx context.Context, query string, input ast.Value) (Dec
 	err := tq.Iter(ctx, ev.keep)
 	first := ev.first
 	if err != nil {
-		return Decision{Revision: c.revision}, fmt.Errorf("evaluating %s: %v", query, err)
+		return Decision{}, fmt.Errorf("evaluating %s: %v", query, err)
 	}
 	if first == nil {
-		return Decision{Revision: c.revision}, fmt.Errorf("%s: %w", query, ErrNoDecision)
+		return Decision{}, fmt.Errorf("%s: %w", query, ErrNoDecision)
 	}
 	d, err := q.parse(first, &known)
 	if err == nil && q.carried != nil {
 		q.carried.keep(ev.rules, &ev.carried)
 	}
-	d.Revision = c.revision
 	return d, err
 }
 
@@ -666,6 +679,11 @@ func (e *Engine) compile(src *loaded) (*compiled, error) {
 		}
 		q := query{body: body, bodies: []ast.Body{body}, parse: p.parse, constants: reachableConstants(c.compiler, body),
 			evaluations: newEvaluations(c, e.print)}
+		if e.plain {
+			if q.prepared, err = prepare(c, p.body(c.compiler, 0), e.print); err != nil {
+				return nil, fmt.Errorf("preparing %s: %v", p.query, err)
+			}
+		}
 		if p.query == GatewayQuery {
 			for skip := 1; skip < 1<<len(optionalRules); skip++ {
 				b, err := c.compiler.QueryCompiler().Compile(p.body(c.compiler, skip))

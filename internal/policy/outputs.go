@@ -37,7 +37,7 @@ func checkOutputTypes(compiler *ast.Compiler) error {
 		if len(rules) == 0 {
 			continue
 		}
-		got := compiler.TypeEnv.Get(o.ref)
+		got := compiler.TypeEnv.GetByRef(o.ref)
 		if conforms(got, o.fits) {
 			continue
 		}
@@ -62,12 +62,12 @@ func constantType(compiler *ast.Compiler, r *ast.Rule) types.Type {
 		if r.Head.Key == nil || !r.Head.Key.IsGround() {
 			return nil
 		}
-		return types.NewSet(compiler.TypeEnv.Get(r.Head.Key))
+		return types.NewSet(compiler.TypeEnv.GetByValue(r.Head.Key.Value))
 	}
 	if r.Head.Value == nil || !r.Head.Value.IsGround() {
 		return nil
 	}
-	return compiler.TypeEnv.Get(r.Head.Value)
+	return compiler.TypeEnv.GetByValue(r.Head.Value.Value)
 }
 
 // conforms reports whether a value of static type got can be one fits

@@ -6,7 +6,19 @@
 //
 // Policies may emit codes of their own; those are Forbidden and come after
 // every built-in code.
+//
+// The management API's codes (Management), the identity checks' (Identity)
+// and the token exchange's (Exchange) are declared here too, each with
+// its class, so that one Refusal type carries every refusal, the metrics
+// label every declared code, and the docs' tables are rendered from these
+// lists (Markdown).
 package reason
+
+import (
+	"fmt"
+	"net/http"
+	"strings"
+)
 
 // Class says what kind of refusal a code is.
 type Class uint8
@@ -25,10 +37,88 @@ const (
 	// Unavailable: the gateway could not decide or record the call, and
 	// failed closed (503).
 	Unavailable
-	// TooMany: a good token called more often than its rate limit allows
-	// (429, with Retry-After).
-	TooMany
+	// NotFound: no token, request or route of that name (404).
+	NotFound
+	// Conflict: it exists, but its state does not allow this (409).
+	Conflict
+	// Gone: it was possible once and never will be again (410).
+	Gone
+	// TooLarge: the body exceeds its bound (413).
+	TooLarge
+	// UnsupportedMedia: the body is not of the media type served (415).
+	UnsupportedMedia
+	// MethodNotAllowed: the path is served, not with this method (405).
+	MethodNotAllowed
+	// TooManyRequests: an attempt past its limit (429).
+	TooManyRequests
 )
+
+// classStatus is the HTTP status of each class, in one place.
+var classStatus = [...]int{
+	Forbidden:        http.StatusForbidden,
+	Invalid:          http.StatusUnauthorized,
+	Absent:           http.StatusUnauthorized,
+	BadRequest:       http.StatusBadRequest,
+	Unavailable:      http.StatusServiceUnavailable,
+	NotFound:         http.StatusNotFound,
+	Conflict:         http.StatusConflict,
+	Gone:             http.StatusGone,
+	TooLarge:         http.StatusRequestEntityTooLarge,
+	UnsupportedMedia: http.StatusUnsupportedMediaType,
+	MethodNotAllowed: http.StatusMethodNotAllowed,
+	TooManyRequests:  http.StatusTooManyRequests,
+}
+
+// Status is the HTTP status a refusal of class c is answered with.
+func (c Class) Status() int {
+	if int(c) < len(classStatus) {
+		return classStatus[c]
+	}
+	return http.StatusInternalServerError
+}
+
+// Refusal is the one refusal type: a declared code, its class (which
+// decides the status) and a detail for people that never holds a secret.
+// Reasons, when set, are every code behind a policy refusal, Code among
+// them, so an audit line never reads two reasons as one.
+type Refusal struct {
+	Code    string
+	Class   Class
+	Detail  string
+	Reasons []string
+}
+
+// New is a refusal with the declared class of code.
+func New(code, detail string) *Refusal {
+	return &Refusal{Code: code, Class: DeclaredClass(code), Detail: detail}
+}
+
+// Newf is New with a formatted detail.
+func Newf(code, format string, args ...any) *Refusal {
+	return New(code, fmt.Sprintf(format, args...))
+}
+
+func (r *Refusal) Error() string {
+	if r.Detail == "" {
+		return r.Code
+	}
+	return r.Code + ": " + r.Detail
+}
+
+// AllReasons is every reason code of the refusal: Reasons, or Code alone.
+func (r *Refusal) AllReasons() []string {
+	if len(r.Reasons) > 0 {
+		return r.Reasons
+	}
+	return []string{r.Code}
+}
+
+// Unavailable reports whether the refusal is a failure on our side (a
+// store, a policy, an issuer that could not be reached), not the caller's.
+func (r *Refusal) Unavailable() bool { return r.Class == Unavailable }
+
+// Forbidden reports whether the caller is known but may not do this.
+func (r *Refusal) Forbidden() bool { return r.Class == Forbidden }
 
 // The built-in codes.
 const (
@@ -78,7 +168,7 @@ var Builtin = []Code{
 	{ServiceNotBound, Forbidden, "the token is not bound to this route's service"},
 	{IPNotAllowed, Forbidden, "the client address is outside the token's CIDRs"},
 	{ScopeMissing, Forbidden, "the token lacks the scope this method needs"},
-	{RateLimited, TooMany, "over the token's rate limit (its own or the policy's); `Retry-After` is the seconds until its window resets"},
+	{RateLimited, TooManyRequests, "over the token's rate limit (its own or the policy's); `Retry-After` is the seconds until its window resets"},
 	{StoreUnavailable, Unavailable, "the token store failed"},
 	{PolicyUnavailable, Unavailable, "the policy could not be evaluated (an error, never an allow)"},
 	{AuditUnavailable, Unavailable, "the audit line of an allowed call could not be written"},
@@ -91,6 +181,41 @@ var byName = func() map[string]int {
 	}
 	return m
 }()
+
+// declared indexes every code of every list by name; all is every code
+// once, in list order. A code in two lists (token_revoked refuses a call
+// and a rotation) keeps the class of its first.
+var declared, all = func() (map[string]Code, []Code) {
+	m := map[string]Code{}
+	var all []Code
+	for _, list := range [][]Code{Builtin, Management, Identity, Exchange, Console} {
+		for _, c := range list {
+			if _, dup := m[c.Name]; !dup {
+				m[c.Name] = c
+				all = append(all, c)
+			}
+		}
+	}
+	return m, all
+}()
+
+// All returns every declared code once: the metrics' label values.
+func All() []Code { return all }
+
+// DeclaredClass is the class of a declared code; an undeclared one is
+// Forbidden, as a policy's own codes are.
+func DeclaredClass(name string) Class { return declared[name].Class }
+
+// Markdown renders codes as a Markdown table: reason, status, meaning.
+// The docs' tables are this output, checked by a test.
+func Markdown(codes []Code) string {
+	var b strings.Builder
+	b.WriteString("| reason | status | means |\n|---|---|---|\n")
+	for _, c := range codes {
+		fmt.Fprintf(&b, "| `%s` | %d | %s |\n", c.Name, c.Class.Status(), c.Means)
+	}
+	return b.String()
+}
 
 // Lookup returns the built-in code of that name.
 func Lookup(name string) (Code, bool) {

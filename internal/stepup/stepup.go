@@ -30,6 +30,7 @@ import (
 	"github.com/go-webauthn/webauthn/protocol"
 	"github.com/go-webauthn/webauthn/webauthn"
 
+	"github.com/tokengate/caddy-tokengate/internal/reason"
 	"github.com/tokengate/caddy-tokengate/store"
 )
 
@@ -98,10 +99,10 @@ func (r *Refusal) Error() string { return r.Reason + ": " + r.Detail }
 
 // The reasons a ceremony is refused.
 const (
-	ReasonInvalid  = "step_up_invalid"  // malformed, wrong origin, bad signature, unknown key
-	ReasonMismatch = "step_up_mismatch" // made for another request, session or purpose
-	ReasonExpired  = "step_up_expired"  // answered after the window
-	ReasonReplayed = "step_up_replayed" // the assertion (or its challenge) was used before
+	ReasonInvalid  = reason.StepUpInvalid  // malformed, wrong origin, bad signature, unknown key
+	ReasonMismatch = reason.StepUpMismatch // made for another request, session or purpose
+	ReasonExpired  = reason.StepUpExpired  // answered after the window
+	ReasonReplayed = reason.StepUpReplayed // the assertion (or its challenge) was used before
 )
 
 func refuse(reason, format string, args ...any) *Refusal {

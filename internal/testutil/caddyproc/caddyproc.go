@@ -6,6 +6,7 @@ package caddyproc
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"net"
 	"net/http"
@@ -170,9 +171,13 @@ func start(t testing.TB, dir, adminAddr, caddyfile string) (*Process, error) {
 	client, base := AdminClient(adminAddr)
 	deadline := time.Now().Add(30 * time.Second)
 	for {
-		resp, err := client.Get(base + "/config/")
+		// The admin endpoint answers before the HTTP servers have bound
+		// their ports: the start is done when every listener accepts.
+		listeners, err := httpListeners(client, base)
 		if err == nil {
-			resp.Body.Close()
+			err = dialAll(listeners)
+		}
+		if err == nil {
 			return p, nil
 		}
 		if p.Exited() || time.Now().After(deadline) {
@@ -181,6 +186,56 @@ func start(t testing.TB, dir, adminAddr, caddyfile string) (*Process, error) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+}
+
+// httpListeners returns the TCP addresses the running config's HTTP
+// servers listen on, as host:port (a bare :port is dialled on 127.0.0.1).
+func httpListeners(client *http.Client, base string) ([]string, error) {
+	resp, err := client.Get(base + "/config/apps/http/servers")
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		// The admin endpoint answers: a config without HTTP servers
+		// (the admin endpoint only) has nothing else to wait for.
+		return nil, nil
+	}
+	var servers map[string]struct {
+		Listen []string `json:"listen"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&servers); err != nil {
+		return nil, fmt.Errorf("reading the servers: %v", err)
+	}
+	var addrs []string
+	for _, srv := range servers {
+		for _, l := range srv.Listen {
+			network, addr, _ := strings.Cut(l, "/")
+			if addr == "" {
+				network, addr = "tcp", l
+			}
+			if !strings.HasPrefix(network, "tcp") || strings.Contains(addr, "-") {
+				continue // unix sockets and port ranges are not dialled
+			}
+			if strings.HasPrefix(addr, ":") {
+				addr = "127.0.0.1" + addr
+			}
+			addrs = append(addrs, addr)
+		}
+	}
+	return addrs, nil
+}
+
+// dialAll returns nil when a connection to every address is accepted.
+func dialAll(addrs []string) error {
+	for _, a := range addrs {
+		c, err := net.DialTimeout("tcp", a, time.Second)
+		if err != nil {
+			return err
+		}
+		c.Close()
+	}
+	return nil
 }
 
 // AdminClient returns a client for Caddy's admin endpoint at adminAddr,
@@ -241,18 +296,6 @@ func (p *Process) Exited() bool {
 
 // Output returns everything the process printed so far.
 func (p *Process) Output() string { return p.output.String() }
-
-// WaitForOutput waits until the process has printed substr.
-func (p *Process) WaitForOutput(t testing.TB, substr string, timeout time.Duration) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !strings.Contains(p.Output(), substr) {
-		if time.Now().After(deadline) {
-			t.Fatalf("caddy never printed %q:\n%s", substr, p.Output())
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
 
 type lockedBuffer struct {
 	mu  sync.Mutex

@@ -1,12 +1,15 @@
-package caddymodule
+package mgmtapi
 
 import (
+	"context"
 	"crypto/sha256"
 	"errors"
+	"fmt"
 	"io"
 	"mime"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -14,10 +17,12 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/tokengate/caddy-tokengate/api"
+	"github.com/tokengate/caddy-tokengate/internal/addrlimit"
 	"github.com/tokengate/caddy-tokengate/internal/audit"
 	"github.com/tokengate/caddy-tokengate/internal/identity"
 	"github.com/tokengate/caddy-tokengate/internal/lifecycle"
 	"github.com/tokengate/caddy-tokengate/internal/manage"
+	"github.com/tokengate/caddy-tokengate/internal/reason"
 	"github.com/tokengate/caddy-tokengate/internal/textcheck"
 )
 
@@ -53,7 +58,7 @@ const (
 	tokenTypeJWT        = "urn:ietf:params:oauth:token-type:jwt"
 	tokenTypeIDToken    = "urn:ietf:params:oauth:token-type:id_token"
 	tokenTypeAccess     = "urn:ietf:params:oauth:token-type:access_token"
-	exchangePath        = "/v1/token"
+	ExchangePath        = "/v1/token"
 	formMediaType       = "application/x-www-form-urlencoded"
 	maxExchangeBodySize = maxBodyBytes
 )
@@ -92,82 +97,82 @@ func parseExchange(r *http.Request) (exchangeAsk, *oauthError) {
 	var ask exchangeAsk
 	mt, params, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
 	if err != nil || mt != formMediaType {
-		return ask, badExchange("invalid_request", "content_type_invalid", "send the parameters as "+formMediaType)
+		return ask, badExchange("invalid_request", reason.ContentTypeInvalid, "send the parameters as "+formMediaType)
 	}
 	if cs, ok := params["charset"]; ok && !strings.EqualFold(cs, "utf-8") {
-		return ask, badExchange("invalid_request", "content_type_invalid", "the form must be UTF-8")
+		return ask, badExchange("invalid_request", reason.ContentTypeInvalid, "the form must be UTF-8")
 	}
 	// A token in the URL would land in access logs and proxies' logs.
 	if r.URL.RawQuery != "" {
-		return ask, badExchange("invalid_request", "query_not_allowed", "send the parameters in the body, never in the URL")
+		return ask, badExchange("invalid_request", reason.QueryNotAllowed, "send the parameters in the body, never in the URL")
 	}
 	raw, err := io.ReadAll(http.MaxBytesReader(nil, r.Body, maxExchangeBodySize))
 	var tooBig *http.MaxBytesError
 	if errors.As(err, &tooBig) {
-		return ask, badExchange("invalid_request", "body_too_large", "the form exceeds 64 KiB")
+		return ask, badExchange("invalid_request", reason.BodyTooLarge, "the form exceeds 64 KiB")
 	}
 	if err != nil {
-		return ask, badExchange("invalid_request", "body_invalid", "the form could not be read")
+		return ask, badExchange("invalid_request", reason.BodyInvalid, "the form could not be read")
 	}
 	form, err := url.ParseQuery(string(raw))
 	if err != nil {
-		return ask, badExchange("invalid_request", "body_invalid", "the body is not a URL-encoded form")
+		return ask, badExchange("invalid_request", reason.BodyInvalid, "the body is not a URL-encoded form")
 	}
 	for name, values := range form {
 		for _, v := range values {
 			if !utf8.ValidString(v) {
-				return ask, badExchange("invalid_request", "body_invalid", "parameter "+safeName(name)+" is not UTF-8")
+				return ask, badExchange("invalid_request", reason.BodyInvalid, "parameter "+safeName(name)+" is not UTF-8")
 			}
 		}
 	}
 	for _, name := range single {
 		if len(form[name]) > 1 {
-			return ask, badExchange("invalid_request", "parameter_repeated", name+" is given more than once")
+			return ask, badExchange("invalid_request", reason.ParameterRepeated, name+" is given more than once")
 		}
 	}
 	switch gt := form.Get("grant_type"); gt {
 	case "":
-		return ask, badExchange("invalid_request", "grant_type_missing", "grant_type is required: "+grantTokenExchange)
+		return ask, badExchange("invalid_request", reason.GrantTypeMissing, "grant_type is required: "+grantTokenExchange)
 	case grantTokenExchange:
 	default:
-		return ask, badExchange("unsupported_grant_type", "grant_type_unsupported", "the only grant_type served here is "+grantTokenExchange)
+		return ask, badExchange("unsupported_grant_type", reason.GrantTypeUnsupported, "the only grant_type served here is "+grantTokenExchange)
 	}
 	if form.Has("actor_token") || form.Has("actor_token_type") {
-		return ask, badExchange("invalid_request", "actor_token_unsupported", "delegation (actor_token) is not supported: a workload exchanges its own token")
+		return ask, badExchange("invalid_request", reason.ActorTokenUnsupported, "delegation (actor_token) is not supported: a workload exchanges its own token")
 	}
 	if ask.subjectToken = form.Get("subject_token"); ask.subjectToken == "" {
-		return ask, badExchange("invalid_request", "subject_token_missing", "subject_token is required: the workload's OIDC token")
+		return ask, badExchange("invalid_request", reason.SubjectTokenMissing, "subject_token is required: the workload's OIDC token")
 	}
 	switch form.Get("subject_token_type") {
 	case tokenTypeJWT, tokenTypeIDToken:
 	case "":
-		return ask, badExchange("invalid_request", "subject_token_type_missing", "subject_token_type is required: "+tokenTypeJWT+" or "+tokenTypeIDToken)
+		return ask, badExchange("invalid_request", reason.SubjectTokenTypeMissing, "subject_token_type is required: "+tokenTypeJWT+" or "+tokenTypeIDToken)
 	default:
-		return ask, badExchange("invalid_request", "subject_token_type_unsupported", "subject_token_type must be "+tokenTypeJWT+" or "+tokenTypeIDToken)
+		return ask, badExchange("invalid_request", reason.SubjectTokenTypeUnsupported, "subject_token_type must be "+tokenTypeJWT+" or "+tokenTypeIDToken)
 	}
 	if rt := form.Get("requested_token_type"); rt != "" && rt != tokenTypeAccess {
-		return ask, badExchange("invalid_request", "requested_token_type_unsupported", "the only requested_token_type issued is "+tokenTypeAccess)
+		return ask, badExchange("invalid_request", reason.RequestedTokenTypeUnsupported, "the only requested_token_type issued is "+tokenTypeAccess)
 	}
 	if form.Has("resource") {
-		return ask, badExchange("invalid_target", "resource_unsupported", "name the tokengate service in audience; resource is not used")
+		return ask, badExchange("invalid_target", reason.ResourceUnsupported, "name the tokengate service in audience; resource is not used")
 	}
 	switch audiences := form["audience"]; {
 	case len(audiences) == 0 || audiences[0] == "":
-		return ask, badExchange("invalid_request", "audience_missing", "audience is required: the tokengate service the token is for")
+		return ask, badExchange("invalid_request", reason.AudienceMissing, "audience is required: the tokengate service the token is for")
 	case len(audiences) > 1:
-		return ask, badExchange("invalid_target", "audience_multiple", "a token serves exactly one service: give one audience")
+		return ask, badExchange("invalid_target", reason.AudienceMultiple, "a token serves exactly one service: give one audience")
 	default:
 		ask.service = audiences[0]
 	}
 	scope := form.Get("scope")
 	if scope == "" {
-		return ask, badExchange("invalid_request", "scope_missing", "scope is required: space-separated tokengate scopes such as billing:read")
+		return ask, badExchange("invalid_request", reason.ScopeMissing, "scope is required: space-separated tokengate scopes such as billing:read")
 	}
 	// RFC 6749 section 3.3: scope-tokens separated by single spaces.
 	ask.scopes = strings.Split(scope, " ")
 	for _, s := range ask.scopes {
 		if s == "" {
-			return ask, badExchange("invalid_scope", "scope_invalid", "scopes are separated by single spaces")
+			return ask, badExchange("invalid_scope", reason.ScopeInvalid, "scopes are separated by single spaces")
 		}
 	}
 	return ask, nil
@@ -181,27 +186,28 @@ func safeName(name string) string {
 	return name
 }
 
-// serveExchange answers POST /v1/token.
-func (h *AdminHandler) serveExchange(w http.ResponseWriter, r *http.Request) {
-	a := h.auth.app
-	ctx := audit.WithTrace(r.Context(), requestTrace(r))
+// serveExchange answers POST /v1/token. The workload's subject token is
+// its credential: verified here, it yields the actor (kind workload) on
+// whose behalf manage.Exchange asks the admin policy.
+func serveExchange(node *Node, host Host, w http.ResponseWriter, r *http.Request) {
+	ctx := audit.WithTrace(r.Context(), host.Trace(r))
 	refuse := func(e *oauthError) {
-		a.manage.ExchangeRefused(ctx, e.reason, e.desc)
+		node.Manage.ExchangeRefused(ctx, e.reason, e.desc)
 		writeOAuthError(w, e)
 	}
 	// Every anonymous attempt counts, whatever it asks, before anything
 	// is verified or written.
-	if !h.brakeExchange(ctx, w, r) {
+	if !brakeExchange(ctx, node, host.ClientIP(r), w) {
 		return
 	}
 	if r.Method != http.MethodPost {
-		a.manage.ExchangeRefused(ctx, "method_not_allowed", r.Method+" is not served at "+exchangePath)
+		node.Manage.ExchangeRefused(ctx, reason.MethodNotAllowedCode, r.Method+" is not served at "+ExchangePath)
 		w.Header().Set("Allow", http.MethodPost)
-		writeProblem(w, http.StatusMethodNotAllowed, "method_not_allowed", r.Method+" is not served here; Allow lists the methods that are")
+		WriteMethodNotAllowed(w, r)
 		return
 	}
-	if a.workloads == nil {
-		refuse(badExchange("unsupported_grant_type", "exchange_not_configured", "token exchange is not configured: no workload issuer is set up"))
+	if node.Workloads == nil {
+		refuse(badExchange("unsupported_grant_type", reason.ExchangeNotConfigured, "token exchange is not configured: no workload issuer is set up"))
 		return
 	}
 
@@ -210,28 +216,28 @@ func (h *AdminHandler) serveExchange(w http.ResponseWriter, r *http.Request) {
 		refuse(bad)
 		return
 	}
-	id, err := a.workloads.Verify(ctx, ask.subjectToken)
+	id, err := node.Workloads.Verify(ctx, ask.subjectToken)
 	if err != nil {
 		e := subjectRefusal(err)
 		if e.status >= 500 {
-			h.auth.logger.Warn("token exchange: the workload issuer could not be reached", zap.Error(err))
+			node.Logger.Warn("token exchange: the workload issuer could not be reached", zap.Error(err))
 		}
 		refuse(e)
 		return
 	}
 	p := manage.Principal{Name: manage.WorkloadPrincipal(id.Issuer, id.Principal), Kind: manage.WorkloadKind, Issuer: id.Issuer, Claims: id.Claims}
 	subject := sha256.Sum256([]byte(ask.subjectToken))
-	secret, tok, err := a.manage.Exchange(ctx, p, manage.Subject{Hash: subject[:], Expires: id.Expiry}, ask.scopes, ask.service)
+	secret, tok, err := node.Manage.Exchange(ctx, p, manage.Subject{Hash: subject[:], Expires: id.Expiry}, ask.scopes, ask.service)
 	if err != nil {
 		e := exchangeRefusal(err)
 		if e.status >= 500 {
-			h.auth.logger.Error("token exchange failed", zap.Error(err))
+			node.Logger.Error("token exchange failed", zap.Error(err))
 		}
 		writeOAuthError(w, e)
 		return
 	}
 	w.Header().Set("Pragma", "no-cache") // RFC 6749 section 5.1, with Cache-Control: no-store
-	writeJSON(w, http.StatusOK, api.TokenExchangeResult{
+	WriteJSON(w, http.StatusOK, api.TokenExchangeResult{
 		AccessToken: secret, IssuedTokenType: tokenTypeAccess, TokenType: "Bearer",
 		ExpiresIn: int64(tok.ExpiresAt.Sub(tok.NotBefore) / time.Second),
 		Scope:     strings.Join(tok.Scopes, " "), TokenID: tok.ID,
@@ -262,11 +268,11 @@ func subjectRefusal(err error) *oauthError {
 		return &oauthError{status: http.StatusServiceUnavailable, code: "temporarily_unavailable", reason: identity.ReasonIssuerUnavailable,
 			desc: "the workload issuer could not be reached to verify the subject token; try again"}
 	}
-	desc, ok := subjectDescriptions[ref.Reason]
+	desc, ok := subjectDescriptions[ref.Code]
 	if !ok {
 		desc = "the subject token was not accepted"
 	}
-	return badExchange("invalid_request", ref.Reason, desc)
+	return badExchange("invalid_request", ref.Code, desc)
 }
 
 // exchangeRefusal maps what manage.Exchange refused to OAuth: what the
@@ -276,16 +282,16 @@ func exchangeRefusal(err error) *oauthError {
 	var le *lifecycle.Error
 	var pe *manage.PolicyError
 	switch {
-	case errors.As(err, &le) && le.Code == "service_invalid":
-		return badExchange("invalid_target", le.Code, le.Msg)
-	case errors.As(err, &le) && (le.Kind == lifecycle.KindForbidden || le.Code == "scope_invalid"):
-		return badExchange("invalid_scope", le.Code, le.Msg)
+	case errors.As(err, &le) && le.Code == reason.ServiceInvalid:
+		return badExchange("invalid_target", le.Code, le.Detail)
+	case errors.As(err, &le) && (le.Class == lifecycle.KindForbidden || le.Code == reason.ScopeInvalid):
+		return badExchange("invalid_scope", le.Code, le.Detail)
 	case errors.As(err, &le):
-		return badExchange("invalid_request", le.Code, le.Msg)
+		return badExchange("invalid_request", le.Code, le.Detail)
 	case errors.As(err, &pe):
-		return &oauthError{status: http.StatusServiceUnavailable, code: "temporarily_unavailable", reason: "policy_unavailable", desc: "the admin policy could not decide; try again"}
+		return &oauthError{status: http.StatusServiceUnavailable, code: "temporarily_unavailable", reason: reason.PolicyUnavailable, desc: "the admin policy could not decide; try again"}
 	}
-	return &oauthError{status: http.StatusServiceUnavailable, code: "temporarily_unavailable", reason: "store_unavailable", desc: "the token store failed; try again"}
+	return &oauthError{status: http.StatusServiceUnavailable, code: "temporarily_unavailable", reason: reason.StoreUnavailable, desc: "the token store failed; try again"}
 }
 
 func writeOAuthError(w http.ResponseWriter, e *oauthError) {
@@ -293,7 +299,7 @@ func writeOAuthError(w http.ResponseWriter, e *oauthError) {
 		w.Header().Set("Retry-After", "1")
 	}
 	w.Header().Set("Pragma", "no-cache")
-	writeJSON(w, e.status, api.OAuthError{Error: e.code, Description: oauthText(e.desc), Reason: e.reason})
+	WriteJSON(w, e.status, api.OAuthError{Error: e.code, Description: oauthText(e.desc), Reason: e.reason})
 }
 
 // oauthText keeps to the characters RFC 6749 section 5.2 allows in
@@ -310,4 +316,39 @@ func oauthText(s string) string {
 		}
 		return r
 	}, s)
+}
+
+// brakeExchange counts r's attempt against its client address. Over the
+// limit it answers 429 rate_limited with Retry-After (OAuth's shape, as
+// the exchange answers) and returns false; only the first refusal of an
+// address in a window writes its own audit line, the others are counted
+// into one summary line when the window ends.
+func brakeExchange(ctx context.Context, node *Node, clientIP string, w http.ResponseWriter) bool {
+	addr := addrlimit.Key(clientIP)
+	v, ended := node.ExchangeBrake.Attempt(addr)
+	node.writeBrakeSummaries(ended)
+	if v.Allowed {
+		return true
+	}
+	const desc = "too many exchange attempts from this address; retry after the time Retry-After says"
+	if v.Audit {
+		node.Manage.ExchangeThrottled(ctx, addr, desc, 1)
+	}
+	w.Header().Set("Retry-After", strconv.Itoa(int(v.RetryAfter/time.Second)))
+	writeOAuthError(w, &oauthError{status: http.StatusTooManyRequests, code: "invalid_request", reason: reason.RateLimited, desc: desc})
+	return false
+}
+
+// FlushBrake writes the summaries of the brake's open windows; the app
+// calls it when its config is cleaned up.
+func (n *Node) FlushBrake() { n.writeBrakeSummaries(n.ExchangeBrake.Flush()) }
+
+// writeBrakeSummaries writes one line per address for the refusals the
+// brake counted without a line of their own.
+func (n *Node) writeBrakeSummaries(done []addrlimit.Summary) {
+	for _, s := range done {
+		n.Manage.ExchangeThrottled(context.Background(), s.Addr,
+			fmt.Sprintf("%d more exchange attempts refused between %s and %s", s.Refused,
+				s.From.UTC().Format(time.RFC3339), s.To.UTC().Format(time.RFC3339)), s.Refused)
+	}
 }
