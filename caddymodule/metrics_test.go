@@ -212,7 +212,7 @@ func TestDecisionMetricReasons(t *testing.T) {
 			t.Errorf("decisions %v = %v, want %v", labels, got, want)
 		}
 	}
-	series := make(chan prometheus.Metric, 100)
+	series := make(chan prometheus.Metric, 2*len(reason.All())+10)
 	m.decisions.Collect(series)
 	// allow, one per declared code, other under deny and under error.
 	if got := len(series); got != 1+len(reason.All())+2 {

@@ -49,11 +49,6 @@ func (t *tree) root() tlog.Hash {
 	return h
 }
 
-// clone returns a copy that add does not share memory with.
-func (t *tree) clone() tree {
-	return tree{size: t.size, frontier: append([]tlog.Hash(nil), t.frontier...)}
-}
-
 // validFrontier tells whether hashes can be the right edge of a tree of
 // this size: one hash per bit set.
 func validFrontier(size int64, hashes []tlog.Hash) bool {
