@@ -84,16 +84,11 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			}
 			a.CensusInterval = dur
 		case "exchange_limit":
-			var attempts, window string
-			if !d.AllArgs(&attempts, &window) {
-				return d.ArgErr()
+			limit, err := attemptLimitArgs(d, "30 1m")
+			if err != nil {
+				return err
 			}
-			n, err := strconv.Atoi(attempts)
-			dur, derr := caddy.ParseDuration(window)
-			if err != nil || n < 1 || derr != nil || dur <= 0 {
-				return d.Errf("exchange_limit takes a number of attempts and a window, such as 30 1m")
-			}
-			a.ExchangeLimit = &AttemptLimit{Attempts: n, Window: caddy.Duration(dur)}
+			a.ExchangeLimit = limit
 		case "pepper":
 			if !d.AllArgs(&a.Pepper) {
 				return d.ArgErr()
@@ -329,4 +324,20 @@ func durationArg(d *caddyfile.Dispenser, atLeast time.Duration) (caddy.Duration,
 		return 0, d.Errf("%s %q is not a positive duration", name, v)
 	}
 	return caddy.Duration(dur), nil
+}
+
+// attemptLimitArgs reads `<attempts> <window>` (an option such as
+// exchange_limit); example is a valid pair for the error message.
+func attemptLimitArgs(d *caddyfile.Dispenser, example string) (*AttemptLimit, error) {
+	name := d.Val()
+	var attempts, window string
+	if !d.AllArgs(&attempts, &window) {
+		return nil, d.ArgErr()
+	}
+	n, err := strconv.Atoi(attempts)
+	dur, derr := caddy.ParseDuration(window)
+	if err != nil || n < 1 || derr != nil || dur <= 0 {
+		return nil, d.Errf("%s takes a number of attempts and a window, such as %s", name, example)
+	}
+	return &AttemptLimit{Attempts: n, Window: caddy.Duration(dur)}, nil
 }

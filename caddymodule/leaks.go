@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"strconv"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
@@ -60,16 +59,11 @@ func (a *App) unmarshalLeaks(d *caddyfile.Dispenser) error {
 				return d.ArgErr()
 			}
 		case "limit":
-			var attempts, window string
-			if !d.AllArgs(&attempts, &window) {
-				return d.ArgErr()
+			limit, err := attemptLimitArgs(d, "60 1m")
+			if err != nil {
+				return err
 			}
-			n, err := strconv.Atoi(attempts)
-			dur, derr := caddy.ParseDuration(window)
-			if err != nil || n < 1 || derr != nil || dur <= 0 {
-				return d.Errf("limit takes a number of attempts and a window, such as 60 1m")
-			}
-			l.Limit = &AttemptLimit{Attempts: n, Window: caddy.Duration(dur)}
+			l.Limit = limit
 		default:
 			return d.Errf("unrecognized leaks subdirective %q", d.Val())
 		}
