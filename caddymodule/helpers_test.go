@@ -8,11 +8,11 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -24,6 +24,7 @@ import (
 	"github.com/open-policy-agent/opa/v1/rego"
 
 	"github.com/tokengate/caddy-tokengate/internal/audit"
+	"github.com/tokengate/caddy-tokengate/internal/testutil/caddyproc"
 )
 
 // The tests in this package drive one in-process Caddy through
@@ -45,18 +46,20 @@ var (
 
 // choosePorts picks the ports and points caddytest at the admin one.
 func choosePorts() {
+	// Below the ephemeral range, so that no outgoing connection of this
+	// machine holds one when Caddy binds it (caddyproc.PickPort).
 	ports := make([]int, 5)
-	var held []net.Listener
 	for i := range ports {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			panic(err)
+		for {
+			p, err := caddyproc.PickPort()
+			if err != nil {
+				panic(err)
+			}
+			if !slices.Contains(ports, p) {
+				ports[i] = p
+				break
+			}
 		}
-		held = append(held, l)
-		ports[i] = l.Addr().(*net.TCPAddr).Port
-	}
-	for _, l := range held {
-		l.Close()
 	}
 	adminPort, gatePort, plainPort, mgmtPort, httpsPort = ports[0], ports[1], ports[2], ports[3], ports[4]
 	caddytest.Default.AdminPort = adminPort

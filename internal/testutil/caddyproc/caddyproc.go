@@ -7,7 +7,9 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"os"
@@ -97,12 +99,34 @@ func RepoRoot(t testing.TB) string {
 // FreePort returns a TCP port on 127.0.0.1 that was free a moment ago.
 func FreePort(t testing.TB) int {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	port, err := PickPort()
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
+	return port
+}
+
+// PickPort returns a port free on 127.0.0.1 and ::1 a moment ago, taken
+// below the kernel's ephemeral range (32768 and up on Linux): a port the
+// kernel handed out for a listener is also one it hands to outgoing
+// connections, and one of those could hold it when Caddy binds it later
+// ("address already in use", seen in CI while apt fetched packages).
+func PickPort() (int, error) {
+	for range 200 {
+		port := 20000 + rand.IntN(12000)
+		v4, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port))
+		if err != nil {
+			continue
+		}
+		v6, err := net.Listen("tcp", fmt.Sprintf("[::1]:%d", port))
+		v4.Close()
+		if err != nil {
+			continue
+		}
+		v6.Close()
+		return port, nil
+	}
+	return 0, errors.New("no free port found between 20000 and 32000")
 }
 
 // Process is one running Caddy.
