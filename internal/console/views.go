@@ -110,9 +110,11 @@ func RecentHistory(principal string, exclude string, requests []*store.Request, 
 	for _, t := range held {
 		if !t.RevokedAt.IsZero() && !t.RevokedAt.Before(h.Since) {
 			h.Revoked++
-			if t.RevokeReason == "leaked" {
-				h.Exposures++
-			}
+		}
+		// The token whose secret was found in the wild; the rest of its
+		// chain is revoked with it but was not itself exposed.
+		if !t.ExposedAt.IsZero() && !t.ExposedAt.Before(h.Since) {
+			h.Exposures++
 		}
 	}
 	return h
