@@ -102,9 +102,9 @@ func (s *Service) Exchange(ctx context.Context, p Principal, subject Subject, sc
 	if err != nil {
 		return "", nil, err
 	}
-	a := lifecycle.WithToken(&audit.Action{Msg: "token.exchanged", Actor: p.Name, TokenID: rec.ID, Reason: rec.Purpose, Outcome: "success"}, rec)
+	a := withToken(&audit.Action{Msg: "token.exchanged", Actor: p.Name, TokenID: rec.ID, Reason: rec.Purpose, Outcome: "success"}, rec)
 	a.HeldBy, a.Workload = rec.HeldBy, workload
-	s.Audit.ActionContext(ctx, a)
+	s.record(ctx, a)
 	return secret, rec, nil
 }
 
@@ -112,7 +112,7 @@ func (s *Service) Exchange(ctx context.Context, p Principal, subject Subject, sc
 // workload was verified (a malformed request, an untrusted or expired
 // subject token): the actor is then unknown, and named "anonymous".
 func (s *Service) ExchangeRefused(ctx context.Context, code, msg string) {
-	s.Audit.ActionContext(ctx, &audit.Action{Msg: "token.exchanged", Actor: "anonymous", Reason: msg, Outcome: "refused", Reasons: []string{code}})
+	s.record(ctx, &audit.Action{Msg: "token.exchanged", Actor: "anonymous", Reason: msg, Outcome: "refused", Reasons: []string{code}})
 }
 
 // spend records subject as exchanged, or refuses it when it was before.
@@ -138,7 +138,7 @@ func (s *Service) spend(ctx context.Context, subject Subject) error {
 // first refusal of a window, with refused 1, or the summary of the
 // refusals counted after it, which got no line of their own.
 func (s *Service) ExchangeThrottled(ctx context.Context, addr, msg string, refused int) {
-	s.Audit.ActionContext(ctx, &audit.Action{Msg: "token.exchanged", Actor: "anonymous", Reason: msg, Outcome: "refused",
+	s.record(ctx, &audit.Action{Msg: "token.exchanged", Actor: "anonymous", Reason: msg, Outcome: "refused",
 		Reasons: []string{reason.RateLimited}, ClientIP: addr, RefusedCount: refused})
 }
 
@@ -156,7 +156,7 @@ func (s *Service) exchangeRefused(ctx context.Context, p Principal, w *audit.Wor
 	if len(reasons) == 0 || errors.As(err, &pe) {
 		reasons = []string{code}
 	}
-	s.Audit.ActionContext(ctx, &audit.Action{Msg: "token.exchanged", Actor: cmp.Or(p.Name, "anonymous"), Reason: msg,
+	s.record(ctx, &audit.Action{Msg: "token.exchanged", Actor: cmp.Or(p.Name, "anonymous"), Reason: msg,
 		Outcome: "refused", Reasons: reasons, Workload: w})
 }
 

@@ -26,10 +26,11 @@ func (s *Service) ReportLeak(ctx context.Context, p Principal, dryRun bool) erro
 // which tell its holder and owner. Whoever reported it was authorized by
 // the caller: a verified signature or ReportLeak.
 func (s *Service) Expose(ctx context.Context, actor, id string, e lifecycle.Exposure) (*store.Token, error) {
-	t, _, err := s.Tokens.Expose(ctx, actor, id, e)
+	t, changed, recorded, err := s.Tokens.Expose(ctx, actor, id, e)
 	if err != nil {
 		return nil, err
 	}
+	s.stopped(ctx, "token.exposed", actor, id, recorded.Text(), t, changed)
 	s.publishToken(notify.TokenExposed, t)
 	return t, nil
 }
