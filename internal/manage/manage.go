@@ -66,6 +66,9 @@ type Principal struct {
 	// (the web console's step-up). The admin policy sees it as
 	// input.actor.step_up.
 	StepUp bool
+	// Subject is the subject token a workload presented (its hash and
+	// expiry): the credential an exchange spends, once.
+	Subject Subject
 }
 
 // Principal kinds, as the admin policy sees them in input.actor.kind.
