@@ -14,12 +14,13 @@ import (
 )
 
 // The action trail: every management action line (audit.Action) is
-// written in this file, and nowhere else. The actions of this package,
-// what lifecycle changed (it returns what it did and never logs), the
-// token exchange, the local operator's backup and break glass, and every
-// attempt at the leak intake go through it, so a line's fields and their
-// order are decided in one place. A test (trail_test.go) keeps every other
-// package from writing action lines.
+// written by record below, and by nothing else. The actions of this
+// package, what lifecycle changed (it returns what it did and never logs),
+// the token exchange, the local operator's backup and break glass, and
+// every attempt at the leak intake go through it, so which lines an action
+// writes, with which fields and in which order, is decided in this
+// package alone. A test (trail_test.go) keeps every other package from
+// building or writing action lines.
 
 // record writes a with the request ids ctx carries.
 func (s *Service) record(ctx context.Context, a *audit.Action) {
@@ -27,20 +28,15 @@ func (s *Service) record(ctx context.Context, a *audit.Action) {
 }
 
 // refused writes the line of p's action refused with a *lifecycle.Error.
+// Technical failures write none: they go to the operator's log, not the
+// audit trail. The ids come from URL paths, so only id-shaped ones are
+// written.
 func (s *Service) refused(ctx context.Context, msg string, p Principal, requestID, tokenID string, err error) {
-	s.refusedBy(ctx, msg, p.Name, requestID, tokenID, err)
-}
-
-// refusedBy writes the line of actor's action refused with a
-// *lifecycle.Error. Technical failures write none: they go to the
-// operator's log, not the audit trail. The ids come from URL paths, so
-// only id-shaped ones are written.
-func (s *Service) refusedBy(ctx context.Context, msg, actor, requestID, tokenID string, err error) {
 	var e *lifecycle.Error
 	if !errors.As(err, &e) {
 		return
 	}
-	s.record(ctx, &audit.Action{Msg: msg, Actor: actor, TokenRequestID: lifecycle.SafeID(requestID), TokenID: lifecycle.SafeID(tokenID),
+	s.record(ctx, &audit.Action{Msg: msg, Actor: p.Name, TokenRequestID: lifecycle.SafeID(requestID), TokenID: lifecycle.SafeID(tokenID),
 		Reason: e.Detail, Outcome: "refused", Reasons: e.AllReasons()})
 }
 
