@@ -272,7 +272,6 @@ func (a *App) Provision(ctx caddy.Context) error {
 		Store:  a.store,
 		Hasher: hasher,
 		MaxTTL: time.Duration(a.MaxTTL),
-		Audit:  a.audit,
 		Forget: a.rt.forget,
 		Now:    a.now,
 		// A ttl reads as the Caddyfile's max_ttl does: 30d too.

@@ -216,6 +216,10 @@ func TestTokenExchangeEndToEnd(t *testing.T) {
 		if l["msg"] != "token.exchanged" {
 			continue
 		}
+		// Each attempt's line names the HTTP request it answered.
+		if id, _ := l["request_id"].(string); id == "" {
+			t.Errorf("token.exchanged line without the request's id: %v", l)
+		}
 		if l["outcome"] == "success" && l["token_id"] == tokID {
 			success = append(success, l)
 		}

@@ -66,7 +66,7 @@ func newHandlerFixture(t *testing.T) *handlerFixture {
 	f := &handlerFixture{
 		audit:  logs,
 		store:  b,
-		tokens: &lifecycle.Service{Store: b, Hasher: hasher, MaxTTL: 48 * time.Hour, Audit: al, Now: now},
+		tokens: &lifecycle.Service{Store: b, Hasher: hasher, MaxTTL: 48 * time.Hour, Now: now},
 		h: &Handler{
 			Service: "billing", Header: "Authorization",
 			app:    &App{gate: g, audit: al},

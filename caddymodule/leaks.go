@@ -80,7 +80,7 @@ func (a *App) provisionLeaks(hasher, previous *token.Hasher) (*leaks.Intake, err
 	limit := cmp.Or(cfg.Limit, &AttemptLimit{})
 	in := &leaks.Intake{
 		Ledger: ledger{store: a.store, hasher: hasher, previous: previous, manage: a.manage},
-		Audit:  a.audit,
+		Trail:  a.manage,
 		Brake: addrlimit.New(cmp.Or(limit.Attempts, leaks.DefaultAttempts),
 			cmp.Or(time.Duration(limit.Window), leaks.DefaultWindow), a.now),
 		Now: a.now,

@@ -21,6 +21,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/tokengate/caddy-tokengate/api"
+	"github.com/tokengate/caddy-tokengate/internal/reason"
 	"github.com/tokengate/caddy-tokengate/internal/textcheck"
 )
 
@@ -174,7 +175,7 @@ func call[T any](c *conn, do func(context.Context, *api.Client, []string) (T, er
 			return err
 		}
 		out, err := do(cmd.Context(), cl, args)
-		if api.Reason(err) == signinNotAllowed {
+		if api.Reason(err) == reason.SigninNotAllowed {
 			return notAllowed(remoteAPI(c.api))
 		}
 		if err != nil {

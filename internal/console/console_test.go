@@ -78,7 +78,7 @@ func newFixture(t testing.TB, options ...func(*console.Config)) *fixture {
 	core, logs := observer.New(zapcore.InfoLevel)
 	al := audit.New(zap.New(core))
 	svc := &manage.Service{
-		Tokens:   &lifecycle.Service{Store: db, Hasher: token.NewHasher(""), MaxTTL: 48 * time.Hour, Audit: al, Now: time.Now},
+		Tokens:   &lifecycle.Service{Store: db, Hasher: token.NewHasher(""), MaxTTL: 48 * time.Hour, Now: time.Now},
 		Requests: db,
 		Policy:   engine,
 		Audit:    al,

@@ -17,7 +17,7 @@ import (
 
 	"github.com/tokengate/caddy-tokengate/api"
 	"github.com/tokengate/caddy-tokengate/internal/addrlimit"
-	"github.com/tokengate/caddy-tokengate/internal/audit"
+	"github.com/tokengate/caddy-tokengate/internal/reason"
 )
 
 // MaxBody bounds a report's body. GitHub's alerts are a few KB; a
@@ -38,6 +38,17 @@ const (
 	WebhookActor = "github-webhook" // an organisation's secret_scanning_alert webhook
 )
 
+// Trail writes the intake's leak.reported lines: manage.Service, the one
+// writer of action lines.
+type Trail interface {
+	// LeakReported writes the line of an attempt taken in; summary says
+	// what it found, in counts.
+	LeakReported(ctx context.Context, actor, clientIP, summary string)
+	// LeakRefused writes the line of attempts refused with r; refused is
+	// how many attempts the line stands for (0 leaves it out).
+	LeakRefused(ctx context.Context, actor, clientIP string, r *reason.Refusal, refused int)
+}
+
 // Intake serves the leak endpoints. Each handler takes one attempt from
 // the client's address, bounds the body, checks the sender (signature,
 // HMAC, or the admin policy through the caller), and only then reads the
@@ -47,7 +58,7 @@ const (
 // counts them).
 type Intake struct {
 	Ledger Ledger
-	Audit  *audit.Logger
+	Trail  Trail
 	Brake  *addrlimit.Limiter
 	Now    func() time.Time
 	// ClientAddr is the client's address as the server resolved it
@@ -76,23 +87,22 @@ func (in *Intake) start(w http.ResponseWriter, r *http.Request, actor string) (*
 	a := &attempt{in: in, w: w, r: r, actor: actor, addr: addrlimit.Key(in.ClientAddr(r))}
 	v, ended := in.Brake.Attempt(a.addr)
 	for _, s := range ended {
-		in.Audit.Action(&audit.Action{Msg: "leak.reported", Actor: "-", Outcome: "refused", Reasons: []string{"rate_limited"},
-			ClientIP: s.Addr, RefusedCount: s.Refused,
-			Reason: fmt.Sprintf("%d more leak reports refused between %s and %s", s.Refused, s.From.UTC().Format(time.RFC3339), s.To.UTC().Format(time.RFC3339))})
+		in.Trail.LeakRefused(context.Background(), "-", s.Addr, reason.Newf(reason.RateLimited, "%d more leak reports refused between %s and %s",
+			s.Refused, s.From.UTC().Format(time.RFC3339), s.To.UTC().Format(time.RFC3339)), s.Refused)
 	}
 	if !v.Allowed {
 		w.Header().Set("Retry-After", strconv.Itoa(int(v.RetryAfter/time.Second)))
-		const desc = "too many leak reports from this address; retry after the time Retry-After says"
+		throttled := reason.New(reason.RateLimited, "too many leak reports from this address; retry after the time Retry-After says")
 		if v.Audit {
-			a.refuse(http.StatusTooManyRequests, "rate_limited", desc)
+			a.refuse(throttled)
 		} else {
-			writeProblem(w, http.StatusTooManyRequests, "rate_limited", desc)
+			writeProblem(w, throttled)
 		}
 		return nil, false
 	}
 	if r.Method != http.MethodPost {
 		w.Header().Set("Allow", http.MethodPost)
-		a.refuse(http.StatusMethodNotAllowed, "method_not_allowed", "use POST")
+		a.refuse(reason.New(reason.MethodNotAllowedCode, "use POST"))
 		return nil, false
 	}
 	return a, true
@@ -104,26 +114,25 @@ func (a *attempt) body() ([]byte, bool) {
 	var tooLarge *http.MaxBytesError
 	switch {
 	case errors.As(err, &tooLarge):
-		a.refuse(http.StatusRequestEntityTooLarge, "body_too_large", fmt.Sprintf("a report is at most %d bytes", MaxBody))
+		a.refuse(reason.Newf(reason.BodyTooLarge, "a report is at most %d bytes", MaxBody))
 		return nil, false
 	case err != nil:
-		a.refuse(http.StatusBadRequest, "body_unreadable", "the body could not be read")
+		a.refuse(reason.New(reason.BodyUnreadable, "the body could not be read"))
 		return nil, false
 	}
 	return data, true
 }
 
-// refuse answers status with a problem and writes the refused line.
-func (a *attempt) refuse(status int, code, detail string) {
-	a.in.Audit.ActionContext(a.r.Context(), &audit.Action{Msg: "leak.reported", Actor: a.actor, Outcome: "refused",
-		Reasons: []string{code}, Reason: detail, ClientIP: a.addr, RefusedCount: refusedCount(code)})
-	writeProblem(a.w, status, code, detail)
+// refuse answers r as a problem and writes the refused line.
+func (a *attempt) refuse(r *reason.Refusal) {
+	a.in.Trail.LeakRefused(a.r.Context(), a.actor, a.addr, r, refusedCount(r))
+	writeProblem(a.w, r)
 }
 
 // refusedCount is 1 on the one line of a throttled attempt, as
 // addrlimit's lines count; other refusals leave it out.
-func refusedCount(code string) int {
-	if code == "rate_limited" {
+func refusedCount(r *reason.Refusal) int {
+	if r.Code == reason.RateLimited {
 		return 1
 	}
 	return 0
@@ -144,15 +153,14 @@ func (a *attempt) process(source string, findings []Finding, dryRun bool) ([]Res
 		if a.in.OnError != nil {
 			a.in.OnError(a.r.URL.Path, err)
 		}
-		writeProblem(a.w, http.StatusServiceUnavailable, "store_unavailable", "the token store could not be read; retry later")
+		writeProblem(a.w, reason.New(reason.StoreUnavailable, "the token store could not be read; retry later"))
 		return nil, nil, false
 	}
-	reason := summary(source, len(findings), tally)
+	text := summary(source, len(findings), tally)
 	if dryRun {
-		reason = "dry run, nothing revoked: " + reason
+		text = "dry run, nothing revoked: " + text
 	}
-	a.in.Audit.ActionContext(a.r.Context(), &audit.Action{Msg: "leak.reported", Actor: a.actor, Outcome: "success",
-		Reason: reason, ClientIP: a.addr})
+	a.in.Trail.LeakReported(a.r.Context(), a.actor, a.addr, text)
 	return results, tally, true
 }
 
@@ -188,12 +196,12 @@ func (in *Intake) ServeGitHub(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if in.GitHubKeys == nil {
-		a.refuse(http.StatusNotFound, "leaks_github_off", "this gateway takes no GitHub partner alerts (no github_keys configured)")
+		a.refuse(reason.New(reason.LeaksGitHubOff, "this gateway takes no GitHub partner alerts (no github_keys configured)"))
 		return
 	}
 	keyID, sig := r.Header.Get("Github-Public-Key-Identifier"), r.Header.Get("Github-Public-Key-Signature")
 	if keyID == "" || sig == "" {
-		a.refuse(http.StatusUnauthorized, "signature_missing", "Github-Public-Key-Identifier and Github-Public-Key-Signature are required")
+		a.refuse(reason.New(reason.SignatureMissing, "Github-Public-Key-Identifier and Github-Public-Key-Signature are required"))
 		return
 	}
 	body, ok := a.body()
@@ -202,21 +210,21 @@ func (in *Intake) ServeGitHub(w http.ResponseWriter, r *http.Request) {
 	}
 	switch err := in.GitHubKeys.Verify(r.Context(), body, keyID, sig); {
 	case errors.Is(err, ErrUnknownKey):
-		a.refuse(http.StatusUnauthorized, "key_unknown", "no GitHub key has that identifier")
+		a.refuse(reason.New(reason.KeyUnknown, "no GitHub key has that identifier"))
 		return
 	case errors.Is(err, ErrBadSignature):
-		a.refuse(http.StatusUnauthorized, "signature_invalid", "the signature does not verify")
+		a.refuse(reason.New(reason.SignatureInvalid, "the signature does not verify"))
 		return
 	case err != nil:
 		if in.OnError != nil {
 			in.OnError(r.URL.Path, err)
 		}
-		writeProblem(w, http.StatusServiceUnavailable, "keys_unavailable", "GitHub's keys could not be read; retry later")
+		writeProblem(w, reason.New(reason.KeysUnavailable, "GitHub's keys could not be read; retry later"))
 		return
 	}
 	findings, err := GitHubAlert(body)
 	if err != nil {
-		a.refuse(http.StatusBadRequest, "report_invalid", err.Error())
+		a.refuse(reason.New(reason.ReportInvalid, err.Error()))
 		return
 	}
 	results, _, ok := a.process(GitHubActor, findings, false)
@@ -246,19 +254,19 @@ func (in *Intake) ServeReport(w http.ResponseWriter, r *http.Request, actor stri
 	}
 	report, err := ParseReport(body)
 	if err != nil {
-		a.refuse(http.StatusBadRequest, "report_invalid", err.Error())
+		a.refuse(reason.New(reason.ReportInvalid, err.Error()))
 		return
 	}
 	if err := authorize(r.Context(), report.DryRun); err != nil {
-		var pe interface{ AllReasons() []string }
-		if errors.As(err, &pe) {
-			a.refuse(http.StatusForbidden, pe.AllReasons()[0], "refused by the admin policy")
+		var refused *reason.Refusal
+		if errors.As(err, &refused) {
+			a.refuse(&reason.Refusal{Code: refused.AllReasons()[0], Class: reason.Forbidden, Detail: "refused by the admin policy"})
 			return
 		}
 		if in.OnError != nil {
 			in.OnError(r.URL.Path, err)
 		}
-		writeProblem(w, http.StatusServiceUnavailable, "policy_unavailable", "the admin policy could not decide; retry later")
+		writeProblem(w, reason.New(reason.PolicyUnavailable, "the admin policy could not decide; retry later"))
 		return
 	}
 	source := cmp.Or(strings.TrimSpace(report.Source), "report")
@@ -286,7 +294,7 @@ func (in *Intake) ServeWebhook(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if len(in.WebhookSecret) == 0 {
-		a.refuse(http.StatusNotFound, "leaks_webhook_off", "this gateway takes no GitHub webhooks (no webhook_secret configured)")
+		a.refuse(reason.New(reason.LeaksWebhookOff, "this gateway takes no GitHub webhooks (no webhook_secret configured)"))
 		return
 	}
 	body, ok := a.body()
@@ -294,19 +302,19 @@ func (in *Intake) ServeWebhook(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if !validHubSignature(in.WebhookSecret, body, r.Header.Get("X-Hub-Signature-256")) {
-		a.refuse(http.StatusUnauthorized, "signature_invalid", "X-Hub-Signature-256 does not verify")
+		a.refuse(reason.New(reason.SignatureInvalid, "X-Hub-Signature-256 does not verify"))
 		return
 	}
 	event := r.Header.Get("X-GitHub-Event")
 	if event != "secret_scanning_alert" {
 		what := "event " + cmp.Or(safeWord(event), "unnamed") + " ignored"
-		in.Audit.ActionContext(r.Context(), &audit.Action{Msg: "leak.reported", Actor: WebhookActor, Outcome: "success", Reason: what, ClientIP: a.addr})
+		in.Trail.LeakReported(r.Context(), WebhookActor, a.addr, what)
 		writeJSON(w, http.StatusAccepted, map[string]string{"ignored": what})
 		return
 	}
 	_, findings, err := AlertWebhook(body)
 	if err != nil {
-		a.refuse(http.StatusBadRequest, "report_invalid", err.Error())
+		a.refuse(reason.New(reason.ReportInvalid, err.Error()))
 		return
 	}
 	_, tally, ok := a.process(WebhookActor, findings, false)
@@ -350,8 +358,10 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	_, _ = w.Write(append(body, '\n'))
 }
 
-func writeProblem(w http.ResponseWriter, status int, reason, detail string) {
-	body, _ := json.Marshal(api.ErrorBody{Type: "about:blank", Title: http.StatusText(status), Status: status, Detail: detail, Reason: reason})
+// writeProblem answers r as problem details, with the status of its class.
+func writeProblem(w http.ResponseWriter, r *reason.Refusal) {
+	status := r.Class.Status()
+	body, _ := json.Marshal(api.ErrorBody{Type: "about:blank", Title: http.StatusText(status), Status: status, Detail: r.Detail, Reason: r.Code})
 	w.Header().Set("Content-Type", api.ProblemType)
 	w.Header().Set("Cache-Control", "no-store")
 	w.Header().Set("X-Content-Type-Options", "nosniff")

@@ -29,16 +29,19 @@ import (
 	"github.com/tokengate/caddy-tokengate/internal/addrlimit"
 	"github.com/tokengate/caddy-tokengate/internal/audit"
 	"github.com/tokengate/caddy-tokengate/internal/lifecycle"
+	"github.com/tokengate/caddy-tokengate/internal/manage"
 	"github.com/tokengate/caddy-tokengate/internal/store/bolt"
 	"github.com/tokengate/caddy-tokengate/internal/token"
 	"github.com/tokengate/caddy-tokengate/store"
 )
 
-// fixture is a real bbolt store behind a real lifecycle service, seen
-// through a Ledger that counts the lookups the intake makes.
+// fixture is a real bbolt store behind a real lifecycle service and the
+// management service that writes the action lines, seen through a Ledger
+// that counts the lookups the intake makes.
 type fixture struct {
 	store   *bolt.Store
 	life    *lifecycle.Service
+	manage  *manage.Service
 	hasher  *token.Hasher
 	lookups atomic.Int64
 	logs    *observer.ObservedLogs
@@ -54,7 +57,8 @@ func newFixture(t *testing.T) *fixture {
 	t.Cleanup(func() { st.Close() })
 	core, logs := observer.New(zap.InfoLevel)
 	f := &fixture{store: st, hasher: token.NewHasher(""), logs: logs, now: time.Now().UTC().Truncate(time.Microsecond)}
-	f.life = &lifecycle.Service{Store: st, Hasher: f.hasher, MaxTTL: 24 * time.Hour, Audit: audit.New(zap.New(core)), Now: func() time.Time { return f.now }}
+	f.life = &lifecycle.Service{Store: st, Hasher: f.hasher, MaxTTL: 24 * time.Hour, Now: func() time.Time { return f.now }}
+	f.manage = &manage.Service{Tokens: f.life, Audit: audit.New(zap.New(core)), Now: func() time.Time { return f.now }}
 	return f
 }
 
@@ -65,8 +69,7 @@ func (f *fixture) Find(ctx context.Context, secret string) (*store.Token, error)
 }
 
 func (f *fixture) Expose(ctx context.Context, actor, id string, e lifecycle.Exposure) (*store.Token, error) {
-	t, _, err := f.life.Expose(ctx, actor, id, e)
-	return t, err
+	return f.manage.Expose(ctx, actor, id, e)
 }
 
 // issue stores a live token and returns its secret and id.
@@ -180,10 +183,11 @@ func TestExposeRevokesTheChain(t *testing.T) {
 	f := newFixture(t)
 	ctx := context.Background()
 	oldSecret, oldID := f.issue(t)
-	_, next, err := f.life.Rotate(ctx, "alice", nil, oldID, time.Hour)
+	rotation, err := f.life.Rotate(ctx, "alice", nil, oldID, time.Hour)
 	if err != nil {
 		t.Fatal(err)
 	}
+	next := rotation.Next
 	_, tally, err := Process(ctx, f, "alice", "paste", []Finding{{Secret: oldSecret}}, f.now)
 	if err != nil || tally[Exposed] != 1 {
 		t.Fatalf("tally %v, %v", tally, err)
@@ -205,7 +209,7 @@ func TestInactiveSecretsChangeNothing(t *testing.T) {
 	f := newFixture(t)
 	ctx := context.Background()
 	revokedSecret, revokedID := f.issue(t)
-	if _, err := f.life.Revoke(ctx, "alice", revokedID, "done"); err != nil {
+	if _, _, err := f.life.Revoke(ctx, "alice", revokedID, "done"); err != nil {
 		t.Fatal(err)
 	}
 	expiredSecret, expiredID := f.issue(t)
@@ -367,7 +371,7 @@ func TestIntakeFloodNeverReachesTheStore(t *testing.T) {
 	s := newSigner(t)
 	path := filepath.Join(t.TempDir(), "keys.json")
 	os.WriteFile(path, s.doc, 0o600)
-	in := &Intake{Ledger: f, Audit: f.life.Audit, Brake: addrlimit.New(20, time.Minute, func() time.Time { return f.now }),
+	in := &Intake{Ledger: f, Trail: f.manage, Brake: addrlimit.New(20, time.Minute, func() time.Time { return f.now }),
 		Now: func() time.Time { return f.now }, ClientAddr: func(*http.Request) string { return "192.0.2.7" }, GitHubKeys: NewKeys(path, nil, time.Now)}
 	secret, _ := f.issue(t)
 	body := []byte(`[{"token":"` + secret + `","type":"tokengate","url":"u","source":"content"}]`)
@@ -431,7 +435,7 @@ func TestAlertWebhookShapes(t *testing.T) {
 
 	f := newFixture(t)
 	const hookSecret = "org-secret"
-	in := &Intake{Ledger: f, Audit: f.life.Audit, Brake: addrlimit.New(100, time.Minute, func() time.Time { return f.now }),
+	in := &Intake{Ledger: f, Trail: f.manage, Brake: addrlimit.New(100, time.Minute, func() time.Time { return f.now }),
 		Now: func() time.Time { return f.now }, ClientAddr: func(*http.Request) string { return "192.0.2.8" }, WebhookSecret: []byte(hookSecret)}
 	send := func(event string, body []byte) *httptest.ResponseRecorder {
 		mac := hmac.New(sha256.New, []byte(hookSecret))

@@ -29,8 +29,8 @@ type Ledger interface {
 	// Find returns the token whose secret is secret (a well-formed one),
 	// or an error wrapping store.ErrNotFound.
 	Find(ctx context.Context, secret string) (*store.Token, error)
-	// Expose revokes token id as leaked (lifecycle.Service.Expose): it
-	// returns lifecycle.ErrAlreadyExposed or lifecycle.ErrNotLive, having
+	// Expose revokes token id as leaked and writes its lines
+	// (manage.Service.Expose): it returns lifecycle.ErrAlreadyExposed or lifecycle.ErrNotLive, having
 	// changed nothing, when there is nothing to do.
 	Expose(ctx context.Context, actor, id string, e lifecycle.Exposure) (*store.Token, error)
 }

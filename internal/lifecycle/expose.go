@@ -8,7 +8,6 @@ import (
 	"time"
 	"unicode"
 
-	"github.com/tokengate/caddy-tokengate/internal/audit"
 	"github.com/tokengate/caddy-tokengate/internal/token"
 	"github.com/tokengate/caddy-tokengate/store"
 )
@@ -50,11 +49,11 @@ var (
 // reports of one secret racing on two nodes one changes the token and the
 // other gets ErrAlreadyExposed: a secret is announced once.
 //
-// It writes a token.exposed line (revoked_ids lists every token stopped)
-// and a token.revoked line per other token of the chain. The source and
-// URL are cut to size and stripped of anything secret-shaped, since a
-// reporter's URL may carry the secret itself.
-func (s *Service) Expose(ctx context.Context, actor, id string, e Exposure) (*store.Token, []*store.Token, error) {
+// It returns the token named and every token it stopped (the named one
+// among them), and the exposure as recorded: the source and URL cut to
+// size and stripped of anything secret-shaped, since a reporter's URL may
+// carry the secret itself.
+func (s *Service) Expose(ctx context.Context, actor, id string, e Exposure) (*store.Token, []*store.Token, Exposure, error) {
 	e = cleanExposure(e)
 	now := s.now().UTC()
 	changed, err := s.Store.UpdateChain(ctx, id, func(t *store.Token) (bool, error) {
@@ -74,30 +73,20 @@ func (s *Service) Expose(ctx context.Context, actor, id string, e Exposure) (*st
 		return true, nil
 	})
 	if err != nil {
-		return nil, nil, s.storeError(id, err)
+		return nil, nil, e, s.storeError(id, err)
 	}
 	var named *store.Token
-	revokedIDs := make([]string, len(changed))
-	for i, t := range changed {
+	for _, t := range changed {
 		s.forget(t)
-		revokedIDs[i] = t.ID
 		if t.ID == id {
 			named = t
 		}
 	}
 	if named == nil {
 		// Unreachable: the change above stores the token named or fails.
-		return nil, nil, fmt.Errorf("exposing %s: the store did not return it", id)
+		return nil, nil, e, fmt.Errorf("exposing %s: the store did not return it", id)
 	}
-	line := WithToken(&audit.Action{Msg: "token.exposed", Actor: actor, TokenID: id, Reason: exposureText(e), Outcome: "success"}, named)
-	line.RevokedIDs = revokedIDs
-	s.Audit.ActionContext(ctx, line)
-	for _, t := range changed {
-		if t.ID != id {
-			s.Audit.ActionContext(ctx, WithToken(&audit.Action{Msg: "token.revoked", Actor: actor, TokenID: t.ID, Reason: t.RevokeReason, Outcome: "success"}, t))
-		}
-	}
-	return named, changed, nil
+	return named, changed, e, nil
 }
 
 // Live reports whether t's secret still opens anything: not revoked, not
@@ -134,8 +123,8 @@ func clip(s string, n int) string {
 	return s
 }
 
-// exposureText is the audit reason of an exposure.
-func exposureText(e Exposure) string {
+// Text is the exposure as an audit line's reason tells it.
+func (e Exposure) Text() string {
 	text := ExposedReason
 	if e.Source != "" {
 		text += ", reported by " + e.Source

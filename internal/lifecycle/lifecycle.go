@@ -1,8 +1,9 @@
 // Package lifecycle issues, rotates, revokes and lists tokens. It validates
-// what people ask for, writes one audit line per action, and tells the
-// gateway to forget a token the moment it changes. The Caddy admin
-// endpoint and the management API both call it, so a rule lives in one
-// place.
+// what people ask for, returns what changed, and tells the gateway to
+// forget a token the moment it changes. It writes no audit line:
+// internal/manage, the one caller that acts for someone, writes the action
+// lines from what it returns, so a rule lives in one place and so does
+// the trail.
 package lifecycle
 
 import (
@@ -16,7 +17,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/tokengate/caddy-tokengate/internal/audit"
 	"github.com/tokengate/caddy-tokengate/internal/binding"
 	"github.com/tokengate/caddy-tokengate/internal/ratelimit"
 	"github.com/tokengate/caddy-tokengate/internal/reason"
@@ -92,7 +92,6 @@ type Service struct {
 	Hasher *token.Hasher
 	// MaxTTL caps every token's lifetime.
 	MaxTTL time.Duration
-	Audit  *audit.Logger
 	// Forget is told about every token that changed, so caches drop it.
 	Forget func(*store.Token)
 	Now    func() time.Time
@@ -276,7 +275,6 @@ func checkSpecText(spec Spec) error {
 func (s *Service) Issue(ctx context.Context, actor string, spec Spec) (string, *store.Token, error) {
 	rec, err := s.Validate(spec)
 	if err != nil {
-		s.refused(ctx, "token.issued", actor, "", err)
 		return "", nil, err
 	}
 	rec.CreatedBy, rec.HeldBy = actor, actor
@@ -284,12 +282,10 @@ func (s *Service) Issue(ctx context.Context, actor string, spec Spec) (string, *
 	if err != nil {
 		return "", nil, err
 	}
-	s.Audit.ActionContext(ctx, WithToken(&audit.Action{Msg: "token.issued", Actor: actor, TokenID: rec.ID, Reason: rec.Purpose, Outcome: "success"}, rec))
 	return secret, rec, nil
 }
 
-// Create gives a validated record a fresh id and secret and stores it. It
-// writes no audit line: callers log the action they performed. The record
+// Create gives a validated record a fresh id and secret and stores it. The record
 // must name who receives the secret (HeldBy): a token nobody holds could
 // not be told apart from a legacy one, whose holder the admin policy
 // guesses from its owner.
@@ -324,17 +320,14 @@ func (s *Service) Mint(rec *store.Token) (secret string) {
 // revoke either comes first and its successor is revoked too, or comes
 // after and finds the token revoked.
 //
-// The line of the token named lists every token revoked (revoked_ids);
-// each other token revoked gets its own line too.
-func (s *Service) Revoke(ctx context.Context, actor, id, why string) (*store.Token, error) {
+// It returns the token named and every token revoked (the named one
+// among them, unless it was revoked before).
+func (s *Service) Revoke(ctx context.Context, actor, id, why string) (*store.Token, []*store.Token, error) {
 	if why == "" {
-		err := invalid(reason.ReasonRequired, "say why the token is revoked")
-		s.refused(ctx, "token.revoked", actor, id, err)
-		return nil, err
+		return nil, nil, invalid(reason.ReasonRequired, "say why the token is revoked")
 	}
 	if err := CheckReason(why); err != nil {
-		s.refused(ctx, "token.revoked", actor, id, err)
-		return nil, err
+		return nil, nil, err
 	}
 	now := s.now().UTC()
 	changed, err := s.Store.UpdateChain(ctx, id, func(t *store.Token) (bool, error) {
@@ -367,24 +360,12 @@ func (s *Service) Revoke(ctx context.Context, actor, id, why string) (*store.Tok
 		named, err = s.Store.Get(ctx, id)
 	}
 	if err != nil {
-		err = s.storeError(id, err)
-		s.refused(ctx, "token.revoked", actor, id, err)
-		return nil, err
+		return nil, nil, s.storeError(id, err)
 	}
-	revokedIDs := make([]string, len(changed))
-	for i, t := range changed {
-		s.forget(t)
-		revokedIDs[i] = t.ID
-	}
-	line := WithToken(&audit.Action{Msg: "token.revoked", Actor: actor, TokenID: id, Reason: why, Outcome: "success"}, named)
-	line.RevokedIDs = revokedIDs
-	s.Audit.ActionContext(ctx, line)
 	for _, t := range changed {
-		if t.ID != id {
-			s.Audit.ActionContext(ctx, WithToken(&audit.Action{Msg: "token.revoked", Actor: actor, TokenID: t.ID, Reason: t.RevokeReason, Outcome: "success"}, t))
-		}
+		s.forget(t)
 	}
-	return named, nil
+	return named, changed, nil
 }
 
 // CheckReason refuses a reason (for a revoke, an approval, a denial) that
@@ -400,43 +381,23 @@ func CheckReason(text string) error {
 	return nil
 }
 
-type statedReasonKey struct{}
-
-// WithStatedReason carries the reason a person gave for an action whose
-// call has no reason of its own (a rotation from the console), for its
-// action line. Checked with CheckReason first.
-func WithStatedReason(ctx context.Context, reason string) context.Context {
-	return context.WithValue(ctx, statedReasonKey{}, reason)
-}
-
-func statedReason(ctx context.Context) string {
-	s, _ := ctx.Value(statedReasonKey{}).(string)
-	return s
-}
-
 // Rotate issues a successor with a new secret and the same grants; the old
 // secret keeps working for grace, then answers token_rotated. The successor
 // keeps the old expiry and takes over the uses that were left: during the
 // grace window a use of either secret spends that one budget (the store
 // spends a rotated token's uses on its successor), so rotating never
 // extends what a token may do.
-func (s *Service) Rotate(ctx context.Context, actor string, actorGroups []string, id string, grace time.Duration) (string, *store.Token, error) {
+func (s *Service) Rotate(ctx context.Context, actor string, actorGroups []string, id string, grace time.Duration) (Rotation, error) {
 	if grace < 0 || grace > maxGrace {
-		err := invalid(reason.GraceInvalid, "grace must be between 0 and %s", maxGrace)
-		s.refused(ctx, "token.rotated", actor, id, err)
-		return "", nil, err
+		return Rotation{}, invalid(reason.GraceInvalid, "grace must be between 0 and %s", maxGrace)
 	}
 	old, err := s.Store.Get(ctx, id)
 	if err != nil {
-		err = s.storeError(id, err)
-		s.refused(ctx, "token.rotated", actor, id, err)
-		return "", nil, err
+		return Rotation{}, s.storeError(id, err)
 	}
 	now := s.now().UTC().Truncate(time.Microsecond)
 	if state := Inactive(old, now); state != "" {
-		err := &Error{Class: KindConflict, Code: inactiveCodes[state], Detail: "only an active token can be rotated; " + id + " is " + state}
-		s.refused(ctx, "token.rotated", actor, id, err)
-		return "", nil, err
+		return Rotation{}, &Error{Class: KindConflict, Code: inactiveCodes[state], Detail: "only an active token can be rotated; " + id + " is " + state}
 	}
 	next := old.Clone()
 	secret := s.Mint(next)
@@ -466,19 +427,18 @@ func (s *Service) Rotate(ctx context.Context, actor string, actorGroups []string
 		return nil
 	})
 	if err != nil {
-		err = s.storeError(id, err)
-		s.refused(ctx, "token.rotated", actor, id, err)
-		return "", nil, err
+		return Rotation{}, s.storeError(id, err)
 	}
 	s.forget(updated)
-	why := "successor " + next.ID + ", grace until " + graceUntil.Format(time.RFC3339)
-	if stated := statedReason(ctx); stated != "" {
-		why = stated + " (" + why + ")"
-	}
-	a := WithToken(&audit.Action{Msg: "token.rotated", Actor: actor, TokenID: id, Reason: why, Outcome: "success"}, next)
-	a.SuccessorID = next.ID
-	s.Audit.ActionContext(ctx, a)
-	return secret, next, nil
+	return Rotation{Secret: secret, Next: next, GraceUntil: graceUntil}, nil
+}
+
+// Rotation is what Rotate made: the successor and its secret, and when the
+// old secret stops working.
+type Rotation struct {
+	Secret     string
+	Next       *store.Token
+	GraceUntil time.Time
 }
 
 // Inactive says why a token can no longer be used ("revoked", "rotated",
@@ -547,51 +507,6 @@ func (s *Service) forget(t *store.Token) {
 	if s.Forget != nil {
 		s.Forget(t)
 	}
-}
-
-func (s *Service) refused(ctx context.Context, msg, actor, id string, err error) {
-	AuditRefused(ctx, s.Audit, msg, actor, "", id, err)
-}
-
-// WithToken fills in a's fields about t, the token the action made or
-// acted on. held_by is the token's recorded holder; a token stored before
-// holders were recorded has none, and the line says nothing rather than
-// guess.
-func WithToken(a *audit.Action, t *store.Token) *audit.Action {
-	a.Owner, a.HeldBy, a.Scopes, a.Services = t.Owner, t.HeldBy, t.Scopes, t.Services
-	start := t.CreatedAt
-	if t.NotBefore.After(start) {
-		start = t.NotBefore
-	}
-	if !start.IsZero() && t.ExpiresAt.After(start) {
-		a.TTL = t.ExpiresAt.Sub(start)
-	}
-	return a
-}
-
-// AuditRefused writes the management audit line of an action that was
-// refused with an *Error. Technical failures write none: they go to the
-// operator's log, not the audit trail. The ids come from URL paths, so
-// only id-shaped ones are written.
-func AuditRefused(ctx context.Context, log *audit.Logger, msg, actor, requestID, tokenID string, err error) {
-	var e *Error
-	if !errors.As(err, &e) {
-		return
-	}
-	log.ActionContext(ctx, &audit.Action{Msg: msg, Actor: actor, TokenRequestID: SafeID(requestID), TokenID: SafeID(tokenID),
-		Reason: e.Detail, Outcome: "refused", Reasons: e.AllReasons()})
-}
-
-// AuditRefusedOn is AuditRefused for an action on the stored token t: the
-// line also names its owner, holder, scopes and services, so the trail
-// shows whose token someone tried to act on.
-func AuditRefusedOn(ctx context.Context, log *audit.Logger, msg, actor string, t *store.Token, err error) {
-	var e *Error
-	if !errors.As(err, &e) {
-		return
-	}
-	log.ActionContext(ctx, WithToken(&audit.Action{Msg: msg, Actor: actor, TokenID: t.ID,
-		Reason: e.Detail, Outcome: "refused", Reasons: e.AllReasons()}, t))
 }
 
 func (s *Service) storeError(id string, err error) error {

@@ -52,8 +52,8 @@ const (
 // request to approve or claim, and the secret goes only to the workload,
 // which owns and holds it. p must be a verified workload (Kind
 // WorkloadKind, Issuer the configured workload's name, Claims its token's
-// claims).
-func (s *Service) Exchange(ctx context.Context, p Principal, subject Subject, scopes []string, service string) (string, *store.Token, error) {
+// claims, Subject the subject token it presented).
+func (s *Service) Exchange(ctx context.Context, p Principal, scopes []string, service string) (string, *store.Token, error) {
 	workload := workloadOf(p)
 	refused := func(err error) error {
 		s.exchangeRefused(ctx, p, workload, err)
@@ -95,24 +95,25 @@ func (s *Service) Exchange(ctx context.Context, p Principal, subject Subject, sc
 	rec.CreatedBy, rec.HeldBy, rec.ApprovedBy = p.Name, p.Name, "policy:exchange"
 	// Spent only once everything else allowed the exchange, so a refused
 	// attempt leaves the job free to ask again for what it may have.
-	if err := s.spend(ctx, subject); err != nil {
+	if err := s.spend(ctx, p.Subject); err != nil {
 		return "", nil, refused(err)
 	}
 	secret, err := s.Tokens.Create(ctx, rec)
 	if err != nil {
 		return "", nil, err
 	}
-	a := lifecycle.WithToken(&audit.Action{Msg: "token.exchanged", Actor: p.Name, TokenID: rec.ID, Reason: rec.Purpose, Outcome: "success"}, rec)
+	a := withToken(&audit.Action{Msg: "token.exchanged", Actor: p.Name, TokenID: rec.ID, Reason: rec.Purpose, Outcome: "success"}, rec)
 	a.HeldBy, a.Workload = rec.HeldBy, workload
-	s.Audit.ActionContext(ctx, a)
+	s.record(ctx, a)
 	return secret, rec, nil
 }
 
-// ExchangeRefused writes the audit line of an exchange refused before the
-// workload was verified (a malformed request, an untrusted or expired
-// subject token): the actor is then unknown, and named "anonymous".
-func (s *Service) ExchangeRefused(ctx context.Context, code, msg string) {
-	s.Audit.ActionContext(ctx, &audit.Action{Msg: "token.exchanged", Actor: "anonymous", Reason: msg, Outcome: "refused", Reasons: []string{code}})
+// ExchangeRefused writes the audit line of an exchange refused with r
+// before the workload was verified (a malformed request, an untrusted or
+// expired subject token): the actor is then unknown, and named
+// "anonymous".
+func (s *Service) ExchangeRefused(ctx context.Context, r *reason.Refusal) {
+	s.record(ctx, &audit.Action{Msg: "token.exchanged", Actor: "anonymous", Reason: r.Detail, Outcome: "refused", Reasons: []string{r.Code}})
 }
 
 // spend records subject as exchanged, or refuses it when it was before.
@@ -138,14 +139,14 @@ func (s *Service) spend(ctx context.Context, subject Subject) error {
 // first refusal of a window, with refused 1, or the summary of the
 // refusals counted after it, which got no line of their own.
 func (s *Service) ExchangeThrottled(ctx context.Context, addr, msg string, refused int) {
-	s.Audit.ActionContext(ctx, &audit.Action{Msg: "token.exchanged", Actor: "anonymous", Reason: msg, Outcome: "refused",
+	s.record(ctx, &audit.Action{Msg: "token.exchanged", Actor: "anonymous", Reason: msg, Outcome: "refused",
 		Reasons: []string{reason.RateLimited}, ClientIP: addr, RefusedCount: refused})
 }
 
 func (s *Service) exchangeRefused(ctx context.Context, p Principal, w *audit.Workload, err error, reasons ...string) {
 	var e *lifecycle.Error
 	var pe *PolicyError
-	code, msg := "exchange_failed", "the exchange failed"
+	code, msg := reason.ExchangeFailed, "the exchange failed"
 	if errors.As(err, &e) {
 		code, msg = e.Code, e.Detail
 	} else if errors.As(err, &pe) {
@@ -156,7 +157,7 @@ func (s *Service) exchangeRefused(ctx context.Context, p Principal, w *audit.Wor
 	if len(reasons) == 0 || errors.As(err, &pe) {
 		reasons = []string{code}
 	}
-	s.Audit.ActionContext(ctx, &audit.Action{Msg: "token.exchanged", Actor: cmp.Or(p.Name, "anonymous"), Reason: msg,
+	s.record(ctx, &audit.Action{Msg: "token.exchanged", Actor: cmp.Or(p.Name, "anonymous"), Reason: msg,
 		Outcome: "refused", Reasons: reasons, Workload: w})
 }
 

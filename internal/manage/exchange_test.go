@@ -103,7 +103,7 @@ func ciJob(ref string) Principal {
 func TestExchangeIssuesAWorkloadHeldToken(t *testing.T) {
 	f := exchangeFixture(t)
 	job := ciJob("refs/heads/main")
-	secret, tok, err := f.svc.Exchange(context.Background(), job, newSubject(), []string{"billing:read"}, "billing")
+	secret, tok, err := f.svc.Exchange(context.Background(), presenting(job, newSubject()), []string{"billing:read"}, "billing")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -139,7 +139,7 @@ func TestExchangeTakesThePolicysRateLimit(t *testing.T) {
 		"refs/heads/limited": {Requests: 30, Window: time.Minute},
 		"refs/heads/main":    {},
 	} {
-		secret, _, err := f.svc.Exchange(context.Background(), ciJob(ref), newSubject(), []string{"billing:read"}, "billing")
+		secret, _, err := f.svc.Exchange(context.Background(), presenting(ciJob(ref), newSubject()), []string{"billing:read"}, "billing")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -151,7 +151,7 @@ func TestExchangeTakesThePolicysRateLimit(t *testing.T) {
 
 func TestExchangeTakesThePolicysShorterTTL(t *testing.T) {
 	f := exchangeFixture(t)
-	_, tok, err := f.svc.Exchange(context.Background(), ciJob("refs/heads/short"), newSubject(), []string{"billing:read"}, "billing")
+	_, tok, err := f.svc.Exchange(context.Background(), presenting(ciJob("refs/heads/short"), newSubject()), []string{"billing:read"}, "billing")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -163,7 +163,7 @@ func TestExchangeTakesThePolicysShorterTTL(t *testing.T) {
 func TestExchangeAsksNoMoreThanMaxTTL(t *testing.T) {
 	f := exchangeFixture(t)
 	f.svc.Tokens.MaxTTL = 10 * time.Minute
-	_, tok, err := f.svc.Exchange(context.Background(), ciJob("refs/heads/main"), newSubject(), []string{"billing:read"}, "billing")
+	_, tok, err := f.svc.Exchange(context.Background(), presenting(ciJob("refs/heads/main"), newSubject()), []string{"billing:read"}, "billing")
 	// The policy sees ttl_seconds 600, not 900, and this one refuses that.
 	wantKind(t, err, lifecycle.KindForbidden, "input_unexpected")
 	if tok != nil {
@@ -195,7 +195,7 @@ func TestExchangeRefusals(t *testing.T) {
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			f := exchangeFixture(t)
-			secret, tok, err := f.svc.Exchange(context.Background(), c.who, newSubject(), c.scopes, c.service)
+			secret, tok, err := f.svc.Exchange(context.Background(), presenting(c.who, newSubject()), c.scopes, c.service)
 			wantKind(t, err, c.kind, c.code)
 			if secret != "" || tok != nil {
 				t.Fatal("a refused exchange returned a token")
@@ -212,7 +212,7 @@ func TestExchangeRefusals(t *testing.T) {
 // issued, and the trail says the policy failed.
 func TestExchangeFailsClosedOnABrokenPolicyTTL(t *testing.T) {
 	f := exchangeFixture(t)
-	_, tok, err := f.svc.Exchange(context.Background(), ciJob("refs/heads/broken"), newSubject(), []string{"billing:read"}, "billing")
+	_, tok, err := f.svc.Exchange(context.Background(), presenting(ciJob("refs/heads/broken"), newSubject()), []string{"billing:read"}, "billing")
 	var pe *PolicyError
 	if !errors.As(err, &pe) || tok != nil {
 		t.Fatalf("got %v, %v; want a policy error and no token", tok, err)
@@ -242,7 +242,7 @@ func TestExchangeRefusalKeepsEveryReason(t *testing.T) {
 	f := exchangeFixture(t)
 	p := ciJob("refs/heads/main")
 	p.Claims["repository"] = "evil/fork"
-	_, _, err := f.svc.Exchange(context.Background(), p, newSubject(), []string{"billing:delete"}, "billing")
+	_, _, err := f.svc.Exchange(context.Background(), presenting(p, newSubject()), []string{"billing:delete"}, "billing")
 	wantKind(t, err, lifecycle.KindForbidden, "destructive_scope")
 	lines := f.lines()
 	if len(lines) != 1 || !slices.Equal(anyStrings(lines[0]["reasons"]), []string{"destructive_scope", "no_directory_entry"}) {
@@ -254,7 +254,7 @@ func TestExchangeRefusalKeepsEveryReason(t *testing.T) {
 func TestExchangeWithoutMaxTTL(t *testing.T) {
 	f := exchangeFixture(t)
 	f.svc.Tokens.MaxTTL = 0
-	_, tok, err := f.svc.Exchange(context.Background(), ciJob("refs/heads/main"), newSubject(), []string{"billing:read"}, "billing")
+	_, tok, err := f.svc.Exchange(context.Background(), presenting(ciJob("refs/heads/main"), newSubject()), []string{"billing:read"}, "billing")
 	if err != nil || tok.ExpiresAt.Sub(tok.NotBefore) != ExchangeTTL {
 		t.Fatalf("got %v, %v", tok, err)
 	}
@@ -266,20 +266,27 @@ func newSubject() Subject {
 	return Subject{Hash: sum[:], Expires: time.Now().Add(time.Hour)}
 }
 
+// presenting is workload p presenting subject, as the exchange's
+// authenticator yields it.
+func presenting(p Principal, subject Subject) Principal {
+	p.Subject = subject
+	return p
+}
+
 // A subject token is exchanged once: a second exchange with it, even for
 // something else, is refused and audited; a refused first attempt does not
 // spend it.
 func TestSubjectTokenIsExchangedOnce(t *testing.T) {
 	f := exchangeFixture(t)
 	job, subject := ciJob("refs/heads/main"), newSubject()
-	if _, _, err := f.svc.Exchange(context.Background(), job, subject, []string{"billing:delete"}, "billing"); err == nil {
+	if _, _, err := f.svc.Exchange(context.Background(), presenting(job, subject), []string{"billing:delete"}, "billing"); err == nil {
 		t.Fatal("a delete scope was exchanged")
 	}
-	if _, _, err := f.svc.Exchange(context.Background(), job, subject, []string{"billing:read"}, "billing"); err != nil {
+	if _, _, err := f.svc.Exchange(context.Background(), presenting(job, subject), []string{"billing:read"}, "billing"); err != nil {
 		t.Fatalf("first allowed exchange after a refused one: %v", err)
 	}
 	f.lines()
-	_, _, err := f.svc.Exchange(context.Background(), job, subject, []string{"billing:read"}, "billing")
+	_, _, err := f.svc.Exchange(context.Background(), presenting(job, subject), []string{"billing:read"}, "billing")
 	wantKind(t, err, lifecycle.KindConflict, "subject_token_used")
 	lines := f.lines()
 	if len(lines) != 1 || lines[0]["msg"] != "token.exchanged" || lines[0]["outcome"] != "refused" ||

@@ -22,14 +22,17 @@ func (s *Service) ReportLeak(ctx context.Context, p Principal, dryRun bool) erro
 }
 
 // Expose revokes the token whose secret was found in the wild, with its
-// rotation chain, and announces it once (token.exposed) to the webhooks,
-// which tell its holder and owner. Whoever reported it was authorized by
+// rotation chain, writes its token.exposed line (revoked_ids lists every
+// token stopped) and a token.revoked line for each other token of the
+// chain, and announces it once (token.exposed) to the webhooks, which tell
+// its holder and owner. Whoever reported it was authorized by
 // the caller: a verified signature or ReportLeak.
 func (s *Service) Expose(ctx context.Context, actor, id string, e lifecycle.Exposure) (*store.Token, error) {
-	t, _, err := s.Tokens.Expose(ctx, actor, id, e)
+	t, changed, recorded, err := s.Tokens.Expose(ctx, actor, id, e)
 	if err != nil {
 		return nil, err
 	}
+	s.stopped(ctx, "token.exposed", actor, id, recorded.Text(), t, changed)
 	s.publishToken(notify.TokenExposed, t)
 	return t, nil
 }

@@ -22,6 +22,7 @@ import (
 	"github.com/open-policy-agent/opa/v1/ast"
 
 	"github.com/tokengate/caddy-tokengate/internal/audit"
+	"github.com/tokengate/caddy-tokengate/internal/breakglass"
 	"github.com/tokengate/caddy-tokengate/internal/gateway"
 	"github.com/tokengate/caddy-tokengate/internal/lifecycle"
 	"github.com/tokengate/caddy-tokengate/internal/notify"
@@ -65,6 +66,9 @@ type Principal struct {
 	// (the web console's step-up). The admin policy sees it as
 	// input.actor.step_up.
 	StepUp bool
+	// Subject is the subject token a workload presented (its hash and
+	// expiry): the credential an exchange spends, once.
+	Subject Subject
 }
 
 // Principal kinds, as the admin policy sees them in input.actor.kind.
@@ -175,13 +179,6 @@ func tokenInput(t *store.Token) map[string]any {
 	}
 }
 
-// withRequest fills in a's fields about the token r asks for; held_by is
-// who will hold it once claimed, the requester.
-func withRequest(a *audit.Action, r *store.Request) *audit.Action {
-	a.Owner, a.HeldBy, a.Scopes, a.Services, a.TTL = r.Owner, r.RequestedBy, r.Scopes, r.Services, r.TTL
-	return a
-}
-
 // Request asks for a token. When the admin policy approves it at once, the
 // token is issued and its secret returned; otherwise secret is empty and
 // the request waits, pending.
@@ -209,7 +206,7 @@ func (s *Service) Request(ctx context.Context, p Principal, spec lifecycle.Spec)
 		if err := s.Requests.CreateRequest(ctx, req); err != nil {
 			return nil, "", nil, fmt.Errorf("storing request: %w", err)
 		}
-		s.Audit.ActionContext(ctx, withRequest(&audit.Action{Msg: "token.requested", Actor: p.Name, TokenRequestID: req.ID, Reason: req.Purpose, Outcome: "success"}, req))
+		s.record(ctx, withRequest(&audit.Action{Msg: "token.requested", Actor: p.Name, TokenRequestID: req.ID, Reason: req.Purpose, Outcome: "success"}, req))
 		s.publishRequest(notify.RequestPending, req)
 		return req, "", nil, nil
 	}
@@ -221,8 +218,8 @@ func (s *Service) Request(ctx context.Context, p Principal, spec lifecycle.Spec)
 	if err := s.Requests.CreateRequest(ctx, req); err != nil {
 		return nil, "", nil, fmt.Errorf("storing request: %w", err)
 	}
-	s.Audit.ActionContext(ctx, withRequest(&audit.Action{Msg: "token.requested", Actor: p.Name, TokenRequestID: req.ID, Reason: req.Purpose, Outcome: "success"}, req))
-	s.Audit.ActionContext(ctx, withRequest(&audit.Action{Msg: "token.approved", Actor: req.DecidedBy, TokenRequestID: req.ID, Reason: req.Reason, Outcome: "success"}, req))
+	s.record(ctx, withRequest(&audit.Action{Msg: "token.requested", Actor: p.Name, TokenRequestID: req.ID, Reason: req.Purpose, Outcome: "success"}, req))
+	s.record(ctx, withRequest(&audit.Action{Msg: "token.approved", Actor: req.DecidedBy, TokenRequestID: req.ID, Reason: req.Reason, Outcome: "success"}, req))
 	s.publishRequest(notify.RequestApproved, req)
 	claimed, secret, tok, err := s.claim(ctx, p, req.ID)
 	return claimed, secret, tok, err
@@ -274,7 +271,7 @@ func (s *Service) decide(ctx context.Context, p Principal, id, why, action strin
 		s.refused(ctx, msg, p, id, "", err)
 		return nil, err
 	}
-	s.Audit.ActionContext(ctx, withRequest(&audit.Action{Msg: msg, Actor: p.Name, TokenRequestID: id, Reason: why, Outcome: "success"}, req))
+	s.record(ctx, withRequest(&audit.Action{Msg: msg, Actor: p.Name, TokenRequestID: id, Reason: why, Outcome: "success"}, req))
 	s.publishRequest(map[string]string{"approve": notify.RequestApproved, "deny": notify.RequestDenied}[action], req)
 	return req, nil
 }
@@ -407,7 +404,7 @@ func (s *Service) claim(ctx context.Context, p Principal, id string) (*store.Req
 		s.refused(ctx, "token.claimed", p, id, "", err)
 		return nil, "", nil, err
 	}
-	s.Audit.ActionContext(ctx, lifecycle.WithToken(&audit.Action{Msg: "token.claimed", Actor: p.Name, TokenRequestID: id, TokenID: tok.ID, Reason: req.Purpose, Outcome: "success"}, tok))
+	s.record(ctx, withToken(&audit.Action{Msg: "token.claimed", Actor: p.Name, TokenRequestID: id, TokenID: tok.ID, Reason: req.Purpose, Outcome: "success"}, tok))
 	return req, secret, tok, nil
 }
 
@@ -477,7 +474,13 @@ func (s *Service) Issue(ctx context.Context, p Principal, spec lifecycle.Spec) (
 		s.refused(ctx, "token.issued", p, "", "", err)
 		return "", nil, err
 	}
-	return s.Tokens.Issue(ctx, p.Name, spec)
+	secret, t, err := s.Tokens.Issue(ctx, p.Name, spec)
+	if err != nil {
+		s.refused(ctx, "token.issued", p, "", "", err)
+		return "", nil, err
+	}
+	s.record(ctx, withToken(&audit.Action{Msg: "token.issued", Actor: p.Name, TokenID: t.ID, Reason: t.Purpose, Outcome: "success"}, t))
+	return secret, t, nil
 }
 
 // Revoke ends a token, if the policy lets p.
@@ -488,28 +491,42 @@ func (s *Service) Revoke(ctx context.Context, p Principal, id, reason string) (*
 		return nil, err
 	}
 	if _, err := s.authorize(ctx, "revoke", p, map[string]any{"token": tokenInput(t)}); err != nil {
-		lifecycle.AuditRefusedOn(ctx, s.Audit, "token.revoked", p.Name, t, err)
+		s.refusedOn(ctx, "token.revoked", p, t, err)
 		return nil, err
 	}
-	revoked, err := s.Tokens.Revoke(ctx, p.Name, id, reason)
-	if err == nil {
-		s.publishToken(notify.TokenRevoked, revoked)
+	revoked, changed, err := s.Tokens.Revoke(ctx, p.Name, id, reason)
+	if err != nil {
+		s.refused(ctx, "token.revoked", p, "", id, err)
+		return nil, err
 	}
-	return revoked, err
+	s.stopped(ctx, "token.revoked", p.Name, id, reason, revoked, changed)
+	s.publishToken(notify.TokenRevoked, revoked)
+	return revoked, nil
 }
 
 // Rotate gives a token a new secret, if the policy lets p.
 func (s *Service) Rotate(ctx context.Context, p Principal, id string, grace time.Duration) (string, *store.Token, error) {
+	return s.rotate(ctx, p, id, grace, "")
+}
+
+// rotate is Rotate with the reason p stated ("" for none), for the line.
+func (s *Service) rotate(ctx context.Context, p Principal, id string, grace time.Duration, stated string) (string, *store.Token, error) {
 	t, err := s.Tokens.Get(ctx, id)
 	if err != nil {
 		s.refused(ctx, "token.rotated", p, "", id, err)
 		return "", nil, err
 	}
 	if _, err := s.authorize(ctx, "rotate", p, map[string]any{"token": tokenInput(t)}); err != nil {
-		lifecycle.AuditRefusedOn(ctx, s.Audit, "token.rotated", p.Name, t, err)
+		s.refusedOn(ctx, "token.rotated", p, t, err)
 		return "", nil, err
 	}
-	return s.Tokens.Rotate(ctx, p.Name, p.Groups, id, grace)
+	r, err := s.Tokens.Rotate(ctx, p.Name, p.Groups, id, grace)
+	if err != nil {
+		s.refused(ctx, "token.rotated", p, "", id, err)
+		return "", nil, err
+	}
+	s.rotated(ctx, p, id, stated, r)
+	return r.Secret, r.Next, nil
 }
 
 // RotateBecause is Rotate with the reason p gave, written on the action
@@ -519,7 +536,7 @@ func (s *Service) RotateBecause(ctx context.Context, p Principal, id string, gra
 		s.refused(ctx, "token.rotated", p, "", id, err)
 		return "", nil, err
 	}
-	return s.Rotate(lifecycle.WithStatedReason(ctx, reason), p, id, grace)
+	return s.rotate(ctx, p, id, grace, reason)
 }
 
 // ListTokens returns the inventory, if the policy lets p read it.
@@ -558,13 +575,15 @@ func (s *Service) Bootstrap(ctx context.Context, p Principal, requester, approve
 }
 
 // BreakGlass creates a new pair of management tokens as Bootstrap does,
-// though management tokens exist: for when their secrets are lost. The
-// admin policy decides as for bootstrap; why (the break-glass id and the
-// operator's reason) goes into each token's token.bootstrap line. The
-// caller has made the operator prove more than reaching the admin
+// though management tokens exist: for when their secrets are lost, for the
+// two people of the confirmed recovery rec. The admin policy decides as
+// for bootstrap; the recovery's id and reason go into each token's
+// token.bootstrap line, and a break_glass.confirmed line follows them.
+// The caller has made the operator prove more than reaching the admin
 // endpoint (package breakglass).
-func (s *Service) BreakGlass(ctx context.Context, p Principal, requester, approver string, ttl time.Duration, why string) (map[string]string, []*store.Token, error) {
-	return s.bootstrap(ctx, p, requester, approver, ttl, "break-glass "+why+": ", func(toks []*store.Token) error {
+func (s *Service) BreakGlass(ctx context.Context, p Principal, rec breakglass.Recovery, ttl time.Duration) (map[string]string, []*store.Token, error) {
+	why := "break-glass " + rec.ID + " (" + rec.Reason + "): "
+	secrets, toks, err := s.bootstrap(ctx, p, rec.Requester, rec.Approver, ttl, why, func(toks []*store.Token) error {
 		for _, t := range toks {
 			if err := s.Tokens.Store.Create(ctx, t); err != nil {
 				return fmt.Errorf("storing token: %w", err)
@@ -572,6 +591,12 @@ func (s *Service) BreakGlass(ctx context.Context, p Principal, requester, approv
 		}
 		return nil
 	})
+	if err != nil {
+		return nil, nil, err
+	}
+	s.record(ctx, &audit.Action{Msg: "break_glass.confirmed", Actor: p.Name, Outcome: "success",
+		Reason: fmt.Sprintf("%s: issued %s and %s", rec.ID, toks[0].ID, toks[1].ID)})
+	return secrets, toks, nil
 }
 
 // bootstrap makes the requester's and the approver's management tokens,
@@ -613,13 +638,9 @@ func (s *Service) bootstrap(ctx context.Context, p Principal, requester, approve
 		return nil, nil, err
 	}
 	for _, t := range toks {
-		s.Audit.ActionContext(ctx, lifecycle.WithToken(&audit.Action{Msg: "token.bootstrap", Actor: p.Name, TokenID: t.ID, Reason: why + t.Purpose + " for " + t.Owner, Outcome: "success"}, t))
+		s.record(ctx, withToken(&audit.Action{Msg: "token.bootstrap", Actor: p.Name, TokenID: t.ID, Reason: why + t.Purpose + " for " + t.Owner, Outcome: "success"}, t))
 	}
 	return secrets, toks, nil
-}
-
-func (s *Service) refused(ctx context.Context, msg string, p Principal, requestID, tokenID string, err error) {
-	lifecycle.AuditRefused(ctx, s.Audit, msg, p.Name, requestID, tokenID, err)
 }
 
 func requestError(id string, err error) error {

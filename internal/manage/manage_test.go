@@ -56,7 +56,7 @@ func newFixture(t *testing.T) *fixture {
 	f := &fixture{store: b, hasher: token.NewHasher(""), logs: logs, now: time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC)}
 	clock := func() time.Time { return f.now }
 	f.svc = &Service{
-		Tokens:   &lifecycle.Service{Store: b, Hasher: f.hasher, MaxTTL: 48 * time.Hour, Audit: al, Now: clock},
+		Tokens:   &lifecycle.Service{Store: b, Hasher: f.hasher, MaxTTL: 48 * time.Hour, Now: clock},
 		Requests: b,
 		Policy:   engine,
 		Audit:    al,

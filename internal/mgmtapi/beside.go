@@ -7,11 +7,12 @@ import (
 	"github.com/tokengate/caddy-tokengate/internal/signin"
 )
 
-// Endpoints beside the management API: they take no management credential
-// (or one of their own, answered in their own shape), so the Server hands
-// them the request before its authentication. The token exchange and the
-// sign-in configuration are mounted by New; the web console and leak
-// intake mount here too, each with Mount.
+// Endpoints beside the management API: they take no credential (or a
+// signature of their own, checked by the leak intake), so the Server hands
+// them the request before its authentication. The sign-in configuration
+// and GitHub's leak alerts are mounted by New, with Mount. The token
+// exchange is not beside the API: its subject token is a credential, and
+// its Authenticator (Workload) yields its actor.
 
 // BesideFunc serves one endpoint beside the management API.
 type BesideFunc func(node *Node, host Host, w http.ResponseWriter, r *http.Request)

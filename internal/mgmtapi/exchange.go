@@ -18,7 +18,6 @@ import (
 
 	"github.com/tokengate/caddy-tokengate/api"
 	"github.com/tokengate/caddy-tokengate/internal/addrlimit"
-	"github.com/tokengate/caddy-tokengate/internal/audit"
 	"github.com/tokengate/caddy-tokengate/internal/identity"
 	"github.com/tokengate/caddy-tokengate/internal/lifecycle"
 	"github.com/tokengate/caddy-tokengate/internal/manage"
@@ -42,6 +41,12 @@ import (
 // for the URI of a resource server, and is refused with invalid_target).
 // The lifetime is the server's: at most 15 minutes, shorter where the
 // policy says so, and reported in expires_in.
+//
+// The exchange takes the one way in of every management call: the
+// Workload Authenticator checks the request and verifies the subject
+// token, which yields the actor (kind workload), and the route acts for it
+// through manage.Service, which asks the admin policy and writes the
+// token.exchanged line of every attempt, refused ones included.
 //
 // Answers follow OAuth, not the problem details of the rest of the
 // management API, because OAuth clients parse them: 200 with access_token
@@ -70,6 +75,11 @@ type exchangeAsk struct {
 	service      string
 }
 
+// askOf reads the parameters of a form parseExchange accepted.
+func askOf(form url.Values) exchangeAsk {
+	return exchangeAsk{subjectToken: form.Get("subject_token"), scopes: strings.Split(form.Get("scope"), " "), service: form.Get("audience")}
+}
+
 // oauthError is a refusal as an OAuth client reads it.
 type oauthError struct {
 	status int
@@ -79,6 +89,11 @@ type oauthError struct {
 }
 
 func (e *oauthError) Error() string { return e.reason + ": " + e.desc }
+
+// refusal is e as the audit trail records it.
+func (e *oauthError) refusal() *reason.Refusal {
+	return reason.New(e.reason, e.desc)
+}
 
 func badExchange(code, reason, desc string) *oauthError {
 	return &oauthError{status: http.StatusBadRequest, code: code, reason: reason, desc: desc}
@@ -90,9 +105,10 @@ func badExchange(code, reason, desc string) *oauthError {
 // service.
 var single = []string{"grant_type", "subject_token", "subject_token_type", "requested_token_type", "scope"}
 
-// parseExchange reads and checks an exchange request. Unknown parameters
-// are ignored, as RFC 6749 section 3.2 requires. No answer quotes the
-// subject token or any other value sent.
+// parseExchange reads and checks an exchange request, and keeps the form
+// in r.PostForm, as Request.ParseForm does, for the route. Unknown
+// parameters are ignored, as RFC 6749 section 3.2 requires. No answer
+// quotes the subject token or any other value sent.
 func parseExchange(r *http.Request) (exchangeAsk, *oauthError) {
 	var ask exchangeAsk
 	mt, params, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
@@ -175,6 +191,7 @@ func parseExchange(r *http.Request) (exchangeAsk, *oauthError) {
 			return ask, badExchange("invalid_scope", reason.ScopeInvalid, "scopes are separated by single spaces")
 		}
 	}
+	r.PostForm = form
 	return ask, nil
 }
 
@@ -186,35 +203,42 @@ func safeName(name string) string {
 	return name
 }
 
-// serveExchange answers POST /v1/token. The workload's subject token is
-// its credential: verified here, it yields the actor (kind workload) on
-// whose behalf manage.Exchange asks the admin policy.
-func serveExchange(node *Node, host Host, w http.ResponseWriter, r *http.Request) {
-	ctx := audit.WithTrace(r.Context(), host.Trace(r))
-	refuse := func(e *oauthError) {
-		node.Manage.ExchangeRefused(ctx, e.reason, e.desc)
+// Workload authenticates a token exchange (POST /v1/token): the
+// workload's subject token is its credential. Every attempt counts against
+// the client's address first; then the request must be a well-formed
+// exchange and its subject token verify with a configured workload issuer.
+// The actor is the verified workload: its principal, issuer and claims for
+// the admin policy, and the subject token it presented (hash and expiry),
+// which the exchange spends. A refusal is answered in OAuth's shape, and
+// its token.exchanged line names the actor anonymous: nothing about the
+// caller was verified.
+type Workload struct{}
+
+// Authenticate checks the exchange request and verifies its subject token.
+func (Workload) Authenticate(w http.ResponseWriter, r *http.Request, a *Attempt) (manage.Principal, bool, error) {
+	node, ctx := a.Node, r.Context()
+	refuse := func(e *oauthError) (manage.Principal, bool, error) {
+		node.Manage.ExchangeRefused(ctx, e.refusal())
 		writeOAuthError(w, e)
+		return manage.Principal{}, false, nil
 	}
 	// Every anonymous attempt counts, whatever it asks, before anything
 	// is verified or written.
-	if !brakeExchange(ctx, node, host.ClientIP(r), w) {
-		return
+	if !brakeExchange(ctx, node, a.Line.ClientIP, w) {
+		return manage.Principal{}, false, nil
 	}
 	if r.Method != http.MethodPost {
-		node.Manage.ExchangeRefused(ctx, reason.MethodNotAllowedCode, r.Method+" is not served at "+ExchangePath)
+		node.Manage.ExchangeRefused(ctx, reason.New(reason.MethodNotAllowedCode, r.Method+" is not served at "+ExchangePath))
 		w.Header().Set("Allow", http.MethodPost)
 		WriteMethodNotAllowed(w, r)
-		return
+		return manage.Principal{}, false, nil
 	}
 	if node.Workloads == nil {
-		refuse(badExchange("unsupported_grant_type", reason.ExchangeNotConfigured, "token exchange is not configured: no workload issuer is set up"))
-		return
+		return refuse(badExchange("unsupported_grant_type", reason.ExchangeNotConfigured, "token exchange is not configured: no workload issuer is set up"))
 	}
-
 	ask, bad := parseExchange(r)
 	if bad != nil {
-		refuse(bad)
-		return
+		return refuse(bad)
 	}
 	id, err := node.Workloads.Verify(ctx, ask.subjectToken)
 	if err != nil {
@@ -222,16 +246,25 @@ func serveExchange(node *Node, host Host, w http.ResponseWriter, r *http.Request
 		if e.status >= 500 {
 			node.Logger.Warn("token exchange: the workload issuer could not be reached", zap.Error(err))
 		}
-		refuse(e)
-		return
+		return refuse(e)
 	}
-	p := manage.Principal{Name: manage.WorkloadPrincipal(id.Issuer, id.Principal), Kind: manage.WorkloadKind, Issuer: id.Issuer, Claims: id.Claims}
 	subject := sha256.Sum256([]byte(ask.subjectToken))
-	secret, tok, err := node.Manage.Exchange(ctx, p, manage.Subject{Hash: subject[:], Expires: id.Expiry}, ask.scopes, ask.service)
+	return manage.Principal{
+		Name: manage.WorkloadPrincipal(id.Issuer, id.Principal), Kind: manage.WorkloadKind, Issuer: id.Issuer, Claims: id.Claims,
+		Subject: manage.Subject{Hash: subject[:], Expires: id.Expiry},
+	}, true, nil
+}
+
+// exchangeToken answers an authenticated exchange: manage.Exchange asks
+// the admin policy (action exchange) for the verified workload and issues
+// the token, or refuses it in OAuth's shape.
+func exchangeToken(c *call, w http.ResponseWriter, r *http.Request) {
+	ask := askOf(r.PostForm)
+	secret, tok, err := c.node.Manage.Exchange(r.Context(), c.actor, ask.scopes, ask.service)
 	if err != nil {
 		e := exchangeRefusal(err)
 		if e.status >= 500 {
-			node.Logger.Error("token exchange failed", zap.Error(err))
+			c.node.Logger.Error("token exchange failed", zap.Error(err))
 		}
 		writeOAuthError(w, e)
 		return

@@ -14,7 +14,6 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/tokengate/caddy-tokengate/api"
-	"github.com/tokengate/caddy-tokengate/internal/audit"
 	"github.com/tokengate/caddy-tokengate/internal/breakglass"
 	"github.com/tokengate/caddy-tokengate/internal/lifecycle"
 	"github.com/tokengate/caddy-tokengate/internal/reason"
@@ -101,7 +100,7 @@ func backupStore(c *call, w http.ResponseWriter, r *http.Request) error {
 	if err := c.node.Audit.Health().Err(); err != nil && !c.node.AuditFailOpen {
 		return reason.New(reason.AuditUnavailable, "audit lines cannot be written, so the store is not exported")
 	}
-	c.node.Audit.ActionContext(r.Context(), &audit.Action{Msg: "store.backup", Actor: c.actor.Name, Outcome: "success"})
+	c.node.Manage.BackupTaken(r.Context(), c.actor)
 	err := b.Backup(w, func(size int64) {
 		w.Header().Set("Content-Type", "application/octet-stream")
 		w.Header().Set("Content-Disposition", `attachment; filename="tokengate.db"`)
@@ -130,10 +129,7 @@ func startBreakGlass(c *call, w http.ResponseWriter, r *http.Request) error {
 	if err := decodeBody(r, &body); err != nil {
 		return err
 	}
-	refuse := func(err error) error {
-		lifecycle.AuditRefused(r.Context(), c.node.Audit, "break_glass.started", c.actor.Name, "", "", err)
-		return err
-	}
+	refuse := func(err error) error { return c.node.Manage.BreakGlassStartRefused(r.Context(), c.actor, err) }
 	if body.Reason == "" {
 		return refuse(&lifecycle.Error{Class: lifecycle.KindInvalid, Code: reason.ReasonRequired, Detail: "say why the bootstrap secrets must be replaced"})
 	}
@@ -158,9 +154,7 @@ func startBreakGlass(c *call, w http.ResponseWriter, r *http.Request) error {
 	if err := writeCode(file, code); err != nil {
 		return fmt.Errorf("writing the break-glass code: %v", err)
 	}
-	c.node.Audit.ActionContext(r.Context(), &audit.Action{Msg: "break_glass.started", Actor: c.actor.Name, Outcome: "success",
-		Reason: fmt.Sprintf("%s: new management tokens for %s (request) and %s (approve), confirmable from %s: %s",
-			rec.ID, rec.Requester, rec.Approver, rec.NotBefore.UTC().Format(time.RFC3339), rec.Reason)})
+	c.node.Manage.BreakGlassStarted(r.Context(), c.actor, rec)
 	WriteJSON(w, http.StatusAccepted, api.BreakGlassPending{ID: rec.ID, Requester: rec.Requester, Approver: rec.Approver,
 		NotBefore: rec.NotBefore, Expires: rec.NotBefore.Add(breakglass.Window), CodeFile: file})
 	return nil
@@ -190,9 +184,7 @@ func confirmBreakGlass(c *call, w http.ResponseWriter, r *http.Request) error {
 	id := r.PathValue("id")
 	rec, err := c.node.BreakGlass.Confirm(c.node.Now(), id, body.Code)
 	if err != nil {
-		err = breakGlassRefusal(err, rec)
-		lifecycle.AuditRefused(r.Context(), c.node.Audit, "break_glass.confirmed", c.actor.Name, "", "", err)
-		return err
+		return c.node.Manage.BreakGlassConfirmRefused(r.Context(), c.actor, breakGlassRefusal(err, rec))
 	}
 	// Used or not, the code is spent.
 	_ = os.Remove(filepath.Join(c.node.BreakGlassDir, rec.ID))
@@ -200,12 +192,10 @@ func confirmBreakGlass(c *call, w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	secrets, toks, err := c.node.Manage.BreakGlass(r.Context(), c.actor, rec.Requester, rec.Approver, ttl, rec.ID+" ("+rec.Reason+")")
+	secrets, toks, err := c.node.Manage.BreakGlass(r.Context(), c.actor, rec, ttl)
 	if err != nil {
 		return err
 	}
-	c.node.Audit.ActionContext(r.Context(), &audit.Action{Msg: "break_glass.confirmed", Actor: c.actor.Name, Outcome: "success",
-		Reason: fmt.Sprintf("%s: issued %s and %s", rec.ID, toks[0].ID, toks[1].ID)})
 	var out api.BootstrapResult
 	for _, t := range toks {
 		out.Tokens = append(out.Tokens, api.IssuedToken{Secret: secrets[t.ID], Token: viewOf(t, c.node.Now())})

@@ -6,15 +6,17 @@
 //
 // Every call takes one way in: the Server cleans the path, asks its
 // Authenticator who is calling (a management token, a person's ID token,
-// the local operator; a console session will be one more
-// Authenticator), and hands that one actor to the route, which asks
-// manage.Service to act (the admin policy decides). The Server alone
-// writes the call's audit line, once, after the route answered, with the
-// management outcome in it.
+// a console session, the local operator), and hands that one actor to the
+// route, which asks manage.Service to act (the admin policy decides, and
+// manage writes the action lines). The Server alone writes the call's
+// audit line, once, after the route answered, with the management outcome
+// in it.
 //
-// Other endpoints that need no management credential mount beside the
-// Server in the same adapter (the token exchange below, and the web
-// console and leak intake of later issues), not inside it.
+// The token exchange (POST /v1/token) takes the same way in with an
+// Authenticator of its own, Workload, whose actor is the verified
+// workload; it answers in OAuth's shape and its trail is the action line
+// of each attempt. Endpoints that need no credential mount beside the
+// Server (the sign-in configuration, GitHub's leak alerts), not inside it.
 package mgmtapi
 
 import (
@@ -89,8 +91,9 @@ type Host interface {
 // Attempt is one management call being authenticated.
 type Attempt struct {
 	Node *Node
-	// Line is the call's audit line; the Authenticator fills in what it
-	// learnt (the token, the decision, the refusal and its status).
+	// Line is the call's audit line, with the client's address in it; the
+	// Authenticator fills in what it learnt (the token, the decision, the
+	// refusal and its status). The token exchange writes none.
 	Line *audit.Call
 	// RawPath is the path as sent; the request's URL holds the cleaned
 	// one.
@@ -128,7 +131,27 @@ type Options struct {
 type Server struct {
 	opts   Options
 	mux    *http.ServeMux
+	own    map[string]ownRoute
 	beside map[string]BesideFunc
+}
+
+// ownRoute is an endpoint whose callers bring a credential of their own
+// kind and read answers in their own shape (the token exchange: a
+// workload's subject token, OAuth errors). It takes the same way in as
+// every call, its Authenticator yielding the actor and manage.Service
+// acting for it and writing the action line of every attempt, but no call
+// line: each attempt's action line is its trail.
+type ownRoute struct {
+	auth  Authenticator
+	serve func(c *call, w http.ResponseWriter, r *http.Request)
+}
+
+// serveAs serves serve at path (an exact path), authenticated by auth.
+func (s *Server) serveAs(path string, auth Authenticator, serve func(c *call, w http.ResponseWriter, r *http.Request)) {
+	if s.own == nil {
+		s.own = map[string]ownRoute{}
+	}
+	s.own[path] = ownRoute{auth: auth, serve: serve}
 }
 
 // New builds the routes.
@@ -149,7 +172,7 @@ func New(o Options) *Server {
 		s.handle("POST "+p+"/requests/{id}/approve", decideRequest(true))
 		s.handle("POST "+p+"/requests/{id}/deny", decideRequest(false))
 		s.handle("POST "+p+"/requests/{id}/claim", claimRequest)
-		s.Mount(ExchangePath, serveExchange)
+		s.serveAs(ExchangePath, Workload{}, exchangeToken)
 		s.Mount(SignInPath, serveSignInConfig)
 		s.Mount(LeaksGitHubPath, serveGitHubLeaks)
 		s.handle("POST "+p+"/leaks", reportLeaks)
@@ -183,6 +206,9 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) error {
 	if node == nil {
 		WriteProblem(w, http.StatusServiceUnavailable, reason.TokengateNotRunning, "the running config has no tokengate app")
 		return nil
+	}
+	if route, ok := s.own[r.URL.Path]; ok {
+		return s.serveOwn(node, route, w, r)
 	}
 	if h, ok := s.beside[r.URL.Path]; ok {
 		h(node, s.opts.Host, w, r)
@@ -226,6 +252,18 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) error {
 	ctx := audit.WithTrace(context.WithValue(r.Context(), callKey{}, c), trace)
 	s.mux.ServeHTTP(rec, r.WithContext(ctx))
 	line.Status = rec.status()
+	return nil
+}
+
+// serveOwn authenticates a call to route and serves it as the actor.
+func (s *Server) serveOwn(node *Node, route ownRoute, w http.ResponseWriter, r *http.Request) error {
+	r = r.WithContext(audit.WithTrace(r.Context(), s.opts.Host.Trace(r)))
+	line := audit.Call{ClientIP: s.opts.Host.ClientIP(r)}
+	actor, ok, err := route.auth.Authenticate(w, r, &Attempt{Node: node, Line: &line, RawPath: r.URL.EscapedPath()})
+	if !ok {
+		return err
+	}
+	route.serve(&call{node: node, actor: actor, host: s.opts.Host, line: &line}, w, r)
 	return nil
 }
 

@@ -16,6 +16,7 @@ var docTables = []struct {
 	{"identity-reasons", Identity},
 	{"exchange-reasons", Exchange},
 	{"console-reasons", Console},
+	{"leaks-reasons", Leaks},
 }
 
 // TestDocsTablesAreTheLists keeps each docs table of reason codes equal to

@@ -171,6 +171,7 @@ const (
 	AudienceMultiple              = "audience_multiple"
 	ExchangeScopeMissing          = ScopeMissing
 	ExchangeNotConfigured         = "exchange_not_configured"
+	ExchangeFailed                = "exchange_failed"
 )
 
 // Exchange lists the token exchange's codes; the identity codes tell why a
@@ -198,4 +199,5 @@ var Exchange = []Code{
 	{SubjectTokenUsed, BadRequest, "the subject token was exchanged already"},
 	{MethodNotAllowedCode, MethodNotAllowed, "a method other than POST"},
 	{RateLimited, TooManyRequests, "too many attempts from one client address"},
+	{ExchangeFailed, Unavailable, "the audit line's reason when the store failed during an exchange (the answer says store_unavailable)"},
 }

@@ -7,8 +7,9 @@
 // Policies may emit codes of their own; those are Forbidden and come after
 // every built-in code.
 //
-// The management API's codes (Management), the identity checks' (Identity)
-// and the token exchange's (Exchange) are declared here too, each with
+// The management API's codes (Management), the identity checks' (Identity),
+// the token exchange's (Exchange), the web console's (Console) and the leak
+// intake's (Leaks) are declared here too, each with
 // its class, so that one Refusal type carries every refusal, the metrics
 // label every declared code, and the docs' tables are rendered from these
 // lists (Markdown).
@@ -188,7 +189,7 @@ var byName = func() map[string]int {
 var declared, all = func() (map[string]Code, []Code) {
 	m := map[string]Code{}
 	var all []Code
-	for _, list := range [][]Code{Builtin, Management, Identity, Exchange, Console} {
+	for _, list := range [][]Code{Builtin, Management, Identity, Exchange, Console, Leaks} {
 		for _, c := range list {
 			if _, dup := m[c.Name]; !dup {
 				m[c.Name] = c
