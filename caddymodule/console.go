@@ -3,17 +3,13 @@ package caddymodule
 import (
 	"errors"
 	"fmt"
-	"net/http"
-	"strings"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 
 	"github.com/tokengate/caddy-tokengate/internal/console"
-	"github.com/tokengate/caddy-tokengate/internal/mgmtapi"
 	"github.com/tokengate/caddy-tokengate/internal/notify"
-	"github.com/tokengate/caddy-tokengate/internal/reason"
 )
 
 // ConsoleConfig sets up the web console, which tokengate_admin serves at
@@ -111,22 +107,4 @@ func (a *App) newConsole() (*console.Console, error) {
 		return nil, nil
 	}
 	return c, err
-}
-
-// consolePath reports whether r is for the console.
-func consolePath(r *http.Request) bool {
-	return r.URL.Path == "/console" || strings.HasPrefix(r.URL.Path, "/console/")
-}
-
-// serveConsole serves the console, or 404 when the app has none.
-func (h *AdminHandler) serveConsole(w http.ResponseWriter, r *http.Request) {
-	if h.console == nil {
-		mgmtapi.WriteProblem(w, http.StatusNotFound, reason.ConsoleUnavailable, "the web console needs an oidc issuer in the tokengate app")
-		return
-	}
-	if r.URL.Path == "/console" {
-		http.Redirect(w, r, "/console/", http.StatusMovedPermanently)
-		return
-	}
-	h.console.ServeHTTP(w, r)
 }

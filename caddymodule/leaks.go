@@ -2,23 +2,16 @@ package caddymodule
 
 import (
 	"cmp"
-	"context"
 	"errors"
 	"fmt"
-	"net/http"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
-	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"go.uber.org/zap"
 
-	"github.com/tokengate/caddy-tokengate/internal/addrlimit"
 	"github.com/tokengate/caddy-tokengate/internal/leaks"
-	"github.com/tokengate/caddy-tokengate/internal/lifecycle"
-	"github.com/tokengate/caddy-tokengate/internal/manage"
 	"github.com/tokengate/caddy-tokengate/internal/token"
-	"github.com/tokengate/caddy-tokengate/store"
 )
 
 // Leaks configures the intake of secrets found in the wild (the work is
@@ -72,65 +65,33 @@ func (a *App) unmarshalLeaks(d *caddyfile.Dispenser) error {
 	return nil
 }
 
-// provisionLeaks builds the intake. POST /v1/leaks (reports from callers
-// the admin policy lets report) is always on; GitHub's alerts and
-// webhooks only when their keys or secret are configured.
+// provisionLeaks expands the placeholders of the leaks block and builds
+// the intake (leaks.New).
 func (a *App) provisionLeaks(hasher, previous *token.Hasher) (*leaks.Intake, error) {
 	cfg := cmp.Or(a.Leaks, &Leaks{})
 	limit := cmp.Or(cfg.Limit, &AttemptLimit{})
-	in := &leaks.Intake{
-		Ledger: ledger{store: a.store, hasher: hasher, previous: previous, manage: a.manage},
-		Trail:  a.manage,
-		Brake: addrlimit.New(cmp.Or(limit.Attempts, leaks.DefaultAttempts),
-			cmp.Or(time.Duration(limit.Window), leaks.DefaultWindow), a.now),
-		Now: a.now,
-		ClientAddr: func(r *http.Request) string {
-			ip, _ := caddyhttp.GetVar(r.Context(), caddyhttp.ClientIPVarKey).(string)
-			return ip
-		},
-		OnError: func(route string, err error) {
-			a.logger.Error("leak intake failed", zap.String("route", route), zap.Error(err))
-		},
-	}
 	repl := caddy.NewReplacer()
-	if cfg.GitHubKeys != "" {
-		location, err := repl.ReplaceOrErr(cfg.GitHubKeys, true, true)
-		if err != nil {
-			return nil, fmt.Errorf("leaks: github_keys: %v", err)
-		}
-		in.GitHubKeys = leaks.NewKeys(location, nil, a.now)
+	keys, err := repl.ReplaceOrErr(cfg.GitHubKeys, true, true)
+	if err != nil {
+		return nil, fmt.Errorf("leaks: github_keys: %v", err)
 	}
+	var secret string
 	if cfg.WebhookSecret != "" {
 		// Not echoed: a secret with a brace in it is still a secret.
-		secret, err := repl.ReplaceOrErr(cfg.WebhookSecret, true, true)
+		secret, err = repl.ReplaceOrErr(cfg.WebhookSecret, true, true)
 		if err != nil || secret == "" {
 			return nil, errors.New("leaks: webhook_secret is missing or has a placeholder that is unknown or empty")
 		}
-		in.WebhookSecret = []byte(secret)
 	}
-	return in, nil
-}
-
-// ledger is the intake's view of the store: lookups by the hash of a
-// secret (under the previous pepper too, while one is being rotated out)
-// and exposure through the management service, which announces it.
-type ledger struct {
-	store    store.Store
-	hasher   *token.Hasher
-	previous *token.Hasher
-	manage   *manage.Service
-}
-
-func (l ledger) Find(ctx context.Context, secret string) (*store.Token, error) {
-	h := l.hasher.Hash(secret)
-	t, err := l.store.GetByHash(ctx, h[:])
-	if errors.Is(err, store.ErrNotFound) && l.previous != nil {
-		h = l.previous.Hash(secret)
-		t, err = l.store.GetByHash(ctx, h[:])
-	}
-	return t, err
-}
-
-func (l ledger) Expose(ctx context.Context, actor, id string, e lifecycle.Exposure) (*store.Token, error) {
-	return l.manage.Expose(ctx, actor, id, e)
+	return leaks.New(leaks.Config{
+		GitHubKeys: keys, WebhookSecret: secret, Attempts: limit.Attempts, Window: time.Duration(limit.Window),
+	}, leaks.Parts{
+		Ledger:     leaks.StoreLedger{Store: a.store, Hasher: hasher, Previous: previous, Exposer: a.manage},
+		Trail:      a.manage,
+		Now:        a.now,
+		ClientAddr: caddyHost{}.ClientIP,
+		OnError: func(route string, err error) {
+			a.logger.Error("leak intake failed", zap.String("route", route), zap.Error(err))
+		},
+	}), nil
 }

@@ -1,7 +1,6 @@
 package caddymodule
 
 import (
-	"github.com/tokengate/caddy-tokengate/internal/console"
 	"net/http"
 
 	"github.com/caddyserver/caddy/v2"
@@ -34,10 +33,10 @@ func init() {
 //	POST /v1/check                      dry-run a gateway decision
 //	POST /v1/token                      token exchange for workloads (RFC 8693, no management credential)
 //	GET  /v1/auth/oidc                  how people sign in: issuer, client id, scopes (no credential)
-//	GET  /v1/openapi.json               the API's description (no credential; openapidoc.go)
+//	GET  /v1/openapi.json               the API's description (no credential; internal/mgmtapi/openapi.go)
 //	POST /v1/leaks                      secrets found in the wild, revoked (internal/mgmtapi/leaks.go; action report_leak)
 //	POST /v1/leaks/github               GitHub's secret scanning partner alerts (signed; no credential)
-//	/console/                           the web console (console.go, internal/console)
+//	/console/                           the web console (internal/console, mounted by internal/mgmtapi/site.go)
 //	GET  /healthz, GET /readyz          liveness and readiness probes (no credential; health.go)
 //
 // Callers authenticate with management tokens: tokens bound to service
@@ -58,10 +57,8 @@ type AdminHandler struct {
 	// Header carrying the management token. Default Authorization.
 	Header string `json:"header,omitempty"`
 
-	app     *App
-	api     *mgmtapi.Server
-	openAPI *openAPIDocument
-	console *console.Console // nil without oidc
+	app  *App
+	site *mgmtapi.Site
 }
 
 // CaddyModule returns the Caddy module information.
@@ -85,45 +82,33 @@ func (h *AdminHandler) Provision(ctx caddy.Context) error {
 	}
 	h.app = app.(*App)
 	logger := ctx.Logger()
-	h.api = mgmtapi.New(mgmtapi.Options{
+	api := mgmtapi.New(mgmtapi.Options{
 		Node: func() *mgmtapi.Node { return h.app.node },
 		Auth: mgmtapi.ByCredential{
 			Header: h.Header,
 			Person: mgmtapi.Person{},
-			Token:  &managementToken{app: h.app, header: h.Header, logger: logger},
+			Token:  h.app.managementToken(h.Header, logger),
 		},
 		Host:    caddyHost{},
 		Prefix:  "/v1",
 		Observe: func(line *audit.Call) { metrics.decision(line.Service, line.Decision, line.Reasons, line.Cache) },
 		Logger:  logger,
 	})
-	h.openAPI, err = newOpenAPIDocument()
+	c, err := h.app.newConsole()
 	if err != nil {
 		return err
 	}
-	h.console, err = h.app.newConsole()
+	h.site, err = mgmtapi.NewSite(api, c, sentPath)
 	return err
 }
 
-// ServeHTTP serves the probes and the API's description without a
-// credential (they hold no data, and clients and linters read the
-// description before they have a token), and everything else through the
-// management API.
+// ServeHTTP serves the probes without a credential (they hold no data),
+// and everything else through the management API's site.
 func (h *AdminHandler) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.Handler) error {
-	// The console signs people in with its own session cookie and
-	// carries out their actions through the same management service.
-	if consolePath(r) {
-		h.serveConsole(w, r)
-		return nil
-	}
 	if h.serveProbe(w, r) {
 		return nil
 	}
-	if r.URL.Path == openAPIPath && (r.Method == http.MethodGet || r.Method == http.MethodHead) {
-		h.openAPI.serve(w, r)
-		return nil
-	}
-	return h.api.ServeHTTP(w, r)
+	return h.site.ServeHTTP(w, r)
 }
 
 // UnmarshalCaddyfile sets up the handler from Caddyfile tokens.
