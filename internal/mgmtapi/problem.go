@@ -125,11 +125,14 @@ func jsonProblem(err error) string {
 	return "malformed JSON"
 }
 
+// encodingFailedBody answers a value WriteJSON could not encode.
+var encodingFailedBody = []byte(`{"error":"server_error","reason":"` + reason.EncodingFailed + `"}`)
+
 // WriteJSON answers v as JSON that no cache keeps.
 func WriteJSON(w http.ResponseWriter, status int, v any) {
 	body, err := json.Marshal(v)
 	if err != nil {
-		status, body = http.StatusInternalServerError, []byte(`{"error":"server_error","reason":"encoding_failed"}`)
+		status, body = reason.DeclaredClass(reason.EncodingFailed).Status(), encodingFailedBody
 	}
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Cache-Control", "no-store")

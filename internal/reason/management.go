@@ -13,6 +13,7 @@ const (
 	TokengateNotRunning   = "tokengate_not_running"
 	SigninNotConfigured   = "signin_not_configured"
 	OpenAPIUnavailable    = "openapi_unavailable"
+	EncodingFailed        = "encoding_failed"
 	StateInvalid          = "state_invalid"
 	LimitInvalid          = "limit_invalid"
 	CursorInvalid         = "cursor_invalid"
@@ -69,6 +70,7 @@ var Management = []Code{
 	{TokengateNotRunning, Unavailable, "the admin endpoint's running config has no tokengate app"},
 	{SigninNotConfigured, NotFound, "no oidc issuer is configured: people cannot sign in"},
 	{OpenAPIUnavailable, Unavailable, "the embedded API description could not be served"},
+	{EncodingFailed, Internal, "the answer could not be encoded as JSON"},
 	{StateInvalid, BadRequest, "state is not one of the states listed"},
 	{LimitInvalid, BadRequest, "limit is not a whole number from 1 to 1000"},
 	{CursorInvalid, BadRequest, "cursor is not one this API gave out"},

@@ -52,6 +52,9 @@ const (
 	MethodNotAllowed
 	// TooManyRequests: an attempt past its limit (429).
 	TooManyRequests
+	// Internal: the answer itself could not be made (500); nothing about
+	// the call is wrong, and trying again will not help.
+	Internal
 )
 
 // classStatus is the HTTP status of each class, in one place.
@@ -68,6 +71,7 @@ var classStatus = [...]int{
 	UnsupportedMedia: http.StatusUnsupportedMediaType,
 	MethodNotAllowed: http.StatusMethodNotAllowed,
 	TooManyRequests:  http.StatusTooManyRequests,
+	Internal:         http.StatusInternalServerError,
 }
 
 // Status is the HTTP status a refusal of class c is answered with.
