@@ -24,8 +24,12 @@ func refuse(w http.ResponseWriter, r *http.Request, res gateway.Result, requestI
 	main := reason.Main(res.Reasons)
 	status, errCode := http.StatusForbidden, "insufficient_scope"
 	challenge := `Bearer realm="tokengate", error="insufficient_scope"`
-	switch class := reason.ClassOf(main); {
-	case res.Outcome == gateway.Error || class == reason.Unavailable:
+	class := reason.ClassOf(main)
+	if res.Outcome == gateway.Error {
+		class = reason.Unavailable // we failed closed, whatever the code
+	}
+	switch {
+	case class == reason.Unavailable:
 		status, errCode = http.StatusServiceUnavailable, "temporarily_unavailable"
 		challenge = ""
 		w.Header().Set("Retry-After", "1")
@@ -75,7 +79,7 @@ func refuse(w http.ResponseWriter, r *http.Request, res gateway.Result, requestI
 		}
 	}
 	if problem {
-		mgmtapi.WriteProblem(w, status, main, "")
+		mgmtapi.WriteProblem(w, &reason.Refusal{Code: main, Class: class})
 		return status, nil
 	}
 	body, _ := json.Marshal(map[string]string{"error": errCode, "reason": main, "request_id": requestID})

@@ -41,7 +41,7 @@ func serveSignInConfig(node *Node, _ Host, w http.ResponseWriter, r *http.Reques
 		return
 	}
 	if node.SignIn == nil {
-		WriteProblem(w, http.StatusNotFound, reason.SigninNotConfigured, "this gateway names no oidc issuer in its tokengate options: people cannot sign in, use a management token")
+		WriteProblem(w, reason.New(reason.SigninNotConfigured, "this gateway names no oidc issuer in its tokengate options: people cannot sign in, use a management token"))
 		return
 	}
 	out := *node.SignIn

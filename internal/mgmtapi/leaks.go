@@ -19,7 +19,7 @@ const (
 // API). The intake writes the audit line of every attempt.
 func serveGitHubLeaks(node *Node, _ Host, w http.ResponseWriter, r *http.Request) {
 	if node.Leaks == nil {
-		WriteProblem(w, http.StatusNotFound, reason.RouteUnknown, "")
+		WriteProblem(w, reason.New(reason.RouteUnknown, ""))
 		return
 	}
 	node.Leaks.ServeGitHub(w, r)

@@ -204,7 +204,7 @@ type callKey struct{}
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) error {
 	node := s.opts.Node()
 	if node == nil {
-		WriteProblem(w, http.StatusServiceUnavailable, reason.TokengateNotRunning, "the running config has no tokengate app")
+		WriteProblem(w, reason.New(reason.TokengateNotRunning, "the running config has no tokengate app"))
 		return nil
 	}
 	if route, ok := s.own[r.URL.Path]; ok {
@@ -238,7 +238,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) error {
 	if !pathOK {
 		line.Path = rawPath
 		line.Decision, line.Reasons, line.Status = gateway.Deny, []string{reason.PathInvalid}, http.StatusBadRequest
-		WriteProblem(w, http.StatusBadRequest, reason.PathInvalid, "")
+		WriteProblem(w, reason.New(reason.PathInvalid, ""))
 		return nil
 	}
 	r.URL.Path, r.URL.RawPath = path, escaped

@@ -40,7 +40,7 @@ func (d openAPIDocument) serve(w http.ResponseWriter, r *http.Request, sentPath 
 	body, err := json.MarshalIndent(fields, "", "  ")
 	if err != nil {
 		// Unreachable: every field is JSON the document was read from.
-		WriteProblem(w, http.StatusServiceUnavailable, reason.OpenAPIUnavailable, "")
+		WriteProblem(w, reason.New(reason.OpenAPIUnavailable, ""))
 		return
 	}
 	w.Header().Set("Content-Type", "application/json")

@@ -78,22 +78,24 @@ type Person struct{}
 func (Person) Authenticate(w http.ResponseWriter, r *http.Request, a *Attempt) (manage.Principal, bool, error) {
 	node, line := a.Node, a.Line
 	unavailable := func(code string) (manage.Principal, bool, error) {
-		line.Decision, line.Reasons, line.Status = gateway.Error, []string{code}, http.StatusServiceUnavailable
+		// Whatever the code (an audit hold's too), we failed closed: 503.
+		rf := &reason.Refusal{Code: code, Class: reason.Unavailable}
+		line.Decision, line.Reasons, line.Status = gateway.Error, []string{code}, rf.Class.Status()
 		w.Header().Set("Retry-After", "1")
-		WriteProblem(w, http.StatusServiceUnavailable, code, "")
+		WriteProblem(w, rf)
 		return manage.Principal{}, false, nil
 	}
-	deny := func(status int, code, detail string) (manage.Principal, bool, error) {
-		line.Decision, line.Reasons, line.Status = gateway.Deny, []string{code}, status
-		if status == http.StatusUnauthorized {
+	deny := func(rf *reason.Refusal) (manage.Principal, bool, error) {
+		line.Decision, line.Reasons, line.Status = gateway.Deny, []string{rf.Code}, rf.Class.Status()
+		if line.Status == http.StatusUnauthorized {
 			w.Header().Set("WWW-Authenticate", idTokenChallenge)
 		}
-		WriteProblem(w, status, code, detail)
+		WriteProblem(w, rf)
 		return manage.Principal{}, false, nil
 	}
 	raw, _ := bearerIDToken(r)
 	if len(raw) > maxIDTokenLen {
-		return deny(http.StatusUnauthorized, identity.ReasonMalformed, "the bearer credential is too long for an ID token")
+		return deny(reason.New(identity.ReasonMalformed, "the bearer credential is too long for an ID token"))
 	}
 	id, err := node.People.Verify(r.Context(), raw)
 	if err != nil {
@@ -107,11 +109,7 @@ func (Person) Authenticate(w http.ResponseWriter, r *http.Request, a *Attempt) (
 			}
 			return unavailable(identity.ReasonIssuerUnavailable)
 		}
-		status := http.StatusUnauthorized
-		if refusal.Forbidden() {
-			status = http.StatusForbidden
-		}
-		return deny(status, refusal.Code, refusal.Detail)
+		return deny(refusal)
 	}
 	// Audit fails closed for people as for tokens.
 	if hold := node.AuditHold(); hold != "" {

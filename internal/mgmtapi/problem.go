@@ -29,7 +29,7 @@ func writeError(w http.ResponseWriter, err error) (status int, technical bool) {
 		if rf.Class == reason.Unavailable {
 			w.Header().Set("Retry-After", "1")
 		}
-		WriteProblem(w, status, rf.Code, rf.Detail)
+		WriteProblem(w, rf)
 		return status, false
 	}
 	code := reason.StoreUnavailable
@@ -38,7 +38,7 @@ func writeError(w http.ResponseWriter, err error) (status int, technical bool) {
 		code = reason.PolicyUnavailable
 	}
 	w.Header().Set("Retry-After", "1")
-	WriteProblem(w, http.StatusServiceUnavailable, code, "")
+	WriteProblem(w, reason.New(code, ""))
 	return http.StatusServiceUnavailable, true
 }
 
@@ -61,9 +61,11 @@ func outcomeOf(err error, technical bool) (decision string, reasons []string) {
 
 // WriteProblem writes the one error shape of the management API, RFC 9457
 // problem details, with the reason code as the extension member "reason"
-// so that clients branch on a code rather than on words.
-func WriteProblem(w http.ResponseWriter, status int, code, detail string) {
-	body, _ := json.Marshal(api.ErrorBody{Type: "about:blank", Title: http.StatusText(status), Status: status, Detail: detail, Reason: code})
+// so that clients branch on a code rather than on words. The refusal's
+// class gives the status.
+func WriteProblem(w http.ResponseWriter, rf *reason.Refusal) {
+	status := rf.Class.Status()
+	body, _ := json.Marshal(api.ErrorBody{Type: "about:blank", Title: http.StatusText(status), Status: status, Detail: rf.Detail, Reason: rf.Code})
 	w.Header().Set("Content-Type", api.ProblemType)
 	w.Header().Set("Cache-Control", "no-store")
 	w.Header().Set("X-Content-Type-Options", "nosniff")
@@ -162,7 +164,7 @@ func unknownRoute(mux *http.ServeMux, catchAll string) http.HandlerFunc {
 			}
 		}
 		if len(allow) == 0 {
-			WriteProblem(w, http.StatusNotFound, reason.RouteUnknown, "")
+			WriteProblem(w, reason.New(reason.RouteUnknown, ""))
 			return
 		}
 		w.Header().Set("Allow", strings.Join(allow, ", "))
@@ -172,7 +174,7 @@ func unknownRoute(mux *http.ServeMux, catchAll string) http.HandlerFunc {
 
 // WriteMethodNotAllowed refuses r's method; the caller sets Allow.
 func WriteMethodNotAllowed(w http.ResponseWriter, r *http.Request) {
-	WriteProblem(w, http.StatusMethodNotAllowed, reason.MethodNotAllowedCode, r.Method+" is not served here; Allow lists the methods that are")
+	WriteProblem(w, reason.New(reason.MethodNotAllowedCode, r.Method+" is not served here; Allow lists the methods that are"))
 }
 
 // statusRecorder remembers the status a route answered with, for the

@@ -49,7 +49,7 @@ func (s *Site) ServeHTTP(w http.ResponseWriter, r *http.Request) error {
 // serveConsole serves the console, or 404 when the app has none.
 func (s *Site) serveConsole(w http.ResponseWriter, r *http.Request) {
 	if s.console == nil {
-		WriteProblem(w, http.StatusNotFound, reason.ConsoleUnavailable, "the web console needs an oidc issuer in the tokengate app")
+		WriteProblem(w, reason.New(reason.ConsoleUnavailable, "the web console needs an oidc issuer in the tokengate app"))
 		return
 	}
 	if r.URL.Path == "/console" {
