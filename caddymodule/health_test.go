@@ -232,6 +232,9 @@ func TestWebhookDeliveryMetrics(t *testing.T) {
 		series := fmt.Sprintf(`tokengate_webhook_deliveries_total{result=%q}`, result)
 		return siteScrape(t)[series] - before[series]
 	}
+	// The receiver records an event before its answer reaches the
+	// dispatcher, which counts the delivery only then.
+	waitFor(t, 5*time.Second, "two deliveries counted", func() bool { return delta("delivered") >= 2 })
 	if d := delta("delivered"); d != 2 {
 		t.Errorf("delivered grew by %v, want 2", d)
 	}
