@@ -63,7 +63,7 @@ func TestReloadSharesRuntime(t *testing.T) {
 	}}
 	for range 2 {
 		if res := other.gate.Authorize(context.Background(), c); res.Outcome != gateway.Allow {
-			t.Fatalf("other app before revoke: %s %v", res.Outcome, res.Reasons)
+			t.Fatalf("other app before revoke: %s %v", res.Outcome, res.Reasons())
 		}
 	}
 	if status, body := e.admin("POST", "/tokengate/tokens/"+id2+"/revoke", map[string]string{"reason": "owner left"}); status != 200 {
