@@ -48,7 +48,7 @@ func TestReloadSharesRuntime(t *testing.T) {
 			t.Fatalf("before revoke: %d %s", r.status, r.body)
 		}
 	}
-	if _, err := other.lifecycle.Revoke(context.Background(), "test", id, "leaked in chat"); err != nil {
+	if _, err := other.manage.Tokens.Revoke(context.Background(), "test", id, "leaked in chat"); err != nil {
 		t.Fatal(err)
 	}
 	if r := call(t, "GET", gateURL+"/billing/shared", bearer(secret)...); r.status != 401 || r.reason != "token_revoked" {
