@@ -135,28 +135,16 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		},
 	}
 	call.Secret, call.Problem = gatehttp.Credential(r, h.Header)
-	res := gateway.Refuse(reason.PathInvalid)
+	var res gateway.Result
 	if pathOK {
 		res = h.app.gate.Authorize(r.Context(), &call)
+	} else {
+		res = gateway.Refuse(reason.PathInvalid)
 	}
 	metrics.decision(h.Service, res.Outcome, res.Reasons(), res.Cache)
 
-	line := audit.Call{
-		Decision:   res.Outcome,
-		Reasons:    res.Reasons(),
-		Service:    h.Service,
-		ClientIP:   clientIP,
-		Method:     r.Method,
-		Host:       r.Host,
-		Path:       path,
-		DecisionID: res.DecisionID,
-		Cache:      res.Cache,
-		PolicyRev:  res.PolicyRev,
-	}
+	line := gateway.AuditLine(&call, res)
 	line.TraceID, line.SpanID = traceIDs(r)
-	if res.Token != nil {
-		line.TokenID, line.Owner, line.HeldBy, line.Purpose, line.Scopes = res.Token.ID, res.Token.Owner, res.Token.HeldBy, res.Token.Purpose, res.Token.Scopes
-	}
 	defer func() {
 		line.Duration = time.Since(start)
 		if ce := h.app.audit.CheckCall(); ce != nil {

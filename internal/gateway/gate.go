@@ -143,12 +143,18 @@ var refusals = func() map[string]*reason.Refusal {
 	return m
 }()
 
-// refusal is the refusal of a call for reasons.
-func refusal(reasons ...string) *reason.Refusal {
+// refusal is the refusal of a call for one code.
+func refusal(code string) *reason.Refusal {
+	if r, ok := refusals[code]; ok {
+		return r
+	}
+	return reason.OfCall([]string{code})
+}
+
+// refusalFor is the refusal of a call for several reasons (or one).
+func refusalFor(reasons []string) *reason.Refusal {
 	if len(reasons) == 1 {
-		if r, ok := refusals[reasons[0]]; ok {
-			return r
-		}
+		return refusal(reasons[0])
 	}
 	return reason.OfCall(reasons)
 }
@@ -369,7 +375,7 @@ func (g *Gate) Authorize(ctx context.Context, c *Call) Result {
 		return Result{Outcome: Error, Refusal: refusal(reason.StoreUnavailable), Cache: CacheNone, Err: err}
 	}
 	if dead := Liveness(tok.record, now); dead != nil {
-		return Result{Outcome: Deny, Refusal: refusal(dead...), Token: tok.record, Cache: CacheNone}
+		return Result{Outcome: Deny, Refusal: refusalFor(dead), Token: tok.record, Cache: CacheNone}
 	}
 
 	d, cacheResult, err := g.decide(ctx, tok, c, now, cached)
@@ -435,7 +441,7 @@ func (g *Gate) staleRead(ctx context.Context, c *Call, hash [32]byte, now time.T
 		return Result{}, false
 	}
 	if dead := Liveness(tok.record, now); dead != nil {
-		return Result{Outcome: Deny, Refusal: refusal(dead...), Token: tok.record, Cache: CacheHit}, true
+		return Result{Outcome: Deny, Refusal: refusalFor(dead), Token: tok.record, Cache: CacheHit}, true
 	}
 	d, ok := g.cachedDecision(tok, c, now)
 	if !ok || !readOnlyScope(d.scope) {
@@ -604,7 +610,7 @@ func (g *Gate) evaluate(ctx context.Context, tok *cachedToken, c *Call, now time
 		ttl:       pd.TTL,
 	}
 	if len(pd.Reasons) > 0 {
-		d.refusal = refusal(pd.Reasons...)
+		d.refusal = refusalFor(pd.Reasons)
 	}
 	return d, nil
 }
