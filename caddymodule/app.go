@@ -215,6 +215,7 @@ func (a *App) Provision(ctx caddy.Context) error {
 		ExchangeWindow:   cmp.Or(time.Duration(limit.Window), DefaultExchangeWindow),
 		Leaks:            intake,
 	})
+	p.LogReady()
 	return nil
 }
 

@@ -55,7 +55,7 @@ type Options struct {
 	// MaxTTL caps any token's lifetime. Default DefaultMaxTTL.
 	MaxTTL time.Duration
 	// DecisionCacheSize is the number of decisions cached (0 disables
-	// the cache). Default DefaultDecisionCache.
+	// the cache). Default (nil) DefaultDecisionCache.
 	DecisionCacheSize *int
 	// ParseDuration reads a token's ttl as the config reads durations.
 	ParseDuration func(string) (time.Duration, error)
@@ -116,6 +116,7 @@ func Assemble(ctx context.Context, o Options) (*Parts, error) {
 	if cacheSize < 0 {
 		return nil, fmt.Errorf("decision_cache must be 0 or more, got %d", cacheSize)
 	}
+	o.DecisionCacheSize = &cacheSize
 	if o.MaxTTL <= 0 {
 		o.MaxTTL = DefaultMaxTTL
 	}
@@ -166,14 +167,20 @@ func Assemble(ctx context.Context, o Options) (*Parts, error) {
 			zap.String("policy", p.PolicySource()))
 	}
 	p.Manage = &manage.Service{Tokens: p.Lifecycle, Requests: o.Store, Policy: p.Engine, Audit: p.Audit, Now: o.Now}
+	return p, nil
+}
+
+// LogReady says in the log that the node is ready and how it is set up;
+// the adapter calls it once the whole config is provisioned.
+func (p *Parts) LogReady() {
+	o := p.opts
 	o.Logger.Info("tokengate ready",
 		zap.String("policy", p.PolicySource()),
 		zap.String("policy_rev", p.Engine.Revision()),
-		zap.Int("decision_cache", cacheSize),
+		zap.Int("decision_cache", *o.DecisionCacheSize),
 		zap.Duration("max_ttl", o.MaxTTL),
 		zap.Bool("pepper", o.Pepper != ""),
 		zap.Bool("previous_pepper", o.PreviousPepper != ""))
-	return p, nil
 }
 
 // newEngine compiles the policy: the bundle, the folder or the built-in

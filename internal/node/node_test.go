@@ -68,6 +68,10 @@ func TestAssembledNodeDecides(t *testing.T) {
 	if p.Lifecycle.MaxTTL != DefaultMaxTTL || p.PolicySource() != "built-in policies" || p.People != nil || p.Workloads != nil {
 		t.Errorf("defaults: max_ttl %s, policy %q", p.Lifecycle.MaxTTL, p.PolicySource())
 	}
+	if logs.FilterMessage("tokengate ready").Len() != 0 {
+		t.Error("ready before the adapter said so")
+	}
+	p.LogReady()
 	ready := logs.FilterMessage("tokengate ready").AllUntimed()
 	if len(ready) != 1 || ready[0].ContextMap()["decision_cache"] != int64(DefaultDecisionCache) {
 		t.Errorf("ready line %v", ready)
