@@ -166,21 +166,9 @@ func (a *App) Provision(ctx caddy.Context) error {
 	if err != nil {
 		return err
 	}
-	if a.webhooks, err = a.provisionWebhooks(); err != nil {
-		return err
-	}
-	if err := a.openRuntime(ctx); err != nil {
-		return err
-	}
-	if a.bundle, err = a.policyBundle(); err != nil {
-		return err
-	}
-	if err := metrics.register(ctx.GetMetricsRegistry()); err != nil {
-		return fmt.Errorf("registering metrics: %v", err)
-	}
-	a.parts, err = node.Assemble(ctx, node.Options{
-		Logger: a.logger, Now: a.now, Store: a.store,
-		PolicyDir: a.PolicyDir, Bundle: a.bundle, OnPolicyReload: metrics.control.policyReloaded,
+	opts := node.Options{
+		Logger: a.logger, Now: a.now,
+		PolicyDir: a.PolicyDir, OnPolicyReload: metrics.control.policyReloaded,
 		MaxTTL: time.Duration(a.MaxTTL), DecisionCacheSize: a.DecisionCache,
 		// A ttl reads as the Caddyfile's max_ttl does: 30d too.
 		ParseDuration: caddy.ParseDuration,
@@ -188,10 +176,26 @@ func (a *App) Provision(ctx caddy.Context) error {
 		OIDC: a.OIDC, Workloads: a.Workloads,
 		Hold:  a.auditHold,
 		Fresh: a.fresh, StaleReads: a.StaleReads == "allow", StoreTimeout: a.maxStaleness(),
-		Forget:        a.rt.forget,
 		ObservePolicy: metrics.policyEvaluated, ObserveStore: metrics.storeCalled,
-	})
-	if err != nil {
+	}
+	if err := opts.Check(); err != nil {
+		return err
+	}
+	if a.webhooks, err = a.provisionWebhooks(); err != nil {
+		return err
+	}
+	if err := a.openRuntime(ctx); err != nil {
+		return err
+	}
+	opts.Store, opts.Forget = a.store, a.rt.forget
+	if a.bundle, err = a.policyBundle(); err != nil {
+		return err
+	}
+	opts.Bundle = a.bundle
+	if err := metrics.register(ctx.GetMetricsRegistry()); err != nil {
+		return fmt.Errorf("registering metrics: %v", err)
+	}
+	if a.parts, err = node.Assemble(ctx, opts); err != nil {
 		return err
 	}
 	p := a.parts

@@ -109,12 +109,12 @@ type Parts struct {
 // Assemble builds the parts. It contacts nothing (validation assembles
 // too, and needs no network): the identity providers are asked at Start.
 func Assemble(ctx context.Context, o Options) (*Parts, error) {
+	if err := o.Check(); err != nil {
+		return nil, err
+	}
 	cacheSize := DefaultDecisionCache
 	if o.DecisionCacheSize != nil {
 		cacheSize = *o.DecisionCacheSize
-	}
-	if cacheSize < 0 {
-		return nil, fmt.Errorf("decision_cache must be 0 or more, got %d", cacheSize)
 	}
 	o.DecisionCacheSize = &cacheSize
 	if o.MaxTTL <= 0 {
@@ -208,11 +208,18 @@ func (p *Parts) PolicySource() string {
 	return p.opts.PolicyDir
 }
 
+// Check refuses settings that cannot make a node. The adapter asks before
+// it opens the store, so that a config with a wrong value opens nothing;
+// Assemble asks again.
+func (o *Options) Check() error {
+	if o.DecisionCacheSize != nil && *o.DecisionCacheSize < 0 {
+		return fmt.Errorf("decision_cache must be 0 or more, got %d", *o.DecisionCacheSize)
+	}
+	return separateIssuers(o.OIDC, o.Workloads)
+}
+
 // identity builds the verifiers of the oidc and workload issuers.
 func (p *Parts) identity(ctx context.Context, o Options) error {
-	if err := separateIssuers(o.OIDC, o.Workloads); err != nil {
-		return err
-	}
 	now := identity.WithClock(o.Now)
 	if o.OIDC != nil {
 		v, err := identity.NewPerson(ctx, *o.OIDC, now)

@@ -80,22 +80,29 @@ func TestAssembledNodeDecides(t *testing.T) {
 
 func TestAssembleRefusesBadOptions(t *testing.T) {
 	for _, c := range []struct {
-		name string
-		edit func(*Options)
-		want string
+		name    string
+		edit    func(*Options)
+		want    string
+		checked bool
 	}{
-		{"negative decision cache", func(o *Options) { n := -1; o.DecisionCacheSize = &n }, "decision_cache must be 0 or more"},
+		{"negative decision cache", func(o *Options) { n := -1; o.DecisionCacheSize = &n }, "decision_cache must be 0 or more", true},
 		{"people and workloads on one issuer", func(o *Options) {
 			o.OIDC = &identity.PersonConfig{Issuer: "https://idp.example.com/", Audience: "tokengate"}
 			o.Workloads = []identity.WorkloadConfig{{Name: "ci", Issuer: "https://IDP.example.com", Audience: "ci"}}
-		}, "oidc and workload ci name the same issuer"},
-		{"missing policy folder", func(o *Options) { o.PolicyDir = filepath.Join(t.TempDir(), "none") }, "loading policy from"},
+		}, "oidc and workload ci name the same issuer", true},
+		{"missing policy folder", func(o *Options) { o.PolicyDir = filepath.Join(t.TempDir(), "none") }, "loading policy from", false},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			o, _ := options(t)
 			c.edit(&o)
 			if _, err := Assemble(context.Background(), o); err == nil || !strings.Contains(err.Error(), c.want) {
 				t.Errorf("err %v, want %q", err, c.want)
+			}
+			// What Check can tell without a store, it tells before one is
+			// opened.
+			o.Store = nil
+			if err := o.Check(); c.checked != (err != nil) || (err != nil && !strings.Contains(err.Error(), c.want)) {
+				t.Errorf("Check: %v, want an error: %v", err, c.checked)
 			}
 		})
 	}
