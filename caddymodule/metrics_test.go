@@ -194,12 +194,12 @@ func postJSON(t *testing.T, url string, body, out any) int {
 func TestDecisionMetricReasons(t *testing.T) {
 	m := newMetrics()
 	for _, res := range []gateway.Result{
-		{Outcome: gateway.Deny, Reasons: []string{"scope_missing", "service_not_bound"}, Cache: gateway.CacheMiss},
-		{Outcome: gateway.Deny, Reasons: []string{"closed_for_maintenance"}, Cache: gateway.CacheHit},
-		{Outcome: gateway.Error, Reasons: []string{reason.StoreUnavailable}, Cache: gateway.CacheNone},
+		{Outcome: gateway.Deny, Refusal: reason.OfCall([]string{"scope_missing", "service_not_bound"}), Cache: gateway.CacheMiss},
+		{Outcome: gateway.Deny, Refusal: reason.OfCall([]string{"closed_for_maintenance"}), Cache: gateway.CacheHit},
+		{Outcome: gateway.Error, Refusal: reason.OfCall([]string{reason.StoreUnavailable}), Cache: gateway.CacheNone},
 		{Outcome: gateway.Allow, Cache: gateway.CacheHit},
 	} {
-		m.decision("billing", res.Outcome, res.Reasons, res.Cache)
+		m.decision("billing", res.Outcome, res.Reasons(), res.Cache)
 	}
 	for labels, want := range map[[2]string]float64{
 		{gateway.Deny, "service_not_bound"}:      1,

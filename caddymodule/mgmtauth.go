@@ -8,6 +8,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/tokengate/caddy-tokengate/internal/audit"
+	"github.com/tokengate/caddy-tokengate/internal/gatehttp"
 	"github.com/tokengate/caddy-tokengate/internal/gateway"
 	"github.com/tokengate/caddy-tokengate/internal/manage"
 	"github.com/tokengate/caddy-tokengate/internal/mgmtapi"
@@ -34,9 +35,9 @@ func (m *managementToken) Authenticate(w http.ResponseWriter, r *http.Request, a
 		Service: manage.ManagementService,
 		Request: policy.Request{Method: r.Method, Host: r.Host, Path: r.URL.Path, RawPath: at.RawPath, RemoteIP: line.ClientIP},
 	}
-	call.Secret, call.Problem = extractCredential(r, m.header)
+	call.Secret, call.Problem = gatehttp.Credential(r, m.header)
 	res := m.app.gate.Authorize(r.Context(), &call)
-	line.Decision, line.Reasons, line.DecisionID, line.Cache, line.PolicyRev = res.Outcome, res.Reasons, res.DecisionID, res.Cache, res.PolicyRev
+	line.Decision, line.Reasons, line.DecisionID, line.Cache, line.PolicyRev = res.Outcome, res.Reasons(), res.DecisionID, res.Cache, res.PolicyRev
 	if res.Token != nil {
 		line.TokenID, line.Owner, line.HeldBy, line.Purpose, line.Scopes = res.Token.ID, res.Token.Owner, res.Token.HeldBy, res.Token.Purpose, res.Token.Scopes
 	}

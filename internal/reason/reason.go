@@ -114,6 +114,16 @@ func (r *Refusal) AllReasons() []string {
 	return []string{r.Code}
 }
 
+// OfCall is the data plane's refusal of a call with these reasons (at
+// least one): the code the client is told (Main), its class among the
+// built-in codes (a policy's own codes are Forbidden, even one spelt like a
+// management code) and every reason, for the audit line. It has no
+// detail: a data-plane answer never says more than its code.
+func OfCall(reasons []string) *Refusal {
+	code := Main(reasons)
+	return &Refusal{Code: code, Class: ClassOf(code), Reasons: reasons}
+}
+
 // Unavailable reports whether the refusal is a failure on our side (a
 // store, a policy, an issuer that could not be reached), not the caller's.
 func (r *Refusal) Unavailable() bool { return r.Class == Unavailable }
