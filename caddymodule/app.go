@@ -23,6 +23,7 @@ import (
 	"github.com/tokengate/caddy-tokengate/internal/addrlimit"
 	"github.com/tokengate/caddy-tokengate/internal/audit"
 	"github.com/tokengate/caddy-tokengate/internal/gateway"
+	"github.com/tokengate/caddy-tokengate/internal/health"
 	"github.com/tokengate/caddy-tokengate/internal/identity"
 	"github.com/tokengate/caddy-tokengate/internal/leaks"
 	"github.com/tokengate/caddy-tokengate/internal/lifecycle"
@@ -130,7 +131,7 @@ type App struct {
 	people     *identity.Verifier  // nil without oidc
 	workloads  *identity.Workloads // nil without workloads
 	webhooks   *notify.Dispatcher  // nil without webhooks
-	storeProbe *storeProbe
+	storeProbe *health.StoreProbe
 	node       *mgmtapi.Node // what the management API acts on
 	leaks      *leaks.Intake // the intake of secrets found in the wild
 
@@ -174,7 +175,7 @@ func (a *App) Provision(ctx caddy.Context) error {
 		}
 		a.now = mod.(Clock).Now
 	}
-	a.storeProbe = new(storeProbe)
+	a.storeProbe = new(health.StoreProbe)
 	if a.MaxTTL <= 0 {
 		a.MaxTTL = caddy.Duration(DefaultMaxTTL)
 	}
@@ -244,7 +245,7 @@ func (a *App) Provision(ctx caddy.Context) error {
 	if previousPepper != "" {
 		previousHasher = token.NewHasher(previousPepper)
 	}
-	if err := metrics.register(ctx.GetMetricsRegistry()); err != nil {
+	if err := metrics.Register(ctx.GetMetricsRegistry()); err != nil {
 		return fmt.Errorf("registering metrics: %v", err)
 	}
 	a.gate, err = gateway.New(gateway.Options{
@@ -259,8 +260,8 @@ func (a *App) Provision(ctx caddy.Context) error {
 		OnStoreError: func(err error) {
 			a.logger.Error("recording token usage", zap.Error(err))
 		},
-		ObservePolicy: metrics.policyEvaluated,
-		ObserveStore:  metrics.storeCalled,
+		ObservePolicy: metrics.PolicyEvaluated,
+		ObserveStore:  metrics.StoreCalled,
 		Fresh:         a.fresh,
 		StaleReads:    a.StaleReads == "allow",
 		StoreTimeout:  a.maxStaleness(),
@@ -356,7 +357,7 @@ func (a *App) Start() error {
 		a.goRun(func() { a.pollBundle(ctx) })
 	} else if a.PolicyDir != "" {
 		err := a.engine.Watch(ctx, a.PolicyDir, func(rev string, err error) {
-			metrics.control.policyReloaded(err == nil)
+			metrics.PolicyReloaded(err == nil)
 			if err != nil {
 				a.logger.Error("policy change refused; previous policy stays in force",
 					zap.String("policy", a.PolicyDir), zap.String("policy_rev", a.engine.Revision()), zap.Error(err))
@@ -370,7 +371,7 @@ func (a *App) Start() error {
 		}
 	}
 	a.goRun(func() { a.watchAudit(ctx) })
-	a.goRun(func() { metrics.census.runCensus(ctx, a.store, a.now, a.logger, a.censusInterval()) })
+	a.goRun(func() { metrics.RunCensus(ctx, a.census()) })
 	if a.webhooks != nil {
 		a.webhooks.Start()
 		a.goRun(func() { a.sweepLapses(ctx) })

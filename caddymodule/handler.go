@@ -149,7 +149,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	} else {
 		res = gateway.Result{Outcome: gateway.Deny, Reasons: []string{reason.PathInvalid}, Cache: gateway.CacheNone}
 	}
-	metrics.decision(h.Service, res.Outcome, res.Reasons, res.Cache)
+	metrics.Decision(h.Service, res.Outcome, res.Reasons, res.Cache)
 
 	line := audit.Call{
 		Decision:   res.Outcome,

@@ -126,7 +126,7 @@ func (a *App) policyBundle() (*policy.Bundle, error) {
 		return nil, errors.New("policy bundle: max_bundle_bytes and max_bundle_uncompressed_bytes must be positive")
 	}
 	o := policy.BundleOptions{VerifyAlg: conf.VerifyAlg, Timeout: time.Duration(conf.Timeout),
-		MaxBytes: conf.MaxBytes, MaxUncompressedBytes: conf.MaxUncompressedBytes, Fetched: metrics.control.bundleFetched}
+		MaxBytes: conf.MaxBytes, MaxUncompressedBytes: conf.MaxUncompressedBytes, Fetched: metrics.BundleFetched}
 	if conf.VerifyKey != "" {
 		var err error
 		if o.VerifyKey, err = os.ReadFile(conf.VerifyKey); err != nil {
@@ -155,11 +155,11 @@ func (a *App) pollBundle(ctx context.Context) {
 			a.logger.Error("policy bundle refused; previous policy stays in force",
 				zap.Stringer("policy", a.bundle), zap.String("policy_rev", a.engine.Revision()), zap.Error(err))
 			if !policy.IsFetchFailure(err) {
-				metrics.control.policyReloaded(false)
+				metrics.PolicyReloaded(false)
 			}
 			return
 		}
-		metrics.control.policyReloaded(true)
+		metrics.PolicyReloaded(true)
 		a.logger.Info("policy reloaded", zap.Stringer("policy", a.bundle), zap.String("policy_rev", rev))
 	})
 }

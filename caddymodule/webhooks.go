@@ -60,7 +60,7 @@ func (a *App) provisionWebhooks() (*notify.Dispatcher, error) {
 		}
 		hooks = append(hooks, notify.Hook{URL: url, Secret: key, Events: w.Events})
 	}
-	d, err := notify.New(hooks, notify.Options{Logger: a.logger.Named("webhook"), Outcome: metrics.control.webhookOutcome})
+	d, err := notify.New(hooks, notify.Options{Logger: a.logger.Named("webhook"), Outcome: metrics.WebhookOutcome})
 	if err != nil {
 		return nil, fmt.Errorf("tokengate: %v", err)
 	}

@@ -202,6 +202,12 @@ var declared, all = func() (map[string]Code, []Code) {
 // All returns every declared code once: the metrics' label values.
 func All() []Code { return all }
 
+// Declared reports whether name is a code of one of the lists.
+func Declared(name string) bool {
+	_, ok := declared[name]
+	return ok
+}
+
 // DeclaredClass is the class of a declared code; an undeclared one is
 // Forbidden, as a policy's own codes are.
 func DeclaredClass(name string) Class { return declared[name].Class }
