@@ -77,6 +77,17 @@ func (c Class) Status() int {
 	return http.StatusInternalServerError
 }
 
+// ClassOfStatus is the class a status answers, for a code whose class is
+// not known here; 401 reads as Invalid.
+func ClassOfStatus(status int) (Class, bool) {
+	for c, s := range classStatus {
+		if s == status {
+			return Class(c), true
+		}
+	}
+	return 0, false
+}
+
 // Refusal is the one refusal type: a declared code, its class (which
 // decides the status) and a detail for people that never holds a secret.
 // Reasons, when set, are every code behind a policy refusal, Code among
