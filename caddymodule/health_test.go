@@ -233,6 +233,9 @@ func TestWebhookDeliveryMetrics(t *testing.T) {
 		series := fmt.Sprintf(`tokengate_webhook_deliveries_total{result=%q}`, result)
 		return siteScrape(t)[series] - before[series]
 	}
+	// The receiver has the events before the dispatcher reads its answer
+	// and counts them.
+	waitFor(t, 10*time.Second, "both deliveries counted", func() bool { return delta("delivered") >= 2 })
 	if d := delta("delivered"); d != 2 {
 		t.Errorf("delivered grew by %v, want 2", d)
 	}

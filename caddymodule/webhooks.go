@@ -2,12 +2,12 @@ package caddymodule
 
 import (
 	"context"
-	"time"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"go.uber.org/zap"
 
+	"github.com/tokengate/caddy-tokengate/internal/manage"
 	"github.com/tokengate/caddy-tokengate/internal/notify"
 )
 
@@ -30,10 +30,6 @@ type Webhook struct {
 	Events []string `json:"events,omitempty"`
 }
 
-// lapseSweepInterval is how often the app looks for approved requests
-// that went unclaimed.
-const lapseSweepInterval = 30 * time.Second
-
 // provisionWebhooks builds the dispatcher of the configured webhooks,
 // their placeholders expanded as Caddy expands them; nil when none is
 // configured.
@@ -48,21 +44,11 @@ func (a *App) provisionWebhooks() (*notify.Dispatcher, error) {
 }
 
 // sweepLapses announces approved requests that went unclaimed, until ctx
-// ends. Every node (and, during a reload, both configs) may sweep: the
-// store records each lapse once, so each is announced once.
+// ends (manage.SweepLapses).
 func (a *App) sweepLapses(ctx context.Context) {
-	tick := time.NewTicker(lapseSweepInterval)
-	defer tick.Stop()
-	for {
-		if _, err := a.manage.AnnounceLapsed(ctx); err != nil && ctx.Err() == nil {
-			a.logger.Error("looking for lapsed requests", zap.Error(err))
-		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-tick.C:
-		}
-	}
+	a.manage.SweepLapses(ctx, manage.LapseSweepInterval, func(err error) {
+		a.logger.Error("looking for lapsed requests", zap.Error(err))
+	})
 }
 
 // unmarshalWebhook parses
