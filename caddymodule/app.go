@@ -17,6 +17,7 @@ import (
 
 	"github.com/tokengate/caddy-tokengate/internal/audit"
 	"github.com/tokengate/caddy-tokengate/internal/gateway"
+	"github.com/tokengate/caddy-tokengate/internal/health"
 	"github.com/tokengate/caddy-tokengate/internal/identity"
 	"github.com/tokengate/caddy-tokengate/internal/manage"
 	"github.com/tokengate/caddy-tokengate/internal/mgmtapi"
@@ -117,7 +118,7 @@ type App struct {
 	people     *identity.Verifier  // nil without oidc
 	workloads  *identity.Workloads // nil without workloads
 	webhooks   *notify.Dispatcher  // nil without webhooks
-	storeProbe *storeProbe
+	storeProbe *health.StoreProbe
 	node       *mgmtapi.Node // what the management API acts on
 }
 
@@ -158,7 +159,7 @@ func (a *App) Provision(ctx caddy.Context) error {
 		}
 		a.now = mod.(Clock).Now
 	}
-	a.storeProbe = new(storeProbe)
+	a.storeProbe = new(health.StoreProbe)
 	if a.CensusInterval < 0 || (a.CensusInterval > 0 && time.Duration(a.CensusInterval) < minCensusInterval) {
 		return fmt.Errorf("census_interval must be %s or more, got %s", minCensusInterval, time.Duration(a.CensusInterval))
 	}
@@ -168,7 +169,7 @@ func (a *App) Provision(ctx caddy.Context) error {
 	}
 	opts := node.Options{
 		Logger: a.logger, Now: a.now,
-		PolicyDir: a.PolicyDir, OnPolicyReload: metrics.control.policyReloaded,
+		PolicyDir: a.PolicyDir, OnPolicyReload: metrics.PolicyReloaded,
 		MaxTTL: time.Duration(a.MaxTTL), DecisionCacheSize: a.DecisionCache,
 		// A ttl reads as the Caddyfile's max_ttl does: 30d too.
 		ParseDuration: caddy.ParseDuration,
@@ -176,7 +177,7 @@ func (a *App) Provision(ctx caddy.Context) error {
 		OIDC: a.OIDC, Workloads: a.Workloads,
 		Hold:  a.auditHold,
 		Fresh: a.fresh, StaleReads: a.StaleReads == "allow", StoreTimeout: a.maxStaleness(),
-		ObservePolicy: metrics.policyEvaluated, ObserveStore: metrics.storeCalled,
+		ObservePolicy: metrics.PolicyEvaluated, ObserveStore: metrics.StoreCalled,
 	}
 	if err := opts.Check(); err != nil {
 		return err
@@ -192,7 +193,7 @@ func (a *App) Provision(ctx caddy.Context) error {
 		return err
 	}
 	opts.Bundle = a.bundle
-	if err := metrics.register(ctx.GetMetricsRegistry()); err != nil {
+	if err := metrics.Register(ctx.GetMetricsRegistry()); err != nil {
 		return fmt.Errorf("registering metrics: %v", err)
 	}
 	if a.parts, err = node.Assemble(ctx, opts); err != nil {
@@ -267,7 +268,7 @@ func (a *App) Start() error {
 		a.parts.Go(a.pollBundle)
 	}
 	a.parts.Go(a.watchAudit)
-	a.parts.Go(func(ctx context.Context) { metrics.census.runCensus(ctx, a.store, a.now, a.logger, a.censusInterval()) })
+	a.parts.Go(func(ctx context.Context) { metrics.RunCensus(ctx, a.census()) })
 	if a.webhooks != nil {
 		a.webhooks.Start()
 		a.parts.Go(a.sweepLapses)

@@ -141,7 +141,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	} else {
 		res = gateway.Refuse(reason.PathInvalid)
 	}
-	metrics.decision(h.Service, res.Outcome, res.Reasons(), res.Cache)
+	metrics.Decision(h.Service, res.Outcome, res.Reasons(), res.Cache)
 
 	line := gateway.AuditLine(&call, res)
 	line.TraceID, line.SpanID = traceIDs(r)

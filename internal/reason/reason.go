@@ -78,6 +78,17 @@ func (c Class) Status() int {
 	return http.StatusInternalServerError
 }
 
+// ClassOfStatus is the class a status answers, for a code whose class is
+// not known here; 401 reads as Invalid.
+func ClassOfStatus(status int) (Class, bool) {
+	for c, s := range classStatus {
+		if s == status {
+			return Class(c), true
+		}
+	}
+	return 0, false
+}
+
 // Refusal is the one refusal type: a declared code, its class (which
 // decides the status) and a detail for people that never holds a secret.
 // Reasons, when set, are every code behind a policy refusal, Code among
@@ -212,6 +223,12 @@ var declared, all = func() (map[string]Code, []Code) {
 
 // All returns every declared code once: the metrics' label values.
 func All() []Code { return all }
+
+// Declared reports whether name is a code of one of the lists.
+func Declared(name string) bool {
+	_, ok := declared[name]
+	return ok
+}
 
 // DeclaredClass is the class of a declared code; an undeclared one is
 // Forbidden, as a policy's own codes are.
