@@ -9,41 +9,27 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io/fs"
-	"os"
 	"path/filepath"
-	"strings"
-	"sync"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
 	"go.uber.org/zap"
 
-	"github.com/tokengate/caddy-tokengate/api"
-	"github.com/tokengate/caddy-tokengate/internal/addrlimit"
 	"github.com/tokengate/caddy-tokengate/internal/audit"
 	"github.com/tokengate/caddy-tokengate/internal/gateway"
+	"github.com/tokengate/caddy-tokengate/internal/health"
 	"github.com/tokengate/caddy-tokengate/internal/identity"
-	"github.com/tokengate/caddy-tokengate/internal/leaks"
-	"github.com/tokengate/caddy-tokengate/internal/lifecycle"
 	"github.com/tokengate/caddy-tokengate/internal/manage"
 	"github.com/tokengate/caddy-tokengate/internal/mgmtapi"
+	"github.com/tokengate/caddy-tokengate/internal/node"
 	"github.com/tokengate/caddy-tokengate/internal/notify"
 	"github.com/tokengate/caddy-tokengate/internal/policy"
-	"github.com/tokengate/caddy-tokengate/internal/token"
-	"github.com/tokengate/caddy-tokengate/policies"
 	"github.com/tokengate/caddy-tokengate/store"
 )
 
 func init() {
 	caddy.RegisterModule(App{})
 }
-
-// Defaults for the app's options.
-const (
-	DefaultMaxTTL        = 720 * time.Hour
-	DefaultDecisionCache = 100000
-)
 
 // App is the `tokengate` Caddy app. It owns what every tokengate handler
 // and the management endpoints share: the token store, the policy engine,
@@ -116,13 +102,15 @@ type App struct {
 	// a clock they move instead of sleeping.
 	ClockRaw json.RawMessage `json:"clock,omitempty" caddy:"namespace=tokengate.clocks inline_key=source"`
 
-	rt         *runtime // shared with the other configs on the same store
-	rtKey      string
+	rt    *runtime // shared with the other configs on the same store
+	rtKey string
+	// parts are the node's parts, assembled from this config; the fields
+	// below are the ones the adapters use, taken from them.
+	parts      *node.Parts
 	store      store.Backend
 	engine     *policy.Engine
 	bundle     *policy.Bundle // nil unless the policy is an OPA bundle
 	gate       *gateway.Gate
-	lifecycle  *lifecycle.Service
 	manage     *manage.Service
 	audit      *audit.Logger
 	logger     *zap.Logger
@@ -130,12 +118,8 @@ type App struct {
 	people     *identity.Verifier  // nil without oidc
 	workloads  *identity.Workloads // nil without workloads
 	webhooks   *notify.Dispatcher  // nil without webhooks
-	storeProbe *storeProbe
+	storeProbe *health.StoreProbe
 	node       *mgmtapi.Node // what the management API acts on
-	leaks      *leaks.Intake // the intake of secrets found in the wild
-
-	stop    context.CancelFunc
-	running *sync.WaitGroup
 }
 
 // CaddyModule returns the Caddy module information.
@@ -162,10 +146,11 @@ type StoreModule interface {
 	OpenStore(ctx caddy.Context) (store.Backend, error)
 }
 
-// Provision opens the store, compiles the policy and builds the caches.
+// Provision decodes the config, resolves what Caddy knows (the clock
+// module, the store shared across reloads, the metrics registry, the data
+// folder) and assembles the node's parts from it.
 func (a *App) Provision(ctx caddy.Context) error {
 	a.logger = ctx.Logger()
-	a.audit = audit.New(a.logger.Named("audit"))
 	a.now = time.Now
 	if a.ClockRaw != nil {
 		mod, err := ctx.LoadModule(a, "ClockRaw")
@@ -174,17 +159,7 @@ func (a *App) Provision(ctx caddy.Context) error {
 		}
 		a.now = mod.(Clock).Now
 	}
-	a.storeProbe = new(storeProbe)
-	if a.MaxTTL <= 0 {
-		a.MaxTTL = caddy.Duration(DefaultMaxTTL)
-	}
-	cacheSize := DefaultDecisionCache
-	if a.DecisionCache != nil {
-		cacheSize = *a.DecisionCache
-	}
-	if cacheSize < 0 {
-		return fmt.Errorf("decision_cache must be 0 or more, got %d", cacheSize)
-	}
+	a.storeProbe = new(health.StoreProbe)
 	if a.CensusInterval < 0 || (a.CensusInterval > 0 && time.Duration(a.CensusInterval) < minCensusInterval) {
 		return fmt.Errorf("census_interval must be %s or more, got %s", minCensusInterval, time.Duration(a.CensusInterval))
 	}
@@ -192,13 +167,67 @@ func (a *App) Provision(ctx caddy.Context) error {
 	if err != nil {
 		return err
 	}
-	if err := a.provisionIdentity(ctx); err != nil {
+	opts := node.Options{
+		Logger: a.logger, Now: a.now,
+		PolicyDir: a.PolicyDir, OnPolicyReload: metrics.PolicyReloaded,
+		MaxTTL: time.Duration(a.MaxTTL), DecisionCacheSize: a.DecisionCache,
+		// A ttl reads as the Caddyfile's max_ttl does: 30d too.
+		ParseDuration: caddy.ParseDuration,
+		Pepper:        pepper, PreviousPepper: previousPepper, OnRekey: a.tokenRekeyed,
+		OIDC: a.OIDC, Workloads: a.Workloads,
+		Hold:  a.auditHold,
+		Fresh: a.fresh, StaleReads: a.StaleReads == "allow", StoreTimeout: a.maxStaleness(),
+		ObservePolicy: metrics.PolicyEvaluated, ObserveStore: metrics.StoreCalled,
+	}
+	if err := opts.Check(); err != nil {
 		return err
 	}
 	if a.webhooks, err = a.provisionWebhooks(); err != nil {
 		return err
 	}
+	if err := a.openRuntime(ctx); err != nil {
+		return err
+	}
+	opts.Store, opts.Forget = a.store, a.rt.forget
+	if a.bundle, err = a.policyBundle(); err != nil {
+		return err
+	}
+	opts.Bundle = a.bundle
+	if err := metrics.Register(ctx.GetMetricsRegistry()); err != nil {
+		return fmt.Errorf("registering metrics: %v", err)
+	}
+	if a.parts, err = node.Assemble(ctx, opts); err != nil {
+		return err
+	}
+	p := a.parts
+	a.engine, a.gate, a.manage, a.audit, a.people, a.workloads = p.Engine, p.Gate, p.Manage, p.Audit, p.People, p.Workloads
+	a.rt.attach(a)
+	if a.manage.ConsoleURL, err = a.consoleURL(); err != nil {
+		return err
+	}
+	if a.webhooks != nil {
+		a.manage.Events = a.webhooks
+	}
+	intake, err := a.provisionLeaks(p.Hasher, p.PreviousHasher)
+	if err != nil {
+		return err
+	}
+	limit := cmp.Or(a.ExchangeLimit, &AttemptLimit{})
+	a.node = p.ManagementNode(node.Management{
+		AuditFailOpen: a.AuditFailOpen,
+		BreakGlass:    &a.rt.breakGlass, BreakGlassDir: breakGlassDir(),
+		ExchangeAttempts: cmp.Or(limit.Attempts, DefaultExchangeAttempts),
+		ExchangeWindow:   cmp.Or(time.Duration(limit.Window), DefaultExchangeWindow),
+		Leaks:            intake,
+	})
+	p.LogReady()
+	return nil
+}
 
+// openRuntime loads the store module and takes this config's hold on the
+// runtime of its data: opened by the first config that names it, shared
+// with the others until the last one is cleaned up.
+func (a *App) openRuntime(ctx caddy.Context) error {
 	if a.StoreRaw == nil {
 		a.StoreRaw = json.RawMessage(`{"backend":"bolt"}`)
 	}
@@ -220,237 +249,38 @@ func (a *App) Provision(ctx caddy.Context) error {
 	}
 	a.rtKey, a.rt = key, val.(*runtime)
 	a.store = a.rt.store
-
-	if a.bundle, err = a.policyBundle(); err != nil {
-		return err
-	}
-	// The policies' print() output, as logger tokengate.policy.
-	printer := policy.WithPrintLogger(a.logger.Named("policy"))
-	if a.bundle != nil {
-		a.engine, err = policy.NewBundleEngine(ctx, a.bundle, printer)
-	} else {
-		var source fs.FS = policies.FS
-		if a.PolicyDir != "" {
-			source = os.DirFS(a.PolicyDir)
-		}
-		a.engine, err = policy.NewEngine(source, printer)
-	}
-	if err != nil {
-		return fmt.Errorf("loading policy from %s: %v", a.policySource(), err)
-	}
-
-	hasher := token.NewHasher(pepper)
-	var previousHasher *token.Hasher
-	if previousPepper != "" {
-		previousHasher = token.NewHasher(previousPepper)
-	}
-	if err := metrics.register(ctx.GetMetricsRegistry()); err != nil {
-		return fmt.Errorf("registering metrics: %v", err)
-	}
-	a.gate, err = gateway.New(gateway.Options{
-		Store:             a.store,
-		Policy:            a.engine,
-		Hasher:            hasher,
-		PreviousHasher:    previousHasher,
-		OnRekey:           a.tokenRekeyed,
-		DecisionCacheSize: cacheSize,
-		Now:               a.now,
-		Hold:              a.auditHold,
-		OnStoreError: func(err error) {
-			a.logger.Error("recording token usage", zap.Error(err))
-		},
-		ObservePolicy: metrics.policyEvaluated,
-		ObserveStore:  metrics.storeCalled,
-		Fresh:         a.fresh,
-		StaleReads:    a.StaleReads == "allow",
-		StoreTimeout:  a.maxStaleness(),
-	})
-	if err != nil {
-		return fmt.Errorf("building caches: %v", err)
-	}
-	a.lifecycle = &lifecycle.Service{
-		Store:  a.store,
-		Hasher: hasher,
-		MaxTTL: time.Duration(a.MaxTTL),
-		Forget: a.rt.forget,
-		Now:    a.now,
-		// A ttl reads as the Caddyfile's max_ttl does: 30d too.
-		ParseDuration: caddy.ParseDuration,
-	}
-	if !a.engine.Has(policy.AdminQuery) {
-		a.logger.Warn("the policy has no package tokengate.admin: every management action will be refused until one is added",
-			zap.String("policy", a.policySource()))
-	}
-	a.rt.attach(a)
-	a.manage = &manage.Service{Tokens: a.lifecycle, Requests: a.store, Policy: a.engine, Audit: a.audit, Now: a.now}
-	if a.manage.ConsoleURL, err = a.consoleURL(); err != nil {
-		return err
-	}
-	if a.webhooks != nil {
-		a.manage.Events = a.webhooks
-	}
-	if a.leaks, err = a.provisionLeaks(hasher, previousHasher); err != nil {
-		return err
-	}
-	a.node = a.managementNode()
-	a.logger.Info("tokengate ready",
-		zap.String("policy", a.policySource()),
-		zap.String("policy_rev", a.engine.Revision()),
-		zap.Int("decision_cache", cacheSize),
-		zap.Duration("max_ttl", time.Duration(a.MaxTTL)),
-		zap.Bool("pepper", pepper != ""),
-		zap.Bool("previous_pepper", previousPepper != ""))
 	return nil
-}
-
-// managementNode is what the management API acts on in this app.
-func (a *App) managementNode() *mgmtapi.Node {
-	limit := cmp.Or(a.ExchangeLimit, &AttemptLimit{})
-	n := &mgmtapi.Node{
-		Manage: a.manage, Audit: a.audit, Store: a.store, Logger: a.logger, Now: a.now,
-		MaxTTL: time.Duration(a.MaxTTL), ParseDuration: caddy.ParseDuration,
-		AuditFailOpen: a.AuditFailOpen, AuditHold: a.auditHold,
-		BreakGlass:    &a.rt.breakGlass,
-		BreakGlassDir: breakGlassDir(),
-		People:        a.people, Workloads: a.workloads,
-		ExchangeBrake: addrlimit.New(cmp.Or(limit.Attempts, DefaultExchangeAttempts),
-			cmp.Or(time.Duration(limit.Window), DefaultExchangeWindow), a.now),
-		Leaks: a.leaks,
-	}
-	if a.OIDC != nil {
-		n.SignIn = &api.SignInConfig{Issuer: a.OIDC.Issuer, ClientID: a.OIDC.Audience}
-	}
-	return n
 }
 
 // breakGlassDir is where the break-glass confirmation codes are written:
 // Caddy's data folder, readable by the Caddy service's user only.
 func breakGlassDir() string { return filepath.Join(caddy.AppDataDir(), "tokengate", "break-glass") }
 
-func (a *App) policySource() string {
-	if a.bundle != nil {
-		return a.bundle.String()
-	}
-	if a.PolicyDir == "" {
-		return "built-in policies"
-	}
-	return a.PolicyDir
-}
-
-// Start runs the background work: batched usage recording and the policy
-// folder watcher. Cross-node cache invalidation runs in the runtime.
+// Start runs the node's background work (usage batches, the policy's
+// watch or bundle polling, issuer discovery) and this adapter's: the audit
+// health log, the census, the webhooks. Cross-node cache invalidation runs
+// in the runtime.
 func (a *App) Start() error {
-	// A store that opens on first use (bolt, so that validation needs no
-	// file lock) is opened here, so that a held lock fails the start.
-	if o, ok := a.store.(interface{ Open() error }); ok {
-		if err := o.Open(); err != nil {
-			return fmt.Errorf("opening token store: %v", err)
-		}
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	a.stop = cancel
-	a.running = new(sync.WaitGroup)
-	a.goRun(func() { a.gate.Run(ctx) })
-	if a.bundle != nil {
-		a.goRun(func() { a.pollBundle(ctx) })
-	} else if a.PolicyDir != "" {
-		err := a.engine.Watch(ctx, a.PolicyDir, func(rev string, err error) {
-			metrics.control.policyReloaded(err == nil)
-			if err != nil {
-				a.logger.Error("policy change refused; previous policy stays in force",
-					zap.String("policy", a.PolicyDir), zap.String("policy_rev", a.engine.Revision()), zap.Error(err))
-				return
-			}
-			a.logger.Info("policy reloaded", zap.String("policy", a.PolicyDir), zap.String("policy_rev", rev))
-		})
-		if err != nil {
-			cancel()
-			return err
-		}
-	}
-	a.goRun(func() { a.watchAudit(ctx) })
-	a.goRun(func() { metrics.census.runCensus(ctx, a.store, a.now, a.logger, a.censusInterval()) })
-	if a.webhooks != nil {
-		a.webhooks.Start()
-		a.goRun(func() { a.sweepLapses(ctx) })
-	}
-	a.goRun(func() { a.discoverIssuers(ctx) })
-	return nil
-}
-
-// provisionIdentity builds the verifiers of the oidc and workload issuers.
-// It does not contact them (validation provisions too, and needs no
-// network); see discoverIssuers.
-func (a *App) provisionIdentity(ctx caddy.Context) error {
-	if err := a.separateIssuers(); err != nil {
+	if err := a.parts.Start(); err != nil {
 		return err
 	}
-	now := identity.WithClock(a.now)
-	if a.OIDC != nil {
-		v, err := identity.NewPerson(ctx, *a.OIDC, now)
-		if err != nil {
-			return fmt.Errorf("oidc: %v", err)
-		}
-		a.people = v
+	if a.bundle != nil {
+		a.parts.Go(a.pollBundle)
 	}
-	if len(a.Workloads) > 0 {
-		w, err := identity.NewWorkloads(ctx, a.Workloads, now)
-		if err != nil {
-			return err
-		}
-		a.workloads = w
+	a.parts.Go(a.watchAudit)
+	a.parts.Go(func(ctx context.Context) { metrics.RunCensus(ctx, a.census()) })
+	if a.webhooks != nil {
+		a.webhooks.Start()
+		a.parts.Go(a.sweepLapses)
 	}
 	return nil
-}
-
-// separateIssuers refuses an oidc issuer that is also a workload issuer.
-// Workload tokens carry the audience their job asked for, so a job could
-// ask for the people's client id and sign in to the management API as a
-// person named by its subject.
-func (a *App) separateIssuers() error {
-	if a.OIDC == nil {
-		return nil
-	}
-	people := strings.TrimSuffix(a.OIDC.Issuer, "/")
-	for _, w := range a.Workloads {
-		if strings.EqualFold(strings.TrimSuffix(w.Issuer, "/"), people) {
-			return fmt.Errorf("oidc and workload %s name the same issuer %s: a workload could then sign in as a person; people and workloads need issuers of their own", w.Name, w.Issuer)
-		}
-	}
-	return nil
-}
-
-// discoverIssuers fetches each issuer's discovery document once at start,
-// so that a typo or an unreachable provider shows in the log at once. A
-// failure does not stop Caddy: the verifiers retry on later calls and
-// refuse tokens with issuer_unavailable meanwhile (fail closed), and a
-// provider that comes back is used without a reload.
-func (a *App) discoverIssuers(ctx context.Context) {
-	for _, v := range a.issuers() {
-		dctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		err := v.Discover(dctx)
-		cancel()
-		if err != nil && ctx.Err() == nil {
-			a.logger.Warn("identity provider not reachable; its tokens are refused until it is",
-				zap.String("issuer", v.Issuer()), zap.Error(err))
-		}
-	}
-}
-
-func (a *App) goRun(f func()) {
-	a.running.Add(1)
-	go func() {
-		defer a.running.Done()
-		f()
-	}()
 }
 
 // Stop ends the background work, flushing usage records first. It runs
 // before Caddy releases the store.
 func (a *App) Stop() error {
-	if a.stop != nil {
-		a.stop()
-		a.running.Wait()
+	if a.parts != nil {
+		a.parts.Stop()
 	}
 	// Last, so that what the stopped work published is still delivered.
 	if a.webhooks != nil {

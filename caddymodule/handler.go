@@ -12,6 +12,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/tokengate/caddy-tokengate/internal/audit"
+	"github.com/tokengate/caddy-tokengate/internal/gatehttp"
 	"github.com/tokengate/caddy-tokengate/internal/gateway"
 	"github.com/tokengate/caddy-tokengate/internal/policy"
 	"github.com/tokengate/caddy-tokengate/internal/reason"
@@ -20,15 +21,6 @@ import (
 func init() {
 	caddy.RegisterModule(Handler{})
 }
-
-// identityHeaderPrefix marks the headers tokengate sets for the upstream.
-// Any client-sent header with this prefix is deleted first, so an upstream
-// can trust them.
-const identityHeaderPrefix = "X-Tokengate-"
-
-// maxCredentialLen bounds how much of a credential header is looked at.
-// Anything longer cannot be a token and is refused before any work.
-const maxCredentialLen = 256
 
 // Handler is the `tokengate` HTTP handler, `http.handlers.tokengate`. It
 // lets a request through only when its bearer token passes the gateway
@@ -107,7 +99,7 @@ func (h *Handler) Validate() error {
 	if h.Service == "" {
 		return fmt.Errorf("tokengate: service is required")
 	}
-	if h.Header == "Cookie" || strings.HasPrefix(h.Header, identityHeaderPrefix) {
+	if h.Header == "Cookie" || strings.HasPrefix(h.Header, gatehttp.IdentityHeaderPrefix) {
 		return fmt.Errorf("tokengate: header %s cannot carry the credential", h.Header)
 	}
 	// The secret would become policy input: in every decision cache key,
@@ -139,34 +131,20 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 			Path:     path,
 			RawPath:  rawPath,
 			RemoteIP: clientIP,
-			Headers:  h.policyHeaders(r),
+			Headers:  gatehttp.PolicyHeaders(r, h.PolicyHeaders),
 		},
 	}
-	call.Secret, call.Problem = extractCredential(r, h.Header)
+	call.Secret, call.Problem = gatehttp.Credential(r, h.Header)
 	var res gateway.Result
 	if pathOK {
 		res = h.app.gate.Authorize(r.Context(), &call)
 	} else {
-		res = gateway.Result{Outcome: gateway.Deny, Reasons: []string{reason.PathInvalid}, Cache: gateway.CacheNone}
+		res = gateway.Refuse(reason.PathInvalid)
 	}
-	metrics.decision(h.Service, res.Outcome, res.Reasons, res.Cache)
+	metrics.Decision(h.Service, res.Outcome, res.Reasons(), res.Cache)
 
-	line := audit.Call{
-		Decision:   res.Outcome,
-		Reasons:    res.Reasons,
-		Service:    h.Service,
-		ClientIP:   clientIP,
-		Method:     r.Method,
-		Host:       r.Host,
-		Path:       path,
-		DecisionID: res.DecisionID,
-		Cache:      res.Cache,
-		PolicyRev:  res.PolicyRev,
-	}
+	line := gateway.AuditLine(&call, res)
 	line.TraceID, line.SpanID = traceIDs(r)
-	if res.Token != nil {
-		line.TokenID, line.Owner, line.HeldBy, line.Purpose, line.Scopes = res.Token.ID, res.Token.Owner, res.Token.HeldBy, res.Token.Purpose, res.Token.Scopes
-	}
 	defer func() {
 		line.Duration = time.Since(start)
 		if ce := h.app.audit.CheckCall(); ce != nil {
@@ -189,28 +167,12 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	// The upstream gets the path that was authorized, not another spelling
 	// of it that it might resolve differently.
 	r.URL.Path, r.URL.RawPath = path, escapedPath
-	// The upstream gets the caller's identity, never the credential, and
-	// never identity headers the client made up.
-	r.Header.Del(h.Header)
-	for name := range r.Header {
-		if strings.HasPrefix(name, identityHeaderPrefix) {
-			delete(r.Header, name)
-		}
-	}
-	// What Header.Set does, with one allocation for the four values
-	// instead of one each. The keys are canonical already. (A fresh
-	// slice per call: a handler after this one may change a header's
-	// values in place.)
-	values := []string{res.Token.ID, res.Token.Owner, res.Handoff.Scopes, res.DecisionID}
-	r.Header[identityHeaderPrefix+"Token-Id"] = values[0:1:1]
-	r.Header[identityHeaderPrefix+"Owner"] = values[1:2:2]
-	r.Header[identityHeaderPrefix+"Scopes"] = values[2:3:3]
-	r.Header[identityHeaderPrefix+"Decision-Id"] = values[3:4:4]
+	gatehttp.HandOn(r, h.Header, res)
 	repl.Set("http.auth.user.id", res.Handoff.Owner)
 	repl.Set("tokengate.token_id", res.Handoff.TokenID)
 	repl.Set("tokengate.scopes", res.Handoff.ScopesValue)
 	repl.Set("tokengate.decision_id", res.Handoff.DecisionID)
-	setRateLimitFields(w.Header(), res)
+	gatehttp.SetRateLimitFields(w.Header(), res.RateLimit)
 
 	if !h.app.audit.Enabled() {
 		// No line will be written, so its status is not needed: the
@@ -248,56 +210,6 @@ func traceIDs(r *http.Request) (traceID, spanID string) {
 func requestID(repl *caddy.Replacer) string {
 	id, _ := repl.GetString("http.request.uuid")
 	return id
-}
-
-// extractCredential returns the token presented in header, or the reason
-// there is none. It only checks the envelope; the token's own format is
-// checked by the gate.
-func extractCredential(r *http.Request, header string) (secret, problem string) {
-	values := r.Header.Values(header)
-	switch {
-	case len(values) == 0:
-		return "", reason.TokenMissing
-	case len(values) > 1:
-		// Two credentials: which one would an upstream or a log believe?
-		return "", reason.TokenMalformed
-	}
-	v := values[0]
-	if len(v) > maxCredentialLen+len("Bearer ") {
-		return "", reason.TokenMalformed
-	}
-	if header != "Authorization" {
-		if v == "" {
-			return "", reason.TokenMalformed
-		}
-		return v, ""
-	}
-	scheme, credential, _ := strings.Cut(v, " ")
-	if scheme == "" && credential == "" {
-		return "", reason.TokenMalformed
-	}
-	if !strings.EqualFold(scheme, "Bearer") {
-		// Another scheme (Basic, Digest...) presents no bearer token.
-		return "", reason.TokenMissing
-	}
-	credential = strings.TrimSpace(credential)
-	if credential == "" {
-		return "", reason.TokenMalformed
-	}
-	return credential, ""
-}
-
-func (h *Handler) policyHeaders(r *http.Request) map[string]string {
-	if len(h.PolicyHeaders) == 0 {
-		return nil
-	}
-	m := make(map[string]string, len(h.PolicyHeaders))
-	for _, name := range h.PolicyHeaders {
-		if v := r.Header.Get(name); v != "" {
-			m[strings.ToLower(name)] = v
-		}
-	}
-	return m
 }
 
 // Interface guards

@@ -17,6 +17,7 @@ import (
 	"go.uber.org/zap/zapcore"
 
 	"github.com/tokengate/caddy-tokengate/internal/audit"
+	"github.com/tokengate/caddy-tokengate/internal/node"
 	"github.com/tokengate/caddy-tokengate/internal/testutil/benchdata"
 	"github.com/tokengate/caddy-tokengate/internal/token"
 	"github.com/tokengate/caddy-tokengate/store"
@@ -46,8 +47,8 @@ func BenchmarkServeHTTP(b *testing.B) {
 		decisionCache int
 		audit         *zap.Logger
 	}{
-		{"cached/audit=off", DefaultDecisionCache, zap.NewNop()},
-		{"cached/audit=json", DefaultDecisionCache, jsonDiscardLogger()},
+		{"cached/audit=off", node.DefaultDecisionCache, zap.NewNop()},
+		{"cached/audit=json", node.DefaultDecisionCache, jsonDiscardLogger()},
 		{"uncached/audit=off", 0, zap.NewNop()},
 		{"uncached/audit=json", 0, jsonDiscardLogger()},
 	} {

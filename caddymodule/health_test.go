@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tokengate/caddy-tokengate/internal/health"
 	"github.com/tokengate/caddy-tokengate/internal/testutil/oidcop"
 	"github.com/tokengate/caddy-tokengate/internal/testutil/opabundle"
 )
@@ -21,10 +22,10 @@ const siteMetrics = "route /metrics {\n\t\tmetrics\n\t}"
 
 // probe asks the management site's /healthz or /readyz without a
 // credential.
-func probe(t *testing.T, method, path string) (int, healthBody) {
+func probe(t *testing.T, method, path string) (int, health.Body) {
 	t.Helper()
 	r := call(t, method, mgmtURL+path)
-	var b healthBody
+	var b health.Body
 	if method != http.MethodHead && r.status != http.StatusUnauthorized {
 		if err := json.Unmarshal(r.body, &b); err != nil {
 			t.Fatalf("%s %s: %d %q is not JSON: %v", method, path, r.status, r.body, err)
@@ -101,7 +102,7 @@ func TestProbesAndAuditThroughCaddy(t *testing.T) {
 	if err := os.Mkdir(path, 0o700); err != nil {
 		t.Fatal(err)
 	}
-	var body healthBody
+	var body health.Body
 	waitFor(t, 5*time.Second, "readyz turns 503", func() bool {
 		call(t, http.MethodGet, gateURL+"/billing/while-held", bearer(secret)...)
 		var status int
@@ -232,6 +233,9 @@ func TestWebhookDeliveryMetrics(t *testing.T) {
 		series := fmt.Sprintf(`tokengate_webhook_deliveries_total{result=%q}`, result)
 		return siteScrape(t)[series] - before[series]
 	}
+	// The receiver has the events before the dispatcher reads its answer
+	// and counts them.
+	waitFor(t, 10*time.Second, "both deliveries counted", func() bool { return delta("delivered") >= 2 })
 	if d := delta("delivered"); d != 2 {
 		t.Errorf("delivered grew by %v, want 2", d)
 	}

@@ -7,14 +7,10 @@ import (
 	"io"
 	"net/http"
 	"os/exec"
-	"runtime/debug"
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-
-	"github.com/tokengate/caddy-tokengate/internal/gateway"
-	"github.com/tokengate/caddy-tokengate/store"
+	"github.com/tokengate/caddy-tokengate/internal/version"
 )
 
 // TestCensusGauges runs tokens into every common state through the real
@@ -98,8 +94,8 @@ func TestCensusGauges(t *testing.T) {
 	if ts := got["tokengate_census_last_success_timestamp_seconds"]; time.Since(time.Unix(int64(ts), 0)) > time.Minute {
 		t.Errorf("census last success at %v", ts)
 	}
-	if got[fmt.Sprintf(`tokengate_build_info{version=%q}`, moduleVersion())] != 1 {
-		t.Errorf("no tokengate_build_info for version %s", moduleVersion())
+	if got[fmt.Sprintf(`tokengate_build_info{version=%q}`, version.Module())] != 1 {
+		t.Errorf("no tokengate_build_info for version %s", version.Module())
 	}
 
 	promtool, err := exec.LookPath("promtool")
@@ -167,60 +163,6 @@ type tokenView struct {
 	Owner     string
 	Services  []string
 	ExpiresAt time.Time `json:"expires_at"`
-}
-
-// The service label is bounded: past maxServiceLabels, every new service
-// counts as "other", and the series stop growing.
-func TestServiceLabelIsBounded(t *testing.T) {
-	m := newCensusMetrics()
-	for i := range maxServiceLabels + 50 {
-		m.forService(fmt.Sprintf("svc%d", i)).count(gateway.Allow)
-	}
-	m.forService("svc0").count(gateway.Deny)
-	series := make(chan prometheus.Metric, 1000)
-	m.services.Collect(series)
-	if got, want := len(series), (maxServiceLabels+1)*3; got != want {
-		t.Errorf("%d series, want %d (3 results for %d services and other)", got, want, maxServiceLabels)
-	}
-	if got := counterValue(t, m.services.WithLabelValues(serviceOther, gateway.Allow)); got != 50 {
-		t.Errorf("other counted %v calls, want 50", got)
-	}
-	if got := counterValue(t, m.services.WithLabelValues("svc0", gateway.Deny)); got != 1 {
-		t.Errorf("svc0 deny = %v", got)
-	}
-	// Every state has a series from the start, so alerts see zeros.
-	gauges := make(chan prometheus.Metric, 100)
-	m.tokens.Collect(gauges)
-	if len(gauges) != len(store.States) {
-		t.Errorf("%d token state series, want %d", len(gauges), len(store.States))
-	}
-}
-
-// The version is the one the Go toolchain recorded for this module, in
-// each way a binary is built.
-func TestVersionIn(t *testing.T) {
-	for _, c := range []struct {
-		name string
-		bi   debug.BuildInfo
-		want string
-	}{
-		{"go build in a tagged checkout", debug.BuildInfo{Main: debug.Module{Path: modulePath, Version: "v0.2.0"}}, "v0.2.0"},
-		{"go build -buildvcs=false", debug.BuildInfo{Main: debug.Module{Path: modulePath, Version: "(devel)"}}, "(devel)"},
-		{"xcaddy --with module@v0.2.0=.", debug.BuildInfo{Main: debug.Module{Path: "caddy", Version: "(devel)"}, Deps: []*debug.Module{
-			{Path: "github.com/caddyserver/caddy/v2", Version: "v2.11.9"},
-			{Path: modulePath, Version: "v0.2.0", Replace: &debug.Module{Path: "/src/caddy-tokengate", Version: "(devel)"}},
-		}}, "v0.2.0"},
-		{"xcaddy --with module=../fork@v0.2.1", debug.BuildInfo{Main: debug.Module{Path: "caddy"}, Deps: []*debug.Module{
-			{Path: modulePath, Version: "v0.2.0", Replace: &debug.Module{Path: "example.com/fork", Version: "v0.2.1"}},
-		}}, "v0.2.1"},
-		{"published module", debug.BuildInfo{Main: debug.Module{Path: "caddy"}, Deps: []*debug.Module{
-			{Path: modulePath, Version: "v0.3.0", Sum: "h1:x"},
-		}}, "v0.3.0"},
-	} {
-		if got := versionIn(&c.bi); got != c.want {
-			t.Errorf("%s: %q, want %q", c.name, got, c.want)
-		}
-	}
 }
 
 // census_interval sets how often the store is counted: with the default

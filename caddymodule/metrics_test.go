@@ -13,11 +13,6 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/prometheus/client_golang/prometheus"
-	dto "github.com/prometheus/client_model/go"
-
-	"github.com/tokengate/caddy-tokengate/internal/gateway"
-	"github.com/tokengate/caddy-tokengate/internal/reason"
 	"github.com/tokengate/caddy-tokengate/internal/testutil/caddyproc"
 )
 
@@ -187,49 +182,6 @@ func postJSON(t *testing.T, url string, body, out any) int {
 		}
 	}
 	return resp.StatusCode
-}
-
-// Reason labels come from a fixed set: the reason the client is told when
-// there are several, "other" for codes a custom policy invents.
-func TestDecisionMetricReasons(t *testing.T) {
-	m := newMetrics()
-	for _, res := range []gateway.Result{
-		{Outcome: gateway.Deny, Reasons: []string{"scope_missing", "service_not_bound"}, Cache: gateway.CacheMiss},
-		{Outcome: gateway.Deny, Reasons: []string{"closed_for_maintenance"}, Cache: gateway.CacheHit},
-		{Outcome: gateway.Error, Reasons: []string{reason.StoreUnavailable}, Cache: gateway.CacheNone},
-		{Outcome: gateway.Allow, Cache: gateway.CacheHit},
-	} {
-		m.decision("billing", res.Outcome, res.Reasons, res.Cache)
-	}
-	for labels, want := range map[[2]string]float64{
-		{gateway.Deny, "service_not_bound"}:      1,
-		{gateway.Deny, "scope_missing"}:          0,
-		{gateway.Deny, reasonOther}:              1,
-		{gateway.Error, reason.StoreUnavailable}: 1,
-		{gateway.Allow, "none"}:                  1,
-	} {
-		if got := counterValue(t, m.decisions.WithLabelValues(labels[0], labels[1])); got != want {
-			t.Errorf("decisions %v = %v, want %v", labels, got, want)
-		}
-	}
-	series := make(chan prometheus.Metric, 2*len(reason.All())+10)
-	m.decisions.Collect(series)
-	// allow, one per declared code, other under deny and under error.
-	if got := len(series); got != 1+len(reason.All())+2 {
-		t.Errorf("%d decision series, want only the pre-created ones", got)
-	}
-	if hit, miss := counterValue(t, m.cacheHit), counterValue(t, m.cacheMiss); hit != 2 || miss != 1 {
-		t.Errorf("cache hit %v miss %v, want 2 and 1", hit, miss)
-	}
-}
-
-func counterValue(t *testing.T, c prometheus.Counter) float64 {
-	t.Helper()
-	var m dto.Metric
-	if err := c.Write(&m); err != nil {
-		t.Fatal(err)
-	}
-	return m.GetCounter().GetValue()
 }
 
 // A management call the gateway lets through but the admin policy refuses

@@ -91,7 +91,7 @@ func (h *AdminHandler) Provision(ctx caddy.Context) error {
 		},
 		Host:    caddyHost{},
 		Prefix:  "/v1",
-		Observe: func(line *audit.Call) { metrics.decision(line.Service, line.Decision, line.Reasons, line.Cache) },
+		Observe: func(line *audit.Call) { metrics.Decision(line.Service, line.Decision, line.Reasons, line.Cache) },
 		Logger:  logger,
 	})
 	c, err := h.app.newConsole()

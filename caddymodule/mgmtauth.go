@@ -18,9 +18,8 @@ import (
 // and an allowed call's identity is in Caddy's placeholders.
 func (a *App) managementToken(header string, logger *zap.Logger) *mgmtapi.ManagementToken {
 	return &mgmtapi.ManagementToken{
-		Gate:       a.gate,
-		Header:     header,
-		Credential: extractCredential,
+		Gate:   a.gate,
+		Header: header,
 		Refuse: func(w http.ResponseWriter, r *http.Request, res gateway.Result, requestID string) (int, error) {
 			return refuse(w, r, res, requestID, true)
 		},

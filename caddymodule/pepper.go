@@ -65,6 +65,6 @@ func resolvePeppers(configured, previous string) (pepper, previousPepper string,
 // pepper's hash to the current one's: the operator watches these lines and
 // tokengate_tokens_rekeyed_total to judge when previous_pepper can go.
 func (a *App) tokenRekeyed(tokenID string) {
-	metrics.rekeyed.Inc()
+	metrics.Rekeyed()
 	a.logger.Info("token re-keyed under the current pepper", zap.String("token_id", tokenID))
 }

@@ -2,10 +2,7 @@ package caddymodule
 
 import (
 	"context"
-	"errors"
-	"fmt"
 	"math"
-	"os"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
@@ -100,66 +97,31 @@ func (a *App) unmarshalPolicy(d *caddyfile.Dispenser) error {
 // policyBundle returns the bundle `policy` names, or nil when it names a
 // folder (or nothing: the built-in policies).
 func (a *App) policyBundle() (*policy.Bundle, error) {
-	conf := a.PolicyBundle
-	if a.PolicyDir == "" || !policy.IsBundleURL(a.PolicyDir) {
-		if a.PolicyDir == "" {
-			if conf != nil {
-				return nil, errors.New("policy_bundle is set but policy names no bundle")
-			}
-			return nil, nil
-		}
-		fi, err := os.Stat(a.PolicyDir)
-		if err != nil {
-			return nil, fmt.Errorf("policy %s: %v", a.PolicyDir, err)
-		}
-		if fi.IsDir() {
-			if conf != nil {
-				return nil, fmt.Errorf("policy %s is a folder: poll, verify_key, verify_alg, timeout and the max_bundle sizes apply to bundles", a.PolicyDir)
-			}
-			return nil, nil
-		}
+	var conf *policy.BundleConfig
+	if c := a.PolicyBundle; c != nil {
+		conf = &policy.BundleConfig{Poll: time.Duration(c.Poll), VerifyKeyFile: c.VerifyKey, VerifyAlg: c.VerifyAlg,
+			Timeout: time.Duration(c.Timeout), MaxBytes: c.MaxBytes, MaxUncompressedBytes: c.MaxUncompressedBytes}
 	}
-	if conf == nil {
-		conf = new(PolicyBundle)
-	}
-	if conf.MaxBytes < 0 || conf.MaxUncompressedBytes < 0 {
-		return nil, errors.New("policy bundle: max_bundle_bytes and max_bundle_uncompressed_bytes must be positive")
-	}
-	o := policy.BundleOptions{VerifyAlg: conf.VerifyAlg, Timeout: time.Duration(conf.Timeout),
-		MaxBytes: conf.MaxBytes, MaxUncompressedBytes: conf.MaxUncompressedBytes, Fetched: metrics.control.bundleFetched}
-	if conf.VerifyKey != "" {
-		var err error
-		if o.VerifyKey, err = os.ReadFile(conf.VerifyKey); err != nil {
-			return nil, fmt.Errorf("reading the bundle verify_key: %v", err)
-		}
-	}
-	b, err := policy.NewBundle(a.PolicyDir, o)
-	if err != nil {
-		return nil, fmt.Errorf("policy bundle: %v", err)
-	}
-	return b, nil
+	return policy.OpenBundle(a.PolicyDir, conf, metrics.BundleFetched)
 }
 
-// pollBundle keeps the bundle current until ctx is done, logging each
-// revision put in force and each refusal.
+// pollBundle keeps the bundle current until ctx is done, logging and
+// counting each revision put in force and each refusal.
 func (a *App) pollBundle(ctx context.Context) {
-	every := policy.DefaultBundleFilePoll
-	if policy.IsBundleURL(a.PolicyDir) {
-		every = policy.DefaultBundlePoll
+	var poll time.Duration
+	if a.PolicyBundle != nil {
+		poll = time.Duration(a.PolicyBundle.Poll)
 	}
-	if a.PolicyBundle != nil && a.PolicyBundle.Poll > 0 {
-		every = time.Duration(a.PolicyBundle.Poll)
-	}
-	a.engine.PollBundle(ctx, a.bundle, every, func(rev string, err error) {
+	a.engine.PollBundle(ctx, a.bundle, policy.BundlePoll(a.PolicyDir, poll), func(rev string, err error) {
 		if err != nil {
 			a.logger.Error("policy bundle refused; previous policy stays in force",
 				zap.Stringer("policy", a.bundle), zap.String("policy_rev", a.engine.Revision()), zap.Error(err))
 			if !policy.IsFetchFailure(err) {
-				metrics.control.policyReloaded(false)
+				metrics.PolicyReloaded(false)
 			}
 			return
 		}
-		metrics.control.policyReloaded(true)
+		metrics.PolicyReloaded(true)
 		a.logger.Info("policy reloaded", zap.Stringer("policy", a.bundle), zap.String("policy_rev", rev))
 	})
 }

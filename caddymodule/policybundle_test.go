@@ -55,15 +55,6 @@ func TestPolicyBundleCaddyfile(t *testing.T) {
 	}
 }
 
-// The block's options are for bundles: on a folder they are an error
-// rather than silently ignored.
-func TestPolicyBundleOptionsOnAFolder(t *testing.T) {
-	a := &App{PolicyDir: t.TempDir(), PolicyBundle: &PolicyBundle{VerifyKey: "k.pem"}}
-	if _, err := a.policyBundle(); err == nil || !strings.Contains(err.Error(), "is a folder") {
-		t.Fatalf("got %v, want a refusal", err)
-	}
-}
-
 // Through real Caddy: the gateway's policy is a signed bundle that the
 // same Caddy serves with file_server. A new revision changes decisions
 // and lands in the audit line's policy_rev; a tampered bundle is refused

@@ -1,71 +1,29 @@
 package caddymodule
 
 import (
-	"encoding/json"
 	"errors"
 	"net/http"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 
+	"github.com/tokengate/caddy-tokengate/internal/gatehttp"
 	"github.com/tokengate/caddy-tokengate/internal/gateway"
 	"github.com/tokengate/caddy-tokengate/internal/mgmtapi"
-	"github.com/tokengate/caddy-tokengate/internal/ratelimit"
 	"github.com/tokengate/caddy-tokengate/internal/reason"
 )
 
-// refuse answers a call that may not pass. It returns the status it chose
-// and, when the server's error routes take the answer over, the
-// caddyhttp.Error to return to them. The status follows the class of the
-// reason the client is told, as the reason package declares it. The body
+// refuse answers a refused call. It returns the status it chose and, when
+// the server's error routes take the answer over, the caddyhttp.Error to
+// return to them. The headers and the status come from gatehttp; the body
 // is the data plane's {"error","reason","request_id"}, or with problem the
 // management API's RFC 9457 problem details.
 func refuse(w http.ResponseWriter, r *http.Request, res gateway.Result, requestID string, problem bool) (int, error) {
-	main := reason.Main(res.Reasons)
-	status, errCode := http.StatusForbidden, "insufficient_scope"
-	challenge := `Bearer realm="tokengate", error="insufficient_scope"`
-	class := reason.ClassOf(main)
-	if res.Outcome == gateway.Error {
-		class = reason.Unavailable // we failed closed, whatever the code
-	}
-	switch {
-	case class == reason.Unavailable:
-		status, errCode = http.StatusServiceUnavailable, "temporarily_unavailable"
-		challenge = ""
-		w.Header().Set("Retry-After", "1")
-	case class == reason.Absent:
-		// RFC 6750 section 3.1: a request without credentials gets the
-		// challenge but no error code.
-		status, errCode = http.StatusUnauthorized, "invalid_token"
-		challenge = `Bearer realm="tokengate"`
-	case class == reason.Invalid:
-		status, errCode = http.StatusUnauthorized, "invalid_token"
-		challenge = `Bearer realm="tokengate", error="invalid_token"`
-	case class == reason.TooManyRequests:
-		// The token is good; it has only to wait.
-		status, errCode = http.StatusTooManyRequests, "too_many_requests"
-		challenge = ""
-		if !res.RateLimit.Limit.IsZero() {
-			w.Header().Set("Retry-After", res.RateLimit.RetryAfter())
-		}
-	case class == reason.BadRequest:
-		// The request itself is the problem, not its credential: no
-		// challenge.
-		status, errCode = http.StatusBadRequest, "invalid_request"
-		challenge = ""
-	}
-	if challenge != "" {
-		w.Header().Set("WWW-Authenticate", challenge)
-	}
-	setRateLimitFields(w.Header(), res)
-	// A refusal is about this caller at this moment: no cache may keep it,
-	// whoever writes the body.
-	w.Header().Set("Cache-Control", "no-store")
-	w.Header().Set("X-Content-Type-Options", "nosniff")
-
+	answer := gatehttp.SetRefusalHeaders(w.Header(), res)
+	code := res.Refusal.Code
 	repl := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
-	repl.Set("tokengate.reason", main)
-	repl.Set("tokengate.error", errCode)
+	repl.Set("tokengate.reason", code)
+	repl.Set("tokengate.error", answer.Error)
 	repl.Set("tokengate.request_id", requestID)
 
 	if srv := serverWithErrorRoutes(r); srv != nil {
@@ -73,36 +31,17 @@ func refuse(w http.ResponseWriter, r *http.Request, res gateway.Result, requestI
 		// error: error routes may echo {http.error.message} to the
 		// client. Built only here: caddyhttp.Error takes a stack frame
 		// and makes an id, work a flood of refusals need not pay for.
-		herr := caddyhttp.Error(status, errors.New(main))
+		herr := caddyhttp.Error(answer.Status, errors.New(code))
 		if errorRoutesAnswer(r, srv, herr) {
-			return status, herr
+			return answer.Status, herr
 		}
 	}
 	if problem {
-		mgmtapi.WriteProblem(w, &reason.Refusal{Code: main, Class: class})
-		return status, nil
+		mgmtapi.WriteProblem(w, &reason.Refusal{Code: code, Class: res.Refusal.Class})
+		return answer.Status, nil
 	}
-	body, _ := json.Marshal(map[string]string{"error": errCode, "reason": main, "request_id": requestID})
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(status)
-	_, _ = w.Write(append(body, '\n'))
-	return status, nil
-}
-
-// The rate-limit fields' names as Go's header maps key them, made once.
-var (
-	rateLimitPolicyKey = http.CanonicalHeaderKey(ratelimit.PolicyField)
-	rateLimitStateKey  = http.CanonicalHeaderKey(ratelimit.StateField)
-)
-
-// setRateLimitFields tells the client its rate limit, on every answer to
-// a call that had one: RateLimit-Policy and RateLimit.
-func setRateLimitFields(h http.Header, res gateway.Result) {
-	if res.RateLimit.Limit.IsZero() {
-		return
-	}
-	h[rateLimitPolicyKey] = []string{res.RateLimit.PolicyValue()}
-	h[rateLimitStateKey] = []string{res.RateLimit.StateValue()}
+	gatehttp.WriteRefusal(w, answer, code, requestID)
+	return answer.Status, nil
 }
 
 // errorRoutesAnswer says whether the server's error routes would answer

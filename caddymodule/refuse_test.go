@@ -5,8 +5,6 @@ import (
 	"fmt"
 	"strings"
 	"testing"
-
-	"github.com/tokengate/caddy-tokengate/internal/gateway"
 )
 
 // With handle_errors in the site, refusals go to it as errors: it shapes
@@ -18,8 +16,8 @@ func TestHandleErrorsRestylesRefusals(t *testing.T) {
 		respond "restyled reason={tokengate.reason} error={tokengate.error} id={tokengate.request_id} status={http.error.status_code} message={http.error.message}" 418
 	}`})
 	secret, _ := e.issue(billingReader(nil))
-	denied := metrics.decisions.WithLabelValues(gateway.Deny, "token_missing")
-	before := counterValue(t, denied)
+	const denied = `tokengate_decisions_total{reason="token_missing",result="deny"}`
+	before := scrape(t)[denied]
 
 	cases := []struct {
 		name      string
@@ -54,7 +52,7 @@ func TestHandleErrorsRestylesRefusals(t *testing.T) {
 			t.Errorf("%s: audit line %v, want deny %s with status %d", c.name, line, c.reason, c.status)
 		}
 	}
-	if got := counterValue(t, denied) - before; got != 1 {
+	if got := scrape(t)[denied] - before; got != 1 {
 		t.Errorf("tokengate_decisions_total{deny,token_missing} rose by %v, want 1", got)
 	}
 

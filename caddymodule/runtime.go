@@ -86,7 +86,7 @@ func (rt *runtime) forget(t *store.Token) {
 		a.gate.Forget(t)
 	}
 	rt.mu.Unlock()
-	metrics.invalidated("local", t, rt.now())
+	metrics.Invalidated("local", t, rt.now())
 }
 
 // forgetByID drops a token another node changed. It needs no store: a
@@ -106,7 +106,7 @@ func (rt *runtime) forgetByID(id string) {
 	if err != nil {
 		t = &store.Token{ID: id}
 	}
-	metrics.invalidated("notify", t, dropped)
+	metrics.Invalidated("notify", t, dropped)
 }
 
 // forgetAll empties every app's caches when notifications may have been
@@ -122,7 +122,7 @@ func (rt *runtime) forgetAll() {
 	if n := len(rt.apps); n > 0 {
 		rt.apps[n-1].logger.Warn("token change notifications may have been missed; dropping all cached tokens and decisions")
 	}
-	metrics.reset()
+	metrics.Reset()
 }
 
 // clockNow is the newest attached app's clock, or the system's.

@@ -48,7 +48,7 @@ func TestReloadSharesRuntime(t *testing.T) {
 			t.Fatalf("before revoke: %d %s", r.status, r.body)
 		}
 	}
-	if _, _, err := other.lifecycle.Revoke(context.Background(), "test", id, "leaked in chat"); err != nil {
+	if _, _, err := other.manage.Tokens.Revoke(context.Background(), "test", id, "leaked in chat"); err != nil {
 		t.Fatal(err)
 	}
 	if r := call(t, "GET", gateURL+"/billing/shared", bearer(secret)...); r.status != 401 || r.reason != "token_revoked" {
@@ -63,7 +63,7 @@ func TestReloadSharesRuntime(t *testing.T) {
 	}}
 	for range 2 {
 		if res := other.gate.Authorize(context.Background(), c); res.Outcome != gateway.Allow {
-			t.Fatalf("other app before revoke: %s %v", res.Outcome, res.Reasons)
+			t.Fatalf("other app before revoke: %s %v", res.Outcome, res.Reasons())
 		}
 	}
 	if status, body := e.admin("POST", "/tokengate/tokens/"+id2+"/revoke", map[string]string{"reason": "owner left"}); status != 200 {

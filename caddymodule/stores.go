@@ -137,15 +137,6 @@ type PostgresStore struct {
 	execMode     pgx.QueryExecMode
 }
 
-// queryExecModes are the values of query_exec_mode.
-var queryExecModes = map[string]pgx.QueryExecMode{
-	"cache_statement": pgx.QueryExecModeCacheStatement,
-	"cache_describe":  pgx.QueryExecModeCacheDescribe,
-	"describe_exec":   pgx.QueryExecModeDescribeExec,
-	"exec":            pgx.QueryExecModeExec,
-	"simple_protocol": pgx.QueryExecModeSimpleProtocol,
-}
-
 // CaddyModule returns the Caddy module information.
 func (PostgresStore) CaddyModule() caddy.ModuleInfo {
 	return caddy.ModuleInfo{
@@ -166,9 +157,9 @@ func (p *PostgresStore) Provision(caddy.Context) error {
 		return fmt.Errorf("postgres store max_conns %d: must be 1 or more", p.MaxConns)
 	}
 	if p.QueryExecMode != "" {
-		mode, ok := queryExecModes[p.QueryExecMode]
-		if !ok {
-			return fmt.Errorf("postgres store query_exec_mode %q: must be one of cache_statement, cache_describe, describe_exec, exec, simple_protocol", p.QueryExecMode)
+		mode, err := postgres.ParseQueryExecMode(p.QueryExecMode)
+		if err != nil {
+			return fmt.Errorf("postgres store %v", err)
 		}
 		p.execMode = mode
 	}
@@ -235,8 +226,8 @@ func (p *PostgresStore) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			if !d.AllArgs(&p.QueryExecMode) {
 				return d.ArgErr()
 			}
-			if _, ok := queryExecModes[p.QueryExecMode]; !ok {
-				return d.Errf("query_exec_mode %q: must be one of cache_statement, cache_describe, describe_exec, exec, simple_protocol", p.QueryExecMode)
+			if _, err := postgres.ParseQueryExecMode(p.QueryExecMode); err != nil {
+				return d.Err(err.Error())
 			}
 		case "feed":
 			if !d.AllArgs(&p.Feed) {

@@ -2,15 +2,13 @@ package caddymodule
 
 import (
 	"context"
-	"fmt"
-	"time"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"go.uber.org/zap"
 
+	"github.com/tokengate/caddy-tokengate/internal/manage"
 	"github.com/tokengate/caddy-tokengate/internal/notify"
-	"github.com/tokengate/caddy-tokengate/webhook"
 )
 
 // Webhook is a receiver of events about token requests
@@ -32,57 +30,25 @@ type Webhook struct {
 	Events []string `json:"events,omitempty"`
 }
 
-// lapseSweepInterval is how often the app looks for approved requests
-// that went unclaimed.
-const lapseSweepInterval = 30 * time.Second
-
-// provisionWebhooks resolves the webhooks' placeholders and builds the
-// dispatcher; nil when none is configured.
+// provisionWebhooks builds the dispatcher of the configured webhooks,
+// their placeholders expanded as Caddy expands them; nil when none is
+// configured.
 func (a *App) provisionWebhooks() (*notify.Dispatcher, error) {
-	if len(a.Webhooks) == 0 {
-		return nil, nil
+	hooks := make([]notify.HookConfig, len(a.Webhooks))
+	for i, w := range a.Webhooks {
+		hooks[i] = notify.HookConfig{URL: w.URL, Secret: w.Secret, Events: w.Events}
 	}
 	repl := caddy.NewReplacer()
-	hooks := make([]notify.Hook, 0, len(a.Webhooks))
-	for i, w := range a.Webhooks {
-		url, err := repl.ReplaceOrErr(w.URL, true, true)
-		if err != nil {
-			return nil, fmt.Errorf("webhook %d: url: %v", i+1, err)
-		}
-		// Not echoed: a secret with a brace in it is still a secret.
-		secret, err := repl.ReplaceOrErr(w.Secret, true, true)
-		if err != nil || secret == "" {
-			return nil, fmt.Errorf("webhook %d: secret is missing or has a placeholder that is unknown or empty, such as an unset {env.TOKENGATE_WEBHOOK_SECRET}", i+1)
-		}
-		key, err := webhook.Key(secret)
-		if err != nil {
-			return nil, fmt.Errorf("webhook %d: %v", i+1, err)
-		}
-		hooks = append(hooks, notify.Hook{URL: url, Secret: key, Events: w.Events})
-	}
-	d, err := notify.New(hooks, notify.Options{Logger: a.logger.Named("webhook"), Outcome: metrics.control.webhookOutcome})
-	if err != nil {
-		return nil, fmt.Errorf("tokengate: %v", err)
-	}
-	return d, nil
+	expand := func(s string) (string, error) { return repl.ReplaceOrErr(s, true, true) }
+	return notify.FromConfig(hooks, expand, notify.Options{Logger: a.logger.Named("webhook"), Outcome: metrics.WebhookOutcome})
 }
 
 // sweepLapses announces approved requests that went unclaimed, until ctx
-// ends. Every node (and, during a reload, both configs) may sweep: the
-// store records each lapse once, so each is announced once.
+// ends (manage.SweepLapses).
 func (a *App) sweepLapses(ctx context.Context) {
-	tick := time.NewTicker(lapseSweepInterval)
-	defer tick.Stop()
-	for {
-		if _, err := a.manage.AnnounceLapsed(ctx); err != nil && ctx.Err() == nil {
-			a.logger.Error("looking for lapsed requests", zap.Error(err))
-		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-tick.C:
-		}
-	}
+	a.manage.SweepLapses(ctx, manage.LapseSweepInterval, func(err error) {
+		a.logger.Error("looking for lapsed requests", zap.Error(err))
+	})
 }
 
 // unmarshalWebhook parses

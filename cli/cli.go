@@ -175,11 +175,11 @@ func call[T any](c *conn, do func(context.Context, *api.Client, []string) (T, er
 			return err
 		}
 		out, err := do(cmd.Context(), cl, args)
-		if api.Reason(err) == reason.SigninNotAllowed {
+		if r, ok := refusalOf(err); ok && r.Code == reason.SigninNotAllowed {
 			return notAllowed(remoteAPI(c.api))
 		}
 		if err != nil {
-			return withHint(asUnreachable(err))
+			return explain(err)
 		}
 		if c.json {
 			return printJSON(out)

@@ -148,7 +148,7 @@ func resolveFindings(cmd *cobra.Command, apiURL string, revoke bool, findings []
 	for batch := range slices.Chunk(distinct, 1000) {
 		res, err := cl.ReportLeaks(cmd.Context(), api.LeakReport{Source: "tokengate-scan", Secrets: batch, DryRun: !revoke})
 		if err != nil {
-			return withHint(asUnreachable(err))
+			return explain(err)
 		}
 		if len(res.Results) != len(batch) {
 			return fmt.Errorf("the API answered %d outcomes for %d secrets", len(res.Results), len(batch))

@@ -122,11 +122,10 @@ func signInConfig(ctx context.Context, remote string) (api.SignInConfig, error) 
 	cl := api.NewRemote(remote, "")
 	cl.HTTP = remoteHTTP(base)
 	conf, err := cl.SignInConfig(ctx)
-	if api.Reason(err) == reason.SigninNotConfigured {
-		return conf, fmt.Errorf("the gateway at %s has no sign-in: its tokengate options name no oidc issuer (use a management token in TOKENGATE_TOKEN instead)", show(remote))
-	}
-	var refused *api.Error
-	if errors.As(err, &refused) {
+	if r, ok := refusalOf(err); ok {
+		if r.Code == reason.SigninNotConfigured {
+			return conf, fmt.Errorf("the gateway at %s has no sign-in: its tokengate options name no oidc issuer (use a management token in TOKENGATE_TOKEN instead)", show(remote))
+		}
 		return conf, fmt.Errorf("asking %s how to sign in: %v (a gateway without sign-in support answers so; pass --issuer and --client-id)", show(remote), err)
 	}
 	if err != nil {
@@ -148,7 +147,7 @@ func mayManage(ctx context.Context, remote, idToken string) error {
 	cl := api.NewRemote(remote, idToken)
 	cl.HTTP = remoteHTTP(base)
 	_, err = cl.ListRequests(ctx, "pending")
-	if api.Reason(err) == reason.SigninNotAllowed {
+	if r, ok := refusalOf(err); ok && r.Code == reason.SigninNotAllowed {
 		return notAllowed(remote)
 	}
 	return nil

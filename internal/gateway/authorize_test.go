@@ -66,15 +66,15 @@ func TestDecisionCacheBounds(t *testing.T) {
 			secret := f.add(t, edit)
 			start := f.now
 			if res := f.call(secret, "GET", "/billing/x"); res.Outcome != Allow || res.Cache != CacheMiss {
-				t.Fatalf("first call: %s %v %s", res.Outcome, res.Reasons, res.Cache)
+				t.Fatalf("first call: %s %v %s", res.Outcome, res.Reasons(), res.Cache)
 			}
 			f.now = start.Add(c.bound - time.Millisecond)
 			if res := f.callSettled(secret, "GET", "/billing/x"); res.Cache != CacheHit {
-				t.Fatalf("just inside the bound: %s %v %s, want a hit", res.Outcome, res.Reasons, res.Cache)
+				t.Fatalf("just inside the bound: %s %v %s, want a hit", res.Outcome, res.Reasons(), res.Cache)
 			}
 			f.now = start.Add(c.bound)
 			if res := f.callSettled(secret, "GET", "/billing/x"); res.Cache == CacheHit {
-				t.Fatalf("at the bound: %s %v, a cached decision outlived its bound", res.Outcome, res.Reasons)
+				t.Fatalf("at the bound: %s %v, a cached decision outlived its bound", res.Outcome, res.Reasons())
 			}
 		})
 	}
@@ -88,8 +88,8 @@ func TestUsesAreConsumed(t *testing.T) {
 	var id string
 	secret := f.add(t, func(r *store.Token) { r.MaxUses, id = 5, r.ID })
 	// A refused call spends nothing.
-	if res := f.call(secret, "POST", "/billing/x"); res.Outcome != Deny || res.Reasons[0] != reason.ScopeMissing {
-		t.Fatalf("write with a read token: %s %v", res.Outcome, res.Reasons)
+	if res := f.call(secret, "POST", "/billing/x"); res.Outcome != Deny || res.Reasons()[0] != reason.ScopeMissing {
+		t.Fatalf("write with a read token: %s %v", res.Outcome, res.Reasons())
 	}
 	var mu sync.Mutex
 	outcomes := map[string]int{}
@@ -100,8 +100,8 @@ func TestUsesAreConsumed(t *testing.T) {
 			mu.Lock()
 			defer mu.Unlock()
 			outcomes[res.Outcome+" "+res.Cache]++
-			if res.Outcome == Deny && res.Reasons[0] != reason.UsesExhausted {
-				t.Errorf("deny %v, want uses_exhausted", res.Reasons)
+			if res.Outcome == Deny && res.Reasons()[0] != reason.UsesExhausted {
+				t.Errorf("deny %v, want uses_exhausted", res.Reasons())
 			}
 		})
 	}
@@ -131,12 +131,12 @@ func TestAuthorizeErrorMapping(t *testing.T) {
 	limited := f.add(t, func(r *store.Token) { r.MaxUses = 3 })
 
 	res := f.gate.Authorize(context.Background(), &Call{Problem: reason.TokenMissing, Service: "billing"})
-	if res.Outcome != Deny || res.Reasons[0] != reason.TokenMissing || res.Err != nil {
+	if res.Outcome != Deny || res.Reasons()[0] != reason.TokenMissing || res.Err != nil {
 		t.Errorf("problem: %+v", res)
 	}
 	flipped := []byte(token.NewSecret())
 	flipped[8] ^= 1
-	if res := f.call(string(flipped), "GET", "/billing/x"); res.Outcome != Deny || res.Reasons[0] != reason.TokenMalformed {
+	if res := f.call(string(flipped), "GET", "/billing/x"); res.Outcome != Deny || res.Reasons()[0] != reason.TokenMalformed {
 		t.Errorf("checksum mismatch: %+v", res)
 	}
 	if n := f.store.lookups.Load(); n != 0 {
@@ -144,11 +144,11 @@ func TestAuthorizeErrorMapping(t *testing.T) {
 	}
 
 	f.gate.store = consumeFailing{f.store}
-	if res := f.call(limited, "GET", "/billing/x"); res.Outcome != Error || res.Reasons[0] != reason.StoreUnavailable || res.Err == nil {
+	if res := f.call(limited, "GET", "/billing/x"); res.Outcome != Error || res.Reasons()[0] != reason.StoreUnavailable || res.Err == nil {
 		t.Errorf("consume failing: %+v", res)
 	}
 	f.gate.store = failingStore{f.store.Store}
-	if res := f.call(token.NewSecret(), "GET", "/billing/x"); res.Outcome != Error || res.Reasons[0] != reason.StoreUnavailable || res.Err == nil {
+	if res := f.call(token.NewSecret(), "GET", "/billing/x"); res.Outcome != Error || res.Reasons()[0] != reason.StoreUnavailable || res.Err == nil {
 		t.Errorf("lookup failing: %+v", res)
 	}
 	// The live token is cached; the store being down does not matter to it.
@@ -163,8 +163,8 @@ func TestAuthorizeErrorMapping(t *testing.T) {
 		g := newGateFixture(t, withRule(t, `reasons contains "never" if to_number(input.request.path) < 0`), cache)
 		secret := g.add(t, nil)
 		for range 2 {
-			if res := g.callSettled(secret, "GET", "/billing/x"); res.Outcome != Error || res.Reasons[0] != reason.PolicyUnavailable || res.Err == nil {
-				t.Errorf("cache %d: policy error: %s %v %v", cache, res.Outcome, res.Reasons, res.Err)
+			if res := g.callSettled(secret, "GET", "/billing/x"); res.Outcome != Error || res.Reasons()[0] != reason.PolicyUnavailable || res.Err == nil {
+				t.Errorf("cache %d: policy error: %s %v %v", cache, res.Outcome, res.Reasons(), res.Err)
 			}
 		}
 	}

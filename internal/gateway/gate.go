@@ -105,8 +105,10 @@ type Call struct {
 
 // Result is the gateway's answer for one call.
 type Result struct {
-	Outcome    string // Allow, Deny or Error
-	Reasons    []string
+	Outcome string // Allow, Deny or Error
+	// Refusal is why the call may not pass (nil when it is allowed): the
+	// code the client is told, its class and every reason behind it.
+	Refusal    *reason.Refusal
 	Token      *store.Token // nil when the token is unknown
 	DecisionID string
 	Cache      string
@@ -119,6 +121,48 @@ type Result struct {
 	// RateLimit is the rate limiter's answer when a limit applied to the
 	// call (its Limit is zero otherwise), for the response's headers.
 	RateLimit ratelimit.Decision
+}
+
+// Reasons is every reason the call was refused for, as the audit line and
+// the metrics carry them; nil when it was allowed.
+func (r Result) Reasons() []string {
+	if r.Refusal == nil {
+		return nil
+	}
+	return r.Refusal.AllReasons()
+}
+
+// refusals holds one refusal for each built-in code alone, made once: most
+// refusals are one of them, and a flood of them should cost no allocation.
+// They are shared, so never changed.
+var refusals = func() map[string]*reason.Refusal {
+	m := make(map[string]*reason.Refusal, len(reason.Builtin))
+	for _, c := range reason.Builtin {
+		m[c.Name] = reason.OfCall([]string{c.Name})
+	}
+	return m
+}()
+
+// refusal is the refusal of a call for one code.
+func refusal(code string) *reason.Refusal {
+	if r, ok := refusals[code]; ok {
+		return r
+	}
+	return reason.OfCall([]string{code})
+}
+
+// refusalFor is the refusal of a call for several reasons (or one).
+func refusalFor(reasons []string) *reason.Refusal {
+	if len(reasons) == 1 {
+		return refusal(reasons[0])
+	}
+	return reason.OfCall(reasons)
+}
+
+// Refuse is the result of a call refused before the gate saw it (a path
+// that could be read two ways): one built-in code, nothing looked up.
+func Refuse(code string) Result {
+	return deny(nil, CacheNone, code)
 }
 
 // Handoff is what an allowed call hands on about its token and decision:
@@ -228,8 +272,9 @@ type cachedToken struct {
 }
 
 type cachedDecision struct {
-	// reasons is empty exactly when the call is allowed.
-	reasons   []string
+	// refusal is nil exactly when the call is allowed; made once per
+	// decision, so a cached deny costs no allocation.
+	refusal   *reason.Refusal
 	scope     string
 	rateLimit store.RateLimit
 	id        string
@@ -327,15 +372,15 @@ func (g *Gate) Authorize(ctx context.Context, c *Call) Result {
 		return deny(nil, CacheNone, reason.TokenUnknown)
 	}
 	if err != nil {
-		return Result{Outcome: Error, Reasons: []string{reason.StoreUnavailable}, Cache: CacheNone, Err: err}
+		return Result{Outcome: Error, Refusal: refusal(reason.StoreUnavailable), Cache: CacheNone, Err: err}
 	}
 	if dead := Liveness(tok.record, now); dead != nil {
-		return Result{Outcome: Deny, Reasons: dead, Token: tok.record, Cache: CacheNone}
+		return Result{Outcome: Deny, Refusal: refusalFor(dead), Token: tok.record, Cache: CacheNone}
 	}
 
 	d, cacheResult, err := g.decide(ctx, tok, c, now, cached)
 	if err != nil {
-		return Result{Outcome: Error, Reasons: []string{reason.PolicyUnavailable}, Token: tok.record, Cache: cacheResult, PolicyRev: d.rev, Err: err}
+		return Result{Outcome: Error, Refusal: refusal(reason.PolicyUnavailable), Token: tok.record, Cache: cacheResult, PolicyRev: d.rev, Err: err}
 	}
 	return g.conclude(ctx, c, tok, d, cacheResult, now)
 }
@@ -345,20 +390,20 @@ func (g *Gate) Authorize(ctx context.Context, c *Call) Result {
 // spending a use (use-limited tokens, atomically in the store) or noting
 // the use for the next usage batch.
 func (g *Gate) conclude(ctx context.Context, c *Call, tok *cachedToken, d *cachedDecision, cacheResult string, now time.Time) Result {
-	res := Result{Token: tok.record, Reasons: d.reasons, DecisionID: d.id, Cache: cacheResult, PolicyRev: d.rev}
-	if len(d.reasons) > 0 {
+	res := Result{Token: tok.record, Refusal: d.refusal, DecisionID: d.id, Cache: cacheResult, PolicyRev: d.rev}
+	if d.refusal != nil {
 		res.Outcome = Deny
 		return res
 	}
 	if why := g.hold(); why != "" {
-		res.Outcome, res.Reasons = Error, []string{why}
+		res.Outcome, res.Refusal = Error, refusal(why)
 		return res
 	}
 	if limit := ratelimit.Stricter(tok.record.RateLimit, d.rateLimit); !limit.IsZero() {
 		// A rotated token counts with the tokens it was rotated from.
 		res.RateLimit = g.limiter.Allow(ctx, cmp.Or(tok.record.RateKey, tok.record.ID), limit)
 		if !res.RateLimit.Allowed {
-			res.Outcome, res.Reasons = Deny, []string{reason.RateLimited}
+			res.Outcome, res.Refusal = Deny, refusal(reason.RateLimited)
 			return res
 		}
 	}
@@ -370,10 +415,10 @@ func (g *Gate) conclude(ctx context.Context, c *Call, tok *cachedToken, d *cache
 		updated, err := g.store.ConsumeUse(ctx, tok.record.ID, usage)
 		switch {
 		case errors.Is(err, store.ErrUsesExhausted):
-			res.Outcome, res.Reasons = Deny, []string{reason.UsesExhausted}
+			res.Outcome, res.Refusal = Deny, refusal(reason.UsesExhausted)
 			return res
 		case err != nil:
-			return Result{Outcome: Error, Reasons: []string{reason.StoreUnavailable}, Token: tok.record, Cache: cacheResult, PolicyRev: d.rev, Err: err}
+			return Result{Outcome: Error, Refusal: refusal(reason.StoreUnavailable), Token: tok.record, Cache: cacheResult, PolicyRev: d.rev, Err: err}
 		}
 		res.Token = updated
 		res.Handoff = handoffOf(updated)
@@ -396,7 +441,7 @@ func (g *Gate) staleRead(ctx context.Context, c *Call, hash [32]byte, now time.T
 		return Result{}, false
 	}
 	if dead := Liveness(tok.record, now); dead != nil {
-		return Result{Outcome: Deny, Reasons: dead, Token: tok.record, Cache: CacheHit}, true
+		return Result{Outcome: Deny, Refusal: refusalFor(dead), Token: tok.record, Cache: CacheHit}, true
 	}
 	d, ok := g.cachedDecision(tok, c, now)
 	if !ok || !readOnlyScope(d.scope) {
@@ -456,7 +501,7 @@ func DryRun(ctx context.Context, engine *policy.Engine, t *store.Token, req poli
 }
 
 func deny(tok *store.Token, cache, why string) Result {
-	return Result{Outcome: Deny, Reasons: []string{why}, Token: tok, Cache: cache}
+	return Result{Outcome: Deny, Refusal: refusal(why), Token: tok, Cache: cache}
 }
 
 // lookup finds the token for a secret hash, from the token cache when it
@@ -556,15 +601,18 @@ func (g *Gate) evaluate(ctx context.Context, tok *cachedToken, c *Call, now time
 		return &cachedDecision{rev: rev}, err
 	}
 	id := token.NewPrefixedID("dec_")
-	return &cachedDecision{
-		reasons:   pd.Reasons,
+	d := &cachedDecision{
 		scope:     pd.Scope,
 		rateLimit: pd.RateLimit,
 		id:        id,
 		idValue:   id,
 		rev:       pd.Revision,
 		ttl:       pd.TTL,
-	}, nil
+	}
+	if len(pd.Reasons) > 0 {
+		d.refusal = refusalFor(pd.Reasons)
+	}
+	return d, nil
 }
 
 // cachedDecision returns the cached decision for the call, if any.
@@ -588,7 +636,7 @@ func (g *Gate) cachedDecision(tok *cachedToken, c *Call, now time.Time) (*cached
 // token's own timestamps could change it, capped by the policy's
 // ttl_seconds and CacheBound. Zero means do not cache.
 func cacheTTL(t *store.Token, d *cachedDecision, now time.Time) time.Duration {
-	if len(d.reasons) == 0 && t.MaxUses > 0 {
+	if d.refusal == nil && t.MaxUses > 0 {
 		return 0
 	}
 	ttl := CacheBound

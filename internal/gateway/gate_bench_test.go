@@ -140,7 +140,7 @@ func benchCall(secret, path string) *Call {
 
 func mustAllow(b *testing.B, res Result, cache string) {
 	if res.Outcome != Allow || res.Cache != cache {
-		b.Fatalf("got %s (cache %s, reasons %v, err %v), want allow (cache %s)", res.Outcome, res.Cache, res.Reasons, res.Err, cache)
+		b.Fatalf("got %s (cache %s, reasons %v, err %v), want allow (cache %s)", res.Outcome, res.Cache, res.Reasons(), res.Err, cache)
 	}
 }
 
@@ -317,7 +317,7 @@ func BenchmarkDistinctTokens(b *testing.B) {
 			for b.Loop() {
 				c.Secret = f.Secrets[i%len(f.Secrets)]
 				if res := g.Authorize(ctx, c); res.Outcome != Allow {
-					b.Fatalf("got %s %v", res.Outcome, res.Reasons)
+					b.Fatalf("got %s %v", res.Outcome, res.Reasons())
 				}
 				i++
 			}
@@ -361,7 +361,7 @@ func BenchmarkUnknownFlood(b *testing.B) {
 			for b.Loop() {
 				c.Secret = unknown[i%len(unknown)]
 				if res := g.Authorize(ctx, c); res.Outcome != Deny {
-					b.Fatalf("got %s %v", res.Outcome, res.Reasons)
+					b.Fatalf("got %s %v", res.Outcome, res.Reasons())
 				}
 				i++
 			}

@@ -112,14 +112,14 @@ func TestDeadTokensAreRefusedWhateverThePolicy(t *testing.T) {
 			secret := f.add(t, c.edit)
 			for range 2 { // the second call would be a cache hit
 				res := f.call(secret, "GET", "/billing/x")
-				if res.Outcome != Deny || res.Reasons[0] != c.want {
-					t.Errorf("cache %d: %s token: %s %v, want deny %s", cache, c.want, res.Outcome, res.Reasons, c.want)
+				if res.Outcome != Deny || res.Reasons()[0] != c.want {
+					t.Errorf("cache %d: %s token: %s %v, want deny %s", cache, c.want, res.Outcome, res.Reasons(), c.want)
 				}
 			}
 		}
 		// A live token passes the permissive policy.
 		if res := f.call(f.add(t, nil), "DELETE", "/billing/x"); res.Outcome != Allow {
-			t.Errorf("cache %d: live token: %s %v", cache, res.Outcome, res.Reasons)
+			t.Errorf("cache %d: live token: %s %v", cache, res.Outcome, res.Reasons())
 		}
 	}
 }
@@ -132,7 +132,7 @@ func TestCachedAllowDoesNotOutliveRevocation(t *testing.T) {
 	secret := f.add(t, func(r *store.Token) { id = r.ID })
 	for range 2 {
 		if res := f.call(secret, "GET", "/billing/x"); res.Outcome != Allow {
-			t.Fatalf("%s %v", res.Outcome, res.Reasons)
+			t.Fatalf("%s %v", res.Outcome, res.Reasons())
 		}
 	}
 	// Revoke behind the gate's back (as another node would, before its
@@ -144,8 +144,8 @@ func TestCachedAllowDoesNotOutliveRevocation(t *testing.T) {
 		t.Fatal(err)
 	}
 	f.now = f.now.Add(CacheBound)
-	if res := f.call(secret, "GET", "/billing/x"); res.Outcome != Deny || res.Reasons[0] != reason.TokenRevoked {
-		t.Fatalf("after revoke: %s %v", res.Outcome, res.Reasons)
+	if res := f.call(secret, "GET", "/billing/x"); res.Outcome != Deny || res.Reasons()[0] != reason.TokenRevoked {
+		t.Fatalf("after revoke: %s %v", res.Outcome, res.Reasons())
 	}
 }
 
@@ -168,11 +168,11 @@ reasons contains "path_forbidden" if startswith(input.request.path, "/billing/in
 		f := newGateFixture(t, source, cache)
 		secret := f.add(t, nil)
 		for range 2 {
-			if res := f.call(secret, "GET", "/billing/internal/k"); res.Outcome != Deny || res.Reasons[0] != "path_forbidden" {
-				t.Errorf("cache %d: %s %v, want deny path_forbidden", cache, res.Outcome, res.Reasons)
+			if res := f.call(secret, "GET", "/billing/internal/k"); res.Outcome != Deny || res.Reasons()[0] != "path_forbidden" {
+				t.Errorf("cache %d: %s %v, want deny path_forbidden", cache, res.Outcome, res.Reasons())
 			}
 			if res := f.call(secret, "GET", "/billing/public/k"); res.Outcome != Allow {
-				t.Errorf("cache %d: public path: %s %v", cache, res.Outcome, res.Reasons)
+				t.Errorf("cache %d: public path: %s %v", cache, res.Outcome, res.Reasons())
 			}
 		}
 	}
@@ -184,8 +184,8 @@ func TestUnknownTokensAreRememberedForAWhile(t *testing.T) {
 	f := newGateFixture(t, policies.FS, 1000)
 	unknown := token.NewSecret()
 	for range 5 {
-		if res := f.call(unknown, "GET", "/billing/x"); res.Outcome != Deny || res.Reasons[0] != reason.TokenUnknown {
-			t.Fatalf("%s %v", res.Outcome, res.Reasons)
+		if res := f.call(unknown, "GET", "/billing/x"); res.Outcome != Deny || res.Reasons()[0] != reason.TokenUnknown {
+			t.Fatalf("%s %v", res.Outcome, res.Reasons())
 		}
 	}
 	if n := f.store.lookups.Load(); n != 1 {
@@ -199,14 +199,14 @@ func TestUnknownTokensAreRememberedForAWhile(t *testing.T) {
 	// Known tokens are not affected, and a store failure is never
 	// remembered as "unknown".
 	if res := f.call(f.add(t, nil), "GET", "/billing/x"); res.Outcome != Allow {
-		t.Fatalf("known token: %s %v", res.Outcome, res.Reasons)
+		t.Fatalf("known token: %s %v", res.Outcome, res.Reasons())
 	}
 	failing := &countingStore{Store: failingStore{f.store.Store}}
 	f.gate.store = failing
 	other := token.NewSecret()
 	for range 2 {
 		if res := f.call(other, "GET", "/billing/x"); res.Outcome != Error {
-			t.Fatalf("store down: %s %v", res.Outcome, res.Reasons)
+			t.Fatalf("store down: %s %v", res.Outcome, res.Reasons())
 		}
 	}
 	if n := failing.lookups.Load(); n != 2 {
@@ -228,13 +228,13 @@ func TestHoldRefusesBeforeAUseIsSpent(t *testing.T) {
 	f.gate.hold = func() string { return held }
 	var id string
 	secret := f.add(t, func(r *store.Token) { r.MaxUses, id = 2, r.ID })
-	if res := f.call(secret, "GET", "/billing/x"); res.Outcome != Error || res.Reasons[0] != reason.AuditUnavailable {
-		t.Fatalf("held: %s %v", res.Outcome, res.Reasons)
+	if res := f.call(secret, "GET", "/billing/x"); res.Outcome != Error || res.Reasons()[0] != reason.AuditUnavailable {
+		t.Fatalf("held: %s %v", res.Outcome, res.Reasons())
 	}
 	held = ""
 	for range 2 {
 		if res := f.call(secret, "GET", "/billing/x"); res.Outcome != Allow {
-			t.Fatalf("released: %s %v", res.Outcome, res.Reasons)
+			t.Fatalf("released: %s %v", res.Outcome, res.Reasons())
 		}
 	}
 	rec, err := f.store.Get(context.Background(), id)

@@ -70,7 +70,7 @@ func TestPreviousPepperRekeysOnUse(t *testing.T) {
 	during := rotatingGate(t, f, f.store, pepperB, pepperA, &rekeyed)
 	for _, secret := range []string{unlimited, limited} {
 		if res := authorize(during, secret); res.Outcome != Allow {
-			t.Fatalf("under previous_pepper: %s %v", res.Outcome, res.Reasons)
+			t.Fatalf("under previous_pepper: %s %v", res.Outcome, res.Reasons())
 		}
 		newHash, oldHash := token.NewHasher(pepperB).Hash(secret), token.NewHasher(pepperA).Hash(secret)
 		if _, err := f.store.GetByHash(context.Background(), oldHash[:]); !errors.Is(err, store.ErrNotFound) {
@@ -84,18 +84,18 @@ func TestPreviousPepperRekeysOnUse(t *testing.T) {
 		t.Fatalf("rekeyed %v, want the two tokens used", rekeyed)
 	}
 	stranger := token.NewSecret()
-	if res := authorize(during, stranger); res.Outcome != Deny || res.Reasons[0] != reason.TokenUnknown {
-		t.Fatalf("a secret unknown under both peppers: %s %v", res.Outcome, res.Reasons)
+	if res := authorize(during, stranger); res.Outcome != Deny || res.Reasons()[0] != reason.TokenUnknown {
+		t.Fatalf("a secret unknown under both peppers: %s %v", res.Outcome, res.Reasons())
 	}
 
 	after := rotatingGate(t, f, f.store, pepperB, "", &rekeyed)
 	for _, secret := range []string{unlimited, limited} {
 		if res := authorize(after, secret); res.Outcome != Allow {
-			t.Fatalf("re-keyed token once previous_pepper is gone: %s %v", res.Outcome, res.Reasons)
+			t.Fatalf("re-keyed token once previous_pepper is gone: %s %v", res.Outcome, res.Reasons())
 		}
 	}
-	if res := authorize(after, idle); res.Outcome != Deny || res.Reasons[0] != reason.TokenUnknown {
-		t.Fatalf("token never used during the overlap: %s %v, want token_unknown", res.Outcome, res.Reasons)
+	if res := authorize(after, idle); res.Outcome != Deny || res.Reasons()[0] != reason.TokenUnknown {
+		t.Fatalf("token never used during the overlap: %s %v, want token_unknown", res.Outcome, res.Reasons())
 	}
 	if len(rekeyed) != 2 {
 		t.Fatalf("a gate without previous_pepper re-keyed: %v", rekeyed)
@@ -113,11 +113,11 @@ func TestUnknownCacheWaitsForThePreviousPepper(t *testing.T) {
 	flaky.failures.Store(1)
 	var rekeyed []string
 	g := rotatingGate(t, f, flaky, pepperB, pepperA, &rekeyed)
-	if res := authorize(g, secret); res.Outcome != Error || res.Reasons[0] != reason.StoreUnavailable {
-		t.Fatalf("while the rekey fails: %s %v, want error store_unavailable", res.Outcome, res.Reasons)
+	if res := authorize(g, secret); res.Outcome != Error || res.Reasons()[0] != reason.StoreUnavailable {
+		t.Fatalf("while the rekey fails: %s %v, want error store_unavailable", res.Outcome, res.Reasons())
 	}
 	if res := authorize(g, secret); res.Outcome != Allow {
-		t.Fatalf("once the store answers again: %s %v, want allow", res.Outcome, res.Reasons)
+		t.Fatalf("once the store answers again: %s %v, want allow", res.Outcome, res.Reasons())
 	}
 
 	// A secret unknown under both is remembered: the next call does not
@@ -125,8 +125,8 @@ func TestUnknownCacheWaitsForThePreviousPepper(t *testing.T) {
 	stranger := token.NewSecret()
 	authorize(g, stranger)
 	before := f.store.lookups.Load()
-	if res := authorize(g, stranger); res.Outcome != Deny || res.Reasons[0] != reason.TokenUnknown {
-		t.Fatalf("stranger: %s %v", res.Outcome, res.Reasons)
+	if res := authorize(g, stranger); res.Outcome != Deny || res.Reasons()[0] != reason.TokenUnknown {
+		t.Fatalf("stranger: %s %v", res.Outcome, res.Reasons())
 	}
 	if got := f.store.lookups.Load() - before; got != 0 {
 		t.Fatalf("a remembered unknown secret reached the store %d times", got)

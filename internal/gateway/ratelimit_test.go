@@ -35,11 +35,11 @@ func TestRateLimitsAreEnforced(t *testing.T) {
 
 		own := f.add(t, perMinute(3))
 		// A call the policy refuses is not counted.
-		if res := f.call(own, "POST", "/billing/x"); res.Outcome != Deny || res.Reasons[0] != reason.ScopeMissing {
+		if res := f.call(own, "POST", "/billing/x"); res.Outcome != Deny || res.Reasons()[0] != reason.ScopeMissing {
 			t.Fatalf("cache %d: POST with billing:read: %+v", cache, res)
 		}
 		allowed, last := calls(own, "GET", "/billing/x", 5)
-		if allowed != 3 || last.Outcome != Deny || len(last.Reasons) != 1 || last.Reasons[0] != reason.RateLimited {
+		if allowed != 3 || last.Outcome != Deny || len(last.Reasons()) != 1 || last.Reasons()[0] != reason.RateLimited {
 			t.Fatalf("cache %d: a token limited to 3/1m passed %d of 5 calls, last %+v", cache, allowed, last)
 		}
 		if last.RateLimit.Limit != (store.RateLimit{Requests: 3, Window: time.Minute}) || last.RateLimit.Remaining != 0 {
@@ -48,7 +48,7 @@ func TestRateLimitsAreEnforced(t *testing.T) {
 
 		// The policy's 2/1m is stricter than the token's 5/1m.
 		both := f.add(t, perMinute(5))
-		if allowed, last := calls(both, "GET", "/billing/strict", 4); allowed != 2 || last.Reasons[0] != reason.RateLimited {
+		if allowed, last := calls(both, "GET", "/billing/strict", 4); allowed != 2 || last.Reasons()[0] != reason.RateLimited {
 			t.Fatalf("cache %d: policy 2/1m and token 5/1m passed %d of 4", cache, allowed)
 		}
 		// The policy's limit alone, on a token without one.
@@ -75,7 +75,7 @@ func TestRateLimitsAreEnforced(t *testing.T) {
 		// window is spent already.
 		ownID := idOf(t, f, own)
 		successor := f.add(t, func(r *store.Token) { perMinute(3)(r); r.RateKey = ownID })
-		if res := f.call(successor, "GET", "/billing/x"); res.Outcome != Deny || res.Reasons[0] != reason.RateLimited {
+		if res := f.call(successor, "GET", "/billing/x"); res.Outcome != Deny || res.Reasons()[0] != reason.RateLimited {
 			t.Fatalf("cache %d: a rotated token's first call after its predecessor's 3 of 3/1m: %+v", cache, res)
 		}
 

@@ -25,7 +25,7 @@ func (f *gateFixture) callCached(t *testing.T, secret, method, path string) Resu
 func expect(t *testing.T, res Result, outcome, cache, path string) {
 	t.Helper()
 	if res.Outcome != outcome || res.Cache != cache {
-		t.Errorf("%s: %s (cache %s) %v, want %s (cache %s)", path, res.Outcome, res.Cache, res.Reasons, outcome, cache)
+		t.Errorf("%s: %s (cache %s) %v, want %s (cache %s)", path, res.Outcome, res.Cache, res.Reasons(), outcome, cache)
 	}
 }
 
@@ -62,8 +62,8 @@ func TestClientAddressIsKeyedOnlyForTokensWithCIDRs(t *testing.T) {
 	expect(t, from(bound, "10.1.2.3"), Allow, CacheHit, "10.0.0.0/8, 10.1.2.3 again")
 	res := from(bound, "192.0.2.7")
 	expect(t, res, Deny, CacheMiss, "10.0.0.0/8, 192.0.2.7")
-	if len(res.Reasons) != 1 || res.Reasons[0] != reason.IPNotAllowed {
-		t.Errorf("reasons %v, want %s", res.Reasons, reason.IPNotAllowed)
+	if len(res.Reasons()) != 1 || res.Reasons()[0] != reason.IPNotAllowed {
+		t.Errorf("reasons %v, want %s", res.Reasons(), reason.IPNotAllowed)
 	}
 	expect(t, from(bound, "192.0.2.7"), Deny, CacheHit, "10.0.0.0/8, 192.0.2.7 again")
 }
@@ -84,8 +84,8 @@ reasons contains "path_forbidden" if startswith(input.request.path, "/billing/in
 	expect(t, f.callCached(t, secret, "GET", "/billing/items/1"), Allow, CacheHit, "/billing/items/1 again")
 	res := f.callCached(t, secret, "GET", "/billing/internal/1")
 	expect(t, res, Deny, CacheMiss, "/billing/internal/1")
-	if len(res.Reasons) != 1 || res.Reasons[0] != "path_forbidden" {
-		t.Errorf("reasons %v, want path_forbidden", res.Reasons)
+	if len(res.Reasons()) != 1 || res.Reasons()[0] != "path_forbidden" {
+		t.Errorf("reasons %v, want path_forbidden", res.Reasons())
 	}
 	expect(t, f.callCached(t, secret, "GET", "/billing/items/2"), Allow, CacheMiss, "/billing/items/2")
 }
@@ -114,8 +114,8 @@ reasons contains "item_blocked" if input.request.path == "/billing/items/2"
 	}
 	res := f.callCached(t, secret, "GET", "/billing/items/2")
 	expect(t, res, Deny, CacheMiss, "/billing/items/2 after reload")
-	if len(res.Reasons) != 1 || res.Reasons[0] != "item_blocked" {
-		t.Errorf("reasons %v, want item_blocked", res.Reasons)
+	if len(res.Reasons()) != 1 || res.Reasons()[0] != "item_blocked" {
+		t.Errorf("reasons %v, want item_blocked", res.Reasons())
 	}
 	expect(t, f.callCached(t, secret, "GET", "/billing/items/1"), Allow, CacheMiss, "/billing/items/1 after reload")
 	expect(t, f.callCached(t, secret, "GET", "/billing/items/3"), Allow, CacheMiss, "/billing/items/3 after reload")

@@ -79,14 +79,14 @@ func TestStaleNodeStopsUsingItsCaches(t *testing.T) {
 
 	f.now = f.now.Add(2*time.Second + time.Millisecond)
 	res := f.callCached(t, revoked, "GET", "/billing/x")
-	if res.Outcome != Deny || len(res.Reasons) != 1 || res.Reasons[0] != reason.TokenRevoked {
-		t.Errorf("past the bound: %s %v, want deny [token_revoked]", res.Outcome, res.Reasons)
+	if res.Outcome != Deny || len(res.Reasons()) != 1 || res.Reasons()[0] != reason.TokenRevoked {
+		t.Errorf("past the bound: %s %v, want deny [token_revoked]", res.Outcome, res.Reasons())
 	}
 
 	f.bolt.Close()
 	res = f.callCached(t, cached, "GET", "/billing/x")
-	if res.Outcome != Error || len(res.Reasons) != 1 || res.Reasons[0] != reason.StoreUnavailable {
-		t.Errorf("past the bound with the store down: %s %v (cache %s), want error [store_unavailable]", res.Outcome, res.Reasons, res.Cache)
+	if res.Outcome != Error || len(res.Reasons()) != 1 || res.Reasons()[0] != reason.StoreUnavailable {
+		t.Errorf("past the bound with the store down: %s %v (cache %s), want error [store_unavailable]", res.Outcome, res.Reasons(), res.Cache)
 	}
 }
 
@@ -106,8 +106,8 @@ func TestStaleReadsServeOnlyCachedReads(t *testing.T) {
 	expect(t, f.callCached(t, secret, "GET", "/billing/x"), Allow, CacheHit, "stale GET")
 	for _, m := range []string{"POST", "DELETE", "get"} {
 		res := f.callCached(t, secret, m, "/billing/x")
-		if res.Outcome != Error || len(res.Reasons) != 1 || res.Reasons[0] != reason.StoreUnavailable {
-			t.Errorf("stale %s with the store down: %s %v (cache %s), want error [store_unavailable]", m, res.Outcome, res.Reasons, res.Cache)
+		if res.Outcome != Error || len(res.Reasons()) != 1 || res.Reasons()[0] != reason.StoreUnavailable {
+			t.Errorf("stale %s with the store down: %s %v (cache %s), want error [store_unavailable]", m, res.Outcome, res.Reasons(), res.Cache)
 		}
 	}
 }
@@ -122,7 +122,7 @@ func TestStaleReadsNeedAReadScope(t *testing.T) {
 	f.now = f.now.Add(3 * time.Second)
 	f.bolt.Close()
 	res := f.callCached(t, secret, "GET", "/billing/x")
-	if res.Outcome != Error || len(res.Reasons) != 1 || res.Reasons[0] != reason.StoreUnavailable {
-		t.Errorf("stale GET without a scope, store down: %s %v (cache %s), want error [store_unavailable]", res.Outcome, res.Reasons, res.Cache)
+	if res.Outcome != Error || len(res.Reasons()) != 1 || res.Reasons()[0] != reason.StoreUnavailable {
+		t.Errorf("stale GET without a scope, store down: %s %v (cache %s), want error [store_unavailable]", res.Outcome, res.Reasons(), res.Cache)
 	}
 }

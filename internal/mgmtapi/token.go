@@ -6,6 +6,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/tokengate/caddy-tokengate/internal/gatehttp"
 	"github.com/tokengate/caddy-tokengate/internal/gateway"
 	"github.com/tokengate/caddy-tokengate/internal/manage"
 	"github.com/tokengate/caddy-tokengate/internal/policy"
@@ -21,17 +22,13 @@ type Gate interface {
 // token: a token bound to service tokengate-admin, checked on the
 // gateway's own request path (format, expiry, revocation, CIDRs, the
 // gateway policy, the audit hold) and refused as the data plane refuses,
-// in problem details. What only the server in front knows (how the data
-// plane reads a credential, its error routes, its placeholders) comes in
-// as functions.
+// in problem details. What only the server in front knows (its error
+// routes, its placeholders) comes in as functions.
 type ManagementToken struct {
 	Gate Gate
 	// Header carries the token (canonical name); it is removed from an
 	// allowed call's request.
 	Header string
-	// Credential reads the token presented in header, or the reason
-	// there is none, as the data plane reads it.
-	Credential func(r *http.Request, header string) (secret, problem string)
 	// Refuse answers a refused call in problem details (or lets the
 	// server's error routes answer it). It returns the status it chose
 	// and the error to hand to the server, if any.
@@ -49,9 +46,9 @@ func (m *ManagementToken) Authenticate(w http.ResponseWriter, r *http.Request, a
 		Service: manage.ManagementService,
 		Request: policy.Request{Method: r.Method, Host: r.Host, Path: r.URL.Path, RawPath: at.RawPath, RemoteIP: line.ClientIP},
 	}
-	call.Secret, call.Problem = m.Credential(r, m.Header)
+	call.Secret, call.Problem = gatehttp.Credential(r, m.Header)
 	res := m.Gate.Authorize(r.Context(), &call)
-	line.Decision, line.Reasons, line.DecisionID, line.Cache, line.PolicyRev = res.Outcome, res.Reasons, res.DecisionID, res.Cache, res.PolicyRev
+	line.Decision, line.Reasons, line.DecisionID, line.Cache, line.PolicyRev = res.Outcome, res.Reasons(), res.DecisionID, res.Cache, res.PolicyRev
 	if res.Token != nil {
 		line.TokenID, line.Owner, line.HeldBy, line.Purpose, line.Scopes = res.Token.ID, res.Token.Owner, res.Token.HeldBy, res.Token.Purpose, res.Token.Scopes
 	}

@@ -82,6 +82,17 @@ func (c Class) Status() int {
 	return http.StatusInternalServerError
 }
 
+// ClassOfStatus is the class a status answers, for a code whose class is
+// not known here; 401 reads as Invalid.
+func ClassOfStatus(status int) (Class, bool) {
+	for c, s := range classStatus {
+		if s == status {
+			return Class(c), true
+		}
+	}
+	return 0, false
+}
+
 // Refusal is the one refusal type: a declared code, its class (which
 // decides the status) and a detail for people that never holds a secret.
 // Reasons, when set, are every code behind a policy refusal, Code among
@@ -116,6 +127,16 @@ func (r *Refusal) AllReasons() []string {
 		return r.Reasons
 	}
 	return []string{r.Code}
+}
+
+// OfCall is the data plane's refusal of a call with these reasons (at
+// least one): the code the client is told (Main), its class among the
+// built-in codes (a policy's own codes are Forbidden, even one spelt like a
+// management code) and every reason, for the audit line. It has no
+// detail: a data-plane answer never says more than its code.
+func OfCall(reasons []string) *Refusal {
+	code := Main(reasons)
+	return &Refusal{Code: code, Class: ClassOf(code), Reasons: reasons}
 }
 
 // Unavailable reports whether the refusal is a failure on our side (a
@@ -206,6 +227,12 @@ var declared, all = func() (map[string]Code, []Code) {
 
 // All returns every declared code once: the metrics' label values.
 func All() []Code { return all }
+
+// Declared reports whether name is a code of one of the lists.
+func Declared(name string) bool {
+	_, ok := declared[name]
+	return ok
+}
 
 // DeclaredClass is the class of a declared code; an undeclared one is
 // Forbidden, as a policy's own codes are.

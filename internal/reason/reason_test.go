@@ -26,3 +26,19 @@ func TestCustomCodesAreForbidden(t *testing.T) {
 		t.Fatal("built-in classes changed")
 	}
 }
+
+// A call's refusal tells the most telling code, keeps every reason for the
+// audit line, and classes a policy's own code Forbidden even when another
+// list declares that code (request_not_found is the management API's 404).
+func TestOfCall(t *testing.T) {
+	r := OfCall([]string{"office_hours", TokenExpired, ScopeMissing})
+	if r.Code != TokenExpired || r.Class != Invalid || len(r.AllReasons()) != 3 || r.Detail != "" {
+		t.Errorf("OfCall = %+v", r)
+	}
+	if DeclaredClass("request_not_found") == Forbidden {
+		t.Fatal("request_not_found is no longer declared with a class of its own; pick another management code")
+	}
+	if r := OfCall([]string{"request_not_found"}); r.Class != Forbidden || r.Class.Status() != 403 {
+		t.Errorf("a policy's request_not_found: %+v, want Forbidden", r)
+	}
+}

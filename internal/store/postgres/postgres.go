@@ -133,6 +133,28 @@ type Options struct {
 	Feed FeedOptions
 }
 
+// queryExecModes are the names of pgx's ways of sending statements, as a
+// config spells them.
+var queryExecModes = map[string]pgx.QueryExecMode{
+	"cache_statement": pgx.QueryExecModeCacheStatement,
+	"cache_describe":  pgx.QueryExecModeCacheDescribe,
+	"describe_exec":   pgx.QueryExecModeDescribeExec,
+	"exec":            pgx.QueryExecModeExec,
+	"simple_protocol": pgx.QueryExecModeSimpleProtocol,
+}
+
+// ParseQueryExecMode reads a query_exec_mode name: cache_statement (pgx's
+// default, prepared statements), cache_describe, describe_exec, exec or
+// simple_protocol. exec and simple_protocol prepare nothing that outlives
+// a transaction, as PgBouncer in transaction mode needs.
+func ParseQueryExecMode(name string) (pgx.QueryExecMode, error) {
+	mode, ok := queryExecModes[name]
+	if !ok {
+		return 0, fmt.Errorf("query_exec_mode %q: must be one of cache_statement, cache_describe, describe_exec, exec, simple_protocol", name)
+	}
+	return mode, nil
+}
+
 // Open connects to the database at dsn with default options; see OpenWith.
 func Open(ctx context.Context, dsn string) (*Store, error) {
 	return OpenWith(ctx, Options{DSN: dsn})

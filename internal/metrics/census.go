@@ -1,9 +1,7 @@
-package caddymodule
+package metrics
 
 import (
-	"cmp"
 	"context"
-	"runtime/debug"
 	"sync"
 	"time"
 
@@ -12,6 +10,7 @@ import (
 
 	"github.com/tokengate/caddy-tokengate/internal/gateway"
 	"github.com/tokengate/caddy-tokengate/internal/report"
+	"github.com/tokengate/caddy-tokengate/internal/version"
 	"github.com/tokengate/caddy-tokengate/store"
 )
 
@@ -35,8 +34,8 @@ import (
 // does not say (census_interval).
 const DefaultCensusInterval = 30 * time.Second
 
-// minCensusInterval keeps a config from counting a large store in a loop.
-const minCensusInterval = time.Second
+// MinCensusInterval keeps a config from counting a large store in a loop.
+const MinCensusInterval = time.Second
 
 // censusTimeout bounds one count, so a hung store cannot pile them up.
 const censusTimeout = 20 * time.Second
@@ -50,9 +49,6 @@ const maxServiceLabels = 100
 
 // serviceOther labels the services past maxServiceLabels.
 const serviceOther = "other"
-
-// modulePath is this Go module, whose version build info reports.
-const modulePath = "github.com/tokengate/caddy-tokengate"
 
 type censusMetrics struct {
 	tokens      *prometheus.GaugeVec
@@ -114,7 +110,7 @@ func newCensusMetrics() *censusMetrics {
 	for _, s := range store.States {
 		m.tokens.WithLabelValues(s)
 	}
-	m.buildInfo.WithLabelValues(moduleVersion()).Set(1)
+	m.buildInfo.WithLabelValues(version.Module()).Set(1)
 	return m
 }
 
@@ -159,34 +155,42 @@ func (c *serviceCounters) count(outcome string) {
 	}
 }
 
-// censusInterval is how often this config counts its store.
-func (a *App) censusInterval() time.Duration {
-	if a.CensusInterval > 0 {
-		return time.Duration(a.CensusInterval)
-	}
-	return DefaultCensusInterval
+// Census says what to count and how often.
+type Census struct {
+	Store store.Backend
+	// Now is the clock expiry is judged by (tokens expiring within 7
+	// days of it).
+	Now func() time.Time
+	// Interval between counts; DefaultCensusInterval when 0.
+	Interval time.Duration
+	// Logger hears when counting starts to fail and when it works again.
+	Logger *zap.Logger
 }
 
-// runCensus counts b at once and then every interval until ctx is done.
-func (m *censusMetrics) runCensus(ctx context.Context, b store.Backend, now func() time.Time, log *zap.Logger, interval time.Duration) {
+// RunCensus counts c.Store at once and then every c.Interval until ctx is
+// done.
+func (m *Metrics) RunCensus(ctx context.Context, c Census) {
+	if c.Interval <= 0 {
+		c.Interval = DefaultCensusInterval
+	}
 	for {
-		m.count(ctx, b, now, log)
+		m.census.count(ctx, c)
 		select {
 		case <-ctx.Done():
 			return
-		case <-time.After(interval):
+		case <-time.After(c.Interval):
 		}
 	}
 }
 
-func (m *censusMetrics) count(ctx context.Context, b store.Backend, now func() time.Time, log *zap.Logger) {
+func (m *censusMetrics) count(ctx context.Context, c Census) {
 	// During a reload two configs count the same store; one count at a
 	// time is enough.
 	m.countMu.Lock()
 	defer m.countMu.Unlock()
 	ctx, cancel := context.WithTimeout(ctx, censusTimeout)
 	defer cancel()
-	c, err := store.Count(ctx, b, now(), report.ExpiringWithin)
+	counted, err := store.Count(ctx, c.Store, c.Now(), report.ExpiringWithin)
 	if err != nil {
 		if ctx.Err() == context.Canceled {
 			return // shutting down
@@ -194,48 +198,20 @@ func (m *censusMetrics) count(ctx context.Context, b store.Backend, now func() t
 		m.errors.Inc()
 		if !m.failing {
 			m.failing = true
-			log.Warn("counting tokens for the metrics failed; the token gauges keep their last values", zap.Error(err))
+			c.Logger.Warn("counting tokens for the metrics failed; the token gauges keep their last values", zap.Error(err))
 		}
 		return
 	}
 	if m.failing {
 		m.failing = false
-		log.Info("counting tokens for the metrics works again")
+		c.Logger.Info("counting tokens for the metrics works again")
 	}
-	for state, n := range c.Tokens {
+	for state, n := range counted.Tokens {
 		m.tokens.WithLabelValues(state).Set(float64(n))
 	}
-	m.expiring.Set(float64(c.ExpiringSoon))
-	m.pending.Set(float64(c.PendingRequests))
+	m.expiring.Set(float64(counted.ExpiringSoon))
+	m.pending.Set(float64(counted.PendingRequests))
+	// The wall clock, not c.Now: alerts compare it with Prometheus's
+	// time() to see a census that stopped.
 	m.lastSuccess.Set(float64(time.Now().UnixNano()) / 1e9)
-}
-
-// moduleVersion is tokengate's version as the Go toolchain recorded it:
-// the version xcaddy's --with asked for (a replaced module keeps the
-// version it was required at), or, for `go build ./cmd/caddy` in a git
-// checkout, the tag or pseudo-version Go derives from the commit. "(devel)"
-// when neither is known (a build with -buildvcs=false).
-func moduleVersion() string {
-	bi, ok := debug.ReadBuildInfo()
-	if !ok {
-		return "unknown"
-	}
-	return versionIn(bi)
-}
-
-func versionIn(bi *debug.BuildInfo) string {
-	if bi.Main.Path == modulePath {
-		return cmp.Or(bi.Main.Version, "(devel)")
-	}
-	for _, dep := range bi.Deps {
-		if dep.Path == modulePath {
-			// A folder replacement (xcaddy's module@v0.2.0=./src) is
-			// recorded as "(devel)": the version asked for is the one.
-			if dep.Replace != nil && dep.Replace.Version != "" && dep.Replace.Version != "(devel)" {
-				return dep.Replace.Version
-			}
-			return dep.Version
-		}
-	}
-	return "(devel)"
 }

@@ -1,4 +1,4 @@
-package caddymodule
+package metrics
 
 import (
 	"encoding/json"
@@ -19,7 +19,7 @@ func registeredNames(t *testing.T) map[string]bool {
 	// not gathered: read them from the collectors' descriptions.
 	ch := make(chan *prometheus.Desc, 64)
 	go func() {
-		for _, c := range newMetrics().collectors() {
+		for _, c := range New(nil).collectors() {
 			c.Describe(ch)
 		}
 		close(ch)
@@ -92,7 +92,7 @@ func known(names map[string]bool, name string) bool {
 // registers (a renamed metric or a typo would leave a panel empty), and
 // every control-plane metric has a panel.
 func TestGrafanaDashboardUsesOurMetrics(t *testing.T) {
-	raw, err := os.ReadFile(filepath.Join("..", "dist", "grafana", "tokengate.json"))
+	raw, err := os.ReadFile(filepath.Join("..", "..", "dist", "grafana", "tokengate.json"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -146,7 +146,7 @@ func TestGrafanaDashboardUsesOurMetrics(t *testing.T) {
 // is a metric tokengate registers. (promtool checks their syntax and
 // tests them in CI.)
 func TestAlertRulesUseOurMetrics(t *testing.T) {
-	raw, err := os.ReadFile(filepath.Join("..", "dist", "prometheus", "tokengate-rules.yaml"))
+	raw, err := os.ReadFile(filepath.Join("..", "..", "dist", "prometheus", "tokengate-rules.yaml"))
 	if err != nil {
 		t.Fatal(err)
 	}

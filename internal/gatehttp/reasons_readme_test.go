@@ -1,8 +1,8 @@
-package caddymodule
+package gatehttp
 
 import (
 	"fmt"
-	"net/http/httptest"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -13,27 +13,27 @@ import (
 )
 
 // TestReadmeReasonTable keeps the table of reason codes in
-// docs/security-engineers.md equal to what the handler answers for each
-// code in reason.Builtin. Run with TOKENGATE_UPDATE_README=1 to rewrite the
+// docs/security-engineers.md equal to how a call refused for each
+// code in reason.Builtin is answered. Run with TOKENGATE_UPDATE_README=1 to rewrite the
 // table.
 func TestReadmeReasonTable(t *testing.T) {
 	var rows strings.Builder
 	rows.WriteString("| reason | status | `WWW-Authenticate` | means |\n|---|---|---|---|\n")
 	for _, c := range reason.Builtin {
-		res := gateway.Result{Outcome: gateway.Deny, Reasons: []string{c.Name}}
+		res := gateway.Result{Outcome: gateway.Deny, Refusal: reason.OfCall([]string{c.Name})}
 		if c.Class == reason.Unavailable {
 			res.Outcome = gateway.Error
 		}
-		w := httptest.NewRecorder()
-		status, _ := refuse(w, newTestRequest("GET", "/"), res, "req", false)
+		h := http.Header{}
+		answer := SetRefusalHeaders(h, res)
 		challenge := "none"
-		if v := w.Header().Get("WWW-Authenticate"); v != "" {
+		if v := h.Get("WWW-Authenticate"); v != "" {
 			challenge = "`" + v + "`"
 		}
-		if w.Header().Get("Retry-After") != "" {
-			challenge += ", `Retry-After: " + w.Header().Get("Retry-After") + "`"
+		if h.Get("Retry-After") != "" {
+			challenge += ", `Retry-After: " + h.Get("Retry-After") + "`"
 		}
-		fmt.Fprintf(&rows, "| `%s` | %d | %s | %s |\n", c.Name, status, challenge, c.Means)
+		fmt.Fprintf(&rows, "| `%s` | %d | %s | %s |\n", c.Name, answer.Status, challenge, c.Means)
 	}
 	const begin, end = "<!-- reasons:begin -->\n", "<!-- reasons:end -->"
 	file, readme := markedDoc(t, begin, end)
@@ -54,8 +54,8 @@ func TestReadmeReasonTable(t *testing.T) {
 // docs/ (the docs move between them), and its text.
 func markedDoc(t *testing.T, begin, end string) (string, []byte) {
 	t.Helper()
-	guides, _ := filepath.Glob("../docs/*.md")
-	for _, f := range append([]string{"../README.md"}, guides...) {
+	guides, _ := filepath.Glob("../../docs/*.md")
+	for _, f := range append([]string{"../../README.md"}, guides...) {
 		raw, err := os.ReadFile(f)
 		if err == nil && strings.Contains(string(raw), begin) && strings.Contains(string(raw), end) {
 			return f, raw

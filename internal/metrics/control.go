@@ -1,7 +1,8 @@
-package caddymodule
+package metrics
 
 import (
 	"context"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -21,9 +22,9 @@ import (
 //	tokengate_store_up                            1 when the token store answers a read within 2s
 //	tokengate_change_lag_seconds                  seconds since the change feed last confirmed this node had seen every token change (0 for bolt)
 //
-// The gauges are read when Prometheus scrapes, from the config Caddy is
-// running: a scrape costs one store read. A policy bundle refused with the
-// same error again is counted once, as it is logged once.
+// The gauges are read when Prometheus scrapes, from the config being
+// served (Running): a scrape costs one store read. A policy bundle refused
+// with the same error again is counted once, as it is logged once.
 type controlMetrics struct {
 	policyReloads   *prometheus.CounterVec
 	bundleFetches   *prometheus.CounterVec
@@ -31,7 +32,22 @@ type controlMetrics struct {
 	gauges          controlGauges
 }
 
-func newControlMetrics() *controlMetrics {
+// Running are the parts of the config being served that the control
+// gauges read at scrape time.
+type Running interface {
+	// AuditWritable reports whether audit lines are being written.
+	AuditWritable() bool
+	// StoreUp reports whether the token store answers a read.
+	StoreUp(context.Context) bool
+	// ChangeLag is how long since the change feed last confirmed that
+	// this node had seen every token change.
+	ChangeLag() time.Duration
+	// IdentityProviders are the issuers people and workloads sign in
+	// with.
+	IdentityProviders() []*identity.Verifier
+}
+
+func newControlMetrics(running func() Running) *controlMetrics {
 	const ns = "tokengate"
 	m := &controlMetrics{
 		policyReloads: prometheus.NewCounterVec(prometheus.CounterOpts{
@@ -47,6 +63,7 @@ func newControlMetrics() *controlMetrics {
 			Help: "Webhook events by result: delivered, failed (refused by the receiver or out of attempts), dropped (never sent: queue full or stopping).",
 		}, []string{"result"}),
 		gauges: controlGauges{
+			running: running,
 			auditWritable: prometheus.NewDesc("tokengate_audit_writable",
 				"1 while audit lines are being written, 0 while they cannot be (allowed calls are then held with 503 audit_unavailable).", nil, nil),
 			idpUp: prometheus.NewDesc("tokengate_idp_up",
@@ -73,25 +90,32 @@ func (m *controlMetrics) collectors() []prometheus.Collector {
 	return []prometheus.Collector{m.policyReloads, m.bundleFetches, m.webhookOutcomes, m.gauges}
 }
 
-func (m *controlMetrics) policyReloaded(ok bool) {
+// PolicyReloaded counts a policy change (folder or bundle) put in force
+// (ok) or refused.
+func (m *Metrics) PolicyReloaded(ok bool) {
 	result := "refused"
 	if ok {
 		result = "ok"
 	}
-	m.policyReloads.WithLabelValues(result).Inc()
+	m.control.policyReloads.WithLabelValues(result).Inc()
 }
 
-func (m *controlMetrics) bundleFetched(result string) {
-	m.bundleFetches.WithLabelValues(result).Inc()
+// BundleFetched counts a fetch of the policy bundle by its result
+// (policy.FetchOK, FetchUnchanged, FetchFailed).
+func (m *Metrics) BundleFetched(result string) {
+	m.control.bundleFetches.WithLabelValues(result).Inc()
 }
 
-func (m *controlMetrics) webhookOutcome(result string) {
-	m.webhookOutcomes.WithLabelValues(result).Inc()
+// WebhookOutcome counts a webhook event by its result (notify.Delivered,
+// Failed, Dropped).
+func (m *Metrics) WebhookOutcome(result string) {
+	m.control.webhookOutcomes.WithLabelValues(result).Inc()
 }
 
 // controlGauges reads the state of the running config's parts at scrape
 // time, so a gauge cannot be left behind by a part that stopped reporting.
 type controlGauges struct {
+	running                                  func() Running
 	auditWritable, idpUp, storeUp, changeLag *prometheus.Desc
 }
 
@@ -103,30 +127,19 @@ func (g controlGauges) Describe(ch chan<- *prometheus.Desc) {
 }
 
 func (g controlGauges) Collect(ch chan<- prometheus.Metric) {
-	a := currentApp()
-	if a == nil {
+	if g.running == nil {
 		return
 	}
-	ch <- prometheus.MustNewConstMetric(g.auditWritable, prometheus.GaugeValue, bit(a.audit.Health().Healthy()))
-	ch <- prometheus.MustNewConstMetric(g.storeUp, prometheus.GaugeValue, bit(a.storeUp(context.Background())))
-	_, blind := a.changeFeed()
-	ch <- prometheus.MustNewConstMetric(g.changeLag, prometheus.GaugeValue, blind.Seconds())
-	for _, v := range a.issuers() {
+	r := g.running()
+	if r == nil {
+		return
+	}
+	ch <- prometheus.MustNewConstMetric(g.auditWritable, prometheus.GaugeValue, bit(r.AuditWritable()))
+	ch <- prometheus.MustNewConstMetric(g.storeUp, prometheus.GaugeValue, bit(r.StoreUp(context.Background())))
+	ch <- prometheus.MustNewConstMetric(g.changeLag, prometheus.GaugeValue, r.ChangeLag().Seconds())
+	for _, v := range r.IdentityProviders() {
 		ch <- prometheus.MustNewConstMetric(g.idpUp, prometheus.GaugeValue, bit(v.Up()), v.Issuer())
 	}
-}
-
-// issuers are the app's identity providers: the oidc issuer people sign
-// in with and the workload issuers.
-func (a *App) issuers() []*identity.Verifier {
-	var vs []*identity.Verifier
-	if a.people != nil {
-		vs = append(vs, a.people)
-	}
-	if a.workloads != nil {
-		vs = append(vs, a.workloads.Verifiers()...)
-	}
-	return vs
 }
 
 func bit(b bool) float64 {
