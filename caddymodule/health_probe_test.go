@@ -26,6 +26,7 @@ func (c *countingStore) Get(ctx context.Context, id string) (*store.Token, error
 // /readyz takes no credential: a flood of probes costs the store one read
 // a second, whoever sends them and however many at once.
 func TestReadinessProbesShareOneStoreRead(t *testing.T) {
+	t.Parallel()
 	b, err := bolt.Open(filepath.Join(t.TempDir(), "tokens.db"), time.Second)
 	if err != nil {
 		t.Fatal(err)

@@ -27,6 +27,7 @@ import (
 // carries a token id or a path, and promtool (when installed) finds nothing
 // wrong with the tokengate metrics.
 func TestMetricsOnAdminEndpoint(t *testing.T) {
+	t.Parallel()
 	if testing.Short() {
 		t.Skip("builds and runs the caddy binary")
 	}
@@ -75,7 +76,7 @@ func TestMetricsOnAdminEndpoint(t *testing.T) {
 		}
 	}
 	want(get("GET", "/billing/a", issued.Secret), 200)  // decision cache miss
-	settleDecisionCaches()                              // ristretto admits asynchronously
+	settleDecisionCaches()                                // ristretto admits asynchronously
 	want(get("GET", "/billing/a", issued.Secret), 200)  // hit
 	want(get("GET", "/billing/a", issued.Secret), 200)  // hit
 	want(get("GET", "/billing/a", ""), 401)             // token_missing
@@ -192,6 +193,7 @@ func postJSON(t *testing.T, url string, body, out any) int {
 // Reason labels come from a fixed set: the reason the client is told when
 // there are several, "other" for codes a custom policy invents.
 func TestDecisionMetricReasons(t *testing.T) {
+	t.Parallel()
 	m := newMetrics()
 	for _, res := range []gateway.Result{
 		{Outcome: gateway.Deny, Reasons: []string{"scope_missing", "service_not_bound"}, Cache: gateway.CacheMiss},
@@ -235,6 +237,7 @@ func counterValue(t *testing.T, c prometheus.Counter) float64 {
 // A management call the gateway lets through but the admin policy refuses
 // is counted as the deny its call line records, not as an allow.
 func TestManagementRefusalIsCountedAsDeny(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, envOptions{})
 	e.bootstrap()
 	_, body := e.mgmt(e.requester, "POST", "/v1/requests", writeRequest(nil))
@@ -248,11 +251,11 @@ func TestManagementRefusalIsCountedAsDeny(t *testing.T) {
 		svcAllow  = `tokengate_service_decisions_total{result="allow",service="tokengate-admin"}`
 		svcDenied = `tokengate_service_decisions_total{result="deny",service="tokengate-admin"}`
 	)
-	before := scrape(t)
+	before := e.scrape(t)
 	status, body := e.mgmt(aliceApprover, "POST", "/v1/requests/"+req.ID+"/approve", map[string]string{})
 	wantRefusal(t, "self-approval", status, body, http.StatusForbidden, "self_approval")
 	e.auditFor("/v1/requests/" + req.ID + "/approve") // counted when its line is written
-	after := scrape(t)
+	after := e.scrape(t)
 	for series, delta := range map[string]float64{allowed: 0, refused: 1, svcAllow: 0, svcDenied: 1} {
 		if d := after[series] - before[series]; d != delta {
 			t.Errorf("%s grew by %v, want %v", series, d, delta)
