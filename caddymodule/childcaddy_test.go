@@ -278,7 +278,6 @@ func (e *env) appDataDir() string {
 	return filepath.Join(e.proc.Dir, "data", "caddy")
 }
 
-
 // closeStore breaks the store underneath the env's running gateway.
 func (e *env) closeStore() {
 	e.t.Helper()

@@ -76,7 +76,7 @@ func TestMetricsOnAdminEndpoint(t *testing.T) {
 		}
 	}
 	want(get("GET", "/billing/a", issued.Secret), 200)  // decision cache miss
-	settleDecisionCaches()                                // ristretto admits asynchronously
+	settleDecisionCaches()                              // ristretto admits asynchronously
 	want(get("GET", "/billing/a", issued.Secret), 200)  // hit
 	want(get("GET", "/billing/a", issued.Secret), 200)  // hit
 	want(get("GET", "/billing/a", ""), 401)             // token_missing

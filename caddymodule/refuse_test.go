@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"strings"
 	"testing"
-
 )
 
 // With handle_errors in the site, refusals go to it as errors: it shapes
