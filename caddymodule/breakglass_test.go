@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -48,7 +49,7 @@ func TestBreakGlassRecoversLostBootstrapSecrets(t *testing.T) {
 		t.Fatalf("start answer %s", body)
 	}
 	info, err := os.Stat(pending.CodeFile)
-	if err != nil || info.Mode().Perm() != 0o600 || !strings.HasPrefix(pending.CodeFile, breakGlassDir()) {
+	if err != nil || info.Mode().Perm() != 0o600 || !strings.HasPrefix(pending.CodeFile, filepath.Join(e.appDataDir(), "tokengate", "break-glass")) {
 		t.Fatalf("code file %s: %v %v", pending.CodeFile, info, err)
 	}
 	raw, _ := os.ReadFile(pending.CodeFile)

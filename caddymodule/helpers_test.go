@@ -116,7 +116,7 @@ var fakeClock = new(testClock)
 type testClockModule struct{}
 
 func (testClockModule) CaddyModule() caddy.ModuleInfo {
-	return caddy.ModuleInfo{ID: "tokengate.clocks.test", New: func() caddy.Module { return testClockModule{} }}
+	return caddy.ModuleInfo{ID: "tokengate.clocks.test", New: func() caddy.Module { return new(testClockModule) }}
 }
 
 func (testClockModule) Now() time.Time { return fakeClock.Now() }
