@@ -18,36 +18,34 @@ import (
 
 	"github.com/tokengate/caddy-tokengate/internal/gateway"
 	"github.com/tokengate/caddy-tokengate/internal/reason"
-	"github.com/tokengate/caddy-tokengate/internal/testutil/caddyproc"
 )
 
-// TestMetricsOnAdminEndpoint runs the real binary, makes calls of every
-// kind, revokes a token, and reads Caddy's admin /metrics as Prometheus
-// would: the tokengate counters moved by exactly the calls made, no label
-// carries a token id or a path, and promtool (when installed) finds nothing
-// wrong with the tokengate metrics.
+// TestMetricsOnAdminEndpoint runs Caddy as a process of its own, makes
+// calls of every kind, revokes a token, and reads Caddy's admin /metrics
+// as Prometheus would: the tokengate counters moved by exactly the calls
+// made, no label carries a token id or a path, and promtool (when
+// installed) finds nothing wrong with the tokengate metrics.
 func TestMetricsOnAdminEndpoint(t *testing.T) {
 	t.Parallel()
-	if testing.Short() {
-		t.Skip("builds and runs the caddy binary")
-	}
 	dir := t.TempDir()
-	admin := fmt.Sprintf("127.0.0.1:%d", caddyproc.FreePort(t))
-	gw := fmt.Sprintf("http://127.0.0.1:%d", caddyproc.FreePort(t))
-	caddyproc.Start(t, dir, admin, fmt.Sprintf(`{
-	admin %s
+	e := newConfigEnv(t, dir, func(p envPorts) string {
+		return fmt.Sprintf(`{
+	admin 127.0.0.1:%d
 	tokengate {
 		store bolt %s
 	}
 }
-%s {
+http://127.0.0.1:%d {
 	bind 127.0.0.1
 	route /billing/* {
 		tokengate billing
 		respond "ok" 200
 	}
 }
-`, admin, filepath.Join(dir, "tokens.db"), gw))
+`, p.admin, filepath.Join(dir, "tokens.db"), p.gate)
+	})
+	admin := fmt.Sprintf("127.0.0.1:%d", e.ports.admin)
+	gw := e.gateURL
 
 	var issued IssuedToken
 	status := postJSON(t, "http://"+admin+"/tokengate/tokens", map[string]any{
