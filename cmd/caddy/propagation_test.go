@@ -26,6 +26,8 @@ import (
 // REVOKES tokens (default 50), each after every node has answered it from
 // its caches, and measures the time from the revoke command returning
 // until every node refuses it: p50, p99 and max.
+//
+// Not parallel: a measurement, run on its own (it skips unless asked).
 func TestRevocationPropagation(t *testing.T) {
 	if os.Getenv("TOKENGATE_PROPAGATION") != "1" {
 		t.Skip("the propagation measurement runs with TOKENGATE_PROPAGATION=1")

@@ -182,11 +182,7 @@ type Process struct {
 // It is killed when the test ends.
 func Start(t testing.TB, dir, adminAddr, caddyfile string) *Process {
 	t.Helper()
-	p, err := Command{}.start(t, dir, adminAddr, caddyfile)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return p
+	return Command{}.Start(t, dir, adminAddr, caddyfile)
 }
 
 // StartOnFreePorts is Start with ports chosen at run time: next picks
@@ -198,6 +194,16 @@ func Start(t testing.TB, dir, adminAddr, caddyfile string) *Process {
 func StartOnFreePorts(t testing.TB, dir string, next func() (adminAddr, caddyfile string)) *Process {
 	t.Helper()
 	return Command{}.StartOnFreePorts(t, dir, next)
+}
+
+// Start is the package's Start with this command.
+func (c Command) Start(t testing.TB, dir, adminAddr, caddyfile string) *Process {
+	t.Helper()
+	p, err := c.start(t, dir, adminAddr, caddyfile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
 }
 
 // StartOnFreePorts is the package's StartOnFreePorts with this command.
