@@ -9,6 +9,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -21,11 +22,11 @@ import (
 )
 
 // startChildCaddy runs this test binary as Caddy (TestMain hands it to
-// Caddy's command line when childCaddyVariable is set) in dir, on the
-// admin address and Caddyfile next gives, and returns once every listener
-// answers. It is killed and waited for when the test ends; what it
-// printed is logged if the test failed.
-// environ are more variables for it, NAME=value.
+// Caddy's command line when childCaddyVariable is set) in dir, with
+// environ (NAME=value) added to its environment, on the admin address and
+// Caddyfile next gives, and returns once every listener answers. It is
+// killed and waited for when the test ends; what it printed is logged if
+// the test failed.
 func startChildCaddy(t *testing.T, dir string, environ []string, next func() (adminAddr, caddyfile string)) *caddyproc.Process {
 	t.Helper()
 	self, err := os.Executable()
@@ -34,6 +35,13 @@ func startChildCaddy(t *testing.T, dir string, environ []string, next func() (ad
 	}
 	p := caddyproc.Command{Path: self, Env: append([]string{childCaddyVariable + "=1"}, environ...)}.StartOnFreePorts(t, dir, next)
 	t.Cleanup(func() {
+		// Stopped here rather than by the cleanup Start registered,
+		// which runs after this one: what the race detector (go test
+		// -race) finds in the child, it prints there, up to the end.
+		p.Kill()
+		if strings.Contains(p.Output(), "WARNING: DATA RACE") {
+			t.Error("the race detector found a data race in the env's Caddy")
+		}
 		if t.Failed() {
 			out := p.Output()
 			if len(out) > 8<<10 {

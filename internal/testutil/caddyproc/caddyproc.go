@@ -234,6 +234,7 @@ func (c Command) start(t testing.TB, dir, adminAddr, caddyfile string) (*Process
 	p.cmd.Dir = dir
 	p.cmd.Env = p.Env()
 	p.cmd.Stdout, p.cmd.Stderr = p.output, p.output
+	dieWithParent(p.cmd)
 	if err := p.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
