@@ -3,6 +3,7 @@ package caddymodule
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -62,7 +63,7 @@ const controlPrefix = "/tokengate-test/"
 type testControl struct{}
 
 func (testControl) CaddyModule() caddy.ModuleInfo {
-	return caddy.ModuleInfo{ID: "admin.api.tokengate_test", New: func() caddy.Module { return testControl{} }}
+	return caddy.ModuleInfo{ID: "admin.api.tokengate_test", New: func() caddy.Module { return new(testControl) }}
 }
 
 func (testControl) Routes() []caddy.AdminRoute {
@@ -110,7 +111,11 @@ func (testControl) Routes() []caddy.AdminRoute {
 		}),
 		// Breaks the running app's store underneath it.
 		route("close-store", func(http.ResponseWriter, *http.Request) error {
-			return runningApp().store.Close()
+			app, err := runningApp()
+			if err != nil {
+				return err
+			}
+			return app.store.Close()
 		}),
 		// Answers whether each app of the runtimes writes audit lines.
 		route("audit-enabled", func(w http.ResponseWriter, _ *http.Request) error {
@@ -134,7 +139,10 @@ func (testControl) Routes() []caddy.AdminRoute {
 			if err := json.NewDecoder(r.Body).Decode(&tok); err != nil {
 				return err
 			}
-			app := runningApp()
+			app, err := runningApp()
+			if err != nil {
+				return err
+			}
 			secret := app.manage.Tokens.Mint(&tok)
 			if err := app.store.Create(r.Context(), &tok); err != nil {
 				return err
@@ -147,18 +155,21 @@ func (testControl) Routes() []caddy.AdminRoute {
 			if err := json.NewDecoder(r.Body).Decode(&req); err != nil {
 				return err
 			}
-			return runningApp().store.CreateRequest(r.Context(), &req)
+			app, err := runningApp()
+			if err != nil {
+				return err
+			}
+			return app.store.CreateRequest(r.Context(), &req)
 		}),
 	}
 }
 
 // runningApp is the tokengate app of the config running in this process.
-func runningApp() *App {
-	app := currentApp()
-	if app == nil {
-		panic("no tokengate app is running")
+func runningApp() (*App, error) {
+	if app := currentApp(); app != nil {
+		return app, nil
 	}
-	return app
+	return nil, errors.New("no tokengate app is running")
 }
 
 // control calls one of the env's control routes with query and body (as

@@ -388,8 +388,8 @@ func (e *env) config(o envOptions) string {
 
 // checkNothingLeaked runs after every test: every audit line matches the
 // schema, and no secret issued so far appears in any log file (Caddy's
-// own at DEBUG level, the access log, the audit log) or in anything the
-// upstream received.
+// own at DEBUG level, the access log, the audit log), in what the Caddy
+// process printed, or in anything the upstream received.
 func (e *env) checkNothingLeaked() {
 	lines := e.auditLines()
 	if len(lines) == 0 && !e.auditOff {
@@ -412,6 +412,10 @@ func (e *env) checkNothingLeaked() {
 		haystack.Write(b)
 	}
 	haystack.WriteString(e.upstream.dump())
+	if e.proc != nil {
+		// What the env's Caddy printed before its config's logs took over.
+		haystack.WriteString(e.proc.Output())
+	}
 	secretsSeen.Lock()
 	defer secretsSeen.Unlock()
 	for _, s := range secretsSeen.list {
