@@ -13,7 +13,7 @@ import (
 // token; the IdP's groups claim makes alice a developer (no production
 // write) and bob an approver; a person outside approvers approves nothing.
 func TestPeopleActByRole(t *testing.T) {
-	realTime(t)
+	t.Parallel()
 	users := append(oidcop.DefaultUsers(), oidcop.User{Username: "carol", Email: "carol@example.com", EmailVerified: true})
 	op := oidcop.Start(t, oidcop.Options{Users: users})
 	dir := copyPolicies(t, map[string]string{"tokengate/directory/data.json": `{
@@ -32,11 +32,11 @@ func TestPeopleActByRole(t *testing.T) {
 	}
 
 	// alice is in developers by her IdP groups: no production write.
-	status, body := e.send(mgmtURL, alice, "POST", "/v1/requests", spec("billing:write", "billing", map[string]any{"ticket": "CHG-9"}))
+	status, body := e.send(e.mgmtURL, alice, "POST", "/v1/requests", spec("billing:write", "billing", map[string]any{"ticket": "CHG-9"}))
 	wantRefusal(t, "developer asks for a production write", status, body, http.StatusForbidden, "developer_production_write")
 
 	// A staging write she may ask for, with no management token at all.
-	status, body = e.send(mgmtURL, alice, "POST", "/v1/requests", spec("search:write", "search", nil))
+	status, body = e.send(e.mgmtURL, alice, "POST", "/v1/requests", spec("search:write", "search", nil))
 	if status != http.StatusAccepted {
 		t.Fatalf("person asks for a staging write: %d %s", status, body)
 	}
@@ -44,24 +44,24 @@ func TestPeopleActByRole(t *testing.T) {
 	if asked.Request.RequestedBy != "alice" {
 		t.Fatalf("request recorded for %q, want alice", asked.Request.RequestedBy)
 	}
-	if status, body := e.send(mgmtURL, carol, "GET", "/v1/requests/"+asked.Request.ID, nil); status != http.StatusOK {
+	if status, body := e.send(e.mgmtURL, carol, "GET", "/v1/requests/"+asked.Request.ID, nil); status != http.StatusOK {
 		t.Fatalf("person reads a request: %d %s", status, body)
 	}
 
 	// carol is in no group: she approves nothing. bob's IdP group makes
 	// him an approver.
-	status, body = e.send(mgmtURL, carol, "POST", "/v1/requests/"+asked.Request.ID+"/approve", map[string]string{"reason": "fine"})
+	status, body = e.send(e.mgmtURL, carol, "POST", "/v1/requests/"+asked.Request.ID+"/approve", map[string]string{"reason": "fine"})
 	wantRefusal(t, "person outside approvers approves", status, body, http.StatusForbidden, "approver_required")
-	if status, body := e.send(mgmtURL, bob, "POST", "/v1/requests/"+asked.Request.ID+"/approve", map[string]string{"reason": "fine"}); status != http.StatusOK {
+	if status, body := e.send(e.mgmtURL, bob, "POST", "/v1/requests/"+asked.Request.ID+"/approve", map[string]string{"reason": "fine"}); status != http.StatusOK {
 		t.Fatalf("approver approves: %d %s", status, body)
 	}
-	status, body = e.send(mgmtURL, alice, "POST", "/v1/requests/"+asked.Request.ID+"/claim", nil)
+	status, body = e.send(e.mgmtURL, alice, "POST", "/v1/requests/"+asked.Request.ID+"/claim", nil)
 	claimed := decode[RequestOutcome](t, body)
 	if status != http.StatusCreated || claimed.Secret == "" {
 		t.Fatalf("requester claims: %d %s", status, body)
 	}
 	remember(claimed.Secret)
-	if r := call(t, "POST", gateURL+"/search/docs", "X-Api-Key", claimed.Secret); r.status != http.StatusOK {
+	if r := call(t, "POST", e.gateURL+"/search/docs", "X-Api-Key", claimed.Secret); r.status != http.StatusOK {
 		t.Fatalf("the claimed token writes: %d %s", r.status, r.body)
 	}
 }

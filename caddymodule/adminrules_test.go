@@ -10,6 +10,7 @@ import (
 // tickets for production writes, external integrations, how many services
 // a token may list, developers and production, approvers.
 func TestShippedAdminRulesWithADirectory(t *testing.T) {
+	t.Parallel()
 	// billing says step_up false: this test approves through the API,
 	// which cannot take a security key (the console tests cover step-up).
 	dir := copyPolicies(t, map[string]string{"tokengate/directory/data.json": `{
@@ -64,7 +65,7 @@ func TestShippedAdminRulesWithADirectory(t *testing.T) {
 		t.Fatalf("claim: %d %s", status, body)
 	}
 	remember(claimed.Secret)
-	if r := call(t, "POST", gateURL+"/billing/invoices", bearer(claimed.Secret)...); r.status != http.StatusOK {
+	if r := call(t, "POST", e.gateURL+"/billing/invoices", bearer(claimed.Secret)...); r.status != http.StatusOK {
 		t.Fatalf("the approved production writer writes: %d %s", r.status, r.body)
 	}
 

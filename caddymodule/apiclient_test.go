@@ -15,11 +15,12 @@ import (
 // Caddy's admin endpoint, refusals as typed errors with the API's reason,
 // and the policy input check returns for trying another policy.
 func TestAPIClient(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, envOptions{})
 	e.bootstrap()
 	ctx := context.Background()
-	alice, bob := api.NewRemote(mgmtURL, e.requester), api.NewRemote(mgmtURL, e.approver)
-	local := &api.Client{BaseURL: adminURL + "/tokengate"}
+	alice, bob := api.NewRemote(e.mgmtURL, e.requester), api.NewRemote(e.mgmtURL, e.approver)
+	local := &api.Client{BaseURL: e.adminURL + "/tokengate"}
 
 	asked, err := alice.Request(ctx, api.TokenSpec{Owner: "etl", Purpose: "nightly load", Scopes: []string{"billing:write"}, Services: []string{"billing"}, TTL: "2h"})
 	if err != nil || asked.Request.Status != "pending" || asked.Secret != "" {

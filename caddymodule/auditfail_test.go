@@ -14,7 +14,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
 	"go.uber.org/zap"
@@ -147,14 +146,14 @@ func (e *env) decisionLine(path string) map[string]any {
 // eventually calls the gateway at a new path every 100ms until the answer
 // has the status wanted, and returns it with the paths of the calls it
 // took.
-func eventually(t *testing.T, secret, prefix string, status int, within time.Duration) (response, []string) {
+func (e *env) eventually(t *testing.T, secret, prefix string, status int, within time.Duration) (response, []string) {
 	t.Helper()
 	var paths []string
 	deadline := time.Now().Add(within)
 	for i := 0; ; i++ {
 		path := fmt.Sprintf("/billing/%s-%d", prefix, i)
 		paths = append(paths, path)
-		r := call(t, http.MethodGet, gateURL+path, bearer(secret)...)
+		r := call(t, http.MethodGet, e.gateURL+path, bearer(secret)...)
 		if r.status == status {
 			return r, paths
 		}
@@ -171,7 +170,7 @@ func (e *env) expectHeld(secret, prefix string, n int) {
 	e.t.Helper()
 	for i := range n {
 		path := fmt.Sprintf("/billing/%s-%d", prefix, i)
-		r := call(e.t, http.MethodGet, gateURL+path, bearer(secret)...)
+		r := call(e.t, http.MethodGet, e.gateURL+path, bearer(secret)...)
 		if r.status != http.StatusServiceUnavailable || r.reason != reason.AuditUnavailable || r.header.Get("Retry-After") != "1" {
 			e.t.Fatalf("%s: %d %s, want 503 audit_unavailable with Retry-After", path, r.status, r.body)
 		}
@@ -180,7 +179,7 @@ func (e *env) expectHeld(secret, prefix string, n int) {
 		}
 	}
 	// A refusal that is not about the audit log is answered as always.
-	if r := call(e.t, http.MethodGet, gateURL+"/billing/"+prefix+"-no-token"); r.status != http.StatusUnauthorized || r.reason != reason.TokenMissing {
+	if r := call(e.t, http.MethodGet, e.gateURL+"/billing/"+prefix+"-no-token"); r.status != http.StatusUnauthorized || r.reason != reason.TokenMissing {
 		e.t.Fatalf("a call without a token while the audit log is down: %d %s, want 401 token_missing", r.status, r.body)
 	}
 }
@@ -201,13 +200,14 @@ func (e *env) expectCaddyLog(substr string) {
 }
 
 func TestAuditFullDisk(t *testing.T) {
+	t.Parallel()
 	var mnt string
 	e := newEnvAuditAt(t, func(dir string) string {
 		mnt = mountTmpfs(t, dir, "64k")
 		return filepath.Join(mnt, "audit.log")
 	})
 	secret, _ := e.issue(billingReader(nil))
-	if r := call(t, http.MethodGet, gateURL+"/billing/before", bearer(secret)...); r.status != http.StatusOK {
+	if r := call(t, http.MethodGet, e.gateURL+"/billing/before", bearer(secret)...); r.status != http.StatusOK {
 		t.Fatalf("before the disk filled: %d %s", r.status, r.body)
 	}
 
@@ -215,7 +215,7 @@ func TestAuditFullDisk(t *testing.T) {
 	// Lines still fit in the last page the audit file holds; then one
 	// meets the full disk. Its call was forwarded already: that line is
 	// the one lost in flight. Every later allowed call is held.
-	r, paths := eventually(t, secret, "full", http.StatusServiceUnavailable, 3*time.Second)
+	r, paths := e.eventually(t, secret, "full", http.StatusServiceUnavailable, 3*time.Second)
 	passed := paths[:len(paths)-1]
 	for i, p := range passed {
 		if e.decisionLine(p) == nil && i != len(passed)-1 {
@@ -235,7 +235,7 @@ func TestAuditFullDisk(t *testing.T) {
 	if err := os.Remove(filler); err != nil {
 		t.Fatal(err)
 	}
-	r, paths = eventually(t, secret, "freed", http.StatusOK, 3*time.Second)
+	r, paths = e.eventually(t, secret, "freed", http.StatusOK, 3*time.Second)
 	if len(paths) > 2 {
 		t.Fatalf("%d calls refused after space was freed, want at most one", len(paths)-1)
 	}
@@ -296,6 +296,7 @@ func TestAuditFullDisk(t *testing.T) {
 // log against the signed checkpoints. A directory put in the file's place
 // holds allowed calls until it goes, without a restart.
 func TestAuditFileFollowed(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, envOptions{})
 	secret, _ := e.issue(billingReader(nil))
 	path := filepath.Join(e.dir, "audit.log")
@@ -305,7 +306,7 @@ func TestAuditFileFollowed(t *testing.T) {
 		t.Helper()
 		for i := range 5 {
 			p := fmt.Sprintf("/billing/%s-%d", prefix, i)
-			if r := call(t, http.MethodGet, gateURL+p, bearer(secret)...); r.status != http.StatusOK {
+			if r := call(t, http.MethodGet, e.gateURL+p, bearer(secret)...); r.status != http.StatusOK {
 				t.Fatalf("%s: %d %s", p, r.status, r.body)
 			}
 			if len(files) == 0 {
@@ -348,7 +349,7 @@ func TestAuditFileFollowed(t *testing.T) {
 
 	// Everything since the rm, in the order written, verifies as one log
 	// once the next checkpoint is signed.
-	key, err := auditlog.LoadOrCreateKey(auditlog.KeyPath(caddy.AppDataDir()))
+	key, err := auditlog.LoadOrCreateKey(auditlog.KeyPath(e.appDataDir()))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -381,13 +382,13 @@ func TestAuditFileFollowed(t *testing.T) {
 	if err := os.Mkdir(path, 0o700); err != nil {
 		t.Fatal(err)
 	}
-	_, passed := eventually(t, secret, "dir", http.StatusServiceUnavailable, 3*time.Second)
+	_, passed := e.eventually(t, secret, "dir", http.StatusServiceUnavailable, 3*time.Second)
 	e.expectHeld(secret, "dir-held", 3)
 	e.expectCaddyLog("refusing allowed calls with 503 audit_unavailable")
 	if err := os.Remove(path); err != nil {
 		t.Fatal(err)
 	}
-	_, back := eventually(t, secret, "back", http.StatusOK, 3*time.Second)
+	_, back := e.eventually(t, secret, "back", http.StatusOK, 3*time.Second)
 	for _, p := range append(passed, back[len(back)-1]) {
 		e.auditFor(p)
 	}
@@ -399,6 +400,7 @@ func TestAuditFileFollowed(t *testing.T) {
 // ever forwarded. With audit_fail_open, the operator's explicit choice,
 // calls pass anyway.
 func TestAuditUnwritable(t *testing.T) {
+	t.Parallel()
 	e := newEnvAuditAt(t, func(string) string { return "/dev/full" })
 	secret, _ := e.issue(billingReader(nil))
 	e.expectHeld(secret, "unwritable", 3)
@@ -418,6 +420,7 @@ func TestAuditUnwritable(t *testing.T) {
 }
 
 func TestAuditFailOpenOption(t *testing.T) {
+	t.Parallel()
 	for in, want := range map[string]string{
 		"tokengate {\n audit_fail_open\n}": `"audit_fail_open":true`,
 		"tokengate {\n max_ttl 1h\n}":      `{"max_ttl":3600000000000}`,
@@ -453,6 +456,7 @@ func (failWriter) Write([]byte) (int, error) { return 0, syscall.EROFS }
 // option in between: the writer of the same file is kept, so its lines
 // before and after verify as one log.
 func TestAuditTreeSurvivesReload(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, envOptions{})
 	secret, _ := e.issue(billingReader(nil))
 	var paths []string
@@ -461,7 +465,7 @@ func TestAuditTreeSurvivesReload(t *testing.T) {
 			newEnvReusing(e, o)
 		}
 		p := fmt.Sprintf("/billing/reload-%d", i)
-		if r := call(t, http.MethodGet, gateURL+p, bearer(secret)...); r.status != http.StatusOK {
+		if r := call(t, http.MethodGet, e.gateURL+p, bearer(secret)...); r.status != http.StatusOK {
 			t.Fatalf("%s: %d %s", p, r.status, r.body)
 		}
 		paths = append(paths, p)
@@ -469,7 +473,7 @@ func TestAuditTreeSurvivesReload(t *testing.T) {
 	for _, p := range paths {
 		e.auditFor(p)
 	}
-	key, err := auditlog.LoadOrCreateKey(auditlog.KeyPath(caddy.AppDataDir()))
+	key, err := auditlog.LoadOrCreateKey(auditlog.KeyPath(e.appDataDir()))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -9,6 +9,7 @@ import (
 // A refused self-approval says so in reasons, not only in free text: the
 // action line and the call line list every reason the admin policy gave.
 func TestRefusedActionsListEveryReason(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, envOptions{})
 	e.bootstrap()
 	id := e.askPending(e.requester, writeRequest(nil))
@@ -35,8 +36,9 @@ func TestRefusedActionsListEveryReason(t *testing.T) {
 // purpose or scopes: its line leaves them out instead of writing them
 // empty.
 func TestRefusedCallsLeaveOutWhatIsUnknown(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, envOptions{})
-	if r := call(t, "GET", gateURL+"/billing/no-token"); r.status != http.StatusUnauthorized {
+	if r := call(t, "GET", e.gateURL+"/billing/no-token"); r.status != http.StatusUnauthorized {
 		t.Fatalf("no token: %d", r.status)
 	}
 	line := e.auditFor("/billing/no-token")

@@ -16,6 +16,7 @@ import (
 // with the management reason, and its action line is joined to it by
 // Caddy's request UUID.
 func TestManagementRefusalCallLineAgrees(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, envOptions{})
 	e.bootstrap()
 	_, body := e.mgmt(e.requester, "POST", "/v1/requests", writeRequest(nil))
@@ -47,6 +48,7 @@ func TestManagementRefusalCallLineAgrees(t *testing.T) {
 // TestActionLinesCarryTheToken: issue and claim lines name the token's
 // owner, holder, scopes, services and lifetime as fields.
 func TestActionLinesCarryTheToken(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, envOptions{})
 	_, id := e.approvedToken(writeRequest(nil))
 	var claimed map[string]any
@@ -65,9 +67,10 @@ func TestActionLinesCarryTheToken(t *testing.T) {
 // with an added field, a client_ip that is no address or a ts that is no
 // time is invalid, while the real line it was made from is valid.
 func TestSchemaRefusesLooseLines(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, envOptions{})
 	secret, _ := e.issue(billingReader(nil))
-	e.send(gateURL, secret, "GET", "/billing/schema-1", nil)
+	e.send(e.gateURL, secret, "GET", "/billing/schema-1", nil)
 	real := e.auditFor("/billing/schema-1")
 	if !matchesSchema(t, real) {
 		t.Fatalf("a real line does not match: %v", real)
@@ -107,6 +110,7 @@ func matchesSchema(t *testing.T, line map[string]any) bool {
 // scopes and ttl; token.rotated the successor as a field; token.revoked
 // the token it revoked.
 func TestIssueRotateRevokeLinesCarryTheToken(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, envOptions{})
 	_, id := e.issue(billingReader(nil))
 	next := e.rotate(id, "1m")

@@ -8,7 +8,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/caddyserver/caddy/v2"
+	"fmt"
 	"github.com/caddyserver/caddy/v2/caddyconfig"
 	"golang.org/x/mod/sumdb/note"
 
@@ -16,6 +16,7 @@ import (
 )
 
 func TestAuditWriterCaddyfile(t *testing.T) {
+	t.Parallel()
 	adapt := func(block string) (string, error) {
 		cfg := "{\n\tlog audit {\n\t\tinclude tokengate.audit\n\t\toutput tokengate_audit /var/log/audit.log " + block + "\n\t}\n}\n"
 		out, _, err := caddyconfig.GetAdapter("caddyfile").Adapt([]byte(cfg), nil)
@@ -51,17 +52,21 @@ func TestAuditWriterCaddyfile(t *testing.T) {
 	}
 }
 
-// openFilesUnder lists the files under dir this process holds open (a
+// openFilesUnder lists the files under dir the env's Caddy holds open (a
 // deleted one with " (deleted)" after its name).
-func openFilesUnder(t *testing.T, dir string) []string {
+func (e *env) openFilesUnder(t *testing.T, dir string) []string {
 	t.Helper()
-	fds, err := os.ReadDir("/proc/self/fd")
+	fdDir := "/proc/self/fd"
+	if e.proc != nil {
+		fdDir = fmt.Sprintf("/proc/%d/fd", e.proc.Pid())
+	}
+	fds, err := os.ReadDir(fdDir)
 	if err != nil {
-		t.Skipf("no /proc/self/fd to list open files: %v", err)
+		t.Skipf("no %s to list open files: %v", fdDir, err)
 	}
 	var out []string
 	for _, fd := range fds {
-		target, err := os.Readlink(filepath.Join("/proc/self/fd", fd.Name()))
+		target, err := os.Readlink(filepath.Join(fdDir, fd.Name()))
 		if err == nil && strings.HasPrefix(target, dir+string(filepath.Separator)) {
 			out = append(out, target)
 		}
@@ -74,24 +79,27 @@ func openFilesUnder(t *testing.T, dir string) []string {
 // config is unloaded, its lines covered by a checkpoint (a writer left
 // open kept signing checkpoints into the folders of finished tests).
 func TestAuditWriterClosedWithItsConfig(t *testing.T) {
+	t.Parallel()
 	first := newEnv(t, envOptions{})
 	secret, _ := first.issue(billingReader(nil))
-	if r := call(t, http.MethodGet, gateURL+"/billing/first", bearer(secret)...); r.status != http.StatusOK {
+	if r := call(t, http.MethodGet, first.gateURL+"/billing/first", bearer(secret)...); r.status != http.StatusOK {
 		t.Fatalf("call under the first config: %d %s", r.status, r.body)
 	}
 	first.auditFor("/billing/first")
 	path := filepath.Join(first.dir, "audit.log")
-	isOpen := func() bool { return slices.Contains(openFilesUnder(t, first.dir), path) }
+	isOpen := func() bool { return slices.Contains(first.openFilesUnder(t, first.dir), path) }
 	if !isOpen() {
-		t.Fatalf("the audit file is not open under its config: %v", openFilesUnder(t, first.dir))
+		t.Fatalf("the audit file is not open under its config: %v", first.openFilesUnder(t, first.dir))
 	}
 
-	second := &env{t: t, dir: t.TempDir(), upstream: first.upstream}
+	// The second config goes to the first's Caddy, replacing it.
+	second := &env{t: t, dir: t.TempDir(), upstream: first.upstream, proc: first.proc}
+	second.setPorts(first.ports)
 	second.load(envOptions{})
 	if isOpen() {
-		t.Fatalf("the first config's audit file is still open after it was unloaded: %v", openFilesUnder(t, first.dir))
+		t.Fatalf("the first config's audit file is still open after it was unloaded: %v", first.openFilesUnder(t, first.dir))
 	}
-	key, err := auditlog.LoadOrCreateKey(auditlog.KeyPath(caddy.AppDataDir()))
+	key, err := auditlog.LoadOrCreateKey(auditlog.KeyPath(first.appDataDir()))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -19,6 +20,7 @@ import (
 // the management API. Every step leaves an audit line; bootstrap itself
 // still refuses to run twice.
 func TestBreakGlassRecoversLostBootstrapSecrets(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, envOptions{})
 	e.bootstrap() // and then, say, both secrets are lost
 	o := loadOpenAPI(t)
@@ -26,7 +28,7 @@ func TestBreakGlassRecoversLostBootstrapSecrets(t *testing.T) {
 	// the OpenAPI description.
 	admin := func(method, path string, body any) (int, []byte) {
 		t.Helper()
-		r := callAt(t, adminURL, "", method, path, body)
+		r := callAt(t, e.adminURL, "", method, path, body)
 		o.check(method, path, r)
 		return r.status, r.body
 	}
@@ -47,7 +49,7 @@ func TestBreakGlassRecoversLostBootstrapSecrets(t *testing.T) {
 		t.Fatalf("start answer %s", body)
 	}
 	info, err := os.Stat(pending.CodeFile)
-	if err != nil || info.Mode().Perm() != 0o600 || !strings.HasPrefix(pending.CodeFile, breakGlassDir()) {
+	if err != nil || info.Mode().Perm() != 0o600 || !strings.HasPrefix(pending.CodeFile, filepath.Join(e.appDataDir(), "tokengate", "break-glass")) {
 		t.Fatalf("code file %s: %v %v", pending.CodeFile, info, err)
 	}
 	raw, _ := os.ReadFile(pending.CodeFile)
@@ -63,7 +65,7 @@ func TestBreakGlassRecoversLostBootstrapSecrets(t *testing.T) {
 	}
 	status, body = confirm(pending.ID, code)
 	wantRefusal(t, "confirm at once", status, body, http.StatusConflict, "break_glass_too_early")
-	fakeClock.Advance(breakglass.Delay)
+	e.advance(breakglass.Delay)
 	status, body = confirm(pending.ID, "not-the-code")
 	wantRefusal(t, "a wrong code", status, body, http.StatusForbidden, "break_glass_code_invalid")
 	status, body = confirm("bg_unknown", code)

@@ -10,8 +10,6 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/caddyserver/caddy/v2/caddytest"
-
 	"github.com/tokengate/caddy-tokengate/internal/testutil/opabundle"
 )
 
@@ -32,7 +30,9 @@ func TestGzipBombBundleThroughCaddy(t *testing.T) {
 	if err := os.WriteFile(pub, opabundle.PublicKeyPEM(t), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	caddytest.NewTester(t).InitServer(pepperConfig(dir, ""), "caddyfile")
+	// In process and so not parallel: the heap measured is this
+	// process's.
+	e := newInProcessConfigEnv(t, dir, func(p envPorts) string { return pepperConfig(p, dir, "") })
 
 	for _, c := range []struct{ extra, refusal string }{
 		{"", "max_bundle_uncompressed_bytes (67108864 bytes)"},
@@ -44,7 +44,7 @@ func TestGzipBombBundleThroughCaddy(t *testing.T) {
 		var before, after goruntime.MemStats
 		goruntime.GC()
 		goruntime.ReadMemStats(&before)
-		status, body = loadConfig(t, pepperConfig(dir, app))
+		status, body = e.loadConfig(t, pepperConfig(e.ports, dir, app))
 		goruntime.ReadMemStats(&after)
 		if status < 400 || !strings.Contains(body, c.refusal) {
 			t.Errorf("%q: config loaded or refused otherwise: %d %s", c.extra, status, body)

@@ -12,6 +12,7 @@ import (
 )
 
 func TestHandlerCaddyfile(t *testing.T) {
+	t.Parallel()
 	cases := []struct {
 		input   string
 		want    Handler
@@ -49,6 +50,7 @@ func TestHandlerCaddyfile(t *testing.T) {
 }
 
 func TestGlobalOptionCaddyfile(t *testing.T) {
+	t.Parallel()
 	cases := []struct {
 		input   string
 		want    string
@@ -101,6 +103,7 @@ func TestGlobalOptionCaddyfile(t *testing.T) {
 // TestExampleCaddyfileAdapts keeps Caddyfile.example valid: it must adapt
 // without warnings into a config with the tokengate app and handlers.
 func TestExampleCaddyfileAdapts(t *testing.T) {
+	t.Parallel()
 	src, err := os.ReadFile(filepath.Join("..", "Caddyfile.example"))
 	if err != nil {
 		t.Fatal(err)

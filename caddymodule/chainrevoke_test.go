@@ -11,6 +11,7 @@ import (
 // since: every secret of the rotation chain stops, the newest included,
 // and the action line names every token revoked.
 func TestRevokingAnOldIDStopsTheWholeChain(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, envOptions{decisionCache: 1000})
 	first, firstID := e.issue(billingReader(nil))
 	rotated := e.rotate(firstID, "10m")
@@ -18,7 +19,7 @@ func TestRevokingAnOldIDStopsTheWholeChain(t *testing.T) {
 	rotated = e.rotate(secondID, "10m")
 	third, thirdID := rotated.Secret, rotated.Token.ID
 	for _, secret := range []string{first, second, third} {
-		if r := call(t, "GET", gateURL+"/billing/chain", bearer(secret)...); r.status != http.StatusOK {
+		if r := call(t, "GET", e.gateURL+"/billing/chain", bearer(secret)...); r.status != http.StatusOK {
 			t.Fatalf("before the revoke: %d %s", r.status, r.body)
 		}
 	}
@@ -28,7 +29,7 @@ func TestRevokingAnOldIDStopsTheWholeChain(t *testing.T) {
 		t.Fatalf("revoke: %d %s", status, body)
 	}
 	for i, secret := range []string{first, second, third} {
-		if r := call(t, "GET", gateURL+"/billing/chain-revoked", bearer(secret)...); r.status != http.StatusUnauthorized || r.reason != "token_revoked" {
+		if r := call(t, "GET", e.gateURL+"/billing/chain-revoked", bearer(secret)...); r.status != http.StatusUnauthorized || r.reason != "token_revoked" {
 			t.Errorf("secret %d of the chain after revoking the first id: %d %s", i+1, r.status, r.reason)
 		}
 	}
@@ -64,6 +65,7 @@ func TestRevokingAnOldIDStopsTheWholeChain(t *testing.T) {
 // Rotate and revoke race over HTTP, many times: whichever wins, no secret
 // of the chain works afterwards.
 func TestRevokeRacingRotateLeavesNoLiveSecret(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, envOptions{decisionCache: 1000})
 	const runs = 15
 	rotatedFirst := 0
@@ -94,7 +96,7 @@ func TestRevokeRacingRotateLeavesNoLiveSecret(t *testing.T) {
 		close(start)
 		wg.Wait()
 		for i, s := range secrets {
-			if r := call(t, "GET", gateURL+"/billing/race", bearer(s)...); r.status != http.StatusUnauthorized {
+			if r := call(t, "GET", e.gateURL+"/billing/race", bearer(s)...); r.status != http.StatusUnauthorized {
 				t.Fatalf("secret %d works after rotate and revoke raced: %d %s", i+1, r.status, r.body)
 			}
 		}

@@ -17,8 +17,8 @@ import (
 // bound to the request, a cross-site form post refused, and the
 // requester offered no decision on her own request.
 func TestConsoleInABrowser(t *testing.T) {
+	t.Parallel()
 	browser.Require(t)
-	realTime(t)
 	users := append(oidcop.DefaultUsers(), oidcop.User{Username: "carol", Email: "carol@example.com", EmailVerified: true})
 	op := oidcop.Start(t, oidcop.Options{Users: users})
 	dir := copyPolicies(t, map[string]string{"tokengate/directory/data.json": `{
@@ -31,7 +31,7 @@ func TestConsoleInABrowser(t *testing.T) {
 	other := e.askPending(carol, billingWrite("carol"))
 
 	cfg := map[string]string{
-		"console":  "http://localhost:" + strconv.Itoa(mgmtPort),
+		"console":  "http://localhost:" + strconv.Itoa(e.ports.mgmt),
 		"password": oidcop.Password, "approver": "bob", "requester": "carol",
 		"request": toApprove, "other": other, "shots": browser.Shots(t),
 	}
@@ -121,7 +121,7 @@ func TestConsoleInABrowser(t *testing.T) {
 	}
 	bob := op.SignIn(t, oidcop.CLIClientID, "bob")
 	for id, want := range map[string]string{toApprove: "approved", other: "pending"} {
-		status, body := e.send(mgmtURL, bob, "GET", "/v1/requests/"+id, nil)
+		status, body := e.send(e.mgmtURL, bob, "GET", "/v1/requests/"+id, nil)
 		if v := decode[RequestView](t, body); status != http.StatusOK || v.Status != want {
 			t.Errorf("request %s: %d %s, want %s", id, status, body, want)
 		}

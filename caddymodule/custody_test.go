@@ -1,9 +1,7 @@
 package caddymodule
 
 import (
-	"context"
 	"net/http"
-	"path/filepath"
 	"testing"
 	"time"
 
@@ -75,6 +73,7 @@ func demoWrite() map[string]any {
 // it, ann claims it, then approves her own write request with it. The
 // first step is refused: a management token is personal.
 func TestChainApproverTokenNamedForSomeoneElse(t *testing.T) {
+	t.Parallel()
 	e, ann, _ := custodyEnv(t, "ann", "bob")
 	for _, owner := range []string{"carol", "Carol", "bob"} {
 		status, body := e.mgmt(ann, "POST", "/v1/requests", mgmtSpec(owner, "tokens:approve", "tokens:read"))
@@ -91,6 +90,7 @@ func TestChainApproverTokenNamedForSomeoneElse(t *testing.T) {
 // it: her own write request stays hers to ask for and someone else's to
 // approve.
 func TestChainApproverTokenNamedWithACaseVariant(t *testing.T) {
+	t.Parallel()
 	e, ann, bob := custodyEnv(t, "ann", "bob")
 	approverToken := e.twoPerson(ann, bob, mgmtSpec("ANN", "tokens:approve", "tokens:read"))
 	if approverToken.Token.HeldBy != "ann" || approverToken.Token.Owner != "ANN" {
@@ -113,6 +113,7 @@ func TestChainApproverTokenNamedWithACaseVariant(t *testing.T) {
 // asks for later reads as bob's. Refused at once; and a token she may
 // have, named with a case variant of her own name, still records her.
 func TestChainRequesterTokenNamedForSomeoneElse(t *testing.T) {
+	t.Parallel()
 	e, ann, bob := custodyEnv(t, "ann", "bob")
 	for _, owner := range []string{"bob", "BOB"} {
 		status, body := e.mgmt(ann, "POST", "/v1/requests", mgmtSpec(owner, "tokens:request", "tokens:read"))
@@ -136,6 +137,7 @@ func TestChainRequesterTokenNamedForSomeoneElse(t *testing.T) {
 
 // Bootstrap with two spellings of one person is one person.
 func TestChainBootstrapCaseVariants(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, envOptions{decisionCache: 1000})
 	for _, pair := range [][2]string{{"Ann", "ann"}, {"ann", "ANN"}} {
 		status, body := e.admin("POST", "/tokengate/bootstrap", map[string]string{"requester": pair[0], "approver": pair[1]})
@@ -156,6 +158,7 @@ func TestChainBootstrapCaseVariants(t *testing.T) {
 // someone else) nor revoke it. ann, who holds it, may rotate it; a token
 // the local operator issued in ann's name is the operator's, not hers.
 func TestChainRotateATokenSomeoneElseHolds(t *testing.T) {
+	t.Parallel()
 	e, ann, bob := custodyEnv(t, "ann", "bob")
 	named := e.twoPerson(ann, bob, writeRequest(map[string]any{"owner": "bob"}))
 	if named.Token.HeldBy != "ann" {
@@ -179,7 +182,7 @@ func TestChainRotateATokenSomeoneElseHolds(t *testing.T) {
 	if rotated.Token.HeldBy != "ann" || rotated.Token.Owner != "bob" {
 		t.Fatalf("successor %+v", rotated.Token)
 	}
-	if r := call(t, "POST", gateURL+"/billing/custody-rotated", bearer(rotated.Secret)...); r.status != http.StatusOK {
+	if r := call(t, "POST", e.gateURL+"/billing/custody-rotated", bearer(rotated.Secret)...); r.status != http.StatusOK {
 		t.Fatalf("rotated secret: %d %s", r.status, r.body)
 	}
 	if line := e.auditFor("/billing/custody-rotated"); line["held_by"] != "ann" || line["owner"] != "bob" {
@@ -191,6 +194,7 @@ func TestChainRotateATokenSomeoneElseHolds(t *testing.T) {
 // token, and ann asks for a replacement "for bob". Refused: it would be
 // hers, under his name.
 func TestChainRevokeAndReissue(t *testing.T) {
+	t.Parallel()
 	e, ann, _ := custodyEnv(t, "ann", "bob")
 	status, body := e.admin("GET", "/tokengate/tokens?owner=bob", nil)
 	toks := decode[[]TokenView](t, body)
@@ -216,35 +220,13 @@ func TestChainRevokeAndReissue(t *testing.T) {
 	}
 }
 
-// running returns the store and the newest app of the env's running
-// config, to plant records the code before held_by would have written.
-func (e *env) running() (store.Backend, *App) {
-	e.t.Helper()
-	key := "bolt:" + filepath.Join(e.dir, "tokens.db")
-	var rt *runtime
-	runtimes.Range(func(k, v any) bool {
-		if k == key {
-			rt = v.(*runtime)
-		}
-		return rt == nil
-	})
-	if rt == nil {
-		e.t.Fatalf("no running store %s", key)
-	}
-	rt.mu.Lock()
-	defer rt.mu.Unlock()
-	return rt.store, rt.apps[len(rt.apps)-1]
-}
-
 // plantLegacyToken stores t with no holder recorded, through the running
-// app's own store and hasher, and returns its secret.
+// app's own store and hasher, and returns its secret: a record the code
+// before held_by would have written.
 func (e *env) plantLegacyToken(t *store.Token) string {
 	e.t.Helper()
-	s, app := e.running()
-	secret := app.manage.Tokens.Mint(t)
-	if err := s.Create(context.Background(), t); err != nil {
-		e.t.Fatal(err)
-	}
+	var secret string
+	e.control("plant-token", nil, t, &secret)
 	remember(secret)
 	return secret
 }
@@ -253,8 +235,9 @@ func (e *env) plantLegacyToken(t *store.Token) string {
 // an approver token named carol (she asked for it, bob approved, she
 // claimed it). It acts as ann, who received it, not as carol.
 func TestChainLegacyApproverTokenNamedForSomeoneElse(t *testing.T) {
+	t.Parallel()
 	e, ann, _ := custodyEnv(t, "ann", "bob")
-	now := fakeClock.Now().UTC()
+	now := e.now().UTC()
 	carol := e.plantLegacyToken(&store.Token{Owner: "carol", Purpose: "management for carol",
 		Scopes: []string{"tokens:approve", "tokens:read"}, Services: []string{"tokengate-admin"},
 		NotBefore: now, ExpiresAt: now.Add(time.Hour), CreatedAt: now, CreatedBy: "ann", ApprovedBy: "bob"})
@@ -272,6 +255,7 @@ func TestChainLegacyApproverTokenNamedForSomeoneElse(t *testing.T) {
 // API it acts as the local operator, a name reserved for Caddy's admin
 // endpoint: refused, never taken for the person it was named after.
 func TestChainLocalOperatorRotatesAManagementToken(t *testing.T) {
+	t.Parallel()
 	e, ann, bob := custodyEnv(t, "ann", "bob")
 	reader := e.twoPerson(ann, bob, map[string]any{"owner": "ann", "purpose": "read the inventory",
 		"scopes": []string{"tokens:read"}, "services": []string{"tokengate-admin"}, "ttl": "30m"})
@@ -292,9 +276,9 @@ func TestChainLocalOperatorRotatesAManagementToken(t *testing.T) {
 // carol was made before this check existed and waits for approval. Bob
 // may not approve it, and had he approved it, ann could not claim it.
 func TestChainPendingApproverTokenNamedForSomeoneElse(t *testing.T) {
+	t.Parallel()
 	e, _, bob := custodyEnv(t, "ann", "bob")
-	s, _ := e.running()
-	now := fakeClock.Now().UTC().Truncate(time.Microsecond)
+	now := e.now().UTC().Truncate(time.Microsecond)
 	for _, status := range []string{store.RequestPending, store.RequestApproved} {
 		req := &store.Request{ID: token.NewPrefixedID("req_"), Owner: "carol", Purpose: "management for carol",
 			Scopes: []string{"tokens:approve", "tokens:read"}, Services: []string{"tokengate-admin"}, TTL: time.Hour,
@@ -302,9 +286,7 @@ func TestChainPendingApproverTokenNamedForSomeoneElse(t *testing.T) {
 		if status == store.RequestApproved {
 			req.DecidedBy, req.DecidedAt, req.ClaimBy = "bob", now, now.Add(10*time.Minute)
 		}
-		if err := s.CreateRequest(context.Background(), req); err != nil {
-			t.Fatal(err)
-		}
+		e.control("plant-request", nil, req, nil)
 		if status == store.RequestPending {
 			code, body := e.mgmt(bob, "POST", "/v1/requests/"+req.ID+"/approve", map[string]string{"reason": "ok"})
 			wantRefusal(t, "approving an approver token named carol for ann", code, body, http.StatusForbidden, "management_token_not_personal")

@@ -33,9 +33,9 @@ type exchangeAnswer struct {
 	err api.OAuthError
 }
 
-func exchange(t *testing.T, o *openAPI, form url.Values) exchangeAnswer {
+func (e *env) exchange(t *testing.T, o *openAPI, form url.Values) exchangeAnswer {
 	t.Helper()
-	req, _ := http.NewRequest(http.MethodPost, mgmtURL+exchangePath, strings.NewReader(form.Encode()))
+	req, _ := http.NewRequest(http.MethodPost, e.mgmtURL+exchangePath, strings.NewReader(form.Encode()))
 	req.Header.Set("Content-Type", formMediaType)
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
@@ -64,21 +64,6 @@ func exchangeForm(subject, scope, audience string) url.Values {
 	}
 }
 
-// realTimeForOP sets the gateway's clock to the real time, which the test
-// OP signs with, for the rest of the test: earlier tests may have moved
-// it on.
-func realTimeForOP(t *testing.T) {
-	fakeClock.mu.Lock()
-	saved := fakeClock.offset
-	fakeClock.offset = 0
-	fakeClock.mu.Unlock()
-	t.Cleanup(func() {
-		fakeClock.mu.Lock()
-		fakeClock.offset = saved
-		fakeClock.mu.Unlock()
-	})
-}
-
 // exchangeDirectory lets octo/app's main branch read or write billing,
 // and its release branch read it for five minutes at most; nothing else.
 const exchangeDirectory = `{
@@ -102,7 +87,7 @@ const gatewayAudience = "https://gw.tokengate.test"
 // for subject tokens that are expired, for another audience or from an
 // issuer nobody configured; the audit trail and the inventory.
 func TestTokenExchangeEndToEnd(t *testing.T) {
-	realTimeForOP(t)
+	t.Parallel()
 	op := oidcop.Start(t, oidcop.Options{})
 	stranger := oidcop.Start(t, oidcop.Options{})
 	dir := copyPolicies(t, map[string]string{"tokengate/directory/data.json": exchangeDirectory})
@@ -118,7 +103,7 @@ func TestTokenExchangeEndToEnd(t *testing.T) {
 	subject := op.WorkloadToken(t, gatewayAudience, job)
 	subjects := []string{subject}
 
-	got := exchange(t, o, exchangeForm(subject, "billing:read", "billing"))
+	got := e.exchange(t, o, exchangeForm(subject, "billing:read", "billing"))
 	if got.status != http.StatusOK || got.ok.TokenType != "Bearer" || got.ok.IssuedTokenType != tokenTypeAccess ||
 		got.ok.ExpiresIn != 900 || got.ok.Scope != "billing:read" || !strings.HasPrefix(got.ok.AccessToken, "tg_") {
 		t.Fatalf("exchange: %d %s", got.status, got.body)
@@ -129,13 +114,13 @@ func TestTokenExchangeEndToEnd(t *testing.T) {
 	secret, tokID := got.ok.AccessToken, got.ok.TokenID
 
 	// The token works on the gateway, within its scope only.
-	if r := call(t, "GET", gateURL+"/billing/exchanged-1", bearer(secret)...); r.status != http.StatusOK {
+	if r := call(t, "GET", e.gateURL+"/billing/exchanged-1", bearer(secret)...); r.status != http.StatusOK {
 		t.Fatalf("call with the exchanged token: %d %s", r.status, r.body)
 	}
 	if up := e.upstream.received("/billing/exchanged-1"); len(up) != 1 || up[0].Header.Get("X-Tokengate-Owner") != principal || up[0].Header.Get("Authorization") != "" {
 		t.Fatalf("upstream saw %v", up)
 	}
-	if r := call(t, "POST", gateURL+"/billing/exchanged-2", bearer(secret)...); r.status != http.StatusForbidden || r.reason != "scope_missing" {
+	if r := call(t, "POST", e.gateURL+"/billing/exchanged-2", bearer(secret)...); r.status != http.StatusForbidden || r.reason != "scope_missing" {
 		t.Errorf("write with a read token: %d %s", r.status, r.reason)
 	}
 
@@ -153,14 +138,14 @@ func TestTokenExchangeEndToEnd(t *testing.T) {
 
 	// The subject token is spent: exchanged again, even on another
 	// node (the store remembers it), it gets nothing.
-	if r := exchange(t, o, exchangeForm(subject, "billing:read", "billing")); r.status != http.StatusBadRequest || r.err.Error != "invalid_request" || r.reason != "subject_token_used" {
+	if r := e.exchange(t, o, exchangeForm(subject, "billing:read", "billing")); r.status != http.StatusBadRequest || r.err.Error != "invalid_request" || r.reason != "subject_token_used" {
 		t.Errorf("second exchange of one subject token: %d %s", r.status, r.body)
 	}
 
 	// An entry with a shorter life gets it: the policy's decision bounds
 	// the 15 minutes.
 	release := map[string]any{"sub": "repo:octo/app:ref:refs/heads/release", "repository": "octo/app", "ref": "refs/heads/release"}
-	short := exchange(t, o, exchangeForm(op.WorkloadToken(t, gatewayAudience, release), "billing:read", "billing"))
+	short := e.exchange(t, o, exchangeForm(op.WorkloadToken(t, gatewayAudience, release), "billing:read", "billing"))
 	if short.status != http.StatusOK || short.ok.ExpiresIn != 300 {
 		t.Fatalf("exchange for the release branch: %d %s", short.status, short.body)
 	}
@@ -187,7 +172,7 @@ func TestTokenExchangeEndToEnd(t *testing.T) {
 	}
 	for _, c := range refusals {
 		subjects = append(subjects, c.subject)
-		r := exchange(t, o, exchangeForm(c.subject, c.scope, c.service))
+		r := e.exchange(t, o, exchangeForm(c.subject, c.scope, c.service))
 		// A policy refusal answers with its first reason (they are sorted)
 		// and lists them all in the description; other refusals have one.
 		reasons := []string{r.err.Reason}
@@ -200,8 +185,8 @@ func TestTokenExchangeEndToEnd(t *testing.T) {
 	}
 
 	// A subject token past its expiry (the OP's live five minutes).
-	fakeClock.Advance(6 * time.Minute)
-	if r := exchange(t, o, exchangeForm(subject, "billing:read", "billing")); r.status != http.StatusBadRequest || r.err.Error != "invalid_request" || r.reason != "id_token_expired" {
+	e.advance(6 * time.Minute)
+	if r := e.exchange(t, o, exchangeForm(subject, "billing:read", "billing")); r.status != http.StatusBadRequest || r.err.Error != "invalid_request" || r.reason != "id_token_expired" {
 		t.Errorf("expired subject token: %d %s", r.status, r.body)
 	}
 
@@ -272,13 +257,14 @@ func anyStrings(v any) []string {
 // Without a workload issuer, the grant is not served, and GET is not a
 // way in; both are audited.
 func TestTokenExchangeNotConfigured(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, envOptions{})
 	o := loadOpenAPI(t)
-	r := exchange(t, o, exchangeForm("eyJ.SUBJECT-TOKEN.sig", "billing:read", "billing"))
+	r := e.exchange(t, o, exchangeForm("eyJ.SUBJECT-TOKEN.sig", "billing:read", "billing"))
 	if r.status != http.StatusBadRequest || r.err.Error != "unsupported_grant_type" || r.reason != "exchange_not_configured" {
 		t.Fatalf("exchange without workloads: %d %s", r.status, r.body)
 	}
-	get := mgmtCall(t, "", "GET", exchangePath, nil)
+	get := e.mgmtCall(t, "", "GET", exchangePath, nil)
 	o.check("GET", exchangePath, get)
 	if get.status != http.StatusMethodNotAllowed || get.header.Get("Allow") != "POST" {
 		t.Fatalf("GET %s: %d %v", exchangePath, get.status, get.header)
@@ -298,7 +284,7 @@ func TestTokenExchangeNotConfigured(t *testing.T) {
 // (503, fail closed, audited); once it is back, exchanges work without a
 // reload.
 func TestTokenExchangeIssuerDown(t *testing.T) {
-	realTimeForOP(t)
+	t.Parallel()
 	op := oidcop.Start(t, oidcop.Options{})
 	subject := op.WorkloadToken(t, gatewayAudience, map[string]any{"sub": "repo:octo/app:ref:refs/heads/main", "repository": "octo/app", "ref": "refs/heads/main"})
 	op.SetDown(true)
@@ -307,7 +293,7 @@ func TestTokenExchangeIssuerDown(t *testing.T) {
 		appOptions: "workload github " + op.Issuer() + " {\n\t\t\taudience " + gatewayAudience + "\n\t\t}"})
 	o := loadOpenAPI(t)
 
-	r := exchange(t, o, exchangeForm(subject, "billing:read", "billing"))
+	r := e.exchange(t, o, exchangeForm(subject, "billing:read", "billing"))
 	if r.status != http.StatusServiceUnavailable || r.err.Error != "temporarily_unavailable" || r.reason != "issuer_unavailable" || r.header.Get("Retry-After") == "" {
 		t.Fatalf("exchange while the issuer is down: %d %v %s", r.status, r.header, r.body)
 	}
@@ -320,8 +306,8 @@ func TestTokenExchangeIssuerDown(t *testing.T) {
 	}
 
 	op.SetDown(false)
-	fakeClock.Advance(10 * time.Second) // past the verifier's pause between discovery attempts
-	if r := exchange(t, o, exchangeForm(subject, "billing:read", "billing")); r.status != http.StatusOK {
+	e.advance(10 * time.Second) // past the verifier's pause between discovery attempts
+	if r := e.exchange(t, o, exchangeForm(subject, "billing:read", "billing")); r.status != http.StatusOK {
 		t.Fatalf("exchange once the issuer is back: %d %s", r.status, r.body)
 	}
 }

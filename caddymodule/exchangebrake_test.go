@@ -25,20 +25,20 @@ func (e *env) brakeLines() []map[string]any {
 // one line for the first refusal and one summary for the rest, not a line
 // each. The next window lets the address try again.
 func TestTokenExchangeBrakesPerAddress(t *testing.T) {
-	realTimeForOP(t)
+	t.Parallel()
 	op := oidcop.Start(t, oidcop.Options{})
 	e := newEnv(t, envOptions{appOptions: "exchange_limit 3 1m\n\t\tworkload github " + op.Issuer() + " {\n\t\t\taudience " + gatewayAudience + "\n\t\t}"})
 	o := loadOpenAPI(t)
 	garbage := exchangeForm("eyJ.NOT-A-TOKEN.sig", "billing:read", "billing")
 
 	for i := range 3 {
-		if r := exchange(t, o, garbage); r.status != http.StatusBadRequest {
+		if r := e.exchange(t, o, garbage); r.status != http.StatusBadRequest {
 			t.Fatalf("attempt %d within the limit: %d %s", i+1, r.status, r.body)
 		}
 	}
 	const flood = 20
 	for i := range flood {
-		r := exchange(t, o, garbage)
+		r := e.exchange(t, o, garbage)
 		if r.status != http.StatusTooManyRequests || r.reason != "rate_limited" || r.header.Get("Retry-After") == "" {
 			t.Fatalf("attempt %d past the limit: %d %v %s", i+4, r.status, r.header, r.body)
 		}
@@ -49,8 +49,8 @@ func TestTokenExchangeBrakesPerAddress(t *testing.T) {
 	}
 	all := len(e.auditLines())
 
-	fakeClock.Advance(time.Minute)
-	if r := exchange(t, o, garbage); r.status != http.StatusBadRequest {
+	e.advance(time.Minute)
+	if r := e.exchange(t, o, garbage); r.status != http.StatusBadRequest {
 		t.Fatalf("attempt in the next window: %d %s", r.status, r.body)
 	}
 	lines = e.brakeLines()

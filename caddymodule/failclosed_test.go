@@ -50,6 +50,7 @@ func copyPolicies(t *testing.T, extra map[string]string) string {
 // `check` and in `policy-test`: the engine derives allow from the reasons,
 // so no earlier rule body can allow first.
 func TestAddedDenyRuleTakesEffect(t *testing.T) {
+	t.Parallel()
 	dir := copyPolicies(t, map[string]string{
 		"internal.rego": `package tokengate.gateway
 
@@ -84,10 +85,10 @@ test_internal_forbidden if {
 		e := newEnv(t, envOptions{decisionCache: cache, policyDir: dir})
 		secret, id := e.issue(billingReader(nil))
 		for range 2 { // with the cache on, the second call is a hit
-			if r := call(t, "GET", gateURL+"/billing/internal/k", bearer(secret)...); r.status != 403 || r.reason != "path_forbidden" {
+			if r := call(t, "GET", e.gateURL+"/billing/internal/k", bearer(secret)...); r.status != 403 || r.reason != "path_forbidden" {
 				t.Fatalf("cache %d: %d %s", cache, r.status, r.body)
 			}
-			if r := call(t, "GET", gateURL+"/billing/public/k", bearer(secret)...); r.status != 200 {
+			if r := call(t, "GET", e.gateURL+"/billing/public/k", bearer(secret)...); r.status != 200 {
 				t.Fatalf("cache %d: public path: %d %s", cache, r.status, r.body)
 			}
 		}
@@ -113,6 +114,7 @@ test_internal_forbidden if {
 // Liveness is the gateway's, not the policy's: with a gateway policy that
 // refuses nothing at all, revoked and used-up tokens are still refused.
 func TestPermissivePolicyCannotResurrectDeadTokens(t *testing.T) {
+	t.Parallel()
 	dir := copyPolicies(t, map[string]string{"gateway.rego": `package tokengate.gateway
 
 reasons contains "never" if input.now < 0
@@ -120,20 +122,20 @@ reasons contains "never" if input.now < 0
 `})
 	e := newEnv(t, envOptions{decisionCache: 1000, policyDir: dir})
 	revoked, revokedID := e.issue(billingReader(nil))
-	if r := call(t, "GET", gateURL+"/billing/a", bearer(revoked)...); r.status != 200 {
+	if r := call(t, "GET", e.gateURL+"/billing/a", bearer(revoked)...); r.status != 200 {
 		t.Fatalf("before revoke: %d %s", r.status, r.body)
 	}
 	if status, body := e.admin("POST", "/tokengate/tokens/"+revokedID+"/revoke", map[string]string{"reason": "leaked in chat"}); status != 200 {
 		t.Fatalf("revoke: %d %s", status, body)
 	}
-	if r := call(t, "GET", gateURL+"/billing/a", bearer(revoked)...); r.status != 401 || r.reason != "token_revoked" {
+	if r := call(t, "GET", e.gateURL+"/billing/a", bearer(revoked)...); r.status != 401 || r.reason != "token_revoked" {
 		t.Fatalf("revoked token under a permissive policy: %d %s", r.status, r.body)
 	}
 	once, _ := e.issue(billingReader(map[string]any{"max_uses": 1}))
-	if r := call(t, "GET", gateURL+"/billing/b", bearer(once)...); r.status != 200 {
+	if r := call(t, "GET", e.gateURL+"/billing/b", bearer(once)...); r.status != 200 {
 		t.Fatalf("first use: %d %s", r.status, r.body)
 	}
-	if r := call(t, "GET", gateURL+"/billing/b", bearer(once)...); r.status != 401 || r.reason != "uses_exhausted" {
+	if r := call(t, "GET", e.gateURL+"/billing/b", bearer(once)...); r.status != 401 || r.reason != "uses_exhausted" {
 		t.Fatalf("used-up token under a permissive policy: %d %s", r.status, r.body)
 	}
 }

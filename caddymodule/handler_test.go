@@ -19,10 +19,11 @@ import (
 )
 
 func TestAllowedCallReachesUpstreamWithoutCredential(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, envOptions{decisionCache: 1000})
 	secret, id := e.issue(billingReader(nil))
 
-	r := call(t, "GET", gateURL+"/billing/allow-1?page=2",
+	r := call(t, "GET", e.gateURL+"/billing/allow-1?page=2",
 		"Authorization", "bearer "+secret, // the scheme is case-insensitive
 		"X-Tokengate-Owner", "mallory", // a spoofed identity header
 		"X-Tokengate-Admin", "true")
@@ -57,8 +58,8 @@ func TestAllowedCallReachesUpstreamWithoutCredential(t *testing.T) {
 	}
 
 	// The same call again is answered from the decision cache.
-	settleDecisionCaches()
-	if r := call(t, "GET", gateURL+"/billing/allow-1", bearer(secret)...); r.status != 200 {
+	e.settleDecisionCaches()
+	if r := call(t, "GET", e.gateURL+"/billing/allow-1", bearer(secret)...); r.status != 200 {
 		t.Fatalf("second call: %d", r.status)
 	}
 	var hits int
@@ -73,13 +74,14 @@ func TestAllowedCallReachesUpstreamWithoutCredential(t *testing.T) {
 }
 
 func TestPlaceholdersReachTheNextHandler(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, envOptions{decisionCache: 1000, extraRoutes: `route /whoami/* {
 		tokengate billing
 		header Content-Type text/plain
 		respond "{http.auth.user.id}|{tokengate.token_id}|{tokengate.scopes}|{tokengate.decision_id}"
 	}`})
 	secret, id := e.issue(billingReader(nil))
-	r := call(t, "GET", gateURL+"/whoami/x", bearer(secret)...)
+	r := call(t, "GET", e.gateURL+"/whoami/x", bearer(secret)...)
 	parts := strings.Split(string(r.body), "|")
 	if r.status != 200 || len(parts) != 4 || parts[0] != "alice" || parts[1] != id || parts[2] != "billing:read" || !strings.HasPrefix(parts[3], "dec_") {
 		t.Fatalf("placeholders: %d %q", r.status, r.body)
@@ -87,6 +89,7 @@ func TestPlaceholdersReachTheNextHandler(t *testing.T) {
 }
 
 func TestRefusals(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, envOptions{decisionCache: 1000})
 	secret, _ := e.issue(billingReader(map[string]any{"cidrs": []string{"127.0.0.0/8", "2001:db8::/32"}}))
 	otherIPs, _ := e.issue(billingReader(map[string]any{"cidrs": []string{"10.0.0.0/8"}}))
@@ -94,7 +97,7 @@ func TestRefusals(t *testing.T) {
 	if status, body := e.admin("POST", "/tokengate/tokens/"+revokedID+"/revoke", map[string]string{"reason": "leaked in chat"}); status != 200 {
 		t.Fatalf("revoke: %d %s", status, body)
 	}
-	future, _ := e.issue(billingReader(map[string]any{"not_before": fakeClock.Now().Add(time.Hour)}))
+	future, _ := e.issue(billingReader(map[string]any{"not_before": e.now().Add(time.Hour)}))
 	searchKey, _ := e.issue(map[string]any{"owner": "bob", "purpose": "search", "scopes": []string{"search:read"}, "services": []string{"search"}, "ttl": "1h"})
 
 	// Well-formed secrets nobody issued: right prefix, length, checksum.
@@ -111,35 +114,35 @@ func TestRefusals(t *testing.T) {
 		reason    string
 		challenge string
 	}{
-		{"no header", "GET", gateURL, nil, 401, "token_missing", `Bearer realm="tokengate"`},
-		{"token in query string only", "GET", gateURL + "?access_token=" + inQuery, nil, 401, "token_missing", `Bearer realm="tokengate"`},
-		{"basic scheme", "GET", gateURL, []string{"Authorization", "Basic YWxpY2U6c2VjcmV0"}, 401, "token_missing", `Bearer realm="tokengate"`},
-		{"empty authorization", "GET", gateURL, []string{"Authorization", ""}, 401, "token_malformed", `error="invalid_token"`},
-		{"bearer without token", "GET", gateURL, []string{"Authorization", "Bearer "}, 401, "token_malformed", `error="invalid_token"`},
-		{"repeated authorization", "GET", gateURL, []string{"Authorization", "Bearer " + secret, "Authorization", "Bearer " + secret}, 401, "token_malformed", `error="invalid_token"`},
-		{"8 KiB token", "GET", gateURL, bearer(strings.Repeat("A", 8192)), 401, "token_malformed", `error="invalid_token"`},
-		{"non-ASCII bytes", "GET", gateURL, bearer("tg_\xc3\xa9\xc3\xa9" + secret[7:]), 401, "token_malformed", `error="invalid_token"`},
-		{"checksum mismatch", "GET", gateURL, bearer(string(flipped)), 401, "token_malformed", `error="invalid_token"`},
-		{"unknown token", "GET", gateURL, bearer(unknown), 401, "token_unknown", `error="invalid_token"`},
-		{"revoked", "GET", gateURL, bearer(revoked), 401, "token_revoked", `error="invalid_token"`},
-		{"not yet valid", "GET", gateURL, bearer(future), 401, "token_not_yet_valid", `error="invalid_token"`},
-		{"wrong service", "GET", gateURL + "/search/", []string{"X-Api-Key", secret}, 403, "service_not_bound", `error="insufficient_scope"`},
-		{"write with read scope", "POST", gateURL, bearer(secret), 403, "scope_missing", `error="insufficient_scope"`},
-		{"delete with read scope", "DELETE", gateURL, bearer(secret), 403, "scope_missing", `error="insufficient_scope"`},
-		{"client outside CIDR", "GET", gateURL, bearer(otherIPs), 403, "ip_not_allowed", `error="insufficient_scope"`},
-		{"forwarded IPv6 outside CIDR", "GET", gateURL, append(bearer(secret), "X-Forwarded-For", "2001:db9::1"), 403, "ip_not_allowed", `error="insufficient_scope"`},
-		{"bearer on an X-Api-Key route", "GET", gateURL + "/search/", bearer(searchKey), 401, "token_missing", `Bearer realm="tokengate"`},
+		{"no header", "GET", e.gateURL, nil, 401, "token_missing", `Bearer realm="tokengate"`},
+		{"token in query string only", "GET", e.gateURL + "?access_token=" + inQuery, nil, 401, "token_missing", `Bearer realm="tokengate"`},
+		{"basic scheme", "GET", e.gateURL, []string{"Authorization", "Basic YWxpY2U6c2VjcmV0"}, 401, "token_missing", `Bearer realm="tokengate"`},
+		{"empty authorization", "GET", e.gateURL, []string{"Authorization", ""}, 401, "token_malformed", `error="invalid_token"`},
+		{"bearer without token", "GET", e.gateURL, []string{"Authorization", "Bearer "}, 401, "token_malformed", `error="invalid_token"`},
+		{"repeated authorization", "GET", e.gateURL, []string{"Authorization", "Bearer " + secret, "Authorization", "Bearer " + secret}, 401, "token_malformed", `error="invalid_token"`},
+		{"8 KiB token", "GET", e.gateURL, bearer(strings.Repeat("A", 8192)), 401, "token_malformed", `error="invalid_token"`},
+		{"non-ASCII bytes", "GET", e.gateURL, bearer("tg_\xc3\xa9\xc3\xa9" + secret[7:]), 401, "token_malformed", `error="invalid_token"`},
+		{"checksum mismatch", "GET", e.gateURL, bearer(string(flipped)), 401, "token_malformed", `error="invalid_token"`},
+		{"unknown token", "GET", e.gateURL, bearer(unknown), 401, "token_unknown", `error="invalid_token"`},
+		{"revoked", "GET", e.gateURL, bearer(revoked), 401, "token_revoked", `error="invalid_token"`},
+		{"not yet valid", "GET", e.gateURL, bearer(future), 401, "token_not_yet_valid", `error="invalid_token"`},
+		{"wrong service", "GET", e.gateURL + "/search/", []string{"X-Api-Key", secret}, 403, "service_not_bound", `error="insufficient_scope"`},
+		{"write with read scope", "POST", e.gateURL, bearer(secret), 403, "scope_missing", `error="insufficient_scope"`},
+		{"delete with read scope", "DELETE", e.gateURL, bearer(secret), 403, "scope_missing", `error="insufficient_scope"`},
+		{"client outside CIDR", "GET", e.gateURL, bearer(otherIPs), 403, "ip_not_allowed", `error="insufficient_scope"`},
+		{"forwarded IPv6 outside CIDR", "GET", e.gateURL, append(bearer(secret), "X-Forwarded-For", "2001:db9::1"), 403, "ip_not_allowed", `error="insufficient_scope"`},
+		{"bearer on an X-Api-Key route", "GET", e.gateURL + "/search/", bearer(searchKey), 401, "token_missing", `Bearer realm="tokengate"`},
 	}
 	for i, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			base := c.url
-			if base == gateURL {
+			if base == e.gateURL {
 				base += "/billing/"
 			}
 			path := fmt.Sprintf("refusal-%d", i)
 			url := base + path
 			if q := strings.Index(c.url, "?"); q >= 0 {
-				url = gateURL + "/billing/" + path + c.url[q:]
+				url = e.gateURL + "/billing/" + path + c.url[q:]
 			}
 			r := call(t, c.method, url, c.headers...)
 			if r.status != c.status || r.reason != c.reason {
@@ -156,10 +159,10 @@ func TestRefusals(t *testing.T) {
 			if strings.Contains(string(r.body), secret[3:]) {
 				t.Error("the response echoes the token")
 			}
-			if n := len(e.upstream.received(strings.SplitN(strings.TrimPrefix(url, gateURL), "?", 2)[0])); n != 0 {
+			if n := len(e.upstream.received(strings.SplitN(strings.TrimPrefix(url, e.gateURL), "?", 2)[0])); n != 0 {
 				t.Errorf("a refused call reached the upstream %d times", n)
 			}
-			line := e.auditFor(strings.SplitN(strings.TrimPrefix(url, gateURL), "?", 2)[0])
+			line := e.auditFor(strings.SplitN(strings.TrimPrefix(url, e.gateURL), "?", 2)[0])
 			if line["decision"] != "deny" || line["status"] != float64(c.status) || line["request_id"] != r.reqID {
 				t.Errorf("audit line %v", line)
 			}
@@ -171,79 +174,83 @@ func TestRefusals(t *testing.T) {
 }
 
 func TestForwardedClientIPOnlyFromTrustedProxies(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, envOptions{decisionCache: 1000})
 	v6, _ := e.issue(billingReader(map[string]any{"cidrs": []string{"2001:db8::/32"}}))
 
 	// gatePort trusts 127.0.0.1 to say who the client is.
-	if r := call(t, "GET", gateURL+"/billing/xff-trusted", append(bearer(v6), "X-Forwarded-For", "2001:db8::7")...); r.status != 200 {
+	if r := call(t, "GET", e.gateURL+"/billing/xff-trusted", append(bearer(v6), "X-Forwarded-For", "2001:db8::7")...); r.status != 200 {
 		t.Fatalf("trusted proxy, client in range: %d %s", r.status, r.body)
 	}
 	if line := e.auditFor("/billing/xff-trusted"); line["client_ip"] != "2001:db8::7" {
 		t.Errorf("audit client_ip %v", line["client_ip"])
 	}
 	// plainPort trusts nobody, so the header is ignored and 127.0.0.1 is outside the range.
-	if r := call(t, "GET", plainURL+"/billing/xff-untrusted", append(bearer(v6), "X-Forwarded-For", "2001:db8::7")...); r.status != 403 || r.reason != "ip_not_allowed" {
+	if r := call(t, "GET", e.plainURL+"/billing/xff-untrusted", append(bearer(v6), "X-Forwarded-For", "2001:db8::7")...); r.status != 403 || r.reason != "ip_not_allowed" {
 		t.Fatalf("untrusted X-Forwarded-For was believed: %d %s", r.status, r.body)
 	}
 	// A direct IPv6 client.
 	v6loop, _ := e.issue(billingReader(map[string]any{"cidrs": []string{"::1/128"}}))
-	if r := call(t, "GET", plainURLv6+"/billing/direct-v6", bearer(v6loop)...); r.status != 200 {
+	if r := call(t, "GET", e.plainURLv6+"/billing/direct-v6", bearer(v6loop)...); r.status != 200 {
 		t.Fatalf("direct IPv6 client in range: %d %s", r.status, r.body)
 	}
-	if r := call(t, "GET", plainURL+"/billing/direct-v4", bearer(v6loop)...); r.status != 403 {
+	if r := call(t, "GET", e.plainURL+"/billing/direct-v4", bearer(v6loop)...); r.status != 403 {
 		t.Fatalf("IPv4 client with an IPv6-only token: %d", r.status)
 	}
 }
 
 func TestWriteScopeAndMethods(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, envOptions{decisionCache: 1000})
 	writer, _ := e.approvedToken(billingReader(map[string]any{"scopes": []string{"billing:write"}}))
 	for _, m := range []string{"GET", "HEAD", "POST", "PUT", "PATCH"} {
-		if r := call(t, m, gateURL+"/billing/w-"+m, bearer(writer)...); r.status != 200 {
+		if r := call(t, m, e.gateURL+"/billing/w-"+m, bearer(writer)...); r.status != 200 {
 			t.Errorf("%s with billing:write: %d %s", m, r.status, r.body)
 		}
 	}
 	// DELETE needs billing:delete, which grants nothing else.
-	if r := call(t, "DELETE", gateURL+"/billing/w-DELETE", bearer(writer)...); r.status != 403 || r.reason != "scope_missing" {
+	if r := call(t, "DELETE", e.gateURL+"/billing/w-DELETE", bearer(writer)...); r.status != 403 || r.reason != "scope_missing" {
 		t.Errorf("DELETE with billing:write: %d %s", r.status, r.body)
 	}
 	// An upstream that upper-cases methods would read "delete" as DELETE.
-	if r := call(t, "delete", gateURL+"/billing/w-delete", bearer(writer)...); r.status != 403 || r.reason != "scope_missing" {
+	if r := call(t, "delete", e.gateURL+"/billing/w-delete", bearer(writer)...); r.status != 403 || r.reason != "scope_missing" {
 		t.Errorf("lower-case delete with billing:write: %d %s", r.status, r.body)
 	}
 	deleter, _ := e.approvedToken(billingReader(map[string]any{"scopes": []string{"billing:delete"}}))
-	if r := call(t, "DELETE", gateURL+"/billing/d-DELETE", bearer(deleter)...); r.status != 200 {
+	if r := call(t, "DELETE", e.gateURL+"/billing/d-DELETE", bearer(deleter)...); r.status != 200 {
 		t.Errorf("DELETE with billing:delete: %d %s", r.status, r.body)
 	}
 	for _, m := range []string{"GET", "POST", "PUT", "PATCH"} {
-		if r := call(t, m, gateURL+"/billing/d-"+m, bearer(deleter)...); r.status != 403 || r.reason != "scope_missing" {
+		if r := call(t, m, e.gateURL+"/billing/d-"+m, bearer(deleter)...); r.status != 403 || r.reason != "scope_missing" {
 			t.Errorf("%s with billing:delete: %d %s", m, r.status, r.body)
 		}
 	}
 }
 
 func TestExpiryAndNotBeforeFollowTheClock(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, envOptions{decisionCache: 1000})
 	secret, _ := e.issue(billingReader(map[string]any{"ttl": "30m"}))
-	soon, _ := e.issue(billingReader(map[string]any{"not_before": fakeClock.Now().Add(10 * time.Minute)}))
-	if r := call(t, "GET", gateURL+"/billing/exp-1", bearer(secret)...); r.status != 200 {
+	soon, _ := e.issue(billingReader(map[string]any{"not_before": e.now().Add(10 * time.Minute)}))
+	if r := call(t, "GET", e.gateURL+"/billing/exp-1", bearer(secret)...); r.status != 200 {
 		t.Fatalf("fresh token: %d", r.status)
 	}
-	if r := call(t, "GET", gateURL+"/billing/nbf-1", bearer(soon)...); r.reason != "token_not_yet_valid" {
+	if r := call(t, "GET", e.gateURL+"/billing/nbf-1", bearer(soon)...); r.reason != "token_not_yet_valid" {
 		t.Fatalf("early token: %d %s", r.status, r.reason)
 	}
 	// The decisions above are cached; moving the clock past the token's
 	// timestamps must still change the answer.
-	fakeClock.Advance(31 * time.Minute)
-	if r := call(t, "GET", gateURL+"/billing/exp-1", bearer(secret)...); r.status != 401 || r.reason != "token_expired" {
+	e.advance(31 * time.Minute)
+	if r := call(t, "GET", e.gateURL+"/billing/exp-1", bearer(secret)...); r.status != 401 || r.reason != "token_expired" {
 		t.Fatalf("expired token: %d %s", r.status, r.reason)
 	}
-	if r := call(t, "GET", gateURL+"/billing/nbf-1", bearer(soon)...); r.status != 200 {
+	if r := call(t, "GET", e.gateURL+"/billing/nbf-1", bearer(soon)...); r.status != 200 {
 		t.Fatalf("token after not_before: %d %s", r.status, r.body)
 	}
 }
 
 func TestUseLimitedTokenUnderConcurrency(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, envOptions{decisionCache: 1000})
 	secret, id := e.issue(billingReader(map[string]any{"max_uses": 1}))
 	var wg sync.WaitGroup
@@ -254,7 +261,7 @@ func TestUseLimitedTokenUnderConcurrency(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			r := call(t, "GET", gateURL+"/billing/once", bearer(secret)...)
+			r := call(t, "GET", e.gateURL+"/billing/once", bearer(secret)...)
 			mu.Lock()
 			statuses[r.status]++
 			reasons[r.reason]++
@@ -277,20 +284,21 @@ func TestUseLimitedTokenUnderConcurrency(t *testing.T) {
 }
 
 func TestRevokeAndRotateTakeEffectOnTheNextCall(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, envOptions{decisionCache: 1000})
 	secret, id := e.issue(billingReader(nil))
 	for i := 0; i < 2; i++ { // miss, then hit
-		if r := call(t, "GET", gateURL+"/billing/rev", bearer(secret)...); r.status != 200 {
+		if r := call(t, "GET", e.gateURL+"/billing/rev", bearer(secret)...); r.status != 200 {
 			t.Fatal(r.status)
 		}
 	}
 	e.admin("POST", "/tokengate/tokens/"+id+"/revoke", map[string]string{"reason": "owner left"})
-	if r := call(t, "GET", gateURL+"/billing/rev", bearer(secret)...); r.status != 401 || r.reason != "token_revoked" {
+	if r := call(t, "GET", e.gateURL+"/billing/rev", bearer(secret)...); r.status != 401 || r.reason != "token_revoked" {
 		t.Fatalf("revoked token after a cached allow: %d %s", r.status, r.reason)
 	}
 
 	old, oldID := e.issue(billingReader(nil))
-	call(t, "GET", gateURL+"/billing/rot", bearer(old)...)
+	call(t, "GET", e.gateURL+"/billing/rot", bearer(old)...)
 	status, body := e.admin("POST", "/tokengate/tokens/"+oldID+"/rotate", map[string]string{"grace": "5m"})
 	if status != 201 {
 		t.Fatalf("rotate: %d %s", status, body)
@@ -302,15 +310,15 @@ func TestRevokeAndRotateTakeEffectOnTheNextCall(t *testing.T) {
 		t.Fatalf("successor %+v", issued.Token)
 	}
 	for _, s := range []string{old, issued.Secret} {
-		if r := call(t, "GET", gateURL+"/billing/rot", bearer(s)...); r.status != 200 {
+		if r := call(t, "GET", e.gateURL+"/billing/rot", bearer(s)...); r.status != 200 {
 			t.Fatalf("within grace: %d %s", r.status, r.body)
 		}
 	}
-	fakeClock.Advance(6 * time.Minute)
-	if r := call(t, "GET", gateURL+"/billing/rot", bearer(old)...); r.status != 401 || r.reason != "token_rotated" {
+	e.advance(6 * time.Minute)
+	if r := call(t, "GET", e.gateURL+"/billing/rot", bearer(old)...); r.status != 401 || r.reason != "token_rotated" {
 		t.Fatalf("old secret after grace: %d %s", r.status, r.reason)
 	}
-	if r := call(t, "GET", gateURL+"/billing/rot", bearer(issued.Secret)...); r.status != 200 {
+	if r := call(t, "GET", e.gateURL+"/billing/rot", bearer(issued.Secret)...); r.status != 200 {
 		t.Fatalf("new secret after grace: %d", r.status)
 	}
 	if status, body := e.admin("POST", "/tokengate/tokens/"+oldID+"/rotate", map[string]string{}); status != 409 {
@@ -319,6 +327,7 @@ func TestRevokeAndRotateTakeEffectOnTheNextCall(t *testing.T) {
 }
 
 func TestPolicyFailureFailsClosed(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	// Both rules match a GET to /: OPA reports a conflict at evaluation time.
 	src := `package tokengate.gateway
@@ -335,7 +344,7 @@ scope := "billing:write" if startswith(input.request.path, "/")
 	}
 	e := newEnv(t, envOptions{decisionCache: 1000, policyDir: dir})
 	secret, _ := e.issue(billingReader(nil))
-	r := call(t, "GET", gateURL+"/billing/conflict", bearer(secret)...)
+	r := call(t, "GET", e.gateURL+"/billing/conflict", bearer(secret)...)
 	if r.status != 503 || r.reason != "policy_unavailable" {
 		t.Fatalf("policy error: %d %s", r.status, r.body)
 	}
@@ -351,13 +360,12 @@ scope := "billing:write" if startswith(input.request.path, "/")
 }
 
 func TestStoreFailureFailsClosed(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, envOptions{decisionCache: 1000})
 	secret, _ := e.issue(billingReader(nil))
 	// Break the real store underneath the running gateway.
-	if err := currentApp().store.Close(); err != nil {
-		t.Fatal(err)
-	}
-	r := call(t, "GET", gateURL+"/billing/store-down", bearer(secret)...)
+	e.closeStore()
+	r := call(t, "GET", e.gateURL+"/billing/store-down", bearer(secret)...)
 	if r.status != 503 || r.reason != "store_unavailable" || r.header.Get("Retry-After") == "" {
 		t.Fatalf("store failure: %d %s", r.status, r.body)
 	}
@@ -376,6 +384,7 @@ func TestStoreFailureFailsClosed(t *testing.T) {
 // handler the placeholders, and a management call the admin policy
 // refuses still counts as a deny.
 func TestAllowedCallsWithoutAnAuditLog(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, envOptions{decisionCache: 1000, auditOff: true, extraRoutes: `route /whoami/* {
 		tokengate billing
 		header Content-Type text/plain
@@ -383,27 +392,21 @@ func TestAllowedCallsWithoutAnAuditLog(t *testing.T) {
 	}`})
 	// Caddy's logs filter by logger name when an entry is checked: the
 	// handler must see that none takes the audit lines.
-	runtimes.Range(func(_, v any) bool {
-		rt := v.(*runtime)
-		rt.mu.Lock()
-		defer rt.mu.Unlock()
-		for _, a := range rt.apps {
-			if a.audit.Enabled() {
-				t.Error("audit lines enabled with no log taking tokengate.audit")
-			}
+	for _, enabled := range e.auditEnabled() {
+		if enabled {
+			t.Error("audit lines enabled with no log taking tokengate.audit")
 		}
-		return true
-	})
+	}
 	secret, id := e.issue(billingReader(nil))
 	for range 2 { // a miss, then a hit
-		r := call(t, "GET", gateURL+"/whoami/x", bearer(secret)...)
+		r := call(t, "GET", e.gateURL+"/whoami/x", bearer(secret)...)
 		parts := strings.Split(string(r.body), "|")
 		if r.status != 202 || len(parts) != 4 || parts[0] != "alice" || parts[1] != id || parts[2] != "billing:read" || !strings.HasPrefix(parts[3], "dec_") {
 			t.Fatalf("placeholders: %d %q", r.status, r.body)
 		}
-		settleDecisionCaches()
+		e.settleDecisionCaches()
 	}
-	if r := call(t, "GET", gateURL+"/billing/items/1", bearer(secret)...); r.status != 200 {
+	if r := call(t, "GET", e.gateURL+"/billing/items/1", bearer(secret)...); r.status != 200 {
 		t.Fatalf("upstream call: %d", r.status)
 	}
 	e.upstream.mu.Lock()
@@ -419,16 +422,16 @@ func TestAllowedCallsWithoutAnAuditLog(t *testing.T) {
 	aliceApprover, _ := e.approvedToken(map[string]any{
 		"owner": "alice", "purpose": "approve for the finance team", "scopes": []string{"tokens:approve"},
 		"services": []string{"tokengate-admin"}, "ttl": "1h"})
-	before := scrape(t)
+	before := e.scrape(t)
 	// The gateway lets the call through (the token may approve); the
 	// admin policy refuses it (alice asked for the request herself).
 	status, body := e.mgmt(aliceApprover, "POST", "/v1/requests/"+req.ID+"/approve", map[string]string{})
 	wantRefusal(t, "self-approval", status, body, http.StatusForbidden, "self_approval")
 	const refused = `tokengate_service_decisions_total{result="deny",service="tokengate-admin"}`
 	deadline := time.Now().Add(3 * time.Second)
-	for scrape(t)[refused]-before[refused] != 1 {
+	for e.scrape(t)[refused]-before[refused] != 1 {
 		if time.Now().After(deadline) {
-			t.Fatalf("%s grew by %v, want 1", refused, scrape(t)[refused]-before[refused])
+			t.Fatalf("%s grew by %v, want 1", refused, e.scrape(t)[refused]-before[refused])
 		}
 		time.Sleep(20 * time.Millisecond)
 	}

@@ -108,6 +108,7 @@ func (f *handlerFixture) serve(t *testing.T, r *http.Request) (*httptest.Respons
 }
 
 func TestServeHTTPRefusalMapping(t *testing.T) {
+	t.Parallel()
 	f := newHandlerFixture(t)
 	reader := f.issue(t, lifecycle.Spec{Owner: "alice", Purpose: "unit", Scopes: []string{"billing:read"}, Services: []string{"billing"}, TTL: "1h"})
 	unknown := token.NewSecret()
@@ -183,6 +184,7 @@ func TestServeHTTPRefusalMapping(t *testing.T) {
 // writes nothing and returns the status as a caddyhttp.Error, headers set,
 // for the routes to shape; the audit line keeps the status.
 func TestServeHTTPHandsRefusalsToErrorRoutes(t *testing.T) {
+	t.Parallel()
 	f := newHandlerFixture(t)
 	srv := &caddyhttp.Server{Errors: &caddyhttp.HTTPErrorConfig{Routes: caddyhttp.RouteList{
 		{Handlers: []caddyhttp.MiddlewareHandler{&caddyhttp.StaticResponse{}}},
@@ -214,6 +216,7 @@ func TestServeHTTPHandsRefusalsToErrorRoutes(t *testing.T) {
 // sit in every decision cache key and in the log of any print() in the
 // policy. (Provision canonicalizes both names before Validate runs.)
 func TestPolicyHeadersCannotListTheCredentialHeader(t *testing.T) {
+	t.Parallel()
 	for _, header := range []string{"Authorization", "X-Api-Key"} {
 		h := &Handler{Service: "billing", Header: header, PolicyHeaders: []string{"X-Request-Class", header}}
 		if err := h.Validate(); err == nil || !strings.Contains(err.Error(), "policy_headers") {

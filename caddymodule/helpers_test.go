@@ -12,7 +12,6 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
-	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -20,6 +19,7 @@ import (
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddytest"
+	caddycmd "github.com/caddyserver/caddy/v2/cmd"
 	"github.com/caddyserver/certmagic"
 	"github.com/open-policy-agent/opa/v1/rego"
 
@@ -27,47 +27,45 @@ import (
 	"github.com/tokengate/caddy-tokengate/internal/testutil/caddyproc"
 )
 
-// The tests in this package drive one in-process Caddy through
-// caddytest: real listeners, real HTTP, a real upstream, the real bbolt
-// store and OPA. Only the clock is fake.
+// The tests in this package drive real Caddy: real listeners, real HTTP,
+// a real upstream, the real bbolt store and OPA. Only the clock is fake.
+//
+// Each env runs its own Caddy, a child process: this test binary run
+// again as Caddy (childCaddy), so it has exactly the modules these tests
+// register, the test clock and the test control routes too. Caddy holds
+// one config per process, so tests on their own processes can run side
+// by side (t.Parallel). The few tests that must reach into a running
+// app's memory use one in-process Caddy instead (newInProcessEnv), one
+// at a time.
 
-// Every listener is on a loopback port chosen free when the tests start:
-// Caddy binds with SO_REUSEPORT, so a fixed port another process holds
-// would not fail but silently share that process's traffic.
-var (
-	adminPort, gatePort, plainPort, mgmtPort, httpsPort int
+// childCaddyVariable, set to 1, makes the test binary run as Caddy.
+const childCaddyVariable = "TOKENGATE_TEST_CADDY_CHILD"
 
-	adminURL   string
-	gateURL    string // trusts X-Forwarded-For from 127.0.0.1
-	plainURL   string // trusts no proxy
-	plainURLv6 string // the same server on ::1
-	mgmtURL    string // the management API
-)
+// The in-process Caddy's listeners are on loopback ports chosen free when
+// the tests start: Caddy binds with SO_REUSEPORT, so a fixed port another
+// process holds would not fail but silently share that process's traffic.
+// Only newInProcessEnv and the tests that load their own configs in
+// process use them; each child env picks its own.
+var inProcessPorts envPorts
 
-// choosePorts picks the ports and points caddytest at the admin one.
-func choosePorts() {
+// envPorts are the ports one Caddy listens on.
+type envPorts struct {
+	admin, gate, plain, mgmt, https int
+}
+
+// pickPorts picks five ports no other Caddy of this test process has.
+func pickPorts() (envPorts, error) {
 	// Below the ephemeral range, so that no outgoing connection of this
 	// machine holds one when Caddy binds it (caddyproc.PickPort).
 	ports := make([]int, 5)
 	for i := range ports {
-		for {
-			p, err := caddyproc.PickPort()
-			if err != nil {
-				panic(err)
-			}
-			if !slices.Contains(ports, p) {
-				ports[i] = p
-				break
-			}
+		p, err := caddyproc.PickPort()
+		if err != nil {
+			return envPorts{}, err
 		}
+		ports[i] = p
 	}
-	adminPort, gatePort, plainPort, mgmtPort, httpsPort = ports[0], ports[1], ports[2], ports[3], ports[4]
-	caddytest.Default.AdminPort = adminPort
-	adminURL = fmt.Sprintf("http://localhost:%d", adminPort)
-	gateURL = fmt.Sprintf("http://127.0.0.1:%d", gatePort)
-	plainURL = fmt.Sprintf("http://127.0.0.1:%d", plainPort)
-	plainURLv6 = fmt.Sprintf("http://[::1]:%d", plainPort)
-	mgmtURL = fmt.Sprintf("http://127.0.0.1:%d", mgmtPort)
+	return envPorts{admin: ports[0], gate: ports[1], plain: ports[2], mgmt: ports[3], https: ports[4]}, nil
 }
 
 // isolateHome points HOME and the XDG folders at a temporary folder, so
@@ -108,6 +106,9 @@ func (c *testClock) Advance(d time.Duration) {
 	c.offset += d
 }
 
+// fakeClock is the clock of the Caddy in this process: a child's, which
+// its test moves through the control routes (env.advance), or the
+// in-process one's.
 var fakeClock = new(testClock)
 
 // testClockModule is tokengate.clocks.test: the app reads fakeClock, which
@@ -115,14 +116,23 @@ var fakeClock = new(testClock)
 type testClockModule struct{}
 
 func (testClockModule) CaddyModule() caddy.ModuleInfo {
-	return caddy.ModuleInfo{ID: "tokengate.clocks.test", New: func() caddy.Module { return testClockModule{} }}
+	return caddy.ModuleInfo{ID: "tokengate.clocks.test", New: func() caddy.Module { return new(testClockModule) }}
 }
 
 func (testClockModule) Now() time.Time { return fakeClock.Now() }
 
 func TestMain(m *testing.M) {
 	caddy.RegisterModule(testClockModule{})
-	choosePorts()
+	if os.Getenv(childCaddyVariable) == "1" {
+		caddy.RegisterModule(testControl{})
+		caddycmd.Main()
+		return
+	}
+	var err error
+	if inProcessPorts, err = pickPorts(); err != nil {
+		panic(err)
+	}
+	caddytest.Default.AdminPort = inProcessPorts.admin
 	cleanup := isolateHome()
 	code := m.Run()
 	cleanup()
@@ -177,7 +187,7 @@ func (u *upstream) dump() string {
 	return b.String()
 }
 
-// env is one loaded Caddy config with its files.
+// env is one Caddy with its config and files.
 type env struct {
 	// requester and approver hold the bootstrap management tokens, once
 	// bootstrap ran.
@@ -185,8 +195,23 @@ type env struct {
 	t                   *testing.T
 	dir                 string
 	upstream            *upstream
-	tester              *caddytest.Tester
 	auditOff            bool
+
+	ports      envPorts
+	adminURL   string
+	gateURL    string // trusts X-Forwarded-For from 127.0.0.1
+	plainURL   string // trusts no proxy
+	plainURLv6 string // the same server on ::1
+	mgmtURL    string // the management API
+
+	// proc is the env's own Caddy; nil for the in-process one, which
+	// tester loads configs into.
+	proc   *caddyproc.Process
+	tester *caddytest.Tester
+
+	clockMu sync.Mutex
+	// clockOffset is how far the test moved its Caddy's clock.
+	clockOffset time.Duration
 }
 
 type envOptions struct {
@@ -202,15 +227,19 @@ type envOptions struct {
 	// gracePeriod lets requests on the old config finish during a
 	// reload; the default cuts them at once, for fast test turnover.
 	gracePeriod string
-	// loadTimeout bounds loading the config (caddytest's default 5s),
-	// for a reload that waits on the old config's stop.
+	// loadTimeout bounds loading the config (5s by default), for a
+	// reload that waits on the old config's stop.
 	loadTimeout time.Duration
+	// environ are variables (NAME=value) in the environment the env's
+	// Caddy starts with, which {env.NAME} placeholders read.
+	environ []string
 }
 
-// newEnv loads a config with the gateway on gatePort (trusting
-// X-Forwarded-For from 127.0.0.1) and plainPort (trusting nobody), routes
-// /billing/* (service billing) and /search/* (service search) to a real
-// upstream, and writes Caddy's log and the audit log to files.
+// newEnv starts a Caddy of the test's own with the gateway on gatePort
+// (trusting X-Forwarded-For from 127.0.0.1) and plainPort (trusting
+// nobody), routing /billing/* (service billing) and /search/* (service
+// search) to a real upstream, and writing Caddy's log and the audit log
+// to files. It returns once every listener answers.
 func newEnv(t *testing.T, o envOptions) *env {
 	e := &env{t: t, dir: t.TempDir(), upstream: startUpstream(t)}
 	e.load(o)
@@ -218,10 +247,60 @@ func newEnv(t *testing.T, o envOptions) *env {
 	return e
 }
 
-// newEnvReusing loads a changed config over the same files and upstream.
+// newInProcessEnv is newEnv on the one Caddy in this process, for a test
+// that reaches into the running app's memory. Such a test must not be
+// parallel: every in-process env shares that Caddy and its ports.
+func newInProcessEnv(t *testing.T, o envOptions) *env {
+	e := &env{t: t, dir: t.TempDir(), upstream: startUpstream(t)}
+	e.setPorts(inProcessPorts)
+	e.tester = caddytest.NewTester(t)
+	e.load(o)
+	t.Cleanup(e.checkNothingLeaked)
+	return e
+}
+
+// newEnvReusing loads a changed config into the same Caddy, over the same
+// files and upstream.
 func newEnvReusing(e *env, o envOptions) { e.load(o) }
 
+func (e *env) setPorts(p envPorts) {
+	e.ports = p
+	e.adminURL = fmt.Sprintf("http://localhost:%d", p.admin)
+	e.gateURL = fmt.Sprintf("http://127.0.0.1:%d", p.gate)
+	e.plainURL = fmt.Sprintf("http://127.0.0.1:%d", p.plain)
+	e.plainURLv6 = fmt.Sprintf("http://[::1]:%d", p.plain)
+	e.mgmtURL = fmt.Sprintf("http://127.0.0.1:%d", p.mgmt)
+}
+
 func (e *env) load(o envOptions) {
+	t := e.t
+	t.Helper()
+	switch {
+	case e.tester != nil:
+		e.tester.WithDefaultOverrides(caddytest.Config{LoadRequestTimeout: o.loadTimeout})
+		e.tester.InitServer(e.config(o), "caddyfile")
+	case e.proc == nil:
+		e.proc = startChildCaddy(t, filepath.Join(e.dir, "home"), o.environ, func() (string, string) {
+			ports, err := pickPorts()
+			if err != nil {
+				t.Fatal(err)
+			}
+			e.setPorts(ports)
+			return fmt.Sprintf("localhost:%d", ports.admin), e.config(o)
+		})
+	default:
+		if status, body := e.proc.Load(t, e.config(o), false, o.loadTimeout); status != http.StatusOK {
+			t.Fatalf("loading the config: %d %s", status, body)
+		}
+	}
+	settleServers(e.gateURL, e.mgmtURL)
+	if t.Failed() {
+		t.FailNow()
+	}
+}
+
+// config is the env's Caddyfile for o.
+func (e *env) config(o envOptions) string {
 	t := e.t
 	policy := ""
 	if o.policyDir != "" {
@@ -293,7 +372,7 @@ func (e *env) load(o envOptions) {
 	tokengate_admin
 }
 `, e.dir, e.upstream.Listener.Addr().String(), o.decisionCache, policy, o.extraRoutes, cmp.Or(o.gracePeriod, "1ns"),
-		adminPort, gatePort, plainPort, mgmtPort, httpsPort, o.appOptions)
+		e.ports.admin, e.ports.gate, e.ports.plain, e.ports.mgmt, e.ports.https, o.appOptions)
 	if o.auditOff {
 		auditLog := fmt.Sprintf("\tlog audit {\n\t\tinclude tokengate.audit\n\t\toutput tokengate_audit %s/audit.log {\n\t\t\tcheckpoint_every 200ms\n\t\t}\n\t\tformat json\n\t}\n", e.dir)
 		if !strings.Contains(cfg, auditLog) {
@@ -304,18 +383,13 @@ func (e *env) load(o envOptions) {
 		cfg = strings.Replace(cfg, "\tlog default {\n", "\tlog default {\n\t\texclude tokengate.audit\n", 1)
 		e.auditOff = true
 	}
-	e.tester = caddytest.NewTester(t).WithDefaultOverrides(caddytest.Config{LoadRequestTimeout: o.loadTimeout})
-	e.tester.InitServer(cfg, "caddyfile")
-	settleServers()
-	if t.Failed() {
-		t.FailNow()
-	}
+	return cfg
 }
 
 // checkNothingLeaked runs after every test: every audit line matches the
 // schema, and no secret issued so far appears in any log file (Caddy's
-// own at DEBUG level, the access log, the audit log) or in anything the
-// upstream received.
+// own at DEBUG level, the access log, the audit log), in what the Caddy
+// process printed, or in anything the upstream received.
 func (e *env) checkNothingLeaked() {
 	lines := e.auditLines()
 	if len(lines) == 0 && !e.auditOff {
@@ -338,6 +412,10 @@ func (e *env) checkNothingLeaked() {
 		haystack.Write(b)
 	}
 	haystack.WriteString(e.upstream.dump())
+	if e.proc != nil {
+		// What the env's Caddy printed before its config's logs took over.
+		haystack.WriteString(e.proc.Output())
+	}
 	secretsSeen.Lock()
 	defer secretsSeen.Unlock()
 	for _, s := range secretsSeen.list {
@@ -383,7 +461,7 @@ func billingReader(extra map[string]any) map[string]any {
 // admin calls Caddy's admin endpoint, as the CLI does locally.
 func (e *env) admin(method, path string, body any) (int, []byte) {
 	e.t.Helper()
-	return e.send(adminURL, "", method, path, body)
+	return e.send(e.adminURL, "", method, path, body)
 }
 
 // send makes one JSON call, with a bearer secret when given.
@@ -601,7 +679,7 @@ func (e *env) bootstrap() {
 // mgmt calls the management API with a management token.
 func (e *env) mgmt(secret, method, path string, body any) (int, []byte) {
 	e.t.Helper()
-	return e.send(mgmtURL, secret, method, path, body)
+	return e.send(e.mgmtURL, secret, method, path, body)
 }
 
 // approvedToken gets a token through the two-person flow: alice asks, bob
@@ -629,13 +707,11 @@ func (e *env) approvedToken(spec map[string]any) (string, string) {
 }
 
 // settleServers returns once the servers of the config just loaded answer
-// on new connections. The servers of the config it replaced stop
-// meanwhile: a connection one of them accepted, or a keep-alive one of
-// http.DefaultClient (which the tests' requests go through), ends in EOF.
+// on new connections, on every site given. The servers of the config it
+// replaced stop meanwhile: a connection one of them accepted, or a
+// keep-alive one of http.DefaultClient (which the tests' requests go
+// through), ends in EOF.
 func settleServers(sites ...string) {
-	if len(sites) == 0 {
-		sites = []string{gateURL, mgmtURL}
-	}
 	http.DefaultClient.CloseIdleConnections()
 	fresh := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}, Timeout: time.Second}
 	answers := func(u string) bool {
@@ -645,8 +721,7 @@ func settleServers(sites ...string) {
 		}
 		return err == nil
 	}
-	// Three rounds in a row in which every site answers (by default the
-	// gateway and the management API).
+	// Three rounds in a row in which every site answers.
 	for streak, deadline := 0, time.Now().Add(3*time.Second); streak < 3 && time.Now().Before(deadline); {
 		all := true
 		for _, site := range sites {

@@ -19,6 +19,7 @@ import (
 // or carry a live secret into audit lines and upstream headers is refused
 // at every entry point, with a 400 that quotes none of it.
 func TestInputHygiene(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, envOptions{})
 	live, _ := e.issue(billingReader(nil)) // remembered: the leak scan looks for it everywhere
 
@@ -74,7 +75,7 @@ func TestInputHygiene(t *testing.T) {
 	// Invalid UTF-8 never reaches the JSON decoder, which would quietly
 	// store U+FFFD instead.
 	raw := []byte(`{"owner":"alice","purpose":"caf` + "\xe9" + `","scopes":["billing:read"],"services":["billing"],"ttl":"1h"}`)
-	status, body = sendRaw(t, e.requester, "/v1/requests", raw)
+	status, body = e.sendRaw(t, e.requester, "/v1/requests", raw)
 	wantRefusal(t, "invalid UTF-8", status, body, 400, "body_invalid")
 
 	// Reasons of approvals, denials and revocations.
@@ -149,6 +150,7 @@ func TestInputHygiene(t *testing.T) {
 // TestAutoApprovalNeedsRealBinding: just-in-time approval is for tokens
 // bound for real; the whole internet or 2^63 uses is no binding.
 func TestAutoApprovalNeedsRealBinding(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, envOptions{policyDir: directoryKnowsAlice(t)})
 	e.bootstrap()
 	for _, tc := range []struct {
@@ -198,9 +200,9 @@ func TestAutoApprovalNeedsRealBinding(t *testing.T) {
 }
 
 // sendRaw posts bytes as they are, for bodies json.Marshal would repair.
-func sendRaw(t *testing.T, secret, path string, body []byte) (int, []byte) {
+func (e *env) sendRaw(t *testing.T, secret, path string, body []byte) (int, []byte) {
 	t.Helper()
-	req, _ := http.NewRequest("POST", mgmtURL+path, bytes.NewReader(body))
+	req, _ := http.NewRequest("POST", e.mgmtURL+path, bytes.NewReader(body))
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("Authorization", "Bearer "+secret)
 	resp, err := http.DefaultClient.Do(req)

@@ -9,6 +9,7 @@ import (
 )
 
 func TestIdentityCaddyfile(t *testing.T) {
+	t.Parallel()
 	cases := []struct {
 		input   string
 		want    string

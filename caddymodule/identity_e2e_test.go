@@ -19,20 +19,6 @@ func withOIDC(op *oidcop.OP) string {
 	return fmt.Sprintf("oidc %s {\n\t\t\taudience %s\n\t\t}", op.Issuer(), oidcop.CLIClientID)
 }
 
-// realTime sets the package's fake clock back to the real time for the
-// test: ID tokens carry real times, and other tests moved the clock on.
-func realTime(t *testing.T) {
-	fakeClock.mu.Lock()
-	saved := fakeClock.offset
-	fakeClock.offset = 0
-	fakeClock.mu.Unlock()
-	t.Cleanup(func() {
-		fakeClock.mu.Lock()
-		fakeClock.offset = saved
-		fakeClock.mu.Unlock()
-	})
-}
-
 // wantCredentialRefused checks a refusal of a credential by the
 // management API: problem details with the reason (wantProblem), the
 // challenge on a 401, and not a byte of the credential echoed.
@@ -66,18 +52,18 @@ func (e *env) personLine(decision, reason, actor string) map[string]any {
 }
 
 func TestPersonSignsInToTheManagementAPI(t *testing.T) {
-	realTime(t)
+	t.Parallel()
 	op := oidcop.Start(t, oidcop.Options{Clients: []oidcop.Client{{ID: "another-app"}}})
 	stranger := oidcop.Start(t, oidcop.Options{})
 	e := newEnv(t, envOptions{appOptions: withOIDC(op)})
-	tokens := mgmtURL + "/v1/tokens"
+	tokens := e.mgmtURL + "/v1/tokens"
 
 	alice := op.SignIn(t, oidcop.CLIClientID, "alice")
 	const (
 		personAllowed = `tokengate_service_decisions_total{result="allow",service="tokengate-admin"}`
 		personRefused = `tokengate_decisions_total{reason="id_token_malformed",result="deny"}`
 	)
-	before := scrape(t)
+	before := e.scrape(t)
 	if r := call(t, "GET", tokens, bearer(alice)...); r.status != http.StatusOK {
 		t.Fatalf("signed-in person lists tokens: %d %s", r.status, r.body)
 	}
@@ -85,15 +71,15 @@ func TestPersonSignsInToTheManagementAPI(t *testing.T) {
 		t.Fatalf("no allow line for alice: %v", l)
 	}
 	// Counted like calls with a token, once the line is written.
-	if d := scrape(t)[personAllowed] - before[personAllowed]; d != 1 {
+	if d := e.scrape(t)[personAllowed] - before[personAllowed]; d != 1 {
 		t.Errorf("%s grew by %v for a person's call, want 1", personAllowed, d)
 	}
-	before = scrape(t)
+	before = e.scrape(t)
 	wantCredentialRefused(t, "not a JWT", call(t, "GET", tokens, bearer("certainly-not-a-jwt")...), http.StatusUnauthorized, "id_token_malformed", "certainly-not-a-jwt")
 	if e.personLine("deny", "id_token_malformed", "") == nil {
 		t.Fatal("no deny line for a malformed ID token")
 	}
-	if d := scrape(t)[personRefused] - before[personRefused]; d != 1 {
+	if d := e.scrape(t)[personRefused] - before[personRefused]; d != 1 {
 		t.Errorf("%s grew by %v for a refused ID token, want 1", personRefused, d)
 	}
 
@@ -122,15 +108,15 @@ func TestPersonSignsInToTheManagementAPI(t *testing.T) {
 	}
 
 	// An hour later alice's token has expired.
-	fakeClock.Advance(61 * time.Minute)
+	e.advance(61 * time.Minute)
 	wantCredentialRefused(t, "expired", call(t, "GET", tokens, bearer(alice)...), http.StatusUnauthorized, "id_token_expired", alice)
-	fakeClock.Advance(-61 * time.Minute)
+	e.advance(-61 * time.Minute)
 
 	// The provider rotates its key: a token signed with the new key is
 	// accepted at once (the gateway refetches the keys), the old key's
 	// tokens no longer are.
 	op.RotateKey(t)
-	fakeClock.Advance(time.Minute) // the gateway spaces key fetches a few seconds apart
+	e.advance(time.Minute) // the gateway spaces key fetches a few seconds apart
 	bob := op.SignIn(t, oidcop.CLIClientID, "bob")
 	if r := call(t, "GET", tokens, bearer(bob)...); r.status != http.StatusOK {
 		t.Fatalf("token signed with the rotated-in key: %d %s", r.status, r.body)
@@ -140,7 +126,7 @@ func TestPersonSignsInToTheManagementAPI(t *testing.T) {
 	// The provider is down and a token names a key the gateway has not
 	// seen: nobody can tell whether it is good, so 503, not 401, not 200.
 	op.RotateKey(t)
-	fakeClock.Advance(time.Minute)
+	e.advance(time.Minute)
 	unseen := op.SignIn(t, oidcop.CLIClientID, "alice")
 	op.SetDown(true)
 	wantCredentialRefused(t, "provider down", call(t, "GET", tokens, bearer(unseen)...), http.StatusServiceUnavailable, "issuer_unavailable", unseen)
@@ -161,11 +147,11 @@ func TestPersonSignsInToTheManagementAPI(t *testing.T) {
 // The management token's own refusals are problem details too, with or
 // without oidc.
 func TestManagementAPIRefusalsAreProblemDetails(t *testing.T) {
-	realTime(t)
+	t.Parallel()
 	op := oidcop.Start(t, oidcop.Options{})
 	for _, app := range []string{"", withOIDC(op)} {
-		newEnv(t, envOptions{appOptions: app})
-		tokens := mgmtURL + "/v1/tokens"
+		e := newEnv(t, envOptions{appOptions: app})
+		tokens := e.mgmtURL + "/v1/tokens"
 		wantCredentialRefused(t, "no credential", call(t, "GET", tokens), http.StatusUnauthorized, "token_missing", "")
 		bogus := "tg_0000000000000000000000000000000000000"
 		wantCredentialRefused(t, "bogus secret", call(t, "GET", tokens, bearer(bogus)...), http.StatusUnauthorized, "token_malformed", bogus)
@@ -209,7 +195,7 @@ func jwtSegment(v any) string {
 // A person's management calls stop, as a token's do, while their audit
 // lines cannot be written.
 func TestPersonCallsFailClosedWithoutAudit(t *testing.T) {
-	realTime(t)
+	t.Parallel()
 	op := oidcop.Start(t, oidcop.Options{})
 	e := &env{t: t, dir: t.TempDir(), upstream: startUpstream(t)}
 	path := filepath.Join(e.dir, "audit.log")
@@ -221,9 +207,9 @@ func TestPersonCallsFailClosedWithoutAudit(t *testing.T) {
 	alice := op.SignIn(t, oidcop.CLIClientID, "alice")
 	// The first call's line is the first write to fail; from then on the
 	// sink is known to be broken.
-	call(t, "GET", mgmtURL+"/v1/tokens", bearer(alice)...)
+	call(t, "GET", e.mgmtURL+"/v1/tokens", bearer(alice)...)
 	for i := range 3 {
-		r := call(t, "GET", mgmtURL+"/v1/tokens", bearer(alice)...)
+		r := call(t, "GET", e.mgmtURL+"/v1/tokens", bearer(alice)...)
 		wantCredentialRefused(t, fmt.Sprintf("call %d without audit", i), r, http.StatusServiceUnavailable, "audit_unavailable", alice)
 	}
 	// The leak check reads the audit file: put a real one in its place.

@@ -9,8 +9,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/caddyserver/caddy/v2/caddytest"
-
 	"github.com/tokengate/caddy-tokengate/internal/testutil/oidcop"
 	"github.com/tokengate/caddy-tokengate/internal/token"
 )
@@ -32,7 +30,7 @@ func signedFor(t *testing.T, op *oidcop.OP, sub string, extra map[string]any) st
 // Who may sign in, through real Caddy with ID tokens of a real OP: the
 // refusal is problem details with its reason and an audit line.
 func TestSignInAllowListThroughCaddy(t *testing.T) {
-	realTime(t)
+	t.Parallel()
 	op := oidcop.Start(t, oidcop.Options{Users: []oidcop.User{
 		{Username: "alice", Email: "alice@example.com", EmailVerified: true, Groups: []string{"developers"}},
 		{Username: "mallory", Email: "mallory@example.net", EmailVerified: true},
@@ -41,7 +39,7 @@ func TestSignInAllowListThroughCaddy(t *testing.T) {
 	}})
 	e := newEnv(t, envOptions{appOptions: "oidc " + op.Issuer() + " {\n\t\t\taudience " + oidcop.CLIClientID +
 		"\n\t\t\tallow_domains example.com\n\t\t\tallow_groups contractors\n\t\t}"})
-	tokens := mgmtURL + "/v1/tokens"
+	tokens := e.mgmtURL + "/v1/tokens"
 
 	for _, who := range []string{"alice", "carol"} {
 		if r := call(t, "GET", tokens, bearer(op.SignIn(t, oidcop.CLIClientID, who))...); r.status != http.StatusOK {
@@ -59,10 +57,10 @@ func TestSignInAllowListThroughCaddy(t *testing.T) {
 
 // azp and principals, through real Caddy with ID tokens the real OP signs.
 func TestIDTokenClaimsCheckedThroughCaddy(t *testing.T) {
-	realTime(t)
+	t.Parallel()
 	op := oidcop.Start(t, oidcop.Options{})
 	e := newEnv(t, envOptions{appOptions: withOIDC(op)})
-	tokens := mgmtURL + "/v1/tokens"
+	tokens := e.mgmtURL + "/v1/tokens"
 
 	// A token issued to another client that names ours among its
 	// audiences (what a CI job choosing its audience could get).
@@ -107,11 +105,11 @@ func TestIDTokenClaimsCheckedThroughCaddy(t *testing.T) {
 // names an unknown key here, so nothing else makes the gateway refetch.
 // While the provider is down, the keys it last published keep verifying.
 func TestKeysFollowTheProvider(t *testing.T) {
-	realTime(t)
+	t.Parallel()
 	op := oidcop.Start(t, oidcop.Options{})
 	op.SetKeysCacheControl("public, max-age=30")
-	newEnv(t, envOptions{appOptions: withOIDC(op)})
-	tokens := mgmtURL + "/v1/tokens"
+	e := newEnv(t, envOptions{appOptions: withOIDC(op)})
+	tokens := e.mgmtURL + "/v1/tokens"
 	wantOK := func(what, idt string) {
 		t.Helper()
 		if r := call(t, "GET", tokens, bearer(idt)...); r.status != http.StatusOK {
@@ -122,28 +120,28 @@ func TestKeysFollowTheProvider(t *testing.T) {
 	alice := op.SignIn(t, oidcop.CLIClientID, "alice")
 	wantOK("before the withdrawal", alice)
 	op.RotateKey(t) // the JWKS now lists only a new key
-	fakeClock.Advance(20 * time.Second)
+	e.advance(20 * time.Second)
 	wantOK("within max-age", alice)
-	fakeClock.Advance(15 * time.Second)
+	e.advance(15 * time.Second)
 	wantCredentialRefused(t, "withdrawn key after max-age", call(t, "GET", tokens, bearer(alice)...), http.StatusUnauthorized, "id_token_signature", alice)
 
 	// The set fetched just now (max-age 30 s) goes stale; the next one
 	// comes without Cache-Control.
 	op.SetKeysCacheControl("")
 	bob := op.SignIn(t, oidcop.CLIClientID, "bob")
-	fakeClock.Advance(31 * time.Second)
+	e.advance(31 * time.Second)
 	wantOK("the current key", bob)
 	op.RotateKey(t)
-	fakeClock.Advance(4 * time.Minute)
+	e.advance(4 * time.Minute)
 	wantOK("within five minutes without max-age", bob)
-	fakeClock.Advance(2 * time.Minute)
+	e.advance(2 * time.Minute)
 	wantCredentialRefused(t, "withdrawn key after five minutes", call(t, "GET", tokens, bearer(bob)...), http.StatusUnauthorized, "id_token_signature", bob)
 
 	again := op.SignIn(t, oidcop.CLIClientID, "alice")
-	fakeClock.Advance(10 * time.Second)
+	e.advance(10 * time.Second)
 	wantOK("the next key", again)
 	op.SetDown(true)
-	fakeClock.Advance(6 * time.Minute)
+	e.advance(6 * time.Minute)
 	wantOK("stale keys while the provider is down", again)
 	op.SetDown(false)
 }
@@ -151,12 +149,13 @@ func TestKeysFollowTheProvider(t *testing.T) {
 // oidc and a workload naming one issuer would let a CI job that picks its
 // token's audience sign in as a person: Caddy refuses the config.
 func TestOIDCAndWorkloadMayNotShareAnIssuer(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
-	caddytest.NewTester(t).InitServer(pepperConfig(dir, ""), "caddyfile")
+	e := newConfigEnv(t, dir, func(p envPorts) string { return pepperConfig(p, dir, "") })
 	const issuer = "https://idp.example.com"
 	for _, workloadIssuer := range []string{issuer, issuer + "/"} {
 		app := "oidc " + issuer + " {\n\t\t\taudience people\n\t\t}\n\t\tworkload ci " + workloadIssuer + " {\n\t\t\taudience jobs\n\t\t}"
-		status, body := loadConfig(t, pepperConfig(dir, app))
+		status, body := e.loadConfig(t, pepperConfig(e.ports, dir, app))
 		if status < 400 || !strings.Contains(body, "oidc and workload ci name the same issuer") {
 			t.Errorf("workload issuer %s: %d %s, want the config refused", workloadIssuer, status, body)
 		}
@@ -165,11 +164,11 @@ func TestOIDCAndWorkloadMayNotShareAnIssuer(t *testing.T) {
 
 // A workload whose subject a principal may not hold gets no token.
 func TestExchangeRefusesAnInvalidSubject(t *testing.T) {
-	realTimeForOP(t)
+	t.Parallel()
 	op := oidcop.Start(t, oidcop.Options{})
-	newEnv(t, envOptions{appOptions: "workload github " + op.Issuer() + " {\n\t\t\taudience " + gatewayAudience + "\n\t\t}"})
+	e := newEnv(t, envOptions{appOptions: "workload github " + op.Issuer() + " {\n\t\t\taudience " + gatewayAudience + "\n\t\t}"})
 	for _, sub := range []string{"policy:exchange", "repo:octo/app\x1b[2J", "repo:octo/app ", "local-operator"} {
-		got := exchange(t, nil, exchangeForm(op.WorkloadToken(t, gatewayAudience, map[string]any{"sub": sub}), "billing:read", "billing"))
+		got := e.exchange(t, nil, exchangeForm(op.WorkloadToken(t, gatewayAudience, map[string]any{"sub": sub}), "billing:read", "billing"))
 		if got.status != http.StatusBadRequest || got.err.Reason != "principal_invalid" {
 			t.Errorf("subject %q: %d %s, want 400 principal_invalid", sub, got.status, got.body)
 		}

@@ -20,11 +20,11 @@ const leakHookSecretVar = "TOKENGATE_LEAK_HOOK_SECRET"
 
 // postAlertWebhook sends GitHub's secret_scanning_alert webhook, signed
 // with secret, to POST /v1/leaks.
-func postAlertWebhook(t *testing.T, secret string, body []byte) (int, []byte) {
+func (e *env) postAlertWebhook(t *testing.T, secret string, body []byte) (int, []byte) {
 	t.Helper()
 	mac := hmac.New(sha256.New, []byte(secret))
 	mac.Write(body)
-	req, _ := http.NewRequest(http.MethodPost, mgmtURL+"/v1/leaks", bytes.NewReader(body))
+	req, _ := http.NewRequest(http.MethodPost, e.mgmtURL+"/v1/leaks", bytes.NewReader(body))
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("X-GitHub-Event", "secret_scanning_alert")
 	req.Header.Set("X-Hub-Signature-256", "sha256="+hex.EncodeToString(mac.Sum(nil)))
@@ -52,32 +52,32 @@ func alertBody(secret string) []byte {
 // POST /v1/leaks; an oversized body is 413. Every line matches the audit
 // schema and no secret reaches any log (checked after the test).
 func TestLeakWebhookRevokesAndAnnouncesOnce(t *testing.T) {
+	t.Parallel()
 	const hookSecret = "whsec-leaks-0123456789abcdef0123456789abcdef"
 	const leakSecret = "org-webhook-secret-0123456789"
-	t.Setenv(webhookSecretVar, hookSecret)
-	t.Setenv(leakHookSecretVar, leakSecret)
 	h := startHookReceiver(t, hookSecret)
 	e := newEnv(t, envOptions{appOptions: "webhook " + h.URL + " {\n\t\t\tsecret {env." + webhookSecretVar + "}\n\t\t}\n" +
-		"\t\tleaks {\n\t\t\twebhook_secret {env." + leakHookSecretVar + "}\n\t\t}"})
+		"\t\tleaks {\n\t\t\twebhook_secret {env." + leakHookSecretVar + "}\n\t\t}",
+		environ: []string{webhookSecretVar + "=" + hookSecret, leakHookSecretVar + "=" + leakSecret}})
 	e.bootstrap()
 	leaked, leakedID := e.issue(billingReader(nil))
 	other, otherID := e.issue(billingReader(nil))
 
-	if status, body := postAlertWebhook(t, "not-the-secret", alertBody(leaked)); status != http.StatusUnauthorized {
+	if status, body := e.postAlertWebhook(t, "not-the-secret", alertBody(leaked)); status != http.StatusUnauthorized {
 		t.Fatalf("wrong HMAC: %d %s", status, body)
 	}
 	if status, body := e.mgmt(e.requester, "POST", "/v1/leaks", map[string]any{"source": "paste", "secrets": []string{leaked}}); status != http.StatusForbidden || !strings.Contains(string(body), "scope_missing") {
 		t.Fatalf("a report from a caller without tokens:revoke: %d %s", status, body)
 	}
-	if r := call(t, "GET", gateURL+"/billing/x", "Authorization", "Bearer "+leaked); r.status != http.StatusOK {
+	if r := call(t, "GET", e.gateURL+"/billing/x", "Authorization", "Bearer "+leaked); r.status != http.StatusOK {
 		t.Fatalf("refused reports changed the token: %d %s", r.status, r.body)
 	}
 
-	status, body := postAlertWebhook(t, leakSecret, alertBody(leaked))
+	status, body := e.postAlertWebhook(t, leakSecret, alertBody(leaked))
 	if status != http.StatusOK || !strings.Contains(string(body), `"exposed":1`) {
 		t.Fatalf("signed webhook: %d %s", status, body)
 	}
-	if r := call(t, "GET", gateURL+"/billing/x", "Authorization", "Bearer "+leaked); r.status != http.StatusUnauthorized || r.reason != "token_revoked" {
+	if r := call(t, "GET", e.gateURL+"/billing/x", "Authorization", "Bearer "+leaked); r.status != http.StatusUnauthorized || r.reason != "token_revoked" {
 		t.Fatalf("after the webhook: %d %s", r.status, r.reason)
 	}
 	status, body = e.admin("GET", "/tokengate/tokens/"+leakedID, nil)
@@ -94,7 +94,7 @@ func TestLeakWebhookRevokesAndAnnouncesOnce(t *testing.T) {
 	// A redelivery, then an ordinary revoke: the receiver gets exactly
 	// token.exposed then token.revoked, so the redelivery announced
 	// nothing.
-	if status, body = postAlertWebhook(t, leakSecret, alertBody(leaked)); status != http.StatusOK || !strings.Contains(string(body), `"already_exposed":1`) {
+	if status, body = e.postAlertWebhook(t, leakSecret, alertBody(leaked)); status != http.StatusOK || !strings.Contains(string(body), `"already_exposed":1`) {
 		t.Fatalf("redelivery: %d %s", status, body)
 	}
 	if status, body = e.admin("POST", "/tokengate/tokens/"+otherID+"/revoke", map[string]string{"reason": "done"}); status != 200 {
@@ -115,7 +115,7 @@ func TestLeakWebhookRevokesAndAnnouncesOnce(t *testing.T) {
 	}
 
 	big := bytes.Repeat([]byte("x"), 2<<20)
-	if status, _ := postAlertWebhook(t, leakSecret, big); status != http.StatusRequestEntityTooLarge {
+	if status, _ := e.postAlertWebhook(t, leakSecret, big); status != http.StatusRequestEntityTooLarge {
 		t.Fatalf("a 2 MB body: %d", status)
 	}
 	var reported []string
@@ -130,6 +130,7 @@ func TestLeakWebhookRevokesAndAnnouncesOnce(t *testing.T) {
 }
 
 func TestLeaksCaddyfile(t *testing.T) {
+	t.Parallel()
 	cases := []struct{ input, want, wantErr string }{
 		{input: "tokengate {\n leaks {\n  github_keys https://api.github.com/meta/public_keys/secret_scanning\n  webhook_secret {env.S}\n  limit 10 30s\n }\n}",
 			want: `{"leaks":{"github_keys":"https://api.github.com/meta/public_keys/secret_scanning","webhook_secret":"{env.S}","limit":{"attempts":10,"window":30000000000}}}`},

@@ -41,6 +41,7 @@ func dig(v any, path ...any) any {
 // Deployment probes /healthz and /readyz on the management port and takes
 // the DSN and pepper from a Secret; a PodDisruptionBudget keeps a pod.
 func TestKubernetesManifests(t *testing.T) {
+	t.Parallel()
 	raw, err := os.ReadFile(filepath.Join("..", "dist", "kubernetes", "tokengate.yaml"))
 	if err != nil {
 		t.Fatal(err)

@@ -19,8 +19,9 @@ import (
 // requests waiting), decisions are counted by service, and promtool finds
 // nothing wrong with them.
 func TestCensusGauges(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, envOptions{appOptions: "census_interval 1s"})
-	before := scrape(t)
+	before := e.scrape(t)
 
 	e.bootstrap() // two management tokens, active
 	active, _ := e.issue(billingReader(nil))
@@ -32,7 +33,7 @@ func TestCensusGauges(t *testing.T) {
 	if status, body := e.admin("POST", "/tokengate/tokens/"+rotated+"/rotate", map[string]string{"grace": "10m"}); status != http.StatusCreated {
 		t.Fatalf("rotate: %d %s", status, body)
 	}
-	e.issue(billingReader(map[string]any{"not_before": fakeClock.Now().Add(30 * time.Minute)}))
+	e.issue(billingReader(map[string]any{"not_before": e.now().Add(30 * time.Minute)}))
 	if status, body := e.mgmt(e.requester, "POST", "/v1/requests", map[string]any{
 		"owner": "etl", "purpose": "nightly load", "scopes": []string{"billing:write"},
 		"services": []string{"billing"}, "ttl": "24h",
@@ -40,10 +41,10 @@ func TestCensusGauges(t *testing.T) {
 		t.Fatalf("request: %d %s", status, body)
 	}
 
-	call(t, "GET", gateURL+"/billing/a", bearer(active)...)
-	call(t, "GET", gateURL+"/billing/b", bearer(active)...)
-	call(t, "POST", gateURL+"/billing/a", bearer(active)...) // scope_missing
-	call(t, "GET", gateURL+"/search/a")                      // token_missing
+	call(t, "GET", e.gateURL+"/billing/a", bearer(active)...)
+	call(t, "GET", e.gateURL+"/billing/b", bearer(active)...)
+	call(t, "POST", e.gateURL+"/billing/a", bearer(active)...) // scope_missing
+	call(t, "GET", e.gateURL+"/search/a")                      // token_missing
 
 	// The bootstrap tokens' expiry decides whether they count as expiring
 	// soon; the rest live an hour at most.
@@ -70,7 +71,7 @@ func TestCensusGauges(t *testing.T) {
 	var got map[string]float64
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		got = scrape(t)
+		got = e.scrape(t)
 		if matches(got, want) || time.Now().After(deadline) {
 			break
 		}
@@ -103,7 +104,7 @@ func TestCensusGauges(t *testing.T) {
 		t.Log("promtool not installed (Debian package prometheus); lint skipped")
 		return
 	}
-	_, ours := parseMetrics(t, scrapeText(t))
+	_, ours := parseMetrics(t, e.scrapeText(t))
 	cmd := exec.Command(promtool, "check", "metrics")
 	cmd.Stdin = bytes.NewReader(ours)
 	if out, err := cmd.CombinedOutput(); err != nil {
@@ -120,9 +121,9 @@ func matches(got, want map[string]float64) bool {
 	return true
 }
 
-func scrapeText(t *testing.T) []byte {
+func (e *env) scrapeText(t *testing.T) []byte {
 	t.Helper()
-	resp, err := http.Get(adminURL + "/metrics")
+	resp, err := http.Get(e.adminURL + "/metrics")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -134,9 +135,9 @@ func scrapeText(t *testing.T) []byte {
 	return b
 }
 
-func scrape(t *testing.T) map[string]float64 {
+func (e *env) scrape(t *testing.T) map[string]float64 {
 	t.Helper()
-	samples, _ := parseMetrics(t, scrapeText(t))
+	samples, _ := parseMetrics(t, e.scrapeText(t))
 	return samples
 }
 
@@ -169,6 +170,7 @@ type tokenView struct {
 // made an hour, a token issued after start still shows in the gauges
 // within seconds when the config asks for 1s.
 func TestCensusIntervalOption(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, envOptions{appOptions: "census_interval 1s"})
 	e.bootstrap()
 	e.issue(billingReader(nil))
@@ -179,9 +181,9 @@ func TestCensusIntervalOption(t *testing.T) {
 		t.Fatalf("inventory holds %d tokens, want %d", n, want)
 	}
 	deadline := time.Now().Add(15 * time.Second)
-	for scrape(t)[active] != want {
+	for e.scrape(t)[active] != want {
 		if time.Now().After(deadline) {
-			t.Fatalf("%s still %v 15s after a token was issued, with census_interval 1s", active, scrape(t)[active])
+			t.Fatalf("%s still %v 15s after a token was issued, with census_interval 1s", active, e.scrape(t)[active])
 		}
 		time.Sleep(100 * time.Millisecond)
 	}

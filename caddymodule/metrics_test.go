@@ -12,36 +12,34 @@ import (
 	"strconv"
 	"strings"
 	"testing"
-
-	"github.com/tokengate/caddy-tokengate/internal/testutil/caddyproc"
 )
 
-// TestMetricsOnAdminEndpoint runs the real binary, makes calls of every
-// kind, revokes a token, and reads Caddy's admin /metrics as Prometheus
-// would: the tokengate counters moved by exactly the calls made, no label
-// carries a token id or a path, and promtool (when installed) finds nothing
-// wrong with the tokengate metrics.
+// TestMetricsOnAdminEndpoint runs Caddy as a process of its own, makes
+// calls of every kind, revokes a token, and reads Caddy's admin /metrics
+// as Prometheus would: the tokengate counters moved by exactly the calls
+// made, no label carries a token id or a path, and promtool (when
+// installed) finds nothing wrong with the tokengate metrics.
 func TestMetricsOnAdminEndpoint(t *testing.T) {
-	if testing.Short() {
-		t.Skip("builds and runs the caddy binary")
-	}
+	t.Parallel()
 	dir := t.TempDir()
-	admin := fmt.Sprintf("127.0.0.1:%d", caddyproc.FreePort(t))
-	gw := fmt.Sprintf("http://127.0.0.1:%d", caddyproc.FreePort(t))
-	caddyproc.Start(t, dir, admin, fmt.Sprintf(`{
-	admin %s
+	e := newConfigEnv(t, dir, func(p envPorts) string {
+		return fmt.Sprintf(`{
+	admin 127.0.0.1:%d
 	tokengate {
 		store bolt %s
 	}
 }
-%s {
+http://127.0.0.1:%d {
 	bind 127.0.0.1
 	route /billing/* {
 		tokengate billing
 		respond "ok" 200
 	}
 }
-`, admin, filepath.Join(dir, "tokens.db"), gw))
+`, p.admin, filepath.Join(dir, "tokens.db"), p.gate)
+	})
+	admin := fmt.Sprintf("127.0.0.1:%d", e.ports.admin)
+	gw := e.gateURL
 
 	var issued IssuedToken
 	status := postJSON(t, "http://"+admin+"/tokengate/tokens", map[string]any{
@@ -187,6 +185,7 @@ func postJSON(t *testing.T, url string, body, out any) int {
 // A management call the gateway lets through but the admin policy refuses
 // is counted as the deny its call line records, not as an allow.
 func TestManagementRefusalIsCountedAsDeny(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, envOptions{})
 	e.bootstrap()
 	_, body := e.mgmt(e.requester, "POST", "/v1/requests", writeRequest(nil))
@@ -200,11 +199,11 @@ func TestManagementRefusalIsCountedAsDeny(t *testing.T) {
 		svcAllow  = `tokengate_service_decisions_total{result="allow",service="tokengate-admin"}`
 		svcDenied = `tokengate_service_decisions_total{result="deny",service="tokengate-admin"}`
 	)
-	before := scrape(t)
+	before := e.scrape(t)
 	status, body := e.mgmt(aliceApprover, "POST", "/v1/requests/"+req.ID+"/approve", map[string]string{})
 	wantRefusal(t, "self-approval", status, body, http.StatusForbidden, "self_approval")
 	e.auditFor("/v1/requests/" + req.ID + "/approve") // counted when its line is written
-	after := scrape(t)
+	after := e.scrape(t)
 	for series, delta := range map[string]float64{allowed: 0, refused: 1, svcAllow: 0, svcDenied: 1} {
 		if d := after[series] - before[series]; d != delta {
 			t.Errorf("%s grew by %v, want %v", series, d, delta)

@@ -44,6 +44,7 @@ func writeRequest(extra map[string]any) map[string]any {
 // request -> pending -> approve by the other person -> claim -> use ->
 // rotate -> old secret within grace -> revoke -> denied.
 func TestTwoPersonFlowEndToEnd(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, envOptions{decisionCache: 1000})
 	e.bootstrap()
 
@@ -82,7 +83,7 @@ func TestTwoPersonFlowEndToEnd(t *testing.T) {
 	wantRefusal(t, "second claim", status, body, http.StatusGone, "request_claimed")
 
 	secret := claimed.Secret
-	if r := call(t, "POST", gateURL+"/billing/flow-1", bearer(secret)...); r.status != 200 {
+	if r := call(t, "POST", e.gateURL+"/billing/flow-1", bearer(secret)...); r.status != 200 {
 		t.Fatalf("use after claim: %d %s", r.status, r.body)
 	}
 
@@ -93,12 +94,12 @@ func TestTwoPersonFlowEndToEnd(t *testing.T) {
 	rotated := decode[IssuedToken](t, body)
 	remember(rotated.Secret)
 	for _, s := range []string{secret, rotated.Secret} {
-		if r := call(t, "POST", gateURL+"/billing/flow-2", bearer(s)...); r.status != 200 {
+		if r := call(t, "POST", e.gateURL+"/billing/flow-2", bearer(s)...); r.status != 200 {
 			t.Fatalf("within grace: %d %s", r.status, r.body)
 		}
 	}
-	fakeClock.Advance(3 * time.Minute)
-	if r := call(t, "POST", gateURL+"/billing/flow-2", bearer(secret)...); r.reason != "token_rotated" {
+	e.advance(3 * time.Minute)
+	if r := call(t, "POST", e.gateURL+"/billing/flow-2", bearer(secret)...); r.reason != "token_rotated" {
 		t.Fatalf("old secret after grace: %d %s", r.status, r.reason)
 	}
 
@@ -108,7 +109,7 @@ func TestTwoPersonFlowEndToEnd(t *testing.T) {
 	if status != 200 {
 		t.Fatalf("revoke by the requester: %d %s", status, body)
 	}
-	if r := call(t, "POST", gateURL+"/billing/flow-3", bearer(rotated.Secret)...); r.status != 401 || r.reason != "token_revoked" {
+	if r := call(t, "POST", e.gateURL+"/billing/flow-3", bearer(rotated.Secret)...); r.status != 401 || r.reason != "token_revoked" {
 		t.Fatalf("after revoke: %d %s", r.status, r.reason)
 	}
 
@@ -127,6 +128,7 @@ func TestTwoPersonFlowEndToEnd(t *testing.T) {
 }
 
 func TestJustInTimeRequestIsIssuedAtOnce(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, envOptions{decisionCache: 1000, policyDir: directoryKnowsAlice(t)})
 	e.bootstrap()
 	spec := billingReader(map[string]any{"ttl": "30m", "cidrs": []string{"127.0.0.0/8"}})
@@ -139,7 +141,7 @@ func TestJustInTimeRequestIsIssuedAtOnce(t *testing.T) {
 	if out.Secret == "" || out.Token.ApprovedBy != "policy:just-in-time" || out.Request.Status != "claimed" {
 		t.Fatalf("jit outcome %+v", out)
 	}
-	if r := call(t, "GET", gateURL+"/billing/jit", bearer(out.Secret)...); r.status != 200 {
+	if r := call(t, "GET", e.gateURL+"/billing/jit", bearer(out.Secret)...); r.status != 200 {
 		t.Fatalf("jit token: %d", r.status)
 	}
 	// The same request without a binding waits for a person.
@@ -150,6 +152,7 @@ func TestJustInTimeRequestIsIssuedAtOnce(t *testing.T) {
 }
 
 func TestSeparationOfDutiesViolations(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, envOptions{decisionCache: 1000})
 	e.bootstrap()
 	_, body := e.mgmt(e.requester, "POST", "/v1/requests", writeRequest(nil))
@@ -183,7 +186,7 @@ func TestSeparationOfDutiesViolations(t *testing.T) {
 	wantRefusal(t, "approving twice", status, body, http.StatusConflict, "request_not_pending")
 
 	// Nobody claims: after 15 minutes the approval lapses.
-	fakeClock.Advance(16 * time.Minute)
+	e.advance(16 * time.Minute)
 	status, body = e.mgmt(e.requester, "POST", "/v1/requests/"+req.ID+"/claim", nil)
 	wantRefusal(t, "claim after the window", status, body, http.StatusGone, "request_lapsed")
 
@@ -211,6 +214,7 @@ func TestSeparationOfDutiesViolations(t *testing.T) {
 }
 
 func TestLocalOperatorIsBoundedByPolicy(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, envOptions{decisionCache: 1000})
 	status, body := e.admin("POST", "/tokengate/tokens", billingReader(map[string]any{"scopes": []string{"billing:write"}}))
 	wantRefusal(t, "local write token", status, body, http.StatusForbidden, "local_operator_bounds")
@@ -227,7 +231,7 @@ func TestLocalOperatorIsBoundedByPolicy(t *testing.T) {
 	if status, body := e.admin("POST", "/tokengate/tokens/"+id+"/revoke", map[string]string{"reason": "incident 42"}); status != 200 {
 		t.Fatalf("local revoke: %d %s", status, body)
 	}
-	if r := call(t, "POST", gateURL+"/billing/local-revoked", bearer(writer)...); r.reason != "token_revoked" {
+	if r := call(t, "POST", e.gateURL+"/billing/local-revoked", bearer(writer)...); r.reason != "token_revoked" {
 		t.Fatalf("after local revoke: %d %s", r.status, r.reason)
 	}
 	status, body = e.admin("POST", "/tokengate/tokens/"+id+"/rotate", map[string]string{})
@@ -235,10 +239,11 @@ func TestLocalOperatorIsBoundedByPolicy(t *testing.T) {
 }
 
 func TestManagementBadInput(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, envOptions{decisionCache: 1000})
 	e.bootstrap()
 	raw := func(secret, method, path, contentType, body string) (int, []byte) {
-		req, _ := http.NewRequest(method, mgmtURL+path, strings.NewReader(body))
+		req, _ := http.NewRequest(method, e.mgmtURL+path, strings.NewReader(body))
 		req.Header.Set("Authorization", "Bearer "+secret)
 		if contentType != "" {
 			req.Header.Set("Content-Type", contentType)
@@ -295,12 +300,13 @@ func TestManagementBadInput(t *testing.T) {
 }
 
 func TestInventoryReportAndCheck(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, envOptions{decisionCache: 1000})
 	e.bootstrap()
 	used, usedID := e.issue(billingReader(nil))
 	_, idleID := e.issue(billingReader(map[string]any{"owner": "carol"}))
 	_, writerID := e.approvedToken(writeRequest(nil))
-	if r := call(t, "GET", gateURL+"/billing/inv", bearer(used)...); r.status != 200 {
+	if r := call(t, "GET", e.gateURL+"/billing/inv", bearer(used)...); r.status != 200 {
 		t.Fatal(r.status)
 	}
 
@@ -358,12 +364,12 @@ func TestInventoryReportAndCheck(t *testing.T) {
 	if !has("expiring_soon", usedID) {
 		t.Errorf("expiring_soon: %v", rep["expiring_soon"])
 	}
-	fakeClock.Advance(31 * 24 * time.Hour)
+	e.advance(31 * 24 * time.Hour)
 	_, body = e.mgmt(e.requester, "GET", "/v1/report", nil)
 	if strings.Contains(string(body), usedID) {
 		t.Errorf("expired tokens still in the report")
 	}
-	fakeClock.Advance(-31 * 24 * time.Hour)
+	e.advance(-31 * 24 * time.Hour)
 
 	status, body = e.mgmt(e.requester, "POST", "/v1/check", map[string]string{"token_id": writerID, "service": "billing", "method": "PATCH", "path": "/billing/x", "ip": "10.1.1.1"})
 	if c := decode[CheckResult](t, body); status != 200 || !c.Allow {

@@ -37,43 +37,44 @@ func wantProblem(t *testing.T, what string, r response, status int, reason strin
 // with the reason code; a known path with another method is 405 with
 // Allow, on the management API and on Caddy's admin endpoint alike.
 func TestManagementErrorsAreProblemDetails(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, envOptions{})
 	e.bootstrap()
 	auth := bearer(e.approver)
 	_, id := e.issue(billingReader(nil))
 
-	r := call(t, "DELETE", mgmtURL+"/v1/tokens", auth...)
+	r := call(t, "DELETE", e.mgmtURL+"/v1/tokens", auth...)
 	wantProblem(t, "DELETE /v1/tokens", r, http.StatusMethodNotAllowed, "method_not_allowed")
 	if got := r.header.Get("Allow"); got != "GET, HEAD" {
 		t.Errorf("DELETE /v1/tokens: Allow %q, want GET, HEAD", got)
 	}
-	r = call(t, "GET", mgmtURL+"/v1/tokens/"+id+"/revoke", auth...)
+	r = call(t, "GET", e.mgmtURL+"/v1/tokens/"+id+"/revoke", auth...)
 	wantProblem(t, "GET revoke", r, http.StatusMethodNotAllowed, "method_not_allowed")
 	if got := r.header.Get("Allow"); got != "POST" {
 		t.Errorf("GET revoke: Allow %q, want POST", got)
 	}
-	r = call(t, "PUT", mgmtURL+"/v1/requests", auth...)
+	r = call(t, "PUT", e.mgmtURL+"/v1/requests", auth...)
 	if got := r.header.Get("Allow"); r.status != http.StatusMethodNotAllowed || got != "GET, HEAD, POST" {
 		t.Errorf("PUT /v1/requests: %d Allow %q, want 405 GET, HEAD, POST", r.status, got)
 	}
-	r = call(t, "DELETE", adminURL+"/tokengate/tokens")
+	r = call(t, "DELETE", e.adminURL+"/tokengate/tokens")
 	wantProblem(t, "admin DELETE /tokengate/tokens", r, http.StatusMethodNotAllowed, "method_not_allowed")
 	if got := r.header.Get("Allow"); got != "GET, HEAD, POST" {
 		t.Errorf("admin DELETE /tokengate/tokens: Allow %q, want GET, HEAD, POST", got)
 	}
 
-	wantProblem(t, "unknown route", call(t, "GET", mgmtURL+"/v1/nothing", auth...), http.StatusNotFound, "route_unknown")
-	wantProblem(t, "unknown token", call(t, "GET", mgmtURL+"/v1/tokens/tok_nothing", auth...), http.StatusNotFound, "token_not_found")
+	wantProblem(t, "unknown route", call(t, "GET", e.mgmtURL+"/v1/nothing", auth...), http.StatusNotFound, "route_unknown")
+	wantProblem(t, "unknown token", call(t, "GET", e.mgmtURL+"/v1/tokens/tok_nothing", auth...), http.StatusNotFound, "token_not_found")
 
 	for _, path := range []string{"/v1/tokens?state=bogus", "/v1/requests?state=bogus", "/v1/requests?status=bogus"} {
-		p := wantProblem(t, path, call(t, "GET", mgmtURL+path, auth...), http.StatusBadRequest, "state_invalid")
+		p := wantProblem(t, path, call(t, "GET", e.mgmtURL+path, auth...), http.StatusBadRequest, "state_invalid")
 		if p.Detail == "" {
 			t.Errorf("%s: no detail naming the states", path)
 		}
 	}
-	wantProblem(t, "admin ?state=bogus", call(t, "GET", adminURL+"/tokengate/tokens?state=bogus"), http.StatusBadRequest, "state_invalid")
+	wantProblem(t, "admin ?state=bogus", call(t, "GET", e.adminURL+"/tokengate/tokens?state=bogus"), http.StatusBadRequest, "state_invalid")
 	for _, path := range []string{"/v1/tokens?state=active", "/v1/requests?state=pending", "/v1/requests?status=pending"} {
-		if r := call(t, "GET", mgmtURL+path, auth...); r.status != http.StatusOK {
+		if r := call(t, "GET", e.mgmtURL+path, auth...); r.status != http.StatusOK {
 			t.Errorf("%s: %d %s", path, r.status, r.body)
 		}
 	}
@@ -83,6 +84,7 @@ func TestManagementErrorsAreProblemDetails(t *testing.T) {
 // walk a listing page by page, each token once; a bad limit or cursor is
 // a 400; api.Client follows the pages past the default limit.
 func TestListsArePaged(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, envOptions{})
 	want := map[string]bool{}
 	for range mgmtapi.ListLimit + 3 {
@@ -91,7 +93,7 @@ func TestListsArePaged(t *testing.T) {
 	}
 
 	seen := map[string]bool{}
-	next, pages := adminURL+"/tokengate/tokens?owner=alice&limit=40", 0
+	next, pages := e.adminURL+"/tokengate/tokens?owner=alice&limit=40", 0
 	for next != "" {
 		r := call(t, "GET", next)
 		if r.status != http.StatusOK {
@@ -111,22 +113,22 @@ func TestListsArePaged(t *testing.T) {
 		next = ""
 		if link := r.header.Get("Link"); link != "" {
 			target, _, _ := strings.Cut(link, ";")
-			next = adminURL + strings.Trim(target, "<>")
+			next = e.adminURL + strings.Trim(target, "<>")
 		}
 	}
 	if pages != 3 || len(seen) != len(want) {
 		t.Fatalf("%d pages, %d of %d tokens", pages, len(seen), len(want))
 	}
-	if r := call(t, "GET", adminURL+"/tokengate/tokens"); len(decode[[]TokenView](t, r.body)) != mgmtapi.ListLimit || r.header.Get("Link") == "" {
+	if r := call(t, "GET", e.adminURL+"/tokengate/tokens"); len(decode[[]TokenView](t, r.body)) != mgmtapi.ListLimit || r.header.Get("Link") == "" {
 		t.Fatalf("default page: %d items, Link %q", len(decode[[]TokenView](t, r.body)), r.header.Get("Link"))
 	}
 
 	for _, q := range []string{"limit=0", "limit=1001", "limit=ten"} {
-		wantProblem(t, q, call(t, "GET", adminURL+"/tokengate/tokens?"+q), http.StatusBadRequest, "limit_invalid")
+		wantProblem(t, q, call(t, "GET", e.adminURL+"/tokengate/tokens?"+q), http.StatusBadRequest, "limit_invalid")
 	}
-	wantProblem(t, "bad cursor", call(t, "GET", adminURL+"/tokengate/tokens?cursor=%21%21"), http.StatusBadRequest, "cursor_invalid")
+	wantProblem(t, "bad cursor", call(t, "GET", e.adminURL+"/tokengate/tokens?cursor=%21%21"), http.StatusBadRequest, "cursor_invalid")
 
-	all, err := (&api.Client{BaseURL: adminURL + "/tokengate"}).ListTokens(context.Background(), api.TokenFilter{Owner: "alice"})
+	all, err := (&api.Client{BaseURL: e.adminURL + "/tokengate"}).ListTokens(context.Background(), api.TokenFilter{Owner: "alice"})
 	if err != nil || len(all) != len(want) {
 		t.Fatalf("client listed %d of %d: %v", len(all), len(want), err)
 	}

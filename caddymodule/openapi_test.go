@@ -95,9 +95,9 @@ func (o *openAPI) check(method, path string, r response) {
 }
 
 // mgmtCall sends one management call and returns what the client saw.
-func mgmtCall(t *testing.T, secret, method, path string, body any) response {
+func (e *env) mgmtCall(t *testing.T, secret, method, path string, body any) response {
 	t.Helper()
-	return callAt(t, mgmtURL, secret, method, path, body)
+	return callAt(t, e.mgmtURL, secret, method, path, body)
 }
 
 // callAt sends one JSON call to base (the management API or Caddy's
@@ -131,18 +131,19 @@ func callAt(t *testing.T, base, secret, method, path string, body any) response 
 // revoke, and refusals of each kind) and checks every answer, status,
 // media type and body, against the served OpenAPI description.
 func TestManagementAnswersMatchOpenAPI(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, envOptions{})
 	e.bootstrap()
 	o := loadOpenAPI(t)
 
-	served := mgmtCall(t, "", "GET", "/v1/openapi.json", nil)
+	served := e.mgmtCall(t, "", "GET", "/v1/openapi.json", nil)
 	if served.status != http.StatusOK || !sameDocumentBut("servers", served.body, api.OpenAPI) {
 		t.Fatalf("GET /v1/openapi.json without a token: %d, or not the embedded document", served.status)
 	}
 
 	do := func(secret, method, path string, body any) response {
 		t.Helper()
-		r := mgmtCall(t, secret, method, path, body)
+		r := e.mgmtCall(t, secret, method, path, body)
 		o.check(method, path, r)
 		return r
 	}
@@ -179,11 +180,12 @@ func TestManagementAnswersMatchOpenAPI(t *testing.T) {
 // answer as the OpenAPI description's "local admin endpoint" paths say,
 // refusals included.
 func TestAdminEndpointAnswersMatchOpenAPI(t *testing.T) {
-	newEnv(t, envOptions{})
+	t.Parallel()
+	e := newEnv(t, envOptions{})
 	o := loadOpenAPI(t)
 	do := func(method, path string, body any) response {
 		t.Helper()
-		r := callAt(t, adminURL, "", method, path, body)
+		r := callAt(t, e.adminURL, "", method, path, body)
 		o.check(method, path, r)
 		return r
 	}

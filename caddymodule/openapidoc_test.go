@@ -31,11 +31,13 @@ func sameDocumentBut(skip string, a, b []byte) bool {
 // address the client used, its Host header included, never the example
 // address of the file in the repository.
 func TestServedOpenAPINamesTheSiteItCameFrom(t *testing.T) {
+	t.Parallel()
 	// bootstrap writes the audit lines every e2e test is checked for.
-	newEnv(t, envOptions{}).bootstrap()
+	e := newEnv(t, envOptions{})
+	e.bootstrap()
 	serversOf := func(host string) []any {
 		t.Helper()
-		req, err := http.NewRequest("GET", mgmtURL+"/v1/openapi.json", nil)
+		req, err := http.NewRequest("GET", e.mgmtURL+"/v1/openapi.json", nil)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -54,7 +56,7 @@ func TestServedOpenAPINamesTheSiteItCameFrom(t *testing.T) {
 		servers, _ := doc["servers"].([]any)
 		return servers
 	}
-	for host, want := range map[string]string{"": mgmtURL, "gw.example.com:8443": "http://gw.example.com:8443"} {
+	for host, want := range map[string]string{"": e.mgmtURL, "gw.example.com:8443": "http://gw.example.com:8443"} {
 		servers := serversOf(host)
 		if len(servers) != 1 || servers[0].(map[string]any)["url"] != want {
 			t.Errorf("Host %q: servers %v, want one with url %s", host, servers, want)
@@ -118,6 +120,7 @@ func (h *hookReceiver) checkAgainstOpenAPI(t *testing.T) {
 // Every event type notify sends is described under webhooks, and the
 // event schema's enum lists exactly those types.
 func TestOpenAPIDescribesEveryWebhookEvent(t *testing.T) {
+	t.Parallel()
 	o := loadOpenAPI(t)
 	var enum []string
 	for _, v := range o.doc.Components.Schemas["WebhookEvent"].Value.Properties["type"].Value.Enum {

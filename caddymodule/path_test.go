@@ -57,9 +57,9 @@ func policyCopy(t *testing.T, extra map[string]string) string {
 
 // rawCall sends target exactly as written in the request line, which
 // Go's client would otherwise parse and re-encode.
-func rawCall(t *testing.T, target, secret string) response {
+func (e *env) rawCall(t *testing.T, target, secret string) response {
 	t.Helper()
-	conn, err := net.Dial("tcp", strings.TrimPrefix(gateURL, "http://"))
+	conn, err := net.Dial("tcp", strings.TrimPrefix(e.gateURL, "http://"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -97,12 +97,13 @@ func (u *upstream) targets() []string {
 // that means more than one path is refused as invalid. What is allowed
 // reaches the upstream as the path that was authorized.
 func TestPolicySeesTheCleanedPath(t *testing.T) {
+	t.Parallel()
 	dir := policyCopy(t, map[string]string{"private.rego": privatePolicy})
 	e := newEnv(t, envOptions{decisionCache: 1000, policyDir: dir})
 	secret, _ := e.issue(billingReader(nil))
 
 	// The plain spelling, first, so its deny is in the decision cache.
-	if r := rawCall(t, "/billing/private/k0", secret); r.status != 403 || r.reason != "path_forbidden" {
+	if r := e.rawCall(t, "/billing/private/k0", secret); r.status != 403 || r.reason != "path_forbidden" {
 		t.Fatalf("/billing/private/k0: %d %s", r.status, r.body)
 	}
 
@@ -117,7 +118,7 @@ func TestPolicySeesTheCleanedPath(t *testing.T) {
 	for _, c := range forbidden {
 		t.Run(c.name, func(t *testing.T) {
 			before := len(e.upstream.targets())
-			r := rawCall(t, c.target, secret)
+			r := e.rawCall(t, c.target, secret)
 			if r.status != 403 || r.reason != "path_forbidden" {
 				t.Fatalf("%s: %d %s, want 403 path_forbidden", c.target, r.status, r.body)
 			}
@@ -156,7 +157,7 @@ func TestPolicySeesTheCleanedPath(t *testing.T) {
 	for _, c := range invalid {
 		t.Run(c.name, func(t *testing.T) {
 			before := len(e.upstream.targets())
-			r := rawCall(t, c.target, secret)
+			r := e.rawCall(t, c.target, secret)
 			if r.status != 400 || r.reason != "path_invalid" {
 				t.Fatalf("%s: %d %s, want 400 path_invalid", c.target, r.status, r.body)
 			}
@@ -187,7 +188,7 @@ func TestPolicySeesTheCleanedPath(t *testing.T) {
 	for _, c := range allowed {
 		t.Run(c.name, func(t *testing.T) {
 			before := len(e.upstream.targets())
-			r := rawCall(t, c.target, secret)
+			r := e.rawCall(t, c.target, secret)
 			if r.status != 200 {
 				t.Fatalf("%s: %d %s, want 200", c.target, r.status, r.body)
 			}
@@ -206,6 +207,7 @@ func TestPolicySeesTheCleanedPath(t *testing.T) {
 // TestCleanPathOutsideRoutes covers request targets no /billing/* route
 // would hand to the handler.
 func TestCleanPathOutsideRoutes(t *testing.T) {
+	t.Parallel()
 	for _, c := range []struct {
 		url, clean string
 		ok         bool
@@ -271,18 +273,19 @@ func FuzzCleanPath(f *testing.F) {
 // TestRawPathIsPartOfTheDecision: a policy may refuse on input.raw_path,
 // so two spellings of one cleaned path never share a cached decision.
 func TestRawPathIsPartOfTheDecision(t *testing.T) {
+	t.Parallel()
 	dir := policyCopy(t, map[string]string{"raw.rego": `package tokengate.gateway
 
 reasons contains "path_unclean" if input.request.raw_path != input.request.path
 `})
 	e := newEnv(t, envOptions{decisionCache: 1000, policyDir: dir})
 	secret, _ := e.issue(billingReader(nil))
-	if r := rawCall(t, "/billing/raw/k", secret); r.status != 200 {
+	if r := e.rawCall(t, "/billing/raw/k", secret); r.status != 200 {
 		t.Fatalf("/billing/raw/k: %d %s", r.status, r.body)
 	}
 	for _, target := range []string{"/billing/./raw/k", "/billing//raw/k", "/billing/x/../raw/k"} {
 		before := len(e.upstream.targets())
-		if r := rawCall(t, target, secret); r.status != 403 || r.reason != "path_unclean" {
+		if r := e.rawCall(t, target, secret); r.status != 403 || r.reason != "path_unclean" {
 			t.Errorf("%s after the clean spelling was allowed: %d %s, want 403 path_unclean", target, r.status, r.body)
 		}
 		if got := e.upstream.targets(); len(got) != before {

@@ -13,7 +13,6 @@ import (
 // is a production service.
 func personRulesEnv(t *testing.T) (*env, *oidcop.OP) {
 	t.Helper()
-	realTime(t)
 	users := append(oidcop.DefaultUsers(), oidcop.User{Username: "carol", Email: "carol@example.com", EmailVerified: true})
 	op := oidcop.Start(t, oidcop.Options{Users: users})
 	// billing opts out of step-up: these tests approve through the API,
@@ -43,7 +42,7 @@ func billingWrite(owner string) map[string]any {
 // approves with his ID token. It returns the management token's secret.
 func (e *env) managementToken(credential, owner, approver string) string {
 	e.t.Helper()
-	status, body := e.send(mgmtURL, credential, "POST", "/v1/requests", map[string]any{
+	status, body := e.send(e.mgmtURL, credential, "POST", "/v1/requests", map[string]any{
 		"owner": owner, "purpose": "my management token", "scopes": []string{"tokens:request", "tokens:read"},
 		"services": []string{"tokengate-admin"}, "ttl": "1h"})
 	if status != http.StatusAccepted {
@@ -56,7 +55,7 @@ func (e *env) managementToken(credential, owner, approver string) string {
 
 func (e *env) approve(approver, id string) {
 	e.t.Helper()
-	if status, body := e.send(mgmtURL, approver, "POST", "/v1/requests/"+id+"/approve", map[string]string{"reason": "ok"}); status != http.StatusOK {
+	if status, body := e.send(e.mgmtURL, approver, "POST", "/v1/requests/"+id+"/approve", map[string]string{"reason": "ok"}); status != http.StatusOK {
 		e.t.Fatalf("approve %s: %d %s", id, status, body)
 	}
 }
@@ -68,7 +67,7 @@ func (e *env) claimAs(credential, id string) string {
 
 func (e *env) claimOutcome(credential, id string) RequestOutcome {
 	e.t.Helper()
-	status, body := e.send(mgmtURL, credential, "POST", "/v1/requests/"+id+"/claim", nil)
+	status, body := e.send(e.mgmtURL, credential, "POST", "/v1/requests/"+id+"/claim", nil)
 	claimed := decode[RequestOutcome](e.t, body)
 	if status != http.StatusCreated || claimed.Secret == "" {
 		e.t.Fatalf("claim %s: %d %s", id, status, body)
@@ -81,7 +80,7 @@ func (e *env) claimOutcome(credential, id string) RequestOutcome {
 // request id.
 func (e *env) askPending(credential string, spec map[string]any) string {
 	e.t.Helper()
-	status, body := e.send(mgmtURL, credential, "POST", "/v1/requests", spec)
+	status, body := e.send(e.mgmtURL, credential, "POST", "/v1/requests", spec)
 	if status != http.StatusAccepted {
 		e.t.Fatalf("request %v: %d %s", spec, status, body)
 	}
@@ -93,11 +92,12 @@ func (e *env) askPending(credential string, spec map[string]any) string {
 // groups were recorded on the token at her claim, so the management token
 // is refused exactly as she is.
 func TestDeveloperRuleFollowsHerManagementToken(t *testing.T) {
+	t.Parallel()
 	e, op := personRulesEnv(t)
 	alice := op.SignIn(t, oidcop.CLIClientID, "alice")
 	bob := op.SignIn(t, oidcop.CLIClientID, "bob")
 
-	status, body := e.send(mgmtURL, alice, "POST", "/v1/requests", billingWrite("alice"))
+	status, body := e.send(e.mgmtURL, alice, "POST", "/v1/requests", billingWrite("alice"))
 	wantRefusal(t, "developer asks for a production write as a person", status, body, http.StatusForbidden, "developer_production_write")
 
 	mgmt := e.managementToken(alice, "alice", bob)
@@ -108,7 +108,7 @@ func TestDeveloperRuleFollowsHerManagementToken(t *testing.T) {
 		// its end, so the failure says how far it went.
 		id := decode[RequestOutcome](t, body).Request.ID
 		e.approve(bob, id)
-		if status, body := e.send(mgmtURL, alice, "POST", "/v1/requests/"+id+"/claim", nil); status == http.StatusCreated {
+		if status, body := e.send(e.mgmtURL, alice, "POST", "/v1/requests/"+id+"/claim", nil); status == http.StatusCreated {
 			remember(decode[RequestOutcome](t, body).Secret)
 			t.Fatalf("the chain ended with the developer holding a production write: %s", body)
 		}
@@ -120,6 +120,7 @@ func TestDeveloperRuleFollowsHerManagementToken(t *testing.T) {
 // claim asks the policy again with the claimer's groups as the IdP gives
 // them now, whichever of her credentials asked.
 func TestClaimAsksAgainWithTheClaimersGroups(t *testing.T) {
+	t.Parallel()
 	e, op := personRulesEnv(t)
 	carol := op.SignIn(t, oidcop.CLIClientID, "carol")
 	bob := op.SignIn(t, oidcop.CLIClientID, "bob")
@@ -133,7 +134,7 @@ func TestClaimAsksAgainWithTheClaimersGroups(t *testing.T) {
 	op.SetGroups("carol", []string{"developers"})
 	carol = op.SignIn(t, oidcop.CLIClientID, "carol")
 	for _, id := range []string{byPerson, byToken} {
-		status, body := e.send(mgmtURL, carol, "POST", "/v1/requests/"+id+"/claim", nil)
+		status, body := e.send(e.mgmtURL, carol, "POST", "/v1/requests/"+id+"/claim", nil)
 		if status == http.StatusCreated {
 			remember(decode[RequestOutcome](t, body).Secret)
 		}
@@ -146,6 +147,7 @@ func TestClaimAsksAgainWithTheClaimersGroups(t *testing.T) {
 // does not renew a production write, as a person or with her management
 // token (claimed once she was a developer, so it carries the group).
 func TestRotationAsksWithTheRotatorsGroups(t *testing.T) {
+	t.Parallel()
 	e, op := personRulesEnv(t)
 	carol := op.SignIn(t, oidcop.CLIClientID, "carol")
 	bob := op.SignIn(t, oidcop.CLIClientID, "bob")
@@ -153,7 +155,7 @@ func TestRotationAsksWithTheRotatorsGroups(t *testing.T) {
 	e.approve(bob, id)
 	claimed := e.claimOutcome(carol, id)
 	secret, tokenID := claimed.Secret, claimed.Token.ID
-	if r := call(t, "POST", gateURL+"/billing/invoices", bearer(secret)...); r.status != http.StatusOK {
+	if r := call(t, "POST", e.gateURL+"/billing/invoices", bearer(secret)...); r.status != http.StatusOK {
 		t.Fatalf("the approved write: %d %s", r.status, r.body)
 	}
 
@@ -162,7 +164,7 @@ func TestRotationAsksWithTheRotatorsGroups(t *testing.T) {
 	mgmt := e.managementToken(carol, "carol", bob)
 	for _, try := range []struct{ what, credential string }{{"as a person", carol}, {"with her management token", mgmt}} {
 		what := try.what
-		status, body := e.send(mgmtURL, try.credential, "POST", "/v1/tokens/"+tokenID+"/rotate", map[string]string{"grace": "0s"})
+		status, body := e.send(e.mgmtURL, try.credential, "POST", "/v1/tokens/"+tokenID+"/rotate", map[string]string{"grace": "0s"})
 		if status == http.StatusCreated {
 			remember(decode[IssuedToken](t, body).Secret)
 		}
@@ -173,11 +175,12 @@ func TestRotationAsksWithTheRotatorsGroups(t *testing.T) {
 // Nobody else looks at an automatic approval: a person the directory does
 // not know, asking to read a production service, waits for an approver.
 func TestAutoApprovalNeverCoversProductionForStrangers(t *testing.T) {
+	t.Parallel()
 	e, op := personRulesEnv(t)
 	carol := op.SignIn(t, oidcop.CLIClientID, "carol")
 	spec := map[string]any{"owner": "carol", "purpose": "read invoices", "scopes": []string{"billing:read"},
 		"services": []string{"billing"}, "ttl": "1h", "max_uses": 1000}
-	status, body := e.send(mgmtURL, carol, "POST", "/v1/requests", spec)
+	status, body := e.send(e.mgmtURL, carol, "POST", "/v1/requests", spec)
 	out := decode[RequestOutcome](t, body)
 	if out.Secret != "" {
 		remember(out.Secret)
@@ -192,7 +195,7 @@ func TestAutoApprovalNeverCoversProductionForStrangers(t *testing.T) {
 		"services": {"billing": {"environment": "production", "auto_approve": true}}
 	}`})
 	newEnvReusing(e, envOptions{policyDir: dir, appOptions: withOIDC(op)})
-	status, body = e.send(mgmtURL, carol, "POST", "/v1/requests", spec)
+	status, body = e.send(e.mgmtURL, carol, "POST", "/v1/requests", spec)
 	out = decode[RequestOutcome](t, body)
 	if out.Secret != "" {
 		remember(out.Secret)
@@ -221,6 +224,7 @@ func (e *env) wantRefusedAction(msg, actor, reason string) {
 // her new groups at her next sign-in: from then on it asks, and claims,
 // as the developer she is.
 func TestSignInRefreshesTheGroupsOnHerManagementTokens(t *testing.T) {
+	t.Parallel()
 	e, op := personRulesEnv(t)
 	carol := op.SignIn(t, oidcop.CLIClientID, "carol")
 	bob := op.SignIn(t, oidcop.CLIClientID, "bob")
@@ -230,7 +234,7 @@ func TestSignInRefreshesTheGroupsOnHerManagementTokens(t *testing.T) {
 
 	op.SetGroups("carol", []string{"developers"})
 	carol = op.SignIn(t, oidcop.CLIClientID, "carol")
-	if status, body := e.send(mgmtURL, carol, "GET", "/v1/requests?status=pending", nil); status != http.StatusOK {
+	if status, body := e.send(e.mgmtURL, carol, "GET", "/v1/requests?status=pending", nil); status != http.StatusOK {
 		t.Fatalf("carol signs in: %d %s", status, body)
 	}
 	status, body := e.mgmt(mgmt, "POST", "/v1/requests", billingWrite("carol"))

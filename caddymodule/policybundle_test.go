@@ -16,6 +16,7 @@ import (
 )
 
 func TestPolicyBundleCaddyfile(t *testing.T) {
+	t.Parallel()
 	cases := []struct {
 		input   string
 		want    string
@@ -60,6 +61,7 @@ func TestPolicyBundleCaddyfile(t *testing.T) {
 // and lands in the audit line's policy_rev; a tampered bundle is refused
 // and logged, and the previous policy keeps deciding.
 func TestPolicyBundleThroughCaddy(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	site := filepath.Join(dir, "site")
 	if err := os.MkdirAll(site, 0o755); err != nil {
@@ -90,11 +92,11 @@ func TestPolicyBundleThroughCaddy(t *testing.T) {
 	// The bundle server has to answer while the bundle config provisions:
 	// the first config serves it, the second fetches from the first.
 	e := newEnv(t, envOptions{decisionCache: 1000, extraRoutes: routes})
-	policy := fmt.Sprintf("%s/bundles/tokengate.tar.gz {\n\t\t\tpoll 100ms\n\t\t\tverify_key %s\n\t\t\ttimeout 2s\n\t\t}", gateURL, pub)
+	policy := fmt.Sprintf("%s/bundles/tokengate.tar.gz {\n\t\t\tpoll 100ms\n\t\t\tverify_key %s\n\t\t\ttimeout 2s\n\t\t}", e.gateURL, pub)
 	newEnvReusing(e, envOptions{decisionCache: 1000, extraRoutes: routes, policyDir: policy})
 
 	secret, _ := e.issue(billingReader(nil))
-	if r := call(t, "GET", gateURL+"/billing/v1", bearer(secret)...); r.status != http.StatusOK {
+	if r := call(t, "GET", e.gateURL+"/billing/v1", bearer(secret)...); r.status != http.StatusOK {
 		t.Fatalf("under v1: %d %s", r.status, r.body)
 	}
 	if rev := e.auditFor("/billing/v1")["policy_rev"]; !strings.HasPrefix(fmt.Sprint(rev), "v1+") {
@@ -105,7 +107,7 @@ func TestPolicyBundleThroughCaddy(t *testing.T) {
 	var r response
 	deadline := time.Now().Add(10 * time.Second)
 	for i := 0; ; i++ {
-		r = call(t, "GET", fmt.Sprintf("%s/billing/v2-%d", gateURL, i), bearer(secret)...)
+		r = call(t, "GET", fmt.Sprintf("%s/billing/v2-%d", e.gateURL, i), bearer(secret)...)
 		if r.status == http.StatusForbidden {
 			if line := e.auditFor(fmt.Sprintf("/billing/v2-%d", i)); !strings.HasPrefix(fmt.Sprint(line["policy_rev"]), "v2+") {
 				t.Fatalf("denied under policy_rev %v, want v2+<hash>", line["policy_rev"])
@@ -125,7 +127,7 @@ func TestPolicyBundleThroughCaddy(t *testing.T) {
 	opabundle.Tamper(t, tampered, `"scope_missing"`, `"scope_mizzing"`)
 	put(tampered)
 	waitForLog(t, filepath.Join(e.dir, "caddy.log"), "policy bundle refused; previous policy stays in force", "digest mismatch")
-	if r := call(t, "GET", gateURL+"/billing/after-tamper", bearer(secret)...); r.status != http.StatusForbidden || r.reason != "billing_closed" {
+	if r := call(t, "GET", e.gateURL+"/billing/after-tamper", bearer(secret)...); r.status != http.StatusForbidden || r.reason != "billing_closed" {
 		t.Fatalf("after a tampered bundle: %d %s, want the v2 policy's 403 billing_closed", r.status, r.body)
 	}
 }

@@ -72,10 +72,11 @@ func (e *env) caddyLogged(what string, match func(map[string]any) bool) map[stri
 // error audit line, never an allow (with non-strict builtin errors the
 // rule came out undefined and the call passed).
 func TestPolicyBuiltinErrorAnswers503(t *testing.T) {
+	t.Parallel()
 	dir, _ := shippedPolicyFolder(t, "reasons contains \"host_too_big\" if to_number(input.request.host) > 10\n")
 	e := newEnv(t, envOptions{policyDir: dir})
 	secret, _ := e.issue(billingReader(nil))
-	r := call(t, "GET", gateURL+"/billing/builtin-error", bearer(secret)...)
+	r := call(t, "GET", e.gateURL+"/billing/builtin-error", bearer(secret)...)
 	if r.status != 503 || r.reason != "policy_unavailable" {
 		t.Fatalf("got %d %s, want 503 policy_unavailable", r.status, r.body)
 	}
@@ -91,10 +92,11 @@ func TestPolicyBuiltinErrorAnswers503(t *testing.T) {
 // reload refused for a misspelt input field is logged at error level with
 // file:line, and the previous policy keeps serving.
 func TestPolicyPrintAndRefusedReload(t *testing.T) {
+	t.Parallel()
 	dir, line := shippedPolicyFolder(t, "reasons contains \"never\" if {\n\tprint(\"policy saw\", input.request.path)\n\tinput.token.uses < 0\n}\n")
 	e := newEnv(t, envOptions{policyDir: dir})
 	secret, _ := e.issue(billingReader(nil))
-	if r := call(t, "GET", gateURL+"/billing/printed", bearer(secret)...); r.status != 200 {
+	if r := call(t, "GET", e.gateURL+"/billing/printed", bearer(secret)...); r.status != 200 {
 		t.Fatalf("got %d %s", r.status, r.body)
 	}
 	printed := e.caddyLogged("from print()", func(l map[string]any) bool {
@@ -111,7 +113,7 @@ func TestPolicyPrintAndRefusedReload(t *testing.T) {
 	if msg := fmt.Sprint(refused["error"]); !strings.Contains(msg, fmt.Sprintf("gateway.rego:%d:", typo)) || !strings.Contains(msg, "revokedAt") {
 		t.Fatalf("refusal logged as %v, want gateway.rego:%d and the field", refused, typo)
 	}
-	if r := call(t, "GET", gateURL+"/billing/after-refusal", bearer(secret)...); r.status != 200 {
+	if r := call(t, "GET", e.gateURL+"/billing/after-refusal", bearer(secret)...); r.status != 200 {
 		t.Fatalf("previous policy not serving: %d %s", r.status, r.body)
 	}
 }
@@ -122,6 +124,7 @@ func TestPolicyPrintAndRefusedReload(t *testing.T) {
 // succeeds. A field the schema names but the service never sends would
 // make a rule on it silently never hold.
 func TestAdminInputMatchesItsSchema(t *testing.T) {
+	t.Parallel()
 	dir, _ := shippedPolicyFolder(t, "")
 	schema, err := policies.Schemas.ReadFile("schemas/admin_input.json")
 	if err != nil {

@@ -12,10 +12,11 @@ import (
 // when Caddy reloads it, with file:line in the log, and the previous
 // policy keeps answering calls (instead of every call getting 503).
 func TestPolicyWithWrongOutputTypeIsRefusedOnReload(t *testing.T) {
+	t.Parallel()
 	dir, _ := shippedPolicyFolder(t, "")
 	e := newEnv(t, envOptions{policyDir: dir})
 	secret, _ := e.issue(billingReader(nil))
-	if r := call(t, "GET", gateURL+"/billing/before", bearer(secret)...); r.status != 200 {
+	if r := call(t, "GET", e.gateURL+"/billing/before", bearer(secret)...); r.status != 200 {
 		t.Fatalf("before the edit: %d %s", r.status, r.body)
 	}
 	for _, c := range []struct{ src, got string }{
@@ -31,7 +32,7 @@ func TestPolicyWithWrongOutputTypeIsRefusedOnReload(t *testing.T) {
 			return l["level"] == "error" && strings.Contains(fmt.Sprint(l["msg"]), "policy change refused") &&
 				strings.Contains(fmt.Sprint(l["error"]), "gateway.rego:3:") && strings.Contains(fmt.Sprint(l["error"]), c.got)
 		})
-		if r := call(t, "GET", gateURL+"/billing/after", bearer(secret)...); r.status != 200 {
+		if r := call(t, "GET", e.gateURL+"/billing/after", bearer(secret)...); r.status != 200 {
 			t.Fatalf("after %s: %d %s, want the previous policy answering", src, r.status, r.body)
 		}
 	}

@@ -15,6 +15,7 @@ import (
 // and the access log, filtered as the README says, drops it too. The
 // env's cleanup scans every log for every issued secret.
 func TestSecretInTheURLIsNeverLogged(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, envOptions{})
 	secret, _ := e.issue(billingReader(nil))
 	redacted := "tg_" + token.Redacted
@@ -31,7 +32,7 @@ func TestSecretInTheURLIsNeverLogged(t *testing.T) {
 		{"split in an invalid path", "/billing/bad/%2e%2e/Tg_" + secret[3:15] + "%C2%AD" + secret[15:], "/billing/bad/%2e%2e/Tg_" + token.Redacted, http.StatusBadRequest},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			if got := call(t, "GET", gateURL+c.path); got.status != c.status {
+			if got := call(t, "GET", e.gateURL+c.path); got.status != c.status {
 				t.Fatalf("GET %s: %d, want %d", c.path, got.status, c.status)
 			}
 			line := e.auditFor(c.audited)

@@ -12,12 +12,13 @@ import (
 // stay, the audit line keeps the status tokengate chose, and the metrics
 // still count the decision.
 func TestHandleErrorsRestylesRefusals(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, envOptions{extraRoutes: `handle_errors {
 		respond "restyled reason={tokengate.reason} error={tokengate.error} id={tokengate.request_id} status={http.error.status_code} message={http.error.message}" 418
 	}`})
 	secret, _ := e.issue(billingReader(nil))
 	const denied = `tokengate_decisions_total{reason="token_missing",result="deny"}`
-	before := scrape(t)[denied]
+	before := e.scrape(t)[denied]
 
 	cases := []struct {
 		name      string
@@ -33,7 +34,7 @@ func TestHandleErrorsRestylesRefusals(t *testing.T) {
 	}
 	for i, c := range cases {
 		path := fmt.Sprintf("/billing/restyled-%d", i)
-		r := call(t, c.method, gateURL+path, c.headers...)
+		r := call(t, c.method, e.gateURL+path, c.headers...)
 		if r.status != 418 {
 			t.Fatalf("%s: got %d %s, want the handle_errors answer 418", c.name, r.status, r.body)
 		}
@@ -52,12 +53,12 @@ func TestHandleErrorsRestylesRefusals(t *testing.T) {
 			t.Errorf("%s: audit line %v, want deny %s with status %d", c.name, line, c.reason, c.status)
 		}
 	}
-	if got := scrape(t)[denied] - before; got != 1 {
+	if got := e.scrape(t)[denied] - before; got != 1 {
 		t.Errorf("tokengate_decisions_total{deny,token_missing} rose by %v, want 1", got)
 	}
 
 	// An allowed call never reaches the error routes.
-	if r := call(t, "GET", gateURL+"/billing/restyled-ok", bearer(secret)...); r.status != 200 {
+	if r := call(t, "GET", e.gateURL+"/billing/restyled-ok", bearer(secret)...); r.status != 200 {
 		t.Fatalf("allowed call: %d %s", r.status, r.body)
 	}
 	if line := e.auditFor("/billing/restyled-ok"); line["status"] != float64(200) {
@@ -69,10 +70,11 @@ func TestHandleErrorsRestylesRefusals(t *testing.T) {
 // Caddy would answer an error no route matches with an empty body, so the
 // handler keeps its JSON body there.
 func TestHandleErrorsForOtherStatusKeepsJSONBody(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, envOptions{extraRoutes: `handle_errors 404 410 {
 		respond "gone fishing" 404
 	}`})
-	r := call(t, "GET", gateURL+"/billing/unmatched-error-route")
+	r := call(t, "GET", e.gateURL+"/billing/unmatched-error-route")
 	if r.status != 401 || r.reason != "token_missing" || r.header.Get("Content-Type") != "application/json" {
 		t.Fatalf("got %d %q %q, want the JSON 401 token_missing", r.status, r.header.Get("Content-Type"), r.body)
 	}

@@ -19,6 +19,7 @@ import (
 // reverse_proxy route without tokengate too, as measured while writing
 // this test (1-4 of ~60 calls per run in both cases).
 func TestReloadWhileServing(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, envOptions{decisionCache: 1000, gracePeriod: "5s"})
 	secret, _ := e.issue(billingReader(nil))
 
@@ -38,7 +39,7 @@ func TestReloadWhileServing(t *testing.T) {
 					return
 				default:
 				}
-				req, _ := http.NewRequest("GET", gateURL+"/billing/reload", nil)
+				req, _ := http.NewRequest("GET", e.gateURL+"/billing/reload", nil)
 				req.Header.Set("Authorization", "Bearer "+secret)
 				resp, err := client.Do(req)
 				switch {

@@ -11,9 +11,10 @@ import (
 // 2 calls left in all during the grace window, whichever secret makes them;
 // then both secrets are used up.
 func TestRotationKeepsTheBudget(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, envOptions{decisionCache: 1000})
 	old, oldID := e.issue(billingReader(map[string]any{"max_uses": 3}))
-	if r := call(t, "GET", gateURL+"/billing/budget-0", bearer(old)...); r.status != 200 {
+	if r := call(t, "GET", e.gateURL+"/billing/budget-0", bearer(old)...); r.status != 200 {
 		t.Fatalf("first call: %d %s", r.status, r.body)
 	}
 	issued := e.rotate(oldID, "5m")
@@ -22,7 +23,7 @@ func TestRotationKeepsTheBudget(t *testing.T) {
 	var statuses []int
 	for i := range 6 {
 		path := fmt.Sprintf("/billing/budget-%d", i+1)
-		r := call(t, "GET", gateURL+path, bearer(secrets[i%2])...)
+		r := call(t, "GET", e.gateURL+path, bearer(secrets[i%2])...)
 		statuses = append(statuses, r.status)
 		switch {
 		case i < 2 && r.status != 200:
@@ -49,17 +50,18 @@ func TestRotationKeepsTheBudget(t *testing.T) {
 // the old one too; otherwise the leaked secret a rotation meant to retire
 // keeps working after the revoke.
 func TestRevokingTheSuccessorStopsTheOldSecret(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, envOptions{decisionCache: 1000})
 	old, oldID := e.issue(billingReader(nil))
 	issued := e.rotate(oldID, "5m")
-	if r := call(t, "GET", gateURL+"/billing/grace", bearer(old)...); r.status != 200 {
+	if r := call(t, "GET", e.gateURL+"/billing/grace", bearer(old)...); r.status != 200 {
 		t.Fatalf("old secret within grace: %d %s", r.status, r.body)
 	}
 	if status, body := e.admin("POST", "/tokengate/tokens/"+issued.Token.ID+"/revoke", map[string]string{"reason": "whole chain leaked"}); status != 200 {
 		t.Fatalf("revoke: %d %s", status, body)
 	}
 	for name, secret := range map[string]string{"old": old, "new": issued.Secret} {
-		if r := call(t, "GET", gateURL+"/billing/after-revoke", bearer(secret)...); r.status != 401 || r.reason != "token_revoked" {
+		if r := call(t, "GET", e.gateURL+"/billing/after-revoke", bearer(secret)...); r.status != 401 || r.reason != "token_revoked" {
 			t.Errorf("%s secret after the successor's revoke: %d %s", name, r.status, r.body)
 		}
 	}

@@ -14,8 +14,11 @@ import (
 // for a moment (the new config is provisioned and started before the old
 // one stops): they share one runtime, so a revoke through either is seen
 // by the cached decisions of both. Then a real reload keeps the runtime.
+//
+// Not parallel: it provisions a second app in the Caddy of this process,
+// beside the serving one, and compares their memory.
 func TestReloadSharesRuntime(t *testing.T) {
-	e := newEnv(t, envOptions{decisionCache: 1000})
+	e := newInProcessEnv(t, envOptions{decisionCache: 1000})
 	serving := currentApp()
 	rt := serving.rt
 
@@ -44,14 +47,14 @@ func TestReloadSharesRuntime(t *testing.T) {
 	// call it has cached.
 	secret, id := e.issue(billingReader(nil))
 	for range 2 {
-		if r := call(t, "GET", gateURL+"/billing/shared", bearer(secret)...); r.status != 200 {
+		if r := call(t, "GET", e.gateURL+"/billing/shared", bearer(secret)...); r.status != 200 {
 			t.Fatalf("before revoke: %d %s", r.status, r.body)
 		}
 	}
 	if _, _, err := other.manage.Tokens.Revoke(context.Background(), "test", id, "leaked in chat"); err != nil {
 		t.Fatal(err)
 	}
-	if r := call(t, "GET", gateURL+"/billing/shared", bearer(secret)...); r.status != 401 || r.reason != "token_revoked" {
+	if r := call(t, "GET", e.gateURL+"/billing/shared", bearer(secret)...); r.status != 401 || r.reason != "token_revoked" {
 		t.Fatalf("serving app after a revoke through the other: %d %q, want 401 token_revoked", r.status, r.reason)
 	}
 
@@ -94,7 +97,7 @@ func TestReloadSharesRuntime(t *testing.T) {
 	if apps != 1 {
 		t.Fatalf("runtime holds %d apps after the reload, want 1", apps)
 	}
-	if r := call(t, "GET", gateURL+"/billing/shared", bearer(secret2)...); r.status != 401 || r.reason != "token_revoked" {
+	if r := call(t, "GET", e.gateURL+"/billing/shared", bearer(secret2)...); r.status != 401 || r.reason != "token_revoked" {
 		t.Fatalf("after reload: %d %q, want 401 token_revoked", r.status, r.reason)
 	}
 }

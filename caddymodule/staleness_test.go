@@ -11,6 +11,7 @@ import (
 )
 
 func TestStalenessOptionsParse(t *testing.T) {
+	t.Parallel()
 	var a App
 	in := "tokengate {\n max_staleness 5s\n stale_reads allow\n}"
 	if err := a.UnmarshalCaddyfile(caddyfile.NewTestDispenser(in)); err != nil {
@@ -31,6 +32,7 @@ func TestStalenessOptionsParse(t *testing.T) {
 }
 
 func TestPostgresStoreOptionsParse(t *testing.T) {
+	t.Parallel()
 	var p PostgresStore
 	in := "postgres {\n dsn postgres://a@db/x\n feed_dsn postgres://a@direct/x\n max_conns 2\n query_exec_mode exec\n heartbeat 250ms\n feed poll\n}"
 	if err := p.UnmarshalCaddyfile(caddyfile.NewTestDispenser(in)); err != nil {

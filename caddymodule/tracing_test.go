@@ -13,10 +13,10 @@ import (
 // management action's line carries the ids of the call that made it.
 // Without the tracing handler a line has neither field.
 func TestAuditLinesCarryCaddysTrace(t *testing.T) {
+	t.Parallel()
 	// No collector: the tracing handler still makes and propagates
 	// spans, and drops them instead of exporting.
-	t.Setenv("OTEL_TRACES_EXPORTER", "none")
-	e := newEnv(t, envOptions{})
+	e := newEnv(t, envOptions{environ: []string{"OTEL_TRACES_EXPORTER=none"}})
 	newEnvReusing(e, envOptions{extraRoutes: fmt.Sprintf(`
 	route /traced/* {
 		tracing
@@ -34,7 +34,7 @@ func TestAuditLinesCarryCaddysTrace(t *testing.T) {
 	})
 
 	// A call that starts its trace at Caddy.
-	if r := call(t, "GET", gateURL+"/traced/trace-1", bearer(secret)...); r.status != http.StatusOK {
+	if r := call(t, "GET", e.gateURL+"/traced/trace-1", bearer(secret)...); r.status != http.StatusOK {
 		t.Fatalf("traced call: %d %s", r.status, r.body)
 	}
 	traceID, spanID := upstreamTraceparent(t, e, "/traced/trace-1")
@@ -46,7 +46,7 @@ func TestAuditLinesCarryCaddysTrace(t *testing.T) {
 	// A call whose client sent a traceparent: the trace goes on, with
 	// Caddy's span as the child of the client's.
 	const clientTrace, clientSpan = "4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7"
-	r := call(t, "GET", gateURL+"/traced/trace-2", append(bearer(secret), "Traceparent", "00-"+clientTrace+"-"+clientSpan+"-01")...)
+	r := call(t, "GET", e.gateURL+"/traced/trace-2", append(bearer(secret), "Traceparent", "00-"+clientTrace+"-"+clientSpan+"-01")...)
 	if r.status != http.StatusOK {
 		t.Fatalf("traced call with traceparent: %d %s", r.status, r.body)
 	}
@@ -58,7 +58,7 @@ func TestAuditLinesCarryCaddysTrace(t *testing.T) {
 	}
 
 	// A refused call is traced as well.
-	if r := call(t, "GET", gateURL+"/traced/trace-3"); r.status != http.StatusUnauthorized {
+	if r := call(t, "GET", e.gateURL+"/traced/trace-3"); r.status != http.StatusUnauthorized {
 		t.Fatalf("traced call without a token: %d %s", r.status, r.body)
 	}
 	if line := e.auditFor("/traced/trace-3"); len(fmt.Sprint(line["trace_id"])) != 32 || len(fmt.Sprint(line["span_id"])) != 16 {
@@ -67,7 +67,7 @@ func TestAuditLinesCarryCaddysTrace(t *testing.T) {
 
 	// A management action: its line and its call line share the ids.
 	e.bootstrap()
-	status, body := e.send(gateURL, e.requester, "POST", "/traced-admin/v1/requests", writeRequest(nil))
+	status, body := e.send(e.gateURL, e.requester, "POST", "/traced-admin/v1/requests", writeRequest(nil))
 	if status != http.StatusAccepted {
 		t.Fatalf("traced management call: %d %s", status, body)
 	}
@@ -85,7 +85,7 @@ func TestAuditLinesCarryCaddysTrace(t *testing.T) {
 	}
 
 	// Without the tracing handler, no ids.
-	if r := call(t, "GET", gateURL+"/billing/untraced", bearer(secret)...); r.status != http.StatusOK {
+	if r := call(t, "GET", e.gateURL+"/billing/untraced", bearer(secret)...); r.status != http.StatusOK {
 		t.Fatalf("untraced call: %d %s", r.status, r.body)
 	}
 	if line := e.auditFor("/billing/untraced"); line["trace_id"] != nil || line["span_id"] != nil {

@@ -91,12 +91,12 @@ func (h *hookReceiver) await(t *testing.T, n int) []notify.Event {
 // (logger tokengate.webhook) without the hook's secret or URL path; a
 // webhook whose secret is unset or short refuses the config.
 func TestWebhooksHearTheFlow(t *testing.T) {
+	t.Parallel()
 	const hookSecret = "whsec-e2e-0123456789abcdef0123456789abcdef"
-	t.Setenv(webhookSecretVar, hookSecret)
 	h := startHookReceiver(t, hookSecret)
 	hookURL := h.URL + "/services/T0/B0/XXXXsecretpath"
 	hookLines := "webhook " + hookURL + " {\n\t\t\tsecret {env." + webhookSecretVar + "}\n\t\t}"
-	e := newEnv(t, envOptions{appOptions: hookLines})
+	e := newEnv(t, envOptions{appOptions: hookLines, environ: []string{webhookSecretVar + "=" + hookSecret}})
 	e.bootstrap()
 
 	status, body := e.mgmt(e.requester, "POST", "/v1/requests", writeRequest(map[string]any{"ticket": "FIN-12"}))
@@ -188,11 +188,11 @@ func TestWebhooksHearTheFlow(t *testing.T) {
 	for name, c := range refused {
 		wantErr := c.wantErr
 		if c.secret == "" {
-			os.Unsetenv(webhookSecretVar)
+			e.unsetenv(webhookSecretVar)
 		} else {
-			t.Setenv(webhookSecretVar, c.secret)
+			e.setenv(webhookSecretVar, c.secret)
 		}
-		status, body := loadConfig(t, pepperConfig(t.TempDir(), hookLines))
+		status, body := e.loadConfig(t, pepperConfig(e.ports, t.TempDir(), hookLines))
 		if status < 400 || !strings.Contains(body, wantErr) {
 			t.Errorf("%s secret: %d %s, want a start-up error %q", name, status, body, wantErr)
 		}
@@ -207,10 +207,10 @@ func TestWebhooksHearTheFlow(t *testing.T) {
 // receiver holding the same string verifies the delivery through real
 // Caddy, and the string itself never reaches the logs.
 func TestWebhooksTakeAStandardWebhooksSecret(t *testing.T) {
+	t.Parallel()
 	hookSecret := "whsec_" + base64.StdEncoding.EncodeToString([]byte("0123456789abcdef0123456789abcdef"))
-	t.Setenv(webhookSecretVar, hookSecret)
 	h := startHookReceiver(t, hookSecret)
-	e := newEnv(t, envOptions{appOptions: "webhook " + h.URL + " {\n\t\t\tsecret {env." + webhookSecretVar + "}\n\t\t}"})
+	e := newEnv(t, envOptions{appOptions: "webhook " + h.URL + " {\n\t\t\tsecret {env." + webhookSecretVar + "}\n\t\t}", environ: []string{webhookSecretVar + "=" + hookSecret}})
 	e.bootstrap()
 	if status, body := e.mgmt(e.requester, "POST", "/v1/requests", writeRequest(nil)); status != http.StatusAccepted {
 		t.Fatalf("request: %d %s", status, body)
@@ -238,13 +238,14 @@ func TestWebhooksTakeAStandardWebhooksSecret(t *testing.T) {
 // starts), not again by the next; after a reload the old config's
 // dispatcher is stopped and the new one delivers.
 func TestWebhookLapseAcrossReloads(t *testing.T) {
+	t.Parallel()
 	const hookSecret = "whsec-reload-0123456789abcdef0123456789abcdef"
-	t.Setenv(webhookSecretVar, hookSecret)
 	first, second := startHookReceiver(t, hookSecret), startHookReceiver(t, hookSecret)
 	// extra makes a config differ from the one running, so that Caddy
 	// reloads it.
 	hookTo := func(h *hookReceiver, extra string) envOptions {
-		return envOptions{appOptions: "webhook " + h.URL + " {\n\t\t\tsecret {env." + webhookSecretVar + "}\n\t\t\t" + extra + "\n\t\t}"}
+		return envOptions{appOptions: "webhook " + h.URL + " {\n\t\t\tsecret {env." + webhookSecretVar + "}\n\t\t\t" + extra + "\n\t\t}",
+			environ: []string{webhookSecretVar + "=" + hookSecret}}
 	}
 	e := newEnv(t, hookTo(first, ""))
 	e.bootstrap()
@@ -258,7 +259,7 @@ func TestWebhookLapseAcrossReloads(t *testing.T) {
 	}
 	first.await(t, 2)
 
-	fakeClock.Advance(manage.ClaimWindow + time.Minute)
+	e.advance(manage.ClaimWindow + time.Minute)
 	newEnvReusing(e, hookTo(first, "events "+strings.Join(notify.Types, " ")))
 	events := first.await(t, 3)
 	if ev := events[2]; ev.Type != notify.RequestLapsed || ev.RequestID != id || ev.DecidedBy != "bob" {
@@ -285,6 +286,7 @@ func TestWebhookLapseAcrossReloads(t *testing.T) {
 }
 
 func TestWebhookCaddyfile(t *testing.T) {
+	t.Parallel()
 	cases := []struct{ input, want, wantErr string }{
 		{input: "tokengate {\n webhook https://hooks.example.com/tg {\n  secret {env.S}\n  events request.pending token.revoked\n }\n webhook https://b.example.com/ {\n  secret {env.T}\n }\n}",
 			want: `{"webhooks":[{"url":"https://hooks.example.com/tg","secret":"{env.S}","events":["request.pending","token.revoked"]},{"url":"https://b.example.com/","secret":"{env.T}"}]}`},

@@ -87,6 +87,7 @@ func TestBackupAndRestoreBolt(t *testing.T) {
 }
 
 func TestBackupOfPostgresPointsAtPgDump(t *testing.T) {
+	t.Parallel()
 	c := startCluster(t)
 	_, stderr, err := c.a.tryTokengate(t, "backup", "--output", filepath.Join(t.TempDir(), "x.db"))
 	if exitCode(err) != 1 || !strings.Contains(stderr, "backup_unsupported") || !strings.Contains(stderr, "pg_dump") {

@@ -305,11 +305,13 @@ func between(s, start, end string) string {
 // on a port another process holds the test would not fail but share that
 // process's traffic.
 func TestExampleCaddyfileRunsAsIs(t *testing.T) {
+	t.Parallel()
 	src, err := os.ReadFile(filepath.Join(caddyproc.RepoRoot(t), "Caddyfile.example"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	free := func() string { return fmt.Sprint(caddyproc.FreePort(t)) }
+	var environ []string
 	ports := map[string]string{
 		"TOKENGATE_ADMIN_PORT": free(), "TOKENGATE_GATEWAY_PORT": free(),
 		"TOKENGATE_MANAGEMENT_PORT": free(), "TOKENGATE_UPSTREAM_PORT": free(),
@@ -318,13 +320,13 @@ func TestExampleCaddyfileRunsAsIs(t *testing.T) {
 		if !strings.Contains(string(src), "{$"+name+":") {
 			t.Fatalf("Caddyfile.example no longer reads {$%s:...}; update this test", name)
 		}
-		t.Setenv(name, port)
+		environ = append(environ, name+"="+port)
 	}
 	admin := "localhost:" + ports["TOKENGATE_ADMIN_PORT"]
 	gateway := "127.0.0.1:" + ports["TOKENGATE_GATEWAY_PORT"]
 	cfg := string(src)
 	dir := t.TempDir()
-	p := caddyproc.Start(t, dir, admin, cfg)
+	p := caddyproc.Command{Env: environ}.Start(t, dir, admin, cfg)
 
 	secret, stderr, err := p.CLI(t, nil, "tokengate", "issue", "--address", admin, "--owner", "alice", "--purpose", "try the demo",
 		"--scope", "demo:read", "--service", "demo", "--ttl", "30m")

@@ -45,6 +45,7 @@ http://:{PORT} {
 // another with the same session (it lives in the shared store), and
 // signing out on one ends it on both.
 func TestConsoleSessionOnEveryNode(t *testing.T) {
+	t.Parallel()
 	browser.Require(t)
 	db := newTestDB(t)
 	op := oidcop.Start(t, oidcop.Options{})

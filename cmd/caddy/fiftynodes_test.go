@@ -22,6 +22,8 @@ import (
 // every node answer calls, revokes a token every node has cached and
 // checks every node refuses it, with no call answered 5xx and no node
 // refused a connection ("too many clients" in its output).
+//
+// Not parallel: a measurement, run on its own (it skips unless asked).
 func TestManyNodesWithinTheConnectionBudget(t *testing.T) {
 	count, _ := strconv.Atoi(os.Getenv("TOKENGATE_MANY_NODES"))
 	if count == 0 {

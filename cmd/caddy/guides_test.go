@@ -52,6 +52,8 @@ func runGuide(t *testing.T, p *caddyproc.Process, block string, vars ...string) 
 // real Caddy, bbolt and PostgreSQL: back up, lose the store, restore,
 // and the tokens of the backup serve again. .ci/guides runs it once in
 // CI; go test ./... skips it.
+//
+// Not parallel: run on its own by .ci/guides.
 func TestGuides(t *testing.T) {
 	if os.Getenv("TOKENGATE_GUIDES") != "1" {
 		t.Skip("run by .ci/guides (TOKENGATE_GUIDES=1)")

@@ -53,6 +53,7 @@ func exitStatus(err error) int {
 // only in the history, prints where and never what, and with --api says
 // which token it is; --revoke needs a caller who may report, and revokes.
 func TestGitleaksAndScanEndToEnd(t *testing.T) {
+	t.Parallel()
 	if _, err := exec.LookPath("git"); err != nil {
 		t.Skip("git is not installed")
 	}

@@ -170,6 +170,9 @@ func (db *testDB) hashIndexScans(t *testing.T) int {
 // labels each, a tampered body and an unknown key id change nothing, and a
 // replay changes nothing and announces nothing again; the lookups by hash
 // are counted in PostgreSQL's own statistics.
+//
+// Not parallel: "within a second" is timed, without this package's other
+// tests competing for the CPU.
 func TestGitHubAlertRevokesOnEveryNode(t *testing.T) {
 	db := newTestDB(t)
 	keyDir := t.TempDir()

@@ -35,6 +35,8 @@ const partitionSlack = 750 * time.Millisecond
 // terminated (the nodes' pools and feeds, as a restart ends them) while
 // the relay refuses B's reconnection attempts; the machine's PostgreSQL is
 // shared and is not restarted.
+//
+// Not parallel: B's refusals are timed against max_staleness.
 func TestPartitionedNodeRefusesRevokedTokens(t *testing.T) {
 	db := newTestDB(t)
 	upstream := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

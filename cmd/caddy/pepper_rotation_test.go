@@ -51,6 +51,7 @@ http://127.0.0.1:%d {
 // once previous_pepper is removed; one never used in between becomes
 // unknown, as does a secret the store never had.
 func TestPepperRotationGuide(t *testing.T) {
+	t.Parallel()
 	t.Run("bolt", func(t *testing.T) {
 		dir := t.TempDir()
 		testPepperRotation(t, dir, "store bolt "+dir+"/tokens.db")

@@ -31,6 +31,8 @@ import (
 // every node refuses the token, each node watched by its own poller: p50,
 // p99 and max. RATE, when set, holds that many calls per second instead of
 // a fraction of the peak.
+//
+// Not parallel: a measurement, run on its own (it skips unless asked).
 func TestRevocationPropagation(t *testing.T) {
 	if os.Getenv("TOKENGATE_PROPAGATION") != "1" {
 		t.Skip("the propagation measurement runs with TOKENGATE_PROPAGATION=1")

@@ -32,6 +32,8 @@ import (
 // TOKENGATE_MEASURE_REVOKE_LOAD is the fraction of the measured peak to hold
 // (0.5 unless set; 0 for no background traffic), TOKENGATE_MEASURE_REVOKES
 // the number of revokes (100).
+//
+// Not parallel: a measurement, run on its own (it skips unless asked).
 func TestMeasureRevokeLatencyUnderLoad(t *testing.T) {
 	if os.Getenv("TOKENGATE_MEASURE_REVOKE") == "" {
 		t.Skip("a measurement; set TOKENGATE_MEASURE_REVOKE=1 to run it")

@@ -17,6 +17,7 @@ import (
 // code in reason.Builtin is answered. Run with TOKENGATE_UPDATE_README=1 to rewrite the
 // table.
 func TestReadmeReasonTable(t *testing.T) {
+	t.Parallel()
 	var rows strings.Builder
 	rows.WriteString("| reason | status | `WWW-Authenticate` | means |\n|---|---|---|---|\n")
 	for _, c := range reason.Builtin {

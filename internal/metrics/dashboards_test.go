@@ -61,6 +61,7 @@ func metricNames(expr string) []string {
 }
 
 func TestPromQLMetricNames(t *testing.T) {
+	t.Parallel()
 	for expr, want := range map[string][]string{
 		`sum by (le, op) (rate(tokengate_store_seconds_bucket{instance=~"$instance"}[$__rate_interval]))`: {"tokengate_store_seconds_bucket"},
 		`time() - max by (instance) (tokengate_census_last_success_timestamp_seconds)`:                    {"tokengate_census_last_success_timestamp_seconds"},
@@ -92,6 +93,7 @@ func known(names map[string]bool, name string) bool {
 // registers (a renamed metric or a typo would leave a panel empty), and
 // every control-plane metric has a panel.
 func TestGrafanaDashboardUsesOurMetrics(t *testing.T) {
+	t.Parallel()
 	raw, err := os.ReadFile(filepath.Join("..", "..", "dist", "grafana", "tokengate.json"))
 	if err != nil {
 		t.Fatal(err)
@@ -146,6 +148,7 @@ func TestGrafanaDashboardUsesOurMetrics(t *testing.T) {
 // is a metric tokengate registers. (promtool checks their syntax and
 // tests them in CI.)
 func TestAlertRulesUseOurMetrics(t *testing.T) {
+	t.Parallel()
 	raw, err := os.ReadFile(filepath.Join("..", "..", "dist", "prometheus", "tokengate-rules.yaml"))
 	if err != nil {
 		t.Fatal(err)

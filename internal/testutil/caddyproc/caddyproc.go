@@ -5,10 +5,12 @@ package caddyproc
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"net"
 	"net/http"
@@ -111,9 +113,19 @@ func FreePort(t testing.TB) int {
 // kernel handed out for a listener is also one it hands to outgoing
 // connections, and one of those could hold it when Caddy binds it later
 // ("address already in use", seen in CI while apt fetched packages).
+//
+// It never returns the same port twice in one test process: tests that
+// run side by side each start their own Caddy, and Caddy binds with
+// SO_REUSEPORT, so two of them given one port would both bind it and
+// silently share its traffic instead of failing.
 func PickPort() (int, error) {
+	handedOut.Lock()
+	defer handedOut.Unlock()
 	for range 200 {
 		port := 20000 + rand.IntN(12000)
+		if handedOut.ports[port] {
+			continue
+		}
 		v4, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port))
 		if err != nil {
 			continue
@@ -124,14 +136,40 @@ func PickPort() (int, error) {
 			continue
 		}
 		v6.Close()
+		handedOut.ports[port] = true
 		return port, nil
 	}
 	return 0, errors.New("no free port found between 20000 and 32000")
 }
 
+// handedOut is every port PickPort returned in this process. The kernel
+// cannot say that a port was promised to a Caddy not started yet, so the
+// process keeps count itself.
+var handedOut = struct {
+	sync.Mutex
+	ports map[int]bool
+}{ports: map[int]bool{}}
+
+// Command says which binary runs as Caddy and what environment it gets
+// beyond Process.Env. The zero Command runs ./cmd/caddy, built by Binary;
+// a test binary that runs itself as Caddy (with the modules only its
+// tests register) names itself and the variable that tells it to.
+type Command struct {
+	Path string   // the binary; Binary's build when empty
+	Env  []string // more variables, NAME=value
+}
+
+func (c Command) path(t testing.TB) string {
+	if c.Path != "" {
+		return c.Path
+	}
+	return Binary(t)
+}
+
 // Process is one running Caddy.
 type Process struct {
 	cmd    *exec.Cmd
+	with   Command
 	Dir    string // working directory, also HOME and XDG dirs
 	Admin  string // admin endpoint address, host:port
 	output *lockedBuffer
@@ -144,11 +182,7 @@ type Process struct {
 // It is killed when the test ends.
 func Start(t testing.TB, dir, adminAddr, caddyfile string) *Process {
 	t.Helper()
-	p, err := start(t, dir, adminAddr, caddyfile)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return p
+	return Command{}.Start(t, dir, adminAddr, caddyfile)
 }
 
 // StartOnFreePorts is Start with ports chosen at run time: next picks
@@ -159,9 +193,25 @@ func Start(t testing.TB, dir, adminAddr, caddyfile string) *Process {
 // times.
 func StartOnFreePorts(t testing.TB, dir string, next func() (adminAddr, caddyfile string)) *Process {
 	t.Helper()
+	return Command{}.StartOnFreePorts(t, dir, next)
+}
+
+// Start is the package's Start with this command.
+func (c Command) Start(t testing.TB, dir, adminAddr, caddyfile string) *Process {
+	t.Helper()
+	p, err := c.start(t, dir, adminAddr, caddyfile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// StartOnFreePorts is the package's StartOnFreePorts with this command.
+func (c Command) StartOnFreePorts(t testing.TB, dir string, next func() (adminAddr, caddyfile string)) *Process {
+	t.Helper()
 	for attempt := 1; ; attempt++ {
 		adminAddr, caddyfile := next()
-		p, err := start(t, dir, adminAddr, caddyfile)
+		p, err := c.start(t, dir, adminAddr, caddyfile)
 		if err == nil {
 			return p
 		}
@@ -171,7 +221,7 @@ func StartOnFreePorts(t testing.TB, dir string, next func() (adminAddr, caddyfil
 	}
 }
 
-func start(t testing.TB, dir, adminAddr, caddyfile string) (*Process, error) {
+func (c Command) start(t testing.TB, dir, adminAddr, caddyfile string) (*Process, error) {
 	t.Helper()
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		t.Fatal(err)
@@ -179,11 +229,12 @@ func start(t testing.TB, dir, adminAddr, caddyfile string) (*Process, error) {
 	if err := os.WriteFile(filepath.Join(dir, "Caddyfile"), []byte(caddyfile), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	p := &Process{Dir: dir, Admin: adminAddr, output: new(lockedBuffer), exited: make(chan struct{})}
-	p.cmd = exec.Command(Binary(t), "run", "--config", "Caddyfile", "--adapter", "caddyfile")
+	p := &Process{with: c, Dir: dir, Admin: adminAddr, output: new(lockedBuffer), exited: make(chan struct{})}
+	p.cmd = exec.Command(c.path(t), "run", "--config", "Caddyfile", "--adapter", "caddyfile")
 	p.cmd.Dir = dir
 	p.cmd.Env = p.Env()
 	p.cmd.Stdout, p.cmd.Stderr = p.output, p.output
+	dieWithParent(p.cmd)
 	if err := p.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -192,24 +243,71 @@ func start(t testing.TB, dir, adminAddr, caddyfile string) (*Process, error) {
 		close(p.exited)
 	}()
 	t.Cleanup(p.Kill)
-	client, base := AdminClient(adminAddr)
-	deadline := time.Now().Add(30 * time.Second)
+	if err := p.waitListening(30 * time.Second); err != nil {
+		p.Kill()
+		return p, fmt.Errorf("caddy did not start: %v\n%s", err, p.Output())
+	}
+	return p, nil
+}
+
+// waitListening returns once the admin endpoint answers and every HTTP
+// listener of the running config accepts a connection: the admin
+// endpoint answers before the HTTP servers have bound their ports.
+func (p *Process) waitListening(limit time.Duration) error {
+	client, base := AdminClient(p.Admin)
+	deadline := time.Now().Add(limit)
 	for {
-		// The admin endpoint answers before the HTTP servers have bound
-		// their ports: the start is done when every listener accepts.
 		listeners, err := httpListeners(client, base)
 		if err == nil {
 			err = dialAll(listeners)
 		}
 		if err == nil {
-			return p, nil
+			return nil
 		}
-		if p.Exited() || time.Now().After(deadline) {
-			p.Kill()
-			return p, fmt.Errorf("caddy did not start: %v\n%s", err, p.Output())
+		if p.Exited() {
+			return fmt.Errorf("caddy exited: %v", err)
+		}
+		if time.Now().After(deadline) {
+			return err
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+}
+
+// Load posts a Caddyfile to the admin endpoint, as `caddy reload` does
+// (with force, as `caddy reload --force`: loaded even when unchanged),
+// and returns Caddy's answer. A config Caddy took is running when Load
+// returns: every listener of it accepts. timeout bounds the load (5s
+// when zero), for a reload that waits on the old config's stop.
+func (p *Process) Load(t testing.TB, caddyfile string, force bool, timeout time.Duration) (status int, body string) {
+	t.Helper()
+	client, base := AdminClient(p.Admin)
+	req, err := http.NewRequest(http.MethodPost, base+"/load", strings.NewReader(caddyfile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "text/caddyfile")
+	if force {
+		req.Header.Set("Cache-Control", "must-revalidate")
+	}
+	// A fresh connection per load: Caddy may restart its admin server
+	// while it rolls back a refused config, and a POST on a kept-alive
+	// connection it closed fails with EOF (Go does not retry a POST).
+	req.Close = true
+	ctx, cancel := context.WithTimeout(context.Background(), cmp.Or(timeout, 5*time.Second))
+	defer cancel()
+	resp, err := client.Do(req.WithContext(ctx))
+	if err != nil {
+		t.Fatalf("loading a config: %v\n%s", err, p.Output())
+	}
+	defer resp.Body.Close()
+	out, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode == http.StatusOK {
+		if err := p.waitListening(30 * time.Second); err != nil {
+			t.Fatalf("the loaded config does not listen: %v\n%s", err, p.Output())
+		}
+	}
+	return resp.StatusCode, string(out)
 }
 
 // httpListeners returns the TCP addresses the running config's HTTP
@@ -280,7 +378,7 @@ func AdminClient(adminAddr string) (*http.Client, string) {
 
 // Env is the environment the process (and CLI calls against it) run with.
 func (p *Process) Env() []string {
-	return append(os.Environ(),
+	return append(append(os.Environ(), p.with.Env...),
 		"HOME="+p.Dir,
 		"XDG_DATA_HOME="+filepath.Join(p.Dir, "data"),
 		"XDG_CONFIG_HOME="+filepath.Join(p.Dir, "config"),
@@ -293,7 +391,7 @@ func (p *Process) Env() []string {
 // returns stdout and stderr separately.
 func (p *Process) CLI(t testing.TB, env []string, args ...string) (stdout, stderr string, err error) {
 	t.Helper()
-	cmd := exec.Command(Binary(t), args...)
+	cmd := exec.Command(p.with.path(t), args...)
 	cmd.Dir = p.Dir
 	cmd.Env = append(p.Env(), env...)
 	var out, errOut bytes.Buffer
@@ -307,6 +405,9 @@ func (p *Process) Kill() {
 	_ = p.cmd.Process.Kill()
 	<-p.exited
 }
+
+// Pid is the process's id.
+func (p *Process) Pid() int { return p.cmd.Process.Pid }
 
 // Exited reports whether the process has ended.
 func (p *Process) Exited() bool {
