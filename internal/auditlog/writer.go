@@ -102,9 +102,11 @@ type Writer struct {
 	// unchecked holds the lines written to f since the last look, which
 	// are leaves only once a look found them in the file at the path.
 	unchecked  []byte
-	checkedAt  time.Time
-	checkTimer *time.Timer // looks once writes stop, so no line waits long
+	checkTimer *time.Timer // looks CheckEvery after the last look
 	checkArmed bool
+	// lookDue tells that the timer found no line to look at: writes
+	// had stopped for CheckEvery, so the next one looks at once.
+	lookDue bool
 	// backlog holds lines not in any file the path leads to (their write
 	// failed, or the file was deleted and could not be made again), to
 	// be written first when the file takes lines again. It is bounded by
@@ -174,7 +176,6 @@ func Open(opts Options) (*Writer, error) {
 			return nil, fmt.Errorf("reading %s to continue its tree: %v", opts.Path, err)
 		}
 	}
-	w.checkedAt = time.Now()
 	w.checkTimer = time.AfterFunc(time.Hour, w.checkLater)
 	w.checkTimer.Stop()
 	go w.tick()
@@ -264,7 +265,16 @@ func (w *Writer) Write(p []byte) (int, error) {
 // maxBacklog those are tried alone first, and p is dropped when they
 // still cannot be written: while the file fails the gateway refuses
 // allowed calls, so what piles up is mostly the lines of those refusals.
+// With no backlog, p is written as it is and copied only once, into the
+// unchecked lines.
 func (w *Writer) writeLocked(p []byte) error {
+	if len(w.backlog) == 0 {
+		if err := w.place(p); err != nil {
+			w.backlog = append(w.backlog, p...)
+			return err
+		}
+		return w.lookWhenDue()
+	}
 	if len(w.backlog)+len(p) > maxBacklog {
 		if err := w.flush(); err != nil {
 			return err
@@ -274,25 +284,37 @@ func (w *Writer) writeLocked(p []byte) error {
 	return w.flush()
 }
 
-// flush writes the backlog to the file at the path, in one write, and
-// looks at the file when a look is due. Lines stay in the backlog until
-// written, so that a line is written late rather than never.
+// flush writes the backlog to the file at the path, in one write. Lines
+// stay in the backlog until written, so that a line is written late
+// rather than never.
 func (w *Writer) flush() error {
 	if len(w.backlog) == 0 {
 		return nil
 	}
+	if err := w.place(w.backlog); err != nil {
+		return err
+	}
+	w.backlog = w.backlog[:0]
+	return w.lookWhenDue()
+}
+
+// place writes p to the file at the path, rolling it first when due, and
+// keeps p among the unchecked lines. On an error p is not kept: the caller
+// keeps it in the backlog (behind any unchecked lines a look before the
+// roll could not place, which go there first).
+func (w *Writer) place(p []byte) error {
 	if w.f == nil {
 		if err := w.reopen(); err != nil {
 			return err
 		}
 	}
-	if w.rollDue(len(w.backlog)) {
+	if w.rollDue(len(p)) {
 		// The rolled file must end with lines known to be in it, all
 		// covered by the checkpoint the roll signs.
 		if err := w.check(); err != nil {
 			return err
 		}
-		if w.f != nil && w.rollDue(len(w.backlog)) {
+		if w.f != nil && w.rollDue(len(p)) {
 			w.roll()
 		}
 		if w.f == nil {
@@ -301,30 +323,46 @@ func (w *Writer) flush() error {
 			}
 		}
 	}
-	if err := w.append(w.backlog); err != nil {
+	if err := w.append(p); err != nil {
 		return err
 	}
-	w.unchecked = append(w.unchecked, w.backlog...)
-	w.backlog = w.backlog[:0]
-	if len(w.unchecked) >= maxUnchecked || time.Since(w.checkedAt) >= w.opts.CheckEvery {
-		return w.check()
-	}
-	if !w.checkArmed {
-		w.checkArmed = true
-		w.checkTimer.Reset(w.opts.CheckEvery)
-	}
+	w.unchecked = append(w.unchecked, p...)
 	return nil
 }
 
-// checkLater is the look made when no write made it: the lines of the
-// last millisecond before writes stopped are not left unchecked. A
-// failure it finds is returned by the next Write, whose line waits in the
-// backlog behind the ones the look could not place.
+// lookWhenDue looks at the file at once when the unchecked lines reached
+// maxUnchecked, or when no line came for CheckEvery before this one (so a
+// first line after a pause learns at once that the file is gone), and
+// otherwise leaves the look to the timer. The timer, not a clock read per
+// line, paces the looks: reading the clock cost more than the look.
+func (w *Writer) lookWhenDue() error {
+	if w.lookDue || len(w.unchecked) >= maxUnchecked {
+		return w.check()
+	}
+	w.armLook()
+	return nil
+}
+
+// armLook sets the timer to look CheckEvery from now, unless it is set.
+func (w *Writer) armLook() {
+	if !w.checkArmed && !w.closed {
+		w.checkArmed = true
+		w.checkTimer.Reset(w.opts.CheckEvery)
+	}
+}
+
+// checkLater is the timer's look, every CheckEvery while lines come and
+// once more after they stop, so that the lines of the last millisecond
+// are not left unchecked. A failure it finds is returned by the next
+// Write, whose line waits in the backlog behind the ones the look could
+// not place.
 func (w *Writer) checkLater() {
 	w.mu.Lock()
 	w.checkArmed = false
 	if len(w.unchecked) > 0 {
 		_ = w.check()
+	} else {
+		w.lookDue = true
 	}
 	signed, cpErr := w.takeSigned()
 	w.mu.Unlock()
@@ -363,7 +401,8 @@ func (w *Writer) look() placement {
 // continues line) and looked at once more. When the path takes no file,
 // they join the backlog, and the error is returned.
 func (w *Writer) check() error {
-	w.checkedAt = time.Now()
+	w.lookDue = false
+	w.armLook()
 	// Files keep changing under the writer only while someone keeps
 	// changing them: lines still unplaced after a few rounds wait for
 	// the next look, written but not yet leaves.
@@ -373,14 +412,12 @@ func (w *Writer) check() error {
 		}
 		switch w.look() {
 		case inPlace:
-			w.confirm(w.unchecked)
-			w.unchecked = w.unchecked[:0]
+			w.confirmUnchecked()
 			return nil
 		case movedAway:
 			// Readable under its new name, with the lines: they are
 			// leaves there, and the next line goes to the path.
-			w.confirm(w.unchecked)
-			w.unchecked = w.unchecked[:0]
+			w.confirmUnchecked()
 			w.f.Close()
 			w.f = nil
 			return nil
@@ -459,12 +496,35 @@ func (w *Writer) appendRaw(p []byte) error {
 // (the hasher's goroutine is not getting the CPU) they are hashed at once.
 const maxUnhashed = 1 << 20
 
-// confirm queues lines a look found in place for the hasher (mu held).
+// confirmUnchecked queues all the unchecked lines, which a look found in
+// place, for the hasher (mu held). When the hasher took every line before
+// them, the two buffers are swapped rather than copied.
+func (w *Writer) confirmUnchecked() {
+	if len(w.confirmed) > 0 {
+		w.confirm(w.unchecked)
+		w.unchecked = w.unchecked[:0]
+		return
+	}
+	w.confirmed, w.unchecked = w.unchecked, w.confirmed[:0]
+	w.wakeHasher()
+}
+
+// confirm queues a copy of lines a look found in place for the hasher
+// (mu held).
 func (w *Writer) confirm(p []byte) {
 	if len(p) == 0 {
 		return
 	}
 	w.confirmed = append(w.confirmed, p...)
+	w.wakeHasher()
+}
+
+// wakeHasher tells the hasher there are confirmed lines, or hashes them at
+// once past maxUnhashed, when its goroutine is not getting the CPU.
+func (w *Writer) wakeHasher() {
+	if len(w.confirmed) == 0 {
+		return
+	}
 	if len(w.confirmed) >= maxUnhashed {
 		w.treeMu.Lock()
 		w.settleLocked()
