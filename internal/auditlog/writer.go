@@ -12,8 +12,6 @@ import (
 	"path/filepath"
 	"sync"
 	"time"
-
-	"golang.org/x/mod/sumdb/tlog"
 )
 
 // Defaults of Options.
@@ -81,9 +79,9 @@ const maxUnchecked = 256 << 10
 //     writes it again (a crash before that look loses it).
 //   - Every line is a leaf of a Merkle tree once a look found it in
 //     place; checkpoints are signed on a timer and every MaxLines leaves.
-//     Write hashes its line while the line is still in the CPU's cache
-//     (a handoff to another goroutine cost more than the hash); the look
-//     adds the hashes to the tree.
+//     The hashing is done by a goroutine of its own, off the path of
+//     Write, except when the tree is needed at once (a continues line, a
+//     checkpoint on the timer, a roll, Close).
 type Writer struct {
 	opts       Options
 	checkpoint string // path of the .checkpoints file
@@ -94,14 +92,18 @@ type Writer struct {
 	offset     int64 // where f's whole lines end
 	needHeader bool  // f is new and the tree is not empty: a continues line goes first
 	closed     bool
+	// confirmed holds lines a look found in place, in order, until they
+	// are hashed into the tree.
+	confirmed []byte
+	wake      chan struct{} // tells the hasher there are confirmed lines
+	hashing   bool          // the hasher runs; false once Close stopped it
+	hashDone  chan struct{}
 
 	// unchecked holds the lines written to f since the last look, which
-	// are leaves only once a look found them in the file at the path,
-	// and uncheckedLeaves their leaf hashes, one a line.
-	unchecked       []byte
-	uncheckedLeaves []tlog.Hash
-	checkTimer      *time.Timer // looks CheckEvery after the last look
-	checkArmed      bool
+	// are leaves only once a look found them in the file at the path.
+	unchecked  []byte
+	checkTimer *time.Timer // looks CheckEvery after the last look
+	checkArmed bool
 	// lookDue tells that the timer found no line to look at: writes
 	// had stopped for CheckEvery, so the next one looks at once.
 	lookDue bool
@@ -118,11 +120,15 @@ type Writer struct {
 	stop chan struct{}
 	done chan struct{}
 
-	// The tree and what a checkpoint needs.
+	// The tree and what a checkpoint needs, guarded by treeMu. It is
+	// taken with mu held, or by the hasher alone after it took a batch
+	// of confirmed lines with mu held, so leaves are added in order.
+	treeMu  sync.Mutex
 	t       tree
 	leaf    *leafHasher
 	lastCP  int64  // tree size of the last checkpoint appended
 	pending []byte // leaf hash prefixes of lines lastCP+1 .. t.size
+	hashBuf []byte // the hasher's batch
 }
 
 // Open opens or creates the file at opts.Path. An existing file's lines
@@ -149,6 +155,7 @@ func Open(opts Options) (*Writer, error) {
 	}
 	w := &Writer{
 		opts: opts, checkpoint: opts.Path + ".checkpoints", leaf: newLeafHasher(),
+		wake: make(chan struct{}, 1), hashing: true, hashDone: make(chan struct{}),
 		stop: make(chan struct{}), done: make(chan struct{}),
 	}
 	if err := os.MkdirAll(filepath.Dir(opts.Path), 0o700); err != nil {
@@ -172,6 +179,7 @@ func Open(opts Options) (*Writer, error) {
 	w.checkTimer = time.AfterFunc(time.Hour, w.checkLater)
 	w.checkTimer.Stop()
 	go w.tick()
+	go w.hash()
 	return w, nil
 }
 
@@ -319,11 +327,6 @@ func (w *Writer) place(p []byte) error {
 		return err
 	}
 	w.unchecked = append(w.unchecked, p...)
-	for len(p) > 0 {
-		i := bytes.IndexByte(p, '\n')
-		w.uncheckedLeaves = append(w.uncheckedLeaves, w.leaf.hash(p[:i]))
-		p = p[i+1:]
-	}
 	return nil
 }
 
@@ -451,7 +454,7 @@ func (w *Writer) settleCut() {
 	if before > 0 && w.unchecked[before-1] != '\n' {
 		return
 	}
-	w.confirm(bytes.Count(w.unchecked[:before], []byte{'\n'}))
+	w.confirm(w.unchecked[:before])
 	w.unchecked = append(w.unchecked[:0], w.unchecked[before:]...)
 }
 
@@ -459,14 +462,16 @@ func (w *Writer) settleCut() {
 // the front of the backlog: they were written before any line in it.
 func (w *Writer) unplaced() {
 	w.backlog, w.unchecked = append(w.unchecked, w.backlog...), w.backlog[:0]
-	w.uncheckedLeaves = w.uncheckedLeaves[:0] // hashed again when written
 }
 
 // append writes p after a continues line when one is due. A failed or
 // short write is cut back, so the file never holds half a line.
 func (w *Writer) append(p []byte) error {
 	if w.needHeader {
+		w.treeMu.Lock()
+		w.settleLocked()
 		header := marshalContinues(&w.t, w.opts.Now())
+		w.treeMu.Unlock()
 		if err := w.appendRaw(header); err != nil {
 			return err
 		}
@@ -487,26 +492,95 @@ func (w *Writer) appendRaw(p []byte) error {
 	return nil
 }
 
-// confirmUnchecked makes every unchecked line, which a look found in
-// place, a leaf.
+// maxUnhashed bounds the confirmed lines waiting for the hasher: past it
+// (the hasher's goroutine is not getting the CPU) they are hashed at once.
+const maxUnhashed = 1 << 20
+
+// confirmUnchecked queues all the unchecked lines, which a look found in
+// place, for the hasher (mu held). When the hasher took every line before
+// them, the two buffers are swapped rather than copied.
 func (w *Writer) confirmUnchecked() {
-	w.confirm(len(w.uncheckedLeaves))
-	w.unchecked = w.unchecked[:0]
+	if len(w.confirmed) > 0 {
+		w.confirm(w.unchecked)
+		w.unchecked = w.unchecked[:0]
+		return
+	}
+	w.confirmed, w.unchecked = w.unchecked, w.confirmed[:0]
+	w.wakeHasher()
 }
 
-// confirm adds the leaf hashes of the first n unchecked lines to the
-// tree, signing a checkpoint whenever MaxLines leaves are not covered by
-// one; checkpoints signed, or the error, are kept for takeSigned (mu
-// held).
-func (w *Writer) confirm(n int) {
-	for _, h := range w.uncheckedLeaves[:n] {
-		w.t.add(h)
-		w.pending = append(w.pending, h[:prefixLen]...)
-		if w.t.size-w.lastCP >= int64(w.opts.MaxLines) {
-			keep(&w.signed, &w.signErr)(w.checkpointLocked())
+// confirm queues a copy of lines a look found in place for the hasher
+// (mu held).
+func (w *Writer) confirm(p []byte) {
+	if len(p) == 0 {
+		return
+	}
+	w.confirmed = append(w.confirmed, p...)
+	w.wakeHasher()
+}
+
+// wakeHasher tells the hasher there are confirmed lines, or hashes them at
+// once past maxUnhashed, when its goroutine is not getting the CPU.
+func (w *Writer) wakeHasher() {
+	if len(w.confirmed) == 0 {
+		return
+	}
+	if len(w.confirmed) >= maxUnhashed {
+		w.treeMu.Lock()
+		w.settleLocked()
+		w.treeMu.Unlock()
+		return
+	}
+	if w.hashing {
+		select {
+		case w.wake <- struct{}{}:
+		default: // already told
 		}
 	}
-	w.uncheckedLeaves = append(w.uncheckedLeaves[:0], w.uncheckedLeaves[n:]...)
+}
+
+// hash makes the confirmed lines leaves, a batch at a time, while Write
+// goes on writing.
+func (w *Writer) hash() {
+	defer close(w.hashDone)
+	for range w.wake {
+		w.mu.Lock()
+		if len(w.confirmed) == 0 {
+			w.mu.Unlock()
+			continue
+		}
+		w.treeMu.Lock()
+		w.hashBuf, w.confirmed = w.confirmed, w.hashBuf[:0]
+		w.mu.Unlock()
+		var signed []Checkpoint
+		var err error
+		w.addLeaves(w.hashBuf, &signed, &err)
+		w.treeMu.Unlock()
+		w.report(signed, err)
+	}
+}
+
+// settleLocked hashes the confirmed lines the hasher has not taken, so
+// that the tree holds every one (mu and treeMu held).
+func (w *Writer) settleLocked() {
+	w.addLeaves(w.confirmed, &w.signed, &w.signErr)
+	w.confirmed = w.confirmed[:0]
+}
+
+// addLeaves makes each line of p a leaf, signing a checkpoint whenever
+// MaxLines leaves are not covered by one (treeMu held). Checkpoints
+// signed, or the error, go to signed and errp.
+func (w *Writer) addLeaves(p []byte, signed *[]Checkpoint, errp *error) {
+	for len(p) > 0 {
+		i := bytes.IndexByte(p, '\n')
+		h := w.leaf.hash(p[:i])
+		w.t.add(h)
+		w.pending = append(w.pending, h[:prefixLen]...)
+		p = p[i+1:]
+		if w.t.size-w.lastCP >= int64(w.opts.MaxLines) {
+			keep(signed, errp)(w.checkpointLocked())
+		}
+	}
 }
 
 // keep returns a function storing a checkpoint, or an error, in signed
@@ -526,6 +600,9 @@ func keep(signed *[]Checkpoint, errp *error) func(*Checkpoint, error) {
 // cut short in place is emptied: what it held was copied away before the
 // cut, or lost to it.
 func (w *Writer) reopen() error {
+	w.treeMu.Lock()
+	w.settleLocked() // the tree's size tells whether a continues line is due
+	w.treeMu.Unlock()
 	if w.f != nil {
 		if fi, err := os.Stat(w.opts.Path); err == nil && os.SameFile(fi, w.fi) {
 			if err := w.f.Truncate(0); err != nil {
@@ -566,9 +643,13 @@ func (w *Writer) Checkpoint() {
 	w.report(signed, err)
 }
 
-// sign signs a checkpoint of the tree when it grew since the last one,
-// keeping it (or the error) for takeSigned (mu held).
+// sign makes every confirmed line a leaf and signs a checkpoint of the
+// tree when it grew since the last one, keeping it (or the error) for
+// takeSigned (mu held).
 func (w *Writer) sign() {
+	w.treeMu.Lock()
+	defer w.treeMu.Unlock()
+	w.settleLocked()
 	keep(&w.signed, &w.signErr)(w.checkpointLocked())
 }
 
@@ -655,6 +736,11 @@ func (w *Writer) Close() error {
 	<-w.done
 	w.checkTimer.Stop()
 	w.Checkpoint()
+	w.mu.Lock()
+	w.hashing = false
+	close(w.wake)
+	w.mu.Unlock()
+	<-w.hashDone
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if w.f == nil {
