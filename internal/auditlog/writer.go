@@ -132,9 +132,11 @@ type Writer struct {
 	lastCP  int64  // tree size of the last checkpoint appended
 	pending []byte // leaf hash prefixes of lines lastCP+1 .. t.size
 	hashBuf []byte // the hasher's batch
-	// cpLine is the checkpoint line being appended, kept to be reused:
-	// with the leaf prefixes of 1000 lines it is some 11 KB.
-	cpLine bytes.Buffer
+	// cpLine is the checkpoint line being appended and cpLeaves the
+	// base64 of its leaf prefixes, kept to be reused: with the prefixes
+	// of 1000 lines each is some 11 KB.
+	cpLine   bytes.Buffer
+	cpLeaves []byte
 }
 
 // Open opens or creates the file at opts.Path. An existing file's lines
@@ -675,10 +677,11 @@ func (w *Writer) checkpointLocked() (*Checkpoint, error) {
 		return nil, err
 	}
 	now := w.opts.Now()
+	w.cpLeaves = base64.StdEncoding.AppendEncode(w.cpLeaves[:0], w.pending)
 	c := Checkpoint{
 		Level: "info", TS: unixSeconds(now), Logger: CheckpointLogger, Msg: CheckpointMsg, Schema: schemaVersion,
 		File: w.opts.Path, TreeSize: w.t.size, From: w.lastCP,
-		Leaves: base64.StdEncoding.EncodeToString(w.pending), Note: signed,
+		Leaves: string(w.cpLeaves), Note: signed,
 	}
 	w.cpLine.Reset()
 	_ = json.NewEncoder(&w.cpLine).Encode(c) // the line and its '\n'
