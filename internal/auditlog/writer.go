@@ -66,10 +66,10 @@ const maxUnchecked = 256 << 10
 //     ErrorOutput: the gateway's audit hold hears of it with that very
 //     line. The line is kept (up to maxBacklog) and written first by the
 //     next write that reaches the path, so it recovers by itself.
-//   - Every CheckEvery (and at once for the first line after a pause,
-//     and before a roll, a checkpoint or Close) it looks at the open file
-//     and the path, once for all the lines written since the last look,
-//     which it keeps a copy of until then. When the file has
+//   - Every CheckEvery (by the first Write after it, or by its timer
+//     once writes stop; and before a roll, a checkpoint or Close) it looks
+//     at the open file and the path, once for all the lines written since
+//     the last look, which it keeps a copy of until then. When the file has
 //     no name left (rm, or another file renamed over it), it opens the
 //     path again, starts the new file with a continues line and writes
 //     the kept lines there too; when the file was cut short
@@ -107,8 +107,9 @@ type Writer struct {
 	unchecked  []byte
 	checkTimer *time.Timer // looks CheckEvery after the last look
 	checkArmed bool
-	// lookDue tells that the timer found no line to look at: writes
-	// had stopped for CheckEvery, so the next one looks at once.
+	// lookDue tells that the last look is CheckEvery old: the next
+	// Write looks at once. The timer sets it, so that Write reads no
+	// clock.
 	lookDue bool
 	// backlog holds lines not in any file the path leads to (their write
 	// failed, or the file was deleted and could not be made again), to
@@ -338,11 +339,11 @@ func (w *Writer) place(p []byte) error {
 	return nil
 }
 
-// lookWhenDue looks at the file at once when the unchecked lines reached
-// maxUnchecked, or when no line came for CheckEvery before this one (so a
-// first line after a pause learns at once that the file is gone), and
-// otherwise leaves the look to the timer. The timer, not a clock read per
-// line, paces the looks: reading the clock cost more than the look.
+// lookWhenDue looks at the file at once when the last look is CheckEvery
+// old or the unchecked lines reached maxUnchecked; otherwise the lines
+// wait for the next write after the timer says a look is due. The timer,
+// not a clock read per line, paces the looks: reading the clock cost more
+// than the look.
 func (w *Writer) lookWhenDue() error {
 	if w.lookDue || len(w.unchecked) >= maxUnchecked {
 		return w.check()
@@ -359,18 +360,22 @@ func (w *Writer) armLook() {
 	}
 }
 
-// checkLater is the timer's look, every CheckEvery while lines come and
-// once more after they stop, so that the lines of the last millisecond
-// are not left unchecked. A failure it finds is returned by the next
-// Write, whose line waits in the backlog behind the ones the look could
-// not place.
+// checkLater runs CheckEvery after the last look: the next Write is to
+// look. When no Write did by the time it runs again, writes stopped, and
+// it looks itself, so that the last lines are not left unchecked. A
+// failure it finds is returned by the next Write, whose line waits in the
+// backlog behind the ones the look could not place.
 func (w *Writer) checkLater() {
 	w.mu.Lock()
 	w.checkArmed = false
-	if len(w.unchecked) > 0 {
-		_ = w.check()
-	} else {
+	switch {
+	case !w.lookDue:
 		w.lookDue = true
+		if len(w.unchecked) > 0 {
+			w.armLook()
+		}
+	case len(w.unchecked) > 0:
+		_ = w.check()
 	}
 	signed, cpErr := w.takeSigned()
 	w.mu.Unlock()
