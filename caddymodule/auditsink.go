@@ -36,20 +36,7 @@ func (a *App) auditHold() string {
 // "What can still be lost").
 func (a *App) watchAudit(ctx context.Context) {
 	health := a.audit.Health()
-	t := time.NewTicker(auditHealthLogEvery)
-	defer t.Stop()
-	wasHealthy := true
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-		healthy := health.Healthy()
-		if healthy == wasHealthy {
-			continue
-		}
-		wasHealthy = healthy
+	health.Watch(ctx, auditHealthLogEvery, func(healthy bool) {
 		switch {
 		case healthy:
 			a.logger.Info("audit lines are written again; allowed calls pass")
@@ -58,5 +45,5 @@ func (a *App) watchAudit(ctx context.Context) {
 		default:
 			a.logger.Error("audit lines cannot be written; refusing allowed calls with 503 audit_unavailable", zap.Error(health.Err()))
 		}
-	}
+	})
 }

@@ -4,14 +4,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"strconv"
-	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
-	"github.com/dustin/go-humanize"
 	"go.uber.org/zap"
 
 	"github.com/tokengate/caddy-tokengate/internal/auditlog"
@@ -54,7 +50,7 @@ type AuditWriter struct {
 	RollLocalTime bool  `json:"roll_local_time,omitempty"`
 
 	key  *auditlog.Key
-	file *auditFile // held from Provision to Cleanup
+	file *auditlog.Shared // held from Provision to Cleanup
 }
 
 // CaddyModule returns the Caddy module information.
@@ -76,31 +72,22 @@ func (w *AuditWriter) Provision(caddy.Context) error {
 	if w.Filename, err = caddy.FastAbs(name); err != nil {
 		return err
 	}
-	if w.key, err = w.signingKey(repl); err != nil {
-		return err
+	var setting string
+	if w.SigningKey != "" {
+		// An empty value is an error, not a fall back to the generated key.
+		if setting, err = repl.ReplaceOrErr(w.SigningKey, true, true); err != nil {
+			return fmt.Errorf("tokengate_audit signing_key: %v", err)
+		}
 	}
-	file := auditFileFor(w.Filename)
-	if err := file.acquire(w.open); err != nil {
+	if w.key, err = auditlog.LoadKey(setting, caddy.AppDataDir()); err != nil {
+		return fmt.Errorf("tokengate_audit signing key: %v", err)
+	}
+	file := auditFiles.For(w.Filename)
+	if err := file.Acquire(w.open); err != nil {
 		return err
 	}
 	w.file = file
 	return nil
-}
-
-func (w *AuditWriter) signingKey(repl *caddy.Replacer) (*auditlog.Key, error) {
-	if w.SigningKey == "" {
-		return auditlog.LoadOrCreateKey(auditlog.KeyPath(caddy.AppDataDir()))
-	}
-	seed, err := repl.ReplaceOrErr(w.SigningKey, true, true)
-	if err != nil {
-		return nil, fmt.Errorf("tokengate_audit signing_key: %v", err)
-	}
-	// The parse error never quotes the key.
-	key, err := auditlog.ParseKey(seed)
-	if err != nil {
-		return nil, fmt.Errorf("tokengate_audit signing_key: %v", err)
-	}
-	return key, nil
 }
 
 // Cleanup gives back this config's hold on the file; the last config
@@ -109,7 +96,7 @@ func (w *AuditWriter) Cleanup() error {
 	if w.file == nil {
 		return nil // Provision failed before taking it
 	}
-	err := w.file.release()
+	err := w.file.Release()
 	w.file = nil
 	return err
 }
@@ -134,19 +121,10 @@ func (w *AuditWriter) OpenWriter() (io.WriteCloser, error) {
 func (w *AuditWriter) open() (*auditlog.Writer, error) {
 	roll := auditlog.Roll{LocalTime: w.RollLocalTime}
 	if w.Roll == nil || *w.Roll {
-		roll.Size = w.RollSize
-		if roll.Size <= 0 {
-			roll.Size = 100 << 20
-		}
-		roll.Keep = w.RollKeep
-		if roll.Keep == 0 {
-			roll.Keep = 10
-		}
-		days := w.RollKeepDays
-		if days == 0 {
-			days = 90
-		}
-		roll.KeepFor = time.Duration(days) * 24 * time.Hour
+		roll = auditlog.Roll{
+			Size: w.RollSize, Keep: w.RollKeep, KeepFor: time.Duration(w.RollKeepDays) * 24 * time.Hour,
+			LocalTime: w.RollLocalTime,
+		}.OrDefaults()
 	}
 	return auditlog.Open(auditlog.Options{
 		Path:            w.Filename,
@@ -230,22 +208,19 @@ func (w *AuditWriter) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			if !d.AllArgs(&s) {
 				return d.ArgErr()
 			}
-			size, err := humanize.ParseBytes(s)
+			size, err := auditlog.ParseRollSize(s)
 			if err != nil {
-				return d.Errf("parsing roll_size: %v", err)
+				return d.Err(err.Error())
 			}
-			if size == 0 || size > 1<<62 {
-				return d.Errf("roll_size must be more than 0, got %q", s)
-			}
-			w.RollSize = int64(size)
+			w.RollSize = size
 		case "roll_keep":
 			var s string
 			if !d.AllArgs(&s) {
 				return d.ArgErr()
 			}
-			n, err := strconv.Atoi(s)
-			if err != nil || n < 0 {
-				return d.Errf("roll_keep must be a count, got %q", s)
+			n, err := auditlog.ParseRollKeep(s)
+			if err != nil {
+				return d.Err(err.Error())
 			}
 			w.RollKeep = n
 		case "roll_keep_for":
@@ -254,10 +229,12 @@ func (w *AuditWriter) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return d.ArgErr()
 			}
 			dur, err := caddy.ParseDuration(s)
-			if err != nil || dur < 0 {
+			if err != nil {
 				return d.Errf("roll_keep_for must be a duration, got %q", s)
 			}
-			w.RollKeepDays = int((dur + 24*time.Hour - 1) / (24 * time.Hour))
+			if w.RollKeepDays, err = auditlog.RollKeepDays(dur); err != nil {
+				return d.Err(err.Error())
+			}
 		case "roll_local_time":
 			if d.NextArg() {
 				return d.ArgErr()
@@ -270,80 +247,18 @@ func (w *AuditWriter) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	return nil
 }
 
-// auditFile is one audit file as every loaded config writing it shares
-// it: the writer is opened when the first such config is provisioned and
-// closed when the last is cleaned up.
+// auditFiles holds each audit file open for as long as a loaded config
+// writes it: Provision acquires it, Cleanup releases it, and the last
+// release closes it.
 //
 // The count is kept here because Caddy's own pool of log writers does not
 // end: the closing it registers for a config's unload is never run (it is
 // added to a copy of the config's context), so a writer it opened stays
 // open, and a tokengate_audit writer kept signing checkpoints, for the
 // life of the process. Caddy also keeps the handle OpenWriter returned for
-// the file's WriterKey and hands it to later configs, so one auditFile
-// stays per filename, whatever writer is open behind it.
-type auditFile struct {
-	mu   sync.Mutex // taken to open or close, not to write
-	refs int
-	w    atomic.Pointer[auditlog.Writer]
-}
-
-var (
-	auditFilesMu sync.Mutex
-	auditFiles   = map[string]*auditFile{}
-)
-
-func auditFileFor(name string) *auditFile {
-	auditFilesMu.Lock()
-	defer auditFilesMu.Unlock()
-	f := auditFiles[name]
-	if f == nil {
-		f = new(auditFile)
-		auditFiles[name] = f
-	}
-	return f
-}
-
-// acquire takes a hold on the file, opening it with open when nobody
-// holds it.
-func (f *auditFile) acquire(open func() (*auditlog.Writer, error)) error {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if f.refs == 0 {
-		w, err := open()
-		if err != nil {
-			return err
-		}
-		f.w.Store(w)
-	}
-	f.refs++
-	return nil
-}
-
-// release gives back a hold; the last one closes the writer.
-func (f *auditFile) release() error {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if f.refs--; f.refs > 0 {
-		return nil
-	}
-	return f.w.Swap(nil).Close()
-}
-
-// errAuditFileClosed fails a line logged through a config already cleaned
-// up, so that it counts as unrecorded.
-var errAuditFileClosed = errors.New("tokengate_audit: the audit file was closed with the last config writing it")
-
-func (f *auditFile) Write(p []byte) (int, error) {
-	w := f.w.Load()
-	if w == nil {
-		return 0, errAuditFileClosed
-	}
-	return w.Write(p)
-}
-
-// Close does nothing: the file is closed by the Cleanup of the last
-// config writing it.
-func (f *auditFile) Close() error { return nil }
+// the file's WriterKey and hands it to later configs, so one
+// auditlog.Shared stays per filename, whatever writer is open behind it.
+var auditFiles auditlog.Files
 
 var (
 	_ caddy.Provisioner     = (*AuditWriter)(nil)

@@ -1,8 +1,10 @@
 package audit
 
 import (
+	"context"
 	"errors"
 	"sync/atomic"
+	"time"
 )
 
 // Health tells whether audit lines are being recorded, so that a call is
@@ -86,4 +88,25 @@ func trimNewline(p []byte) []byte {
 		p = p[:len(p)-1]
 	}
 	return p
+}
+
+// Watch calls changed each time h is found healthy after unhealthy or the
+// other way round, looking every interval until ctx is done, so that a
+// change is logged once, away from the request path. h starts out
+// counted as healthy.
+func (h *Health) Watch(ctx context.Context, every time.Duration, changed func(healthy bool)) {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	wasHealthy := true
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if healthy := h.Healthy(); healthy != wasHealthy {
+			wasHealthy = healthy
+			changed(healthy)
+		}
+	}
 }

@@ -1,10 +1,12 @@
 package audit
 
 import (
+	"context"
 	"errors"
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
@@ -67,5 +69,47 @@ func TestHealthWithoutSink(t *testing.T) {
 	l.Call(&Call{Decision: "allow"})
 	if !l.Health().Healthy() {
 		t.Fatal("a logger that writes nowhere is not a failing one")
+	}
+}
+
+// TestHealthWatchTellsChanges breaks and mends the sink while Watch
+// looks: it hears of each change once, in order, and stops with its
+// context.
+func TestHealthWatchTellsChanges(t *testing.T) {
+	w := new(flakyWriter)
+	enc := zapcore.NewJSONEncoder(zap.NewProductionEncoderConfig())
+	l := New(zap.New(zapcore.NewCore(enc, w, zapcore.InfoLevel)).Named(LoggerName))
+	ctx, cancel := context.WithCancel(context.Background())
+	changes := make(chan bool, 10)
+	stopped := make(chan struct{})
+	go func() {
+		l.Health().Watch(ctx, time.Millisecond, func(healthy bool) { changes <- healthy })
+		close(stopped)
+	}()
+	expect := func(want bool) {
+		t.Helper()
+		select {
+		case got := <-changes:
+			if got != want {
+				t.Fatalf("Watch told healthy=%v, want %v", got, want)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatalf("Watch never told healthy=%v", want)
+		}
+	}
+	l.Call(&Call{Decision: "allow"}) // healthy, as Watch starts: nothing to tell
+	w.broken.Store(true)
+	l.Call(&Call{Decision: "allow"})
+	l.Call(&Call{Decision: "allow"}) // still the same change
+	expect(false)
+	w.broken.Store(false)
+	l.Call(&Call{Decision: "allow"})
+	expect(true)
+	cancel()
+	<-stopped
+	select {
+	case got := <-changes:
+		t.Fatalf("Watch told healthy=%v with nothing changed", got)
+	default:
 	}
 }

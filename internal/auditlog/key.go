@@ -77,6 +77,16 @@ func keyFrom(skey string, signer note.Signer) (*Key, error) {
 	return &Key{Signer: signer, Vkey: vkey}, nil
 }
 
+// LoadKey returns the key an operator set (see ParseKey) or, when none
+// is set, the key kept in dataDir, generated on first use (see KeyPath).
+// An error never quotes the key.
+func LoadKey(setting, dataDir string) (*Key, error) {
+	if setting == "" {
+		return LoadOrCreateKey(KeyPath(dataDir))
+	}
+	return ParseKey(setting)
+}
+
 // LoadOrCreateKey reads the private key kept in path, creating it (mode
 // 0600, its folder 0700) on first use. A key file readable by others is
 // refused: whoever reads it can sign checkpoints for edited lines.

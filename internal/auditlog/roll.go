@@ -1,11 +1,15 @@
 package auditlog
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
+
+	"github.com/dustin/go-humanize"
 )
 
 // Roll are the rolling options, as Caddy's file writer names them. A
@@ -19,6 +23,55 @@ type Roll struct {
 	KeepFor time.Duration
 	// LocalTime names rolled files in local time rather than UTC.
 	LocalTime bool
+}
+
+// OrDefaults is r with the defaults of Caddy's file writer in place of its
+// zero fields: rolled at 100 MiB, 10 files kept for 90 days.
+func (r Roll) OrDefaults() Roll {
+	if r.Size <= 0 {
+		r.Size = 100 << 20
+	}
+	if r.Keep == 0 {
+		r.Keep = 10
+	}
+	if r.KeepFor == 0 {
+		r.KeepFor = 90 * 24 * time.Hour
+	}
+	return r
+}
+
+// The rolling options as an operator writes them (roll_size, roll_keep,
+// roll_keep_for), checked here so that the Caddyfile parser only reads
+// them.
+
+// ParseRollSize reads a size such as "100MiB" or "50MB", in bytes.
+func ParseRollSize(s string) (int64, error) {
+	size, err := humanize.ParseBytes(s)
+	if err != nil {
+		return 0, fmt.Errorf("parsing roll_size: %v", err)
+	}
+	if size == 0 || size > 1<<62 {
+		return 0, fmt.Errorf("roll_size must be more than 0, got %q", s)
+	}
+	return int64(size), nil
+}
+
+// ParseRollKeep reads how many rolled files to keep.
+func ParseRollKeep(s string) (int, error) {
+	n, err := strconv.Atoi(s)
+	if err != nil || n < 0 {
+		return 0, fmt.Errorf("roll_keep must be a count, got %q", s)
+	}
+	return n, nil
+}
+
+// RollKeepDays is how long to keep rolled files in whole days, as Caddy's
+// writer counts it, rounded up.
+func RollKeepDays(d time.Duration) (int, error) {
+	if d < 0 {
+		return 0, fmt.Errorf("roll_keep_for must be a duration, got %s", d)
+	}
+	return int((d + 24*time.Hour - 1) / (24 * time.Hour)), nil
 }
 
 // backupTime is the time in a rolled file's name, as lumberjack and

@@ -597,3 +597,43 @@ func TestWriterLooksWhenWritesStop(t *testing.T) {
 	}
 	expectLines(t, linesOf(t, path), map[string]int{"b": 2}, "b")
 }
+
+// TestWriterLooksWhileWritesGoOn deletes the file while lines keep coming,
+// a few a millisecond (far below the bytes that make Write look at once):
+// the looks every CheckEvery find the file gone and the lines reach a new
+// file at the path while writing goes on, and every line is in it once.
+func TestWriterLooksWhileWritesGoOn(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "audit.log")
+	key := testKey(t, 1)
+	w, _ := openTest(t, path, Options{Key: key, CheckEvery: 2 * time.Millisecond})
+	writeLines(t, w, "a", 3)
+	w.Checkpoint()
+	if err := os.Remove(path); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	written := 0
+	for {
+		line := fmt.Sprintf(`{"level":"info","logger":"tokengate.audit","msg":"decision","path":"/b/%d"}`+"\n", written)
+		if _, err := w.Write([]byte(line)); err != nil {
+			t.Fatal(err)
+		}
+		written++
+		if written >= 20 {
+			if n, err := os.ReadFile(path); err == nil && bytes.Count(n, []byte("\n")) > 1 {
+				break // a continues line and lines: a look found the file gone
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d lines written over 5 s into a deleted file and none reached a new one", written)
+		}
+		time.Sleep(200 * time.Microsecond)
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	expectLines(t, linesOf(t, path), map[string]int{"b": written}, "b")
+	if res := mustVerify(t, key, []string{path}); res.Lines != int64(written) || res.StartSize != 3 {
+		t.Fatalf("verified %+v, want %d lines after the 3 of the deleted file", res, written)
+	}
+}
