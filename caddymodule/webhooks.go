@@ -36,7 +36,7 @@ type Webhook struct {
 func (a *App) provisionWebhooks() (*notify.Dispatcher, error) {
 	hooks := make([]notify.HookConfig, len(a.Webhooks))
 	for i, w := range a.Webhooks {
-		hooks[i] = notify.HookConfig{URL: w.URL, Secret: w.Secret, Events: w.Events}
+		hooks[i] = notify.HookConfig(w)
 	}
 	repl := caddy.NewReplacer()
 	expand := func(s string) (string, error) { return repl.ReplaceOrErr(s, true, true) }
