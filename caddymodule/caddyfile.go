@@ -2,6 +2,8 @@ package caddymodule
 
 import (
 	"encoding/json"
+	"math"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -11,6 +13,7 @@ import (
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"github.com/dustin/go-humanize"
 
 	"github.com/tokengate/caddy-tokengate/internal/identity"
 )
@@ -41,102 +44,52 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		return d.ArgErr()
 	}
 	for d.NextBlock(0) {
+		var err error
 		switch d.Val() {
 		case "store":
 			if !d.NextArg() {
 				return d.ArgErr()
 			}
-			raw, err := parseStore(d)
-			if err != nil {
-				return err
-			}
-			a.StoreRaw = raw
+			a.StoreRaw, err = parseStore(d)
 		case "policy":
-			if err := a.unmarshalPolicy(d); err != nil {
-				return err
-			}
+			err = a.unmarshalPolicy(d)
 		case "max_ttl":
-			dur, err := durationArg(d, 0)
-			if err != nil {
-				return err
-			}
-			a.MaxTTL = dur
+			err = durationInto(d, &a.MaxTTL, 0)
 		case "decision_cache":
-			var v string
-			if !d.AllArgs(&v) {
-				return d.ArgErr()
-			}
-			n, err := strconv.Atoi(v)
-			if err != nil || n < 0 {
-				return d.Errf("decision_cache %q is not a number of entries (0 disables)", v)
-			}
-			a.DecisionCache = &n
+			a.DecisionCache, err = entriesArg(d)
 		case "clock":
 			var source string
-			if !d.AllArgs(&source) {
-				return d.ArgErr()
-			}
+			err = oneArg(d, &source)
 			a.ClockRaw = caddyconfig.JSONModuleObject(struct{}{}, "source", source, nil)
 		case "census_interval":
-			dur, err := durationArg(d, minCensusInterval)
-			if err != nil {
-				return err
-			}
-			a.CensusInterval = dur
+			err = durationInto(d, &a.CensusInterval, minCensusInterval)
 		case "exchange_limit":
-			limit, err := attemptLimitArgs(d, "30 1m")
-			if err != nil {
-				return err
-			}
-			a.ExchangeLimit = limit
+			a.ExchangeLimit, err = attemptLimitArgs(d, "30 1m")
 		case "pepper":
-			if !d.AllArgs(&a.Pepper) {
-				return d.ArgErr()
-			}
+			err = oneArg(d, &a.Pepper)
 		case "previous_pepper":
-			if !d.AllArgs(&a.PreviousPepper) {
-				return d.ArgErr()
-			}
+			err = oneArg(d, &a.PreviousPepper)
 		case "max_staleness":
-			dur, err := durationArg(d, 0)
-			if err != nil {
-				return err
-			}
-			a.MaxStaleness = dur
+			err = durationInto(d, &a.MaxStaleness, 0)
 		case "stale_reads":
-			if !d.AllArgs(&a.StaleReads) {
-				return d.ArgErr()
-			}
-			if a.StaleReads != "allow" && a.StaleReads != "deny" {
-				return d.Errf("stale_reads must be allow or deny, not %q", a.StaleReads)
-			}
+			err = choiceArg(d, &a.StaleReads, "allow", "deny")
 		case "audit_fail_open":
-			if d.NextArg() {
-				return d.ArgErr()
-			}
-			a.AuditFailOpen = true
+			a.AuditFailOpen, err = true, noArgs(d)
 		case "oidc":
-			if err := a.unmarshalOIDC(d); err != nil {
-				return err
-			}
+			err = a.unmarshalOIDC(d)
 		case "workload":
-			if err := a.unmarshalWorkload(d); err != nil {
-				return err
-			}
+			err = a.unmarshalWorkload(d)
 		case "webhook":
-			if err := a.unmarshalWebhook(d); err != nil {
-				return err
-			}
+			err = a.unmarshalWebhook(d)
 		case "leaks":
-			if err := a.unmarshalLeaks(d); err != nil {
-				return err
-			}
+			err = a.unmarshalLeaks(d)
 		case "console":
-			if err := a.unmarshalConsole(d); err != nil {
-				return err
-			}
+			err = a.unmarshalConsole(d)
 		default:
-			return d.Errf("unrecognized subdirective %q", d.Val())
+			err = d.Errf("unrecognized subdirective %q", d.Val())
+		}
+		if err != nil {
+			return err
 		}
 	}
 	return nil
@@ -172,43 +125,27 @@ func (a *App) unmarshalOIDC(d *caddyfile.Dispenser) error {
 		return d.ArgErr()
 	}
 	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		var err error
 		switch d.Val() {
 		case "audience":
-			if !d.AllArgs(&c.Audience) {
-				return d.ArgErr()
-			}
+			err = oneArg(d, &c.Audience)
 		case "principal_claim":
-			if !d.AllArgs(&c.PrincipalClaim) {
-				return d.ArgErr()
-			}
+			err = oneArg(d, &c.PrincipalClaim)
 		case "groups_claim":
-			if !d.AllArgs(&c.GroupsClaim) {
-				return d.ArgErr()
-			}
+			err = oneArg(d, &c.GroupsClaim)
 		case "max_age":
-			dur, err := durationArg(d, 0)
-			if err != nil {
-				return err
-			}
-			c.MaxAge = identity.Duration(dur)
+			err = durationInto(d, &c.MaxAge, 0)
 		case "algorithms":
-			if c.Algorithms = d.RemainingArgs(); len(c.Algorithms) == 0 {
-				return d.ArgErr()
-			}
+			c.Algorithms, err = argsOf(d)
 		case "allow_domains":
-			args := d.RemainingArgs()
-			if len(args) == 0 {
-				return d.ArgErr()
-			}
-			c.AllowDomains = append(c.AllowDomains, args...)
+			err = appendArgs(d, &c.AllowDomains)
 		case "allow_groups":
-			args := d.RemainingArgs()
-			if len(args) == 0 {
-				return d.ArgErr()
-			}
-			c.AllowGroups = append(c.AllowGroups, args...)
+			err = appendArgs(d, &c.AllowGroups)
 		default:
-			return d.Errf("unrecognized oidc subdirective %q", d.Val())
+			err = d.Errf("unrecognized oidc subdirective %q", d.Val())
+		}
+		if err != nil {
+			return err
 		}
 	}
 	if c.Audience == "" {
@@ -226,21 +163,19 @@ func (a *App) unmarshalWorkload(d *caddyfile.Dispenser) error {
 		return d.ArgErr()
 	}
 	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		var err error
 		switch d.Val() {
 		case "audience":
-			if !d.AllArgs(&c.Audience) {
-				return d.ArgErr()
-			}
+			err = oneArg(d, &c.Audience)
 		case "principal_claim":
-			if !d.AllArgs(&c.PrincipalClaim) {
-				return d.ArgErr()
-			}
+			err = oneArg(d, &c.PrincipalClaim)
 		case "algorithms":
-			if c.Algorithms = d.RemainingArgs(); len(c.Algorithms) == 0 {
-				return d.ArgErr()
-			}
+			c.Algorithms, err = argsOf(d)
 		default:
-			return d.Errf("unrecognized workload subdirective %q", d.Val())
+			err = d.Errf("unrecognized workload subdirective %q", d.Val())
+		}
+		if err != nil {
+			return err
 		}
 	}
 	if c.Audience == "" {
@@ -278,23 +213,19 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		}
 	}
 	for d.NextBlock(0) {
+		var err error
 		switch d.Val() {
 		case "service":
-			if !d.AllArgs(&h.Service) {
-				return d.ArgErr()
-			}
+			err = oneArg(d, &h.Service)
 		case "header":
-			if !d.AllArgs(&h.Header) {
-				return d.ArgErr()
-			}
+			err = oneArg(d, &h.Header)
 		case "policy_headers":
-			names := d.RemainingArgs()
-			if len(names) == 0 {
-				return d.ArgErr()
-			}
-			h.PolicyHeaders = append(h.PolicyHeaders, names...)
+			err = appendArgs(d, &h.PolicyHeaders)
 		default:
-			return d.Errf("unrecognized subdirective %q", d.Val())
+			err = d.Errf("unrecognized subdirective %q", d.Val())
+		}
+		if err != nil {
+			return err
 		}
 	}
 	if h.Service == "" {
@@ -309,21 +240,106 @@ var (
 	_ caddyfile.Unmarshaler = (*Handler)(nil)
 )
 
-// durationArg reads the one argument of the subdirective the dispenser is
-// on as a Caddy duration (1d and the like), positive and at least atLeast.
-func durationArg(d *caddyfile.Dispenser, atLeast time.Duration) (caddy.Duration, error) {
+// The helpers below read the arguments of the subdirective the dispenser
+// is on, so that each option is one line of its parser's switch and every
+// option of a kind is refused with the same words.
+
+// noArgs refuses arguments (a flag, or a block that takes none).
+func noArgs(d *caddyfile.Dispenser) error {
+	if d.NextArg() {
+		return d.ArgErr()
+	}
+	return nil
+}
+
+// oneArg reads exactly one argument into v.
+func oneArg(d *caddyfile.Dispenser, v *string) error {
+	if !d.AllArgs(v) {
+		return d.ArgErr()
+	}
+	return nil
+}
+
+// argsOf returns the arguments, at least one.
+func argsOf(d *caddyfile.Dispenser) ([]string, error) {
+	args := d.RemainingArgs()
+	if len(args) == 0 {
+		return nil, d.ArgErr()
+	}
+	return args, nil
+}
+
+// appendArgs adds the arguments, at least one, to list: such an option
+// may be given on several lines.
+func appendArgs(d *caddyfile.Dispenser, list *[]string) error {
+	args, err := argsOf(d)
+	*list = append(*list, args...)
+	return err
+}
+
+// choiceArg reads one argument that must be one of choices.
+func choiceArg(d *caddyfile.Dispenser, v *string, choices ...string) error {
+	name := d.Val()
+	if err := oneArg(d, v); err != nil {
+		return err
+	}
+	if !slices.Contains(choices, *v) {
+		return d.Errf("%s must be %s, not %q", name, strings.Join(choices, " or "), *v)
+	}
+	return nil
+}
+
+// entriesArg reads a number of cache entries, 0 meaning none.
+func entriesArg(d *caddyfile.Dispenser) (*int, error) {
 	name, v := d.Val(), ""
-	if !d.AllArgs(&v) {
-		return 0, d.ArgErr()
+	if err := oneArg(d, &v); err != nil {
+		return nil, err
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 0 {
+		return nil, d.Errf("%s %q is not a number of entries (0 disables)", name, v)
+	}
+	return &n, nil
+}
+
+// durationArg is durationInto for a parser that assigns the result.
+func durationArg(d *caddyfile.Dispenser, atLeast time.Duration) (caddy.Duration, error) {
+	var dur caddy.Duration
+	err := durationInto(d, &dur, atLeast)
+	return dur, err
+}
+
+// durationInto reads one argument as a Caddy duration (1d and the like),
+// positive and at least atLeast, into dst.
+func durationInto[D ~int64](d *caddyfile.Dispenser, dst *D, atLeast time.Duration) error {
+	name, v := d.Val(), ""
+	if err := oneArg(d, &v); err != nil {
+		return err
 	}
 	dur, err := caddy.ParseDuration(v)
 	switch {
 	case atLeast > 0 && (err != nil || dur < atLeast):
-		return 0, d.Errf("%s %q is not a duration of %s or more", name, v, atLeast)
+		return d.Errf("%s %q is not a duration of %s or more", name, v, atLeast)
 	case err != nil || dur <= 0:
-		return 0, d.Errf("%s %q is not a positive duration", name, v)
+		return d.Errf("%s %q is not a positive duration", name, v)
 	}
-	return caddy.Duration(dur), nil
+	*dst = D(dur)
+	return nil
+}
+
+// sizeArg reads one argument as a positive number of bytes (16MiB and the
+// like) into dst.
+func sizeArg(d *caddyfile.Dispenser, dst *int64) error {
+	name, v := d.Val(), ""
+	if err := oneArg(d, &v); err != nil {
+		return err
+	}
+	n, err := humanize.ParseBytes(v)
+	if err != nil || n == 0 || n > math.MaxInt64 {
+		return d.Errf("%s %q is not a size such as 16MiB", name, v)
+	}
+	*dst = int64(n)
+	return nil
 }
 
 // attemptLimitArgs reads `<attempts> <window>` (an option such as

@@ -79,6 +79,15 @@ func TestGlobalOptionCaddyfile(t *testing.T) {
 		{input: "tokengate {\n exchange_limit 5 soon\n}", wantErr: "exchange_limit takes a number of attempts and a window"},
 		{input: "tokengate {\n exchange_limit 5\n}", wantErr: "wrong argument count"},
 		{input: "tokengate {\n cache 5\n}", wantErr: `unrecognized subdirective "cache"`},
+		{input: "tokengate {\n max_staleness 30s\n stale_reads deny\n audit_fail_open\n}",
+			want: `{"audit_fail_open":true,"max_staleness":30000000000,"stale_reads":"deny"}`},
+		{input: "tokengate {\n stale_reads maybe\n}", wantErr: `stale_reads must be allow or deny, not "maybe"`},
+		{input: "tokengate {\n audit_fail_open yes\n}", wantErr: "wrong argument count"},
+		{input: "tokengate {\n console {\n  url https://gw.example\n  idle_timeout 10m\n  session_lifetime 1d\n }\n}",
+			want: `{"console":{"url":"https://gw.example","idle_timeout":600000000000,"session_lifetime":86400000000000}}`},
+		{input: "tokengate {\n console {\n  idle_timeout never\n }\n}", wantErr: `idle_timeout "never" is not a positive duration`},
+		{input: "tokengate {\n console {\n  session_lifetime 0s\n }\n}", wantErr: `session_lifetime "0s" is not a positive duration`},
+		{input: "tokengate {\n console {\n  theme dark\n }\n}", wantErr: `unknown console option "theme"`},
 		{input: "tokengate extra", wantErr: "wrong argument count"},
 	}
 	for _, c := range cases {

@@ -38,34 +38,24 @@ func (a *App) unmarshalConsole(d *caddyfile.Dispenser) error {
 	if d.NextArg() {
 		return d.ArgErr()
 	}
-	a.Console = new(ConsoleConfig)
+	c := new(ConsoleConfig)
+	a.Console = c
 	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		var err error
 		switch d.Val() {
 		case "url":
-			if !d.AllArgs(&a.Console.URL) {
-				return d.ArgErr()
-			}
+			err = oneArg(d, &c.URL)
 		case "client_secret":
-			if !d.AllArgs(&a.Console.ClientSecret) {
-				return d.ArgErr()
-			}
-		case "idle_timeout", "session_lifetime":
-			name := d.Val()
-			var raw string
-			if !d.AllArgs(&raw) {
-				return d.ArgErr()
-			}
-			dur, err := caddy.ParseDuration(raw)
-			if err != nil || dur <= 0 {
-				return d.Errf("%s: a positive duration, such as 30m", name)
-			}
-			if name == "idle_timeout" {
-				a.Console.IdleTimeout = caddy.Duration(dur)
-			} else {
-				a.Console.SessionLifetime = caddy.Duration(dur)
-			}
+			err = oneArg(d, &c.ClientSecret)
+		case "idle_timeout":
+			err = durationInto(d, &c.IdleTimeout, 0)
+		case "session_lifetime":
+			err = durationInto(d, &c.SessionLifetime, 0)
 		default:
-			return d.Errf("unknown console option %q", d.Val())
+			err = d.Errf("unknown console option %q", d.Val())
+		}
+		if err != nil {
+			return err
 		}
 	}
 	return nil

@@ -42,23 +42,19 @@ func (a *App) unmarshalLeaks(d *caddyfile.Dispenser) error {
 	}
 	l := cmp.Or(a.Leaks, &Leaks{})
 	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		var err error
 		switch d.Val() {
 		case "github_keys":
-			if !d.AllArgs(&l.GitHubKeys) {
-				return d.ArgErr()
-			}
+			err = oneArg(d, &l.GitHubKeys)
 		case "webhook_secret":
-			if !d.AllArgs(&l.WebhookSecret) {
-				return d.ArgErr()
-			}
+			err = oneArg(d, &l.WebhookSecret)
 		case "limit":
-			limit, err := attemptLimitArgs(d, "60 1m")
-			if err != nil {
-				return err
-			}
-			l.Limit = limit
+			l.Limit, err = attemptLimitArgs(d, "60 1m")
 		default:
-			return d.Errf("unrecognized leaks subdirective %q", d.Val())
+			err = d.Errf("unrecognized leaks subdirective %q", d.Val())
+		}
+		if err != nil {
+			return err
 		}
 	}
 	a.Leaks = l

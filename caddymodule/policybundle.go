@@ -1,13 +1,12 @@
 package caddymodule
 
 import (
+	"cmp"
 	"context"
-	"math"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
-	"github.com/dustin/go-humanize"
 	"go.uber.org/zap"
 
 	"github.com/tokengate/caddy-tokengate/internal/policy"
@@ -47,48 +46,31 @@ type PolicyBundle struct {
 //		max_bundle_uncompressed_bytes <size>   # default 64MiB
 //	}
 func (a *App) unmarshalPolicy(d *caddyfile.Dispenser) error {
-	if !d.NextArg() {
-		return d.ArgErr()
-	}
-	a.PolicyDir = d.Val()
-	if d.NextArg() {
-		return d.ArgErr()
+	if err := oneArg(d, &a.PolicyDir); err != nil {
+		return err
 	}
 	for nesting := d.Nesting(); d.NextBlock(nesting); {
-		if a.PolicyBundle == nil {
-			a.PolicyBundle = new(PolicyBundle)
-		}
-		name, v := d.Val(), ""
-		if !d.AllArgs(&v) {
-			return d.ArgErr()
-		}
-		switch name {
-		case "poll", "timeout":
-			dur, err := caddy.ParseDuration(v)
-			if err != nil || dur <= 0 {
-				return d.Errf("%s %q is not a positive duration", name, v)
-			}
-			if name == "poll" {
-				a.PolicyBundle.Poll = caddy.Duration(dur)
-			} else {
-				a.PolicyBundle.Timeout = caddy.Duration(dur)
-			}
+		b := cmp.Or(a.PolicyBundle, new(PolicyBundle))
+		a.PolicyBundle = b
+		var err error
+		switch d.Val() {
+		case "poll":
+			err = durationInto(d, &b.Poll, 0)
+		case "timeout":
+			err = durationInto(d, &b.Timeout, 0)
 		case "verify_key":
-			a.PolicyBundle.VerifyKey = v
+			err = oneArg(d, &b.VerifyKey)
 		case "verify_alg":
-			a.PolicyBundle.VerifyAlg = v
-		case "max_bundle_bytes", "max_bundle_uncompressed_bytes":
-			n, err := humanize.ParseBytes(v)
-			if err != nil || n == 0 || n > math.MaxInt64 {
-				return d.Errf("%s %q is not a size such as 16MiB", name, v)
-			}
-			if name == "max_bundle_bytes" {
-				a.PolicyBundle.MaxBytes = int64(n)
-			} else {
-				a.PolicyBundle.MaxUncompressedBytes = int64(n)
-			}
+			err = oneArg(d, &b.VerifyAlg)
+		case "max_bundle_bytes":
+			err = sizeArg(d, &b.MaxBytes)
+		case "max_bundle_uncompressed_bytes":
+			err = sizeArg(d, &b.MaxUncompressedBytes)
 		default:
-			return d.Errf("unrecognized policy subdirective %q", name)
+			err = d.Errf("unrecognized policy subdirective %q", d.Val())
+		}
+		if err != nil {
+			return err
 		}
 	}
 	return nil

@@ -36,7 +36,7 @@ type Webhook struct {
 func (a *App) provisionWebhooks() (*notify.Dispatcher, error) {
 	hooks := make([]notify.HookConfig, len(a.Webhooks))
 	for i, w := range a.Webhooks {
-		hooks[i] = notify.HookConfig{URL: w.URL, Secret: w.Secret, Events: w.Events}
+		hooks[i] = notify.HookConfig(w)
 	}
 	repl := caddy.NewReplacer()
 	expand := func(s string) (string, error) { return repl.ReplaceOrErr(s, true, true) }
@@ -59,27 +59,21 @@ func (a *App) sweepLapses(ctx context.Context) {
 //	}
 func (a *App) unmarshalWebhook(d *caddyfile.Dispenser) error {
 	var w Webhook
-	if !d.NextArg() {
-		return d.ArgErr()
-	}
-	w.URL = d.Val()
-	if d.NextArg() {
-		return d.ArgErr()
+	if err := oneArg(d, &w.URL); err != nil {
+		return err
 	}
 	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		var err error
 		switch d.Val() {
 		case "secret":
-			if !d.AllArgs(&w.Secret) {
-				return d.ArgErr()
-			}
+			err = oneArg(d, &w.Secret)
 		case "events":
-			types := d.RemainingArgs()
-			if len(types) == 0 {
-				return d.ArgErr()
-			}
-			w.Events = append(w.Events, types...)
+			err = appendArgs(d, &w.Events)
 		default:
-			return d.Errf("unrecognized webhook subdirective %q", d.Val())
+			err = d.Errf("unrecognized webhook subdirective %q", d.Val())
+		}
+		if err != nil {
+			return err
 		}
 	}
 	if w.Secret == "" {
