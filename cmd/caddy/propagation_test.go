@@ -7,6 +7,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -24,7 +25,7 @@ import (
 // measurement (Zipf popularity, ids in paths, GET/POST/DELETE 80/15/5, 1%
 // never-issued secrets, a few CIDR-bound tokens). It measures the
 // cluster's peak for that mix (closed loop, 32 connections spread over the
-// nodes, 5 s), then holds LOAD of it (default 0.5, half of peak) open loop
+// nodes, 5 s, after as long a warm-up), then holds LOAD of it (default 0.5, half of peak) open loop
 // while it revokes REVOKES tokens (default 100) one after another through
 // the CLI of one node, each after every node has answered it from its
 // caches. The figure is the time from the revoke command returning until
@@ -49,13 +50,34 @@ func TestRevocationPropagation(t *testing.T) {
 	db := newTestDB(t)
 	upstream := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
 	t.Cleanup(upstream.Close)
+	// Each node's pool is sized as docs/staleness.md tells an operator:
+	// N × (max_conns + 1) within the database's max_connections, less its
+	// superuser reserve and ten for this test and the CLI. With the
+	// default pool of 4, 20 nodes would take all 100 connections of a
+	// default PostgreSQL, and lookups would fail at the peak.
+	budget := db.count(t, "SELECT current_setting('max_connections')::int - current_setting('superuser_reserved_connections')::int") - 10
+	pool := min(4, budget/nodes-1)
+	if pool < 1 {
+		t.Fatalf("%d nodes do not fit %d connections with a pool of 1 each", nodes, budget)
+	}
+	template := strings.Replace(nodeCaddyfile, `store postgres "{DSN}"`,
+		fmt.Sprintf("store postgres {\n\t\t\tdsn \"{DSN}\"\n\t\t\tmax_conns %d\n\t\t}", pool), 1)
 	cluster := make([]*node, nodes)
 	for i := range cluster {
-		cluster[i] = startNode(t, fmt.Sprintf("node-%d", i), db.dsn, upstream.URL)
+		cluster[i] = startNodeFrom(t, template, fmt.Sprintf("node-%d", i), db.dsn, upstream.URL)
 	}
+	t.Cleanup(func() {
+		if t.Failed() {
+			for _, n := range cluster {
+				logTrouble(t, n)
+			}
+		}
+	})
+	t.Logf("%d nodes, max_conns %d each and the feed's connection: %d connections of %d", nodes, pool, nodes*(pool+1), budget)
 	mix := seedMix(t, db.dsn, 10000)
 	revoked := issueMany(t, cluster[0], revokes)
 
+	mix.warmUp(t, cluster, 32, 5*time.Second)
 	peak := mix.closedLoop(t, cluster, 32, 5*time.Second)
 	rate := fraction * peak
 	if fixed := env("TOKENGATE_PROPAGATION_RATE", 0); fixed > 0 {
@@ -87,7 +109,7 @@ func TestRevocationPropagation(t *testing.T) {
 		nodes, held, held/peak, sent.Load(), unexpected.Load(), dropped.Load())
 	t.Logf("revoke returned -> refused on every node: %s", took)
 	if unexpected.Load() > 0 {
-		t.Errorf("%d calls of the mix got an unexpected answer", unexpected.Load())
+		t.Errorf("%d calls of the mix got an unexpected answer: %s", unexpected.Load(), mix.oddities())
 	}
 }
 
@@ -136,4 +158,16 @@ func later(a, b time.Time) time.Time {
 		return b
 	}
 	return a
+}
+
+// logTrouble logs a node's first few warnings and errors, so that a
+// failed measurement says what the nodes saw.
+func logTrouble(t *testing.T, n *node) {
+	kept := 0
+	for line := range strings.Lines(n.Output()) {
+		if kept < 5 && (strings.Contains(line, `"level":"error"`) || strings.Contains(line, `"level":"warn"`)) {
+			t.Logf("%s: %s", n.name, strings.TrimSpace(line))
+			kept++
+		}
+	}
 }
