@@ -66,11 +66,12 @@ const maxUnchecked = 256 << 10
 //     ErrorOutput: the gateway's audit hold hears of it with that very
 //     line. The line is kept (up to maxBacklog) and written first by the
 //     next write that reaches the path, so it recovers by itself.
-//   - Every CheckEvery (and before a roll, a checkpoint or Close) it
-//     looks at the open file and the path, once for all the lines written
-//     since the last look, which it keeps a copy of until then. When the
-//     file has no name left (rm, or another file renamed over it), it
-//     opens the path again, starts the new file with a continues line and writes
+//   - Every CheckEvery (by the first Write after it, or by its timer
+//     once writes stop; and before a roll, a checkpoint or Close) it looks
+//     at the open file and the path, once for all the lines written since
+//     the last look, which it keeps a copy of until then. When the file has
+//     no name left (rm, or another file renamed over it), it opens the
+//     path again, starts the new file with a continues line and writes
 //     the kept lines there too; when the file was cut short
 //     (copytruncate), it does the same with the lines written after the
 //     cut. A file moved away keeps the lines written to it, and the next
@@ -104,9 +105,12 @@ type Writer struct {
 	// unchecked holds the lines written to f since the last look, which
 	// are leaves only once a look found them in the file at the path.
 	unchecked  []byte
-	checkedAt  time.Time
-	checkTimer *time.Timer // looks once writes stop, so no line waits long
+	checkTimer *time.Timer // looks CheckEvery after the last look
 	checkArmed bool
+	// lookDue tells that the last look is CheckEvery old: the next
+	// Write looks at once. The timer sets it, so that Write reads no
+	// clock.
+	lookDue bool
 	// backlog holds lines not in any file the path leads to (their write
 	// failed, or the file was deleted and could not be made again), to
 	// be written first when the file takes lines again. It is bounded by
@@ -181,7 +185,6 @@ func Open(opts Options) (*Writer, error) {
 			return nil, fmt.Errorf("reading %s to continue its tree: %v", opts.Path, err)
 		}
 	}
-	w.checkedAt = time.Now()
 	w.checkTimer = time.AfterFunc(time.Hour, w.checkLater)
 	w.checkTimer.Stop()
 	go w.tick()
@@ -336,28 +339,42 @@ func (w *Writer) place(p []byte) error {
 	return nil
 }
 
-// lookWhenDue looks at the file when a look is due (CheckEvery after the
-// last, or past maxUnchecked), and otherwise makes sure the timer looks
-// once writes stop.
+// lookWhenDue looks at the file at once when the last look is CheckEvery
+// old or the unchecked lines reached maxUnchecked; otherwise the lines
+// wait for the next write after the timer says a look is due. The timer,
+// not a clock read per line, paces the looks: reading the clock cost more
+// than the look.
 func (w *Writer) lookWhenDue() error {
-	if len(w.unchecked) >= maxUnchecked || time.Since(w.checkedAt) >= w.opts.CheckEvery {
+	if w.lookDue || len(w.unchecked) >= maxUnchecked {
 		return w.check()
 	}
-	if !w.checkArmed {
-		w.checkArmed = true
-		w.checkTimer.Reset(w.opts.CheckEvery)
-	}
+	w.armLook()
 	return nil
 }
 
-// checkLater is the look made when no write made it: the lines of the
-// last millisecond before writes stopped are not left unchecked. A
+// armLook sets the timer to look CheckEvery from now, unless it is set.
+func (w *Writer) armLook() {
+	if !w.checkArmed && !w.closed {
+		w.checkArmed = true
+		w.checkTimer.Reset(w.opts.CheckEvery)
+	}
+}
+
+// checkLater runs CheckEvery after the last look: the next Write is to
+// look. When no Write did by the time it runs again, writes stopped, and
+// it looks itself, so that the last lines are not left unchecked. A
 // failure it finds is returned by the next Write, whose line waits in the
 // backlog behind the ones the look could not place.
 func (w *Writer) checkLater() {
 	w.mu.Lock()
 	w.checkArmed = false
-	if len(w.unchecked) > 0 {
+	switch {
+	case !w.lookDue:
+		w.lookDue = true
+		if len(w.unchecked) > 0 {
+			w.armLook()
+		}
+	case len(w.unchecked) > 0:
 		_ = w.check()
 	}
 	signed, cpErr := w.takeSigned()
@@ -397,7 +414,8 @@ func (w *Writer) look() placement {
 // continues line) and looked at once more. When the path takes no file,
 // they join the backlog, and the error is returned.
 func (w *Writer) check() error {
-	w.checkedAt = time.Now()
+	w.lookDue = false
+	w.armLook()
 	// Files keep changing under the writer only while someone keeps
 	// changing them: lines still unplaced after a few rounds wait for
 	// the next look, written but not yet leaves.

@@ -600,7 +600,7 @@ func TestWriterLooksWhenWritesStop(t *testing.T) {
 
 // TestWriterLooksWhileWritesGoOn deletes the file while lines keep coming,
 // a few a millisecond (far below the bytes that make Write look at once):
-// the looks every CheckEvery find the file gone and the lines reach a new
+// the looks the timer paces find the file gone and the lines reach a new
 // file at the path while writing goes on, and every line is in it once.
 func TestWriterLooksWhileWritesGoOn(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "audit.log")
