@@ -206,9 +206,23 @@ func TestWriterFollowsThePath(t *testing.T) {
 	writeLines(t, w, "moved", 5)
 	time.Sleep(10 * DefaultCheckEvery)
 	writeLines(t, w, "moved-later", 5)
+	// On a busy machine the timer that makes a look due may come late:
+	// lines go on into the moved file until it has.
+	written := 20
+	inNewFile := func() int {
+		b, _ := os.ReadFile(path) // none yet: 0
+		return bytes.Count(b, []byte("\n"))
+	}
+	for deadline := time.Now().Add(5 * time.Second); inNewFile() < 2; time.Sleep(DefaultCheckEvery) {
+		if time.Now().After(deadline) {
+			t.Fatal("no line reached a new file at the path 5 s after the move")
+		}
+		writeLines(t, w, "moved-later", 1)
+		written++
+	}
 	moved, now := countLines(t, path+".1"), countLines(t, path)
-	if moved+now != 21 || moved < 11 || now < 2 {
-		t.Fatalf("moved file has %d lines and the new one %d, want 20 lines and a continues line, the newest in the new file", moved, now)
+	if moved+now != written+1 || moved < 11 || now < 2 {
+		t.Fatalf("moved file has %d lines and the new one %d, want %d lines and a continues line, the newest in the new file", moved, now, written)
 	}
 	w.Checkpoint()
 	mustVerify(t, key, []string{path + ".1", path})
@@ -324,13 +338,24 @@ func TestWriterKeepsLinesItCannotWrite(t *testing.T) {
 	if err := os.Mkdir(path, 0o700); err != nil {
 		t.Fatal(err)
 	}
-	// The first write after a look is due reaches the deleted file, and
-	// the look finds the path taken: it fails, keeping its line.
+	// The first write once the timer says a look is due reaches the
+	// deleted file, and the look finds the path taken: it fails, keeping
+	// its line. A write before that (the timer late on a busy machine)
+	// also reaches the deleted file, and the look keeps its line too.
 	time.Sleep(2 * DefaultCheckEvery)
-	for i := range 2 {
-		if _, err := w.Write([]byte(fmt.Sprintf(`{"held":%d}`+"\n", i))); err == nil {
-			t.Fatal("a write succeeded with a directory at the path")
+	held := 0
+	hold := func() error {
+		_, err := w.Write([]byte(fmt.Sprintf(`{"held":%d}`+"\n", held)))
+		held++
+		return err
+	}
+	for deadline := time.Now().Add(5 * time.Second); hold() == nil; time.Sleep(DefaultCheckEvery / 2) {
+		if time.Now().After(deadline) {
+			t.Fatal("writes kept succeeding with a directory at the path")
 		}
+	}
+	if hold() == nil {
+		t.Fatal("a write succeeded after one had failed, with the directory still at the path")
 	}
 	if err := os.Remove(path); err != nil {
 		t.Fatal(err)
@@ -342,8 +367,13 @@ func TestWriterKeepsLinesItCannotWrite(t *testing.T) {
 		t.Fatal(err)
 	}
 	lines := strings.Split(strings.TrimSuffix(string(b), "\n"), "\n")
-	if len(lines) != 4 || lines[1] != `{"held":0}` || lines[2] != `{"held":1}` {
-		t.Fatalf("file after the directory went: %q, want a continues line, both held lines and the next", lines)
+	if len(lines) != held+2 {
+		t.Fatalf("file after the directory went: %q, want a continues line, the %d held lines and the next", lines, held)
+	}
+	for i := range held {
+		if want := fmt.Sprintf(`{"held":%d}`, i); lines[1+i] != want {
+			t.Fatalf("line %d of the file after the directory went is %q, want %q", 2+i, lines[1+i], want)
+		}
 	}
 	mustVerify(t, key, []string{path})
 }
