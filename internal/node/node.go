@@ -1,10 +1,13 @@
 // Package node assembles one gateway node's parts from plain option
 // values and runs their background work: the policy engine, the gate and
 // its caches, the token lifecycle, the management service, the identity
-// verifiers and what the management API acts on. The Caddy app decodes its
-// config, resolves what only Caddy knows (the store shared across reloads,
-// the logger, the clock module, the data folder, the metrics registry) and
-// hands the values here; nothing in this package knows Caddy exists.
+// verifiers and what the management API acts on. Shared is what outlives
+// one config: the opened store, its change feed's follower and the
+// forgetting of changed tokens in every config's caches. The Caddy app
+// decodes its config, resolves what only Caddy knows (which configs share
+// a store across reloads, the logger, the clock module, placeholders, the
+// data folder, the metrics registry) and hands the values here; nothing in
+// this package knows Caddy exists.
 package node
 
 import (
