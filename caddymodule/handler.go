@@ -3,8 +3,6 @@ package caddymodule
 import (
 	"fmt"
 	"net/http"
-	"slices"
-	"strings"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
@@ -98,15 +96,7 @@ func (h *Handler) Validate() error {
 	if h.Service == "" {
 		return fmt.Errorf("tokengate: service is required")
 	}
-	if h.Header == "Cookie" || strings.HasPrefix(h.Header, gatehttp.IdentityHeaderPrefix) {
-		return fmt.Errorf("tokengate: header %s cannot carry the credential", h.Header)
-	}
-	// The secret would become policy input: in every decision cache key,
-	// and in the log of any print() a policy author adds.
-	if slices.Contains(h.PolicyHeaders, h.Header) {
-		return fmt.Errorf("tokengate: policy_headers cannot list %s, the header that carries the credential", h.Header)
-	}
-	return nil
+	return gatehttp.CheckCredentialHeader(h.Header, h.PolicyHeaders)
 }
 
 // ServeHTTP runs the request path for one call (ARCHITECTURE.md follows

@@ -50,7 +50,6 @@ func BenchmarkCleanPath(b *testing.B) {
 	}
 }
 
-
 // TestReadCall: the call is read from the request as the gate needs it;
 // a path CleanPath refuses is kept as sent, for the audit line.
 func TestReadCall(t *testing.T) {
