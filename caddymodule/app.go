@@ -17,7 +17,6 @@ import (
 
 	"github.com/tokengate/caddy-tokengate/internal/audit"
 	"github.com/tokengate/caddy-tokengate/internal/gateway"
-	"github.com/tokengate/caddy-tokengate/internal/health"
 	"github.com/tokengate/caddy-tokengate/internal/identity"
 	"github.com/tokengate/caddy-tokengate/internal/manage"
 	"github.com/tokengate/caddy-tokengate/internal/mgmtapi"
@@ -102,24 +101,23 @@ type App struct {
 	// a clock they move instead of sleeping.
 	ClockRaw json.RawMessage `json:"clock,omitempty" caddy:"namespace=tokengate.clocks inline_key=source"`
 
-	rt    *runtime // shared with the other configs on the same store
+	rt    *node.Shared // shared with the other configs on the same store
 	rtKey string
 	// parts are the node's parts, assembled from this config; the fields
 	// below are the ones the adapters use, taken from them.
-	parts      *node.Parts
-	store      store.Backend
-	engine     *policy.Engine
-	bundle     *policy.Bundle // nil unless the policy is an OPA bundle
-	gate       *gateway.Gate
-	manage     *manage.Service
-	audit      *audit.Logger
-	logger     *zap.Logger
-	now        func() time.Time
-	people     *identity.Verifier  // nil without oidc
-	workloads  *identity.Workloads // nil without workloads
-	webhooks   *notify.Dispatcher  // nil without webhooks
-	storeProbe *health.StoreProbe
-	node       *mgmtapi.Node // what the management API acts on
+	parts     *node.Parts
+	store     store.Backend
+	engine    *policy.Engine
+	bundle    *policy.Bundle // nil unless the policy is an OPA bundle
+	gate      *gateway.Gate
+	manage    *manage.Service
+	audit     *audit.Logger
+	logger    *zap.Logger
+	now       func() time.Time
+	people    *identity.Verifier  // nil without oidc
+	workloads *identity.Workloads // nil without workloads
+	webhooks  *notify.Dispatcher  // nil without webhooks
+	node      *mgmtapi.Node       // what the management API acts on
 }
 
 // CaddyModule returns the Caddy module information.
@@ -159,11 +157,10 @@ func (a *App) Provision(ctx caddy.Context) error {
 		}
 		a.now = mod.(Clock).Now
 	}
-	a.storeProbe = new(health.StoreProbe)
 	if a.CensusInterval < 0 || (a.CensusInterval > 0 && time.Duration(a.CensusInterval) < minCensusInterval) {
 		return fmt.Errorf("census_interval must be %s or more, got %s", minCensusInterval, time.Duration(a.CensusInterval))
 	}
-	pepper, previousPepper, err := resolvePeppers(a.Pepper, a.PreviousPepper)
+	pepper, previousPepper, err := node.ResolvePeppers(a.Pepper, a.PreviousPepper, caddy.NewReplacer().ReplaceOrErr)
 	if err != nil {
 		return err
 	}
@@ -173,10 +170,10 @@ func (a *App) Provision(ctx caddy.Context) error {
 		MaxTTL: time.Duration(a.MaxTTL), DecisionCacheSize: a.DecisionCache,
 		// A ttl reads as the Caddyfile's max_ttl does: 30d too.
 		ParseDuration: caddy.ParseDuration,
-		Pepper:        pepper, PreviousPepper: previousPepper, OnRekey: a.tokenRekeyed,
+		Pepper:        pepper, PreviousPepper: previousPepper, OnRekey: func(string) { metrics.Rekeyed() },
 		OIDC: a.OIDC, Workloads: a.Workloads,
-		Hold:  a.auditHold,
-		Fresh: a.fresh, StaleReads: a.StaleReads == "allow", StoreTimeout: a.maxStaleness(),
+		AuditFailOpen: a.AuditFailOpen,
+		StaleReads:    a.StaleReads == "allow", StoreTimeout: a.maxStaleness(),
 		ObservePolicy: metrics.PolicyEvaluated, ObserveStore: metrics.StoreCalled,
 	}
 	if err := opts.Check(); err != nil {
@@ -188,7 +185,8 @@ func (a *App) Provision(ctx caddy.Context) error {
 	if err := a.openRuntime(ctx); err != nil {
 		return err
 	}
-	opts.Store, opts.Forget = a.store, a.rt.forget
+	opts.Store, opts.Forget, opts.ChangeLag = a.store, a.rt.Forget, a.rt.Lag
+	opts.Fresh = func() bool { return a.rt.Fresh(opts.StoreTimeout) }
 	if a.bundle, err = a.policyBundle(); err != nil {
 		return err
 	}
@@ -201,7 +199,7 @@ func (a *App) Provision(ctx caddy.Context) error {
 	}
 	p := a.parts
 	a.engine, a.gate, a.manage, a.audit, a.people, a.workloads = p.Engine, p.Gate, p.Manage, p.Audit, p.People, p.Workloads
-	a.rt.attach(a)
+	a.rt.Attach(p)
 	if a.manage.ConsoleURL, err = a.consoleURL(); err != nil {
 		return err
 	}
@@ -214,8 +212,7 @@ func (a *App) Provision(ctx caddy.Context) error {
 	}
 	limit := cmp.Or(a.ExchangeLimit, &AttemptLimit{})
 	a.node = p.ManagementNode(node.Management{
-		AuditFailOpen: a.AuditFailOpen,
-		BreakGlass:    &a.rt.breakGlass, BreakGlassDir: breakGlassDir(),
+		BreakGlass: &a.rt.BreakGlass, BreakGlassDir: breakGlassDir(),
 		ExchangeAttempts: cmp.Or(limit.Attempts, DefaultExchangeAttempts),
 		ExchangeWindow:   cmp.Or(time.Duration(limit.Window), DefaultExchangeWindow),
 		Leaks:            intake,
@@ -242,13 +239,13 @@ func (a *App) openRuntime(ctx caddy.Context) error {
 		if err != nil {
 			return nil, err
 		}
-		return newRuntime(s), nil
+		return runtime{node.NewShared(s, metrics)}, nil
 	})
 	if err != nil {
 		return fmt.Errorf("opening token store: %v", err)
 	}
-	a.rtKey, a.rt = key, val.(*runtime)
-	a.store = a.rt.store
+	a.rtKey, a.rt = key, val.(runtime).Shared
+	a.store = a.rt.Store()
 	return nil
 }
 
@@ -257,9 +254,9 @@ func (a *App) openRuntime(ctx caddy.Context) error {
 func breakGlassDir() string { return filepath.Join(caddy.AppDataDir(), "tokengate", "break-glass") }
 
 // Start runs the node's background work (usage batches, the policy's
-// watch or bundle polling, issuer discovery) and this adapter's: the audit
-// health log, the census, the webhooks. Cross-node cache invalidation runs
-// in the runtime.
+// watch or bundle polling, issuer discovery, the audit health log) and
+// this adapter's: the census, the webhooks. Cross-node cache invalidation
+// runs in the runtime.
 func (a *App) Start() error {
 	if err := a.parts.Start(); err != nil {
 		return err
@@ -267,7 +264,6 @@ func (a *App) Start() error {
 	if a.bundle != nil {
 		a.parts.Go(a.pollBundle)
 	}
-	a.parts.Go(a.watchAudit)
 	a.parts.Go(func(ctx context.Context) { metrics.RunCensus(ctx, a.census()) })
 	if a.webhooks != nil {
 		a.webhooks.Start()
@@ -294,8 +290,8 @@ func (a *App) Cleanup() error {
 	if a.node != nil {
 		a.node.FlushBrake()
 	}
-	if a.rt != nil {
-		a.rt.detach(a)
+	if a.rt != nil && a.parts != nil {
+		a.rt.Detach(a.parts)
 	}
 	if a.gate != nil {
 		a.gate.Close()

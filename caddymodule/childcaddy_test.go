@@ -121,11 +121,8 @@ func (testControl) Routes() []caddy.AdminRoute {
 		route("audit-enabled", func(w http.ResponseWriter, _ *http.Request) error {
 			var enabled []bool
 			runtimes.Range(func(_, v any) bool {
-				rt := v.(*runtime)
-				rt.mu.Lock()
-				defer rt.mu.Unlock()
-				for _, a := range rt.apps {
-					enabled = append(enabled, a.audit.Enabled())
+				for _, p := range v.(runtime).Attached() {
+					enabled = append(enabled, p.Audit.Enabled())
 				}
 				return true
 			})

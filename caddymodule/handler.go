@@ -3,8 +3,6 @@ package caddymodule
 import (
 	"fmt"
 	"net/http"
-	"slices"
-	"strings"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
@@ -14,7 +12,6 @@ import (
 	"github.com/tokengate/caddy-tokengate/internal/audit"
 	"github.com/tokengate/caddy-tokengate/internal/gatehttp"
 	"github.com/tokengate/caddy-tokengate/internal/gateway"
-	"github.com/tokengate/caddy-tokengate/internal/policy"
 	"github.com/tokengate/caddy-tokengate/internal/reason"
 )
 
@@ -99,15 +96,7 @@ func (h *Handler) Validate() error {
 	if h.Service == "" {
 		return fmt.Errorf("tokengate: service is required")
 	}
-	if h.Header == "Cookie" || strings.HasPrefix(h.Header, gatehttp.IdentityHeaderPrefix) {
-		return fmt.Errorf("tokengate: header %s cannot carry the credential", h.Header)
-	}
-	// The secret would become policy input: in every decision cache key,
-	// and in the log of any print() a policy author adds.
-	if slices.Contains(h.PolicyHeaders, h.Header) {
-		return fmt.Errorf("tokengate: policy_headers cannot list %s, the header that carries the credential", h.Header)
-	}
-	return nil
+	return gatehttp.CheckCredentialHeader(h.Header, h.PolicyHeaders)
 }
 
 // ServeHTTP runs the request path for one call (ARCHITECTURE.md follows
@@ -116,34 +105,17 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	start := time.Now()
 	repl := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
 	clientIP, _ := caddyhttp.GetVar(r.Context(), caddyhttp.ClientIPVarKey).(string)
-	rawPath := r.URL.EscapedPath()
-	path, escapedPath, pathOK := cleanPath(r.URL.Path, rawPath)
-	if !pathOK {
-		// Nothing is authorized; the audit line shows what was sent.
-		path = rawPath
-	}
-
-	call := gateway.Call{
-		Service: h.Service,
-		Request: policy.Request{
-			Method:   r.Method,
-			Host:     r.Host,
-			Path:     path,
-			RawPath:  rawPath,
-			RemoteIP: clientIP,
-			Headers:  gatehttp.PolicyHeaders(r, h.PolicyHeaders),
-		},
-	}
-	call.Secret, call.Problem = gatehttp.Credential(r, h.Header)
+	call := gatehttp.ReadCall(r, h.Service, h.Header, h.PolicyHeaders, clientIP)
 	var res gateway.Result
-	if pathOK {
-		res = h.app.gate.Authorize(r.Context(), &call)
+	if call.PathOK {
+		res = h.app.gate.Authorize(r.Context(), &call.Call)
 	} else {
+		// Nothing is authorized; the audit line shows what was sent.
 		res = gateway.Refuse(reason.PathInvalid)
 	}
 	metrics.Decision(h.Service, res.Outcome, res.Reasons(), res.Cache)
 
-	line := gateway.AuditLine(&call, res)
+	line := gateway.AuditLine(&call.Call, res)
 	line.TraceID, line.SpanID = traceIDs(r)
 	defer func() {
 		line.Duration = time.Since(start)
@@ -166,12 +138,9 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 
 	// The upstream gets the path that was authorized, not another spelling
 	// of it that it might resolve differently.
-	r.URL.Path, r.URL.RawPath = path, escapedPath
+	r.URL.Path, r.URL.RawPath = call.Request.Path, call.EscapedPath
 	gatehttp.HandOn(r, h.Header, res)
-	repl.Set("http.auth.user.id", res.Handoff.Owner)
-	repl.Set("tokengate.token_id", res.Handoff.TokenID)
-	repl.Set("tokengate.scopes", res.Handoff.ScopesValue)
-	repl.Set("tokengate.decision_id", res.Handoff.DecisionID)
+	setIdentityPlaceholders(repl, res)
 	gatehttp.SetRateLimitFields(w.Header(), res.RateLimit)
 
 	if !h.app.audit.Enabled() {
@@ -193,6 +162,16 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		line.Status = http.StatusInternalServerError
 	}
 	return err
+}
+
+// setIdentityPlaceholders gives the routes after an allowed call the
+// caller's identity: {http.auth.user.id} (the owner), {tokengate.token_id},
+// {tokengate.scopes} and {tokengate.decision_id}.
+func setIdentityPlaceholders(repl *caddy.Replacer, res gateway.Result) {
+	repl.Set("http.auth.user.id", res.Handoff.Owner)
+	repl.Set("tokengate.token_id", res.Handoff.TokenID)
+	repl.Set("tokengate.scopes", res.Handoff.ScopesValue)
+	repl.Set("tokengate.decision_id", res.Handoff.DecisionID)
 }
 
 // traceIDs returns the trace and span ids Caddy's tracing handler put in

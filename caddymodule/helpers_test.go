@@ -561,11 +561,8 @@ func readJSONLines(t *testing.T, path string) []map[string]any {
 // test can say the next identical call is a hit.
 func settleDecisionCaches() {
 	runtimes.Range(func(_, v any) bool {
-		rt := v.(*runtime)
-		rt.mu.Lock()
-		defer rt.mu.Unlock()
-		for _, a := range rt.apps {
-			a.gate.SettleDecisions()
+		for _, p := range v.(runtime).Attached() {
+			p.Gate.SettleDecisions()
 		}
 		return true
 	})

@@ -8,6 +8,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/tokengate/caddy-tokengate/internal/audit"
+	"github.com/tokengate/caddy-tokengate/internal/gatehttp"
 	"github.com/tokengate/caddy-tokengate/internal/gateway"
 	"github.com/tokengate/caddy-tokengate/internal/mgmtapi"
 )
@@ -24,11 +25,7 @@ func (a *App) managementToken(header string, logger *zap.Logger) *mgmtapi.Manage
 			return refuse(w, r, res, requestID, true)
 		},
 		Allowed: func(r *http.Request, res gateway.Result) {
-			repl := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
-			repl.Set("http.auth.user.id", res.Handoff.Owner)
-			repl.Set("tokengate.token_id", res.Handoff.TokenID)
-			repl.Set("tokengate.scopes", res.Handoff.ScopesValue)
-			repl.Set("tokengate.decision_id", res.Handoff.DecisionID)
+			setIdentityPlaceholders(r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer), res)
 		},
 		Logger: logger,
 	}
@@ -55,8 +52,8 @@ func (caddyHost) ClientIP(r *http.Request) string {
 	return ip
 }
 
-// CleanPath is cleanPath.
-func (caddyHost) CleanPath(p, raw string) (string, string, bool) { return cleanPath(p, raw) }
+// CleanPath is the path as the data plane reads it (gatehttp.CleanPath).
+func (caddyHost) CleanPath(p, raw string) (string, string, bool) { return gatehttp.CleanPath(p, raw) }
 
 // sentPath is r's path as the client sent it, before a handle_path or a
 // rewrite in front changed it.

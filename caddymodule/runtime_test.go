@@ -91,10 +91,7 @@ func TestReloadSharesRuntime(t *testing.T) {
 	if reloaded == serving || reloaded.rt != rt {
 		t.Fatal("a reload on the same store built a new runtime")
 	}
-	rt.mu.Lock()
-	apps := len(rt.apps)
-	rt.mu.Unlock()
-	if apps != 1 {
+	if apps := len(rt.Attached()); apps != 1 {
 		t.Fatalf("runtime holds %d apps after the reload, want 1", apps)
 	}
 	if r := call(t, "GET", e.gateURL+"/billing/shared", bearer(secret2)...); r.status != 401 || r.reason != "token_revoked" {

@@ -7,7 +7,9 @@
 package gatehttp
 
 import (
+	"fmt"
 	"net/http"
+	"slices"
 	"strings"
 
 	"github.com/tokengate/caddy-tokengate/internal/gateway"
@@ -58,6 +60,21 @@ func Credential(r *http.Request, header string) (secret, problem string) {
 		return "", reason.TokenMalformed
 	}
 	return credential, ""
+}
+
+// CheckCredentialHeader refuses a header (canonical name) that cannot
+// carry the credential: the cookie header, an identity header set for the
+// upstream, or one of policyHeaders, those the policy may read.
+func CheckCredentialHeader(header string, policyHeaders []string) error {
+	if header == "Cookie" || strings.HasPrefix(header, IdentityHeaderPrefix) {
+		return fmt.Errorf("tokengate: header %s cannot carry the credential", header)
+	}
+	// The secret would become policy input: in every decision cache key,
+	// and in the log of any print() a policy author adds.
+	if slices.Contains(policyHeaders, header) {
+		return fmt.Errorf("tokengate: policy_headers cannot list %s, the header that carries the credential", header)
+	}
+	return nil
 }
 
 // PolicyHeaders returns the request headers named (canonical names) that

@@ -134,3 +134,22 @@ func TestRefusalAnswer(t *testing.T) {
 func deny(code string) gateway.Result {
 	return gateway.Result{Outcome: gateway.Deny, Refusal: reason.OfCall([]string{code})}
 }
+
+func TestCheckCredentialHeader(t *testing.T) {
+	for _, c := range []struct {
+		header  string
+		policy  []string
+		refused string
+	}{
+		{"Authorization", nil, ""},
+		{"X-Api-Key", []string{"X-Tenant"}, ""},
+		{"Cookie", nil, "tokengate: header Cookie cannot carry the credential"},
+		{"X-Tokengate-Owner", nil, "tokengate: header X-Tokengate-Owner cannot carry the credential"},
+		{"X-Api-Key", []string{"X-Tenant", "X-Api-Key"}, "tokengate: policy_headers cannot list X-Api-Key, the header that carries the credential"},
+	} {
+		err := CheckCredentialHeader(c.header, c.policy)
+		if (err == nil) != (c.refused == "") || (err != nil && err.Error() != c.refused) {
+			t.Errorf("%s with policy headers %v: %v, want %q", c.header, c.policy, err, c.refused)
+		}
+	}
+}

@@ -84,7 +84,7 @@ type Host interface {
 	// ClientIP is the client's address as the server trusts it.
 	ClientIP(r *http.Request) string
 	// CleanPath is the path as the gateway reads it (see
-	// caddymodule.cleanPath); ok is false for one it refuses.
+	// gatehttp.CleanPath); ok is false for one it refuses.
 	CleanPath(p, raw string) (clean, escaped string, ok bool)
 }
 

@@ -12,9 +12,6 @@ import (
 
 // Management is what the management API acts on beyond the parts.
 type Management struct {
-	// AuditFailOpen lets management calls through while audit lines
-	// cannot be written, as it does data-plane calls.
-	AuditFailOpen bool
 	// BreakGlass is this node's pending recovery of lost bootstrap
 	// secrets (it outlives a config); BreakGlassDir is where its
 	// confirmation codes are written.
@@ -34,7 +31,7 @@ func (p *Parts) ManagementNode(m Management) *mgmtapi.Node {
 	n := &mgmtapi.Node{
 		Manage: p.Manage, Audit: p.Audit, Store: p.Store, Logger: o.Logger, Now: o.Now,
 		MaxTTL: p.Lifecycle.MaxTTL, ParseDuration: o.ParseDuration,
-		AuditFailOpen: m.AuditFailOpen, AuditHold: o.Hold,
+		AuditFailOpen: o.AuditFailOpen, AuditHold: p.auditHold,
 		BreakGlass:    m.BreakGlass,
 		BreakGlassDir: m.BreakGlassDir,
 		People:        p.People, Workloads: p.Workloads,

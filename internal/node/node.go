@@ -1,10 +1,13 @@
 // Package node assembles one gateway node's parts from plain option
 // values and runs their background work: the policy engine, the gate and
 // its caches, the token lifecycle, the management service, the identity
-// verifiers and what the management API acts on. The Caddy app decodes its
-// config, resolves what only Caddy knows (the store shared across reloads,
-// the logger, the clock module, the data folder, the metrics registry) and
-// hands the values here; nothing in this package knows Caddy exists.
+// verifiers and what the management API acts on. Shared is what outlives
+// one config: the opened store, its change feed's follower and the
+// forgetting of changed tokens in every config's caches. The Caddy app
+// decodes its config, resolves what only Caddy knows (which configs share
+// a store across reloads, the logger, the clock module, placeholders, the
+// data folder, the metrics registry) and hands the values here; nothing in
+// this package knows Caddy exists.
 package node
 
 import (
@@ -19,6 +22,7 @@ import (
 
 	"github.com/tokengate/caddy-tokengate/internal/audit"
 	"github.com/tokengate/caddy-tokengate/internal/gateway"
+	"github.com/tokengate/caddy-tokengate/internal/health"
 	"github.com/tokengate/caddy-tokengate/internal/identity"
 	"github.com/tokengate/caddy-tokengate/internal/lifecycle"
 	"github.com/tokengate/caddy-tokengate/internal/manage"
@@ -63,7 +67,8 @@ type Options struct {
 	// Pepper and PreviousPepper are the resolved token-hash keys ("" for
 	// plain SHA-256, and no rotation under way).
 	Pepper, PreviousPepper string
-	// OnRekey hears of each token moved from the previous pepper's hash.
+	// OnRekey hears of each token moved from the previous pepper's hash
+	// (the node logs it too).
 	OnRekey func(tokenID string)
 
 	// OIDC is the issuer people sign in with; Workloads the issuers of
@@ -71,12 +76,16 @@ type Options struct {
 	OIDC      *identity.PersonConfig
 	Workloads []identity.WorkloadConfig
 
-	// Hold holds allowed calls back while the audit log cannot record
-	// them (gateway.Options.Hold).
-	Hold func() string
+	// AuditFailOpen lets allowed calls through, data plane and
+	// management API alike, while audit lines cannot be written; without
+	// it they are held (audit_unavailable).
+	AuditFailOpen bool
 	// Fresh, StaleReads and StoreTimeout bound how far behind the token
-	// changes of other nodes the gate may answer from its caches.
+	// changes of other nodes the gate may answer from its caches (nil
+	// Fresh: always current). ChangeLag is how far behind it may be, for
+	// the gauge; nil reads 0.
 	Fresh        func() bool
+	ChangeLag    func() time.Duration
 	StaleReads   bool
 	StoreTimeout time.Duration
 	// Forget drops a token changed on this node from every cache that
@@ -102,8 +111,9 @@ type Parts struct {
 	People                 *identity.Verifier  // nil without oidc
 	Workloads              *identity.Workloads // nil without workload issuers
 
-	opts Options
-	work *work
+	opts       Options
+	work       *work
+	storeProbe health.StoreProbe
 }
 
 // Assemble builds the parts. It contacts nothing (validation assembles
@@ -137,10 +147,10 @@ func Assemble(ctx context.Context, o Options) (*Parts, error) {
 		Policy:            p.Engine,
 		Hasher:            p.Hasher,
 		PreviousHasher:    p.PreviousHasher,
-		OnRekey:           o.OnRekey,
+		OnRekey:           p.tokenRekeyed,
 		DecisionCacheSize: cacheSize,
 		Now:               o.Now,
-		Hold:              o.Hold,
+		Hold:              p.auditHold,
 		OnStoreError: func(err error) {
 			o.Logger.Error("recording token usage", zap.Error(err))
 		},
@@ -252,17 +262,4 @@ func separateIssuers(people *identity.PersonConfig, workloads []identity.Workloa
 		}
 	}
 	return nil
-}
-
-// issuers are the node's identity providers: the oidc issuer people sign
-// in with and the workload issuers.
-func (p *Parts) issuers() []*identity.Verifier {
-	var vs []*identity.Verifier
-	if p.People != nil {
-		vs = append(vs, p.People)
-	}
-	if p.Workloads != nil {
-		vs = append(vs, p.Workloads.Verifiers()...)
-	}
-	return vs
 }

@@ -18,8 +18,8 @@ type work struct {
 
 // Start opens a store that opens on first use and runs the background
 // work: the gate's usage batches and rate-limit leases, the watch of a
-// policy folder, and one look at each identity provider. More work joins
-// with Go; Stop ends it all.
+// policy folder, one look at each identity provider and the log of the
+// audit health. More work joins with Go; Stop ends it all.
 func (p *Parts) Start() error {
 	// A store that opens on first use (bolt, so that validation needs no
 	// file lock) is opened here, so that a held lock fails the start.
@@ -38,6 +38,7 @@ func (p *Parts) Start() error {
 		}
 	}
 	p.Go(p.discoverIssuers)
+	p.Go(p.watchAudit)
 	return nil
 }
 
@@ -76,7 +77,7 @@ func (p *Parts) policyReloaded(rev string, err error) {
 // refuse tokens with issuer_unavailable meanwhile (fail closed), and a
 // provider that comes back is used without a reload.
 func (p *Parts) discoverIssuers(ctx context.Context) {
-	for _, v := range p.issuers() {
+	for _, v := range p.IdentityProviders() {
 		dctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 		err := v.Discover(dctx)
 		cancel()

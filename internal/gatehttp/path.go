@@ -1,21 +1,21 @@
-package caddymodule
+package gatehttp
 
 import (
 	"net/url"
+	"path"
 	"strings"
-
-	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 )
 
-// cleanPath returns the path of a call in the one form the policy, the
+// CleanPath returns the path of a call in the one form the policy, the
 // decision cache and the audit line see and the upstream receives. p is
 // the percent-decoded path and raw the same path as sent (url.URL's Path
-// and EscapedPath). clean is p cleaned by caddyhttp.CleanPath with
-// repeated slashes merged, which is what Caddy's path matchers compare
-// against (dot segments resolved, a trailing slash kept); escaped is the
-// same path in the client's own percent-encoding, for the upstream. Case
-// is kept: the path is case-sensitive (RFC 9110), so a policy that must
-// also stop /Billing/Private/ on a case-insensitive upstream compares
+// and EscapedPath). clean is p with repeated slashes merged and dot
+// segments resolved, a trailing slash kept: what Caddy's path matchers
+// compare against (caddyhttp.CleanPath with merged slashes; a test in
+// caddymodule holds the two equal). escaped is the same path in the
+// client's own percent-encoding, for the upstream. Case is kept: the path
+// is case-sensitive (RFC 9110), so a policy that must also stop
+// /Billing/Private/ on a case-insensitive upstream compares
 // lower(input.request.path).
 //
 // ok is false for a path that Caddy, the policy and some upstream could
@@ -35,7 +35,7 @@ import (
 //     and parses it again reads a query or a fragment there;
 //   - a control character (NUL cuts the path short in C upstreams);
 //   - anything that does not start with '/', such as OPTIONS *.
-func cleanPath(p, raw string) (clean, escaped string, ok bool) {
+func CleanPath(p, raw string) (clean, escaped string, ok bool) {
 	if p == "" {
 		// The absolute form without a path, GET http://host HTTP/1.1.
 		return "/", "/", true
@@ -52,12 +52,12 @@ func cleanPath(p, raw string) (clean, escaped string, ok bool) {
 			dirty = true
 		}
 	}
-	// Without "//" or "/." a rooted path is already what CleanPath
-	// returns; most paths are, and cleaning costs as much as the rest of
-	// a cached decision's path handling.
+	// Without "//" or "/." a rooted path is already clean; most paths
+	// are, and cleaning costs as much as the rest of a cached decision's
+	// path handling.
 	clean = p
 	if dirty {
-		clean = caddyhttp.CleanPath(p, true)
+		clean = cleanSegments(p)
 	}
 	if raw == p {
 		// Nothing is encoded: the common case.
@@ -68,14 +68,24 @@ func cleanPath(p, raw string) (clean, escaped string, ok bool) {
 	}
 	// Cleaning before and after decoding agree unless an encoded dot
 	// formed a dot segment (encoded slashes are already refused).
-	escaped = caddyhttp.CleanPath(raw, true)
+	escaped = cleanSegments(raw)
 	if decoded, err := url.PathUnescape(escaped); err != nil || decoded != clean {
 		return "", "", false
 	}
 	return clean, escaped, true
 }
 
-// refusedInPath marks the bytes cleanPath refuses in a decoded path.
+// cleanSegments merges repeated slashes and resolves dot segments
+// (path.Clean), keeping a trailing slash, as Caddy's path matchers do.
+func cleanSegments(p string) string {
+	cleaned := path.Clean(p)
+	if cleaned != "/" && strings.HasSuffix(p, "/") {
+		cleaned += "/"
+	}
+	return cleaned
+}
+
+// refusedInPath marks the bytes CleanPath refuses in a decoded path.
 var refusedInPath = func() (refused [256]bool) {
 	for c := 0; c < 0x20; c++ {
 		refused[c] = true
