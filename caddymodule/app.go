@@ -5,7 +5,6 @@
 package caddymodule
 
 import (
-	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -15,9 +14,12 @@ import (
 	"github.com/caddyserver/caddy/v2"
 	"go.uber.org/zap"
 
+	"github.com/tokengate/caddy-tokengate/internal/addrlimit"
 	"github.com/tokengate/caddy-tokengate/internal/audit"
+	"github.com/tokengate/caddy-tokengate/internal/console"
 	"github.com/tokengate/caddy-tokengate/internal/gateway"
 	"github.com/tokengate/caddy-tokengate/internal/identity"
+	"github.com/tokengate/caddy-tokengate/internal/leaks"
 	"github.com/tokengate/caddy-tokengate/internal/manage"
 	"github.com/tokengate/caddy-tokengate/internal/mgmtapi"
 	"github.com/tokengate/caddy-tokengate/internal/node"
@@ -44,7 +46,7 @@ type App struct {
 	PolicyDir string `json:"policy,omitempty"`
 	// Polling and signature verification of a policy given as an OPA
 	// bundle.
-	PolicyBundle *PolicyBundle `json:"policy_bundle,omitempty"`
+	PolicyBundle *policy.BundleConfig `json:"policy_bundle,omitempty"`
 	// Cap on any token's lifetime. Default 720h.
 	MaxTTL caddy.Duration `json:"max_ttl,omitempty"`
 	// Number of decisions cached. Default 100000; 0 disables the cache.
@@ -77,13 +79,13 @@ type App struct {
 	Workloads []identity.WorkloadConfig `json:"workloads,omitempty"`
 	// Receivers of signed events about requests and revocations, so that
 	// approvers hear about a pending request.
-	Webhooks []Webhook `json:"webhooks,omitempty"`
+	Webhooks []notify.HookConfig `json:"webhooks,omitempty"`
 	// ExchangeLimit brakes the token exchange, which takes no credential:
 	// attempts per client address and window. Default 30 a minute.
-	ExchangeLimit *AttemptLimit `json:"exchange_limit,omitempty"`
+	ExchangeLimit *addrlimit.AttemptLimit `json:"exchange_limit,omitempty"`
 	// Leaks configures the intake of secrets found in the wild: GitHub's
 	// partner alerts and webhook, and the brake on reports.
-	Leaks *Leaks `json:"leaks,omitempty"`
+	Leaks *leaks.Config `json:"leaks,omitempty"`
 	// MaxStaleness bounds how far behind the token changes of other nodes
 	// this node may answer from its caches: once the store's change feed
 	// has not confirmed within it that every change was seen, calls read
@@ -94,7 +96,7 @@ type App struct {
 	// stale. Default: not allowed.
 	StaleReads string `json:"stale_reads,omitempty"`
 	// Console sets up the web console (served with oidc).
-	Console *ConsoleConfig `json:"console,omitempty"`
+	Console *console.Settings `json:"console,omitempty"`
 
 	// ClockRaw is the time source, a module in the tokengate.clocks
 	// namespace; default the system clock. Tests and simulations plug in
@@ -187,7 +189,7 @@ func (a *App) Provision(ctx caddy.Context) error {
 	}
 	opts.Store, opts.Forget, opts.ChangeLag = a.store, a.rt.Forget, a.rt.Lag
 	opts.Fresh = func() bool { return a.rt.Fresh(opts.StoreTimeout) }
-	if a.bundle, err = a.policyBundle(); err != nil {
+	if a.bundle, err = policy.OpenBundle(a.PolicyDir, a.PolicyBundle, metrics.BundleFetched); err != nil {
 		return err
 	}
 	opts.Bundle = a.bundle
@@ -200,7 +202,7 @@ func (a *App) Provision(ctx caddy.Context) error {
 	p := a.parts
 	a.engine, a.gate, a.manage, a.audit, a.people, a.workloads = p.Engine, p.Gate, p.Manage, p.Audit, p.People, p.Workloads
 	a.rt.Attach(p)
-	if a.manage.ConsoleURL, err = a.consoleURL(); err != nil {
+	if a.manage.ConsoleURL, err = a.Console.BaseURL(); err != nil {
 		return err
 	}
 	if a.webhooks != nil {
@@ -210,11 +212,11 @@ func (a *App) Provision(ctx caddy.Context) error {
 	if err != nil {
 		return err
 	}
-	limit := cmp.Or(a.ExchangeLimit, &AttemptLimit{})
+	exchangeAttempts, exchangeWindow := a.ExchangeLimit.Or(mgmtapi.DefaultExchangeAttempts, mgmtapi.DefaultExchangeWindow)
 	a.node = p.ManagementNode(node.Management{
 		BreakGlass: &a.rt.BreakGlass, BreakGlassDir: breakGlassDir(),
-		ExchangeAttempts: cmp.Or(limit.Attempts, DefaultExchangeAttempts),
-		ExchangeWindow:   cmp.Or(time.Duration(limit.Window), DefaultExchangeWindow),
+		ExchangeAttempts: exchangeAttempts,
+		ExchangeWindow:   exchangeWindow,
 		Leaks:            intake,
 	})
 	p.LogReady()

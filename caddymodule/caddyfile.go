@@ -15,6 +15,8 @@ import (
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"github.com/dustin/go-humanize"
 
+	"github.com/tokengate/caddy-tokengate/internal/addrlimit"
+	"github.com/tokengate/caddy-tokengate/internal/duration"
 	"github.com/tokengate/caddy-tokengate/internal/identity"
 )
 
@@ -302,13 +304,6 @@ func entriesArg(d *caddyfile.Dispenser) (*int, error) {
 	return &n, nil
 }
 
-// durationArg is durationInto for a parser that assigns the result.
-func durationArg(d *caddyfile.Dispenser, atLeast time.Duration) (caddy.Duration, error) {
-	var dur caddy.Duration
-	err := durationInto(d, &dur, atLeast)
-	return dur, err
-}
-
 // durationInto reads one argument as a Caddy duration (1d and the like),
 // positive and at least atLeast, into dst.
 func durationInto[D ~int64](d *caddyfile.Dispenser, dst *D, atLeast time.Duration) error {
@@ -344,7 +339,7 @@ func sizeArg(d *caddyfile.Dispenser, dst *int64) error {
 
 // attemptLimitArgs reads `<attempts> <window>` (an option such as
 // exchange_limit); example is a valid pair for the error message.
-func attemptLimitArgs(d *caddyfile.Dispenser, example string) (*AttemptLimit, error) {
+func attemptLimitArgs(d *caddyfile.Dispenser, example string) (*addrlimit.AttemptLimit, error) {
 	name := d.Val()
 	var attempts, window string
 	if !d.AllArgs(&attempts, &window) {
@@ -355,5 +350,5 @@ func attemptLimitArgs(d *caddyfile.Dispenser, example string) (*AttemptLimit, er
 	if err != nil || n < 1 || derr != nil || dur <= 0 {
 		return nil, d.Errf("%s takes a number of attempts and a window, such as %s", name, example)
 	}
-	return &AttemptLimit{Attempts: n, Window: caddy.Duration(dur)}, nil
+	return &addrlimit.AttemptLimit{Attempts: n, Window: duration.Duration(dur)}, nil
 }

@@ -41,8 +41,8 @@ func TestPostgresStoreOptionsParse(t *testing.T) {
 	if err := p.Provision(caddy.Context{}); err != nil {
 		t.Fatal(err)
 	}
-	if p.feedDSN != "postgres://a@direct/x" || p.MaxConns != 2 || p.execMode != pgx.QueryExecModeExec ||
-		p.Heartbeat != caddy.Duration(250*time.Millisecond) || p.Feed != "poll" {
+	if p.opts.FeedDSN != "postgres://a@direct/x" || p.MaxConns != 2 || p.opts.QueryExecMode != pgx.QueryExecModeExec ||
+		time.Duration(p.Heartbeat) != 250*time.Millisecond || p.Feed != "poll" {
 		t.Errorf("parsed %+v", p)
 	}
 	other := p

@@ -10,7 +10,6 @@ import (
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
-	"github.com/jackc/pgx/v5"
 
 	"github.com/tokengate/caddy-tokengate/internal/store/bolt"
 	"github.com/tokengate/caddy-tokengate/internal/store/postgres"
@@ -109,32 +108,10 @@ func init() {
 // gateway nodes use one PostgreSQL database and learn of each other's token
 // changes through LISTEN/NOTIFY.
 type PostgresStore struct {
-	// DSN of the database, e.g. postgres://user@host:5432/db. Placeholders
-	// such as {env.DATABASE_URL} are expanded.
-	DSN string `json:"dsn,omitempty"`
-	// FeedDSN is where the change feed keeps its own session (LISTEN),
-	// when DSN points at a pooler in transaction mode. Default DSN.
-	FeedDSN string `json:"feed_dsn,omitempty"`
-	// MaxConns bounds the connection pool for lookups and writes; the
-	// feed's connection comes on top. Default 4.
-	MaxConns int32 `json:"max_conns,omitempty"`
-	// QueryExecMode is how statements are sent: cache_statement (pgx's
-	// default, prepared statements), cache_describe, describe_exec, exec
-	// or simple_protocol. exec and simple_protocol prepare nothing that
-	// outlives a transaction, as PgBouncer in transaction mode needs.
-	QueryExecMode string `json:"query_exec_mode,omitempty"`
-	// Heartbeat is how often the change feed confirms that the node is
-	// current when no change woke it; keep it at most a quarter of
-	// max_staleness. Default 500ms.
-	Heartbeat caddy.Duration `json:"heartbeat,omitempty"`
-	// Feed is how the change feed learns of changes: "listen" (default:
-	// a connection of its own in LISTEN wakes it at once) or "poll" (it
-	// reads through the pool every heartbeat, and the node needs no
-	// connection beyond max_conns, through PgBouncer if need be).
-	Feed string `json:"feed,omitempty"`
+	// The options, inline in the module's JSON.
+	postgres.Config
 
-	dsn, feedDSN string // expanded
-	execMode     pgx.QueryExecMode
+	opts postgres.Options // DSNs expanded
 }
 
 // CaddyModule returns the Caddy module information.
@@ -145,43 +122,24 @@ func (PostgresStore) CaddyModule() caddy.ModuleInfo {
 	}
 }
 
-// Provision expands the DSN's placeholders.
+// Provision expands the DSN's placeholders and checks the options.
 func (p *PostgresStore) Provision(caddy.Context) error {
 	repl := caddy.NewReplacer()
-	p.dsn = repl.ReplaceKnown(p.DSN, "")
-	if p.dsn == "" {
-		return fmt.Errorf("postgres store needs a dsn")
-	}
-	p.feedDSN = repl.ReplaceKnown(p.FeedDSN, "")
-	if p.MaxConns < 0 {
-		return fmt.Errorf("postgres store max_conns %d: must be 1 or more", p.MaxConns)
-	}
-	if p.QueryExecMode != "" {
-		mode, err := postgres.ParseQueryExecMode(p.QueryExecMode)
-		if err != nil {
-			return fmt.Errorf("postgres store %v", err)
-		}
-		p.execMode = mode
-	}
-	return nil
+	opts, err := p.Options(func(s string) string { return repl.ReplaceKnown(s, "") })
+	p.opts = opts
+	return err
 }
 
 // StoreKey is a digest of the DSN, so the DSN (which may hold a password)
 // is kept out of any debug output of the pool.
 func (p *PostgresStore) StoreKey() string {
-	sum := sha256.Sum256(fmt.Appendf(nil, "%s\x00%s\x00%d\x00%s\x00%d\x00%s", p.dsn, p.feedDSN, p.MaxConns, p.QueryExecMode, p.Heartbeat, p.Feed))
+	sum := sha256.Sum256(fmt.Appendf(nil, "%s\x00%s\x00%d\x00%s\x00%d\x00%s", p.opts.DSN, p.opts.FeedDSN, p.MaxConns, p.QueryExecMode, p.Heartbeat, p.Feed))
 	return "postgres:" + hex.EncodeToString(sum[:])
 }
 
 // OpenStore connects and migrates the schema.
 func (p *PostgresStore) OpenStore(ctx caddy.Context) (store.Backend, error) {
-	feed := postgres.FeedOptions{Poll: p.Feed == "poll"}
-	if p.Heartbeat > 0 {
-		feed.Heartbeat, feed.Deadline = time.Duration(p.Heartbeat), 2*time.Duration(p.Heartbeat)
-	}
-	return postgres.OpenWith(ctx, postgres.Options{
-		DSN: p.dsn, FeedDSN: p.feedDSN, MaxConns: p.MaxConns, QueryExecMode: p.execMode, Feed: feed,
-	})
+	return postgres.OpenWith(ctx, p.opts)
 }
 
 // UnmarshalCaddyfile reads `postgres <dsn>`, or the DSN in a block:
@@ -237,11 +195,9 @@ func (p *PostgresStore) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return d.Errf("feed must be listen or poll, not %q", p.Feed)
 			}
 		case "heartbeat":
-			dur, err := durationArg(d, 0)
-			if err != nil {
+			if err := durationInto(d, &p.Heartbeat, 0); err != nil {
 				return err
 			}
-			p.Heartbeat = dur
 		default:
 			return d.Errf("unrecognized postgres store subdirective %q", d.Val())
 		}

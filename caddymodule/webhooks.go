@@ -11,36 +11,18 @@ import (
 	"github.com/tokengate/caddy-tokengate/internal/notify"
 )
 
-// Webhook is a receiver of events about token requests
-// (request.pending, request.approved, request.denied, request.lapsed)
-// and revocations (token.revoked). Each event is a JSON POST signed as
-// the Standard Webhooks specification says (webhook-id,
-// webhook-timestamp, webhook-signature; package webhook verifies them),
-// and for one more release also in the older Tokengate-Signature header;
-// it never carries a secret.
-type Webhook struct {
-	// URL gets the POSTs: https, or http to a loopback address.
-	URL string `json:"url"`
-	// Secret keys the signatures: a Standard Webhooks secret (whsec_ and
-	// the base64 of at least 24 random bytes) or any string of at least
-	// 32 characters. Placeholders such as {env.TOKENGATE_WEBHOOK_SECRET}
-	// are expanded.
-	Secret string `json:"secret"`
-	// Events limits the webhook to these types; default all.
-	Events []string `json:"events,omitempty"`
+// expandPlaceholders expands the placeholders of a config value as Caddy
+// does ({env.TOKENGATE_WEBHOOK_SECRET} and the like), failing on one that
+// is unknown.
+func expandPlaceholders(s string) (string, error) {
+	return caddy.NewReplacer().ReplaceOrErr(s, true, true)
 }
 
-// provisionWebhooks builds the dispatcher of the configured webhooks,
-// their placeholders expanded as Caddy expands them; nil when none is
-// configured.
+// provisionWebhooks builds the dispatcher of the configured webhooks
+// (notify.FromConfig), their placeholders expanded as Caddy expands them;
+// nil when none is configured.
 func (a *App) provisionWebhooks() (*notify.Dispatcher, error) {
-	hooks := make([]notify.HookConfig, len(a.Webhooks))
-	for i, w := range a.Webhooks {
-		hooks[i] = notify.HookConfig(w)
-	}
-	repl := caddy.NewReplacer()
-	expand := func(s string) (string, error) { return repl.ReplaceOrErr(s, true, true) }
-	return notify.FromConfig(hooks, expand, notify.Options{Logger: a.logger.Named("webhook"), Outcome: metrics.WebhookOutcome})
+	return notify.FromConfig(a.Webhooks, expandPlaceholders, notify.Options{Logger: a.logger.Named("webhook"), Outcome: metrics.WebhookOutcome})
 }
 
 // sweepLapses announces approved requests that went unclaimed, until ctx
@@ -58,7 +40,7 @@ func (a *App) sweepLapses(ctx context.Context) {
 //		events <type...>
 //	}
 func (a *App) unmarshalWebhook(d *caddyfile.Dispenser) error {
-	var w Webhook
+	var w notify.HookConfig
 	if err := oneArg(d, &w.URL); err != nil {
 		return err
 	}

@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"testing"
 	"time"
+
+	"github.com/tokengate/caddy-tokengate/internal/duration"
 )
 
 type clock struct{ t time.Time }
@@ -107,5 +109,18 @@ func TestKeyGroupsIPv6By64(t *testing.T) {
 		if got := Key(in); got != want {
 			t.Errorf("Key(%q) = %q, want %q", in, got, want)
 		}
+	}
+}
+
+func TestAttemptLimitOr(t *testing.T) {
+	var none *AttemptLimit
+	if n, w := none.Or(30, time.Minute); n != 30 || w != time.Minute {
+		t.Errorf("nil limit: %d %s, want the defaults", n, w)
+	}
+	if n, w := (&AttemptLimit{Attempts: 5}).Or(30, time.Minute); n != 5 || w != time.Minute {
+		t.Errorf("attempts only: %d %s", n, w)
+	}
+	if n, w := (&AttemptLimit{Attempts: 5, Window: duration.Duration(time.Hour)}).Or(30, time.Minute); n != 5 || w != time.Hour {
+		t.Errorf("both set: %d %s", n, w)
 	}
 }

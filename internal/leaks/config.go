@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"time"
 
@@ -13,21 +14,47 @@ import (
 	"github.com/tokengate/caddy-tokengate/store"
 )
 
-// Config is the intake as the operator configured it, placeholders
-// already expanded. POST /v1/leaks (reports from callers the admin policy
-// lets report) is always on; GitHub's alerts and webhooks only when their
-// keys or secret are set.
+// Config configures the intake of secrets found in the wild. POST
+// /v1/leaks (reports from callers the admin policy lets report) is always
+// on; GitHub's alerts and webhooks only when their keys or secret are set.
+//
+// Caddyfile, in the tokengate global option:
+//
+//	leaks {
+//		github_keys <file|url>         # GitHub's secret scanning public keys: enables POST /v1/leaks/github
+//		webhook_secret <secret>        # the organisation webhook's secret: enables secret_scanning_alert on POST /v1/leaks
+//		limit <attempts> <window>      # reports per client address; default 60 1m
+//	}
 type Config struct {
 	// GitHubKeys is a file or http(s) URL holding GitHub's public-keys
-	// document; empty refuses partner alerts.
-	GitHubKeys string
-	// WebhookSecret verifies the secret_scanning_alert webhook; empty
-	// refuses it.
-	WebhookSecret string
-	// Attempts per Window and client address; zero takes
-	// DefaultAttempts and DefaultWindow.
-	Attempts int
-	Window   time.Duration
+	// document (https://api.github.com/meta/public_keys/secret_scanning).
+	GitHubKeys string `json:"github_keys,omitempty"`
+	// WebhookSecret verifies X-Hub-Signature-256 of GitHub's
+	// secret_scanning_alert webhook. Placeholders are expanded.
+	WebhookSecret string `json:"webhook_secret,omitempty"`
+	// Limit brakes the intake endpoints per client address.
+	Limit *addrlimit.AttemptLimit `json:"limit,omitempty"`
+}
+
+// FromConfig expands the placeholders of c's keys location and webhook
+// secret with expand (the placeholders of the config's host) and builds
+// the intake; c may be nil (nothing configured). An error never echoes
+// the secret.
+func FromConfig(c *Config, expand func(string) (string, error), p Parts) (*Intake, error) {
+	c = cmp.Or(c, &Config{})
+	keys, err := expand(c.GitHubKeys)
+	if err != nil {
+		return nil, fmt.Errorf("leaks: github_keys: %v", err)
+	}
+	var secret string
+	if c.WebhookSecret != "" {
+		// Not echoed: a secret with a brace in it is still a secret.
+		secret, err = expand(c.WebhookSecret)
+		if err != nil || secret == "" {
+			return nil, errors.New("leaks: webhook_secret is missing or has a placeholder that is unknown or empty")
+		}
+	}
+	return New(Config{GitHubKeys: keys, WebhookSecret: secret, Limit: c.Limit}, p), nil
 }
 
 // Parts are what the node lends the intake.
@@ -39,12 +66,14 @@ type Parts struct {
 	OnError    func(route string, err error)
 }
 
-// New builds the intake of c.
+// New builds the intake of c, its placeholders already expanded; a limit
+// not set takes DefaultAttempts and DefaultWindow.
 func New(c Config, p Parts) *Intake {
+	attempts, window := c.Limit.Or(DefaultAttempts, DefaultWindow)
 	in := &Intake{
 		Ledger:     p.Ledger,
 		Trail:      p.Trail,
-		Brake:      addrlimit.New(cmp.Or(c.Attempts, DefaultAttempts), cmp.Or(c.Window, DefaultWindow), p.Now),
+		Brake:      addrlimit.New(attempts, window, p.Now),
 		Now:        p.Now,
 		ClientAddr: p.ClientAddr,
 		OnError:    p.OnError,

@@ -25,6 +25,16 @@ import (
 	"github.com/tokengate/caddy-tokengate/internal/textcheck"
 )
 
+// The token exchange takes no credential, so nothing but its client's
+// address limits how often it is tried: each attempt verifies a JWT,
+// perhaps fetches keys, and writes an audit line. The brake allows
+// DefaultExchangeAttempts per address and DefaultExchangeWindow unless
+// the app's exchange_limit says otherwise.
+const (
+	DefaultExchangeAttempts = 30
+	DefaultExchangeWindow   = time.Minute
+)
+
 // POST /v1/token is OAuth 2.0 Token Exchange (RFC 8693): a CI job or a
 // service account trades the OIDC token its platform gave it (GitHub
 // Actions, GitLab CI, Kubernetes) for a short-lived tokengate token for

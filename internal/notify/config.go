@@ -6,12 +6,23 @@ import (
 	"github.com/tokengate/caddy-tokengate/webhook"
 )
 
-// HookConfig is a receiver as the operator wrote it: its URL and secret
-// may hold placeholders (such as {env.TOKENGATE_WEBHOOK_SECRET}).
+// HookConfig is a receiver of events about token requests
+// (request.pending, request.approved, request.denied, request.lapsed)
+// and revocations (token.revoked), as the operator wrote it. Each event
+// is a JSON POST signed as the Standard Webhooks specification says
+// (webhook-id, webhook-timestamp, webhook-signature; package webhook
+// verifies them), and for one more release also in the older
+// Tokengate-Signature header; it never carries a secret.
 type HookConfig struct {
-	URL    string
-	Secret string
-	Events []string
+	// URL gets the POSTs: https, or http to a loopback address.
+	URL string `json:"url"`
+	// Secret keys the signatures: a Standard Webhooks secret (whsec_ and
+	// the base64 of at least 24 random bytes) or any string of at least
+	// 32 characters. Placeholders such as {env.TOKENGATE_WEBHOOK_SECRET}
+	// are expanded.
+	Secret string `json:"secret"`
+	// Events limits the webhook to these types; default all.
+	Events []string `json:"events,omitempty"`
 }
 
 // FromConfig expands each hook's URL and secret with expand (the

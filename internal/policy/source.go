@@ -5,21 +5,41 @@ import (
 	"fmt"
 	"os"
 	"time"
+
+	"github.com/tokengate/caddy-tokengate/internal/duration"
 )
 
-// BundleConfig is how the operator configured a policy bundle: the key
-// file and bounds as written in the config, zero for the defaults.
+// BundleConfig configures a policy given as an OPA bundle: `policy` names
+// a bundle file (.tar.gz, as `opa build` writes it) or the http(s) URL of
+// a bundle service. Zero values take the defaults.
 type BundleConfig struct {
-	// Poll is how often the bundle is fetched again (BundlePoll).
-	Poll time.Duration
-	// VerifyKeyFile holds the PEM public key (or certificate) signed
-	// bundles are verified with.
-	VerifyKeyFile string
-	VerifyAlg     string
-	Timeout       time.Duration
-	// MaxBytes and MaxUncompressedBytes bound the bundle as read and as
-	// inflated.
-	MaxBytes, MaxUncompressedBytes int64
+	// How often the bundle is fetched again. Default 60s for a URL (with
+	// If-None-Match, so an unchanged bundle costs a 304), 10s for a file.
+	Poll duration.Duration `json:"poll,omitempty"`
+	// File holding the PEM public key (or certificate) that signed
+	// bundles are verified with. With it, unsigned bundles are refused;
+	// without it, signed ones are.
+	VerifyKey string `json:"verify_key,omitempty"`
+	// Signing algorithm of the key. Default RS256.
+	VerifyAlg string `json:"verify_alg,omitempty"`
+	// Bound on one download, first byte to last. Default 30s.
+	Timeout duration.Duration `json:"timeout,omitempty"`
+	// Bounds on the bundle in bytes: as read (gzipped), default 16 MiB,
+	// and inflated, default 64 MiB. Both are enforced while the bundle is
+	// read, before it is unpacked and before its signature is checked, so
+	// that a gzip bomb cannot take the gateway's memory.
+	MaxBytes             int64 `json:"max_bundle_bytes,omitempty"`
+	MaxUncompressedBytes int64 `json:"max_bundle_uncompressed_bytes,omitempty"`
+}
+
+// PollEvery is how often the bundle at location is fetched again
+// (BundlePoll of c's poll); c may be nil (no policy_bundle block).
+func (c *BundleConfig) PollEvery(location string) time.Duration {
+	var poll time.Duration
+	if c != nil {
+		poll = time.Duration(c.Poll)
+	}
+	return BundlePoll(location, poll)
 }
 
 // OpenBundle returns the bundle location names: a bundle file or the
@@ -52,11 +72,11 @@ func OpenBundle(location string, conf *BundleConfig, fetched func(result string)
 	if conf.MaxBytes < 0 || conf.MaxUncompressedBytes < 0 {
 		return nil, errors.New("policy bundle: max_bundle_bytes and max_bundle_uncompressed_bytes must be positive")
 	}
-	o := BundleOptions{VerifyAlg: conf.VerifyAlg, Timeout: conf.Timeout,
+	o := BundleOptions{VerifyAlg: conf.VerifyAlg, Timeout: time.Duration(conf.Timeout),
 		MaxBytes: conf.MaxBytes, MaxUncompressedBytes: conf.MaxUncompressedBytes, Fetched: fetched}
-	if conf.VerifyKeyFile != "" {
+	if conf.VerifyKey != "" {
 		var err error
-		if o.VerifyKey, err = os.ReadFile(conf.VerifyKeyFile); err != nil {
+		if o.VerifyKey, err = os.ReadFile(conf.VerifyKey); err != nil {
 			return nil, fmt.Errorf("reading the bundle verify_key: %v", err)
 		}
 	}

@@ -5,6 +5,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/tokengate/caddy-tokengate/internal/duration"
 )
 
 // The bundle block's options are for bundles: on a folder, or with no
@@ -18,11 +20,11 @@ func TestOpenBundleRefusesWhatCannotApply(t *testing.T) {
 		conf     *BundleConfig
 		wantErr  string
 	}{
-		"options on a folder":      {folder, &BundleConfig{VerifyKeyFile: "k.pem"}, "is a folder"},
-		"options without a policy": {"", &BundleConfig{Poll: time.Minute}, "policy_bundle is set but policy names no bundle"},
+		"options on a folder":      {folder, &BundleConfig{VerifyKey: "k.pem"}, "is a folder"},
+		"options without a policy": {"", &BundleConfig{Poll: duration.Duration(time.Minute)}, "policy_bundle is set but policy names no bundle"},
 		"a policy that is not":     {filepath.Join(folder, "missing.tar.gz"), nil, "no such file"},
 		"negative sizes":           {url, &BundleConfig{MaxBytes: -1}, "must be positive"},
-		"a key file that is not":   {url, &BundleConfig{VerifyKeyFile: filepath.Join(folder, "k.pem")}, "reading the bundle verify_key"},
+		"a key file that is not":   {url, &BundleConfig{VerifyKey: filepath.Join(folder, "k.pem")}, "reading the bundle verify_key"},
 	} {
 		if _, err := OpenBundle(c.location, c.conf, nil); err == nil || !strings.Contains(err.Error(), c.wantErr) {
 			t.Errorf("%s: %v, want %q", name, err, c.wantErr)
@@ -36,6 +38,10 @@ func TestOpenBundleRefusesWhatCannotApply(t *testing.T) {
 }
 
 func TestBundlePoll(t *testing.T) {
+	var none *BundleConfig
+	if got := none.PollEvery("./bundle.tar.gz"); got != DefaultBundleFilePoll {
+		t.Errorf("no policy_bundle block: %s, want %s", got, DefaultBundleFilePoll)
+	}
 	for _, c := range []struct {
 		location string
 		poll     time.Duration
@@ -47,6 +53,9 @@ func TestBundlePoll(t *testing.T) {
 	} {
 		if got := BundlePoll(c.location, c.poll); got != c.want {
 			t.Errorf("BundlePoll(%q, %s) = %s, want %s", c.location, c.poll, got, c.want)
+		}
+		if got := (&BundleConfig{Poll: duration.Duration(c.poll)}).PollEvery(c.location); got != c.want {
+			t.Errorf("PollEvery(%q) with poll %s = %s, want %s", c.location, c.poll, got, c.want)
 		}
 	}
 }
