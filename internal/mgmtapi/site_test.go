@@ -14,8 +14,7 @@ import (
 // every call that reaches the routes is refused 503.
 func siteWithoutNode(t *testing.T, sentPath func(*http.Request) string) *Site {
 	t.Helper()
-	api := New(Options{Node: func() *Node { return nil }, Prefix: "/v1"})
-	s, err := NewSite(api, nil, sentPath)
+	s, err := NewSite(SiteOptions{Node: func() *Node { return nil }, SentPath: sentPath})
 	if err != nil {
 		t.Fatal(err)
 	}
