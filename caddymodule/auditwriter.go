@@ -150,11 +150,11 @@ func (w *AuditWriter) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			if !d.AllArgs(&s) {
 				return d.ArgErr()
 			}
-			dur, err := caddy.ParseDuration(s)
-			if err != nil || dur <= 0 {
-				return d.Errf("checkpoint_every must be a positive duration, got %q", s)
+			every, err := auditlog.ParseCheckpointEvery(s)
+			if err != nil {
+				return d.Err(err.Error())
 			}
-			w.CheckpointEvery = duration.Duration(dur)
+			w.CheckpointEvery = duration.Duration(every)
 		case "roll_disabled":
 			if d.NextArg() {
 				return d.ArgErr()
@@ -186,13 +186,11 @@ func (w *AuditWriter) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			if !d.AllArgs(&s) {
 				return d.ArgErr()
 			}
-			dur, err := caddy.ParseDuration(s)
+			days, err := auditlog.ParseRollKeepFor(s)
 			if err != nil {
-				return d.Errf("roll_keep_for must be a duration, got %q", s)
-			}
-			if w.RollKeepDays, err = auditlog.RollKeepDays(dur); err != nil {
 				return d.Err(err.Error())
 			}
+			w.RollKeepDays = days
 		case "roll_local_time":
 			if d.NextArg() {
 				return d.ArgErr()

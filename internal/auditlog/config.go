@@ -1,6 +1,7 @@
 package auditlog
 
 import (
+	"fmt"
 	"time"
 
 	"go.uber.org/zap"
@@ -51,6 +52,16 @@ func (c Config) Options(key *Key, onCheckpoint func(Checkpoint, error)) Options 
 		Roll:            roll,
 		OnCheckpoint:    onCheckpoint,
 	}
+}
+
+// ParseCheckpointEvery reads checkpoint_every as an operator writes it
+// ("250ms", "1m"): a positive duration.
+func ParseCheckpointEvery(s string) (time.Duration, error) {
+	d, err := duration.Parse(s)
+	if err != nil || d <= 0 {
+		return 0, fmt.Errorf("checkpoint_every must be a positive duration, got %q", s)
+	}
+	return d, nil
 }
 
 // LogCheckpoint logs a signed checkpoint for witnesses on witnesses, the
