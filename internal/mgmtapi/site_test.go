@@ -89,3 +89,11 @@ func TestWriteJSONFallsBackToADeclared500(t *testing.T) {
 		t.Errorf("encoding_failed is declared in class %d, want Internal", c)
 	}
 }
+
+func TestCredentialHeader(t *testing.T) {
+	for option, want := range map[string]string{"": "Authorization", "authorization": "Authorization", "x-admin-token": "X-Admin-Token"} {
+		if got := CredentialHeader(option); got != want {
+			t.Errorf("CredentialHeader(%q) = %q, want %q", option, got, want)
+		}
+	}
+}
