@@ -13,15 +13,16 @@ import (
 
 	"github.com/caddyserver/caddy/v2"
 
-	"github.com/tokengate/caddy-tokengate/caddymodule"
+	_ "github.com/tokengate/caddy-tokengate/caddymodule"
 	_ "github.com/tokengate/caddy-tokengate/cli"
+	"github.com/tokengate/caddy-tokengate/internal/version"
 )
 
 // Here rather than in a main package, so that a binary xcaddy generates
 // says it too, not only cmd/caddy.
 func init() {
 	if _, ok := debug.ReadBuildInfo(); ok {
-		caddy.CustomVersion = versionText(caddy.CustomVersion, caddymodule.Version())
+		caddy.CustomVersion = versionText(caddy.CustomVersion, version.Module())
 	}
 }
 

@@ -4,13 +4,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"time"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
-	"go.uber.org/zap"
 
 	"github.com/tokengate/caddy-tokengate/internal/auditlog"
+	"github.com/tokengate/caddy-tokengate/internal/duration"
 )
 
 func init() {
@@ -29,25 +28,7 @@ func init() {
 // file writer does. The file is closed (a last checkpoint signed) when no
 // loaded config writes it any more.
 type AuditWriter struct {
-	// The audit file. Placeholders such as {env.*} are replaced.
-	Filename string `json:"filename"`
-	// The Ed25519 key signing checkpoints: the base64 of a 32-byte seed,
-	// or a signed-note private key, usually {env.TOKENGATE_AUDIT_KEY}.
-	// Default: a key generated once in Caddy's data dir
-	// (tokengate/audit.key, mode 0600).
-	SigningKey string `json:"signing_key,omitempty"`
-	// How often a checkpoint is signed while lines are added; default
-	// 1s. One is also signed every 1000 lines.
-	CheckpointEvery caddy.Duration `json:"checkpoint_every,omitempty"`
-	// Rolling, as Caddy's file writer: on by default, at 100 MiB,
-	// keeping 10 files for 90 days. Rolled files stay uncompressed so
-	// that verify reads them. The size is in bytes (Caddy's writer
-	// rounds it up to whole MiB).
-	Roll          *bool `json:"roll,omitempty"`
-	RollSize      int64 `json:"roll_size,omitempty"`
-	RollKeep      int   `json:"roll_keep,omitempty"`
-	RollKeepDays  int   `json:"roll_keep_days,omitempty"`
-	RollLocalTime bool  `json:"roll_local_time,omitempty"`
+	auditlog.Config
 
 	key  *auditlog.Key
 	file *auditlog.Shared // held from Provision to Cleanup
@@ -119,20 +100,7 @@ func (w *AuditWriter) OpenWriter() (io.WriteCloser, error) {
 
 // open opens the audit file with this config's options.
 func (w *AuditWriter) open() (*auditlog.Writer, error) {
-	roll := auditlog.Roll{LocalTime: w.RollLocalTime}
-	if w.Roll == nil || *w.Roll {
-		roll = auditlog.Roll{
-			Size: w.RollSize, Keep: w.RollKeep, KeepFor: time.Duration(w.RollKeepDays) * 24 * time.Hour,
-			LocalTime: w.RollLocalTime,
-		}.OrDefaults()
-	}
-	return auditlog.Open(auditlog.Options{
-		Path:            w.Filename,
-		Key:             w.key,
-		CheckpointEvery: time.Duration(w.CheckpointEvery),
-		Roll:            roll,
-		OnCheckpoint:    logCheckpoint,
-	})
+	return auditlog.Open(w.Options(w.key, logCheckpoint))
 }
 
 // checkpointLog names the logger of checkpoint lines; it is no module of
@@ -152,17 +120,7 @@ func logCheckpoint(c auditlog.Checkpoint, err error) {
 	if ctx.Context == nil {
 		return
 	}
-	if err != nil {
-		caddy.Log().Error("audit checkpoint not written; the next one covers its lines", zap.Error(err))
-		return
-	}
-	ctx.Logger(checkpointLog{}).Info(auditlog.CheckpointMsg,
-		zap.Int("schema", c.Schema),
-		zap.String("file", c.File),
-		zap.Int64("tree_size", c.TreeSize),
-		zap.Int64("from", c.From),
-		zap.String("checkpoint", c.Note),
-	)
+	auditlog.LogCheckpoint(ctx.Logger(checkpointLog{}), caddy.Log(), c, err)
 }
 
 // UnmarshalCaddyfile sets up the writer from Caddyfile tokens:
@@ -192,11 +150,11 @@ func (w *AuditWriter) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			if !d.AllArgs(&s) {
 				return d.ArgErr()
 			}
-			dur, err := caddy.ParseDuration(s)
-			if err != nil || dur <= 0 {
-				return d.Errf("checkpoint_every must be a positive duration, got %q", s)
+			every, err := auditlog.ParseCheckpointEvery(s)
+			if err != nil {
+				return d.Err(err.Error())
 			}
-			w.CheckpointEvery = caddy.Duration(dur)
+			w.CheckpointEvery = duration.Duration(every)
 		case "roll_disabled":
 			if d.NextArg() {
 				return d.ArgErr()
@@ -228,13 +186,11 @@ func (w *AuditWriter) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			if !d.AllArgs(&s) {
 				return d.ArgErr()
 			}
-			dur, err := caddy.ParseDuration(s)
+			days, err := auditlog.ParseRollKeepFor(s)
 			if err != nil {
-				return d.Errf("roll_keep_for must be a duration, got %q", s)
-			}
-			if w.RollKeepDays, err = auditlog.RollKeepDays(dur); err != nil {
 				return d.Err(err.Error())
 			}
+			w.RollKeepDays = days
 		case "roll_local_time":
 			if d.NextArg() {
 				return d.ArgErr()

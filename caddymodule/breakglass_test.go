@@ -11,6 +11,7 @@ import (
 
 	"github.com/tokengate/caddy-tokengate/api"
 	"github.com/tokengate/caddy-tokengate/internal/breakglass"
+	"github.com/tokengate/caddy-tokengate/internal/manage"
 )
 
 // Lost bootstrap secrets come back only in two audited steps on the admin
@@ -104,7 +105,7 @@ func TestBreakGlassRecoversLostBootstrapSecrets(t *testing.T) {
 			started++
 		case l["msg"] == "break_glass.confirmed" && l["outcome"] == "refused":
 			refused++
-		case l["msg"] == "break_glass.confirmed" && l["outcome"] == "success" && l["actor"] == LocalOperator:
+		case l["msg"] == "break_glass.confirmed" && l["outcome"] == "success" && l["actor"] == manage.LocalOperator:
 			confirmed++
 		case l["msg"] == "token.bootstrap" && strings.HasPrefix(reason, "break-glass "+pending.ID+" (both bootstrap secrets lost, INC-4711): "):
 			issued++

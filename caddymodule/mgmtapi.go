@@ -72,33 +72,27 @@ func (AdminHandler) CaddyModule() caddy.ModuleInfo {
 // Provision finds the app and builds the routes behind one authenticator:
 // a person's ID token or a management token, by the credential's kind.
 func (h *AdminHandler) Provision(ctx caddy.Context) error {
-	if h.Header == "" {
-		h.Header = "Authorization"
-	}
-	h.Header = http.CanonicalHeaderKey(h.Header)
+	h.Header = mgmtapi.CredentialHeader(h.Header)
 	app, err := ctx.App("tokengate")
 	if err != nil {
 		return err
 	}
 	h.app = app.(*App)
-	logger := ctx.Logger()
-	api := mgmtapi.New(mgmtapi.Options{
-		Node: func() *mgmtapi.Node { return h.app.node },
-		Auth: mgmtapi.ByCredential{
-			Header: h.Header,
-			Person: mgmtapi.Person{},
-			Token:  h.app.managementToken(h.Header, logger),
-		},
-		Host:    caddyHost{},
-		Prefix:  "/v1",
-		Observe: func(line *audit.Call) { metrics.Decision(line.Service, line.Decision, line.Reasons, line.Cache) },
-		Logger:  logger,
-	})
 	c, err := h.app.newConsole()
 	if err != nil {
 		return err
 	}
-	h.site, err = mgmtapi.NewSite(api, c, sentPath)
+	logger := ctx.Logger()
+	h.site, err = mgmtapi.NewSite(mgmtapi.SiteOptions{
+		Node:     func() *mgmtapi.Node { return h.app.node },
+		Header:   h.Header,
+		Token:    h.app.managementToken(h.Header, logger),
+		Host:     caddyHost{},
+		Observe:  func(line *audit.Call) { metrics.Decision(line.Service, line.Decision, line.Reasons, line.Cache) },
+		Logger:   logger,
+		Console:  c,
+		SentPath: sentPath,
+	})
 	return err
 }
 

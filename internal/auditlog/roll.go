@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/dustin/go-humanize"
+
+	"github.com/tokengate/caddy-tokengate/internal/duration"
 )
 
 // Roll are the rolling options, as Caddy's file writer names them. A
@@ -72,6 +74,16 @@ func RollKeepDays(d time.Duration) (int, error) {
 		return 0, fmt.Errorf("roll_keep_for must be a duration, got %s", d)
 	}
 	return int((d + 24*time.Hour - 1) / (24 * time.Hour)), nil
+}
+
+// ParseRollKeepFor reads how long to keep rolled files, such as "48h" or
+// "90d", in whole days as RollKeepDays counts them.
+func ParseRollKeepFor(s string) (int, error) {
+	d, err := duration.Parse(s)
+	if err != nil {
+		return 0, fmt.Errorf("roll_keep_for must be a duration, got %q", s)
+	}
+	return RollKeepDays(d)
 }
 
 // backupTime is the time in a rolled file's name, as lumberjack and

@@ -2,6 +2,7 @@ package auditlog
 
 import (
 	"errors"
+	"fmt"
 	"path/filepath"
 	"testing"
 	"time"
@@ -110,6 +111,31 @@ func TestRollOptions(t *testing.T) {
 	}
 	if _, err := RollKeepDays(-time.Hour); err == nil {
 		t.Error("RollKeepDays accepted a negative duration")
+	}
+	for s, want := range map[string]int{"48h": 2, "25h": 2, "90d": 90, "1.5d": 2, "0s": 0} {
+		if got, err := ParseRollKeepFor(s); err != nil || got != want {
+			t.Errorf("ParseRollKeepFor(%q) = %d, %v; want %d", s, got, err, want)
+		}
+	}
+	for s, msg := range map[string]string{
+		"soon": `roll_keep_for must be a duration, got "soon"`,
+		"-1h":  `roll_keep_for must be a duration, got -1h0m0s`,
+	} {
+		if _, err := ParseRollKeepFor(s); err == nil || err.Error() != msg {
+			t.Errorf("ParseRollKeepFor(%q): %v, want %s", s, err, msg)
+		}
+	}
+	if d, err := ParseCheckpointEvery("250ms"); err != nil || d != 250*time.Millisecond {
+		t.Errorf("ParseCheckpointEvery(250ms) = %s, %v", d, err)
+	}
+	if d, err := ParseCheckpointEvery("1d"); err != nil || d != 24*time.Hour {
+		t.Errorf("ParseCheckpointEvery(1d) = %s, %v", d, err)
+	}
+	for _, s := range []string{"0s", "-1s", "soon", ""} {
+		want := fmt.Sprintf("checkpoint_every must be a positive duration, got %q", s)
+		if _, err := ParseCheckpointEvery(s); err == nil || err.Error() != want {
+			t.Errorf("ParseCheckpointEvery(%q): %v, want %s", s, err, want)
+		}
 	}
 }
 

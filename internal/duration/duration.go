@@ -1,20 +1,21 @@
-// Package duration is a time.Duration that reads from JSON as Caddy's
-// config durations do, so that a config type can live outside the Caddy
-// glue and still read exactly as before.
+// Package duration is a time.Duration that reads and writes JSON as
+// caddy.Duration does, for config types that live outside caddymodule:
+// a Caddy config written for the Caddy type reads the same with this one.
 package duration
 
 import (
 	"encoding/json"
-	"errors"
+	"fmt"
 	"io"
 	"strconv"
 	"strings"
 	"time"
 )
 
-// Duration is a time.Duration in JSON: an integer of nanoseconds, or a
-// string such as "300ms", "1.5h", "2h45m" or "1d" (a day is 24h). It is
-// written back as the integer, as caddy.Duration is.
+// Duration is a time.Duration in JSON as Caddy reads one: a string such
+// as "300ms", "1.5h" or "2d" (a day is 24h), or an integer of
+// nanoseconds. It is written as an integer of nanoseconds, as Caddy
+// writes a caddy.Duration (an adapted Caddyfile, for one).
 type Duration time.Duration
 
 // UnmarshalJSON reads "12h", "1d12h" or 43200000000000.
@@ -22,24 +23,29 @@ func (d *Duration) UnmarshalJSON(b []byte) error {
 	if len(b) == 0 {
 		return io.EOF
 	}
-	var v time.Duration
+	var dur time.Duration
 	var err error
 	if b[0] == '"' && b[len(b)-1] == '"' {
-		v, err = Parse(strings.Trim(string(b), `"`))
+		dur, err = Parse(strings.Trim(string(b), `"`))
 	} else {
-		err = json.Unmarshal(b, &v)
+		err = json.Unmarshal(b, &dur)
 	}
-	*d = Duration(v)
+	*d = Duration(dur)
 	return err
 }
 
-// Parse is time.ParseDuration that also takes days ("d", 24h each, with
-// a fraction too: "1.5d"), anywhere in the string, as caddy.ParseDuration
-// does. Strings longer than 1024 bytes are refused.
+// MarshalJSON writes the integer of nanoseconds.
+func (d Duration) MarshalJSON() ([]byte, error) { return json.Marshal(int64(d)) }
+
+// Parse is time.ParseDuration that also takes days, "d" for 24h, as
+// caddy.ParseDuration does: "1d", "1.5d", "2d12h", "-1d". The input is at
+// most 1024 bytes.
 func Parse(s string) (time.Duration, error) {
 	if len(s) > 1024 {
-		return 0, errors.New("parsing duration: input string too long")
+		return 0, fmt.Errorf("parsing duration: input string too long")
 	}
+	// Each number followed by d is rewritten in hours, then the whole
+	// is time.ParseDuration's.
 	var inNumber bool
 	var numStart int
 	for i := 0; i < len(s); i++ {

@@ -33,6 +33,18 @@ import (
 //
 // and, as on the management API, the token routes, report and check.
 
+// LocalPrefix is where Caddy's admin endpoint serves the local
+// operator's routes.
+const LocalPrefix = "/tokengate"
+
+// NewLocal builds the local operator's routes under LocalPrefix, for
+// Caddy's admin endpoint. Every call is the local operator's and leaves
+// its action lines only, no call line. node returns the running node, or
+// nil: the admin endpoint outlives configs without a tokengate app.
+func NewLocal(node func() *Node, host Host, logger *zap.Logger) *Server {
+	return New(Options{Node: node, Auth: LocalOperator{}, Host: host, Prefix: LocalPrefix, Local: true, Logger: logger})
+}
+
 func issueToken(c *call, w http.ResponseWriter, r *http.Request) error {
 	var spec api.TokenSpec
 	if err := decodeBody(r, &spec); err != nil {

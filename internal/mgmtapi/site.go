@@ -4,6 +4,9 @@ import (
 	"net/http"
 	"strings"
 
+	"go.uber.org/zap"
+
+	"github.com/tokengate/caddy-tokengate/internal/audit"
 	"github.com/tokengate/caddy-tokengate/internal/console"
 	"github.com/tokengate/caddy-tokengate/internal/reason"
 )
@@ -22,14 +25,57 @@ type Site struct {
 	openAPI openAPIDocument
 }
 
-// NewSite serves api with the console c (nil answers 404); sentPath is
-// the path of a request as its client sent it, before a rewrite in front.
-func NewSite(api *Server, c *console.Console, sentPath func(*http.Request) string) (*Site, error) {
+// APIPrefix is where the Site serves the management routes.
+const APIPrefix = "/v1"
+
+// CredentialHeader is the header management tokens come in, from the
+// tokengate_admin handler's header option: in canonical form, and
+// Authorization when the option is not set.
+func CredentialHeader(option string) string {
+	if option == "" {
+		return "Authorization"
+	}
+	return http.CanonicalHeaderKey(option)
+}
+
+// SiteOptions configure a Site.
+type SiteOptions struct {
+	// Node returns the node to act on, or nil when none runs.
+	Node func() *Node
+	// Header is the management tokens' header, as CredentialHeader gives
+	// it; Token authenticates the calls that bring no ID token. ID tokens
+	// come only in Authorization.
+	Header string
+	Token  Authenticator
+	Host   Host
+	// Observe counts each call line (the metrics).
+	Observe func(*audit.Call)
+	Logger  *zap.Logger
+	// Console is the web console; nil answers 404.
+	Console *console.Console
+	// SentPath is the path of a request as its client sent it, before a
+	// rewrite in front.
+	SentPath func(*http.Request) string
+}
+
+// NewSite builds the management routes under APIPrefix behind one
+// authenticator (a person's ID token or a management token, by the
+// credential's kind), with the console and the API's description beside
+// them.
+func NewSite(o SiteOptions) (*Site, error) {
 	doc, err := newOpenAPIDocument()
 	if err != nil {
 		return nil, err
 	}
-	return &Site{api: api, console: c, sent: sentPath, openAPI: doc}, nil
+	api := New(Options{
+		Node:    o.Node,
+		Auth:    ByCredential{Header: o.Header, Person: Person{}, Token: o.Token},
+		Host:    o.Host,
+		Prefix:  APIPrefix,
+		Observe: o.Observe,
+		Logger:  o.Logger,
+	})
+	return &Site{api: api, console: o.Console, sent: o.SentPath, openAPI: doc}, nil
 }
 
 // ServeHTTP serves r; the error is for the server in front, as

@@ -14,8 +14,7 @@ import (
 // every call that reaches the routes is refused 503.
 func siteWithoutNode(t *testing.T, sentPath func(*http.Request) string) *Site {
 	t.Helper()
-	api := New(Options{Node: func() *Node { return nil }, Prefix: "/v1"})
-	s, err := NewSite(api, nil, sentPath)
+	s, err := NewSite(SiteOptions{Node: func() *Node { return nil }, SentPath: sentPath})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -88,5 +87,13 @@ func TestWriteJSONFallsBackToADeclared500(t *testing.T) {
 	}
 	if c := reason.DeclaredClass(reason.EncodingFailed); c != reason.Internal {
 		t.Errorf("encoding_failed is declared in class %d, want Internal", c)
+	}
+}
+
+func TestCredentialHeader(t *testing.T) {
+	for option, want := range map[string]string{"": "Authorization", "authorization": "Authorization", "x-admin-token": "X-Admin-Token"} {
+		if got := CredentialHeader(option); got != want {
+			t.Errorf("CredentialHeader(%q) = %q, want %q", option, got, want)
+		}
 	}
 }
