@@ -114,8 +114,9 @@ func FreePort(t testing.TB) int {
 // connections, and one of those could hold it when Caddy binds it later
 // ("address already in use", seen in CI while apt fetched packages).
 //
-// It never returns the same port twice in one test process: tests that
-// run side by side each start their own Caddy, and Caddy binds with
+// It never returns the same port twice, in one test process or across
+// the test processes of the machine (holdAcrossProcesses): tests that run
+// side by side each start their own Caddy, and Caddy binds with
 // SO_REUSEPORT, so two of them given one port would both bind it and
 // silently share its traffic instead of failing.
 func PickPort() (int, error) {
@@ -136,7 +137,12 @@ func PickPort() (int, error) {
 			continue
 		}
 		v6.Close()
+		claim, err := holdAcrossProcesses(port)
+		if err != nil {
+			continue // another test process picked it
+		}
 		handedOut.ports[port] = true
+		handedOut.claims = append(handedOut.claims, claim)
 		return port, nil
 	}
 	return 0, errors.New("no free port found between 20000 and 32000")
@@ -147,7 +153,8 @@ func PickPort() (int, error) {
 // process keeps count itself.
 var handedOut = struct {
 	sync.Mutex
-	ports map[int]bool
+	ports  map[int]bool
+	claims []io.Closer // held until the process ends
 }{ports: map[int]bool{}}
 
 // Command says which binary runs as Caddy and what environment it gets

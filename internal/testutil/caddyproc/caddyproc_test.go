@@ -1,6 +1,15 @@
 package caddyproc
 
-import "testing"
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"runtime"
+	"strconv"
+	"testing"
+)
 
 // Tests that run side by side each start a Caddy on ports PickPort chose:
 // Caddy binds with SO_REUSEPORT, so a port handed out twice would be
@@ -22,4 +31,67 @@ func TestPickPortNeverRepeats(t *testing.T) {
 		}
 		seen[port] = true
 	}
+}
+
+// TestPickPortHoldsAgainstOtherProcesses: ports another test process
+// picked are not handed out here while it runs (go test runs packages
+// side by side, each a process with a PickPort of its own).
+func TestPickPortHoldsAgainstOtherProcesses(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("the claim across processes is Linux's abstract sockets")
+	}
+	t.Parallel()
+	holder := exec.Command(os.Args[0], "-test.run=^TestPortHolder$")
+	holder.Env = append(os.Environ(), "TOKENGATE_TEST_PORT_HOLDER=1")
+	stdin, err := holder.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stdout, err := holder.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := holder.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { stdin.Close(); holder.Wait() })
+	held := map[int]bool{}
+	lines := bufio.NewScanner(stdout)
+	for lines.Scan() && lines.Text() != "held" {
+		if port, err := strconv.Atoi(lines.Text()); err == nil {
+			held[port] = true
+		}
+	}
+	if len(held) != 300 {
+		t.Fatalf("the other process held %d ports, want 300", len(held))
+	}
+	// Without the claim, 500 picks among 12,000 ports would land on one
+	// of the other's 300 about 12 times.
+	for range 500 {
+		port, err := PickPort()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if held[port] {
+			t.Fatalf("port %d handed out here while another test process holds it", port)
+		}
+	}
+}
+
+// TestPortHolder is the other process of
+// TestPickPortHoldsAgainstOtherProcesses: it picks 300 ports, prints them,
+// and holds them until its stdin closes.
+func TestPortHolder(t *testing.T) {
+	if os.Getenv("TOKENGATE_TEST_PORT_HOLDER") != "1" {
+		t.Skip("run by TestPickPortHoldsAgainstOtherProcesses")
+	}
+	for range 300 {
+		port, err := PickPort()
+		if err != nil {
+			t.Fatal(err)
+		}
+		fmt.Println(port)
+	}
+	fmt.Println("held")
+	io.Copy(io.Discard, os.Stdin)
 }
