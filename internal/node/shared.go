@@ -91,8 +91,8 @@ func (sh *Shared) Store() store.Backend { return sh.store }
 func (sh *Shared) Attach(p *Parts) {
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
-	sh.clock.Store(&p.opts.Now)
 	sh.attached = append(sh.attached, p)
+	sh.keepNewestClock()
 }
 
 // Detach removes p; its gate is about to be closed.
@@ -102,8 +102,19 @@ func (sh *Shared) Detach(p *Parts) {
 	for i, x := range sh.attached {
 		if x == p {
 			sh.attached = append(sh.attached[:i], sh.attached[i+1:]...)
-			return
+			break
 		}
+	}
+	sh.keepNewestClock()
+}
+
+// keepNewestClock makes the newest attached config's clock the one
+// clockNow reads (sh.mu held), or none: the system's.
+func (sh *Shared) keepNewestClock() {
+	if n := len(sh.attached); n > 0 {
+		sh.clock.Store(&sh.attached[n-1].opts.Now)
+	} else {
+		sh.clock.Store(nil)
 	}
 }
 
@@ -121,7 +132,7 @@ func (sh *Shared) Forget(t *store.Token) {
 		p.Gate.Forget(t)
 	}
 	sh.mu.Unlock()
-	sh.events.Invalidated("local", t, sh.now())
+	sh.events.Invalidated("local", t, sh.clockNow())
 }
 
 // Changed drops a token another node changed (store.Follower). It needs
@@ -135,7 +146,7 @@ func (sh *Shared) Changed(id string) {
 		p.Gate.ForgetID(id)
 	}
 	sh.mu.Unlock()
-	dropped := sh.now()
+	dropped := sh.clockNow()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 	defer cancel()
 	t, err := sh.store.Get(ctx, id)
@@ -174,21 +185,12 @@ func (sh *Shared) Lag() time.Duration { return sh.freshness.Lag() }
 // change.
 func (sh *Shared) Fresh(bound time.Duration) bool { return sh.Lag() <= bound }
 
-// clockNow is the newest attached config's clock, or the system's.
+// clockNow is the clock of the newest attached config (the configs of one
+// process share one clock), or the system's when none is attached. It
+// takes no lock: the freshness check of every call reads it.
 func (sh *Shared) clockNow() time.Time {
 	if now := sh.clock.Load(); now != nil && *now != nil {
 		return (*now)()
-	}
-	return time.Now()
-}
-
-// now is the clock of the newest attached config (the configs of one
-// process share one clock), or the system's when none is attached.
-func (sh *Shared) now() time.Time {
-	sh.mu.Lock()
-	defer sh.mu.Unlock()
-	if n := len(sh.attached); n > 0 && sh.attached[n-1].opts.Now != nil {
-		return sh.attached[n-1].opts.Now()
 	}
 	return time.Now()
 }
