@@ -107,19 +107,14 @@ type App struct {
 	rtKey string
 	// parts are the node's parts, assembled from this config; the fields
 	// below are the ones the adapters use, taken from them.
-	parts     *node.Parts
-	store     store.Backend
-	engine    *policy.Engine
-	bundle    *policy.Bundle // nil unless the policy is an OPA bundle
-	gate      *gateway.Gate
-	manage    *manage.Service
-	audit     *audit.Logger
-	logger    *zap.Logger
-	now       func() time.Time
-	people    *identity.Verifier  // nil without oidc
-	workloads *identity.Workloads // nil without workloads
-	webhooks  *notify.Dispatcher  // nil without webhooks
-	node      *mgmtapi.Node       // what the management API acts on
+	parts  *node.Parts
+	store  store.Backend
+	gate   *gateway.Gate
+	manage *manage.Service
+	audit  *audit.Logger
+	logger *zap.Logger
+	now    func() time.Time
+	node   *mgmtapi.Node // what the management API acts on
 }
 
 // CaddyModule returns the Caddy module information.
@@ -168,7 +163,8 @@ func (a *App) Provision(ctx caddy.Context) error {
 	}
 	opts := node.Options{
 		Logger: a.logger, Now: a.now,
-		PolicyDir: a.PolicyDir, OnPolicyReload: metrics.PolicyReloaded,
+		PolicyDir: a.PolicyDir, PolicyBundle: a.PolicyBundle,
+		OnPolicyReload: metrics.PolicyReloaded, OnBundleFetch: metrics.BundleFetched,
 		MaxTTL: time.Duration(a.MaxTTL), DecisionCacheSize: a.DecisionCache,
 		// A ttl reads as the Caddyfile's max_ttl does: 30d too.
 		ParseDuration: caddy.ParseDuration,
@@ -177,11 +173,12 @@ func (a *App) Provision(ctx caddy.Context) error {
 		AuditFailOpen: a.AuditFailOpen,
 		StaleReads:    a.StaleReads == "allow", StoreTimeout: a.maxStaleness(),
 		ObservePolicy: metrics.PolicyEvaluated, ObserveStore: metrics.StoreCalled,
+		Expand:   expandPlaceholders,
+		Webhooks: a.Webhooks, OnWebhookOutcome: metrics.WebhookOutcome,
+		Leaks: a.Leaks, ClientAddr: caddyHost{}.ClientIP,
+		Console: a.Console,
 	}
 	if err := opts.Check(); err != nil {
-		return err
-	}
-	if a.webhooks, err = a.provisionWebhooks(); err != nil {
 		return err
 	}
 	if err := a.openRuntime(ctx); err != nil {
@@ -189,10 +186,6 @@ func (a *App) Provision(ctx caddy.Context) error {
 	}
 	opts.Store, opts.Forget, opts.ChangeLag = a.store, a.rt.Forget, a.rt.Lag
 	opts.Fresh = func() bool { return a.rt.Fresh(opts.StoreTimeout) }
-	if a.bundle, err = policy.OpenBundle(a.PolicyDir, a.PolicyBundle, metrics.BundleFetched); err != nil {
-		return err
-	}
-	opts.Bundle = a.bundle
 	if err := metrics.Register(ctx.GetMetricsRegistry()); err != nil {
 		return fmt.Errorf("registering metrics: %v", err)
 	}
@@ -200,24 +193,11 @@ func (a *App) Provision(ctx caddy.Context) error {
 		return err
 	}
 	p := a.parts
-	a.engine, a.gate, a.manage, a.audit, a.people, a.workloads = p.Engine, p.Gate, p.Manage, p.Audit, p.People, p.Workloads
+	a.gate, a.manage, a.audit = p.Gate, p.Manage, p.Audit
 	a.rt.Attach(p)
-	if a.manage.ConsoleURL, err = a.Console.BaseURL(); err != nil {
-		return err
-	}
-	if a.webhooks != nil {
-		a.manage.Events = a.webhooks
-	}
-	intake, err := a.provisionLeaks(p.Hasher, p.PreviousHasher)
-	if err != nil {
-		return err
-	}
-	exchangeAttempts, exchangeWindow := a.ExchangeLimit.Or(mgmtapi.DefaultExchangeAttempts, mgmtapi.DefaultExchangeWindow)
 	a.node = p.ManagementNode(node.Management{
 		BreakGlass: &a.rt.BreakGlass, BreakGlassDir: breakGlassDir(),
-		ExchangeAttempts: exchangeAttempts,
-		ExchangeWindow:   exchangeWindow,
-		Leaks:            intake,
+		ExchangeLimit: a.ExchangeLimit,
 	})
 	p.LogReady()
 	return nil
@@ -255,34 +235,22 @@ func (a *App) openRuntime(ctx caddy.Context) error {
 // Caddy's data folder, readable by the Caddy service's user only.
 func breakGlassDir() string { return filepath.Join(caddy.AppDataDir(), "tokengate", "break-glass") }
 
-// Start runs the node's background work (usage batches, the policy's
-// watch or bundle polling, issuer discovery, the audit health log) and
-// this adapter's: the census, the webhooks. Cross-node cache invalidation
-// runs in the runtime.
+// Start runs the node's background work (node.Parts.Start) and the
+// census of this config's store for the token gauges. Cross-node cache
+// invalidation runs in the runtime.
 func (a *App) Start() error {
 	if err := a.parts.Start(); err != nil {
 		return err
 	}
-	if a.bundle != nil {
-		a.parts.Go(a.pollBundle)
-	}
 	a.parts.Go(func(ctx context.Context) { metrics.RunCensus(ctx, a.census()) })
-	if a.webhooks != nil {
-		a.webhooks.Start()
-		a.parts.Go(a.sweepLapses)
-	}
 	return nil
 }
 
-// Stop ends the background work, flushing usage records first. It runs
-// before Caddy releases the store.
+// Stop ends the background work, flushing usage records and delivering
+// queued webhooks first. It runs before Caddy releases the store.
 func (a *App) Stop() error {
 	if a.parts != nil {
 		a.parts.Stop()
-	}
-	// Last, so that what the stopped work published is still delivered.
-	if a.webhooks != nil {
-		a.webhooks.Stop()
 	}
 	return nil
 }

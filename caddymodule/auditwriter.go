@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"time"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
@@ -123,81 +124,37 @@ func logCheckpoint(c auditlog.Checkpoint, err error) {
 	auditlog.LogCheckpoint(ctx.Logger(checkpointLog{}), caddy.Log(), c, err)
 }
 
-// UnmarshalCaddyfile sets up the writer from Caddyfile tokens:
-//
-//	output tokengate_audit <filename> {
-//		signing_key      <base64 seed or signed-note private key>
-//		checkpoint_every <duration>
-//		roll_disabled
-//		roll_size        <size>
-//		roll_keep        <count>
-//		roll_keep_for    <duration>
-//		roll_local_time
-//	}
+// UnmarshalCaddyfile sets up the writer from Caddyfile tokens,
+// `output tokengate_audit <filename> { ... }` (docs/caddyfile.md).
 func (w *AuditWriter) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	d.Next() // the writer's name
 	if !d.AllArgs(&w.Filename) {
 		return d.ArgErr()
 	}
 	for d.NextBlock(0) {
+		var err error
 		switch d.Val() {
 		case "signing_key":
-			if !d.AllArgs(&w.SigningKey) {
-				return d.ArgErr()
-			}
+			err = oneArg(d, &w.SigningKey)
 		case "checkpoint_every":
-			var s string
-			if !d.AllArgs(&s) {
-				return d.ArgErr()
-			}
-			every, err := auditlog.ParseCheckpointEvery(s)
-			if err != nil {
-				return d.Err(err.Error())
-			}
+			var every time.Duration
+			every, err = parsedArg(d, auditlog.ParseCheckpointEvery)
 			w.CheckpointEvery = duration.Duration(every)
 		case "roll_disabled":
-			if d.NextArg() {
-				return d.ArgErr()
-			}
-			off := false
-			w.Roll = &off
+			w.Roll, err = new(false), noArgs(d)
 		case "roll_size":
-			var s string
-			if !d.AllArgs(&s) {
-				return d.ArgErr()
-			}
-			size, err := auditlog.ParseRollSize(s)
-			if err != nil {
-				return d.Err(err.Error())
-			}
-			w.RollSize = size
+			w.RollSize, err = parsedArg(d, auditlog.ParseRollSize)
 		case "roll_keep":
-			var s string
-			if !d.AllArgs(&s) {
-				return d.ArgErr()
-			}
-			n, err := auditlog.ParseRollKeep(s)
-			if err != nil {
-				return d.Err(err.Error())
-			}
-			w.RollKeep = n
+			w.RollKeep, err = parsedArg(d, auditlog.ParseRollKeep)
 		case "roll_keep_for":
-			var s string
-			if !d.AllArgs(&s) {
-				return d.ArgErr()
-			}
-			days, err := auditlog.ParseRollKeepFor(s)
-			if err != nil {
-				return d.Err(err.Error())
-			}
-			w.RollKeepDays = days
+			w.RollKeepDays, err = parsedArg(d, auditlog.ParseRollKeepFor)
 		case "roll_local_time":
-			if d.NextArg() {
-				return d.ArgErr()
-			}
-			w.RollLocalTime = true
+			w.RollLocalTime, err = true, noArgs(d)
 		default:
-			return d.Errf("unrecognized subdirective %q", d.Val())
+			err = d.Errf("unrecognized subdirective %q", d.Val())
+		}
+		if err != nil {
+			return err
 		}
 	}
 	return nil

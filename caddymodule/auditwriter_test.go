@@ -40,8 +40,13 @@ func TestAuditWriterCaddyfile(t *testing.T) {
 			t.Errorf("adapted config lacks %s: %s", want, out)
 		}
 	}
+	if out, err := adapt("{\n\t\t\troll_disabled\n\t\t}"); err != nil || !strings.Contains(out, `"roll":false`) {
+		t.Errorf("roll_disabled: %v %s", err, out)
+	}
 	for _, bad := range []string{
 		"{\n\t\t\troll_gzip\n\t\t}",
+		"{\n\t\t\troll_disabled now\n\t\t}",
+		"{\n\t\t\troll_size huge\n\t\t}",
 		"{\n\t\t\tcheckpoint_every 0s\n\t\t}",
 		"{\n\t\t\tsigning_key\n\t\t}",
 		"{\n\t\t\troll_keep many\n\t\t}",

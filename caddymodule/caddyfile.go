@@ -192,13 +192,8 @@ func (a *App) unmarshalWorkload(d *caddyfile.Dispenser) error {
 	return nil
 }
 
-// parseHandler parses the tokengate directive:
-//
-//	tokengate [<service>] {
-//		service <name>
-//		header <name>
-//		policy_headers <name...>
-//	}
+// parseHandler parses the tokengate directive, `tokengate [<service>] {
+// ... }`.
 func parseHandler(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
 	handler := new(Handler)
 	err := handler.UnmarshalCaddyfile(h.Dispenser)
@@ -289,6 +284,19 @@ func choiceArg(d *caddyfile.Dispenser, v *string, choices ...string) error {
 		return d.Errf("%s must be %s, not %q", name, strings.Join(choices, " or "), *v)
 	}
 	return nil
+}
+
+// parsedArg reads one argument through parse, whose error is the message.
+func parsedArg[T any](d *caddyfile.Dispenser, parse func(string) (T, error)) (T, error) {
+	var v string
+	if err := oneArg(d, &v); err != nil {
+		return *new(T), err
+	}
+	x, err := parse(v)
+	if err != nil {
+		return *new(T), d.Err(err.Error())
+	}
+	return x, nil
 }
 
 // entriesArg reads a number of cache entries, 0 meaning none.

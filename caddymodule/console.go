@@ -1,8 +1,6 @@
 package caddymodule
 
 import (
-	"errors"
-
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 
 	"github.com/tokengate/caddy-tokengate/internal/console"
@@ -38,21 +36,4 @@ func (a *App) unmarshalConsole(d *caddyfile.Dispenser) error {
 		}
 	}
 	return nil
-}
-
-// newConsole makes the app's console, or nil when there is none: no oidc
-// issuer, or a store that keeps no sessions (said in the log).
-func (a *App) newConsole() (*console.Console, error) {
-	if a.people == nil {
-		return nil, nil
-	}
-	c, err := a.Console.Assemble(console.Parts{
-		Store: a.store, Actions: a.manage,
-		Issuer: a.OIDC.Issuer, ClientID: a.OIDC.Audience, Verifier: a.people, Now: a.now,
-	})
-	if errors.Is(err, console.ErrNoPeopleStore) {
-		a.logger.Warn("no web console: " + err.Error())
-		return nil, nil
-	}
-	return c, err
 }

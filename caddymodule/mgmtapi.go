@@ -47,12 +47,6 @@ func init() {
 // by policies/admin.rego. Every refusal, a bad credential's 401 included,
 // is RFC 9457 problem details with a reason code. The routes live in
 // internal/mgmtapi; this is the adapter that serves them in Caddy.
-//
-// Caddyfile:
-//
-//	tokengate_admin {
-//		header <name>   # default Authorization (Bearer)
-//	}
 type AdminHandler struct {
 	// Header carrying the management token. Default Authorization.
 	Header string `json:"header,omitempty"`
@@ -78,7 +72,7 @@ func (h *AdminHandler) Provision(ctx caddy.Context) error {
 		return err
 	}
 	h.app = app.(*App)
-	c, err := h.app.newConsole()
+	c, err := h.app.parts.Console()
 	if err != nil {
 		return err
 	}

@@ -2,24 +2,14 @@ package caddymodule
 
 import (
 	"cmp"
-	"context"
 
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
-	"go.uber.org/zap"
 
 	"github.com/tokengate/caddy-tokengate/internal/policy"
 )
 
-// unmarshalPolicy parses the policy option; the dispenser is on its name:
-//
-//	policy <folder|bundle.tar.gz|https://bundle-service/path> {
-//		poll <duration>
-//		verify_key <pem file>
-//		verify_alg <RS256|PS256|ES256|...>
-//		timeout <duration>
-//		max_bundle_bytes <size>                # default 16MiB
-//		max_bundle_uncompressed_bytes <size>   # default 64MiB
-//	}
+// unmarshalPolicy reads `policy <folder|bundle file|bundle URL> { ... }`;
+// the dispenser is on "policy".
 func (a *App) unmarshalPolicy(d *caddyfile.Dispenser) error {
 	if err := oneArg(d, &a.PolicyDir); err != nil {
 		return err
@@ -49,21 +39,4 @@ func (a *App) unmarshalPolicy(d *caddyfile.Dispenser) error {
 		}
 	}
 	return nil
-}
-
-// pollBundle keeps the bundle current until ctx is done, logging and
-// counting each revision put in force and each refusal.
-func (a *App) pollBundle(ctx context.Context) {
-	a.engine.PollBundle(ctx, a.bundle, a.PolicyBundle.PollEvery(a.PolicyDir), func(rev string, err error) {
-		if err != nil {
-			a.logger.Error("policy bundle refused; previous policy stays in force",
-				zap.Stringer("policy", a.bundle), zap.String("policy_rev", a.engine.Revision()), zap.Error(err))
-			if !policy.IsFetchFailure(err) {
-				metrics.PolicyReloaded(false)
-			}
-			return
-		}
-		metrics.PolicyReloaded(true)
-		a.logger.Info("policy reloaded", zap.Stringer("policy", a.bundle), zap.String("policy_rev", rev))
-	})
 }

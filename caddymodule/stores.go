@@ -5,7 +5,6 @@ import (
 	"encoding/hex"
 	"fmt"
 	"path/filepath"
-	"strconv"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
@@ -67,11 +66,7 @@ func (b *BoltStore) OpenStore(caddy.Context) (store.Backend, error) {
 	return bolt.Deferred(b.abs, boltLockTimeout), nil
 }
 
-// UnmarshalCaddyfile reads `bolt [<path>]`, or the path in a block:
-//
-//	bolt {
-//		path <path>
-//	}
+// UnmarshalCaddyfile reads `bolt [<path>]`, or the path in a block.
 func (b *BoltStore) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	d.Next() // module name
 	if d.NextArg() {
@@ -83,8 +78,8 @@ func (b *BoltStore) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	for d.NextBlock(0) {
 		switch d.Val() {
 		case "path":
-			if !d.AllArgs(&b.Path) {
-				return d.ArgErr()
+			if err := oneArg(d, &b.Path); err != nil {
+				return err
 			}
 		default:
 			return d.Errf("unrecognized bolt store subdirective %q", d.Val())
@@ -142,16 +137,8 @@ func (p *PostgresStore) OpenStore(ctx caddy.Context) (store.Backend, error) {
 	return postgres.OpenWith(ctx, p.opts)
 }
 
-// UnmarshalCaddyfile reads `postgres <dsn>`, or the DSN in a block:
-//
-//	postgres [<dsn>] {
-//		dsn <dsn>
-//		feed_dsn <dsn>              # default dsn; a session of its own (LISTEN)
-//		max_conns <n>               # pool size, default 4; the feed's connection comes on top
-//		query_exec_mode <mode>      # exec or simple_protocol behind PgBouncer in transaction mode
-//		heartbeat <duration>        # default 500ms; at most max_staleness/4
-//		feed listen|poll            # default listen; poll needs no connection beyond max_conns
-//	}
+// UnmarshalCaddyfile reads `postgres <dsn>`, or the DSN and the other
+// options in a block (docs/caddyfile.md).
 func (p *PostgresStore) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	d.Next() // module name
 	if d.NextArg() {
@@ -161,45 +148,27 @@ func (p *PostgresStore) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		return d.ArgErr()
 	}
 	for d.NextBlock(0) {
+		var err error
 		switch d.Val() {
 		case "dsn":
-			if !d.AllArgs(&p.DSN) {
-				return d.ArgErr()
-			}
+			err = oneArg(d, &p.DSN)
 		case "feed_dsn":
-			if !d.AllArgs(&p.FeedDSN) {
-				return d.ArgErr()
-			}
+			err = oneArg(d, &p.FeedDSN)
 		case "max_conns":
-			var v string
-			if !d.AllArgs(&v) {
-				return d.ArgErr()
-			}
-			n, err := strconv.ParseInt(v, 10, 32)
-			if err != nil || n < 1 {
-				return d.Errf("max_conns %q is not a number of 1 or more", v)
-			}
-			p.MaxConns = int32(n)
+			p.MaxConns, err = parsedArg(d, postgres.ParseMaxConns)
 		case "query_exec_mode":
-			if !d.AllArgs(&p.QueryExecMode) {
-				return d.ArgErr()
-			}
-			if _, err := postgres.ParseQueryExecMode(p.QueryExecMode); err != nil {
-				return d.Err(err.Error())
-			}
+			// The name is kept, and parsed again when the store opens.
+			_, err = parsedArg(d, postgres.ParseQueryExecMode)
+			p.QueryExecMode = d.Val()
 		case "feed":
-			if !d.AllArgs(&p.Feed) {
-				return d.ArgErr()
-			}
-			if p.Feed != "listen" && p.Feed != "poll" {
-				return d.Errf("feed must be listen or poll, not %q", p.Feed)
-			}
+			err = choiceArg(d, &p.Feed, "listen", "poll")
 		case "heartbeat":
-			if err := durationInto(d, &p.Heartbeat, 0); err != nil {
-				return err
-			}
+			err = durationInto(d, &p.Heartbeat, 0)
 		default:
-			return d.Errf("unrecognized postgres store subdirective %q", d.Val())
+			err = d.Errf("unrecognized postgres store subdirective %q", d.Val())
+		}
+		if err != nil {
+			return err
 		}
 	}
 	if p.DSN == "" {

@@ -1,13 +1,9 @@
 package caddymodule
 
 import (
-	"context"
-
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
-	"go.uber.org/zap"
 
-	"github.com/tokengate/caddy-tokengate/internal/manage"
 	"github.com/tokengate/caddy-tokengate/internal/notify"
 )
 
@@ -18,27 +14,8 @@ func expandPlaceholders(s string) (string, error) {
 	return caddy.NewReplacer().ReplaceOrErr(s, true, true)
 }
 
-// provisionWebhooks builds the dispatcher of the configured webhooks
-// (notify.FromConfig), their placeholders expanded as Caddy expands them;
-// nil when none is configured.
-func (a *App) provisionWebhooks() (*notify.Dispatcher, error) {
-	return notify.FromConfig(a.Webhooks, expandPlaceholders, notify.Options{Logger: a.logger.Named("webhook"), Outcome: metrics.WebhookOutcome})
-}
-
-// sweepLapses announces approved requests that went unclaimed, until ctx
-// ends (manage.SweepLapses).
-func (a *App) sweepLapses(ctx context.Context) {
-	a.manage.SweepLapses(ctx, manage.LapseSweepInterval, func(err error) {
-		a.logger.Error("looking for lapsed requests", zap.Error(err))
-	})
-}
-
-// unmarshalWebhook parses
-//
-//	webhook <url> {
-//		secret <secret>
-//		events <type...>
-//	}
+// unmarshalWebhook reads `webhook <url> { ... }`; the dispenser is on
+// "webhook".
 func (a *App) unmarshalWebhook(d *caddyfile.Dispenser) error {
 	var w notify.HookConfig
 	if err := oneArg(d, &w.URL); err != nil {

@@ -1,12 +1,9 @@
 package node
 
 import (
-	"time"
-
 	"github.com/tokengate/caddy-tokengate/api"
 	"github.com/tokengate/caddy-tokengate/internal/addrlimit"
 	"github.com/tokengate/caddy-tokengate/internal/breakglass"
-	"github.com/tokengate/caddy-tokengate/internal/leaks"
 	"github.com/tokengate/caddy-tokengate/internal/mgmtapi"
 )
 
@@ -17,17 +14,16 @@ type Management struct {
 	// confirmation codes are written.
 	BreakGlass    *breakglass.Desk
 	BreakGlassDir string
-	// ExchangeAttempts per ExchangeWindow and client address brake the
-	// token exchange, which takes no credential.
-	ExchangeAttempts int
-	ExchangeWindow   time.Duration
-	// Leaks is the intake of secrets found in the wild.
-	Leaks *leaks.Intake
+	// ExchangeLimit brakes the token exchange, which takes no
+	// credential, per client address; nil takes the management API's
+	// defaults.
+	ExchangeLimit *addrlimit.AttemptLimit
 }
 
 // ManagementNode is what the management API acts on in this node.
 func (p *Parts) ManagementNode(m Management) *mgmtapi.Node {
 	o := p.opts
+	attempts, window := m.ExchangeLimit.Or(mgmtapi.DefaultExchangeAttempts, mgmtapi.DefaultExchangeWindow)
 	n := &mgmtapi.Node{
 		Manage: p.Manage, Audit: p.Audit, Store: p.Store, Logger: o.Logger, Now: o.Now,
 		MaxTTL: p.Lifecycle.MaxTTL, ParseDuration: o.ParseDuration,
@@ -35,8 +31,8 @@ func (p *Parts) ManagementNode(m Management) *mgmtapi.Node {
 		BreakGlass:    m.BreakGlass,
 		BreakGlassDir: m.BreakGlassDir,
 		People:        p.People, Workloads: p.Workloads,
-		ExchangeBrake: addrlimit.New(m.ExchangeAttempts, m.ExchangeWindow, o.Now),
-		Leaks:         m.Leaks,
+		ExchangeBrake: addrlimit.New(attempts, window, o.Now),
+		Leaks:         p.Leaks,
 	}
 	if o.OIDC != nil {
 		n.SignIn = &api.SignInConfig{Issuer: o.OIDC.Issuer, ClientID: o.OIDC.Audience}

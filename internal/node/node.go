@@ -14,6 +14,7 @@ import (
 	"context"
 	"fmt"
 	"io/fs"
+	"net/http"
 	"os"
 	"strings"
 	"time"
@@ -21,11 +22,14 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/tokengate/caddy-tokengate/internal/audit"
+	"github.com/tokengate/caddy-tokengate/internal/console"
 	"github.com/tokengate/caddy-tokengate/internal/gateway"
 	"github.com/tokengate/caddy-tokengate/internal/health"
 	"github.com/tokengate/caddy-tokengate/internal/identity"
+	"github.com/tokengate/caddy-tokengate/internal/leaks"
 	"github.com/tokengate/caddy-tokengate/internal/lifecycle"
 	"github.com/tokengate/caddy-tokengate/internal/manage"
+	"github.com/tokengate/caddy-tokengate/internal/notify"
 	"github.com/tokengate/caddy-tokengate/internal/policy"
 	"github.com/tokengate/caddy-tokengate/internal/token"
 	"github.com/tokengate/caddy-tokengate/policies"
@@ -48,13 +52,14 @@ type Options struct {
 	Store store.Backend
 
 	// PolicyDir is a folder of .rego policies (watched for changes), an
-	// OPA bundle file or URL (then Bundle is set), or empty for the
-	// policies built into the binary.
-	PolicyDir string
-	Bundle    *policy.Bundle
-	// OnPolicyReload hears whether each change of the policy folder was
-	// put in force.
+	// OPA bundle file or URL (polled, with the options of PolicyBundle),
+	// or empty for the policies built into the binary.
+	PolicyDir    string
+	PolicyBundle *policy.BundleConfig
+	// OnPolicyReload hears whether each change of the policy was put in
+	// force; OnBundleFetch the result of each fetch of a bundle.
 	OnPolicyReload func(ok bool)
+	OnBundleFetch  func(result string)
 
 	// MaxTTL caps any token's lifetime. Default DefaultMaxTTL.
 	MaxTTL time.Duration
@@ -95,6 +100,21 @@ type Options struct {
 	// the request path.
 	ObservePolicy func(time.Duration)
 	ObserveStore  func(op string, d time.Duration)
+
+	// Expand expands the placeholders ({env.NAME}) of the webhooks' and
+	// the leak intake's URLs and secrets; an unknown one is an error. Nil
+	// takes the values as written.
+	Expand func(string) (string, error)
+	// Webhooks receive signed events about requests and revocations;
+	// OnWebhookOutcome hears how each delivery ended.
+	Webhooks         []notify.HookConfig
+	OnWebhookOutcome func(result string)
+	// Leaks sets up the intake of secrets found in the wild; ClientAddr
+	// reads a request's client address for its brake.
+	Leaks      *leaks.Config
+	ClientAddr func(*http.Request) string
+	// Console sets up the web console (served when OIDC is set).
+	Console *console.Settings
 }
 
 // Parts are one node's assembled parts.
@@ -110,8 +130,11 @@ type Parts struct {
 	Hasher, PreviousHasher *token.Hasher
 	People                 *identity.Verifier  // nil without oidc
 	Workloads              *identity.Workloads // nil without workload issuers
+	Webhooks               *notify.Dispatcher  // nil without webhooks
+	Leaks                  *leaks.Intake
 
 	opts       Options
+	bundle     *policy.Bundle // nil unless the policy is an OPA bundle
 	work       *work
 	storeProbe health.StoreProbe
 }
@@ -130,12 +153,18 @@ func Assemble(ctx context.Context, o Options) (*Parts, error) {
 	if o.MaxTTL <= 0 {
 		o.MaxTTL = DefaultMaxTTL
 	}
+	if o.Expand == nil {
+		o.Expand = func(s string) (string, error) { return s, nil }
+	}
 	p := &Parts{Store: o.Store, Audit: audit.New(o.Logger.Named("audit")), opts: o}
 	if err := p.identity(ctx, o); err != nil {
 		return nil, err
 	}
 	var err error
-	if p.Engine, err = newEngine(ctx, o); err != nil {
+	if p.bundle, err = policy.OpenBundle(o.PolicyDir, o.PolicyBundle, o.OnBundleFetch); err != nil {
+		return nil, err
+	}
+	if p.Engine, err = p.newEngine(ctx); err != nil {
 		return nil, fmt.Errorf("loading policy from %s: %v", p.PolicySource(), err)
 	}
 	p.Hasher = token.NewHasher(o.Pepper)
@@ -176,6 +205,9 @@ func Assemble(ctx context.Context, o Options) (*Parts, error) {
 			zap.String("policy", p.PolicySource()))
 	}
 	p.Manage = &manage.Service{Tokens: p.Lifecycle, Requests: o.Store, Policy: p.Engine, Audit: p.Audit, Now: o.Now}
+	if err := p.assembleServices(o); err != nil {
+		return nil, err
+	}
 	return p, nil
 }
 
@@ -194,10 +226,11 @@ func (p *Parts) LogReady() {
 
 // newEngine compiles the policy: the bundle, the folder or the built-in
 // policies. Their print() output goes to logger tokengate.policy.
-func newEngine(ctx context.Context, o Options) (*policy.Engine, error) {
+func (p *Parts) newEngine(ctx context.Context) (*policy.Engine, error) {
+	o := p.opts
 	printer := policy.WithPrintLogger(o.Logger.Named("policy"))
-	if o.Bundle != nil {
-		return policy.NewBundleEngine(ctx, o.Bundle, printer)
+	if p.bundle != nil {
+		return policy.NewBundleEngine(ctx, p.bundle, printer)
 	}
 	var source fs.FS = policies.FS
 	if o.PolicyDir != "" {
@@ -209,8 +242,8 @@ func newEngine(ctx context.Context, o Options) (*policy.Engine, error) {
 // PolicySource names where the policy comes from, for the log.
 func (p *Parts) PolicySource() string {
 	switch {
-	case p.opts.Bundle != nil:
-		return p.opts.Bundle.String()
+	case p.bundle != nil:
+		return p.bundle.String()
 	case p.opts.PolicyDir == "":
 		return "built-in policies"
 	}

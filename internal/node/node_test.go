@@ -11,7 +11,9 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest/observer"
 
+	"github.com/tokengate/caddy-tokengate/internal/addrlimit"
 	"github.com/tokengate/caddy-tokengate/internal/breakglass"
+	"github.com/tokengate/caddy-tokengate/internal/duration"
 	"github.com/tokengate/caddy-tokengate/internal/gateway"
 	"github.com/tokengate/caddy-tokengate/internal/identity"
 	"github.com/tokengate/caddy-tokengate/internal/lifecycle"
@@ -90,7 +92,8 @@ func TestAssembleRefusesBadOptions(t *testing.T) {
 			o.OIDC = &identity.PersonConfig{Issuer: "https://idp.example.com/", Audience: "tokengate"}
 			o.Workloads = []identity.WorkloadConfig{{Name: "ci", Issuer: "https://IDP.example.com", Audience: "ci"}}
 		}, "oidc and workload ci name the same issuer", true},
-		{"missing policy folder", func(o *Options) { o.PolicyDir = filepath.Join(t.TempDir(), "none") }, "loading policy from", false},
+		{"missing policy folder", func(o *Options) { o.PolicyDir = filepath.Join(t.TempDir(), "none") }, "none: no such file or directory", false},
+		{"bundle options without a bundle", func(o *Options) { o.PolicyBundle = &policy.BundleConfig{} }, "policy_bundle is set but policy names no bundle", false},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			o, _ := options(t)
@@ -191,8 +194,8 @@ func TestManagementNode(t *testing.T) {
 		t.Fatal(err)
 	}
 	desk := new(breakglass.Desk)
-	n := p.ManagementNode(Management{BreakGlass: desk, BreakGlassDir: "/codes", ExchangeAttempts: 3, ExchangeWindow: time.Minute})
-	if n.Manage != p.Manage || n.Store != p.Store || n.People != p.People || n.BreakGlass != desk || n.BreakGlassDir != "/codes" || n.MaxTTL != time.Hour || n.ExchangeBrake == nil {
+	n := p.ManagementNode(Management{BreakGlass: desk, BreakGlassDir: "/codes", ExchangeLimit: &addrlimit.AttemptLimit{Attempts: 3, Window: duration.Duration(time.Minute)}})
+	if n.Manage != p.Manage || n.Store != p.Store || n.People != p.People || n.BreakGlass != desk || n.BreakGlassDir != "/codes" || n.MaxTTL != time.Hour || n.ExchangeBrake == nil || n.Leaks != p.Leaks || n.Leaks == nil {
 		t.Errorf("node %+v", n)
 	}
 	if n.SignIn == nil || n.SignIn.Issuer != "https://idp.example.com" || n.SignIn.ClientID != "tokengate-cli" {

@@ -18,8 +18,9 @@ type work struct {
 
 // Start opens a store that opens on first use and runs the background
 // work: the gate's usage batches and rate-limit leases, the watch of a
-// policy folder, one look at each identity provider and the log of the
-// audit health. More work joins with Go; Stop ends it all.
+// policy folder or the polling of a bundle, one look at each identity
+// provider, the log of the audit health, and the webhooks. More work
+// joins with Go; Stop ends it all.
 func (p *Parts) Start() error {
 	// A store that opens on first use (bolt, so that validation needs no
 	// file lock) is opened here, so that a held lock fails the start.
@@ -31,7 +32,7 @@ func (p *Parts) Start() error {
 	ctx, cancel := context.WithCancel(context.Background())
 	p.work = &work{ctx: ctx, cancel: cancel}
 	p.Go(p.Gate.Run)
-	if p.opts.Bundle == nil && p.opts.PolicyDir != "" {
+	if p.bundle == nil && p.opts.PolicyDir != "" {
 		if err := p.Engine.Watch(ctx, p.opts.PolicyDir, p.policyReloaded); err != nil {
 			p.Stop()
 			return err
@@ -39,6 +40,7 @@ func (p *Parts) Start() error {
 	}
 	p.Go(p.discoverIssuers)
 	p.Go(p.watchAudit)
+	p.startServices()
 	return nil
 }
 
@@ -49,26 +51,17 @@ func (p *Parts) Go(f func(context.Context)) {
 }
 
 // Stop ends the background work and waits for it; the gate flushes its
-// usage records and settles its rate-limit leases on the way out.
+// usage records and settles its rate-limit leases on the way out. The
+// webhooks stop last, so that what the stopped work published is still
+// delivered.
 func (p *Parts) Stop() {
 	if p.work != nil {
 		p.work.cancel()
 		p.work.running.Wait()
 	}
-}
-
-// policyReloaded logs a change of the policy folder, put in force or
-// refused.
-func (p *Parts) policyReloaded(rev string, err error) {
-	if p.opts.OnPolicyReload != nil {
-		p.opts.OnPolicyReload(err == nil)
+	if p.Webhooks != nil {
+		p.Webhooks.Stop()
 	}
-	if err != nil {
-		p.opts.Logger.Error("policy change refused; previous policy stays in force",
-			zap.String("policy", p.opts.PolicyDir), zap.String("policy_rev", p.Engine.Revision()), zap.Error(err))
-		return
-	}
-	p.opts.Logger.Info("policy reloaded", zap.String("policy", p.opts.PolicyDir), zap.String("policy_rev", rev))
 }
 
 // discoverIssuers fetches each issuer's discovery document once at start,

@@ -2,6 +2,7 @@ package postgres
 
 import (
 	"fmt"
+	"strconv"
 	"time"
 
 	"github.com/tokengate/caddy-tokengate/internal/duration"
@@ -33,6 +34,15 @@ type Config struct {
 	// reads through the pool every heartbeat, and the node needs no
 	// connection beyond max_conns, through PgBouncer if need be).
 	Feed string `json:"feed,omitempty"`
+}
+
+// ParseMaxConns reads a max_conns value: a pool size of 1 or more.
+func ParseMaxConns(s string) (int32, error) {
+	n, err := strconv.ParseInt(s, 10, 32)
+	if err != nil || n < 1 {
+		return 0, fmt.Errorf("max_conns %q is not a number of 1 or more", s)
+	}
+	return int32(n), nil
 }
 
 // Options checks c and returns the options it opens the store with, its
