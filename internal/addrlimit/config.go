@@ -10,9 +10,7 @@ import (
 // AttemptLimit is how many attempts one client address may make in each
 // window.
 //
-// Caddyfile, in the tokengate global option:
-//
-//	exchange_limit <attempts> <window>
+// In a Caddyfile: `exchange_limit <attempts> <window>` (docs/caddyfile.md).
 type AttemptLimit struct {
 	Attempts int               `json:"attempts,omitempty"`
 	Window   duration.Duration `json:"window,omitempty"`

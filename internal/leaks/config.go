@@ -18,13 +18,7 @@ import (
 // /v1/leaks (reports from callers the admin policy lets report) is always
 // on; GitHub's alerts and webhooks only when their keys or secret are set.
 //
-// Caddyfile, in the tokengate global option:
-//
-//	leaks {
-//		github_keys <file|url>         # GitHub's secret scanning public keys: enables POST /v1/leaks/github
-//		webhook_secret <secret>        # the organisation webhook's secret: enables secret_scanning_alert on POST /v1/leaks
-//		limit <attempts> <window>      # reports per client address; default 60 1m
-//	}
+// It is the tokengate option's `leaks { ... }` block (docs/caddyfile.md).
 type Config struct {
 	// GitHubKeys is a file or http(s) URL holding GitHub's public-keys
 	// document (https://api.github.com/meta/public_keys/secret_scanning).
