@@ -157,7 +157,9 @@ func (a *App) Provision(ctx caddy.Context) error {
 	if a.CensusInterval < 0 || (a.CensusInterval > 0 && time.Duration(a.CensusInterval) < minCensusInterval) {
 		return fmt.Errorf("census_interval must be %s or more, got %s", minCensusInterval, time.Duration(a.CensusInterval))
 	}
-	pepper, previousPepper, err := node.ResolvePeppers(a.Pepper, a.PreviousPepper, caddy.NewReplacer().ReplaceOrErr)
+	// Secrets and URLs in the config may name {env.*} and {file.*}.
+	expand := caddy.NewReplacer().ReplaceOrErr
+	pepper, previousPepper, err := node.ResolvePeppers(a.Pepper, a.PreviousPepper, expand)
 	if err != nil {
 		return err
 	}
@@ -173,7 +175,7 @@ func (a *App) Provision(ctx caddy.Context) error {
 		AuditFailOpen: a.AuditFailOpen,
 		StaleReads:    a.StaleReads == "allow", StoreTimeout: a.maxStaleness(),
 		ObservePolicy: metrics.PolicyEvaluated, ObserveStore: metrics.StoreCalled,
-		Expand:   expandPlaceholders,
+		Expand:   expand,
 		Webhooks: a.Webhooks, OnWebhookOutcome: metrics.WebhookOutcome,
 		Leaks: a.Leaks, ClientAddr: caddyHost{}.ClientIP,
 		Console: a.Console,

@@ -161,7 +161,7 @@ func (p *PostgresStore) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			_, err = parsedArg(d, postgres.ParseQueryExecMode)
 			p.QueryExecMode = d.Val()
 		case "feed":
-			err = choiceArg(d, &p.Feed, "listen", "poll")
+			err = choiceArg(d, &p.Feed, postgres.Feeds...)
 		case "heartbeat":
 			err = durationInto(d, &p.Heartbeat, 0)
 		default:

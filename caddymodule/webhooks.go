@@ -1,18 +1,10 @@
 package caddymodule
 
 import (
-	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 
 	"github.com/tokengate/caddy-tokengate/internal/notify"
 )
-
-// expandPlaceholders expands the placeholders of a config value as Caddy
-// does ({env.TOKENGATE_WEBHOOK_SECRET} and the like), failing on one that
-// is unknown.
-func expandPlaceholders(s string) (string, error) {
-	return caddy.NewReplacer().ReplaceOrErr(s, true, true)
-}
 
 // unmarshalWebhook reads `webhook <url> { ... }`; the dispenser is on
 // "webhook".

@@ -102,9 +102,10 @@ type Options struct {
 	ObserveStore  func(op string, d time.Duration)
 
 	// Expand expands the placeholders ({env.NAME}) of the webhooks' and
-	// the leak intake's URLs and secrets; an unknown one is an error. Nil
-	// takes the values as written.
-	Expand func(string) (string, error)
+	// the leak intake's URLs and secrets, as it does the peppers'
+	// (ResolvePeppers); there a placeholder that is unknown or empty is
+	// an error. Nil takes the values as written.
+	Expand Expand
 	// Webhooks receive signed events about requests and revocations;
 	// OnWebhookOutcome hears how each delivery ended.
 	Webhooks         []notify.HookConfig
@@ -154,7 +155,7 @@ func Assemble(ctx context.Context, o Options) (*Parts, error) {
 		o.MaxTTL = DefaultMaxTTL
 	}
 	if o.Expand == nil {
-		o.Expand = func(s string) (string, error) { return s, nil }
+		o.Expand = func(s string, _, _ bool) (string, error) { return s, nil }
 	}
 	p := &Parts{Store: o.Store, Audit: audit.New(o.Logger.Named("audit")), opts: o}
 	if err := p.identity(ctx, o); err != nil {

@@ -20,8 +20,9 @@ import (
 // assembleServices builds the webhooks' dispatcher and the leak intake,
 // and tells the management service where they and the console are.
 func (p *Parts) assembleServices(o Options) error {
+	expand := func(s string) (string, error) { return o.Expand(s, true, true) }
 	var err error
-	if p.Webhooks, err = notify.FromConfig(o.Webhooks, o.Expand, notify.Options{
+	if p.Webhooks, err = notify.FromConfig(o.Webhooks, expand, notify.Options{
 		Logger: o.Logger.Named("webhook"), Outcome: o.OnWebhookOutcome,
 	}); err != nil {
 		return err
@@ -32,7 +33,7 @@ func (p *Parts) assembleServices(o Options) error {
 	if p.Manage.ConsoleURL, err = o.Console.BaseURL(); err != nil {
 		return err
 	}
-	p.Leaks, err = leaks.FromConfig(o.Leaks, o.Expand, leaks.Parts{
+	p.Leaks, err = leaks.FromConfig(o.Leaks, expand, leaks.Parts{
 		Ledger:     leaks.StoreLedger{Store: o.Store, Hasher: p.Hasher, Previous: p.PreviousHasher, Exposer: p.Manage},
 		Trail:      p.Manage,
 		Now:        o.Now,

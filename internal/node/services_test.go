@@ -20,7 +20,7 @@ import (
 func TestWebhookSecretIsExpanded(t *testing.T) {
 	o, _ := options(t)
 	o.Webhooks = []notify.HookConfig{{URL: "http://127.0.0.1:1/hook", Secret: "{env.MISSING}"}}
-	o.Expand = func(s string) (string, error) {
+	o.Expand = func(s string, _, _ bool) (string, error) {
 		if strings.Contains(s, "{env.MISSING}") {
 			return "", errors.New("unknown placeholder")
 		}

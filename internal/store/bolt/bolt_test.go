@@ -1,14 +1,11 @@
 package bolt
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -16,6 +13,7 @@ import (
 
 	bberrors "go.etcd.io/bbolt/errors"
 
+	"github.com/tokengate/caddy-tokengate/internal/testutil/helperproc"
 	"github.com/tokengate/caddy-tokengate/internal/token"
 	"github.com/tokengate/caddy-tokengate/store"
 	"github.com/tokengate/caddy-tokengate/store/storetest"
@@ -109,29 +107,16 @@ func TestSecondNodeIsToldTheFileIsLocked(t *testing.T) {
 		}
 		defer s.Close()
 		fmt.Println("holding")
-		io.Copy(io.Discard, os.Stdin) // until the parent closes stdin
+		helperproc.HoldUntilReleased()
 		return
 	}
 	path := filepath.Join(t.TempDir(), "tokens.db")
-	holder := exec.Command(os.Args[0], "-test.run=^TestSecondNodeIsToldTheFileIsLocked$")
-	holder.Env = append(os.Environ(), "TOKENGATE_BOLT_HOLD="+path)
-	stdin, err := holder.StdinPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	stdout, err := holder.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := holder.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer func() { stdin.Close(); holder.Wait() }()
-	if line, err := bufio.NewReader(stdout).ReadString('\n'); err != nil || line != "holding\n" {
-		t.Fatalf("the holder did not open the file: %q %v", line, err)
+	lines := helperproc.Start(t, "TestSecondNodeIsToldTheFileIsLocked", "TOKENGATE_BOLT_HOLD="+path)
+	if !lines.Scan() || lines.Text() != "holding" {
+		t.Fatalf("the holder did not open the file: %q %v", lines.Text(), lines.Err())
 	}
 
-	_, err = Open(path, 100*time.Millisecond)
+	_, err := Open(path, 100*time.Millisecond)
 	if err == nil {
 		t.Fatal("a second process opened a locked file")
 	}

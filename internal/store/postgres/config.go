@@ -2,7 +2,9 @@ package postgres
 
 import (
 	"fmt"
+	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/tokengate/caddy-tokengate/internal/duration"
@@ -36,6 +38,9 @@ type Config struct {
 	Feed string `json:"feed,omitempty"`
 }
 
+// Feeds are the ways the change feed may learn of changes (Config.Feed).
+var Feeds = []string{"listen", "poll"}
+
 // ParseMaxConns reads a max_conns value: a pool size of 1 or more.
 func ParseMaxConns(s string) (int32, error) {
 	n, err := strconv.ParseInt(s, 10, 32)
@@ -61,6 +66,10 @@ func (c Config) Options(expand func(string) string) (Options, error) {
 			return Options{}, fmt.Errorf("postgres store %v", err)
 		}
 		o.QueryExecMode = mode
+	}
+	// A misspelt feed is refused, not taken for the default.
+	if c.Feed != "" && !slices.Contains(Feeds, c.Feed) {
+		return Options{}, fmt.Errorf("postgres store feed %q: must be %s", c.Feed, strings.Join(Feeds, " or "))
 	}
 	o.Feed.Poll = c.Feed == "poll"
 	if c.Heartbeat > 0 {

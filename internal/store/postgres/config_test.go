@@ -35,6 +35,7 @@ func TestConfigOptions(t *testing.T) {
 		{}:                                    "postgres store needs a dsn",
 		{DSN: "x", MaxConns: -1}:              "postgres store max_conns -1: must be 1 or more",
 		{DSN: "x", QueryExecMode: "prepared"}: "postgres store query_exec_mode \"prepared\"",
+		{DSN: "x", Feed: "pol"}:               "postgres store feed \"pol\": must be listen or poll",
 	} {
 		if _, err := bad.Options(expand); err == nil || !strings.HasPrefix(err.Error(), wantErr) {
 			t.Errorf("%+v: %v, want %q", bad, err, wantErr)

@@ -1,14 +1,13 @@
 package caddyproc
 
 import (
-	"bufio"
 	"fmt"
-	"io"
 	"os"
-	"os/exec"
 	"runtime"
 	"strconv"
 	"testing"
+
+	"github.com/tokengate/caddy-tokengate/internal/testutil/helperproc"
 )
 
 // Tests that run side by side each start a Caddy on ports PickPort chose:
@@ -41,22 +40,8 @@ func TestPickPortHoldsAgainstOtherProcesses(t *testing.T) {
 		t.Skip("the claim across processes is Linux's abstract sockets")
 	}
 	t.Parallel()
-	holder := exec.Command(os.Args[0], "-test.run=^TestPortHolder$")
-	holder.Env = append(os.Environ(), "TOKENGATE_TEST_PORT_HOLDER=1")
-	stdin, err := holder.StdinPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	stdout, err := holder.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := holder.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { stdin.Close(); holder.Wait() })
+	lines := helperproc.Start(t, "TestPortHolder", "TOKENGATE_TEST_PORT_HOLDER=1")
 	held := map[int]bool{}
-	lines := bufio.NewScanner(stdout)
 	for lines.Scan() && lines.Text() != "held" {
 		if port, err := strconv.Atoi(lines.Text()); err == nil {
 			held[port] = true
@@ -93,5 +78,5 @@ func TestPortHolder(t *testing.T) {
 		fmt.Println(port)
 	}
 	fmt.Println("held")
-	io.Copy(io.Discard, os.Stdin)
+	helperproc.HoldUntilReleased()
 }
